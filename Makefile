@@ -1,0 +1,37 @@
+# Two commands on a fresh machine:
+#   make demo   set up .venv (CPU torch first), build and install the project, run the demo
+#   make test   the same setup, then the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# The CPU build of torch lies on disk; an unpinned torch would pull a multi-GB CUDA build.
+TORCH  := torch==2.13.0
+BUILD_DEPS := scikit-build-core pybind11 cmake ninja
+
+.PHONY: setup demo test bench-gemm train-default clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Always refreshes: pip skips what is installed; the native build is incremental (build/).
+setup: $(PY)
+	$(PIP) install --quiet $(TORCH)
+	$(PIP) install --quiet $(BUILD_DEPS)
+	$(PIP) install --quiet --no-build-isolation -e '.[dev]'
+
+demo: setup
+	$(VENV)/bin/pi demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench-gemm: setup
+	$(VENV)/bin/pi bench gemm --json benchmarks/results/gemm.json
+
+train-default: setup
+	$(PY) demos/train_default.py
+
+clean:
+	rm -rf build $(VENV) .pytest_cache

@@ -1,0 +1,93 @@
+"""Shared plumbing of the benchmarks: timing, the machine description, tables, result files."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+def time_runs(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
+    """Runs fn warmup + repeats times; returns median/min/max seconds of the timed runs."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "repeats": repeats}
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import pi_native
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": pi_native.get_num_threads(),
+            "aesni": pi_native.has_aesni(), "python": platform.python_version(),
+            "platform": platform.platform()}
+    try:
+        import numpy
+        info["numpy"] = numpy.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def command_line() -> str:
+    """The command as a user would retype it."""
+    prog = Path(sys.argv[0]).name
+    return " ".join(shlex.quote(a) for a in [prog, *sys.argv[1:]])
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> str:
+    """columns: (key, header with unit, format spec). None prints as '-'."""
+    cells = [[h for _, h, _ in columns]]
+    for row in rows:
+        cells.append(["-" if row.get(k) is None else format(row[k], f) for k, _, f in columns])
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_results(path: str | os.PathLike, name: str, rows: list[dict], extra: dict | None = None,
+                  markdown: str | None = None) -> Path:
+    """Writes {benchmark, command, machine, date, rows} as JSON, and a Markdown twin if given."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"benchmark": name, "command": command_line(), "date": datetime.now(timezone.utc).isoformat(
+        timespec="seconds"), "machine": machine(), **(extra or {}), "rows": rows}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    if markdown is not None:
+        m = doc["machine"]
+        header = (f"# {name}\n\nCommand: `{doc['command']}`  \nDate: {doc['date']}  \n"
+                  f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} kernel threads, "
+                  f"AES-NI {'yes' if m['aesni'] else 'no'}\n\n")
+        path.with_suffix(".md").write_text(header + markdown + "\n")
+    return path
+
+
+def markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> str:
+    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    sep = "|" + "|".join("---:" for _ in columns) + "|"
+    body = ["| " + " | ".join("-" if r.get(k) is None else format(r[k], f) for k, _, f in columns) + " |"
+            for r in rows]
+    return "\n".join([head, sep, *body])
