@@ -1,0 +1,424 @@
+"""The secure plan: a model as a list of secure ops over ring tensors.
+
+A `Plan` is public (what a client may know: shapes, op kinds, ReLU policy, fixed point); the
+server's weights live apart in `ServerWeights`. `PlanBuilder` turns float layers into ops and
+does the fixed-point bookkeeping: every tensor has a scale (fractional bits) and a sharing
+state, and the builder inserts rescalings and conversions so that each op gets what it needs.
+
+Sharing states (see docs/engine.md): the server holds `a`, the client `c`, a + c = v·2^scale,
+and the client's share is always known before the input arrives (it is built from
+preprocessing only). In state MASKED the client's share is −s for a mask s the provider
+chose (so the provider can build correlations on it); in state SHARED it is not.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from protocols.fixed_point import MAX_VALUE_BITS, FixedPoint
+
+MASKED, SHARED = "masked", "shared"
+# Per-site activation kinds, with the same codes as relu_budget.models.SITE_KINDS.
+SITE_KINDS = ("relu", "identity", "poly", "circa")
+RELU, IDENTITY, POLY, CIRCA = range(4)
+CIRCA_MODES = ("poszero", "negpass")
+PLAN_FORMAT = 1
+
+
+class PlanError(ValueError):
+    """A plan cannot be built or is inconsistent; the message names the op."""
+
+
+@dataclass
+class Tensor:
+    id: int
+    shape: tuple[int, ...]          # per example (no batch dimension)
+    scale: int                      # fractional bits of the encoding
+    state: str                      # MASKED or SHARED
+    bound: float | None = None      # calibrated max |value| (reals), when known
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class Op:
+    name: str
+    inputs: tuple[int, ...]
+    output: int
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+
+@dataclass
+class Input(Op):
+    pass
+
+
+@dataclass
+class Output(Op):
+    label_only: bool = False
+
+
+@dataclass
+class Conv2d(Op):
+    """Private-weight convolution (BatchNorm already folded in). Weights: ServerWeights[name]."""
+    weight_shape: tuple[int, int, int, int] = (0, 0, 0, 0)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    bias: bool = False
+
+
+@dataclass
+class Linear(Op):
+    weight_shape: tuple[int, int] = (0, 0)
+    bias: bool = False
+
+
+@dataclass
+class SumPool(Op):
+    """Window sums (public, local); average pooling is SumPool followed by MulConst."""
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class MulConst(Op):
+    """Multiplication by a public integer constant (local)."""
+    factor: int = 1
+
+
+@dataclass
+class Add(Op):
+    pass
+
+
+@dataclass
+class Reshape(Op):
+    pass
+
+
+@dataclass
+class Truncate(Op):
+    """Arithmetic right shift by `shift` bits, locally on shares (probabilistic, see docs)."""
+    shift: int = 0
+
+
+@dataclass
+class ToMasked(Op):
+    """Re-randomizes a SHARED tensor into MASKED form (costs offline traffic only)."""
+
+
+@dataclass
+class Activation(Op):
+    """Per-site activation with a fused truncation by `shift` on every site.
+
+    kinds: None (all exact ReLU) or an int8 array over the per-example shape with SITE_KINDS
+    codes. circa: (k, mode) for Circa sites. poly: per-channel (c0, c1, c2), public policy.
+    """
+    kinds: np.ndarray | None = None
+    shift: int = 0
+    circa_k: int | None = None
+    circa_mode: str = "poszero"
+    poly: np.ndarray | None = None
+    value_bits: int = MAX_VALUE_BITS + 1   # inputs satisfy |x| < 2^(value_bits − 1)
+
+    def site_counts(self, size: int) -> dict[str, int]:
+        if self.kinds is None:
+            return {"relu": size, "identity": 0, "poly": 0, "circa": 0}
+        flat = self.kinds.reshape(-1)
+        return {k: int((flat == i).sum()) for i, k in enumerate(SITE_KINDS)}
+
+
+@dataclass
+class MaxPool(Op):
+    kernel: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] = (2, 2)
+    padding: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class Plan:
+    """What both parties know: ops in execution order, tensors, fixed point."""
+    ops: list[Op]
+    tensors: dict[int, Tensor]
+    fixed_point: FixedPoint
+    input_shape: tuple[int, ...]
+    format: int = PLAN_FORMAT
+    meta: dict = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Op]:
+        return iter(self.ops)
+
+    def tensor(self, tid: int) -> Tensor:
+        return self.tensors[tid]
+
+    @property
+    def output_op(self) -> Output:
+        return self.ops[-1]  # type: ignore[return-value]
+
+    def to_dict(self) -> dict:
+        """Plain data (arrays as lists) for the public spec sent to peers."""
+        def op_dict(op: Op) -> dict:
+            d = {"kind": op.kind}
+            for f in dataclasses.fields(op):
+                v = getattr(op, f.name)
+                if isinstance(v, np.ndarray):
+                    v = {"dtype": str(v.dtype), "shape": list(v.shape), "data": v.reshape(-1).tolist()}
+                elif isinstance(v, tuple):
+                    v = list(v)
+                d[f.name] = v
+            return d
+        return {"format": self.format, "frac_bits": self.fixed_point.frac_bits,
+                "input_shape": list(self.input_shape), "meta": self.meta,
+                "tensors": [dataclasses.asdict(t) | {"shape": list(t.shape)} for t in self.tensors.values()],
+                "ops": [op_dict(op) for op in self.ops]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Plan":
+        if d.get("format") != PLAN_FORMAT:
+            raise PlanError(f"plan format {d.get('format')!r} is not supported (expected {PLAN_FORMAT})")
+        kinds = {c.__name__: c for c in OP_TYPES}
+        ops = []
+        for od in d["ops"]:
+            od = dict(od)
+            kind = od.pop("kind")
+            if kind not in kinds:
+                raise PlanError(f"unknown op kind {kind!r} in plan")
+            for k, v in list(od.items()):
+                if isinstance(v, dict) and {"dtype", "shape", "data"} <= v.keys():
+                    od[k] = np.asarray(v["data"], dtype=v["dtype"]).reshape(v["shape"])
+                elif isinstance(v, list):
+                    od[k] = tuple(v)
+            ops.append(kinds[kind](**od))
+        tensors = {t["id"]: Tensor(**{**t, "shape": tuple(t["shape"])}) for t in d["tensors"]}
+        return cls(ops, tensors, FixedPoint(d["frac_bits"]), tuple(d["input_shape"]), meta=d.get("meta", {}))
+
+
+OP_TYPES = (Input, Output, Conv2d, Linear, SumPool, MulConst, Add, Reshape, Truncate, ToMasked,
+            Activation, MaxPool)
+
+
+@dataclass
+class ServerWeights:
+    """The server's private ring-encoded weights and biases, keyed by op name."""
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    biases: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class PlanBuilder:
+    """Builds a Plan from float layers, tracking scale and sharing state of every tensor.
+
+    Rules: inputs enter at scale f, MASKED. A private linear op needs a MASKED input (a
+    ToMasked is inserted otherwise) and adds f to the scale. An activation brings its output
+    to scale f (the gates fuse the shift; identity sites are truncated locally). Add aligns
+    scales by exact multiplication by a power of two.
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], fixed_point: FixedPoint | None = None) -> None:
+        self.fp = fixed_point or FixedPoint()
+        self.ops: list[Op] = []
+        self.tensors: dict[int, Tensor] = {}
+        self.weights = ServerWeights()
+        self._names: set[str] = set()
+        self.input_shape = tuple(input_shape)
+        self.input = self._new(self.input_shape, self.fp.frac_bits, MASKED)
+        self.ops.append(Input("input", (), self.input))
+
+    # -- helpers -------------------------------------------------------------------------
+    def _new(self, shape, scale: int, state: str) -> int:
+        tid = len(self.tensors)
+        self.tensors[tid] = Tensor(tid, tuple(int(s) for s in shape), scale, state)
+        return tid
+
+    def _name(self, name: str | None, default: str) -> str:
+        base = name or default
+        n, i = base, 1
+        while n in self._names:
+            i += 1
+            n = f"{base}_{i}"
+        self._names.add(n)
+        return n
+
+    def _t(self, tid: int) -> Tensor:
+        if tid not in self.tensors:
+            raise PlanError(f"unknown tensor id {tid}")
+        return self.tensors[tid]
+
+    def _check_scale(self, scale: int, where: str) -> None:
+        if scale > 4 * self.fp.frac_bits:
+            raise PlanError(f"{where}: fixed-point scale 2^{scale} exceeds 4·frac_bits; insert an activation "
+                            "or a truncation (too many linear ops in a row)")
+
+    def masked(self, tid: int) -> int:
+        t = self._t(tid)
+        if t.state == MASKED:
+            return tid
+        out = self._new(t.shape, t.scale, MASKED)
+        self.ops.append(ToMasked(self._name(None, f"to_masked{out}"), (tid,), out))
+        return out
+
+    def rescale(self, tid: int, scale: int) -> int:
+        """Brings a tensor to `scale`: up by an exact multiplication, down by a truncation."""
+        t = self._t(tid)
+        if scale == t.scale:
+            return tid
+        if scale > t.scale:
+            out = self._new(t.shape, scale, t.state)
+            self.ops.append(MulConst(self._name(None, f"upscale{out}"), (tid,), out, factor=1 << (scale - t.scale)))
+        else:
+            out = self._new(t.shape, scale, t.state)
+            self.ops.append(Truncate(self._name(None, f"trunc{out}"), (tid,), out, shift=t.scale - scale))
+        return out
+
+    # -- private linear ops ---------------------------------------------------------------
+    def conv2d(self, tid: int, weight: np.ndarray, bias: np.ndarray | None = None, stride=(1, 1),
+               padding=(0, 0), name: str | None = None) -> int:
+        tid = self.masked(tid)
+        t = self._t(tid)
+        weight = np.asarray(weight, dtype=np.float64)
+        if weight.ndim != 4 or len(t.shape) != 3 or weight.shape[1] != t.shape[0]:
+            raise PlanError(f"conv2d {name}: weight {weight.shape} does not fit input {t.shape}")
+        c, h, w = t.shape
+        oh = (h + 2 * padding[0] - weight.shape[2]) // stride[0] + 1
+        ow = (w + 2 * padding[1] - weight.shape[3]) // stride[1] + 1
+        if oh < 1 or ow < 1:
+            raise PlanError(f"conv2d {name}: kernel {weight.shape[2:]} larger than padded input {t.shape[1:]}")
+        scale = t.scale + self.fp.frac_bits
+        self._check_scale(scale, f"conv2d {name}")
+        out = self._new((weight.shape[0], oh, ow), scale, SHARED)
+        op = Conv2d(self._name(name, "conv"), (tid,), out, tuple(weight.shape), tuple(stride), tuple(padding),
+                    bias is not None)
+        self._store(op.name, weight, bias, scale)
+        self.ops.append(op)
+        return out
+
+    def linear(self, tid: int, weight: np.ndarray, bias: np.ndarray | None = None, name: str | None = None) -> int:
+        tid = self.masked(tid)
+        t = self._t(tid)
+        weight = np.asarray(weight, dtype=np.float64)
+        if weight.ndim != 2 or len(t.shape) != 1 or weight.shape[1] != t.shape[0]:
+            raise PlanError(f"linear {name}: weight {weight.shape} does not fit input {t.shape}")
+        scale = t.scale + self.fp.frac_bits
+        self._check_scale(scale, f"linear {name}")
+        out = self._new((weight.shape[0],), scale, SHARED)
+        op = Linear(self._name(name, "linear"), (tid,), out, tuple(weight.shape), bias is not None)
+        self._store(op.name, weight, bias, scale)
+        self.ops.append(op)
+        return out
+
+    def _store(self, name: str, weight, bias, out_scale: int) -> None:
+        self.weights.weights[name] = self.fp.encode(weight)
+        if bias is not None:
+            self.weights.biases[name] = self.fp.encode(np.asarray(bias, dtype=np.float64), scale=out_scale)
+
+    # -- public ops -----------------------------------------------------------------------
+    def avgpool(self, tid: int, kernel, stride=None, padding=(0, 0), name: str | None = None) -> int:
+        """Average pooling (count_include_pad=True): window sum, then × round(2^f / k)."""
+        kernel = tuple(kernel)
+        stride = tuple(stride or kernel)
+        summed = self.sumpool(tid, kernel, stride, padding, name)
+        return self.mul_const(summed, 1.0 / (kernel[0] * kernel[1]), name)
+
+    def sumpool(self, tid: int, kernel, stride, padding=(0, 0), name: str | None = None) -> int:
+        t = self._t(tid)
+        c, h, w = t.shape
+        oh = (h + 2 * padding[0] - kernel[0]) // stride[0] + 1
+        ow = (w + 2 * padding[1] - kernel[1]) // stride[1] + 1
+        out = self._new((c, oh, ow), t.scale, t.state)
+        self.ops.append(SumPool(self._name(name, "sumpool"), (tid,), out, tuple(kernel), tuple(stride), tuple(padding)))
+        return out
+
+    def mul_const(self, tid: int, value: float, name: str | None = None) -> int:
+        """× a public positive real. Integers and 2^-j are exact (a division by 2^j only
+        relabels the scale); other values are encoded at scale f, which adds f."""
+        t = self._t(tid)
+        if value <= 0:
+            raise PlanError(f"mul_const {name}: only positive constants are supported, got {value}")
+        j = -np.log2(value)
+        if float(value).is_integer():
+            factor, scale = int(value), t.scale
+        elif j.is_integer():
+            factor, scale = 1, t.scale + int(j)
+        else:
+            factor, scale = int(round(value * 2 ** self.fp.frac_bits)), t.scale + self.fp.frac_bits
+        self._check_scale(scale, f"mul_const {name}")
+        out = self._new(t.shape, scale, t.state)
+        self.ops.append(MulConst(self._name(name, "mulconst"), (tid,), out, factor=factor))
+        return out
+
+    def add(self, a: int, b: int, name: str | None = None) -> int:
+        ta, tb = self._t(a), self._t(b)
+        if ta.shape != tb.shape:
+            raise PlanError(f"add {name}: shapes {ta.shape} and {tb.shape} differ")
+        scale = max(ta.scale, tb.scale)
+        a, b = self.rescale(a, scale), self.rescale(b, scale)
+        state = MASKED if ta.state == tb.state == MASKED else SHARED
+        out = self._new(ta.shape, scale, state)
+        self.ops.append(Add(self._name(name, "add"), (a, b), out))
+        return out
+
+    def reshape(self, tid: int, shape, name: str | None = None) -> int:
+        t = self._t(tid)
+        if int(np.prod(shape)) != t.size:
+            raise PlanError(f"reshape {name}: cannot view {t.shape} as {tuple(shape)}")
+        out = self._new(shape, t.scale, t.state)
+        self.ops.append(Reshape(self._name(name, "reshape"), (tid,), out))
+        return out
+
+    def truncate(self, tid: int, scale: int) -> int:
+        return self.rescale(tid, scale)
+
+    # -- non-linear ops -------------------------------------------------------------------
+    def activation(self, tid: int, kinds: np.ndarray | None = None, circa_k: int | None = None,
+                   circa_mode: str = "poszero", poly: np.ndarray | None = None, name: str | None = None) -> int:
+        t = self._t(tid)
+        if kinds is not None:
+            kinds = np.broadcast_to(np.asarray(kinds, dtype=np.int8), t.shape).copy()
+            if kinds.min() < 0 or kinds.max() >= len(SITE_KINDS):
+                raise PlanError(f"activation {name}: site codes must be in 0..{len(SITE_KINDS) - 1}")
+            if (kinds == RELU).all():
+                kinds = None
+        if kinds is not None and (kinds == CIRCA).any():
+            if circa_k is None:
+                raise PlanError(f"activation {name}: Circa sites need circa_k")
+            if circa_mode not in CIRCA_MODES:
+                raise PlanError(f"activation {name}: circa_mode must be one of {CIRCA_MODES}, got {circa_mode!r}")
+        if kinds is not None and (kinds == POLY).any():
+            if poly is None or np.asarray(poly).shape != (t.shape[0], 3):
+                raise PlanError(f"activation {name}: polynomial sites need coefficients of shape ({t.shape[0]}, 3)")
+        f = self.fp.frac_bits
+        if t.scale < f:
+            tid = self.rescale(tid, f)
+            t = self._t(tid)
+        # Gate sites come out MASKED; identity sites keep the input's state (local truncation).
+        has_identity = kinds is not None and bool((kinds == IDENTITY).any())
+        out = self._new(t.shape, f, t.state if has_identity else MASKED)
+        op = Activation(self._name(name, "act"), (tid,), out, kinds=kinds, shift=t.scale - f,
+                        circa_k=circa_k, circa_mode=circa_mode,
+                        poly=None if poly is None else np.asarray(poly, dtype=np.float64))
+        self.ops.append(op)
+        return out
+
+    def maxpool(self, tid: int, kernel, stride=None, padding=(0, 0), name: str | None = None) -> int:
+        t = self._t(tid)
+        kernel = tuple(kernel)
+        stride = tuple(stride or kernel)
+        if tuple(padding) != (0, 0):
+            raise PlanError(f"maxpool {name}: padding is not supported (pad with -inf has no ring encoding)")
+        c, h, w = t.shape
+        oh, ow = (h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1
+        out = self._new((c, oh, ow), t.scale, MASKED)
+        self.ops.append(MaxPool(self._name(name, "maxpool"), (tid,), out, kernel, stride, (0, 0)))
+        return out
+
+    def output(self, tid: int, label_only: bool = False) -> Plan:
+        self.ops.append(Output("output", (tid,), -1, label_only=label_only))
+        return Plan(self.ops, self.tensors, self.fp, self.input_shape)
