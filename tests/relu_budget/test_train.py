@@ -6,11 +6,12 @@ from relu_budget import data, models, train
 def test_fit_learns_synthetic_task_and_distillation_runs(tmp_path):
     splits = data.synthetic(n_train=256, n_val=128, n_test=128, seed=1)
     cfg = train.TrainConfig(epochs=4, lr=0.01, batch_size=32, optimizer="adam", progress=False, seed=0)
-    teacher = models.build("smallcnn", image_size=12, num_classes=4, channels=(4, 8), hidden=16)
+    train.seed_everything(0)
+    teacher = models.build("smallcnn", image_size=12, num_classes=4, channels=(8, 16), hidden=32)
     out = train.fit(teacher, splits, cfg, checkpoint=tmp_path / "t.pt")
     assert out["best"]["val_accuracy"] > 0.8
     assert (tmp_path / "t.pt").is_file()
-    student = models.build("smallcnn", image_size=12, num_classes=4, channels=(4, 8), hidden=16)
+    student = models.build("smallcnn", image_size=12, num_classes=4, channels=(8, 16), hidden=32)
     out = train.fit(student, splits, cfg, teacher=teacher)
     assert train.evaluate(student, splits.loader("test"))["accuracy"] > 0.8
 
