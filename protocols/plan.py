@@ -142,6 +142,7 @@ class MaxPool(Op):
     kernel: tuple[int, int] = (2, 2)
     stride: tuple[int, int] = (2, 2)
     padding: tuple[int, int] = (0, 0)
+    value_bits: int = MAX_VALUE_BITS + 1
 
 
 @dataclass
@@ -415,7 +416,7 @@ class PlanBuilder:
             raise PlanError(f"maxpool {name}: padding is not supported (pad with -inf has no ring encoding)")
         c, h, w = t.shape
         oh, ow = (h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1
-        out = self._new((c, oh, ow), t.scale, MASKED)
+        out = self._new((c, oh, ow), t.scale, t.state)
         self.ops.append(MaxPool(self._name(name, "maxpool"), (tid,), out, kernel, stride, (0, 0)))
         return out
 

@@ -1,0 +1,216 @@
+"""Compiles a torch model into a secure plan: trace with torch.fx, fold BatchNorm, apply the
+ReLU policy, and emit PlanBuilder ops (protocols.plan) with the server's weights.
+
+Supported layers are listed in SUPPORTED (docs/supported_ops.md is generated from it).
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from protocols.fixed_point import FixedPoint
+from protocols.plan import CIRCA, IDENTITY, POLY, RELU, Plan, PlanBuilder, ServerWeights
+
+# What the compiler understands: (torch op, how it is computed securely).
+SUPPORTED: dict[str, str] = {
+    "nn.Conv2d": "private-weight convolution (groups=1), BatchNorm2d that follows is folded in",
+    "nn.Linear": "private-weight matrix product",
+    "nn.BatchNorm2d": "folded into the preceding Conv2d; standalone: a private per-channel affine map",
+    "nn.ReLU / F.relu / torch.relu / ReluSite": "per-site exact ReLU, Circa, polynomial or identity (policy)",
+    "nn.AvgPool2d / F.avg_pool2d": "public window sum and scaling (local)",
+    "nn.AdaptiveAvgPool2d / F.adaptive_avg_pool2d": "average pooling with the equivalent fixed window (local)",
+    "nn.MaxPool2d / F.max_pool2d": "tree of secure comparisons (exact ReLU gates)",
+    "operator.add / torch.add (residual add)": "local addition after scale alignment",
+    "nn.Flatten / torch.flatten / Tensor.view / Tensor.reshape / Tensor.flatten": "local reshape",
+    "nn.Dropout / nn.Identity": "identity (evaluation mode)",
+}
+RELU_CHOICES = {"exact": RELU, "circa": CIRCA, "poly": POLY, "identity": IDENTITY}
+
+
+class UnsupportedOp(ValueError):
+    """The model uses an op the secure engine cannot run; the message names node and op."""
+
+
+def _unsupported(node: fx.Node, what: str) -> UnsupportedOp:
+    return UnsupportedOp(f"node {node.name!r}: {what} is not supported by the secure engine. Supported: "
+                         + "; ".join(SUPPORTED))
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        from relu_budget.models import ReluSite
+        return isinstance(m, ReluSite) or super().is_leaf_module(m, qualname)
+
+
+@dataclass
+class SitePolicy:
+    """What one ReLU layer's sites compute (kinds over the per-example shape)."""
+    kinds: np.ndarray | None = None
+    circa_k: int | None = None
+    circa_mode: str = "poszero"
+    poly: np.ndarray | None = None
+
+
+def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
+    w = conv.weight.detach().double()
+    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    w = w * scale.view(-1, 1, 1, 1)
+    b = (b - bn.running_mean.double()) * scale + bn.bias.detach().double()
+    return w.numpy(), b.numpy()
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=None,
+                 fixed_point: FixedPoint | None = None) -> tuple[Plan, ServerWeights]:
+    """Traces `model` and builds (public plan, private weights).
+
+    example_input: one input with or without a batch dimension. site_policy(name, shape) →
+    SitePolicy decides each ReLU layer's sites (default: all exact)."""
+    model = model.eval()
+    x = example_input if example_input.dim() == 4 or example_input.dim() == 2 else example_input.unsqueeze(0)
+    x = x[:1].float()
+    try:
+        graph = _Tracer().trace(model)
+    except Exception as exc:
+        raise UnsupportedOp(f"torch.fx could not trace the model: {exc}") from exc
+    gm = fx.GraphModule(model, graph)
+    modules = dict(gm.named_modules())
+
+    # Shapes of every node from one plaintext run (also the calibration input).
+    values: dict[str, torch.Tensor] = {}
+    interp = fx.Interpreter(gm)
+    orig_run_node = interp.run_node
+
+    def run_node(n):
+        out = orig_run_node(n)
+        values[n.name] = out
+        return out
+    interp.run_node = run_node
+    with torch.no_grad():
+        interp.run(x)
+
+    b = PlanBuilder(tuple(x.shape[1:]), fixed_point)
+    env: dict[str, int] = {}
+    users = {n.name: len(n.users) for n in graph.nodes}
+    folded: set[str] = set()
+
+    def arg(n):
+        if not isinstance(n, fx.Node):
+            raise UnsupportedOp(f"expected a tensor argument, got {n!r}")
+        return env[n.name]
+
+    def relu(node, name, shape):
+        pol = site_policy(name, shape) if site_policy else SitePolicy()
+        return b.activation(arg(node.args[0]), kinds=pol.kinds, circa_k=pol.circa_k, circa_mode=pol.circa_mode,
+                            poly=pol.poly, name=name)
+
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            if env:
+                raise _unsupported(node, "a second model input")
+            env[node.name] = b.input
+        elif node.op == "output":
+            out = node.args[0]
+            if not isinstance(out, fx.Node):
+                raise _unsupported(node, "a non-tensor or multiple outputs")
+            plan = b.output(env[out.name])
+            plan.meta["source"] = type(model).__name__
+            return plan, b.weights
+        elif node.op == "call_module":
+            m = modules[node.target]
+            name = node.target
+            shape = tuple(values[node.args[0].name].shape[1:]) if node.args and isinstance(node.args[0], fx.Node) else ()
+            from relu_budget.models import ReluSite
+            if isinstance(m, nn.Conv2d):
+                if m.groups != 1 or _pair(m.dilation) != (1, 1) or m.padding_mode != "zeros":
+                    raise _unsupported(node, f"Conv2d with groups={m.groups}, dilation={m.dilation}, "
+                                             f"padding_mode={m.padding_mode}")
+                nxt = list(node.users)
+                if len(nxt) == 1 and nxt[0].op == "call_module" and isinstance(modules[nxt[0].target], nn.BatchNorm2d):
+                    w, bias = _fold_bn(m, modules[nxt[0].target])
+                    folded.add(nxt[0].name)
+                    env[nxt[0].name] = b.conv2d(arg(node.args[0]), w, bias, _pair(m.stride), _pair(m.padding), name=name)
+                    env[node.name] = env[nxt[0].name]
+                else:
+                    bias = None if m.bias is None else m.bias.detach().double().numpy()
+                    env[node.name] = b.conv2d(arg(node.args[0]), m.weight.detach().double().numpy(), bias,
+                                              _pair(m.stride), _pair(m.padding), name=name)
+            elif isinstance(m, nn.BatchNorm2d):
+                if node.name in folded:
+                    continue
+                c = m.num_features
+                eye = np.eye(c).reshape(c, c, 1, 1)
+                scale = (m.weight.detach().double() / torch.sqrt(m.running_var.double() + m.eps)).numpy()
+                bias = (m.bias.detach().double() - m.running_mean.double() * torch.from_numpy(scale)).numpy()
+                env[node.name] = b.conv2d(arg(node.args[0]), eye * scale.reshape(c, 1, 1, 1), bias, name=name)
+            elif isinstance(m, nn.Linear):
+                bias = None if m.bias is None else m.bias.detach().double().numpy()
+                env[node.name] = b.linear(arg(node.args[0]), m.weight.detach().double().numpy(), bias, name=name)
+            elif isinstance(m, (nn.ReLU, ReluSite)):
+                if isinstance(m, ReluSite) and m.replacement is not None:
+                    raise _unsupported(node, f"ReluSite {name} still has a training-time replacement")
+                env[node.name] = relu(node, name, shape)
+            elif isinstance(m, nn.AvgPool2d):
+                if m.ceil_mode or not m.count_include_pad:
+                    raise _unsupported(node, "AvgPool2d with ceil_mode or count_include_pad=False")
+                env[node.name] = b.avgpool(arg(node.args[0]), _pair(m.kernel_size), _pair(m.stride or m.kernel_size),
+                                           _pair(m.padding), name=name)
+            elif isinstance(m, nn.AdaptiveAvgPool2d):
+                env[node.name] = _adaptive(b, node, arg(node.args[0]), shape, m.output_size, name)
+            elif isinstance(m, nn.MaxPool2d):
+                if m.ceil_mode or _pair(m.dilation) != (1, 1) or _pair(m.padding) != (0, 0):
+                    raise _unsupported(node, "MaxPool2d with padding, dilation or ceil_mode")
+                env[node.name] = b.maxpool(arg(node.args[0]), _pair(m.kernel_size), _pair(m.stride or m.kernel_size),
+                                           name=name)
+            elif isinstance(m, nn.Flatten):
+                env[node.name] = b.reshape(arg(node.args[0]), tuple(values[node.name].shape[1:]), name=name)
+            elif isinstance(m, (nn.Dropout, nn.Identity)):
+                env[node.name] = arg(node.args[0])
+            else:
+                raise _unsupported(node, f"module {type(m).__name__} ({name})")
+        elif node.op == "call_function":
+            fn = node.target
+            if fn in (operator.add, torch.add, operator.iadd):
+                if len(node.args) != 2 or not all(isinstance(a, fx.Node) for a in node.args) or node.kwargs:
+                    raise _unsupported(node, "add with a constant or alpha")
+                env[node.name] = b.add(arg(node.args[0]), arg(node.args[1]), name=node.name)
+            elif fn in (F.relu, torch.relu):
+                shape = tuple(values[node.args[0].name].shape[1:])
+                env[node.name] = relu(node, node.name, shape)
+            elif fn in (torch.flatten,):
+                env[node.name] = b.reshape(arg(node.args[0]), tuple(values[node.name].shape[1:]), name=node.name)
+            elif fn is F.adaptive_avg_pool2d:
+                shape = tuple(values[node.args[0].name].shape[1:])
+                env[node.name] = _adaptive(b, node, arg(node.args[0]), shape, node.args[1], node.name)
+            elif fn is F.dropout:
+                env[node.name] = arg(node.args[0])
+            else:
+                raise _unsupported(node, f"function {getattr(fn, '__name__', fn)}")
+        elif node.op == "call_method":
+            if node.target in ("view", "reshape", "flatten"):
+                env[node.name] = b.reshape(arg(node.args[0]), tuple(values[node.name].shape[1:]), name=node.name)
+            elif node.target in ("contiguous",):
+                env[node.name] = arg(node.args[0])
+            else:
+                raise _unsupported(node, f"method Tensor.{node.target}")
+        elif node.op == "get_attr":
+            raise _unsupported(node, f"a constant tensor attribute ({node.target})")
+    raise UnsupportedOp("the traced graph has no output node")
+
+
+def _adaptive(b: PlanBuilder, node, tid: int, shape, output_size, name: str) -> int:
+    oh, ow = _pair(output_size)
+    _, h, w = shape
+    if h % oh or w % ow:
+        raise _unsupported(node, f"AdaptiveAvgPool2d from {h}×{w} to {oh}×{ow} (sizes must divide)")
+    k = (h // oh, w // ow)
+    return b.avgpool(tid, k, k, name=name)

@@ -1,0 +1,151 @@
+"""Runs a plan: the dealer's material generation, and each party's offline and online phases.
+
+The engine is transport-agnostic: it talks through any object with `send_array(arr)` and
+`recv_array(dtype=..., shape=...)` (protocols.transport channels), and records costs through
+the channel's meter scopes when present.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+
+from protocols.layers import ClientState, DealerState, ServerState, build_layers
+from protocols.material import Material, SeedStream, fresh_seed, plan_digest
+from protocols.plan import Plan, ServerWeights
+
+CLIENT_SEED = "client_seed"
+OP_CLASSES = {"Conv2d": "linear", "Linear": "linear", "Activation": "relu", "MaxPool": "pool",
+              "SumPool": "pool", "Truncate": "trunc", "ToMasked": "linear", "Input": "io", "Output": "io",
+              "MulConst": "linear", "Add": "linear", "Reshape": "linear"}
+
+
+def op_class(op) -> str:
+    if op.kind == "Activation" and op.kinds is not None:
+        kinds = set(np.unique(op.kinds).tolist())
+        if kinds == {3}:
+            return "circa"
+        if kinds == {2}:
+            return "poly"
+    return OP_CLASSES.get(op.kind, "other")
+
+
+def _scope(chan, op, phase: str):
+    meter = getattr(chan, "meter", None)
+    if meter is None:
+        return contextlib.nullcontext()
+    return meter.scope(layer=op.name, op=op_class(op), phase=phase)
+
+
+def deal(plan: Plan, batch: int) -> tuple[Material, Material]:
+    """The dealer's job: one-time material for one inference of `plan` on `batch` inputs.
+
+    Needs only the public plan; never sees inputs, weights or outputs."""
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    digest = plan_digest(plan.to_dict())
+    seed = fresh_seed()
+    client, server = Material("client", digest, batch), Material("server", digest, batch)
+    client.put(CLIENT_SEED, seed)
+    d = DealerState(plan, batch, client, server, SeedStream(seed))
+    for layer in build_layers(plan, batch):
+        layer.deal(d)
+    return client, server
+
+
+class _Party:
+    def __init__(self, plan: Plan, material: Material, batch: int) -> None:
+        self.plan, self.batch = plan, batch
+        self.digest = plan_digest(plan.to_dict())
+        material.start(self.digest, batch)
+        self.material = material
+        self.layers = build_layers(plan, batch)
+        self.timings: dict[str, float] = {}
+
+    @staticmethod
+    def _send_dict(chan, items: dict[str, np.ndarray]) -> None:
+        chan.send_array(np.asarray(len(items), dtype=np.uint64).reshape(1))
+        for key, arr in items.items():
+            chan.send_array(np.frombuffer(key.encode(), dtype=np.uint8))
+            chan.send_array(np.ascontiguousarray(arr))
+
+    @staticmethod
+    def _recv_dict(chan) -> dict[str, np.ndarray]:
+        n = int(chan.recv_array(dtype=np.uint64, shape=(1,))[0])
+        out = {}
+        for _ in range(n):
+            key = chan.recv_array(dtype=np.uint8).tobytes().decode()
+            out[key] = chan.recv_array(dtype=np.uint64)
+        return out
+
+
+class ServerRun(_Party):
+    """The server's side of one inference."""
+
+    def __init__(self, plan: Plan, weights: ServerWeights, material: Material, batch: int) -> None:
+        super().__init__(plan, material, batch)
+        self.state = ServerState(plan, batch, material, weights)
+
+    def offline(self, chan) -> None:
+        t0 = time.perf_counter()
+        st = self.state
+        # Pass 1: masked weights (and anything else) for the client.
+        for layer in self.layers:
+            if layer.op.kind in ("Conv2d", "Linear"):
+                with _scope(chan, layer.op, "offline"):
+                    layer.server_offline(st)
+        self._send_dict(chan, st.outbox)
+        st.outbox.clear()
+        # Pass 2: absorb the client's input-independent messages.
+        st.inbox.update(self._recv_dict(chan))
+        for layer in self.layers:
+            if layer.op.kind not in ("Conv2d", "Linear"):
+                with _scope(chan, layer.op, "offline"):
+                    layer.server_offline(st)
+        if st.inbox:
+            raise RuntimeError(f"unexpected offline messages from the client: {sorted(st.inbox)[:5]}")
+        self.timings["offline_s"] = time.perf_counter() - t0
+
+    def online(self, chan) -> None:
+        t0 = time.perf_counter()
+        for layer in self.layers:
+            with _scope(chan, layer.op, "online"):
+                layer.server_online(self.state, chan)
+        self.timings["online_s"] = time.perf_counter() - t0
+
+
+class ClientRun(_Party):
+    """The client's side of one inference."""
+
+    def __init__(self, plan: Plan, material: Material, batch: int) -> None:
+        super().__init__(plan, material, batch)
+        self.state = ClientState(plan, batch, material, SeedStream(material.take(CLIENT_SEED)))
+
+    def offline(self, chan) -> None:
+        t0 = time.perf_counter()
+        st = self.state
+        st.inbox.update(self._recv_dict(chan))
+        for layer in self.layers:
+            with _scope(chan, layer.op, "offline"):
+                layer.client_offline(st)
+        self._send_dict(chan, st.outbox)
+        st.outbox.clear()
+        self.timings["offline_s"] = time.perf_counter() - t0
+
+    def online(self, chan, x: np.ndarray) -> np.ndarray:
+        """x: real-valued input of shape (batch, *input_shape). Returns the decoded output."""
+        plan = self.plan
+        x = np.asarray(x, dtype=np.float64)
+        expected = (self.batch,) + tuple(plan.input_shape)
+        if x.shape != expected:
+            raise ValueError(f"input has shape {x.shape}, the plan expects {expected}")
+        t0 = time.perf_counter()
+        self.state.keep["x"] = plan.fixed_point.encode(x)
+        for layer in self.layers:
+            with _scope(chan, layer.op, "online"):
+                layer.client_online(self.state, chan)
+        out_t = plan.tensor(plan.output_op.inputs[0])
+        y = plan.fixed_point.decode(self.state.keep.pop("y"), scale=out_t.scale)
+        self.timings["online_s"] = time.perf_counter() - t0
+        return y

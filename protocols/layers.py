@@ -1,0 +1,465 @@
+"""Secure layers: what each party (and the dealer) does for every op of a plan.
+
+Every tensor is additively shared: the server holds `a`, the client `c`, a + c = v·2^scale
+mod 2^64, and the client's share is always computable before the input arrives. That makes
+the online phase server-centric: the server does all linear algebra on its shares, the client
+only evaluates FSS keys on the masked values the server sends it.
+
+Per op, four roles (see docs/engine.md for the derivations):
+  deal            the dealer makes one-time material for both parties from the public plan
+  client_offline  the client computes its shares, queuing input-independent messages
+  server_offline  the server sends masked weights and absorbs the client's messages
+  *_online        the online protocol over the channel
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import pi_native
+from protocols import gates
+from protocols.material import Material, SeedStream
+from protocols.plan import (CIRCA, IDENTITY, MASKED, POLY, RELU, Activation, Add, Conv2d, Input, Linear,
+                            MaxPool, MulConst, Op, Output, Plan, PlanError, Reshape, ServerWeights, SumPool,
+                            ToMasked, Truncate)
+
+U64 = np.uint64
+
+
+def rand_u64(n: int) -> np.ndarray:
+    """Fresh dealer randomness: AES-CTR under a key from the OS CSPRNG."""
+    return pi_native.Prg(os.urandom(16)).random_u64(n)
+
+
+# --------------------------------------------------------------------------------------------
+# Public linear maps, the same function for every party's share (and for the dealer's masks)
+# --------------------------------------------------------------------------------------------
+
+def sumpool(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
+    b, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    if ph or pw:
+        xp = np.zeros((b, c, h + 2 * ph, w + 2 * pw), U64)
+        xp[:, :, ph:ph + h, pw:pw + w] = x
+        x = xp
+    oh, ow = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
+    out = np.zeros((b, c, oh, ow), U64)
+    for i in range(kh):
+        for j in range(kw):
+            out += x[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
+    return out
+
+
+def public_op(op: Op, xs: list[np.ndarray], out_shape: tuple[int, ...]) -> np.ndarray:
+    """Applies a public linear op to shares (linearity makes it correct on each share)."""
+    if isinstance(op, SumPool):
+        return sumpool(xs[0], op.kernel, op.stride, op.padding)
+    if isinstance(op, MulConst):
+        return xs[0] * U64(op.factor % (1 << 64))
+    if isinstance(op, Add):
+        return xs[0] + xs[1]
+    if isinstance(op, Reshape):
+        return xs[0].reshape((xs[0].shape[0],) + tuple(out_shape))
+    raise PlanError(f"{op.kind} is not a public linear op")
+
+
+def private_linear(op: Op, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Conv2d / Linear with ring weights (no bias) on a batch of shares."""
+    if isinstance(op, Conv2d):
+        return pi_native.ring_conv2d(x, weight, op.stride, op.padding)
+    return pi_native.ring_matmul(x, np.ascontiguousarray(weight.T))
+
+
+def trunc_server(a: np.ndarray, shift: int) -> np.ndarray:
+    """Local truncation, server side: logical shift of a = v + s (see docs for the error law)."""
+    return a >> U64(shift)
+
+
+def trunc_client(c: np.ndarray, shift: int) -> np.ndarray:
+    """Local truncation, client side: c = −s becomes −(s >> shift)."""
+    return -((-c) >> U64(shift))
+
+
+# --------------------------------------------------------------------------------------------
+# Role states
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class DealerState:
+    plan: Plan
+    batch: int
+    client: Material
+    server: Material
+    stream: SeedStream                              # shared with the client through its seed
+    masks: dict[int, np.ndarray | None] = field(default_factory=dict)
+
+
+@dataclass
+class ClientState:
+    plan: Plan
+    batch: int
+    material: Material
+    stream: SeedStream
+    shares: dict[int, np.ndarray] = field(default_factory=dict)
+    inbox: dict[str, np.ndarray] = field(default_factory=dict)     # masked weights from the server
+    outbox: dict[str, np.ndarray] = field(default_factory=dict)    # offline messages to the server
+    keep: dict[str, object] = field(default_factory=dict)          # online-phase values
+
+
+@dataclass
+class ServerState:
+    plan: Plan
+    batch: int
+    material: Material
+    weights: ServerWeights
+    shares: dict[int, np.ndarray] = field(default_factory=dict)
+    inbox: dict[str, np.ndarray] = field(default_factory=dict)
+    outbox: dict[str, np.ndarray] = field(default_factory=dict)
+    keep: dict[str, object] = field(default_factory=dict)
+
+
+def shape_of(plan: Plan, tid: int, batch: int) -> tuple[int, ...]:
+    return (batch,) + plan.tensor(tid).shape
+
+
+# --------------------------------------------------------------------------------------------
+# Gate stages: open masked values, evaluate FSS keys, reshare outputs (shared by Activation
+# sites and MaxPool levels)
+# --------------------------------------------------------------------------------------------
+
+class GateStage:
+    """Opens n masked values to the client, evaluates one gate spec per index group, and
+    gives the server the sum of both output shares (the value plus an output mask).
+
+    Wire (online): server → client x̂ (n ring elements); per gate, its own exchanges; client →
+    server y0 (n ring elements). Offline: client → server c + r0 (n ring elements)."""
+
+    def __init__(self, label: str, specs: list[tuple[gates.GateSpec, np.ndarray]], n: int) -> None:
+        self.label, self.specs, self.n = label, specs, n
+
+    def deal(self, d: DealerState, s_out: np.ndarray) -> None:
+        r = rand_u64(self.n)                                   # gate input masks: dealer only
+        r0 = d.stream.draw(f"{self.label}/r0", self.n)         # the client's part of the opening
+        d.server.put(f"{self.label}/r1", r - r0)
+        for gi, (spec, idx) in enumerate(self.specs):
+            k0, k1 = gates.keygen(spec, r[idx], s_out[idx])
+            d.client.put(f"{self.label}/key{gi}", k0)
+            d.server.put(f"{self.label}/key{gi}", k1)
+
+    def client_offline(self, cs: ClientState, c_in: np.ndarray) -> None:
+        cs.outbox[f"{self.label}/u"] = c_in + cs.stream.draw(f"{self.label}/r0", self.n)
+
+    def server_offline(self, ss: ServerState) -> None:
+        ss.keep[f"{self.label}/o"] = ss.inbox.pop(f"{self.label}/u") + ss.material.take(f"{self.label}/r1")
+
+    def server_online(self, ss: ServerState, chan, a_in: np.ndarray) -> np.ndarray:
+        xhat = a_in + ss.keep.pop(f"{self.label}/o")
+        chan.send_array(xhat)
+        y = np.empty_like(xhat)
+        for gi, (spec, idx) in enumerate(self.specs):
+            y[idx] = gates.evaluate(spec, 1, ss.material.take(f"{self.label}/key{gi}"), xhat[idx], chan)
+        return y + chan.recv_array(dtype=U64, shape=xhat.shape)
+
+    def client_online(self, cs: ClientState, chan) -> None:
+        xhat = chan.recv_array(dtype=U64, shape=(self.n,))
+        y = np.empty_like(xhat)
+        for gi, (spec, idx) in enumerate(self.specs):
+            y[idx] = gates.evaluate(spec, 0, cs.material.take(f"{self.label}/key{gi}"), xhat[idx], chan)
+        chan.send_array(y)
+
+
+# --------------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------------
+
+class Layer:
+    """Default: a public linear op, computed locally by everyone on their own shares."""
+
+    def __init__(self, plan: Plan, op: Op, batch: int) -> None:
+        self.plan, self.op, self.batch = plan, op, batch
+        self.out_shape = plan.tensor(op.output).shape if op.output >= 0 else ()
+
+    def deal(self, d: DealerState) -> None:
+        ms = [d.masks.get(t) for t in self.op.inputs]
+        d.masks[self.op.output] = None if any(m is None for m in ms) else public_op(self.op, ms, self.out_shape)
+
+    def client_offline(self, cs: ClientState) -> None:
+        cs.shares[self.op.output] = public_op(self.op, [cs.shares[t] for t in self.op.inputs], self.out_shape)
+
+    def server_offline(self, ss: ServerState) -> None:
+        pass
+
+    def server_online(self, ss: ServerState, chan) -> None:
+        ss.shares[self.op.output] = public_op(self.op, [ss.shares[t] for t in self.op.inputs], self.out_shape)
+
+    def client_online(self, cs: ClientState, chan) -> None:
+        pass
+
+
+class InputLayer(Layer):
+    """The client sends its encoded input plus a mask from its seed: v + s to the server."""
+
+    def deal(self, d):
+        d.masks[self.op.output] = d.stream.draw("input/s", self.batch * self.plan.tensor(self.op.output).size) \
+            .reshape(shape_of(self.plan, self.op.output, self.batch))
+
+    def client_offline(self, cs):
+        s = cs.stream.draw("input/s", self.batch * self.plan.tensor(self.op.output).size)
+        cs.keep["input/s"] = s.reshape(shape_of(self.plan, self.op.output, self.batch))
+        cs.shares[self.op.output] = -cs.keep["input/s"]
+
+    def server_online(self, ss, chan):
+        ss.shares[self.op.output] = chan.recv_array(dtype=U64, shape=shape_of(self.plan, self.op.output, self.batch))
+
+    def client_online(self, cs, chan):
+        chan.send_array(cs.keep.pop("x") + cs.keep.pop("input/s"))
+
+
+class OutputLayer(Layer):
+    """The server sends its share; the client adds its own."""
+
+    def deal(self, d):
+        pass
+
+    def client_offline(self, cs):
+        pass
+
+    def server_online(self, ss, chan):
+        chan.send_array(ss.shares[self.op.inputs[0]])
+
+    def client_online(self, cs, chan):
+        tid = self.op.inputs[0]
+        cs.keep["y"] = chan.recv_array(dtype=U64, shape=shape_of(self.plan, tid, self.batch)) + cs.shares[tid]
+
+
+class PrivateLinearLayer(Layer):
+    """y = W·v + b with W the server's. Input MASKED (client share −s, s known to the dealer).
+
+    Dealer: R (server, by seed), T = R(s) − σ (server), σ (client, by seed). Server → client
+    offline: Ŵ = W + R. Client: c_out = Ŵ(c_in) + σ = −Ŵ(s) + σ. Server online:
+    a_out = W(a_in) + T + b. Then a_out + c_out = W(a_in − s) + b = W v + b."""
+
+    def deal(self, d):
+        op = self.op
+        s = d.masks.get(op.inputs[0])
+        if s is None:
+            raise PlanError(f"{op.name}: private linear op needs a MASKED input")
+        seed = os.urandom(16)
+        w_shape = op.weight_shape
+        R = pi_native.Prg(seed).random_u64(int(np.prod(w_shape))).reshape(w_shape)
+        out_n = self.batch * self.plan.tensor(op.output).size
+        sigma = d.stream.draw(f"{op.name}/sigma", out_n).reshape(shape_of(self.plan, op.output, self.batch))
+        d.server.put(f"{op.name}/R_seed", seed)
+        d.server.put(f"{op.name}/T", private_linear(op, s, R) - sigma)
+        d.masks[op.output] = None
+
+    def server_offline(self, ss):
+        op = self.op
+        w = ss.weights.weights[op.name]
+        if w.shape != tuple(op.weight_shape):
+            raise PlanError(f"{op.name}: server weight has shape {w.shape}, plan says {op.weight_shape}")
+        R = pi_native.Prg(ss.material.take(f"{op.name}/R_seed")).random_u64(w.size).reshape(w.shape)
+        ss.outbox[f"{op.name}/W_hat"] = w + R
+        ss.keep[f"{op.name}/T"] = ss.material.take(f"{op.name}/T")
+
+    def client_offline(self, cs):
+        op = self.op
+        w_hat = cs.inbox.pop(f"{op.name}/W_hat")
+        if w_hat.shape != tuple(op.weight_shape):
+            raise PlanError(f"{op.name}: masked weight has shape {w_hat.shape}, plan says {op.weight_shape}")
+        out_n = self.batch * self.plan.tensor(op.output).size
+        sigma = cs.stream.draw(f"{op.name}/sigma", out_n).reshape(shape_of(self.plan, op.output, self.batch))
+        cs.shares[op.output] = private_linear(op, cs.shares[op.inputs[0]], w_hat) + sigma
+
+    def server_online(self, ss, chan):
+        op = self.op
+        y = private_linear(op, ss.shares[op.inputs[0]], ss.weights.weights[op.name]) + ss.keep.pop(f"{op.name}/T")
+        if op.name in ss.weights.biases:
+            b = ss.weights.biases[op.name]
+            y += b.reshape((1, -1) + (1,) * (y.ndim - 2))
+        ss.shares[op.output] = y
+
+
+class ToMaskedLayer(Layer):
+    """SHARED → MASKED: the client sends c + s' offline; the server adds it."""
+
+    def deal(self, d):
+        n = self.batch * self.plan.tensor(self.op.output).size
+        d.masks[self.op.output] = d.stream.draw(f"{self.op.name}/s", n).reshape(
+            shape_of(self.plan, self.op.output, self.batch))
+
+    def client_offline(self, cs):
+        c = cs.shares[self.op.inputs[0]]
+        s = cs.stream.draw(f"{self.op.name}/s", c.size).reshape(c.shape)
+        cs.outbox[f"{self.op.name}/u"] = c + s
+        cs.shares[self.op.output] = -s
+
+    def server_offline(self, ss):
+        ss.keep[f"{self.op.name}/u"] = ss.inbox.pop(f"{self.op.name}/u")
+
+    def server_online(self, ss, chan):
+        ss.shares[self.op.output] = ss.shares[self.op.inputs[0]] + ss.keep.pop(f"{self.op.name}/u")
+
+
+class TruncateLayer(Layer):
+    """Local (probabilistic) truncation; see docs/engine.md for its failure probability."""
+
+    def deal(self, d):
+        m = d.masks.get(self.op.inputs[0])
+        d.masks[self.op.output] = None if m is None else m >> U64(self.op.shift)
+
+    def client_offline(self, cs):
+        cs.shares[self.op.output] = trunc_client(cs.shares[self.op.inputs[0]], self.op.shift)
+
+    def server_online(self, ss, chan):
+        ss.shares[self.op.output] = trunc_server(ss.shares[self.op.inputs[0]], self.op.shift)
+
+
+class ActivationLayer(Layer):
+    """Per-site exact ReLU / Circa / identity with a fused truncation by `shift`.
+
+    Gate sites are opened once (one GateStage) and come out MASKED by masks the client
+    derives from its seed; identity sites are truncated locally and keep the input's state."""
+
+    def __init__(self, plan, op: Activation, batch):
+        super().__init__(plan, op, batch)
+        size = plan.tensor(op.inputs[0]).size
+        kinds = np.zeros(size, np.int8) if op.kinds is None else op.kinds.reshape(-1)
+        if (kinds == POLY).any():
+            raise PlanError(f"{op.name}: polynomial sites are not supported by the engine yet")
+        kinds = np.tile(kinds, batch)
+        self.gate_idx = np.flatnonzero(kinds != IDENTITY)
+        self.id_idx = np.flatnonzero(kinds == IDENTITY)
+        kg = kinds[self.gate_idx]
+        specs = []
+        if (kg == RELU).any():
+            specs.append((gates.GateSpec("relu", shift=op.shift, bits=op.value_bits), np.flatnonzero(kg == RELU)))
+        if (kg == CIRCA).any():
+            specs.append((gates.GateSpec("circa", shift=op.shift, k=op.circa_k, mode=op.circa_mode,
+                                         bits=op.value_bits), np.flatnonzero(kg == CIRCA)))
+        self.stage = GateStage(op.name, specs, len(self.gate_idx))
+        self.full_shape = shape_of(plan, op.output, batch)
+
+    def _s_out(self, stream: SeedStream) -> np.ndarray:
+        return stream.draw(f"{self.op.name}/s_out", len(self.gate_idx))
+
+    def deal(self, d):
+        s_out = self._s_out(d.stream)
+        self.stage.deal(d, s_out)
+        m_in = d.masks.get(self.op.inputs[0])
+        if self.plan.tensor(self.op.output).state != MASKED:
+            d.masks[self.op.output] = None
+            return
+        mask = np.zeros(len(self.gate_idx) + len(self.id_idx), U64)
+        mask[self.gate_idx] = s_out
+        if len(self.id_idx):
+            mask[self.id_idx] = m_in.reshape(-1)[self.id_idx] >> U64(self.op.shift)
+        d.masks[self.op.output] = mask.reshape(self.full_shape)
+
+    def client_offline(self, cs):
+        c_in = cs.shares[self.op.inputs[0]].reshape(-1)
+        self.stage.client_offline(cs, c_in[self.gate_idx])
+        c_out = np.empty_like(c_in)
+        c_out[self.gate_idx] = -self._s_out(cs.stream)
+        c_out[self.id_idx] = trunc_client(c_in[self.id_idx], self.op.shift)
+        cs.shares[self.op.output] = c_out.reshape(self.full_shape)
+
+    def server_offline(self, ss):
+        self.stage.server_offline(ss)
+
+    def server_online(self, ss, chan):
+        a_in = ss.shares[self.op.inputs[0]].reshape(-1)
+        a_out = np.empty_like(a_in)
+        a_out[self.gate_idx] = self.stage.server_online(ss, chan, a_in[self.gate_idx])
+        a_out[self.id_idx] = trunc_server(a_in[self.id_idx], self.op.shift)
+        ss.shares[self.op.output] = a_out.reshape(self.full_shape)
+
+    def client_online(self, cs, chan):
+        self.stage.client_online(cs, chan)
+
+
+class MaxPoolLayer(Layer):
+    """Max over each window by a tree of max(a, b) = b + ReLU(a − b): one GateStage of exact
+    ReLUs (no shift) per level, ceil(log2(kh·kw)) levels."""
+
+    def __init__(self, plan, op: MaxPool, batch):
+        super().__init__(plan, op, batch)
+        c, h, w = plan.tensor(op.inputs[0]).shape
+        (kh, kw), (sh, sw) = op.kernel, op.stride
+        oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+        # Flat input indices of every window element: (kh·kw, batch·c·oh·ow).
+        base = (np.arange(batch)[:, None, None, None] * c * h * w + np.arange(c)[None, :, None, None] * h * w
+                + (np.arange(oh) * sh)[None, None, :, None] * w + (np.arange(ow) * sw)[None, None, None, :])
+        self.windows = np.stack([(base + i * w + j).reshape(-1) for i in range(kh) for j in range(kw)])
+        self.levels = []
+        width = len(self.windows)
+        level = 0
+        while width > 1:
+            pairs = width // 2
+            n = pairs * self.windows.shape[1]
+            spec = (gates.GateSpec("relu", shift=0, bits=op.value_bits), np.arange(n))
+            self.levels.append((pairs, GateStage(f"{op.name}/L{level}", [spec], n)))
+            width = pairs + (width % 2)
+            level += 1
+        self.full_shape = shape_of(plan, op.output, batch)
+
+    def _tree(self, x: np.ndarray, step):
+        """Runs the max tree on one party's view; `step(level, stage, diff, b)` returns that
+        party's share of max(a, b) given its shares of a − b and b."""
+        vals = [x[idx] for idx in self.windows]
+        for level, (pairs, stage) in enumerate(self.levels):
+            a = np.concatenate([vals[2 * i] for i in range(pairs)])
+            b = np.concatenate([vals[2 * i + 1] for i in range(pairs)])
+            m = step(level, stage, a - b, b)
+            nxt = list(np.split(m, pairs))
+            if len(vals) % 2:
+                nxt.append(vals[-1])
+            vals = nxt
+        return vals[0].reshape(self.full_shape)
+
+    def deal(self, d):
+        m_in = d.masks.get(self.op.inputs[0])
+        x = np.zeros(self.batch * self.plan.tensor(self.op.inputs[0]).size, U64) if m_in is None else m_in.reshape(-1)
+
+        def step(level, stage, diff, b):
+            s_out = d.stream.draw(f"{stage.label}/s_out", stage.n)
+            stage.deal(d, s_out)
+            return b + s_out          # the client's share of max(a, b) is c_b − s_out
+
+        out = self._tree(x, step)
+        d.masks[self.op.output] = None if m_in is None else out
+
+    def client_offline(self, cs):
+        def step(level, stage, diff, b):
+            stage.client_offline(cs, diff)
+            return b - cs.stream.draw(f"{stage.label}/s_out", stage.n)
+        cs.shares[self.op.output] = self._tree(cs.shares[self.op.inputs[0]].reshape(-1), step)
+
+    def server_offline(self, ss):
+        for _, stage in self.levels:
+            stage.server_offline(ss)
+
+    def server_online(self, ss, chan):
+        ss.shares[self.op.output] = self._tree(
+            ss.shares[self.op.inputs[0]].reshape(-1), lambda level, stage, diff, b: b + stage.server_online(ss, chan, diff))
+
+    def client_online(self, cs, chan):
+        for _, stage in self.levels:
+            stage.client_online(cs, chan)
+
+
+LAYERS = {Input: InputLayer, Output: OutputLayer, Conv2d: PrivateLinearLayer, Linear: PrivateLinearLayer,
+          ToMasked: ToMaskedLayer, Truncate: TruncateLayer, Activation: ActivationLayer, MaxPool: MaxPoolLayer,
+          SumPool: Layer, MulConst: Layer, Add: Layer, Reshape: Layer}
+
+
+def build_layers(plan: Plan, batch: int) -> list[Layer]:
+    out = []
+    for op in plan.ops:
+        cls = LAYERS.get(type(op))
+        if cls is None:
+            raise PlanError(f"op {op.name}: no secure layer for {op.kind}")
+        out.append(cls(plan, op, batch))
+    return out
