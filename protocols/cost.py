@@ -15,7 +15,8 @@ What is counted (definitions used everywhere in the project):
   separately, the bytes it received. Merging the reports of all parties adds the sent
   bytes, which is then the total traffic in both directions, each byte counted once.
 - **rounds**: message flights. A party opens a new round when it sends a data frame after
-  having received something since its previous send (its first send also opens one).
+  having received something since its previous send, or when its previous data send was in
+  the other phase (its first send also opens one).
   Consecutive sends form one flight; `exchange_array` (both send, then both receive) is one
   round for each party. ERROR and BYE frames never open a round (nothing waits on them).
   The round is charged to the scope of the frame that opens it. A merged report takes the
@@ -287,6 +288,7 @@ class CostMeter:
         self._local = threading.local()
         self._rows: dict[ScopeKey, _Counters] = {}
         self._round_open = True  # the next data send opens a round
+        self._last_send_phase: str | None = None
         self._t0 = clock()
 
     # ------------------------------------------------------------------ scopes
@@ -352,9 +354,10 @@ class CostMeter:
             c = self._counters(key)
             c.bytes_sent += nbytes
             c.messages_sent += 1
-            if not control and self._round_open:
+            if not control and (self._round_open or key.phase != self._last_send_phase):
                 c.rounds += 1
                 self._round_open = False
+                self._last_send_phase = key.phase
 
     def record_received(self, nbytes: int) -> None:
         """A frame of `nbytes` arrived; the next data send opens a new round."""
@@ -402,6 +405,7 @@ class CostMeter:
         with self._lock:
             self._rows.clear()
             self._round_open = True
+            self._last_send_phase = None
             self._t0 = now
         for entry in self._stack():
             entry[1] = now

@@ -195,7 +195,7 @@ class Channel(abc.ABC):
 
     def _recv_raw(self, timeout: object, expect: MessageType | None) -> Frame:
         t = self._timeout(timeout)
-        want = f"a {expect.name} frame" if expect is not None else "a frame"
+        want = f"a frame of type {expect.name}" if expect is not None else "a frame"
         with self._lock:
             self._check_open(sending=False)
             if self._peer_closed:
@@ -210,7 +210,7 @@ class Channel(abc.ABC):
             payload = bytearray(header.payload_length)
             if header.payload_length:
                 self._read_exact(memoryview(payload), t,
-                                 f"the {header.payload_length}-byte payload of a {header.msg_type.name} frame",
+                                 f"the {header.payload_length}-byte payload of the {header.msg_type.name} frame",
                                  started=True)
             self.meter.record_received(header.frame_size)
             if header.msg_type == MessageType.BYE:
@@ -224,10 +224,10 @@ class Channel(abc.ABC):
         exp = None if expect is None else MessageType.coerce(expect)
         frame = self._recv_raw(timeout, exp)
         if frame.msg_type == MessageType.BYE and exp != MessageType.BYE:
-            want = f"a {exp.name} frame" if exp is not None else "a frame"
+            want = f"a frame of type {exp.name}" if exp is not None else "a frame"
             raise PeerDisconnected(f"the peer closed the channel (BYE) while we expected {want}")
         if exp is not None and frame.msg_type != exp:
-            raise ProtocolError(f"expected a {exp.name} frame, received {frame.msg_type.name} "
+            raise ProtocolError(f"expected a frame of type {exp.name}, received {frame.msg_type.name} "
                                 f"({len(frame.payload)} payload bytes)")
         return frame
 
@@ -246,7 +246,7 @@ class Channel(abc.ABC):
         `shape`: any size on that axis). A mismatch raises ProtocolError naming both."""
         frame = self._recv_expected(expect, timeout)
         if not frame.is_array:
-            raise ProtocolError(f"expected an array in a {frame.msg_type.name} frame, received "
+            raise ProtocolError(f"expected an array in the {frame.msg_type.name} frame, received "
                                 f"{len(frame.payload)} raw bytes")
         return decode_array(frame.payload, dtype, shape, what=f"{frame.msg_type.name} frame")
 
@@ -263,6 +263,8 @@ class Channel(abc.ABC):
                        timeout: object = DEFAULT) -> np.ndarray:
         """Send `arr` and receive the peer's array (both parties call it: one round each).
         By default the peer's array must have the same dtype, shape and message type."""
+        if isinstance(arr, np.generic):
+            arr = np.asarray(arr)
         if not isinstance(arr, np.ndarray):
             raise TypeError(f"exchange_array needs a numpy.ndarray, got {type(arr).__name__}")
         mt = MessageType.coerce(msg_type)

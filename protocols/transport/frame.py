@@ -226,13 +226,15 @@ def dtype_code(dtype: object) -> int:
 def encode_array(arr: np.ndarray) -> tuple[bytes, memoryview]:
     """(array header, data bytes) for a frame with FLAG_ARRAY. The data view shares memory
     with a C-contiguous little-endian version of `arr` (a copy only where one is needed)."""
+    if isinstance(arr, np.generic):
+        arr = np.asarray(arr)
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"send_array needs a numpy.ndarray, got {type(arr).__name__}")
     code = dtype_code(arr.dtype)
     if arr.ndim > MAX_NDIM:
         raise ValueError(f"arrays with {arr.ndim} dimensions cannot be sent (at most {MAX_NDIM})")
     wire = CODE_DTYPES[code]
-    a = np.ascontiguousarray(arr)
+    a = arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)  # (keeps 0-d arrays 0-d)
     if a.dtype != wire:  # byte order only: same kind and size
         a = a.astype(wire)
     head = ARRAY_HEADER.pack(code, a.ndim, 0) + b"".join(struct.pack("!Q", d) for d in a.shape)
