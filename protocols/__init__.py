@@ -1,1 +1,1 @@
-"""placeholder"""
+"""The two-party engine: ring and fixed point, transport, cost meter, providers, secure layers."""

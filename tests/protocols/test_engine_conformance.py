@@ -1,0 +1,139 @@
+"""The conformance suite: every secure layer and small networks against plaintext, privacy
+of the messages each party receives, one-time material. Runs against every provider."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import pi
+from protocols import engine
+from protocols.fixed_point import FixedPoint
+from protocols.material import MaterialReuseError
+from protocols.plan import CIRCA, IDENTITY, RELU, PlanBuilder
+from protocols.providers import PROVIDERS
+from relu_budget import models
+
+FP = FixedPoint(12)
+# A secure output differs from plaintext by fixed-point rounding of weights and inputs and
+# one ulp per truncation; for these small layers 2^-7 in absolute terms is a safe bound.
+TOL = 2.0 ** -7
+
+
+@pytest.fixture(params=sorted(PROVIDERS))
+def provider(request):
+    return request.param
+
+
+def secure(model, x, provider, **kw):
+    torch.manual_seed(0)
+    sm = pi.compile(model.eval(), x[:1], provider=provider, **kw)
+    return sm, sm.run(x)
+
+
+class Seq(nn.Sequential):
+    pass
+
+
+@pytest.mark.parametrize("layer,shape", [
+    (nn.Conv2d(2, 3, 3, padding=1), (2, 6, 6)),
+    (nn.Conv2d(2, 4, 3, stride=2, padding=1, bias=False), (2, 7, 7)),
+    (nn.Linear(10, 5), (10,)),
+    (nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)), (2, 6, 6)),
+    (nn.Sequential(nn.Conv2d(2, 3, 1), nn.AvgPool2d(2)), (2, 6, 6)),
+    (nn.Sequential(nn.Conv2d(2, 3, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()), (2, 6, 6)),
+    (nn.Sequential(nn.Conv2d(2, 3, 1), nn.MaxPool2d(2)), (2, 6, 6)),
+    (nn.Sequential(nn.Conv2d(2, 3, 1), nn.ReLU(), nn.MaxPool2d(3, 2)), (2, 7, 7)),
+    (nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU()), (2, 5, 5)),
+    (nn.Sequential(nn.Flatten(), nn.Linear(8, 6), nn.ReLU(), nn.Dropout(0.3), nn.Identity(), nn.Linear(6, 3)), (2, 2, 2)),
+])
+def test_layers_match_plaintext(provider, layer, shape):
+    torch.manual_seed(1)
+    for m in layer.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+    x = torch.randn(3, *shape)
+    sm, y = secure(layer, x, provider)
+    expected = layer.eval()(x).double()
+    assert y.shape == expected.shape
+    assert float((y - expected).abs().max()) < TOL
+
+
+def test_residual_network_matches_plaintext(provider):
+    torch.manual_seed(2)
+    model = models.build("resnet-small", widths=(4, 8, 8), stem_channels=4)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 1, 28, 28)
+    sm, y = secure(model, x, provider)
+    expected = model.eval()(x).double()
+    assert float((y - expected).abs().max()) < 4 * TOL
+    assert torch.equal(y.argmax(1), expected.argmax(1))
+
+
+def test_mixed_per_site_policy(provider):
+    """Exact, identity and Circa sites inside one layer, with per-pixel masks."""
+    torch.manual_seed(3)
+    model = models.build("smallcnn", image_size=8, channels=(3, 4), hidden=10)
+    rng = np.random.default_rng(0)
+    kinds = rng.choice([RELU, IDENTITY], size=(3, 8, 8)).astype(np.int8)
+    model.relu1.set_kinds(torch.from_numpy(kinds))
+    model.relu3.set_kinds(torch.tensor([IDENTITY] * 5 + [RELU] * 5, dtype=torch.int8))
+    x = torch.randn(4, 1, 8, 8)
+    from pi.compiler import SitePolicy
+
+    def policy(name, shape):
+        site = dict(model.named_modules())[name]
+        return SitePolicy(kinds=None if site.kind_map is None else site.kind_map.numpy())
+    plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=policy, fixed_point=FP)
+    sm = pi.SecureModel(plan, weights, provider)
+    y = sm.run(x)
+    expected = model.eval()(x).double()
+    assert float((y - expected).abs().max()) < TOL
+    counts = {r["layer"]: r for r in sm.layer_rows()}
+    assert counts["relu1"]["identity"] == int((kinds == IDENTITY).sum())
+    assert counts["relu1"]["relu"] == int((kinds == RELU).sum())
+
+
+def test_online_cost_only_pays_for_kept_sites(provider):
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3))
+    x = torch.randn(1, 1, 4, 4)
+    exact, _ = secure(model, x, provider, relu="exact")
+    linear, _ = secure(model, x, provider, relu="identity")
+    gate_bytes = exact.last_cost.online_bytes - linear.last_cost.online_bytes
+    assert gate_bytes >= 16 * 64          # x̂ and y0 for each of the 64 ReLU sites
+    assert linear.last_cost.rounds < exact.last_cost.rounds
+
+
+def test_material_is_consumed_once(provider):
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    sm = pi.compile(model, torch.randn(1, 4), provider=provider)
+    client, server = PROVIDERS[provider]().preprocess(sm.plan, 1)
+    engine.ClientRun(sm.plan, client, 1)
+    with pytest.raises(MaterialReuseError):
+        engine.ClientRun(sm.plan, client, 1)
+    engine.ServerRun(sm.plan, sm.weights, server, 1)
+    with pytest.raises(MaterialReuseError):
+        engine.ServerRun(sm.plan, sm.weights, server, 1)
+
+
+def test_thousand_random_inferences_agree_with_plaintext_argmax(provider):
+    """A trained model (so that argmax is not decided by ties below the fixed-point error) on
+    1000 fresh inputs from its data distribution, in 4 batched inferences."""
+    from relu_budget import data, train
+    splits = data.synthetic(n_train=512, n_val=64, n_test=1000, seed=7)
+    train.seed_everything(0)
+    model = models.build("smallcnn", image_size=12, num_classes=4, channels=(4, 8), hidden=16)
+    train.fit(model, splits, train.TrainConfig(epochs=3, lr=0.01, optimizer="adam", batch_size=32, progress=False))
+    model.eval()
+    x = splits.test[0]
+    sm = pi.compile(model, x[:1], provider=provider)
+    agree = 0
+    with torch.no_grad():
+        for chunk in x.split(250):
+            agree += int((sm.run(chunk).argmax(1) == model(chunk).argmax(1)).sum())
+    assert agree == 1000
