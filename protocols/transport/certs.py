@@ -30,7 +30,7 @@ from protocols.transport.errors import PeerVerificationError
 
 KEY_TYPES = ("ecdsa-p256", "ed25519")
 _FP_RE = re.compile(r"^[0-9a-f]{64}$")
-_PEM_CERT_RE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+_PEM_CERT_RE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
 
 def generate_self_signed(common_name: str = "pi-party", *, key_type: str = "ecdsa-p256",
@@ -154,7 +154,7 @@ def fingerprint_der(der: bytes) -> str:
 def normalize_fingerprint(fp: str) -> str:
     """Accepts "sha256:HEX", bare HEX, upper case and colon-separated (openssl's format)."""
     if not isinstance(fp, str):
-        raise ValueError(f"a fingerprint must be a string like 'sha256:<64 hex digits>', got {fp!r}")
+        raise TypeError(f"a fingerprint must be a string like 'sha256:<64 hex digits>', got {fp!r}")
     s = fp.strip()
     if s.lower().startswith("sha256:"):
         s = s[7:]
@@ -213,17 +213,17 @@ class TlsConfig:
             object.__setattr__(self, "peer_fingerprint", tuple(normalize_fingerprint(f) for f in fps))
         for name in ("require_client_cert", "allow_unpinned"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"TlsConfig.{name} must be true or false, got {getattr(self, name)!r}")
+                raise TypeError(f"TlsConfig.{name} must be true or false, got {getattr(self, name)!r}")
         if self.server_name is not None and (not isinstance(self.server_name, str) or not self.server_name):
             raise ValueError(f"server_name must be a non-empty string or None, got {self.server_name!r}")
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_dict(cls, d: dict[str, Any], base_dir: str | os.PathLike | None = None) -> "TlsConfig":
+    def from_dict(cls, d: dict[str, Any], base_dir: str | os.PathLike | None = None) -> TlsConfig:
         """From a mapping (e.g. the `tls:` section of a YAML file). Relative paths are taken
         relative to `base_dir` when given."""
         if not isinstance(d, dict):
-            raise ValueError(f"a TLS config must be a mapping, got {type(d).__name__}")
+            raise TypeError(f"a TLS config must be a mapping, got {type(d).__name__}")
         unknown = sorted(set(d) - set(cls.FIELDS))
         if unknown:
             raise ValueError(f"unknown TLS config keys {unknown}; allowed: {', '.join(cls.FIELDS)}")
@@ -235,7 +235,7 @@ class TlsConfig:
         return cls(**kw)
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike, section: str | None = "tls") -> "TlsConfig":
+    def from_yaml(cls, path: str | os.PathLike, section: str | None = "tls") -> TlsConfig:
         """Load the `section` mapping of a YAML file (the whole file when section is None);
         relative paths are relative to the file's directory."""
         import yaml

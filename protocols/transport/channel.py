@@ -14,7 +14,9 @@ record overhead (about 22 bytes per TLS record of up to 16 KiB) and the TLS hand
 
 Sending never deadlocks against a peer that sends at the same time: while a `TlsChannel`
 waits to write, it reads whatever the peer sends into a buffer (the in-process pipes are
-unbounded). A channel may be shared between threads but does one operation at a time.
+unbounded). A channel may be shared between threads, but it does one operation at a time
+(one lock around send, recv and close): a thread blocked in `recv` holds up a `send` from
+another thread until it returns or times out. Run each party's protocol on one thread.
 """
 from __future__ import annotations
 
@@ -25,17 +27,35 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from protocols.cost import CostMeter
 from protocols.transport.certs import TlsConfig
-from protocols.transport.errors import (ChannelTimeout, FrameError, HandshakeError, PeerDisconnected,
-                                        ProtocolError, RemoteError, TransportError)
-from protocols.transport.frame import (CONTROL_TYPES, DEFAULT_MAX_FRAME_SIZE, FLAG_ARRAY, HEADER_SIZE,
-                                       Frame, MessageType, check_max_frame_size, decode_array,
-                                       encode_array, pack_header, parse_header)
+from protocols.transport.errors import (
+    ChannelTimeout,
+    FrameError,
+    HandshakeError,
+    PeerDisconnected,
+    ProtocolError,
+    RemoteError,
+    TransportError,
+)
+from protocols.transport.frame import (
+    CONTROL_TYPES,
+    DEFAULT_MAX_FRAME_SIZE,
+    FLAG_ARRAY,
+    HEADER_SIZE,
+    Frame,
+    MessageType,
+    check_max_frame_size,
+    decode_array,
+    encode_array,
+    pack_header,
+    parse_header,
+)
 
 DEFAULT_TIMEOUT = 120.0  # seconds without progress from the peer
 MAX_ERROR_REASON = 4096  # bytes of an ERROR frame's reason that are kept
@@ -217,7 +237,7 @@ class Channel(abc.ABC):
                 self._peer_closed = True
             frame = Frame(header.msg_type, header.flags, payload)
         if frame.msg_type == MessageType.ERROR:
-            raise RemoteError(bytes(frame.payload).decode("utf-8", "replace"))
+            raise RemoteError(bytes(frame.payload[:MAX_ERROR_REASON]).decode("utf-8", "replace"))
         return frame
 
     def _recv_expected(self, expect: MessageType | int | str | None, timeout: object) -> Frame:
@@ -290,7 +310,7 @@ class Channel(abc.ABC):
             self._closed = True
             self._close_transport()
 
-    def __enter__(self) -> "Channel":
+    def __enter__(self) -> Channel:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -342,7 +362,7 @@ class _Pipe:
                 if self._chunks:
                     chunk = self._chunks[0]
                     n = min(len(chunk) - self._offset, len(view) - got)
-                    view[got:got + n] = chunk[self._offset:self._offset + n]
+                    view[got:got + n] = memoryview(chunk)[self._offset:self._offset + n]
                     got += n
                     self._offset += n
                     if self._offset == len(chunk):
@@ -386,7 +406,7 @@ class InProcessChannel(Channel):
     @classmethod
     def pair(cls, meter_a: CostMeter | None = None, meter_b: CostMeter | None = None, *,
              max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, timeout: float | None = DEFAULT_TIMEOUT
-             ) -> tuple["InProcessChannel", "InProcessChannel"]:
+             ) -> tuple[InProcessChannel, InProcessChannel]:
         """Two connected endpoints (a, b); each records into its own meter."""
         ab, ba = _Pipe(), _Pipe()
         a = cls(ab, ba, meter_a, max_frame_size=max_frame_size, timeout=timeout, party="a")
@@ -684,7 +704,7 @@ class Listener:
     def close(self) -> None:
         self._sock.close()
 
-    def __enter__(self) -> "Listener":
+    def __enter__(self) -> Listener:
         return self
 
     def __exit__(self, *exc) -> None:

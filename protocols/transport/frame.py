@@ -63,7 +63,7 @@ class MessageType(enum.IntEnum):
     ACK = 9            # empty acknowledgement / barrier
 
     @classmethod
-    def coerce(cls, value: object) -> "MessageType":
+    def coerce(cls, value: object) -> MessageType:
         """A MessageType from a MessageType, its int value or its name; FrameError otherwise."""
         if isinstance(value, MessageType):
             return value
@@ -88,7 +88,7 @@ CONTROL_TYPES = frozenset({MessageType.ERROR, MessageType.BYE})
 def check_max_frame_size(value: int) -> int:
     """Validate a configured maximum frame size (bytes, header included)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"max_frame_size must be an int number of bytes, got {value!r}")
+        raise TypeError(f"max_frame_size must be an int number of bytes, got {value!r}")
     value = int(value)
     if not MIN_MAX_FRAME_SIZE <= value <= MAX_MAX_FRAME_SIZE:
         raise ValueError(
