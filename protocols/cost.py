@@ -35,8 +35,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Iterator
 
 KNOWN_OPS = frozenset({
     "linear",   # convolutions, dense layers, affine maps, additions
@@ -98,7 +98,7 @@ class CostRow:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def merged(self, other: "CostRow") -> "CostRow":
+    def merged(self, other: CostRow) -> CostRow:
         """Same key, other party: bytes and messages add, rounds and seconds take the max."""
         return CostRow(self.layer, self.op, self.phase,
                        self.bytes_sent + other.bytes_sent,
@@ -152,7 +152,7 @@ class CostReport:
 
     @classmethod
     def from_rows(cls, parties: Iterable[str], rows: Iterable[CostRow], wall_seconds: float = 0.0
-                  ) -> "CostReport":
+                  ) -> CostReport:
         """Totals of a single party's rows (bytes, rounds and seconds all add)."""
         rows = tuple(rows)
 
@@ -165,7 +165,7 @@ class CostReport:
                    float(total("seconds", "online")), float(total("seconds", "offline")),
                    float(wall_seconds), rows)
 
-    def merge(self, other: "CostReport") -> "CostReport":
+    def merge(self, other: CostReport) -> CostReport:
         """Combine the reports of different parties of the same run: bytes (and messages) add,
         rounds and seconds take the maximum over parties, per row and in total."""
         if not isinstance(other, CostReport):
@@ -228,9 +228,9 @@ class CostReport:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CostReport":
+    def from_dict(cls, d: dict) -> CostReport:
         if not isinstance(d, dict):
-            raise ValueError(f"a cost report must be a mapping, got {type(d).__name__}")
+            raise TypeError(f"a cost report must be a mapping, got {type(d).__name__}")
         if d.get("version") != REPORT_VERSION:
             raise ValueError(f"cost report version {d.get('version')!r} is not supported "
                              f"(this build reads version {REPORT_VERSION})")
@@ -258,8 +258,9 @@ class CostReport:
                              for i, (c, w) in enumerate(zip(row, widths))).rstrip()
 
         who = "+".join(self.parties) or "?"
-        out = [f"cost report: {who}  (bytes sent by {'these parties' if len(self.parties) > 1 else 'this party'}; "
-               f"1 KB = 1000 B)", fmt(head), "  ".join("-" * w for w in widths)]
+        whose = "these parties" if len(self.parties) > 1 else "this party"
+        title = f"cost report: {who}  (bytes sent by {whose}; 1 KB = 1000 B)"
+        out = [title, fmt(head), "  ".join("-" * w for w in widths)]
         out += [fmt(row) for row in lines[1:]]
         out.append(f"online : {format_bytes(self.online_bytes)} sent, {self.rounds} rounds, "
                    f"{format_seconds(self.online_seconds)}")

@@ -7,7 +7,15 @@ import threading
 import numpy as np
 import pytest
 
-from protocols.cost import KNOWN_OPS, CostMeter, CostReport, CostRow, ScopeKey, format_bytes, format_seconds
+from protocols.cost import (
+    KNOWN_OPS,
+    CostMeter,
+    CostReport,
+    CostRow,
+    ScopeKey,
+    format_bytes,
+    format_seconds,
+)
 from protocols.transport import InProcessChannel, MessageType
 
 T = 5.0
@@ -49,9 +57,8 @@ def test_scope_validation_names_the_bad_value():
     with pytest.raises(ValueError, match=r"unknown phase 'warmup'; use one of offline, online"):
         with m.scope(phase="warmup"):
             pass
-    with pytest.raises(ValueError, match="layer must be a non-empty string"):
-        with m.scope(layer=""):
-            pass
+    with pytest.raises(ValueError, match="layer must be a non-empty string"), m.scope(layer=""):
+        pass
     m2 = CostMeter("client", extra_ops=["softplus"])
     with m2.scope(op="softplus"):
         pass

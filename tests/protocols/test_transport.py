@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import socket
 import ssl
@@ -13,11 +14,32 @@ import numpy as np
 import pytest
 
 from protocols.cost import CostMeter
-from protocols.transport import (DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE, MAGIC, ChannelTimeout, FrameError,
-                                 HandshakeError, InProcessChannel, Listener, MessageType, PeerDisconnected,
-                                 PeerVerificationError, ProtocolError, RemoteError, TlsConfig, TransportError,
-                                 connect, decode_array, decode_frame, encode_array, encode_frame,
-                                 fingerprint, normalize_fingerprint, parse_header, write_self_signed)
+from protocols.transport import (
+    DEFAULT_MAX_FRAME_SIZE,
+    HEADER_SIZE,
+    MAGIC,
+    ChannelTimeout,
+    FrameError,
+    HandshakeError,
+    InProcessChannel,
+    Listener,
+    MessageType,
+    PeerDisconnected,
+    PeerVerificationError,
+    ProtocolError,
+    RemoteError,
+    TlsConfig,
+    TransportError,
+    connect,
+    decode_array,
+    decode_frame,
+    encode_array,
+    encode_frame,
+    fingerprint,
+    normalize_fingerprint,
+    parse_header,
+    write_self_signed,
+)
 from protocols.transport.certs import generate_self_signed
 
 LOOPBACK = "127.0.0.1"
@@ -240,7 +262,7 @@ def test_in_process_recv_timeout_keeps_channel_usable():
 
 
 def test_in_process_frame_size_limit_on_both_sides():
-    a, b = InProcessChannel.pair(max_frame_size=64, timeout=T)
+    a, _ = InProcessChannel.pair(max_frame_size=64, timeout=T)
     with pytest.raises(FrameError, match="outgoing frame of 116 bytes"):
         a.send(MessageType.DATA, b"x" * 100)
     assert a.meter.bytes_sent == 0
@@ -335,10 +357,8 @@ def tls_pair(pool, srv_cfg, cli_cfg, **kw):
     try:
         c = connect(LOOPBACK, lst.port, cli_cfg, timeout=T, recv_timeout=T, **kw)
     except Exception:
-        try:
+        with contextlib.suppress(Exception):
             fut.result(T)
-        except Exception:
-            pass
         lst.close()
         raise
     return lst, fut, c
