@@ -174,10 +174,10 @@ class TlsConfig:
     cert, key:           this party's certificate and private key (PEM files). Required for a
                          server; for a client only when the server requires client certificates.
     peer_fingerprint:    the peer certificate's fingerprint (or a list of accepted ones).
+    require_client_cert: server only: mutual TLS, refuse clients without an accepted certificate.
     peer_cert:           the peer's certificate PEM (several certificates allowed): trust anchor
                          for chain verification, and the pin when `peer_fingerprint` is not given.
                          Needed on a server with `require_client_cert=True`.
-    require_client_cert: server only: mutual TLS, refuse clients without an accepted certificate.
     server_name:         SNI sent by a client (not verified: pinning replaces hostname checks).
     allow_unpinned:      client only, INSECURE: connect without any pin (anyone in the middle can
                          read and change the traffic). For local experiments only.
@@ -187,12 +187,12 @@ class TlsConfig:
     cert: Path | None = None
     key: Path | None = None
     peer_fingerprint: tuple[str, ...] | str | None = None
-    peer_cert: Path | None = None
     require_client_cert: bool = False
+    peer_cert: Path | None = None
     server_name: str | None = None
     allow_unpinned: bool = False
 
-    FIELDS = ("cert", "key", "peer_fingerprint", "peer_cert", "require_client_cert", "server_name",
+    FIELDS = ("cert", "key", "peer_fingerprint", "require_client_cert", "peer_cert", "server_name",
               "allow_unpinned")
 
     def __post_init__(self) -> None:
