@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pi import bench, demo
+from pi import bench, commands, demo
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pi", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, bench):
+    for module in (demo, commands, bench):
         module.add_parser(sub)
     return parser
 

@@ -76,6 +76,8 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
     example_input: one input with or without a batch dimension. site_policy(name, shape) →
     SitePolicy decides each ReLU layer's sites (default: all exact)."""
     model = model.eval()
+    if not list(model.children()):
+        model = nn.Sequential(model)   # a bare layer: trace it as a one-layer network
     x = example_input if example_input.dim() == 4 or example_input.dim() == 2 else example_input.unsqueeze(0)
     x = x[:1].float()
     try:
