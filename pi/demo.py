@@ -1,36 +1,140 @@
-"""`pi demo`: the embedded default model on its 32 Fashion-MNIST test samples.
-
-Until the secure engine lands this runs PLAINTEXT inference only (no cryptography) and says
-so; it will become the three-process (server, dealer, client) private inference over TLS.
+"""`pi demo`: private inference of the embedded default model on its 32 Fashion-MNIST samples,
+with the server, the dealer and the client as separate OS processes talking TLS on localhost.
 """
 from __future__ import annotations
 
-import torch
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-from pi.assets import load_default_model, load_samples
+import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="run the embedded default model on its 32 samples")
+    p = sub.add_parser("demo", help="three-process private inference of the embedded model on 32 samples")
+    p.add_argument("--relu", default="exact", choices=["exact", "circa", "identity"])
+    p.add_argument("--circa-k", type=int, default=None, help="Circa: low bits dropped (default: frac_bits + 4)")
+    p.add_argument("--circa-mode", default="poszero", choices=["poszero", "negpass"])
+    p.add_argument("--batch", type=int, default=8, help="samples per private inference")
+    p.add_argument("--samples", type=int, default=32)
     p.add_argument("--assets", default=None, help="directory with default_model.pt and samples.npz")
+    p.add_argument("--workdir", default=None, help="keep certificates, bundle and logs here")
     p.set_defaults(func=run)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with code {proc.returncode}; its log ({log}):\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s; see {log}")
+
+
 def run(args) -> int:
+    import pi
+    from pi.assets import load_default_model, load_samples
+    from pi.serving import Endpoint, connect
+    from protocols.transport.certs import TlsConfig, write_self_signed
     from relu_budget.data import FASHION_CLASSES
 
     model, meta = load_default_model(args.assets)
     samples = load_samples(args.assets)
-    print("NOTE: the secure two-party engine is not built yet; this demo runs the model in "
-          "PLAINTEXT on one machine. Nothing here is private.")
-    print(f"model: {meta['arch']} trained on {meta['dataset']} "
-          f"(test accuracy {100 * meta['test_accuracy']:.2f}%, {meta['relu_sites']} ReLU sites)\n")
+    n = min(args.samples, len(samples.labels))
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="pi-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"Private inference demo: {meta['arch']} on Fashion-MNIST (plaintext test accuracy "
+          f"{100 * meta['test_accuracy']:.2f}%, {meta['relu_sites']} ReLU sites), {n} test images")
+    print(f"ReLU: {args.relu}; server, dealer and client are separate processes over TLS 1.3 on localhost; "
+          f"work dir {work}\n")
+
+    # Certificates (self-signed, pinned by fingerprint) and the server's compiled bundle.
+    server_cert = write_self_signed(work / "certs", "server", overwrite=True)
+    dealer_cert = write_self_signed(work / "certs", "dealer", overwrite=True)
+    fp = pi.compile(model, samples.inputs[:1], relu="exact").fixed_point
+    circa_k = args.circa_k if args.circa_k is not None else fp.frac_bits + 4
+    secure = pi.compile(model, samples.inputs[:1], relu=args.relu,
+                        circa_k=circa_k if args.relu == "circa" else None, circa_mode=args.circa_mode)
+    secure.plan.meta.update({"classes": list(FASHION_CLASSES), "arch": meta["arch"]})
+    bundle = secure.save(work / "model.npz")
+
+    sport, dport = _free_port(), _free_port()
+    py = [sys.executable, "-m", "pi"]
+    logs = {name: work / f"{name}.log" for name in ("dealer", "server")}
+    procs = {}
+    try:
+        procs["dealer"] = subprocess.Popen(
+            py + ["dealer", "--dealer-port", str(dport), "--cert", str(dealer_cert.cert), "--key", str(dealer_cert.key)],
+            stdout=open(logs["dealer"], "w"), stderr=subprocess.STDOUT)
+        procs["server"] = subprocess.Popen(
+            py + ["serve", "--model", str(bundle), "--server-port", str(sport), "--dealer-port", str(dport),
+                  "--cert", str(server_cert.cert), "--key", str(server_cert.key),
+                  "--dealer-fingerprint", dealer_cert.fingerprint],
+            stdout=open(logs["server"], "w"), stderr=subprocess.STDOUT)
+        _wait_listening(dport, procs["dealer"], logs["dealer"])
+        _wait_listening(sport, procs["server"], logs["server"])
+        print(f"dealer pid {procs['dealer'].pid} on :{dport}, server pid {procs['server'].pid} on :{sport}")
+
+        server = Endpoint("127.0.0.1", sport, TlsConfig(peer_fingerprint=server_cert.fingerprint))
+        dealer = Endpoint("127.0.0.1", dport, TlsConfig(peer_fingerprint=dealer_cert.fingerprint))
+        outs, costs = [], []
+        with connect(server, dealer) as client, \
+                tqdm(total=n, desc="private inference", unit="img") as bar:
+            for start in range(0, n, args.batch):
+                xb = samples.inputs[start:start + args.batch]
+                outs.append(client.run(xb))
+                costs.append(client.last_cost)
+                bar.update(len(xb))
+                bar.set_postfix(offline=f"{costs[-1].offline_seconds:.1f}s", online=f"{costs[-1].online_seconds:.2f}s")
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    logits = torch.cat(outs)
+    if args.relu == "identity":   # the plaintext reference computes what the secure model computes
+        from relu_budget.models import IDENTITY, relu_sites
+        for _, site in relu_sites(model):
+            site.set_kinds(IDENTITY)
     with torch.no_grad():
-        preds = model(samples.inputs).argmax(1).numpy()
-    print(f"{'#':>3}  {'label':<12} {'prediction':<12}")
-    for i, (y, p) in enumerate(zip(samples.labels, preds)):
-        mark = "" if y == p else "  ✗"
-        print(f"{i:>3}  {FASHION_CLASSES[y]:<12} {FASHION_CLASSES[p]:<12}{mark}")
-    correct = int((preds == samples.labels).sum())
-    print(f"\n{correct}/{len(preds)} correct")
-    return 0
+        plain = model(samples.inputs[:n]).double()
+    secure_pred, plain_pred = logits.argmax(1).numpy(), plain.argmax(1).numpy()
+    labels = samples.labels[:n]
+    print(f"\n{'#':>3}  {'label':<12} {'private':<12} {'plaintext':<12} {'max|Δlogit|':>11}")
+    for i in range(n):
+        mark = "" if secure_pred[i] == labels[i] else "  ✗"
+        print(f"{i:>3}  {FASHION_CLASSES[labels[i]]:<12} {FASHION_CLASSES[secure_pred[i]]:<12} "
+              f"{FASHION_CLASSES[plain_pred[i]]:<12} {float((logits[i] - plain[i]).abs().max()):>11.4f}{mark}")
+    agree = int((secure_pred == plain_pred).sum())
+    correct = int((secure_pred == labels).sum())
+    print(f"\nprivate = plaintext on {agree}/{n}; correct {correct}/{n}")
+
+    tot = lambda k: sum(getattr(c, k) for c in costs)
+    print(f"\nCost per inference of {args.batch} images (client's view: bytes both ways; rounds = round trips)")
+    print(f"{'inference':>9} {'online MB':>10} {'offline MB':>11} {'rounds':>7} {'online s':>9} {'offline s':>10}")
+    for i, c in enumerate(costs):
+        print(f"{i:>9} {c.online_bytes / 1e6:>10.3f} {c.offline_bytes / 1e6:>11.2f} {c.rounds:>7} "
+              f"{c.online_seconds:>9.3f} {c.offline_seconds:>10.2f}")
+    print(f"{'total':>9} {tot('online_bytes') / 1e6:>10.3f} {tot('offline_bytes') / 1e6:>11.2f} "
+          f"{'':>7} {tot('online_seconds'):>9.3f} {tot('offline_seconds'):>10.2f}")
+    print(f"\nlogs: {logs['server']}, {logs['dealer']}")
+    return 0 if agree == n or args.relu != "exact" else 1

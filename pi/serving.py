@@ -185,7 +185,9 @@ class RemoteModel:
         except RemoteError as exc:
             raise RuntimeError(f"the server refused the inference: {exc}") from exc
         rep = self.meter.report()
-        self.last_cost = CostReport(online_bytes=rep.online_bytes, offline_bytes=rep.offline_bytes + nbytes,
+        # The client's meter sees both directions: bytes sent plus bytes received.
+        self.last_cost = CostReport(online_bytes=rep.online_bytes + rep.online_bytes_received,
+                                    offline_bytes=rep.offline_bytes + rep.offline_bytes_received + nbytes,
                                     rounds=rep.rounds, online_seconds=run.timings["online_s"],
                                     offline_seconds=fetch_s + run.timings["offline_s"],
                                     per_layer=[r.to_dict() for r in rep.per_layer],
