@@ -1,0 +1,186 @@
+"""Deployment over real TLS sockets on loopback: a dealer service and an inference server in
+threads, clients that behave and clients that do not. The server must answer every bad peer
+with a clear error and keep serving the others."""
+import json
+import socket
+import ssl
+import struct
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import pi
+from pi.serving import Endpoint, InferenceServer, connect
+from protocols.dealer_service import DealerService, fetch_material
+from protocols.material import MaterialReuseError
+from protocols.transport.certs import TlsConfig, write_self_signed
+from protocols.transport.channel import Listener, connect as tls_connect
+from protocols.transport.errors import HandshakeError, RemoteError, TransportError
+from protocols.transport.frame import MessageType, encode_frame
+
+RELU = "identity"   # switch to "exact" once the FSS gates land
+
+
+def small_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(48, 4)).eval()
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    d = tmp_path_factory.mktemp("deploy")
+    server_cert = write_self_signed(d, "server")
+    dealer_cert = write_self_signed(d, "dealer")
+    dealer_listener = Listener("127.0.0.1", 0, TlsConfig(cert=dealer_cert.cert, key=dealer_cert.key))
+    dealer = DealerService(dealer_listener)
+    threading.Thread(target=dealer.serve_forever, daemon=True).start()
+    model = small_model()
+    secure = pi.compile(model, torch.zeros(1, 1, 4, 4), relu=RELU)
+    dealer_ep = Endpoint("127.0.0.1", dealer_listener.port, TlsConfig(peer_fingerprint=dealer_cert.fingerprint))
+    server_listener = Listener("127.0.0.1", 0, TlsConfig(cert=server_cert.cert, key=server_cert.key))
+    server = InferenceServer(secure, server_listener, dealer_ep, max_batch=16)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server_ep = Endpoint("127.0.0.1", server_listener.port, TlsConfig(peer_fingerprint=server_cert.fingerprint))
+    yield {"server": server, "dealer": dealer, "server_ep": server_ep, "dealer_ep": dealer_ep, "model": model,
+           "secure": secure, "dealer_cert": dealer_cert}
+    server.stop()
+    dealer.stop()
+
+
+def plain(dep, x):
+    m = dep["model"]
+    seq = m if RELU == "exact" else nn.Sequential(*[l for l in m if not isinstance(l, nn.ReLU)])
+    return seq(x).detach().double().numpy()
+
+
+def healthy_inference(dep):
+    x = torch.randn(2, 1, 4, 4)
+    with connect(dep["server_ep"], dep["dealer_ep"]) as client:
+        y = client.run(x)
+    np.testing.assert_allclose(y.numpy(), plain(dep, x), atol=2**-7)
+    return client
+
+
+def test_inference_over_tls_matches_plaintext_and_sessions_continue(deployment):
+    x = torch.randn(3, 1, 4, 4)
+    with connect(deployment["server_ep"], deployment["dealer_ep"]) as client:
+        for _ in range(2):                    # two inferences in one session
+            y = client.run(x)
+            np.testing.assert_allclose(y.numpy(), plain(deployment, x), atol=2**-7)
+        assert client.last_cost.online_bytes > 0 and client.last_cost.rounds > 0
+
+
+def raw_tls(dep):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    sock = socket.create_connection(("127.0.0.1", dep["server_ep"].port), timeout=10)
+    return ctx.wrap_socket(sock)
+
+
+def read_all(s) -> bytes:
+    s.settimeout(10)
+    out = b""
+    try:
+        while chunk := s.recv(65536):
+            out += chunk
+    except (ssl.SSLError, OSError):
+        pass
+    return out
+
+
+def test_garbage_bytes_get_an_error_and_the_server_keeps_serving(deployment):
+    with raw_tls(deployment) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)))
+        reply = read_all(s)
+    assert reply[:4] == b"\x89PIF" and b"magic" in reply         # an ERROR frame naming the problem
+    healthy_inference(deployment)
+
+
+def test_oversized_frame_is_refused(deployment):
+    with raw_tls(deployment) as s:
+        header = struct.pack("!4sBBHQ", b"\x89PIF", 1, int(MessageType.HELLO), 0, 1 << 40)
+        s.sendall(header)
+        reply = read_all(s)
+    assert b"exceeds max_frame_size" in reply
+    healthy_inference(deployment)
+
+
+def test_wrong_protocol_version_is_named(deployment):
+    ep = deployment["server_ep"]
+    with tls_connect(ep.host, ep.port, ep.tls) as chan:
+        chan.send(MessageType.HELLO, json.dumps({"version": 99}).encode())
+        with pytest.raises(RemoteError, match="version 99"):
+            chan.recv(MessageType.SPEC)
+    healthy_inference(deployment)
+
+
+def test_wrong_input_shape_and_dtype_are_refused(deployment):
+    ep = deployment["server_ep"]
+    with connect(ep, deployment["dealer_ep"]) as client:
+        with pytest.raises(ValueError, match="takes"):
+            client.run(torch.zeros(2, 1, 5, 5))        # checked before anything is sent
+    # A client that lies on the wire: asks for batch 1, sends a float array as its input.
+    with tls_connect(ep.host, ep.port, ep.tls) as chan:
+        chan.send(MessageType.HELLO, json.dumps({"version": 1}).encode())
+        spec = json.loads(chan.recv(MessageType.SPEC))
+        chan.send(MessageType.DATA, json.dumps({"batch": 1}).encode())
+        plan = pi.SecureModel.from_public_spec(spec["spec"]).plan
+        fetch_material(deployment["dealer_ep"].host, deployment["dealer_ep"].port, deployment["dealer_ep"].tls,
+                       "client", f"{spec['session']}-0", plan, 1)
+        with pytest.raises((RemoteError, TransportError)):
+            while True:                                 # skip the server's offline messages
+                frame = chan.recv_frame(timeout=10)
+                if frame.msg_type == MessageType.ARRAY and not chan.peer_closed:
+                    chan.send_array(np.zeros((3, 3), np.float32))
+    healthy_inference(deployment)
+
+
+def test_bad_batch_request_is_refused(deployment):
+    ep = deployment["server_ep"]
+    with tls_connect(ep.host, ep.port, ep.tls) as chan:
+        chan.send(MessageType.HELLO, json.dumps({"version": 1}).encode())
+        chan.recv(MessageType.SPEC)
+        chan.send(MessageType.DATA, json.dumps({"batch": 10_000}).encode())
+        with pytest.raises(RemoteError, match="batch"):
+            chan.recv_frame(timeout=10)
+
+
+def test_client_disconnecting_mid_inference_does_not_hurt_others(deployment):
+    ep = deployment["server_ep"]
+    errors_before = deployment["server"].stats["errors"]
+    chan = tls_connect(ep.host, ep.port, ep.tls)
+    chan.send(MessageType.HELLO, json.dumps({"version": 1}).encode())
+    chan.recv(MessageType.SPEC)
+    chan.send(MessageType.DATA, json.dumps({"batch": 1}).encode())
+    chan._close_transport()                             # vanish without BYE
+    deadline = time.monotonic() + 20
+    while deployment["server"].stats["errors"] == errors_before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert deployment["server"].stats["errors"] > errors_before
+    healthy_inference(deployment)
+
+
+def test_dealer_never_hands_out_material_twice(deployment):
+    ep = deployment["dealer_ep"]
+    plan = deployment["secure"].plan
+    fetch_material(ep.host, ep.port, ep.tls, "client", "session-reuse-1", plan, 1)
+    with pytest.raises(RemoteError, match="already delivered"):
+        fetch_material(ep.host, ep.port, ep.tls, "client", "session-reuse-1", plan, 1)
+    with pytest.raises(RemoteError, match="batch must be"):
+        fetch_material(ep.host, ep.port, ep.tls, "server", "session-reuse-2", plan, 0)
+
+
+def test_dealer_down_gives_a_clear_error(deployment, tmp_path):
+    port = Listener("127.0.0.1", 0, TlsConfig(cert=deployment["dealer_cert"].cert,
+                                               key=deployment["dealer_cert"].key))
+    dead = Endpoint("127.0.0.1", port.port, deployment["dealer_ep"].tls)
+    port.close()                                        # nothing listens there any more
+    with connect(deployment["server_ep"], dead) as client:
+        with pytest.raises(HandshakeError, match="cannot connect"):
+            client.run(torch.zeros(1, 1, 4, 4))
+    healthy_inference(deployment)
