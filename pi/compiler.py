@@ -216,3 +216,17 @@ def _adaptive(b: PlanBuilder, node, tid: int, shape, output_size, name: str) -> 
         raise _unsupported(node, f"AdaptiveAvgPool2d from {h}×{w} to {oh}×{ow} (sizes must divide)")
     k = (h // oh, w // ow)
     return b.avgpool(tid, k, k, name=name)
+
+
+def supported_ops_markdown() -> str:
+    """docs/supported_ops.md, generated from SUPPORTED (`python -m pi.compiler > docs/supported_ops.md`)."""
+    lines = ["# Supported operations", "",
+             "Generated from `pi.compiler.SUPPORTED` by `python -m pi.compiler > docs/supported_ops.md`;",
+             "a test keeps this file in sync with the code. Anything else raises `UnsupportedOp` naming",
+             "the node and the op.", "", "| torch op | secure computation |", "|---|---|"]
+    lines += [f"| {op} | {how} |" for op, how in SUPPORTED.items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(supported_ops_markdown(), end="")

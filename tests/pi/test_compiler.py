@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import pi
+from pi.compiler import UnsupportedOp, supported_ops_markdown
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "supported_ops.md"
+
+
+def test_supported_ops_doc_is_generated_from_code():
+    assert DOCS.read_text() == supported_ops_markdown(), \
+        "docs/supported_ops.md is stale: run `python -m pi.compiler > docs/supported_ops.md`"
+
+
+class Sigmoidy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return torch.sigmoid(self.fc(x))
+
+
+@pytest.mark.parametrize("model,match", [
+    (Sigmoidy(), "node 'sigmoid': function sigmoid"),
+    (nn.Sequential(nn.Linear(4, 4), nn.GELU()), "module GELU"),
+    (nn.Sequential(nn.Conv2d(2, 2, 3, groups=2)), "groups=2"),
+])
+def test_unsupported_ops_name_node_op_and_supported_list(model, match):
+    x = torch.zeros(1, 2, 6, 6) if isinstance(model[0] if isinstance(model, nn.Sequential) else model.fc, nn.Conv2d) \
+        else torch.zeros(1, 4)
+    with pytest.raises(UnsupportedOp, match=match) as err:
+        pi.compile(model, x)
+    assert "Supported:" in str(err.value) and "nn.Conv2d" in str(err.value)
+
+
+def test_bad_relu_choice_and_missing_circa_k():
+    m = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    with pytest.raises(ValueError, match="relu must be one of"):
+        pi.compile(m, torch.zeros(1, 4), relu="gelu")
+    with pytest.raises(ValueError, match="circa_k"):
+        pi.compile(m, torch.zeros(1, 4), relu="circa")
+    with pytest.raises(ValueError, match="unknown provider"):
+        pi.compile(m, torch.zeros(1, 4), provider="he")
+
+
+def test_bundle_roundtrip_and_public_spec_has_no_weights(tmp_path):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3)).eval()
+    sm = pi.compile(m, torch.zeros(1, 1, 4, 4))
+    path = sm.save(tmp_path / "b.npz")
+    loaded = pi.load(path)
+    assert loaded.plan.to_dict() == sm.plan.to_dict()
+    for k in sm.weights.weights:
+        assert (loaded.weights.weights[k] == sm.weights.weights[k]).all()
+    spec = sm.public_spec()
+    text = str(spec)
+    assert "weights" not in text.lower() or all(k not in spec for k in ("weights", "biases"))
+    client_view = pi.SecureModel.from_public_spec(spec)
+    assert client_view.weights is None
+    with pytest.raises(RuntimeError, match="no weights"):
+        client_view.run(torch.zeros(1, 1, 4, 4))
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not a secure-model bundle"):
+        pi.load(tmp_path / "junk.npz")
+
+
+def test_summary_counts_sites_and_macs():
+    m = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3)).eval()
+    sm = pi.compile(m, torch.zeros(1, 1, 4, 4))
+    rows = {r["layer"]: r for r in sm.layer_rows()}
+    assert rows["1"]["relu"] == 32
+    assert rows["0"]["macs"] == 2 * 16 * 9 and rows["3"]["macs"] == 32 * 3
+    assert "total" in sm.summary()
