@@ -317,53 +317,122 @@ class TruncateLayer(Layer):
         ss.shares[self.op.output] = trunc_server(ss.shares[self.op.inputs[0]], self.op.shift)
 
 
-class ActivationLayer(Layer):
-    """Per-site exact ReLU / Circa / identity with a fused truncation by `shift`.
+def poly_coefficients(plan: Plan, op: Activation, batch: int, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Ring coefficients per polynomial site: C2 at scale f, C1 at 2f, C0 at 3f, so that with
+    x at scale f every term of p(x) = c2·x² + c1·x + c0 lands at scale 3f."""
+    fp, f = plan.fixed_point, plan.fixed_point.frac_bits
+    shape = plan.tensor(op.inputs[0]).shape
+    per_site_channel = np.repeat(np.arange(shape[0]), int(np.prod(shape[1:])))
+    c = np.asarray(op.poly, dtype=np.float64)[np.tile(per_site_channel, batch)[idx]]
+    return fp.encode(c[:, 2], scale=f), fp.encode(c[:, 1], scale=2 * f), fp.encode(c[:, 0], scale=3 * f)
 
-    Gate sites are opened once (one GateStage) and come out MASKED by masks the client
-    derives from its seed; identity sites are truncated locally and keep the input's state."""
+
+class PolyStage:
+    """Second stage of polynomial sites. The server holds x̂ = x + r2 (x at scale f, r2 a dealer
+    mask the client does not know); it sends x̂; each party evaluates a degree-2 key
+    y_b = [b = 1]·C2·x̂² + A_b·x̂ + B_b with A = C1 − 2·C2·r2, B = C2·r2² − C1·r2 + C0 + s_out,
+    and the client returns y0. Wire: S→C n and C→S n ring elements."""
+
+    def __init__(self, label: str, n: int) -> None:
+        self.label, self.n = label, n
+
+    def deal(self, d: DealerState, r2: np.ndarray, coeffs, s_out: np.ndarray) -> None:
+        c2, c1, c0 = coeffs
+        a = c1 - U64(2) * c2 * r2
+        b = c2 * r2 * r2 - c1 * r2 + c0 + s_out
+        a0, b0 = d.stream.draw(f"{self.label}/a0", self.n), d.stream.draw(f"{self.label}/b0", self.n)
+        d.server.put(f"{self.label}/a1", a - a0)
+        d.server.put(f"{self.label}/b1", b - b0)
+
+    def server_online(self, ss: ServerState, chan, xhat: np.ndarray, c2: np.ndarray) -> np.ndarray:
+        chan.send_array(xhat)
+        y1 = c2 * xhat * xhat + ss.material.take(f"{self.label}/a1") * xhat + ss.material.take(f"{self.label}/b1")
+        return y1 + chan.recv_array(dtype=U64, shape=xhat.shape)
+
+    def client_online(self, cs: ClientState, chan) -> None:
+        xhat = chan.recv_array(dtype=U64, shape=(self.n,))
+        chan.send_array(cs.keep.pop(f"{self.label}/a0") * xhat + cs.keep.pop(f"{self.label}/b0"))
+
+    def client_offline(self, cs: ClientState) -> None:
+        cs.keep[f"{self.label}/a0"] = cs.stream.draw(f"{self.label}/a0", self.n)
+        cs.keep[f"{self.label}/b0"] = cs.stream.draw(f"{self.label}/b0", self.n)
+
+
+class ActivationLayer(Layer):
+    """Per-site exact ReLU / Circa / polynomial / identity, fused with the truncation.
+
+    Stage 1 opens every non-identity site once: ReLU and Circa gates give their final value,
+    polynomial sites a faithful truncation that the server receives masked by a dealer value
+    (stage 2, PolyStage, then evaluates the polynomial). Gate outputs are MASKED by masks the
+    client derives from its seed; identity sites are rescaled locally and keep their state.
+    """
 
     def __init__(self, plan, op: Activation, batch):
         super().__init__(plan, op, batch)
         size = plan.tensor(op.inputs[0]).size
         kinds = np.zeros(size, np.int8) if op.kinds is None else op.kinds.reshape(-1)
-        if (kinds == POLY).any():
-            raise PlanError(f"{op.name}: polynomial sites are not supported by the engine yet")
         kinds = np.tile(kinds, batch)
         self.gate_idx = np.flatnonzero(kinds != IDENTITY)
         self.id_idx = np.flatnonzero(kinds == IDENTITY)
+        self.poly_idx = np.flatnonzero(kinds == POLY)
         kg = kinds[self.gate_idx]
+        self.poly_pos = np.flatnonzero(kg == POLY)          # positions of poly sites within the gate sites
+        self.plain_pos = np.flatnonzero(kg != POLY)
         specs = []
         if (kg == RELU).any():
             specs.append((gates.GateSpec("relu", shift=op.shift, bits=op.value_bits), np.flatnonzero(kg == RELU)))
         if (kg == CIRCA).any():
             specs.append((gates.GateSpec("circa", shift=op.shift, k=op.circa_k, mode=op.circa_mode,
                                          bits=op.value_bits), np.flatnonzero(kg == CIRCA)))
+        if len(self.poly_pos):
+            specs.append((gates.GateSpec("trunc", shift=op.shift, bits=op.value_bits), self.poly_pos))
         self.stage = GateStage(op.name, specs, len(self.gate_idx))
+        self.poly_stage = PolyStage(f"{op.name}/poly", len(self.poly_idx)) if len(self.poly_idx) else None
         self.full_shape = shape_of(plan, op.output, batch)
+        f = plan.fixed_point.frac_bits
+        s_in, s_out = plan.tensor(op.inputs[0]).scale, plan.tensor(op.output).scale
+        self.gate_up = U64(1 << (s_out - f))              # ReLU/Circa outputs: scale f → s_out
+        self.id_shift = s_in - s_out                      # identity sites: > 0 truncate, < 0 scale up
 
     def _s_out(self, stream: SeedStream) -> np.ndarray:
         return stream.draw(f"{self.op.name}/s_out", len(self.gate_idx))
 
+    def _rescale_id(self, x: np.ndarray, truncate) -> np.ndarray:
+        if self.id_shift > 0:
+            return truncate(x, self.id_shift)
+        return x * U64(1 << -self.id_shift)
+
     def deal(self, d):
         s_out = self._s_out(d.stream)
-        self.stage.deal(d, s_out)
-        m_in = d.masks.get(self.op.inputs[0])
+        stage1_out = s_out.copy()
+        if self.poly_stage:
+            r2 = rand_u64(len(self.poly_pos))              # stage-2 mask: the client must not know it
+            stage1_out[self.poly_pos] = r2
+            s_poly = d.stream.draw(f"{self.op.name}/poly_s", len(self.poly_idx))
+            self.poly_stage.deal(d, r2, poly_coefficients(self.plan, self.op, self.batch, self.poly_idx), s_poly)
+        self.stage.deal(d, stage1_out)
         if self.plan.tensor(self.op.output).state != MASKED:
             d.masks[self.op.output] = None
             return
-        mask = np.zeros(len(self.gate_idx) + len(self.id_idx), U64)
-        mask[self.gate_idx] = s_out
+        mask = np.zeros(self.batch * self.plan.tensor(self.op.inputs[0]).size, U64)
+        mask[self.gate_idx[self.plain_pos]] = s_out[self.plain_pos] * self.gate_up
+        if self.poly_stage:
+            mask[self.poly_idx] = s_poly
         if len(self.id_idx):
-            mask[self.id_idx] = m_in.reshape(-1)[self.id_idx] >> U64(self.op.shift)
+            m_in = d.masks[self.op.inputs[0]].reshape(-1)[self.id_idx]
+            mask[self.id_idx] = self._rescale_id(m_in, lambda s, k: s >> U64(k))
         d.masks[self.op.output] = mask.reshape(self.full_shape)
 
     def client_offline(self, cs):
         c_in = cs.shares[self.op.inputs[0]].reshape(-1)
         self.stage.client_offline(cs, c_in[self.gate_idx])
         c_out = np.empty_like(c_in)
-        c_out[self.gate_idx] = -self._s_out(cs.stream)
-        c_out[self.id_idx] = trunc_client(c_in[self.id_idx], self.op.shift)
+        s_out = self._s_out(cs.stream)
+        c_out[self.gate_idx[self.plain_pos]] = -(s_out[self.plain_pos] * self.gate_up)
+        if self.poly_stage:
+            self.poly_stage.client_offline(cs)
+            c_out[self.poly_idx] = -cs.stream.draw(f"{self.op.name}/poly_s", len(self.poly_idx))
+        c_out[self.id_idx] = self._rescale_id(c_in[self.id_idx], trunc_client)
         cs.shares[self.op.output] = c_out.reshape(self.full_shape)
 
     def server_offline(self, ss):
@@ -372,12 +441,18 @@ class ActivationLayer(Layer):
     def server_online(self, ss, chan):
         a_in = ss.shares[self.op.inputs[0]].reshape(-1)
         a_out = np.empty_like(a_in)
-        a_out[self.gate_idx] = self.stage.server_online(ss, chan, a_in[self.gate_idx])
-        a_out[self.id_idx] = trunc_server(a_in[self.id_idx], self.op.shift)
+        y = self.stage.server_online(ss, chan, a_in[self.gate_idx])
+        a_out[self.gate_idx[self.plain_pos]] = y[self.plain_pos] * self.gate_up
+        if self.poly_stage:
+            c2 = poly_coefficients(self.plan, self.op, self.batch, self.poly_idx)[0]
+            a_out[self.poly_idx] = self.poly_stage.server_online(ss, chan, y[self.poly_pos], c2)
+        a_out[self.id_idx] = self._rescale_id(a_in[self.id_idx], trunc_server)
         ss.shares[self.op.output] = a_out.reshape(self.full_shape)
 
     def client_online(self, cs, chan):
         self.stage.client_online(cs, chan)
+        if self.poly_stage:
+            self.poly_stage.client_online(cs, chan)
 
 
 class MaxPoolLayer(Layer):

@@ -118,7 +118,9 @@ class ToMasked(Op):
 
 @dataclass
 class Activation(Op):
-    """Per-site activation with a fused truncation by `shift` on every site.
+    """Per-site activation. Gate sites (ReLU, Circa, and the truncation in front of a
+    polynomial) fuse a faithful truncation by `shift` (input scale − f); identity sites are
+    rescaled locally to the output scale.
 
     kinds: None (all exact ReLU) or an int8 array over the per-example shape with SITE_KINDS
     codes. circa: (k, mode) for Circa sites. poly: per-channel (c0, c1, c2), public policy.
@@ -399,9 +401,12 @@ class PlanBuilder:
         if t.scale < f:
             tid = self.rescale(tid, f)
             t = self._t(tid)
-        # Gate sites come out MASKED; identity sites keep the input's state (local truncation).
+        # Gate sites come out MASKED; identity sites keep the input's state (local rescaling).
+        # Polynomial sites output p(x) at scale 3f (x at scale f times coefficients at scale f
+        # and 2f); the other sites of such a layer are scaled up exactly to match.
         has_identity = kinds is not None and bool((kinds == IDENTITY).any())
-        out = self._new(t.shape, f, t.state if has_identity else MASKED)
+        has_poly = kinds is not None and bool((kinds == POLY).any())
+        out = self._new(t.shape, 3 * f if has_poly else f, t.state if has_identity else MASKED)
         op = Activation(self._name(name, "act"), (tid,), out, kinds=kinds, shift=t.scale - f,
                         circa_k=circa_k, circa_mode=circa_mode,
                         poly=None if poly is None else np.asarray(poly, dtype=np.float64))
