@@ -70,11 +70,14 @@ def _pair(v) -> tuple[int, int]:
 
 
 def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=None,
-                 fixed_point: FixedPoint | None = None) -> tuple[Plan, ServerWeights]:
+                 fixed_point: FixedPoint | None = None, calibration: torch.Tensor | None = None,
+                 margin_bits: int = 6) -> tuple[Plan, ServerWeights]:
     """Traces `model` and builds (public plan, private weights).
 
     example_input: one input with or without a batch dimension. site_policy(name, shape) →
-    SitePolicy decides each ReLU layer's sites (default: all exact)."""
+    SitePolicy decides each ReLU layer's sites (default: all exact). calibration: a batch of
+    representative inputs; the largest |value| entering each activation, times 2^margin_bits,
+    bounds its input bit width (smaller comparison gates). Without it the full ring is assumed."""
     model = model.eval()
     if not list(model.children()):
         model = nn.Sequential(model)   # a bare layer: trace it as a one-layer network
@@ -99,6 +102,21 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
     interp.run_node = run_node
     with torch.no_grad():
         interp.run(x)
+    bounds: dict[str, float] = {}
+    if calibration is not None:
+        calib_values: dict[str, torch.Tensor] = {}
+        cal = fx.Interpreter(gm)
+        cal_run_node = cal.run_node
+
+        def record(n):
+            out = cal_run_node(n)
+            if isinstance(out, torch.Tensor):
+                calib_values[n.name] = out.detach().abs().max().item()
+            return out
+        cal.run_node = record
+        with torch.no_grad():
+            cal.run(calibration.float())
+        bounds = calib_values
 
     b = PlanBuilder(tuple(x.shape[1:]), fixed_point)
     env: dict[str, int] = {}
@@ -112,8 +130,10 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
 
     def relu(node, name, shape):
         pol = site_policy(name, shape) if site_policy else SitePolicy()
+        bound = bounds.get(node.args[0].name)
         return b.activation(arg(node.args[0]), kinds=pol.kinds, circa_k=pol.circa_k, circa_mode=pol.circa_mode,
-                            poly=pol.poly, name=name)
+                            poly=pol.poly, name=name,
+                            bound=None if bound is None else bound * 2.0 ** margin_bits)
 
     for node in graph.nodes:
         if node.op == "placeholder":

@@ -40,11 +40,13 @@ def _global_policy(relu: str, circa_k, circa_mode: str):
 
 def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None, relu: str = "exact",
             circa_k: int | None = None, circa_mode: str = "poszero", provider: str = "dealer",
-            frac_bits: int | None = None) -> "SecureModel":
+            frac_bits: int | None = None, calibration: torch.Tensor | None = None) -> "SecureModel":
     """Compiles a torch model for private inference.
 
     policy: a ReLU policy (path or object from relu-budget) saying per site what to compute;
     otherwise `relu` applies one choice everywhere ("exact" | "circa" | "identity").
+    calibration: representative inputs; bounds on the activations' magnitudes (with a 64x
+    margin) let the comparison gates work on fewer bits. Inputs beyond them are not supported.
     """
     fp = FixedPoint(DEFAULT_FRAC_BITS if frac_bits is None else frac_bits)
     if policy is not None:
@@ -53,7 +55,8 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
     else:
         site_policy = _global_policy(relu, circa_k, circa_mode)
     get_provider(provider)  # validate early
-    plan, weights = compile_plan(model, example_input, site_policy=site_policy, fixed_point=fp)
+    plan, weights = compile_plan(model, example_input, site_policy=site_policy, fixed_point=fp,
+                                 calibration=calibration)
     return SecureModel(plan, weights, provider=provider)
 
 

@@ -381,7 +381,9 @@ class PlanBuilder:
 
     # -- non-linear ops -------------------------------------------------------------------
     def activation(self, tid: int, kinds: np.ndarray | None = None, circa_k: int | None = None,
-                   circa_mode: str = "poszero", poly: np.ndarray | None = None, name: str | None = None) -> int:
+                   circa_mode: str = "poszero", poly: np.ndarray | None = None, name: str | None = None,
+                   bound: float | None = None) -> int:
+        """bound: a guaranteed max |input| (reals); it narrows the comparison gates' bit width."""
         t = self._t(tid)
         if kinds is not None:
             kinds = np.broadcast_to(np.asarray(kinds, dtype=np.int8), t.shape).copy()
@@ -407,9 +409,12 @@ class PlanBuilder:
         has_identity = kinds is not None and bool((kinds == IDENTITY).any())
         has_poly = kinds is not None and bool((kinds == POLY).any())
         out = self._new(t.shape, 3 * f if has_poly else f, t.state if has_identity else MASKED)
+        value_bits = MAX_VALUE_BITS + 1
+        if bound is not None and bound > 0:
+            value_bits = min(value_bits, int(np.ceil(np.log2(bound * 2.0 ** t.scale))) + 2)
         op = Activation(self._name(name, "act"), (tid,), out, kinds=kinds, shift=t.scale - f,
                         circa_k=circa_k, circa_mode=circa_mode,
-                        poly=None if poly is None else np.asarray(poly, dtype=np.float64))
+                        poly=None if poly is None else np.asarray(poly, dtype=np.float64), value_bits=value_bits)
         self.ops.append(op)
         return out
 

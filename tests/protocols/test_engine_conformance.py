@@ -137,3 +137,38 @@ def test_thousand_random_inferences_agree_with_plaintext_argmax(provider):
         for chunk in x.split(250):
             agree += int((sm.run(chunk).argmax(1) == model(chunk).argmax(1)).sum())
     assert agree == 1000
+
+
+def test_polynomial_sites_match_plaintext(provider):
+    """Per-channel degree-2 polynomials on some sites, exact ReLU and identity on others."""
+    torch.manual_seed(6)
+    model = models.build("smallcnn", image_size=8, channels=(3, 4), hidden=10).eval()
+    rng = np.random.default_rng(1)
+    kinds = rng.choice([RELU, 2, IDENTITY], size=(3, 8, 8)).astype(np.int8)
+    coeffs = torch.tensor([[0.1, 0.5, 0.25], [-0.2, 1.0, 0.1], [0.0, 0.8, -0.05]])
+    model.relu1.set_kinds(torch.from_numpy(kinds), coeffs)
+    x = torch.randn(3, 1, 8, 8)
+    from pi.compiler import SitePolicy
+
+    def policy(name, shape):
+        site = dict(model.named_modules())[name]
+        if site.kind_map is None:
+            return SitePolicy()
+        return SitePolicy(kinds=site.kind_map.numpy(), poly=site.poly_coeffs.double().numpy())
+    plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=policy, fixed_point=FP)
+    y = pi.SecureModel(plan, weights, provider).run(x)
+    expected = model(x).double()
+    assert float((y - expected).abs().max()) < 2 * TOL
+
+
+def test_circa_sites_fault_only_near_zero(provider):
+    """Circa with k = 12 (inputs carry 24 fractional bits): a fault changes a ReLU output by
+    less than 2^-12, so the network's output stays within a few ulps of plaintext."""
+    torch.manual_seed(7)
+    model = models.build("smallcnn", image_size=8, channels=(3, 4), hidden=10).eval()
+    x = torch.randn(4, 1, 8, 8)
+    sm, y = secure(model, x, provider, relu="circa", circa_k=12)
+    expected = model(x).double()
+    assert float((y - expected).abs().max()) < 4 * TOL
+    rows = {r["layer"]: r for r in sm.layer_rows()}
+    assert rows["relu1"]["circa"] == 3 * 64
