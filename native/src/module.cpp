@@ -11,4 +11,5 @@ PYBIND11_MODULE(pi_native, m) {
         "Set the kernel thread count; n <= 0 restores the default (PI_NUM_THREADS or all cores).");
   bind_prg(m);
   bind_ring(m);
+  bind_fss(m);
 }

@@ -1,0 +1,76 @@
+// FSS gates of the dealer model on Z_(2^64): key batches (format, parsing), key generation for
+// the dealer and evaluation for party 0/1 on public masked inputs x^ = x + r_in.
+// Constructions, preconditions and error laws: docs/fss.md.
+//
+// Key batch layout (little-endian):
+//   0  magic "PIFK"            4  version (1)        5  gate id        6  party (0/1)
+//   7  n (input bits)          8  k (circa)          9  mode (0 none, 1 poszero, 2 negpass)
+//   10 shift                   11 payload words (raw DCF only)
+//   12 u32 bytes per element   16 u64 element count  24 u32 reserved (0)
+//   28 u32 CRC-32 (IEEE) of bytes 0..27
+//   32 count x (bytes per element) element keys
+// Parsing checks every field, the checksum and the exact total length, and throws
+// std::invalid_argument (ValueError in Python) on anything else.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace pi_native::fss {
+
+enum class Gate : uint8_t { Relu = 1, Drelu = 2, Circa = 3, Trunc = 4, Square = 5, Mul = 6, Dcf = 16, DcfBit = 17 };
+enum class CircaMode : uint8_t { None = 0, PosZero = 1, NegPass = 2 };
+
+struct GateParams {
+  Gate gate = Gate::Relu;
+  int n = 64;      // input bits (64 for every gate; 0..64 for the raw DCFs)
+  int k = 0;       // circa: low bits dropped before the sign test
+  CircaMode mode = CircaMode::None;
+  int shift = 0;   // relu / circa / trunc: fused arithmetic right shift
+  int words = 0;   // raw ring DCF: payload words (1 or 2)
+};
+
+constexpr size_t kHeaderBytes = 32;
+constexpr uint8_t kKeyVersion = 1;
+
+const char* gate_name(Gate g);
+bool gate_from_name(const std::string& name, Gate* out);
+const char* mode_name(CircaMode m);
+
+// Throws std::invalid_argument naming the bad parameter.
+void validate_params(const GateParams& p);
+size_t key_bytes_per_element(const GateParams& p);
+// Bytes sent online per element by both parties together, and rounds.
+struct OnlineCost {
+  double bytes;
+  int rounds;
+};
+OnlineCost online_cost(const GateParams& p);
+
+uint32_t crc32(const uint8_t* data, size_t n);
+void write_header(uint8_t* out, const GateParams& p, int party, uint64_t count);
+
+struct KeyView {
+  GateParams params;
+  int party = 0;
+  uint64_t count = 0;
+  size_t elem_bytes = 0;
+  const uint8_t* body = nullptr;
+};
+KeyView parse_keys(const uint8_t* data, size_t len);
+
+// Key generation for n elements (multithreaded). body0/body1: n * key_bytes_per_element(p) bytes.
+//   a, b: gate inputs — r_in (and r_y for mul, alpha for raw DCFs);  beta: raw ring DCF payload
+//   (n x words);  r_out: output masks (unused by raw DCFs).
+void gen_keys(const GateParams& p, const uint8_t seed[16], const uint64_t* a, const uint64_t* b,
+              const uint64_t* beta, const uint64_t* r_out, size_t n, uint8_t* body0, uint8_t* body1);
+
+// One-round evaluation: relu, drelu, trunc, square, mul (yhat only for mul), raw ring DCF
+// (out has count * words entries). Multithreaded.
+void eval_keys(const KeyView& kv, const uint64_t* xhat, const uint64_t* yhat, uint64_t* out);
+// Raw bit DCF and the first Circa step: out[i] in {0, 1}.
+void eval_bits(const KeyView& kv, const uint64_t* xhat, uint8_t* out);
+// Second Circa step: opened[i] = the reconstructed masked sign bit.
+void eval_circa_select(const KeyView& kv, const uint64_t* xhat, const uint8_t* opened, uint64_t* out);
+
+}  // namespace pi_native::fss
