@@ -1,0 +1,1 @@
+"""Slow, obviously-correct reference implementations the native kernels are tested against."""
