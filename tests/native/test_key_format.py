@@ -1,0 +1,155 @@
+"""Key batch format: header fields, and malformed input always raises ValueError (never crashes)."""
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+import pi_native
+
+U64 = np.uint64
+
+
+def batches():
+    """(name, key0, key1, evaluate(party, key)) for every gate."""
+    r = np.arange(3, dtype=U64) * U64(0x9E3779B97F4A7C15)
+    x = r + U64(1)
+    seed = os.urandom(16)
+    out = []
+    for gate, params in [("relu", {}), ("relu", {"shift": 9}), ("drelu", {}), ("trunc", {"shift": 5}),
+                         ("square", {}), ("circa", {"k": 12, "mode": "negpass", "shift": 2})]:
+        k0, k1 = getattr(pi_native, "gen_" + gate)(seed, r, r, **params)
+        if gate == "circa":
+            def ev(p, k):
+                bits = pi_native.eval_circa_sign(p, k, x)
+                return pi_native.eval_circa_select(p, k, x, bits)
+        else:
+            ev = (lambda g: lambda p, k: getattr(pi_native, "eval_" + g)(p, k, x))(gate)
+        out.append((gate, params, k0, k1, ev))
+    k0, k1 = pi_native.gen_mul(seed, r, r, r)
+    out.append(("mul", {}, k0, k1, lambda p, k: pi_native.eval_mul(p, k, x, x)))
+    return out
+
+
+BATCHES = batches()
+
+
+def test_header_layout():
+    r = np.zeros(5, U64)
+    k0, k1 = pi_native.gen_circa(os.urandom(16), r, r, k=40, mode="poszero", shift=7)
+    assert k0[:4] == b"PIFK" and k0[4] == 1 and k0[5] == 3
+    assert (k0[6], k1[6]) == (0, 1)
+    n, k, mode, shift, words, elem, count, reserved, crc = struct.unpack_from("<BBBBBIQII", k0, 7)
+    assert (n, k, mode, shift, words, count, reserved) == (64, 40, 1, 7, 0, 5, 0)
+    assert elem == pi_native.key_bytes_per_element("circa", k=40, mode="poszero", shift=7)
+    assert crc == zlib.crc32(k0[:28])
+    assert len(k0) == pi_native.FSS_KEY_HEADER_BYTES + 5 * elem
+    info = pi_native.key_info(k1)
+    assert info == {"gate": "circa", "party": 1, "n": 64, "k": 40, "mode": "poszero", "shift": 7, "words": 0,
+                    "count": 5, "bytes_per_element": elem}
+
+
+@pytest.mark.parametrize("case", BATCHES, ids=[f"{b[0]}{b[1]}" for b in BATCHES])
+def test_valid_keys_evaluate_from_any_byte_buffer(case):
+    _, _, k0, k1, ev = case
+    a = ev(0, k0)
+    np.testing.assert_array_equal(ev(0, bytearray(k0)), a)
+    np.testing.assert_array_equal(ev(0, memoryview(k0)), a)
+    np.testing.assert_array_equal(ev(0, np.frombuffer(k0, np.uint8)), a)
+    ev(1, k1)
+    with pytest.raises(TypeError):
+        ev(0, k0.decode("latin-1"))
+
+
+@pytest.mark.parametrize("case", BATCHES, ids=[f"{b[0]}{b[1]}" for b in BATCHES])
+def test_truncated_or_padded_keys_raise(case):
+    _, _, k0, _, ev = case
+    lengths = sorted(set(list(range(0, 40)) + [len(k0) - 1, len(k0) - 8, len(k0) // 2]))
+    for n in lengths:
+        with pytest.raises(ValueError):
+            ev(0, k0[:n])
+        with pytest.raises(ValueError):
+            pi_native.key_info(k0[:n])
+    with pytest.raises(ValueError):
+        ev(0, k0 + b"\0")
+
+
+@pytest.mark.parametrize("case", BATCHES, ids=[f"{b[0]}{b[1]}" for b in BATCHES])
+def test_every_header_bit_flip_raises(case):
+    _, _, k0, _, ev = case
+    for byte in range(32):
+        for bit in range(8):
+            bad = bytearray(k0)
+            bad[byte] ^= 1 << bit
+            with pytest.raises(ValueError):
+                ev(0, bytes(bad))
+
+
+def forge(header28: bytes) -> bytes:
+    """A header with a correct checksum, to reach the field checks behind it."""
+    return header28 + struct.pack("<I", zlib.crc32(header28))
+
+
+def test_forged_headers_with_valid_checksum_raise():
+    _, _, k0, _, ev = BATCHES[0]  # relu, 3 elements
+    body = k0[32:]
+    fields = list(struct.unpack_from("<4sBBBBBBBBIQI", k0, 0))
+    # index: 0 magic, 1 version, 2 gate, 3 party, 4 n, 5 k, 6 mode, 7 shift, 8 words, 9 elem, 10 count, 11 reserved
+    changes = [(1, 2), (2, 0), (2, 7), (2, 99), (3, 2), (4, 63), (4, 0), (5, 3), (6, 1), (6, 9), (7, 64),
+               (7, 200), (8, 1), (9, 2079), (9, 0), (10, 4), (10, 2), (10, 2**63), (10, 2**64 - 1), (11, 1)]
+    for idx, value in changes:
+        f = list(fields)
+        f[idx] = value
+        bad = forge(struct.pack("<4sBBBBBBBBIQI", *f)) + body
+        with pytest.raises(ValueError):
+            ev(0, bad)
+        with pytest.raises(ValueError):
+            pi_native.key_info(bad)
+
+
+def test_wrong_gate_and_party_raise():
+    keys = {b[0] + str(b[1]): b for b in BATCHES}
+    relu0 = keys["relu{}"][2]
+    drelu0 = keys["drelu{}"][2]
+    x = np.zeros(3, U64)
+    with pytest.raises(ValueError, match="not 'relu'"):
+        pi_native.eval_relu(0, drelu0, x)
+    with pytest.raises(ValueError, match="not 'circa'"):
+        pi_native.eval_circa_sign(0, relu0, x)
+    with pytest.raises(ValueError, match="not 'circa'"):
+        pi_native.eval_circa_select(0, relu0, x, np.zeros(3, np.uint8))
+    with pytest.raises(ValueError, match="not 'mul'"):
+        pi_native.eval_mul(0, relu0, x, x)
+    with pytest.raises(ValueError, match="not 'dcf'"):
+        pi_native.eval_dcf(0, relu0, x)
+    with pytest.raises(ValueError, match="party"):
+        pi_native.eval_relu(1, relu0, x)
+
+
+def test_random_garbage_raises():
+    rng = np.random.default_rng(0)
+    x = np.zeros(3, U64)
+    for i in range(300):
+        n = int(rng.integers(0, 400))
+        junk = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        if i % 3 == 0:
+            junk = b"PIFK\x01" + junk  # past the magic and version
+        if i % 3 == 1 and n >= 28:
+            junk = forge(b"PIFK\x01" + junk[5:28]) + junk[32:]  # and past the checksum
+        for fn in (lambda k: pi_native.eval_relu(0, k, x), pi_native.key_info,
+                   lambda k: pi_native.eval_circa_sign(0, k, x)):
+            with pytest.raises(ValueError):
+                fn(junk)
+
+
+@pytest.mark.parametrize("case", BATCHES, ids=[f"{b[0]}{b[1]}" for b in BATCHES])
+def test_corrupted_body_never_crashes(case):
+    """The body is not authenticated: corruption gives wrong shares, but never a crash or an error."""
+    _, _, k0, _, ev = case
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        bad = bytearray(k0)
+        for pos in rng.integers(32, len(k0), 8):
+            bad[pos] = int(rng.integers(0, 256))
+        ev(0, bytes(bad))
