@@ -1,0 +1,175 @@
+"""FSS gates of pi_native (dealer model): key size, keygen and evaluation rates, online cost.
+
+Every rate is elements per second over all kernel threads: keygen produces both parties' keys,
+evaluation is one party's local work (for Circa: the sign step plus the select step; the two
+network rounds are not part of it). Each configuration is also checked for correctness on the
+benchmark's own data before it is timed.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+import pi_native
+from pi.bench.results import format_table, markdown_table, time_runs, write_results
+
+NAME = "native"
+HELP = "FSS gates (relu, drelu, circa, trunc, square, mul): key bytes, keygen/eval rates, online cost"
+
+COLUMNS = [("gate", "gate", "s"), ("params", "params", "s"), ("key_bytes", "key B/elem/party", "d"),
+           ("keygen_per_s", "keygen elem/s", ",.0f"), ("eval_per_s", "eval elem/s/party", ",.0f"),
+           ("eval_ns", "eval ns/elem", ".0f"), ("online_bytes", "online B/elem", ".2f"),
+           ("rounds", "rounds", "d")]
+
+CIRCA_KS = (32, 40, 44, 48)
+TRUNC_SHIFT = 16
+
+
+def configure(p) -> None:
+    p.add_argument("--elements", type=int, default=1 << 18, help="elements per batch (default 2^18)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
+    p.add_argument("--threads", type=int, default=0, help="kernel threads (0: the default, all cores)")
+    p.add_argument("--circa-k", default=",".join(map(str, CIRCA_KS)), help="Circa k values, comma-separated")
+    p.add_argument("--json", metavar="PATH", help="write results (and a .md twin) here")
+
+
+def _configs(circa_ks):
+    yield "relu", {}, None
+    yield "drelu", {}, None
+    yield "trunc", {"shift": TRUNC_SHIFT}, None
+    yield "square", {}, None
+    yield "mul", {}, None
+    for k in circa_ks:
+        yield "circa", {"k": k, "mode": "poszero"}, k
+
+
+def _gen(gate, params, seed, r, r2, ro):
+    if gate == "mul":
+        return pi_native.gen_mul(seed, r, r2, ro)
+    return getattr(pi_native, "gen_" + gate)(seed, r, ro, **params)
+
+
+def _eval(gate, key, xh, yh, opened):
+    if gate == "mul":
+        return pi_native.eval_mul(0, key, xh, yh)
+    if gate == "circa":
+        pi_native.eval_circa_sign(0, key, xh)
+        return pi_native.eval_circa_select(0, key, xh, opened)
+    return getattr(pi_native, "eval_" + gate)(0, key, xh)
+
+
+def _check(gate, params, keys, x, xh, y, yh, ro):
+    """Reconstructs the outputs and compares them with the plaintext gate (on up to 4096 elements)."""
+    n = min(4096, x.size)
+    sl = slice(0, n)
+    xs = x[:n].view(np.int64)
+    if gate == "circa":
+        s0 = pi_native.eval_circa_sign(0, keys[0], xh)
+        s1 = pi_native.eval_circa_sign(1, keys[1], xh)
+        op = s0 ^ s1
+        out = pi_native.eval_circa_select(0, keys[0], xh, op) + pi_native.eval_circa_select(1, keys[1], xh, op)
+    elif gate == "mul":
+        out = pi_native.eval_mul(0, keys[0], xh, yh) + pi_native.eval_mul(1, keys[1], xh, yh)
+    else:
+        out = getattr(pi_native, "eval_" + gate)(0, keys[0], xh) + getattr(pi_native, "eval_" + gate)(1, keys[1], xh)
+    got = (out - ro)[sl].view(np.int64)
+    if gate == "relu":
+        ok = np.array_equal(got, np.maximum(xs, 0))
+    elif gate == "drelu":
+        ok = np.array_equal(got, (xs >= 0).astype(np.int64))
+    elif gate == "trunc":
+        ok = set(np.unique(got - (xs >> TRUNC_SHIFT))) <= {0, 1}
+    elif gate == "square":
+        ok = np.array_equal(got.view(np.uint64), x[sl] * x[sl])
+    elif gate == "mul":
+        ok = np.array_equal(got.view(np.uint64), x[sl] * y[sl])
+    else:  # circa: exact away from zero (|x| >= 2^k), x or 0 near it
+        far = np.abs(xs) >= (1 << params["k"])
+        ok = np.array_equal(got[far], np.maximum(xs, 0)[far]) and bool(np.all((got == 0) | (got == xs)))
+    if not ok:
+        raise AssertionError(f"{gate} {params}: reconstructed outputs are wrong")
+
+
+def run(args) -> int:
+    if args.elements < 1:
+        raise ValueError(f"--elements must be positive, got {args.elements}")
+    circa_ks = [int(k) for k in str(args.circa_k).split(",") if k.strip()]
+    n = args.elements
+    old_threads = pi_native.get_num_threads()
+    if args.threads:
+        pi_native.set_num_threads(args.threads)
+    rows = []
+    try:
+        prg = pi_native.Prg(os.urandom(16))
+        r, r2, ro = prg.random_u64(n), prg.random_u64(n), prg.random_u64(n)
+        # Activations of moderate size (|x| < 2^40), as after a layer with 16 fractional bits.
+        x = (prg.random_u64(n) >> np.uint64(23)).view(np.int64) - np.int64(1 << 40)
+        x = x.view(np.uint64)
+        y = prg.random_u64(n)
+        xh, yh = x + r, y + r2
+        opened = (prg.random_u64(n) & np.uint64(1)).astype(np.uint8)
+        for gate, params, k in _configs(circa_ks):
+            seed = os.urandom(16)
+            keys = _gen(gate, params, seed, r, r2, ro)
+            _check(gate, params, keys, x, xh, y, yh, ro)
+            key0 = keys[0]
+            del keys
+            t_gen = time_runs(lambda: _gen(gate, params, os.urandom(16), r, r2, ro), args.repeats)
+            t_eval = time_runs(lambda: _eval(gate, key0, xh, yh, opened), args.repeats)
+            del key0
+            cost = pi_native.online_cost(gate, **params)
+            label = ", ".join(f"{a}={b}" for a, b in params.items() if a != "mode")
+            if gate == "circa":
+                label = f"k={k} (m={64 - k}), {params['mode']}"
+            rows.append({
+                "gate": gate, "params": label or "-", "n": 64, "k": k, "m": (64 - k) if k is not None else None,
+                "mode": params.get("mode"), "shift": params.get("shift", 0),
+                "key_bytes": pi_native.key_bytes_per_element(gate, **params),
+                "keygen_per_s": n / t_gen["median_s"], "eval_per_s": n / t_eval["median_s"],
+                "eval_ns": 1e9 * t_eval["median_s"] / n,
+                "online_bytes": cost["bytes"], "rounds": cost["rounds"],
+                "elements": n, "repeats": args.repeats, "threads": pi_native.get_num_threads(),
+            })
+            print(f"  measured {gate} {label or ''}", flush=True)
+    finally:
+        pi_native.set_num_threads(old_threads)
+
+    targets = _targets(rows)
+    print(format_table(rows, COLUMNS))
+    print("(medians; rates are elements per second over all kernel threads; evaluation is one party's work;")
+    print(" Circa's evaluation is its sign step plus its select step; online bytes count both parties)")
+    for line in targets["lines"]:
+        print(line)
+    if args.json:
+        md = markdown_table(rows, COLUMNS) + "\n\n" + "\n".join(f"- {line}" for line in targets["lines"])
+        write_results(args.json, "FSS gates of pi_native (dealer model)", rows,
+                      extra={"targets": {k: v for k, v in targets.items() if k != "lines"}}, markdown=md)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _targets(rows) -> dict:
+    relu = next((r for r in rows if r["gate"] == "relu"), None)
+    out = {"lines": []}
+    if relu is None:
+        return out
+    ok_relu = (relu["eval_per_s"] >= 1e6 and relu["key_bytes"] <= 2200 and relu["rounds"] == 1
+               and relu["online_bytes"] <= 16)
+    out["relu"] = {"eval_per_s": relu["eval_per_s"], "key_bytes": relu["key_bytes"], "met": ok_relu}
+    out["lines"].append(
+        f"target exact ReLU (>= 1 M eval/s, <= 2200 B key, 1 round, <= 16 B online): "
+        f"{relu['eval_per_s'] / 1e6:.2f} M/s, {relu['key_bytes']} B, {relu['rounds']} round, "
+        f"{relu['online_bytes']:.0f} B -> {'met' if ok_relu else 'NOT met'}")
+    for row in rows:
+        if row["gate"] != "circa" or row["m"] > 24:
+            continue
+        key_ratio = relu["key_bytes"] / row["key_bytes"]
+        speed_ratio = row["eval_per_s"] / relu["eval_per_s"]
+        met = key_ratio >= 3 and speed_ratio >= 2
+        out.setdefault("circa", []).append({"k": row["k"], "m": row["m"], "key_smaller_x": key_ratio,
+                                            "eval_faster_x": speed_ratio, "met": met})
+        out["lines"].append(
+            f"target Circa k={row['k']} (m={row['m']}) vs exact ReLU (key >= 3x smaller, eval >= 2x faster): "
+            f"key {key_ratio:.1f}x smaller, eval {speed_ratio:.1f}x faster -> {'met' if met else 'NOT met'}")
+    return out
