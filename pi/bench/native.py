@@ -115,9 +115,9 @@ def run(args) -> int:
             _check(gate, params, keys, x, xh, y, yh, ro)
             key0 = keys[0]
             del keys
-            t_gen = time_runs(lambda: _gen(gate, params, os.urandom(16), r, r2, ro), args.repeats)
-            t_eval = time_runs(lambda: _eval(gate, key0, xh, yh, opened), args.repeats)
-            del key0
+            t_gen = time_runs(lambda g=gate, p=params: _gen(g, p, os.urandom(16), r, r2, ro), args.repeats)
+            t_eval = time_runs(lambda g=gate, k0=key0: _eval(g, k0, xh, yh, opened), args.repeats)
+            key0 = None  # free the batch before the next configuration
             cost = pi_native.online_cost(gate, **params)
             label = ", ".join(f"{a}={b}" for a, b in params.items() if a != "mode")
             if gate == "circa":

@@ -154,7 +154,7 @@ def test_validation():
         pi_native.gen_dcf(seed, a, np.ones(5, U64), 8)
     with pytest.raises(ValueError, match="16 bytes"):
         pi_native.gen_dcf(b"short", a, np.ones(4, U64), 8)
-    k0, k1 = pi_native.gen_dcf(seed, a, np.ones(4, U64), 8)
+    k0, _ = pi_native.gen_dcf(seed, a, np.ones(4, U64), 8)
     with pytest.raises(ValueError, match="fit in 8 bits"):
         pi_native.eval_dcf(0, k0, np.full(4, 300, U64))
     with pytest.raises(ValueError, match="elements"):

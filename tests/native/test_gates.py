@@ -278,7 +278,7 @@ def test_api_validation():
         pi_native.gen_circa(seed, r, r, k=8, mode="sometimes")
     with pytest.raises(ValueError, match="r_y"):
         pi_native.gen_mul(seed, r, r[:3].copy(), r)
-    k0, k1 = pi_native.gen_relu(seed, r, r)
+    k0, _ = pi_native.gen_relu(seed, r, r)
     with pytest.raises(ValueError, match="party must be 0 or 1"):
         pi_native.eval_relu(2, k0, r)
     with pytest.raises(ValueError, match="belongs to party 0"):

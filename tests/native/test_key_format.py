@@ -25,7 +25,8 @@ def batches():
                 bits = pi_native.eval_circa_sign(p, k, x)
                 return pi_native.eval_circa_select(p, k, x, bits)
         else:
-            ev = (lambda g: lambda p, k: getattr(pi_native, "eval_" + g)(p, k, x))(gate)
+            def ev(p, k, g=gate):
+                return getattr(pi_native, "eval_" + g)(p, k, x)
         out.append((gate, params, k0, k1, ev))
     k0, k1 = pi_native.gen_mul(seed, r, r, r)
     out.append(("mul", {}, k0, k1, lambda p, k: pi_native.eval_mul(p, k, x, x)))
@@ -65,7 +66,7 @@ def test_valid_keys_evaluate_from_any_byte_buffer(case):
 @pytest.mark.parametrize("case", BATCHES, ids=[f"{b[0]}{b[1]}" for b in BATCHES])
 def test_truncated_or_padded_keys_raise(case):
     _, _, k0, _, ev = case
-    lengths = sorted(set(list(range(0, 40)) + [len(k0) - 1, len(k0) - 8, len(k0) // 2]))
+    lengths = sorted(set(list(range(40)) + [len(k0) - 1, len(k0) - 8, len(k0) // 2]))
     for n in lengths:
         with pytest.raises(ValueError):
             ev(0, k0[:n])

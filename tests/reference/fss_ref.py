@@ -294,7 +294,7 @@ def parse(key):
     assert struct.unpack_from("<I", key, 28)[0] == zlib.crc32(key[:28])
     assert len(key) == HEADER + count * elem
     mode_name = {0: None, 1: "poszero", 2: "negpass"}[mode]
-    params = dict(gate=GATE_NAMES[gid], n=n, k=k, mode=mode_name, shift=shift, words=words)
+    params = {"gate": GATE_NAMES[gid], "n": n, "k": k, "mode": mode_name, "shift": shift, "words": words}
     elems = [key[HEADER + i * elem: HEADER + (i + 1) * elem] for i in range(count)]
     return params, party, elems
 
@@ -328,7 +328,7 @@ def gen_dcf(seed, alpha, beta, bits):
         rng = ElementRng(seed, i)
         s0, s1 = rng.seed_block(), rng.seed_block()
         elems.append(dcf_gen_one(bits, words, u64(a), [u64(b) for b in rows[i]], s0, s1))
-    return _batch("dcf", elems, dict(n=bits, words=words))
+    return _batch("dcf", elems, {"n": bits, "words": words})
 
 
 def eval_dcf(party, key, x):
@@ -345,7 +345,7 @@ def gen_dcf_bit(seed, alpha, bits):
         rng = ElementRng(seed, i)
         s0, s1 = rng.seed_block(), rng.seed_block()
         elems.append(dcf_bit_gen_one(bits, u64(a), s0, s1))
-    return _batch("dcf_bit", elems, dict(n=bits))
+    return _batch("dcf_bit", elems, {"n": bits})
 
 
 def eval_dcf_bit(party, key, x):
@@ -375,7 +375,7 @@ def gen_relu(seed, r_in, r_out, shift=0):
         B01 = (ro - q0 * Rt) & M64
         c0, c1 = _shares(rng, [q0, B01 + G, B01, ro - Rt + q0 * Rt])
         elems.append((d0 + c0, d1 + c1))
-    return _batch("relu", elems, dict(shift=shift))
+    return _batch("relu", elems, {"shift": shift})
 
 
 def gen_drelu(seed, r_in, r_out):
@@ -410,7 +410,7 @@ def gen_circa(seed, r_in, r_out, k, mode, shift=0):
             C = [ro - R * rd + Q * rd, ro - R * rd, ro - R + Q + R * rd - Q * rd, ro - R + R * rd]
         c0, c1 = _shares(rng, [rd] + C)
         elems.append((d0 + w64(g0) + c0, d1 + w64(g0 ^ q ^ rd) + c1))
-    return _batch("circa", elems, dict(k=k, mode=mode, shift=shift))
+    return _batch("circa", elems, {"k": k, "mode": mode, "shift": shift})
 
 
 def gen_trunc(seed, r_in, r_out, shift):
@@ -422,7 +422,7 @@ def gen_trunc(seed, r_in, r_out, shift):
         R = r >> s
         Q = ((r >> 63) << (64 - s)) & M64 if s else 0
         elems.append(_shares(rng, [ro - R + Q, ro - R]))
-    return _batch("trunc", elems, dict(shift=shift))
+    return _batch("trunc", elems, {"shift": shift})
 
 
 def gen_square(seed, r_in, r_out):
