@@ -1,0 +1,278 @@
+"""AutoReP (Peng et al., ICCV 2023): hysteresis masks + DaPa polynomials, re-implemented.
+
+Each ReLU layer gets a per-pixel binary mask m (starts at 1) driven by an auxiliary α ~ U(0,1):
+    m ← m·[α > −t] + (1 − m)·[α > t]          (hysteresis, t ≈ 0.003)
+and computes m·ReLU(x) + (1 − m)·p(x), p(x) = s·c2·x² + c1·x + c0 per channel. The backward
+pass is a straight-through estimator (∂L/∂α = ∂L/∂m).
+
+Loss: CE + KD + λ·ReLU(Σm/N − B/N) (λ = 100 by default, in AutoReP's 80–240 range).
+
+DaPa (distribution-aware polynomial approximation): per channel the running mean μ and std σ
+of the pre-activation are tracked (like a BatchNorm without affine); the least-squares fit
+of ReLU under N(μ, σ²) is, with z = μ/σ:
+    c2 = φ(z)/(2σ),  c1 = Φ(z) − z·φ(z),  c0 = φ(z)·(μ²/σ + σ)/2
+(σ, not the variance). Coefficients are reset to this fit every `dapa_every` steps during
+the first `dapa_epochs` epochs of the search, then train freely.
+
+Guards against escaping activations (Sisyphus): the x² term is scaled by s (`c2_scale`, 0.1:
+the parameter is c2/s, so its effective learning rate is s² smaller); during the search the
+polynomial's input is clamped to μ ± κσ per channel (`clamp_sigmas`; not in the deployed
+form, which is fine-tuned without the clamp so that the final metrics are what the engine
+computes); every forward pass in training checks for non-finite values and fails with a
+message naming the layer.
+
+After the search exactly B sites are kept (the B largest by (m, α)); all others become
+polynomial sites (kind 2) with per-channel coefficients (c0, c1, s·c2) in the policy. Then
+weights and coefficients are fine-tuned with the masks frozen (CE + KD, best validation).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from relu_budget.models import POLY, RELU, relu_sites
+from relu_budget.optimizers.common import (OptimizeConfig, OptimizeResult, PhaseStore, finish, prepare_student,
+                                           require_config, resolve_budget, site_rows, top_k_mask, train_loader,
+                                           train_phase)
+from relu_budget.train import seed_everything
+
+NAME = "autorep"
+
+
+@dataclass
+class AutoRePConfig(OptimizeConfig):
+    lam: float = 100.0              # budget penalty weight λ
+    threshold: float = 0.003        # hysteresis t
+    alpha_lr: float = 1e-3          # Adam learning rate of α
+    coeff_lr: float = 1e-3          # learning rate of the polynomial coefficients
+    c2_scale: float = 0.1           # s in p(x) = s·c2·x² + c1·x + c0
+    dapa_every: int = 10            # reset the coefficients to DaPa every this many steps ...
+    dapa_epochs: float = 1.0        # ... during the first this many epochs of the search
+    clamp_sigmas: float | None = 6.0  # clamp polynomial inputs to μ ± κσ during the search
+    calibration_batches: int = 4    # batches to initialize the running statistics
+    stats_momentum: float = 0.1
+    eps: float = 1e-5
+
+
+def dapa_coefficients(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(C, 3) least-squares degree-2 fit (c0, c1, c2) of ReLU under N(mean, std²), per channel."""
+    mean, std = torch.as_tensor(mean, dtype=torch.float64), torch.as_tensor(std, dtype=torch.float64)
+    if (std <= 0).any() or not torch.isfinite(std).all() or not torch.isfinite(mean).all():
+        raise ValueError("DaPa needs finite means and positive standard deviations")
+    z = mean / std
+    pdf = torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+    c2 = pdf / (2 * std)
+    c1 = cdf - z * pdf
+    c0 = pdf * (mean * mean / std + std) / 2
+    return torch.stack([c0, c1, c2], dim=-1)
+
+
+class AutoRePSite(nn.Module):
+    """m·ReLU(x) + (1 − m)·p(x) with a hysteresis mask (STE) and DaPa-initialized p."""
+
+    def __init__(self, name: str, shape: tuple[int, ...], config: AutoRePConfig, generator=None) -> None:
+        super().__init__()
+        self.name, self.shape, self.cfg = name, tuple(shape), config
+        c = shape[0]
+        self.alpha = nn.Parameter(torch.rand(self.shape, generator=generator))
+        self.register_buffer("mask", torch.ones(self.shape))
+        self.register_buffer("running_mean", torch.zeros(c))
+        self.register_buffer("running_var", torch.ones(c))
+        self.register_buffer("calibrated", torch.zeros((), dtype=torch.long))
+        self.coeffs = nn.Parameter(torch.zeros(c, 3))   # c0, c1, c2/s
+        self.frozen = False        # masks fixed (fine-tuning / deployed form)
+        self.clamp = True          # clamp the polynomial's input (search only)
+        self.calibrating = False
+        self.reset_to_dapa()
+
+    # -- statistics and DaPa ------------------------------------------------------------------
+    def _reduce_dims(self, x):
+        return [0] + list(range(2, x.dim()))
+
+    @torch.no_grad()
+    def _update_stats(self, x: torch.Tensor) -> None:
+        dims = self._reduce_dims(x)
+        mean = x.mean(dim=dims)
+        var = x.var(dim=dims, unbiased=False)
+        if self.calibrating:           # cumulative average over calibration batches
+            n = int(self.calibrated)
+            self.running_mean.mul_(n / (n + 1)).add_(mean / (n + 1))
+            self.running_var.mul_(n / (n + 1)).add_(var / (n + 1))
+            self.calibrated += 1
+        else:
+            mom = self.cfg.stats_momentum
+            self.running_mean.mul_(1 - mom).add_(mom * mean)
+            self.running_var.mul_(1 - mom).add_(mom * var)
+
+    def std(self) -> torch.Tensor:
+        return torch.sqrt(self.running_var + self.cfg.eps)
+
+    @torch.no_grad()
+    def reset_to_dapa(self) -> None:
+        c = dapa_coefficients(self.running_mean, self.std()).float()
+        c[:, 2] = c[:, 2] / self.cfg.c2_scale
+        self.coeffs.copy_(c)
+
+    def effective_coeffs(self) -> torch.Tensor:
+        """(C, 3): c0, c1, s·c2, as the policy stores them."""
+        c = self.coeffs.detach().clone()
+        c[:, 2] = c[:, 2] * self.cfg.c2_scale
+        return c
+
+    # -- masks --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def update_mask(self) -> None:
+        t, a, m = self.cfg.threshold, self.alpha, self.mask
+        self.mask.copy_(m * (a > -t).float() + (1 - m) * (a > t).float())
+
+    def poly(self, x: torch.Tensor) -> torch.Tensor:
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        if self.clamp and not self.frozen and self.cfg.clamp_sigmas is not None:
+            k = self.cfg.clamp_sigmas
+            mu, sd = self.running_mean.view(view), self.std().view(view)
+            x = torch.maximum(torch.minimum(x, mu + k * sd), mu - k * sd)
+        c = self.coeffs
+        return (self.cfg.c2_scale * c[:, 2]).view(view) * x * x + c[:, 1].view(view) * x + c[:, 0].view(view)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or self.calibrating:
+            self._update_stats(x)
+        if self.calibrating:
+            return F.relu(x)
+        if self.training and not self.frozen:
+            self.update_mask()
+        m = self.mask
+        if not self.frozen:
+            m = m + self.alpha - self.alpha.detach()        # straight-through estimator
+        out = m * F.relu(x) + (1 - m) * self.poly(x)
+        if self.training and not torch.isfinite(out).all():
+            raise FloatingPointError(
+                f"AutoReP: non-finite activations in layer {self.name!r} (escaping activations: inputs "
+                f"|x| up to {x.detach().abs().max().item():.3g}). Lower the learning rate or coeff_lr, reduce "
+                f"c2_scale, or set clamp_sigmas.")
+        return out
+
+    def soft_count(self) -> torch.Tensor:
+        """Σm with the straight-through gradient to α."""
+        return (self.mask + self.alpha - self.alpha.detach()).sum()
+
+
+def attach(model: nn.Module, input_shape, config: AutoRePConfig) -> dict[str, AutoRePSite]:
+    gen = torch.Generator().manual_seed(config.seed)
+    out = {}
+    for row in site_rows(model, input_shape):
+        name = row["name"]
+        site = dict(relu_sites(model))[name]
+        if site.kind_map is not None and bool((site.kind_map != RELU).any()):
+            raise ValueError(f"AutoReP starts from an all-ReLU model; layer {name!r} already has linearized sites")
+        site.kind_map = None
+        out[name] = AutoRePSite(name, row["shape"], config, gen)
+        site.replacement = out[name]
+    return out
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, modules: dict[str, AutoRePSite], splits, config: AutoRePConfig) -> None:
+    """Running statistics from a few training batches, then a DaPa reset."""
+    loader, _ = train_loader(splits, config)
+    was = model.training
+    model.eval()
+    for m in modules.values():
+        m.calibrating = True
+        m.calibrated.zero_()
+    for i, (x, _y) in enumerate(loader):
+        if i >= config.calibration_batches:
+            break
+        model(x)
+    for m in modules.values():
+        m.calibrating = False
+        m.reset_to_dapa()
+    model.train(was)
+
+
+def fix_masks(modules: dict[str, AutoRePSite], budget: int) -> int:
+    """Keeps exactly `budget` ReLU sites: the largest by (m, α). Returns Σm before fixing."""
+    names = list(modules)
+    before = int(sum(modules[n].mask.sum() for n in names))
+    # m dominates (any kept site outranks any dropped one), α orders within.
+    scores = [modules[n].mask * 1e6 + modules[n].alpha.detach().clamp(-1e5, 1e5) for n in names]
+    keep = top_k_mask(scores, budget)
+    for n, k in zip(names, keep):
+        modules[n].mask.copy_(k.float())
+        modules[n].frozen = True
+        modules[n].clamp = False
+    return before
+
+
+def to_policy(model: nn.Module, modules: dict[str, AutoRePSite]) -> None:
+    """Writes kinds (RELU / POLY) and effective coefficients into the ReluSites, drops replacements."""
+    sites = dict(relu_sites(model))
+    for n, m in modules.items():
+        coeffs = m.effective_coeffs()
+        if not torch.isfinite(coeffs).all():
+            raise FloatingPointError(f"AutoReP: layer {n!r} ended with non-finite polynomial coefficients")
+        kinds = torch.where(m.mask > 0.5, torch.tensor(RELU, dtype=torch.int8), torch.tensor(POLY, dtype=torch.int8))
+        sites[n].replacement = None
+        sites[n].set_kinds(kinds, coeffs)
+
+
+def optimize(model: nn.Module, splits, budget, config: AutoRePConfig | dict | None = None,
+             teacher: nn.Module | None = None, progress: bool = True) -> OptimizeResult:
+    t0 = time.time()
+    config = require_config(config, AutoRePConfig)
+    seed_everything(config.seed)
+    student, teacher = prepare_student(model, teacher, config)
+    shape = splits.input_shape
+    b = resolve_budget(budget, student, shape, config, kept_kind="relu", other_kind="poly")
+    store = PhaseStore(config.checkpoint_dir)
+    modules = attach(student, shape, config)
+    n_sites = sum(m.mask.numel() for m in modules.values())
+    calibrate(student, modules, splits, config)
+
+    alphas = [m.alpha for m in modules.values()]
+    coeffs = [m.coeffs for m in modules.values()]
+    special = {id(p) for p in alphas + coeffs}
+    weights = [p for p in student.parameters() if id(p) not in special and p.requires_grad]
+    groups = [{"params": weights, "lr": config.lr}, {"params": alphas, "lr": config.alpha_lr},
+              {"params": coeffs, "lr": config.coeff_lr}]
+    loader_len = len(train_loader(splits, config)[0])
+    dapa_steps = int(config.dapa_epochs * loader_len)
+
+    def penalty(_model):
+        count = sum(m.soft_count() for m in modules.values())
+        return config.lam * F.relu(count / n_sites - b / n_sites)
+
+    def after_step(_model, step):
+        if step <= dapa_steps and config.dapa_every > 0 and step % config.dapa_every == 0:
+            for m in modules.values():
+                m.reset_to_dapa()
+
+    def on_epoch_end(epoch, row, st):
+        row["relus"] = int(sum(m.mask.sum() for m in modules.values()))
+        return False
+
+    search = train_phase(student, splits, config, name="autorep_search", epochs=config.epochs,
+                         optimizer=config.optimizer, lr=config.lr, teacher=teacher, param_groups=groups,
+                         extra_loss=penalty, after_step=after_step, on_epoch_end=on_epoch_end, select_best=False,
+                         store=store, progress=progress)
+    before = fix_masks(modules, b)
+    # Fine-tune weights and coefficients with the masks frozen, in the deployed form (no clamp).
+    ft_groups = [{"params": weights, "lr": config.finetune_lr}, {"params": coeffs, "lr": config.finetune_lr}]
+    for a in alphas:
+        a.requires_grad_(False)
+    ft = train_phase(student, splits, config, name="autorep_finetune", epochs=config.finetune_epochs,
+                     optimizer=config.finetune_optimizer, lr=config.finetune_lr, teacher=teacher,
+                     param_groups=ft_groups, store=store, progress=progress)
+    to_policy(student, modules)
+    info = {"relus_before_fix": before, "search_epochs": search["epochs_run"], "finetune_best": ft["best"],
+            "dapa_steps": dapa_steps}
+    return finish(NAME, student, splits, b, config, search["history"] + ft["history"], extra=info, t0=t0)
+
+
+__all__ = ["AutoRePConfig", "AutoRePSite", "dapa_coefficients", "optimize"]
