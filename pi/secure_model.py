@@ -181,7 +181,7 @@ class SecureModel:
                 counts = op.site_counts(self.plan.tensor(op.inputs[0]).size)
                 row.update(counts)
                 gate_sites = counts["relu"] + counts["circa"] + counts["poly"]
-                row["online_bytes"] = 16 * gate_sites + counts["circa"] * gates.extra_online_bytes("circa", op)
+                row["online_bytes"] = int(16 * gate_sites + counts["circa"] * gates.extra_online_bytes("circa"))
                 row["rounds"] = 1 + (1 if counts["circa"] else 0) if gate_sites else 0
             elif isinstance(op, MaxPool):
                 n = t_out.size

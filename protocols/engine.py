@@ -35,6 +35,8 @@ def _scope(chan, op, phase: str):
     meter = getattr(chan, "meter", None)
     if meter is None:
         return contextlib.nullcontext()
+    if op is None:   # the offline bundle exchanges that serve every layer
+        return meter.scope(layer="offline-exchange", op="setup", phase=phase)
     return meter.scope(layer=op.name, op=op_class(op), phase=phase)
 
 
@@ -95,10 +97,11 @@ class ServerRun(_Party):
             if layer.op.kind in ("Conv2d", "Linear"):
                 with _scope(chan, layer.op, "offline"):
                     layer.server_offline(st)
-        self._send_dict(chan, st.outbox)
-        st.outbox.clear()
-        # Pass 2: absorb the client's input-independent messages.
-        st.inbox.update(self._recv_dict(chan))
+        with _scope(chan, None, "offline"):
+            self._send_dict(chan, st.outbox)
+            st.outbox.clear()
+            # Pass 2: absorb the client's input-independent messages.
+            st.inbox.update(self._recv_dict(chan))
         for layer in self.layers:
             if layer.op.kind not in ("Conv2d", "Linear"):
                 with _scope(chan, layer.op, "offline"):
@@ -125,11 +128,13 @@ class ClientRun(_Party):
     def offline(self, chan) -> None:
         t0 = time.perf_counter()
         st = self.state
-        st.inbox.update(self._recv_dict(chan))
+        with _scope(chan, None, "offline"):
+            st.inbox.update(self._recv_dict(chan))
         for layer in self.layers:
             with _scope(chan, layer.op, "offline"):
                 layer.client_offline(st)
-        self._send_dict(chan, st.outbox)
+        with _scope(chan, None, "offline"):
+            self._send_dict(chan, st.outbox)
         st.outbox.clear()
         self.timings["offline_s"] = time.perf_counter() - t0
 

@@ -55,9 +55,11 @@ def evaluate(spec: GateSpec, party: int, key: bytes, xhat: np.ndarray, chan) -> 
     """This party's output shares on x̂; Circa exchanges its sign openings over `chan`."""
     xhat = _u64(xhat)
     if spec.kind == "circa":
+        # Each party's share of the masked sign bit; the XOR of both is safe to open. One bit
+        # per element each way, packed.
         mine = pi_native.eval_circa_sign(party, key, xhat)
-        theirs = chan.exchange_array(mine)
-        return pi_native.eval_circa_select(party, key, xhat, mine ^ theirs if mine.dtype == np.uint8 else mine + theirs)
+        theirs = np.unpackbits(chan.exchange_array(np.packbits(mine)), count=len(mine))
+        return pi_native.eval_circa_select(party, key, xhat, mine ^ theirs)
     return getattr(pi_native, f"eval_{spec.kind}")(party, key, xhat)
 
 
@@ -66,11 +68,7 @@ def key_bytes(spec: GateSpec) -> int:
     return int(pi_native.key_bytes_per_element(spec.kind, **spec.params()))
 
 
-def extra_online_bytes(kind: str, op=None) -> int:
-    """Online bytes per element beyond the opening of x̂ and the return of y0 (both parties)."""
-    if kind != "circa":
-        return 0
-    try:
-        return int(pi_native.online_cost("circa", k=getattr(op, "circa_k", 16) or 16, mode="poszero")["bytes"])
-    except AttributeError:
-        return 0
+def extra_online_bytes(kind: str) -> float:
+    """Online bytes per element beyond opening x̂ and returning y0 (both parties together):
+    Circa opens its masked sign bit, one bit each way."""
+    return 0.25 if kind == "circa" else 0.0

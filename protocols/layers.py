@@ -140,6 +140,8 @@ class GateStage:
         self.label, self.specs, self.n = label, specs, n
 
     def deal(self, d: DealerState, s_out: np.ndarray) -> None:
+        if not self.n:
+            return
         r = rand_u64(self.n)                                   # gate input masks: dealer only
         r0 = d.stream.draw(f"{self.label}/r0", self.n)         # the client's part of the opening
         d.server.put(f"{self.label}/r1", r - r0)
@@ -149,12 +151,18 @@ class GateStage:
             d.server.put(f"{self.label}/key{gi}", k1)
 
     def client_offline(self, cs: ClientState, c_in: np.ndarray) -> None:
+        if not self.n:
+            return
         cs.outbox[f"{self.label}/u"] = c_in + cs.stream.draw(f"{self.label}/r0", self.n)
 
     def server_offline(self, ss: ServerState) -> None:
+        if not self.n:
+            return
         ss.keep[f"{self.label}/o"] = ss.inbox.pop(f"{self.label}/u") + ss.material.take(f"{self.label}/r1")
 
     def server_online(self, ss: ServerState, chan, a_in: np.ndarray) -> np.ndarray:
+        if not self.n:
+            return a_in
         xhat = a_in + ss.keep.pop(f"{self.label}/o")
         chan.send_array(xhat)
         y = np.empty_like(xhat)
@@ -163,6 +171,8 @@ class GateStage:
         return y + chan.recv_array(dtype=U64, shape=xhat.shape)
 
     def client_online(self, cs: ClientState, chan) -> None:
+        if not self.n:
+            return
         xhat = chan.recv_array(dtype=U64, shape=(self.n,))
         y = np.empty_like(xhat)
         for gi, (spec, idx) in enumerate(self.specs):

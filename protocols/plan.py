@@ -26,6 +26,7 @@ SITE_KINDS = ("relu", "identity", "poly", "circa")
 RELU, IDENTITY, POLY, CIRCA = range(4)
 CIRCA_MODES = ("poszero", "negpass")
 PLAN_FORMAT = 1
+MIN_MAGNITUDE_BITS = 10     # values up to ±2^10 at the largest scale a plan reaches
 
 
 class PlanError(ValueError):
@@ -256,9 +257,10 @@ class PlanBuilder:
         return self.tensors[tid]
 
     def _check_scale(self, scale: int, where: str) -> None:
-        if scale > 4 * self.fp.frac_bits:
-            raise PlanError(f"{where}: fixed-point scale 2^{scale} exceeds 4·frac_bits; insert an activation "
-                            "or a truncation (too many linear ops in a row)")
+        # At least MIN_MAGNITUDE_BITS of the ring must remain for the values' integer part.
+        if scale > MAX_VALUE_BITS - MIN_MAGNITUDE_BITS:
+            raise PlanError(f"{where}: fixed-point scale 2^{scale} leaves fewer than {MIN_MAGNITUDE_BITS} bits "
+                            "for the values; insert an activation or a truncation, or lower frac_bits")
 
     def masked(self, tid: int) -> int:
         t = self._t(tid)

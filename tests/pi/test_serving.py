@@ -22,7 +22,7 @@ from protocols.transport.channel import Listener, connect as tls_connect
 from protocols.transport.errors import HandshakeError, RemoteError, TransportError
 from protocols.transport.frame import MessageType, encode_frame
 
-RELU = "identity"   # switch to "exact" once the FSS gates land
+RELU = "exact"
 
 
 def small_model():

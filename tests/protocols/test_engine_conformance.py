@@ -122,8 +122,10 @@ def test_material_is_consumed_once(provider):
 
 
 def test_thousand_random_inferences_agree_with_plaintext_argmax(provider):
-    """A trained model (so that argmax is not decided by ties below the fixed-point error) on
-    1000 fresh inputs from its data distribution, in 4 batched inferences."""
+    """A trained model on 1000 fresh inputs from its data distribution, in 4 batched inferences.
+    Every logit is within the fixed-point tolerance, so the argmax must agree wherever the
+    plaintext top-2 margin exceeds twice that tolerance (ties closer than that may flip: with
+    this seed one input has a margin of 3e-5, below the 2^-12 resolution)."""
     from relu_budget import data, train
     splits = data.synthetic(n_train=512, n_val=64, n_test=1000, seed=7)
     train.seed_everything(0)
@@ -132,11 +134,15 @@ def test_thousand_random_inferences_agree_with_plaintext_argmax(provider):
     model.eval()
     x = splits.test[0]
     sm = pi.compile(model, x[:1], provider=provider)
-    agree = 0
     with torch.no_grad():
-        for chunk in x.split(250):
-            agree += int((sm.run(chunk).argmax(1) == model(chunk).argmax(1)).sum())
-    assert agree == 1000
+        secure_logits = torch.cat([sm.run(chunk) for chunk in x.split(250)])
+        plain = model(x).double()
+    assert float((secure_logits - plain).abs().max()) < TOL
+    top2 = plain.topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 2 * TOL
+    agree = secure_logits.argmax(1) == plain.argmax(1)
+    assert bool(agree[clear].all())
+    assert int(agree.sum()) >= 999 and int(clear.sum()) >= 990
 
 
 def test_polynomial_sites_match_plaintext(provider):
