@@ -15,10 +15,15 @@ benchmark), otherwise the documented defaults below, taken from docs/engine.md a
 protocol notes (LLAMA-style FSS ReLU: ≈ 2.1 KB key per party at 64 bits, one round, two ring
 elements of 8 bytes online; identity sites are free: a local truncation).
 
-Measured row fields (all required): gate ("relu" | "circa" | "poly" | "identity"), n (input
+Measured row fields (all required): gate ("relu" | "circa" | "poly" | "identity"; "square",
+the gate a degree-2 polynomial site uses, counts as "poly"; other gates are ignored), n (input
 bit width of the gate, 64 in our ring; rows with n = 64 are preferred, else the largest n),
 k (Circa's dropped low bits; null otherwise), key_bytes (per site and party), keygen_per_s,
 eval_per_s (sites per second), online_bytes (per site, both directions), rounds (per layer).
+A Circa gate's cost depends on the bits left for its sign test, m = n − k (the row's `m` when
+given): the model stores Circa costs by m and, for a site with k dropped bits and values of
+`value_bits` bits, uses m = value_bits − k, interpolating linearly in m between measured rows
+(key bytes and seconds per site), extrapolating from the two nearest outside them.
 
 Linear layers: the server computes W·a online and the client Ŵ·c offline (one MAC each per
 weight use), the server ships Ŵ = W + R offline (8 bytes per weight). MAC throughput comes
@@ -95,17 +100,22 @@ DEFAULT_POLY = SiteCost(key_bytes=24, online_bytes=16, rounds=1, keygen_per_s=20
 DEFAULT_IDENTITY = SiteCost(key_bytes=0, online_bytes=0, rounds=0, keygen_per_s=math.inf, eval_per_s=math.inf)
 
 
+def default_circa_m(m: int) -> SiteCost:
+    """Circa whose sign test runs on m bits: key ≈ 16·m − 40 bytes (a 1-bit-output DCF with early
+    termination plus the select; the fit of the native benchmark at m = 16..32), two rounds
+    (sign opening, then select), online x̂ and y0 (16 B) plus the sign shares (≈ 0.25 B)."""
+    if not 2 <= m <= RING_BITS:
+        raise CostModelError(f"Circa needs 2..{RING_BITS} bits left for its sign test, got m = {m}")
+    speed = RING_BITS / m
+    return SiteCost(key_bytes=max(16 * m - 40, 16), online_bytes=16.25, rounds=2,
+                    keygen_per_s=0.5e6 * speed, eval_per_s=1.0e6 * speed)
+
+
 def default_circa(k: int, bits: int = RING_BITS) -> SiteCost:
-    """Circa with k dropped bits: a sign test on m = bits − k bits (1-bit-output DCF with early
-    termination, ≈ (m − 8)·16 + 16 bytes), then a select (two ring elements); two rounds (sign
-    opening, then select); online: x̂ and y0 (16 B) plus one byte of sign share each way."""
+    """Circa with k dropped bits on values of `bits` bits (m = bits − k)."""
     if not 0 <= k < bits:
         raise CostModelError(f"Circa k must be in 0..{bits - 1}, got {k}")
-    m = bits - k
-    key = max(m - 8, 1) * 16 + 16 + 16
-    speed = bits / m
-    return SiteCost(key_bytes=key, online_bytes=18, rounds=2, keygen_per_s=0.5e6 * speed,
-                    eval_per_s=1.0e6 * speed)
+    return default_circa_m(bits - k)
 
 
 @dataclass
@@ -138,7 +148,8 @@ class CostModel:
     relu: SiteCost = DEFAULT_RELU
     poly: SiteCost = DEFAULT_POLY
     identity: SiteCost = DEFAULT_IDENTITY
-    circa: dict[int, SiteCost] = field(default_factory=dict)   # measured k → cost
+    circa: dict[int, SiteCost] = field(default_factory=dict)   # measured m (= n − k) → cost
+    value_bits: int = RING_BITS      # bit width of activation values (m = value_bits − k)
     linear: LinearCost = LinearCost()
     profile: NetworkProfile = PROFILES["lan"]
     sources: list[str] = field(default_factory=list)
@@ -179,13 +190,15 @@ class CostModel:
                 if missing:
                     raise CostModelError(f"{path}: row {i} (gate {row.get('gate')!r}) lacks fields {missing}; "
                                          f"gate rows need {', '.join(ROW_FIELDS)}")
-                gate = row["gate"]
+                gate = GATE_ALIASES.get(row["gate"], row["gate"])
                 if gate not in SITE_KINDS:
-                    continue                    # trunc, drelu, ...: not a site kind
-                k = None if gate != "circa" else row["k"]
-                if gate == "circa" and not isinstance(k, int):
-                    raise CostModelError(f"{path}: row {i}: a circa row needs an integer k, got {k!r}")
+                    continue                    # trunc, drelu, mul, ...: not a site kind
                 n = int(row["n"])
+                k = None
+                if gate == "circa":
+                    if not isinstance(row["k"], int):
+                        raise CostModelError(f"{path}: row {i}: a circa row needs an integer k, got {row['k']!r}")
+                    k = int(row.get("m") or n - row["k"])      # stored by m, the sign test's bits
                 rank = (n == bits, n)
                 key = (gate, k)
                 old = gate_rows.get(key)
@@ -211,15 +224,20 @@ class CostModel:
         if kind == "circa":
             if k is None:
                 raise CostModelError("the cost of a Circa site depends on k; pass k")
-            if k in self.circa:
-                return self.circa[k]
-            if self.circa:       # scale the nearest measured k by the remaining bit width
-                near = min(self.circa, key=lambda kk: abs(kk - k))
-                m = self.circa[near]
-                f = (RING_BITS - k) / (RING_BITS - near)
-                return replace(m, key_bytes=m.key_bytes * f, keygen_per_s=m.keygen_per_s / f,
-                               eval_per_s=m.eval_per_s / f, source=f"{m.source} scaled from k={near}")
-            return default_circa(k)
+            m = self.value_bits - int(k)
+            if not 2 <= m <= RING_BITS:
+                raise CostModelError(f"Circa k = {k} leaves m = {m} bits of {self.value_bits}-bit values; "
+                                     f"need 2..{RING_BITS}")
+            if m in self.circa:
+                return self.circa[m]
+            if len(self.circa) >= 2:
+                return _interpolate_m(self.circa, m)
+            if len(self.circa) == 1:      # one measurement: scale it by the bit width
+                (m0, c), = self.circa.items()
+                f = m / m0
+                return replace(c, key_bytes=c.key_bytes * f, keygen_per_s=c.keygen_per_s / f,
+                               eval_per_s=c.eval_per_s / f, source=f"{c.source} scaled from m={m0}")
+            return default_circa_m(m)
         raise CostModelError(f"site kind must be one of {SITE_KINDS}, got {kind!r}")
 
     def per_site(self, kind: str, k: int | None = None) -> dict:
@@ -345,9 +363,34 @@ class CostModel:
         return {"profile": asdict(self.profile), "relu": asdict(self.relu), "poly": asdict(self.poly),
                 "identity": {k: (None if isinstance(v, float) and math.isinf(v) else v)
                              for k, v in asdict(self.identity).items()},
-                "circa": {str(k): asdict(v) for k, v in self.circa.items()},
-                "circa_default_k16": asdict(default_circa(16)), "linear": asdict(self.linear),
+                "circa_by_m": {str(k): asdict(v) for k, v in self.circa.items()},
+                "value_bits": self.value_bits, "linear": asdict(self.linear),
                 "sources": list(self.sources)}
+
+
+GATE_ALIASES = {"square": "poly"}
+
+
+def _interpolate_m(table: dict[int, SiteCost], m: int) -> SiteCost:
+    """Linear in m between (or beyond) the two nearest measured m: key bytes and seconds/site."""
+    ms = sorted(table)
+    lo = max([x for x in ms if x < m], default=None)
+    hi = min([x for x in ms if x > m], default=None)
+    if lo is None:
+        lo, hi = ms[0], ms[1]
+    elif hi is None:
+        lo, hi = ms[-2], ms[-1]
+    a, b = table[lo], table[hi]
+    t = (m - lo) / (hi - lo)
+
+    def lin(x, y):
+        return x + t * (y - x)
+    key = max(lin(a.key_bytes, b.key_bytes), 1.0)
+    gen_s = max(lin(1 / a.keygen_per_s, 1 / b.keygen_per_s), 1e-12)
+    eval_s = max(lin(1 / a.eval_per_s, 1 / b.eval_per_s), 1e-12)
+    return SiteCost(key_bytes=key, online_bytes=lin(a.online_bytes, b.online_bytes), rounds=max(a.rounds, b.rounds),
+                    keygen_per_s=1 / gen_s, eval_per_s=1 / eval_s,
+                    source=f"interpolated at m={m} from m={lo} ({a.source}), m={hi} ({b.source})")
 
 
 def get_profile(profile: str | NetworkProfile) -> NetworkProfile:

@@ -365,7 +365,7 @@ def train_phase(model: nn.Module, splits, config: OptimizeConfig, *, name: str, 
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
-        net = DistributedDataParallel(model, find_unused_parameters=True)
+        net = DistributedDataParallel(model, find_unused_parameters=False)
     if teacher is not None:
         teacher.eval()
     show = progress and rank == 0

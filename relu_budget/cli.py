@@ -1,0 +1,529 @@
+"""`relu-budget`: optimize a network under a ReLU budget, evaluate the result, compare methods.
+
+    relu-budget optimize --method snl --arch resnet18 --dataset fashion-mnist --budget 0.05 --out runs/snl-5
+    relu-budget eval runs/snl-5
+    relu-budget pareto runs/* --plot pareto.png
+    relu-budget methods
+
+`optimize` writes into --out: `policy/` (the ReLU policy for `pi.compile(..., policy=DIR/policy)`),
+`model.pt` (weights + kind maps), `metrics.json` (budget, counts, validation/test metrics,
+history, frontier, predicted cost, command), `teacher.pt` (the all-ReLU model it trained, unless
+--teacher was given) and `state/` (checkpoints; `--resume` continues from them).
+
+Launched under `torchrun`, training runs as DistributedDataParallel over the gloo backend
+(one process per rank; rank 0 writes the files); otherwise a single process.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+RUN_FORMAT = "relu-budget-run"
+RUN_VERSION = 1
+
+
+class CliError(Exception):
+    """A user error: printed without a traceback, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing helpers
+# ---------------------------------------------------------------------------------------------
+
+_BYTE_UNITS = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3}
+
+
+def parse_budget(text: str, objective: str = "relus") -> int | float:
+    """'5000' → 5000 sites; '0.05' or '5%' → a fraction of the sites; with objective latency
+    '0.8', '0.8s' or '800ms' → seconds; with bytes '2e8', '200MB', '1.5GiB' → bytes."""
+    t = str(text).strip().lower().replace("_", "")
+    try:
+        if objective == "relus":
+            if t.endswith("%"):
+                v = float(t[:-1]) / 100
+                if not 0 < v <= 1:
+                    raise ValueError
+                return v
+            if re.fullmatch(r"\d+", t):
+                return int(t)
+            v = float(t)
+            if not 0 < v <= 1:
+                raise CliError(f"--budget {text}: a fractional ReLU budget must be in (0, 1] (or give a whole "
+                               "number of sites, or a percentage like 5%)")
+            return v
+        if objective == "latency":
+            if t.endswith("ms"):
+                return float(t[:-2]) / 1e3
+            return float(t[:-1]) if t.endswith("s") else float(t)
+        if objective == "bytes":
+            m = re.fullmatch(r"([0-9.e+]+)\s*([kmg]i?b|b)?", t)
+            if not m:
+                raise ValueError
+            return float(m.group(1)) * _BYTE_UNITS[m.group(2) or "b"]
+    except ValueError:
+        pass
+    raise CliError(f"--budget {text!r} is not a valid {objective} budget (examples: relus 5000, 0.05, 5%; "
+                   "latency 0.8s, 800ms; bytes 200MB)")
+
+
+def parse_value(text: str):
+    """A --set value: JSON (numbers, true/false, null, lists), a comma list, or a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    if "," in text:
+        return [parse_value(p) for p in text.split(",") if p != ""]
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.lower() in ("none", "null"):
+        return None
+    return text
+
+
+def parse_assignments(items: list[str] | None, what: str) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise CliError(f"{what} {item!r}: expected key=value")
+        k, v = item.split("=", 1)
+        out[k.strip().replace("-", "_")] = parse_value(v.strip())
+    return out
+
+
+def _coerce(cls, values: dict, what: str) -> dict:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise CliError(f"{what}: unknown fields {unknown}; known: {', '.join(sorted(known))}")
+    out = {}
+    for k, v in values.items():
+        default = known[k].default
+        if isinstance(default, tuple) and isinstance(v, (list, int, float)):
+            v = tuple(v) if isinstance(v, list) else (v,)
+        elif isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        out[k] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# optimize
+# ---------------------------------------------------------------------------------------------
+
+def build_model(arch: str, splits, overrides: dict):
+    from relu_budget import models
+    if arch not in models.ARCHITECTURES:
+        raise CliError(f"unknown --arch {arch!r}; choose one of {', '.join(models.ARCHITECTURES)}")
+    cls, _ = models.ARCHITECTURES[arch]
+    cfg_cls = models.ResNetConfig if cls is models.ResNet else models.SmallCNNConfig
+    base = {"in_channels": splits.input_shape[0], "num_classes": splits.num_classes}
+    if cfg_cls is models.SmallCNNConfig:
+        base["image_size"] = splits.input_shape[1]
+    try:
+        return models.build(arch, **{**base, **_coerce(cfg_cls, overrides, "--model-set")})
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"cannot build {arch} with {overrides}: {exc}") from exc
+
+
+def load_splits(dataset: str, data_dir: str | None, seed: int):
+    from relu_budget import data
+    try:
+        return data.load(dataset, data_dir=data_dir, seed=0 if dataset != "synthetic" else seed)
+    except data.DatasetUnavailable as exc:
+        raise CliError(str(exc)) from exc
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def make_config(method: str, args) -> object:
+    from relu_budget.optimizers import config_class
+    cls = config_class(method)
+    values = {"seed": args.seed, "objective": args.objective, "profile": args.profile, "results_dir": args.results_dir}
+    for name in ("epochs", "finetune_epochs", "lr", "finetune_lr", "batch_size", "train_subset"):
+        v = getattr(args, name, None)
+        if v is not None:
+            values[name] = v
+    values.update(parse_assignments(args.set, "--set"))
+    try:
+        return cls(**_coerce(cls, values, f"--set (method {method})"))
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"invalid settings for {method}: {exc}") from exc
+
+
+def train_teacher(model, splits, args, out: Path):
+    """Trains the all-ReLU network (resumable) and saves it as out/teacher.pt."""
+    from relu_budget.optimizers.common import OptimizeConfig, PhaseStore, is_main_process, train_phase
+    from relu_budget.train import save_checkpoint
+    cfg = OptimizeConfig(seed=args.seed, batch_size=args.batch_size or 128, train_subset=args.train_subset)
+    out_t = train_phase(model, splits, cfg, name="teacher", epochs=args.pretrain_epochs, optimizer="sgd",
+                        lr=args.pretrain_lr, store=PhaseStore(out / "state"), progress=not args.no_progress)
+    if is_main_process():
+        save_checkpoint(out / "teacher.pt", model, {"best": out_t["best"], "history": out_t["history"],
+                                                  "dataset": splits.name, "role": "teacher"})
+    return out_t
+
+
+def run_optimize(args) -> dict:
+    from relu_budget import policy as policy_mod
+    from relu_budget.optimizers import METHODS, get_method
+    from relu_budget.optimizers.common import (dist_info, init_distributed_from_env, is_main_process,
+                                               site_totals)
+    from relu_budget.train import evaluate, load_checkpoint, save_checkpoint, seed_everything
+
+    if args.method not in METHODS:
+        raise CliError(f"unknown --method {args.method!r}; choose one of {', '.join(METHODS)}")
+    out = Path(args.out)
+    if (out / "metrics.json").is_file():
+        if args.resume:
+            print(f"{out} already holds a finished run (metrics.json); nothing to do")
+            return json.loads((out / "metrics.json").read_text())
+        raise CliError(f"{out} already holds a finished run; pass another --out, or --resume to keep it")
+    if (out / "state").is_dir() and any((out / "state").iterdir()) and not args.resume:
+        raise CliError(f"{out}/state has checkpoints of an unfinished run: pass --resume to continue it, "
+                       "or choose another --out")
+    budget = parse_budget(args.budget, args.objective)
+    distributed = init_distributed_from_env()
+    rank, world = dist_info()
+    t0 = time.time()
+    seed_everything(args.seed)
+    splits = load_splits(args.dataset, args.data_dir, args.seed)
+    model = build_model(args.arch, splits, parse_assignments(args.model_set, "--model-set"))
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+    config = make_config(args.method, args)
+    config.checkpoint_dir = str(out / "state")
+
+    if args.teacher:
+        teacher, _meta = load_checkpoint(args.teacher)
+        if type(teacher) is not type(model) or teacher.config != model.config:
+            raise CliError(f"--teacher {args.teacher} is a {type(teacher).__name__} {teacher.config}, but --arch "
+                           f"{args.arch} builds {model.config}; they must match")
+        model.load_state_dict(teacher.state_dict())
+        teacher_info = {"path": str(args.teacher)}
+    else:
+        t = train_teacher(model, splits, args, out)
+        teacher_info = {"path": str(out / "teacher.pt"), "best": t["best"]}
+    teacher = model
+    val_t = evaluate(teacher, splits.loader("val", 512))
+    test_t = evaluate(teacher, splits.loader("test", 512))
+    teacher_info.update({"val_accuracy": val_t["accuracy"], "test_accuracy": test_t["accuracy"]})
+
+    method = get_method(args.method)
+    result = method.optimize(model, splits, budget, config=config, teacher=teacher, progress=not args.no_progress)
+    counts = site_totals(result.model, splits.input_shape)
+    metrics = {
+        "format": RUN_FORMAT, "version": RUN_VERSION,
+        "command": "relu-budget " + " ".join(args.argv),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "method": args.method, "arch": args.arch, "dataset": splits.name, "data_dir": args.data_dir,
+        "budget_arg": args.budget, "objective": args.objective, "profile": args.profile,
+        "budget_sites": result.budget, "total_sites": site_totals(model, splits.input_shape)["total"],
+        "relus": counts["kept"], "counts": counts, "val": result.val, "test": result.test,
+        "teacher": teacher_info, "seed": args.seed, "world_size": world, "distributed": distributed,
+        "config": config.to_dict(), "seconds": time.time() - t0, **{k: v for k, v in result.to_json().items()
+                                                                    if k in ("history", "frontier", "extra", "cost")},
+    }
+    if is_main_process():
+        policy_mod.save_policy(result.policy, out / "policy")
+        from relu_budget.optimizers.common import site_meta
+        save_checkpoint(out / "model.pt", result.model, {"method": args.method, "site_meta": site_meta(result.model),
+                                                         "dataset": splits.name})
+        tmp = out / "metrics.json.tmp"
+        tmp.write_text(json.dumps(metrics, indent=1, default=_json_default))
+        os.replace(tmp, out / "metrics.json")
+        print(f"{args.method}: {counts['kept']} kept sites of {metrics['total_sites']} (budget {result.budget}); "
+              f"val {100 * result.val['accuracy']:.2f}%, test {100 * result.test['accuracy']:.2f}% "
+              f"(teacher test {100 * test_t['accuracy']:.2f}%) -> {out}")
+    if distributed:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
+    return metrics
+
+
+def _json_default(x):
+    try:
+        import numpy as np
+        if isinstance(x, (np.integer,)):
+            return int(x)
+        if isinstance(x, (np.floating,)):
+            return float(x)
+    except ImportError:
+        pass
+    if isinstance(x, (tuple, set)):
+        return list(x)
+    if isinstance(x, float) and math.isinf(x):
+        return None
+    return str(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# eval
+# ---------------------------------------------------------------------------------------------
+
+def load_run(directory: str | Path):
+    """(model with the policy applied, policy, metrics) of an `optimize` output directory."""
+    from relu_budget.policy import PolicyError, load_policy
+    from relu_budget.train import load_checkpoint
+    d = Path(directory)
+    for name in ("model.pt", "policy/policy.yaml", "metrics.json"):
+        if not (d / name).is_file():
+            raise CliError(f"{d} is not a relu-budget run directory: {name} is missing")
+    metrics = json.loads((d / "metrics.json").read_text())
+    if metrics.get("format") != RUN_FORMAT:
+        raise CliError(f"{d}/metrics.json is not a relu-budget run (format {metrics.get('format')!r})")
+    model, _meta = load_checkpoint(d / "model.pt")
+    try:
+        pol = load_policy(d / "policy")
+        pol.apply(model)
+    except PolicyError as exc:
+        raise CliError(f"{d}/policy does not fit {d}/model.pt: {exc}") from exc
+    return model, pol, metrics
+
+
+def run_eval(args) -> dict:
+    from relu_budget.cost_model import CostModel
+    from relu_budget.optimizers.common import OptimizeConfig, evaluate_split, site_totals
+    model, pol, metrics = load_run(args.dir)
+    dataset = args.dataset or metrics["dataset"].replace("-imbalanced", "")
+    splits = load_splits(dataset, args.data_dir or metrics.get("data_dir"), metrics.get("seed", 0))
+    counts = site_totals(model, splits.input_shape)
+    pcounts = pol.counts()
+    if pcounts["relu"] + pcounts["circa"] != counts["kept"]:
+        raise CliError(f"policy counts {pcounts} disagree with the model's {counts}")
+    cfg = OptimizeConfig(seed=metrics.get("seed", 0))
+    res = {"dir": str(args.dir), "method": metrics["method"], "dataset": dataset, "counts": counts}
+    for split in args.splits:
+        res[split] = evaluate_split(model, splits, split, cfg, args.circa_repeats)
+    cm = CostModel.load(args.results_dir, profile=args.profile)
+    cost = cm.estimate(model, splits.input_shape).to_dict()
+    cost.pop("per_layer")
+    res["cost"] = cost
+    res["profile"] = args.profile
+    if args.compile:
+        import torch
+
+        import pi
+        pi.compile(model, torch.zeros(1, *splits.input_shape), policy=str(Path(args.dir) / "policy"))
+        res["compile"] = "ok"
+    if args.json:
+        print(json.dumps(res, indent=1, default=_json_default))
+    else:
+        print(f"{args.dir}: {metrics['method']} on {dataset}")
+        print(f"  sites: {counts['kept']} kept of {counts['total']} (relu {counts['relu']}, circa {counts['circa']}, "
+              f"poly {counts['poly']}, identity {counts['identity']})")
+        for split in args.splits:
+            m = res[split]
+            extra = f" (without Circa faults {100 * m['accuracy_without_faults']:.2f}%)" if \
+                "accuracy_without_faults" in m else ""
+            print(f"  {split} accuracy: {100 * m['accuracy']:.2f}% on {m['n']} examples{extra}")
+        print(f"  predicted cost ({args.profile}): online {cost['online_bytes'] / 1e6:.2f} MB, "
+              f"{cost['online_seconds']:.3f} s, {cost['rounds']} rounds; offline {cost['offline_bytes'] / 1e6:.2f} MB")
+        if args.compile:
+            print("  pi.compile with the policy: ok")
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# pareto
+# ---------------------------------------------------------------------------------------------
+
+def collect_runs(dirs: list[str]) -> list[dict]:
+    runs = []
+    for d in dirs:
+        p = Path(d)
+        found = [p / "metrics.json"] if (p / "metrics.json").is_file() else sorted(p.glob("*/metrics.json"))
+        if not found:
+            raise CliError(f"{d}: no metrics.json there or in its subdirectories")
+        for f in found:
+            m = json.loads(f.read_text())
+            if m.get("format") != RUN_FORMAT:
+                raise CliError(f"{f} is not a relu-budget run")
+            m["_dir"] = str(f.parent)
+            runs.append(m)
+    return runs
+
+
+def x_value(run: dict, x: str) -> float:
+    if x == "relus":
+        return float(run["relus"])
+    cost = run.get("cost") or {}
+    if x == "latency":
+        return float(cost.get("online_seconds", float("nan")))
+    if x == "bytes":
+        return float(cost.get("online_bytes", 0) + cost.get("offline_bytes", 0))
+    raise CliError(f"--x must be relus, latency or bytes, got {x!r}")
+
+
+def run_pareto(args) -> dict:
+    from relu_budget.allocation import pareto_front
+    runs = collect_runs(args.dirs)
+    key = f"{args.metric}"
+    by_method: dict[str, list[dict]] = {}
+    for r in runs:
+        by_method.setdefault(r["method"], []).append(r)
+    table = {}
+    print(f"{'method':<12} {'relus':>9} {'val %':>7} {'test %':>7}  front  dir")
+    for method, rs in sorted(by_method.items()):
+        rs.sort(key=lambda r: x_value(r, args.x))
+        pts = [(x_value(r, args.x), r[key]["accuracy"]) for r in rs]
+        front = set(pareto_front(pts)) if pts else set()
+        table[method] = []
+        for i, r in enumerate(rs):
+            table[method].append({"dir": r["_dir"], "x": pts[i][0], "relus": r["relus"],
+                                  "val_accuracy": r["val"]["accuracy"], "test_accuracy": r["test"]["accuracy"],
+                                  "front": i in front})
+            print(f"{method:<12} {r['relus']:>9} {100 * r['val']['accuracy']:>7.2f} {100 * r['test']['accuracy']:>7.2f}"
+                  f"  {'*' if i in front else ' ':^5}  {r['_dir']}")
+    if args.plot:
+        plot_pareto(table, args.plot, args.x, args.metric, runs if args.candidates else None)
+        print(f"plot written to {args.plot}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=1))
+    return table
+
+
+def plot_pareto(table: dict, path: str, x: str, metric: str, runs_with_candidates=None) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, rows in sorted(table.items()):
+        xs = [r["x"] for r in rows]
+        ys = [100 * r[f"{metric}_accuracy"] for r in rows]
+        line = ax.plot(xs, ys, "o", alpha=0.35)[0]
+        fx = [r["x"] for r in rows if r["front"]]
+        fy = [100 * r[f"{metric}_accuracy"] for r in rows if r["front"]]
+        ax.plot(fx, fy, "-o", color=line.get_color(), label=method)
+    if runs_with_candidates:
+        for r in runs_with_candidates:
+            cands = [c for c in (r.get("frontier") or []) if c.get("trained") and c.get(f"{metric}_accuracy")]
+            if cands and x == "relus":
+                ax.plot([c["relus"] for c in cands], [100 * c[f"{metric}_accuracy"] for c in cands], "x",
+                        color="gray", alpha=0.5)
+    labels = {"relus": "kept ReLU sites", "latency": "predicted online latency (s)", "bytes": "predicted bytes"}
+    ax.set_xlabel(labels[x])
+    if all(r["x"] > 0 for rows in table.values() for r in rows):
+        ax.set_xscale("log")
+    ax.set_ylabel(f"{metric} accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# methods
+# ---------------------------------------------------------------------------------------------
+
+def run_methods(_args) -> None:
+    from relu_budget.optimizers import METHODS, config_class, get_method
+    for m in METHODS:
+        mod = get_method(m)
+        first = (mod.__doc__ or "").strip().splitlines()[0]
+        print(f"{m}: {first}")
+        cls = config_class(m)
+        fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls)
+                           if f.default is not dataclasses.MISSING)
+        print(f"  settings (--set key=value): {fields}\n")
+
+
+# ---------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="relu-budget", description="Optimize networks under a ReLU budget.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    o = sub.add_parser("optimize", help="linearize a network to a budget and write its policy")
+    o.add_argument("--method", required=True, help="deepreduce, snl, autorep, deepreshape or circa")
+    o.add_argument("--arch", default="resnet18")
+    o.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, digits or synthetic")
+    o.add_argument("--data-dir", default=None)
+    o.add_argument("--budget", required=True,
+                   help="kept sites (5000), fraction (0.05 or 5%%); seconds/bytes with --objective")
+    o.add_argument("--objective", default="relus", choices=("relus", "latency", "bytes"))
+    o.add_argument("--profile", default="lan", choices=("lan", "wan"), help="network profile of the cost model")
+    o.add_argument("--results-dir", default=None, help="measured costs (default benchmarks/results)")
+    o.add_argument("--out", required=True, help="output directory")
+    o.add_argument("--epochs", type=int, default=None, help="main phase epochs (search / candidates)")
+    o.add_argument("--finetune-epochs", type=int, default=None)
+    o.add_argument("--pretrain-epochs", type=int, default=10, help="epochs of the all-ReLU teacher")
+    o.add_argument("--pretrain-lr", type=float, default=0.05)
+    o.add_argument("--lr", type=float, default=None)
+    o.add_argument("--finetune-lr", type=float, default=None)
+    o.add_argument("--batch-size", type=int, default=None)
+    o.add_argument("--train-subset", type=int, default=None, help="train on this many examples only")
+    o.add_argument("--teacher", default=None, help="checkpoint of a trained all-ReLU model (skips pretraining)")
+    o.add_argument("--model-set", action="append", metavar="KEY=VALUE", help="architecture override, e.g. widths=8,16")
+    o.add_argument("--set", action="append", metavar="KEY=VALUE", help="method setting (see `relu-budget methods`)")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    o.add_argument("--no-progress", action="store_true")
+    o.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+
+    e = sub.add_parser("eval", help="evaluate an optimize output directory")
+    e.add_argument("dir")
+    e.add_argument("--dataset", default=None)
+    e.add_argument("--data-dir", default=None)
+    e.add_argument("--splits", nargs="+", default=["test"], choices=("val", "test"))
+    e.add_argument("--circa-repeats", type=int, default=3, help="fault draws averaged for Circa sites")
+    e.add_argument("--profile", default="lan", choices=("lan", "wan"))
+    e.add_argument("--results-dir", default=None)
+    e.add_argument("--compile", action="store_true", help="also check that pi.compile accepts the policy")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--threads", type=int, default=None)
+
+    q = sub.add_parser("pareto", help="table and plot of (cost, accuracy) over runs")
+    q.add_argument("dirs", nargs="+", help="run directories (or directories of run directories)")
+    q.add_argument("--plot", default=None, help="write a PNG/PDF/SVG plot here")
+    q.add_argument("--metric", default="test", choices=("val", "test"))
+    q.add_argument("--x", default="relus", choices=("relus", "latency", "bytes"))
+    q.add_argument("--candidates", action="store_true", help="also plot DeepReDuce's trained candidates")
+    q.add_argument("--json", default=None, help="write the table as JSON here")
+
+    sub.add_parser("methods", help="list the methods and their settings")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    if getattr(args, "threads", None):
+        import torch
+        torch.set_num_threads(args.threads)
+    try:
+        if args.command == "optimize":
+            run_optimize(args)
+        elif args.command == "eval":
+            run_eval(args)
+        elif args.command == "pareto":
+            run_pareto(args)
+        else:
+            run_methods(args)
+    except CliError as exc:
+        print(f"relu-budget: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        from relu_budget.optimizers.common import BudgetError
+        from relu_budget.policy import PolicyError
+        if isinstance(exc, (BudgetError, PolicyError, FileNotFoundError)):
+            print(f"relu-budget: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
