@@ -1,0 +1,611 @@
+"""`pi bench model`: end-to-end private inference, our system and CrypTen in the same run.
+
+Our system runs as deployed: the dealer (protocols.dealer_service.DealerService) and the
+server are separate OS processes, the client is this process; every link is TLS 1.3 over
+loopback with pinned self-signed certificates; the engine is the one `pi serve` runs. The
+only difference from `pi serve` is a bench session protocol: after each inference the
+server sends its own cost report to the client, so that both parties' meters are merged
+(bytes add, rounds and per-row seconds take the maximum), as `SecureModel.run` does.
+
+Costs per inference (see docs/bench.md for the row schema):
+  online_bytes   all online traffic, both directions, frames with headers (not TLS records)
+  offline_bytes  all offline traffic between the parties (masked weights, c + r0 openings)
+                 plus the material the dealer sends to both parties (FSS keys, masks)
+  rounds         online rounds (a flight and its answer; max over the parties)
+  online_s       the client's wall time from encoding its input to decoding the output
+  offline_s      the client's wall time from its request to the end of the offline phase:
+                 dealer generation, both material downloads, masked weights, openings
+"""
+from __future__ import annotations
+
+import copy
+import json
+import multiprocessing as mp
+import os
+import secrets
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pi.bench import profiles
+from pi.bench.results import format_table, markdown_table, write_results
+
+NAME = "model"
+HELP = "end-to-end private inference (embedded model, ResNet-18-style) vs CrypTen, same run"
+WORKLOADS = ("default", "resnet18")
+RESNET18_CHECKPOINT = Path(__file__).resolve().parents[2] / "benchmarks" / "resnet18_fmnist.pt"
+TRANSPORT_NOTE = ("pi: dealer, server and client in 3 processes, TLS 1.3 on loopback (pinned self-signed "
+                  "P-256 certificates); bytes are frames incl. headers, not TLS records")
+# The documented row schema (docs/bench.md); tests check every row carries these keys.
+ROW_FIELDS = ("system", "workload", "batch", "policy", "online_bytes", "offline_bytes", "material_bytes",
+              "rounds", "offline_rounds", "online_s", "online_s_min", "online_s_max", "offline_s",
+              "offline_s_min", "offline_s_max", "repeats", "max_abs_err", "agreement", "accuracy",
+              "plain_accuracy", "eval_images", "eval_batch", "lan_online_s", "wan_online_s", "lan_offline_s",
+              "wan_offline_s", "note")
+COLUMNS = [("system", "system", "s"), ("workload", "workload", "s"), ("batch", "batch", "d"),
+           ("policy", "policy", "s"), ("online_kb", "online KB", ".1f"), ("offline_mb", "offline MB", ".2f"),
+           ("rounds", "rounds", "d"), ("online_ms", "online ms", ".1f"), ("online_range", "(min–max)", "s"),
+           ("offline_ms", "offline ms", ".0f"), ("max_abs_err", "max|Δlogit|", ".4f"),
+           ("agreement_pct", "agree %", ".2f"), ("accuracy_pct", "acc %", ".2f"), ("eval_images", "eval n", "d"),
+           ("lan_online_ms", "LAN ms", ".1f"), ("wan_online_ms", "WAN ms", ".0f")]
+
+
+# --------------------------------------------------------------------------------------------
+# Our system as deployed: dealer and server processes, the client here
+# --------------------------------------------------------------------------------------------
+
+def fetch_material(host: str, port: int, tls, role: str, session: str, plan, batch: int, timeout: float,
+                   max_frame_size: int | None = None):
+    """protocols.dealer_service.fetch_material, with an optional larger frame limit (the same
+    request and answer; only the receiver's max_frame_size differs)."""
+    from protocols import dealer_service
+    if max_frame_size is None:
+        return dealer_service.fetch_material(host, port, tls, role, session, plan, batch, timeout=timeout)
+    from protocols.material import Material
+    from protocols.transport.channel import connect
+    from protocols.transport.frame import MessageType
+    with connect(host, port, tls, timeout=timeout, recv_timeout=timeout, max_frame_size=max_frame_size) as chan:
+        chan.send(MessageType.HELLO, json.dumps({"role": role, "session": session, "batch": batch,
+                                                 "plan": plan.to_dict()}).encode())
+        payload = chan.recv(MessageType.PREPROCESSING, timeout=timeout)
+    material = Material.from_bytes(payload)
+    if material.party != role:
+        raise RuntimeError(f"the dealer sent {material.party} material to the {role}")
+    return material, len(payload)
+
+
+def _dealer_process(cert: str, key: str, threads: int, max_frame_size: int | None, conn) -> None:
+    import pi_native
+
+    from protocols.dealer_service import DealerService
+    from protocols.transport.certs import TlsConfig
+    from protocols.transport.channel import Listener
+    pi_native.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    extra = {} if max_frame_size is None else {"max_frame_size": max_frame_size}
+    service = DealerService(Listener("127.0.0.1", 0, TlsConfig(cert=Path(cert), key=Path(key)), **extra))
+    conn.send(service.listener.port)
+    conn.close()
+    service.serve_forever()
+
+
+def _server_process(bundle: str, cert: str, key: str, dealer_port: int, dealer_fp: str, threads: int,
+                    max_frame_size: int | None, conn) -> None:
+    """Serves one client: per request, material from the dealer, the engine's offline and
+    online phases, then this party's cost report."""
+    import pi_native
+
+    import pi
+    from protocols import engine
+    from protocols.cost import CostMeter
+    from protocols.transport.certs import TlsConfig
+    from protocols.transport.channel import Listener
+    from protocols.transport.errors import PeerDisconnected
+    from protocols.transport.frame import MessageType
+    pi_native.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    model = pi.load(bundle)
+    dealer_tls = TlsConfig(peer_fingerprint=dealer_fp)
+    listener = Listener("127.0.0.1", 0, TlsConfig(cert=Path(cert), key=Path(key)), recv_timeout=3600)
+    conn.send(listener.port)
+    conn.close()
+    meter = CostMeter("server")
+    with listener, listener.accept(timeout=600, meter=meter) as chan:
+        while True:
+            try:
+                req = json.loads(chan.recv(MessageType.DATA, timeout=3600))
+            except PeerDisconnected:
+                return
+            meter.reset()
+            t0 = time.perf_counter()
+            material, nbytes = fetch_material("127.0.0.1", dealer_port, dealer_tls, "server", req["session"],
+                                              model.plan, req["batch"], 600, max_frame_size)
+            fetch_s = time.perf_counter() - t0
+            run = engine.ServerRun(model.plan, model.weights, material, req["batch"])
+            # The engine exchanges its offline dictionaries outside any layer scope: charge
+            # them to the offline phase here (else the meter books them as online io).
+            with meter.scope(layer="offline", op="setup", phase="offline"):
+                run.offline(chan)
+            run.online(chan)
+            report = meter.report().to_dict()
+            chan.send(MessageType.DATA, json.dumps({"report": report, "material_bytes": nbytes, "fetch_s": fetch_s,
+                                                    **run.timings}).encode())
+
+
+class Deployment:
+    """Dealer and server processes plus a client in this process, for one SecureModel.
+
+    `infer(x)` runs one private inference and returns (decoded output, cost dict)."""
+
+    def __init__(self, secure, threads: int = 1, workdir: str | os.PathLike | None = None,
+                 timeout: float = 600.0, max_frame_size: int | None = None) -> None:
+        import pi_native
+
+        from protocols.cost import CostMeter
+        from protocols.transport.certs import TlsConfig, write_self_signed
+        from protocols.transport.channel import connect
+        self._tmp = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="pi-bench-")
+            workdir = self._tmp.name
+        work = Path(workdir)
+        self.plan = secure.plan
+        self.threads, self.timeout, self.max_frame_size = threads, timeout, max_frame_size
+        pi_native.set_num_threads(threads)
+        server_cert = write_self_signed(work / "certs", "server", overwrite=True)
+        dealer_cert = write_self_signed(work / "certs", "dealer", overwrite=True)
+        bundle = secure.save(work / "model.npz")
+        ctx = mp.get_context("spawn")
+        self.procs = []
+        try:
+            parent, child = ctx.Pipe()
+            dealer = ctx.Process(target=_dealer_process, args=(str(dealer_cert.cert), str(dealer_cert.key), threads,
+                                                               max_frame_size, child), name="pi-bench-dealer", daemon=True)
+            dealer.start()
+            self.procs.append(dealer)
+            self.dealer_port = self._port(parent, dealer)
+            parent, child = ctx.Pipe()
+            server = ctx.Process(target=_server_process,
+                                 args=(str(bundle), str(server_cert.cert), str(server_cert.key), self.dealer_port,
+                                       dealer_cert.fingerprint, threads, max_frame_size, child), name="pi-bench-server", daemon=True)
+            server.start()
+            self.procs.append(server)
+            server_port = self._port(parent, server)
+            self.dealer_tls = TlsConfig(peer_fingerprint=dealer_cert.fingerprint)
+            self.meter = CostMeter("client")
+            self.chan = connect("127.0.0.1", server_port, TlsConfig(peer_fingerprint=server_cert.fingerprint),
+                                timeout=60, recv_timeout=timeout, meter=self.meter)
+        except BaseException:
+            self.close()
+            raise
+        self.session = secrets.token_hex(8)
+        self._n = 0
+
+    def _port(self, conn, proc) -> int:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if conn.poll(0.2):
+                return int(conn.recv())
+            if not proc.is_alive():
+                raise RuntimeError(f"{proc.name} exited with code {proc.exitcode} before listening")
+        raise RuntimeError(f"{proc.name} did not start listening within 120 s")
+
+    def infer(self, x) -> tuple[np.ndarray, dict]:
+        from protocols import engine
+        from protocols.cost import CostReport
+        from protocols.transport.frame import MessageType
+        x = np.asarray(torch.as_tensor(x).detach().double().numpy())
+        if x.shape == tuple(self.plan.input_shape):
+            x = x[None]
+        batch = x.shape[0]
+        sid = f"{self.session}-{self._n}"
+        self._n += 1
+        self.chan.send(MessageType.DATA, json.dumps({"batch": batch, "session": sid}).encode())
+        self.meter.reset()
+        t0 = time.perf_counter()
+        material, nbytes_c = fetch_material("127.0.0.1", self.dealer_port, self.dealer_tls, "client", sid,
+                                            self.plan, batch, self.timeout, self.max_frame_size)
+        fetch_s = time.perf_counter() - t0
+        run = engine.ClientRun(self.plan, material, batch)
+        with self.meter.scope(layer="offline", op="setup", phase="offline"):
+            run.offline(self.chan)
+        offline_s = time.perf_counter() - t0
+        y = run.online(self.chan, x)
+        rep_c = self.meter.report()
+        srv = json.loads(self.chan.recv(MessageType.DATA, timeout=self.timeout))
+        rep_s = CostReport.from_dict(srv["report"])
+        merged = rep_c.merge(rep_s)
+        cost = {"online_bytes": merged.online_bytes,
+                "offline_bytes": merged.offline_bytes + nbytes_c + srv["material_bytes"],
+                "material_bytes": nbytes_c + srv["material_bytes"],
+                "rounds": merged.rounds, "offline_rounds": merged.offline_rounds,
+                "online_s": run.timings["online_s"], "offline_s": offline_s, "fetch_s": fetch_s,
+                "server_online_s": srv.get("online_s"),
+                "per_layer": [r.to_dict() for r in merged.per_layer],
+                "server_rows": [r.to_dict() for r in rep_s.per_layer]}
+        return y, cost
+
+    def close(self) -> None:
+        chan = getattr(self, "chan", None)
+        if chan is not None:
+            try:
+                chan.close()
+            except Exception:
+                pass
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Workloads, policies, data
+# --------------------------------------------------------------------------------------------
+
+def load_workload(name: str, checkpoint: str | None = None) -> tuple[torch.nn.Module, dict]:
+    if name == "default":
+        from pi.assets import load_default_model
+        model, meta = load_default_model()
+        return model.eval(), {**meta, "source": "demos/assets/default_model.pt"}
+    if name == "resnet18":
+        from relu_budget.train import load_checkpoint
+        path = Path(checkpoint) if checkpoint else RESNET18_CHECKPOINT
+        if not path.is_file():
+            raise FileNotFoundError(f"no ResNet-18 checkpoint at {path}: train one with "
+                                    f"`python benchmarks/train_resnet18.py` or pass --resnet18-checkpoint")
+        model, meta = load_checkpoint(path)
+        return model.eval(), {**meta, "source": str(path)}
+    raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
+
+
+def load_test_images(source: str, n: int) -> tuple[torch.Tensor, np.ndarray, str]:
+    """The first n test images (normalized) and labels: Fashion-MNIST's test set, or the 32
+    embedded samples (`samples`, for quick runs and tests)."""
+    if source == "samples":
+        from pi.assets import load_samples
+        s = load_samples()
+        return s.inputs[:n], s.labels[:n], f"embedded samples ({min(n, len(s.labels))} of 32)"
+    if source == "fashion-mnist":
+        from relu_budget.data import load_fashion_mnist_raw, normalize_fashion
+        raw = load_fashion_mnist_raw()
+        return (normalize_fashion(raw["test_images"][:n]), raw["test_labels"][:n].astype(np.int64),
+                "Fashion-MNIST test set (first images)")
+    raise ValueError(f"unknown image source {source!r}; use fashion-mnist or samples")
+
+
+def reference_model(model: torch.nn.Module, policy_name: str, policy_obj=None) -> torch.nn.Module:
+    """The plaintext network the secure one approximates: the policy applied to a copy
+    (identity sites → identity; Circa sites are exact ReLU in plaintext)."""
+    ref = copy.deepcopy(model).eval()
+    from relu_budget.models import IDENTITY, relu_sites
+    if policy_name == "identity":
+        for _, site in relu_sites(ref):
+            site.set_kinds(IDENTITY)
+    elif policy_obj is not None:
+        policy_obj.apply(ref)
+    return ref
+
+
+def compile_policy(model, example, policy: str, circa_k: int | None, policy_obj=None):
+    import pi
+    if policy_obj is not None:
+        return pi.compile(model, example, policy=policy_obj)
+    if policy == "exact":
+        return pi.compile(model, example, relu="exact")
+    if policy == "identity":
+        return pi.compile(model, example, relu="identity")
+    if policy.startswith("circa"):
+        return pi.compile(model, example, relu="circa", circa_k=circa_k, circa_mode="poszero")
+    raise ValueError(f"unknown policy {policy!r}")
+
+
+def wait_for_quiet(max_load: float, max_wait_s: float) -> dict:
+    """Waits (up to max_wait_s) until the 1-minute load average is below max_load, since the
+    machine is shared; returns what was seen, for the result file."""
+    t0 = time.monotonic()
+    load = os.getloadavg()[0]
+    while load >= max_load and time.monotonic() - t0 < max_wait_s:
+        print(f"load average {load:.2f} ≥ {max_load}: waiting for a quieter machine "
+              f"({time.monotonic() - t0:.0f}/{max_wait_s:.0f} s)", flush=True)
+        time.sleep(30)
+        load = os.getloadavg()[0]
+    return {"load_1min_at_start": round(load, 2), "waited_s": round(time.monotonic() - t0),
+            "quiet": load < max_load}
+
+
+def _stats(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def _eval_fields(logits: np.ndarray, plain: np.ndarray, labels: np.ndarray) -> dict:
+    n = len(logits)
+    return {"max_abs_err": float(np.abs(logits - plain[:n]).max()) if n else None,
+            "agreement": float((logits.argmax(1) == plain[:n].argmax(1)).mean()) if n else None,
+            "accuracy": float((logits.argmax(1) == labels[:n]).mean()) if n else None,
+            "plain_accuracy": float((plain[:n].argmax(1) == labels[:n]).mean()) if n else None,
+            "eval_images": n}
+
+
+def run_ours(workload: str, policy: str, secure, images: torch.Tensor, labels: np.ndarray, plain: np.ndarray,
+             batches: list[int], repeats: int, eval_images: int, eval_batch: int, threads: int,
+             progress: bool = True) -> list[dict]:
+    """Rows of our system for one (workload, policy): one per batch size."""
+    rows = []
+    n_relu = sum(r["relu"] + r["circa"] + r["poly"] for r in secure.layer_rows() if r["op"] in ("Activation", "MaxPool"))
+    with Deployment(secure, threads=threads) as dep:
+        dep.infer(images[:1])                                     # warm-up: imports, first TLS connections
+        timing = {}
+        for b in batches:
+            runs = []
+            for i in range(repeats):
+                start = (i * b) % max(1, len(images) - b + 1)
+                _, c = dep.infer(images[start:start + b])
+                runs.append(c)
+            timing[b] = runs
+        logits = []
+        t0 = time.perf_counter()
+        for s in range(0, eval_images, eval_batch):
+            y, _ = dep.infer(images[s:min(s + eval_batch, eval_images)])
+            logits.append(np.asarray(y))
+            if progress and len(logits) % 25 == 0:
+                print(f"  … {workload}/{policy}: {s + eval_batch}/{eval_images} images "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        logits = np.concatenate(logits) if logits else np.zeros((0, plain.shape[1]))
+    ev = _eval_fields(logits, plain, labels)
+    for b, runs in timing.items():
+        on, on_min, on_max = _stats([c["online_s"] for c in runs])
+        off, off_min, off_max = _stats([c["offline_s"] for c in runs])
+        row = {"system": "pi", "workload": workload, "batch": b, "policy": policy,
+               "online_bytes": int(statistics.median(c["online_bytes"] for c in runs)),
+               "offline_bytes": int(statistics.median(c["offline_bytes"] for c in runs)),
+               "material_bytes": int(statistics.median(c["material_bytes"] for c in runs)),
+               "rounds": int(statistics.median(c["rounds"] for c in runs)),
+               "offline_rounds": int(statistics.median(c["offline_rounds"] for c in runs)),
+               "online_s": on, "online_s_min": on_min, "online_s_max": on_max,
+               "offline_s": off, "offline_s_min": off_min, "offline_s_max": off_max,
+               "repeats": repeats, "gate_relus_per_image": n_relu, **ev, "eval_batch": eval_batch,
+               "note": "dealer provider (secure if the dealer colludes with neither party)"}
+        rows.append(profiles.add_estimates(row, "pi"))
+    return rows
+
+
+def run_crypten(workload: str, model, images: torch.Tensor, labels: np.ndarray, plain: np.ndarray,
+                batches: list[int], repeats: int, eval_images: int, eval_batch: int, threads: int) -> list[dict]:
+    from pi.bench import crypten_baseline as cb
+    res = cb.model_costs(model, images.numpy(), batches, repeats, eval_images, eval_batch, threads)
+    logits = res["logits"] if res["logits"] is not None else np.zeros((0, plain.shape[1]))
+    ev = _eval_fields(logits, plain, labels)
+    rows = []
+    for b in batches:
+        t = res["timing"][b]
+        row = {"system": "crypten", "workload": workload, "batch": b, "policy": "exact",
+               "online_bytes": int(t["online_bytes"]), "offline_bytes": None, "material_bytes": None,
+               "rounds": t["rounds"], "offline_rounds": None,
+               "online_s": t["online_s"], "online_s_min": t["online_s_min"], "online_s_max": t["online_s_max"],
+               "offline_s": None, "offline_s_min": None, "offline_s_max": None, "repeats": t["repeats"],
+               **ev, "eval_batch": eval_batch, "note": cb.PROVIDER_NOTE}
+        rows.append(profiles.add_estimates(row, "crypten"))
+    return rows
+
+
+def _display(row: dict) -> dict:
+    d = dict(row)
+    d["online_kb"] = row["online_bytes"] / 1e3
+    d["offline_mb"] = None if row.get("offline_bytes") is None else row["offline_bytes"] / 1e6
+    d["online_ms"] = row["online_s"] * 1e3
+    d["online_range"] = f"{row['online_s_min'] * 1e3:.1f}–{row['online_s_max'] * 1e3:.1f}"
+    d["offline_ms"] = None if row.get("offline_s") is None else row["offline_s"] * 1e3
+    d["agreement_pct"] = None if row.get("agreement") is None else 100 * row["agreement"]
+    d["accuracy_pct"] = None if row.get("accuracy") is None else 100 * row["accuracy"]
+    d["lan_online_ms"] = None if row.get("lan_online_s") is None else row["lan_online_s"] * 1e3
+    d["wan_online_ms"] = None if row.get("wan_online_s") is None else row["wan_online_s"] * 1e3
+    return d
+
+
+def comparisons(rows: list[dict]) -> list[dict]:
+    """Ours (each policy) against CrypTen (all-exact) on the same workload and batch."""
+    out = []
+    for r in rows:
+        if r["system"] != "pi":
+            continue
+        base = next((c for c in rows if c["system"] == "crypten" and c["workload"] == r["workload"]
+                     and c["batch"] == r["batch"]), None)
+        if base is None:
+            continue
+        out.append({"workload": r["workload"], "batch": r["batch"], "policy": r["policy"],
+                    "online_bytes_ratio": r["online_bytes"] / base["online_bytes"],
+                    "online_s_ratio": r["online_s"] / base["online_s"],
+                    "rounds_ratio": r["rounds"] / base["rounds"],
+                    "lan_ratio": r["lan_online_s"] / base["lan_online_s"],
+                    "wan_ratio": r["wan_online_s"] / base["wan_online_s"]})
+    return out
+
+
+def targets(rows: list[dict], comps: list[dict]) -> list[dict]:
+    """The issue's targets on the embedded model (batch 1): measured value and verdict."""
+    out = []
+    c = next((c for c in comps if c["workload"] == "default" and c["batch"] == 1 and c["policy"] == "exact"), None)
+    if c is not None:
+        out += [{"target": "online bytes ≤ 1/20 of CrypTen", "value": c["online_bytes_ratio"],
+                 "ok": c["online_bytes_ratio"] <= 1 / 20},
+                {"target": "online time ≤ 1/5 of CrypTen", "value": c["online_s_ratio"], "ok": c["online_s_ratio"] <= 1 / 5},
+                {"target": "rounds ≤ 1/3 of CrypTen", "value": c["rounds_ratio"], "ok": c["rounds_ratio"] <= 1 / 3}]
+    ex = next((r for r in rows if r["system"] == "pi" and r["workload"] == "default" and r["batch"] == 1
+               and r["policy"] == "exact"), None)
+    if ex is not None and ex.get("agreement") is not None:
+        out.append({"target": f"argmax agreement 100% on {ex['eval_images']} test images", "value": ex["agreement"],
+                    "ok": ex["agreement"] == 1.0 and ex["eval_images"] >= 1000})
+        for r in rows:
+            if r["system"] == "pi" and r["workload"] == "default" and r["batch"] == 1 and r["policy"].startswith("circa"):
+                drop = 100 * (ex["accuracy"] - r["accuracy"]) if r.get("accuracy") is not None else None
+                ratio = ex["offline_bytes"] / r["offline_bytes"]
+                out.append({"target": f"{r['policy']}: accuracy within 0.5 points of all-exact "
+                                      f"(drop {drop:+.2f} points)", "value": drop,
+                            "ok": drop is not None and drop <= 0.5})
+                out.append({"target": f"{r['policy']}: preprocessing bytes ≥ 3x below all-exact", "value": ratio,
+                            "ok": ratio >= 3.0})
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+def _int_list(s: str) -> list[int]:
+    return [int(v) for v in s.split(",") if v]
+
+
+def _per_workload(s: str, workloads: list[str]) -> dict[str, int]:
+    """'1000' or 'default=1000,resnet18=200'."""
+    if "=" not in s:
+        return {w: int(s) for w in workloads}
+    d = {}
+    for part in s.split(","):
+        k, v = part.split("=", 1)
+        d[k.strip()] = int(v)
+    return {w: d.get(w, 0) for w in workloads}
+
+
+def configure(p) -> None:
+    p.add_argument("--workloads", default="default,resnet18", help=f"comma-separated from {', '.join(WORKLOADS)}")
+    p.add_argument("--batches", default="1,8", help="batch sizes, comma-separated")
+    p.add_argument("--policies", default="exact,circa",
+                   help="exact, circa (one row per --circa-k), identity; comma-separated")
+    p.add_argument("--circa-k", default="16", help="Circa: low bits dropped, comma-separated for several rows")
+    p.add_argument("--policy", action="append", default=[], metavar="[WORKLOAD=]DIR",
+                   help="an optimized ReLU policy directory from relu-budget (repeatable; default workload: default)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per batch size (median, min, max)")
+    p.add_argument("--eval-images", default="1000",
+                   help="test images for agreement/accuracy of our system: N or default=N,resnet18=M")
+    p.add_argument("--eval-batch", type=int, default=8, help="batch size of the accuracy pass")
+    p.add_argument("--crypten-eval-images", default="100", help="test images through CrypTen (slower): N or per workload")
+    p.add_argument("--images", default="fashion-mnist", choices=["fashion-mnist", "samples"],
+                   help="test images: Fashion-MNIST's test set, or the 32 embedded samples")
+    p.add_argument("--resnet18-checkpoint", default=None, help=f"default: {RESNET18_CHECKPOINT}")
+    p.add_argument("--crypten", default="auto", choices=["auto", "on", "off"],
+                   help="CrypTen baseline: auto = when installed (benchmarks/setup_crypten.sh)")
+    p.add_argument("--threads", type=int, default=1, help="kernel threads per party process (both systems)")
+    p.add_argument("--max-load", type=float, default=None,
+                   help="first wait (up to --max-wait s) until the 1-minute load average is below this")
+    p.add_argument("--max-wait", type=float, default=600)
+    p.add_argument("--json", metavar="PATH", help="write rows (and a .md twin) here")
+
+
+def run(args) -> int:
+    from pi.bench.crypten_baseline import PROVIDER_NOTE as CT_PROVIDER_NOTE
+    from pi.bench.crypten_baseline import TRANSPORT_NOTE as CT_NOTE
+    from pi.bench.crypten_baseline import crypten_available
+    workloads = [w for w in args.workloads.split(",") if w]
+    batches = _int_list(args.batches)
+    eval_n = _per_workload(args.eval_images, workloads)
+    ct_eval_n = _per_workload(args.crypten_eval_images, workloads)
+    pols = [p for p in args.policies.split(",") if p]
+    circa_ks = _int_list(args.circa_k)
+    use_crypten = args.crypten != "off"
+    why_not = ""
+    if use_crypten:
+        ok, why_not = crypten_available()
+        if not ok:
+            if args.crypten == "on":
+                raise SystemExit(f"--crypten on: {why_not}")
+            use_crypten = False
+    budget: dict[str, list[str]] = {}
+    for spec in args.policy:
+        w, d = spec.split("=", 1) if "=" in spec else ("default", spec)
+        budget.setdefault(w, []).append(d)
+
+    load = wait_for_quiet(args.max_load, args.max_wait) if args.max_load else {"load_1min_at_start": os.getloadavg()[0]}
+    rows, notes = [], [TRANSPORT_NOTE, f"kernel threads per party process: {args.threads}",
+                       f"1-minute load average at start: {load['load_1min_at_start']:.2f} (machine shared)"]
+    if use_crypten:
+        notes += [CT_NOTE, CT_PROVIDER_NOTE, "CrypTen fixed point: 16 fractional bits (its default); ours: 12"]
+    else:
+        notes.append(f"CrypTen baseline not run: {why_not or 'disabled (--crypten off)'}")
+    notes.append("network estimates: " + profiles.describe_all() + " (see pi/bench/profiles.py)")
+    for w in workloads:
+        model, meta = load_workload(w, args.resnet18_checkpoint)
+        n_images = max(eval_n[w], ct_eval_n[w] if use_crypten else 0, max(batches) * args.repeats, 1)
+        images, labels, source = load_test_images(args.images, n_images)
+        notes.append(f"{w}: {meta.get('arch')} from {meta['source']}; images: {source}")
+        example = images[:1]
+        todo = []
+        for p in pols:
+            if p == "circa":
+                todo += [(f"circa-k{k}", k, None) for k in circa_ks]
+            else:
+                todo.append((p, None, None))
+        for d in budget.get(w, []):
+            from relu_budget.policy import load_policy
+            todo.append((f"budget:{Path(d).name}", None, load_policy(d)))
+        for name, k, pobj in todo:
+            ref = reference_model(model, name, pobj)
+            with torch.no_grad():
+                plain = ref(images).double().numpy()
+            secure = compile_policy(model, example, name, k, pobj)
+            print(f"[pi] {w} / {name}: batches {batches}, {args.repeats} runs each, {eval_n[w]} eval images", flush=True)
+            rows += run_ours(w, name, secure, images, labels, plain, batches, args.repeats, eval_n[w],
+                             args.eval_batch, args.threads)
+        if use_crypten:
+            with torch.no_grad():
+                plain = model(images).double().numpy()
+            print(f"[crypten] {w}: batches {batches}, {args.repeats} runs each, {ct_eval_n[w]} eval images", flush=True)
+            rows += run_crypten(w, model, images, labels, plain, batches, args.repeats, ct_eval_n[w],
+                                args.eval_batch, args.threads)
+    comps = comparisons(rows)
+    tgts = targets(rows, comps)
+    text = report_text(rows, comps, tgts, notes)
+    print(text)
+    if args.json:
+        write_results(args.json, "pi bench model: end-to-end private inference vs CrypTen", rows,
+                      extra={"notes": notes, "profiles": [p.__dict__ for p in profiles.PROFILES],
+                             "load": {**load, "load_1min_at_end": os.getloadavg()[0]},
+                             "comparisons": comps, "targets": tgts},
+                      markdown=report_markdown(rows, comps, tgts, notes))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _comp_table(comps: list[dict], md: bool) -> str:
+    cols = [("workload", "workload", "s"), ("batch", "batch", "d"), ("policy", "pi policy", "s"),
+            ("online_bytes_ratio", "online bytes ×", ".4f"), ("online_s_ratio", "online time ×", ".3f"),
+            ("rounds_ratio", "rounds ×", ".3f"), ("lan_ratio", "LAN ×", ".3f"), ("wan_ratio", "WAN ×", ".3f")]
+    return markdown_table(comps, cols) if md else format_table(comps, cols)
+
+
+def report_text(rows, comps, tgts, notes) -> str:
+    parts = [format_table([_display(r) for r in rows], COLUMNS)]
+    if comps:
+        parts += ["", "pi / CrypTen (same run, lower is better):", _comp_table(comps, False)]
+    if tgts:
+        parts += ["", "targets (embedded model, batch 1):"]
+        parts += [f"  [{'ok' if t['ok'] else 'MISSED'}] {t['target']}: {t['value']:.4g}" for t in tgts]
+    parts += ["", *[f"- {n}" for n in notes]]
+    return "\n".join(parts)
+
+
+def report_markdown(rows, comps, tgts, notes) -> str:
+    parts = [markdown_table([_display(r) for r in rows], COLUMNS)]
+    if comps:
+        parts += ["", "Ratios pi / CrypTen (same run, lower is better):", "", _comp_table(comps, True)]
+    if tgts:
+        parts += ["", "Targets (embedded model, batch 1):", ""]
+        parts += [f"- {'✅' if t['ok'] else '❌ missed'} {t['target']}: {t['value']:.4g}" for t in tgts]
+    parts += ["", "Notes:", "", *[f"- {n}" for n in notes]]
+    return "\n".join(parts)

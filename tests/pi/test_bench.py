@@ -1,0 +1,178 @@
+"""`pi bench relu` / `pi bench model` on tiny sizes: rows follow the documented schema
+(docs/bench.md). No timing is asserted. CrypTen parts are skipped when it is not installed."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pi.bench import crypten_baseline as cb
+from pi.bench import model as bench_model
+from pi.bench import profiles
+from pi.bench import relu as bench_relu
+
+HAS_CRYPTEN = importlib.util.find_spec("crypten") is not None
+needs_crypten = pytest.mark.skipif(not HAS_CRYPTEN, reason="crypten is not installed; run "
+                                   "benchmarks/setup_crypten.sh to include the CrypTen baseline")
+
+
+def _args(module, argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    module.configure(p)
+    return p.parse_args(argv)
+
+
+def _check_schema(rows: list[dict], fields) -> None:
+    assert rows
+    for r in rows:
+        missing = set(fields) - set(r)
+        assert not missing, f"row {r.get('system')}/{r.get('policy')} lacks {sorted(missing)}"
+
+
+def test_profiles_estimate():
+    lan, wan = profiles.LAN, profiles.WAN
+    # 125 MB at 1 Gbit/s is 1 s; 10 rounds of 0.5 ms RTT.
+    assert math.isclose(lan.estimate(1.0, 125e6, 10, "pi"), 1.0 + 1.0 + 10 * 0.5e-3)
+    assert math.isclose(wan.estimate(0.0, 0, 10, "crypten"), 10 * 0.5 * 40e-3)
+    assert lan.estimate(None, 1, 1) is None
+    with pytest.raises(ValueError, match="unknown system"):
+        lan.estimate(1, 1, 1, "other")
+    row = profiles.add_estimates({"online_s": 0.5, "online_bytes": 0, "rounds": 2, "offline_s": None}, "pi")
+    assert math.isclose(row["wan_online_s"], 0.5 + 2 * 40e-3) and row["lan_offline_s"] is None
+
+
+def test_per_workload_option():
+    assert bench_model._per_workload("7", ["default", "resnet18"]) == {"default": 7, "resnet18": 7}
+    assert bench_model._per_workload("default=5", ["default", "resnet18"]) == {"default": 5, "resnet18": 0}
+
+
+def test_relu_bench_rows(tmp_path):
+    out = tmp_path / "relu.json"
+    args = _args(bench_relu, ["--sizes", "64", "--kinds", "exact,identity", "--repeats", "1",
+                              "--crypten", "off", "--json", str(out)])
+    assert bench_relu.run(args) == 0
+    doc = json.loads(out.read_text())
+    assert out.with_suffix(".md").is_file()
+    assert {"benchmark", "command", "machine", "notes", "rows", "load"} <= set(doc)
+    rows = doc["rows"]
+    _check_schema(rows, bench_relu.ROW_FIELDS)
+    by = {r["policy"]: r for r in rows}
+    assert set(by) == {"exact", "identity"}
+    ex = by["exact"]
+    # Open x̂ and return y0: 16 bytes per element plus frame headers.
+    assert 16 <= ex["online_bytes_per_relu"] < 16 + 100 / 64
+    assert ex["rounds"] == 1 and ex["offline_bytes"] > 1000 * 64
+    assert ex["max_abs_err"] < 1e-3 and ex["err_frac"] == 0
+    assert by["identity"]["offline_bytes"] == 0
+    assert any("CrypTen baseline not run: disabled" in n for n in doc["notes"])
+
+
+def test_model_bench_rows(tmp_path, monkeypatch):
+    # Pretend CrypTen is missing: the benchmark must still run and say why the baseline is absent.
+    monkeypatch.setattr(cb, "crypten_available", lambda: (False, "crypten is not installed (test)"))
+    out = tmp_path / "model.json"
+    args = _args(bench_model, ["--workloads", "default", "--images", "samples", "--batches", "1", "--repeats", "1",
+                               "--eval-images", "2", "--eval-batch", "2", "--policies", "exact", "--json", str(out)])
+    assert bench_model.run(args) == 0
+    doc = json.loads(out.read_text())
+    _check_schema(doc["rows"], bench_model.ROW_FIELDS)
+    (row,) = doc["rows"]
+    assert (row["system"], row["workload"], row["batch"], row["policy"]) == ("pi", "default", 1, "exact")
+    assert row["agreement"] == 1.0 and row["eval_images"] == 2 and row["max_abs_err"] < 0.1
+    assert row["offline_bytes"] > row["material_bytes"] > row["online_bytes"] > 0
+    assert row["rounds"] >= 2 and row["repeats"] == 1
+    assert any("CrypTen baseline not run: crypten is not installed (test)" in n for n in doc["notes"])
+    assert doc["comparisons"] == []
+    # Only the agreement target can be judged without CrypTen; 2 images are too few for it.
+    assert [(t["value"], t["ok"]) for t in doc["targets"]] == [(1.0, False)]
+
+
+def test_comparisons_and_targets():
+    base = {"workload": "default", "batch": 1, "lan_online_s": 1.0, "wan_online_s": 2.0}
+    rows = [{**base, "system": "crypten", "policy": "exact", "online_bytes": 1000, "online_s": 1.0, "rounds": 30},
+            {**base, "system": "pi", "policy": "exact", "online_bytes": 40, "online_s": 0.1, "rounds": 9,
+             "offline_bytes": 300, "accuracy": 0.9, "agreement": 1.0, "eval_images": 1000},
+            {**base, "system": "pi", "policy": "circa-k20", "online_bytes": 45, "online_s": 0.1, "rounds": 16,
+             "offline_bytes": 100, "accuracy": 0.897, "agreement": 0.99, "eval_images": 1000}]
+    comps = bench_model.comparisons(rows)
+    assert [c["policy"] for c in comps] == ["exact", "circa-k20"]
+    assert math.isclose(comps[0]["online_bytes_ratio"], 0.04) and math.isclose(comps[0]["rounds_ratio"], 0.3)
+    tgts = bench_model.targets(rows, comps)
+    assert len(tgts) == 6 and all(t["ok"] for t in tgts), tgts
+    rows[2]["accuracy"] = 0.89            # 1 point below all-exact
+    assert [t["ok"] for t in bench_model.targets(rows, comps)] == [True, True, True, True, False, True]
+
+
+def test_graph_steps_fold_batchnorm_like_the_compiler():
+    """The CrypTen model is built from the same fx graph and the same BatchNorm folding."""
+    import pi
+    from pi.assets import load_default_model, load_samples
+    model, _ = load_default_model()
+    x = load_samples().inputs[:1]
+    steps, layers, output = cb.graph_steps(model, x)
+    kinds = [layers[s[2]][0] for s in steps if s[1] == "layer"]
+    assert kinds.count("relu") == 7 and "conv" in kinds and kinds[-1] == "linear"
+    assert not any("bn" in name for name, kind, *_ in steps if kind == "layer")
+    plan_weights = pi.compile(model, x).weights.weights
+    w = layers["stem_0"][1]["weight"]
+    fp = pi.compile(model, x).fixed_point
+    assert np.array_equal(fp.encode(w), plan_weights["stem.0"])
+    # Plaintext replay of the steps with the folded weights gives the model's logits.
+    env = {}
+    for out, kind, layer, args in steps:
+        if kind == "input":
+            env[out] = x.double()
+        elif kind == "layer":
+            k, p = layers[layer]
+            v = env[args[0]]
+            if k == "conv":
+                env[out] = torch.nn.functional.conv2d(v, torch.from_numpy(p["weight"]), torch.from_numpy(p["bias"]),
+                                                      p["stride"], p["padding"])
+            elif k == "linear":
+                env[out] = v @ torch.from_numpy(p["weight"]).T + torch.from_numpy(p["bias"])
+            elif k == "relu":
+                env[out] = torch.relu(v)
+            elif k == "avgpool":
+                env[out] = torch.nn.functional.avg_pool2d(v, p["kernel"], p["stride"], p["padding"])
+        elif kind == "add":
+            env[out] = env[args[0]] + env[args[1]]
+        elif kind == "flatten":
+            env[out] = env[args[0]].flatten(1)
+        else:
+            env[out] = env[args[0]]
+    with torch.no_grad():
+        ref = model(x).double()
+    assert torch.allclose(env[output], ref, atol=1e-3)
+
+
+def test_crypten_missing_is_reported_not_raised(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    ok, why = cb.crypten_available()
+    assert not ok and "benchmarks/setup_crypten.sh" in why
+
+
+@needs_crypten
+def test_crypten_relu_costs():
+    res = cb.relu_costs([1000], repeats=1)[1000]
+    # CrypTen's ReLU (PROTOCOLS.md reference point): 464 bytes per element, 9 rounds.
+    assert res["online_bytes"] == 464 * 1000 and res["rounds"] == 9
+    assert res["max_abs_err"] < 1e-3
+
+
+@needs_crypten
+def test_crypten_model_matches_plaintext():
+    from pi.assets import load_default_model, load_samples
+    model, _ = load_default_model()
+    s = load_samples()
+    res = cb.model_costs(model, s.inputs[:2].numpy(), batches=[1], repeats=1, eval_images=2, eval_batch=2)
+    with torch.no_grad():
+        plain = model(s.inputs[:2]).double().numpy()
+    assert res["logits"].shape == plain.shape
+    assert np.abs(res["logits"] - plain).max() < 0.05
+    t = res["timing"][1]
+    assert t["online_bytes"] > 1e6 and t["rounds"] > 20 and t["repeats"] == 1
