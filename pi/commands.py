@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--circa-k", type=int)
     p.add_argument("--circa-mode", default="poszero", choices=["poszero", "negpass"])
     p.add_argument("--frac-bits", type=int)
+    p.add_argument("--output", default="logits", choices=["logits", "label"],
+                   help="what the client learns: the logits, or only the predicted label")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("keys", help="make a self-signed TLS certificate and key; prints the fingerprint")
@@ -60,7 +62,7 @@ def cmd_compile(args) -> int:
         model, meta = load_checkpoint(args.checkpoint)
         example = torch.zeros(1, model.config.in_channels, 28, 28)
     sm = pi.compile(model, example, policy=args.policy, relu=args.relu, circa_k=args.circa_k,
-                    circa_mode=args.circa_mode, frac_bits=args.frac_bits)
+                    circa_mode=args.circa_mode, frac_bits=args.frac_bits, output=args.output)
     sm.plan.meta.update({"dataset": meta.get("dataset"), "arch": meta.get("arch")})
     sm.save(args.out)
     print(sm.summary())
@@ -143,9 +145,10 @@ def cmd_infer(args) -> int:
         classes = client.plan.meta.get("classes")
         for path in args.inputs:
             y = client.run(load_input(path, client.plan))
-            label = int(y.argmax(1)[0])
+            label_only = client.plan.output_op.label_only
+            label = int(y[0]) if label_only else int(y.argmax(1)[0])
             name = f" ({classes[label]})" if classes else ""
-            print(f"{path}: label {label}{name}" + (f"  logits {np.round(y[0].numpy(), 3).tolist()}" if args.logits else ""))
+            print(f"{path}: label {label}{name}" + (f"  logits {np.round(y[0].numpy(), 3).tolist()}" if args.logits and not label_only else ""))
             c = client.last_cost
             print(f"  online {c.online_bytes / 1e3:.1f} KB in {c.online_seconds:.3f} s, {c.rounds} rounds; "
                   f"offline {c.offline_bytes / 1e6:.1f} MB")

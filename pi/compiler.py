@@ -71,7 +71,7 @@ def _pair(v) -> tuple[int, int]:
 
 def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=None,
                  fixed_point: FixedPoint | None = None, calibration: torch.Tensor | None = None,
-                 margin_bits: int = 6) -> tuple[Plan, ServerWeights]:
+                 margin_bits: int = 6, label_only: bool = False) -> tuple[Plan, ServerWeights]:
     """Traces `model` and builds (public plan, private weights).
 
     example_input: one input with or without a batch dimension. site_policy(name, shape) →
@@ -144,7 +144,7 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
             out = node.args[0]
             if not isinstance(out, fx.Node):
                 raise _unsupported(node, "a non-tensor or multiple outputs")
-            plan = b.output(env[out.name])
+            plan = b.output(env[out.name], label_only=label_only)
             plan.meta["source"] = type(model).__name__
             return plan, b.weights
         elif node.op == "call_module":

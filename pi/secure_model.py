@@ -40,14 +40,18 @@ def _global_policy(relu: str, circa_k, circa_mode: str):
 
 def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None, relu: str = "exact",
             circa_k: int | None = None, circa_mode: str = "poszero", provider: str = "dealer",
-            frac_bits: int | None = None, calibration: torch.Tensor | None = None) -> "SecureModel":
+            frac_bits: int | None = None, calibration: torch.Tensor | None = None,
+            output: str = "logits") -> "SecureModel":
     """Compiles a torch model for private inference.
 
     policy: a ReLU policy (path or object from relu-budget) saying per site what to compute;
     otherwise `relu` applies one choice everywhere ("exact" | "circa" | "identity").
     calibration: representative inputs; bounds on the activations' magnitudes (with a 64x
     margin) let the comparison gates work on fewer bits. Inputs beyond them are not supported.
+    output: "logits", or "label" (the client learns only the argmax, via secure comparisons).
     """
+    if output not in ("logits", "label"):
+        raise ValueError(f"output must be 'logits' or 'label', got {output!r}")
     fp = FixedPoint(DEFAULT_FRAC_BITS if frac_bits is None else frac_bits)
     if policy is not None:
         from relu_budget.policy import load_policy  # the artifact written by relu-budget
@@ -56,7 +60,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
         site_policy = _global_policy(relu, circa_k, circa_mode)
     get_provider(provider)  # validate early
     plan, weights = compile_plan(model, example_input, site_policy=site_policy, fixed_point=fp,
-                                 calibration=calibration)
+                                 calibration=calibration, label_only=output == "label")
     return SecureModel(plan, weights, provider=provider)
 
 
@@ -194,6 +198,10 @@ class SecureModel:
                 row["macs"] = t_out.size * ic * kh * kw
             elif isinstance(op, Linear):
                 row["macs"] = int(np.prod(op.weight_shape))
+            elif op.kind == "Output" and op.label_only:
+                c = self.plan.tensor(op.inputs[0]).size
+                row["relu"] = 0
+                row["online_bytes"], row["rounds"] = 16 * (c * (c - 1) // 2 + c) + 8, 3
             elif op.kind in ("Input", "Output"):
                 t = self.plan.tensor(op.output if op.kind == "Input" else op.inputs[0])
                 row["online_bytes"], row["rounds"] = 8 * t.size, 1

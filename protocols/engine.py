@@ -139,7 +139,8 @@ class ClientRun(_Party):
         self.timings["offline_s"] = time.perf_counter() - t0
 
     def online(self, chan, x: np.ndarray) -> np.ndarray:
-        """x: real-valued input of shape (batch, *input_shape). Returns the decoded output."""
+        """x: real-valued input of shape (batch, *input_shape). Returns the decoded output
+        (or, for a label-only plan, the int64 labels)."""
         plan = self.plan
         x = np.asarray(x, dtype=np.float64)
         expected = (self.batch,) + tuple(plan.input_shape)
@@ -150,7 +151,10 @@ class ClientRun(_Party):
         for layer in self.layers:
             with _scope(chan, layer.op, "online"):
                 layer.client_online(self.state, chan)
-        out_t = plan.tensor(plan.output_op.inputs[0])
-        y = plan.fixed_point.decode(self.state.keep.pop("y"), scale=out_t.scale)
+        if plan.output_op.label_only:
+            y = self.state.keep.pop("label")
+        else:
+            out_t = plan.tensor(plan.output_op.inputs[0])
+            y = plan.fixed_point.decode(self.state.keep.pop("y"), scale=out_t.scale)
         self.timings["online_s"] = time.perf_counter() - t0
         return y

@@ -244,6 +244,70 @@ class OutputLayer(Layer):
         cs.keep["y"] = chan.recv_array(dtype=U64, shape=shape_of(self.plan, tid, self.batch)) + cs.shares[tid]
 
 
+class LabelOutputLayer(Layer):
+    """Label-only output: the client learns argmax(logits) and nothing else.
+
+    Stage 1: DReLU of every pairwise difference l_i − l_j (i < j), one gate stage. Locally,
+    count_i = #{j : l_i ≥ l_j} (with d_ji = 1 − d_ij). Stage 2: DReLU(2·count_i − 2C + 3) marks
+    the class that beats all C − 1 others (count = C − 1). Locally, label = Σ_i i·e_i, and only
+    that value is opened to the client. A exact tie between the two largest logits (equal ring
+    values) is not resolved and yields an invalid label, reported as −1."""
+
+    def __init__(self, plan, op, batch):
+        super().__init__(plan, op, batch)
+        self.classes = c = plan.tensor(op.inputs[0]).size
+        self.ii, self.jj = np.triu_indices(c, 1)
+        npairs = len(self.ii)
+        self.pairs = GateStage(f"{op.name}/pairs", [(gates.GateSpec("drelu"), np.arange(batch * npairs))],
+                               batch * npairs)
+        self.winner = GateStage(f"{op.name}/winner", [(gates.GateSpec("drelu"), np.arange(batch * c))], batch * c)
+
+    def _diffs(self, logits: np.ndarray) -> np.ndarray:
+        logits = logits.reshape(self.batch, self.classes)
+        return (logits[:, self.ii] - logits[:, self.jj]).reshape(-1)
+
+    def _counts(self, d: np.ndarray, one: np.ndarray) -> np.ndarray:
+        """count_i from shares of d_ij; `one` is this party's share of the constant 1."""
+        d = d.reshape(self.batch, -1)
+        counts = np.zeros((self.batch, self.classes), U64)
+        for p, (i, j) in enumerate(zip(self.ii, self.jj)):
+            counts[:, i] += d[:, p]
+            counts[:, j] += one - d[:, p]
+        return (U64(2) * counts).reshape(-1)
+
+    def _const(self, value: int, server: bool) -> np.ndarray:
+        return np.full(self.batch * self.classes, value % (1 << 64) if server else 0, U64)
+
+    def deal(self, d):
+        self.pairs.deal(d, d.stream.draw(f"{self.op.name}/pairs/s_out", self.pairs.n))
+        self.winner.deal(d, d.stream.draw(f"{self.op.name}/winner/s_out", self.winner.n))
+
+    def client_offline(self, cs):
+        c_in = cs.shares[self.op.inputs[0]]
+        self.pairs.client_offline(cs, self._diffs(c_in))
+        d = -cs.stream.draw(f"{self.op.name}/pairs/s_out", self.pairs.n)
+        x = self._counts(d, U64(0))                     # + (3 − 2C) is added by the server
+        self.winner.client_offline(cs, x)
+        e = -cs.stream.draw(f"{self.op.name}/winner/s_out", self.winner.n)
+        cs.keep["label_share"] = (e.reshape(self.batch, self.classes) * np.arange(self.classes, dtype=U64)).sum(1)
+
+    def server_offline(self, ss):
+        self.pairs.server_offline(ss)
+        self.winner.server_offline(ss)
+
+    def server_online(self, ss, chan):
+        d = self.pairs.server_online(ss, chan, self._diffs(ss.shares[self.op.inputs[0]]))
+        x = self._counts(d, U64(1)) + U64((3 - 2 * self.classes) % (1 << 64))
+        e = self.winner.server_online(ss, chan, x)
+        chan.send_array((e.reshape(self.batch, self.classes) * np.arange(self.classes, dtype=U64)).sum(1))
+
+    def client_online(self, cs, chan):
+        self.pairs.client_online(cs, chan)
+        self.winner.client_online(cs, chan)
+        label = (chan.recv_array(dtype=U64, shape=(self.batch,)) + cs.keep.pop("label_share")).view(np.int64)
+        cs.keep["label"] = np.where((label >= 0) & (label < self.classes), label, -1)
+
+
 class PrivateLinearLayer(Layer):
     """y = W·v + b with W the server's. Input MASKED (client share −s, s known to the dealer).
 
@@ -543,7 +607,7 @@ LAYERS = {Input: InputLayer, Output: OutputLayer, Conv2d: PrivateLinearLayer, Li
 def build_layers(plan: Plan, batch: int) -> list[Layer]:
     out = []
     for op in plan.ops:
-        cls = LAYERS.get(type(op))
+        cls = LabelOutputLayer if isinstance(op, Output) and op.label_only else LAYERS.get(type(op))
         if cls is None:
             raise PlanError(f"op {op.name}: no secure layer for {op.kind}")
         out.append(cls(plan, op, batch))

@@ -178,3 +178,16 @@ def test_circa_sites_fault_only_near_zero(provider):
     assert float((y - expected).abs().max()) < 4 * TOL
     rows = {r["layer"]: r for r in sm.layer_rows()}
     assert rows["relu1"]["circa"] == 3 * 64
+
+
+def test_label_only_output_reveals_the_argmax(provider):
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
+    x = torch.randn(64, 6)
+    sm = pi.compile(model, x[:1], provider=provider, output="label")
+    labels = sm.run(x)
+    plain = model(x)
+    assert labels.dtype == torch.int64 and labels.shape == (64,)
+    assert torch.equal(labels, plain.argmax(1))
+    rows = {r["layer"]: r for r in sm.layer_rows()}
+    assert "output" in rows
