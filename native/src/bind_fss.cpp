@@ -124,9 +124,10 @@ py::tuple generate(const GateParams& p, const py::bytes& seed, const uint64_t* a
 }
 
 py::tuple gen_masked(Gate gate, const py::bytes& seed, const py::array& r_in, const py::array& r_out, int shift = 0,
-                     int k = 0, CircaMode mode = CircaMode::None) {
+                     int k = 0, CircaMode mode = CircaMode::None, int n = 64) {
   GateParams p;
   p.gate = gate;
+  p.n = n;
   p.shift = shift;
   p.k = k;
   p.mode = mode;
@@ -184,9 +185,12 @@ GateParams params_from_kwargs(const std::string& name, const py::kwargs& kw) {
   if (!fss::gate_from_name(name, &p.gate))
     throw py::value_error("unknown gate '" + name + "' (relu, drelu, circa, trunc, square, mul, dcf, dcf_bit)");
   bool have_k = false, have_mode = false, have_shift = false, have_bits = false;
+  const bool takes_n = p.gate == Gate::Relu || p.gate == Gate::Drelu || p.gate == Gate::Circa || p.gate == Gate::Trunc;
   for (auto item : kw) {
     const std::string key = py::str(item.first);
-    if (key == "shift" && (p.gate == Gate::Relu || p.gate == Gate::Circa || p.gate == Gate::Trunc)) {
+    if (key == "n" && takes_n) {
+      p.n = small_int(item.second, "n");
+    } else if (key == "shift" && (p.gate == Gate::Relu || p.gate == Gate::Circa || p.gate == Gate::Trunc)) {
       p.shift = small_int(item.second, "shift");
       have_shift = true;
     } else if (key == "k" && p.gate == Gate::Circa) {
@@ -215,8 +219,15 @@ GateParams params_from_kwargs(const std::string& name, const py::kwargs& kw) {
 }
 
 const char* kOnlineNote =
-    "Online: each party sends its 8-byte share of xhat once (1 round, 16 bytes per element for both "
-    "parties together).";
+    "Online: each party sends its share of xhat once (1 round); only its low online_cost(...)['input_bits'] "
+    "bits matter (higher bits of xhat are ignored), i.e. ceil(input_bits / 8) bytes per party, or 8 bytes "
+    "as full words.";
+
+// Argument n of the comparison gates (relu, drelu, circa, trunc).
+const char* kNNote =
+    " n (2..64, default 64): input bit width, the caller promises -2^(n-1) <= x < 2^(n-1); keys and "
+    "evaluation then use only the low n (drelu) or n + 1 (relu, trunc, circa; 64 when n = 64) bits of "
+    "r_in and xhat. Outputs are full shares mod 2^64.";
 
 }  // namespace
 
@@ -224,14 +235,15 @@ void bind_fss(py::module_& m) {
   // ---- gates ----------------------------------------------------------------------------------
   m.def(
       "gen_relu",
-      [](const py::bytes& seed, const py::array& r_in, const py::array& r_out, int shift) {
-        return gen_masked(Gate::Relu, seed, r_in, r_out, shift);
+      [](const py::bytes& seed, const py::array& r_in, const py::array& r_out, int shift, int n) {
+        return gen_masked(Gate::Relu, seed, r_in, r_out, shift, 0, CircaMode::None, n);
       },
-      py::arg("seed"), py::arg("r_in"), py::arg("r_out"), py::arg("shift") = 0,
-      "Dealer: ReLU keys. Returns (key0, key1); evaluating both on xhat = x + r_in gives y0 + y1 = "
+      py::arg("seed"), py::arg("r_in"), py::arg("r_out"), py::arg("shift") = 0, py::arg("n") = 64,
+      (std::string("Dealer: ReLU keys. Returns (key0, key1); evaluating both on xhat = x + r_in gives y0 + y1 = "
       "(ReLU(x) >> shift) + e + r_out, e in {0, 1} (e = 0 when shift = 0; e = 1 with probability "
-      "(x mod 2^shift) / 2^shift for x >= 0). shift = 0: exact for every x. shift > 0 requires "
-      "-2^62 <= x < 2^62. One ring DCF with a two-word payload; about 2 KB per element and party.");
+      "(x mod 2^shift) / 2^shift for x >= 0). Requires -2^(n-1) <= x < 2^(n-1); for n = 64 with shift > 0, "
+      "-2^62 <= x < 2^62 (n = 64, shift = 0: every x). One ring DCF with a two-word payload on n - 1 bits "
+      "(62 for n = 64 with shift > 0); 2080 B per element and party at n = 64.") + kNNote).c_str());
   m.def(
       "eval_relu", [](int party, const py::object& key, const py::array& xhat) {
         return eval_ring(Gate::Relu, party, key, xhat);
@@ -241,11 +253,12 @@ void bind_fss(py::module_& m) {
 
   m.def(
       "gen_drelu",
-      [](const py::bytes& seed, const py::array& r_in, const py::array& r_out) {
-        return gen_masked(Gate::Drelu, seed, r_in, r_out);
+      [](const py::bytes& seed, const py::array& r_in, const py::array& r_out, int n) {
+        return gen_masked(Gate::Drelu, seed, r_in, r_out, 0, 0, CircaMode::None, n);
       },
-      py::arg("seed"), py::arg("r_in"), py::arg("r_out"),
-      "Dealer: sign-test keys; y0 + y1 = 1{x >= 0} + r_out (x signed, any value).");
+      py::arg("seed"), py::arg("r_in"), py::arg("r_out"), py::arg("n") = 64,
+      (std::string("Dealer: sign-test keys; y0 + y1 = 1{x >= 0} + r_out, exact for -2^(n-1) <= x < 2^(n-1) "
+      "(every x at n = 64). One ring DCF on n - 1 bits.") + kNNote).c_str());
   m.def(
       "eval_drelu", [](int party, const py::object& key, const py::array& xhat) {
         return eval_ring(Gate::Drelu, party, key, xhat);
@@ -256,12 +269,14 @@ void bind_fss(py::module_& m) {
   m.def(
       "gen_circa",
       [](const py::bytes& seed, const py::array& r_in, const py::array& r_out, int k, const std::string& mode,
-         int shift) { return gen_masked(Gate::Circa, seed, r_in, r_out, shift, k, parse_mode(mode)); },
+         int shift, int n) { return gen_masked(Gate::Circa, seed, r_in, r_out, shift, k, parse_mode(mode), n); },
       py::arg("seed"), py::arg("r_in"), py::arg("r_out"), py::arg("k"), py::arg("mode"), py::arg("shift") = 0,
-      "Dealer: Circa stochastic-ReLU keys (sign test on x with its k low bits dropped, m = 64 - k bits; "
-      "mode 'poszero' or 'negpass'). After eval_circa_sign, the bit exchange and eval_circa_select: "
-      "y0 + y1 = d * ((x >> shift) + e) + r_out, d the (possibly faulty) sign bit. Fault law in "
-      "docs/fss.md. Requires -2^63 + 2^k <= x < 2^63 - 2^k, and -2^62 <= x < 2^62 when shift > 0.");
+      py::arg("n") = 64,
+      (std::string("Dealer: Circa stochastic-ReLU keys (sign test on x mod 2^n with its k low bits dropped, "
+      "m = n - k bits, 0 <= k <= n - 2; mode 'poszero' or 'negpass'). After eval_circa_sign, the bit exchange "
+      "and eval_circa_select: y0 + y1 = d * ((x >> shift) + e) + r_out, d the (possibly faulty) sign bit. "
+      "Fault law in docs/fss.md. Requires -2^(n-1) + 2^k <= x < 2^(n-1) - 2^k (negpass needs only the upper, "
+      "poszero only the lower bound), and -2^62 <= x < 2^62 when n = 64 and shift > 0.") + kNNote).c_str());
   m.def(
       "eval_circa_sign",
       [](int party, const py::object& key, const py::array& xhat) { return eval_bit(Gate::Circa, party, key, xhat); },
@@ -301,13 +316,14 @@ void bind_fss(py::module_& m) {
 
   m.def(
       "gen_trunc",
-      [](const py::bytes& seed, const py::array& r_in, const py::array& r_out, int shift) {
-        return gen_masked(Gate::Trunc, seed, r_in, r_out, shift);
+      [](const py::bytes& seed, const py::array& r_in, const py::array& r_out, int shift, int n) {
+        return gen_masked(Gate::Trunc, seed, r_in, r_out, shift, 0, CircaMode::None, n);
       },
-      py::arg("seed"), py::arg("r_in"), py::arg("r_out"), py::arg("shift"),
-      "Dealer: faithful truncation keys; y0 + y1 = (x >> shift) + e + r_out (arithmetic shift), e in {0, 1} "
-      "with P(e = 1) = (x mod 2^shift) / 2^shift (unbiased stochastic rounding). Requires -2^62 <= x < 2^62 "
-      "(then never a wrap error). 16 bytes per element and party.");
+      py::arg("seed"), py::arg("r_in"), py::arg("r_out"), py::arg("shift"), py::arg("n") = 64,
+      (std::string("Dealer: faithful truncation keys; y0 + y1 = (x >> shift) + e + r_out (arithmetic shift), "
+      "e in {0, 1} with P(e = 1) = (x mod 2^shift) / 2^shift (unbiased stochastic rounding). Requires "
+      "-2^(n-1) <= x < 2^(n-1), and -2^62 <= x < 2^62 at n = 64 (then never a wrap error). 16 bytes per "
+      "element and party.") + kNNote).c_str());
   m.def(
       "eval_trunc", [](int party, const py::object& key, const py::array& xhat) {
         return eval_ring(Gate::Trunc, party, key, xhat);
@@ -413,7 +429,7 @@ void bind_fss(py::module_& m) {
       },
       py::arg("gate"),
       "Key bytes per element and party (the batch adds a 32-byte header), e.g. "
-      "key_bytes_per_element('circa', k=40, mode='poszero').");
+      "key_bytes_per_element('circa', k=40, mode='poszero') or key_bytes_per_element('relu', n=40).");
   m.def(
       "online_cost",
       [](const std::string& gate, const py::kwargs& kw) {
@@ -421,11 +437,16 @@ void bind_fss(py::module_& m) {
         py::dict d;
         d["bytes"] = c.bytes;
         d["rounds"] = c.rounds;
+        d["input_bits"] = c.input_bits;
+        d["bits"] = c.bits;
+        d["word_bytes"] = c.word_bytes;
         return d;
       },
       py::arg("gate"),
-      "Online cost per element: {'bytes': both parties together, 'rounds': rounds}. Circa: 16 bytes to "
-      "open xhat plus 2 bits for the sign exchange, 2 rounds.");
+      "Online cost per element, both parties together: 'input_bits' (low bits of xhat the gate reads: each "
+      "party's share in the opening), 'bits' (2 * input_bits, plus 2 sign bits for circa), 'bytes' (each "
+      "share packed in ceil(input_bits / 8) bytes, plus 0.25 for circa's sign bits), 'word_bytes' (shares "
+      "sent as full 8-byte words, as the engine does today: 16, circa 16.25, mul 32), 'rounds'.");
   m.def(
       "key_info",
       [](const py::object& key) {

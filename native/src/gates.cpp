@@ -26,22 +26,29 @@ inline uint32_t ld32(const uint8_t* p) {
   return v;
 }
 inline uint64_t low_mask(int bits) { return bits >= 64 ? ~uint64_t{0} : ((uint64_t{1} << bits) - 1); }
+inline uint64_t pow2(int e) { return e >= 64 ? 0 : uint64_t{1} << e; }  // 2^e mod 2^64
 
-constexpr uint64_t kTwo62 = uint64_t{1} << 62;
-constexpr uint64_t kTwo63 = uint64_t{1} << 63;
 constexpr size_t kEvalBatch = 256;  // elements per DCF call inside a thread's chunk
 constexpr size_t kGrain = 1024;     // smallest chunk handed to a thread
 
-// Shifts of 63 are computed as 62: under the gates' |x| < 2^62 precondition x >> 63 == x >> 62.
-inline int eff_shift(int s) { return std::min(s, 62); }
-inline int relu_dcf_bits(int shift) { return shift == 0 ? 63 : 62; }
-inline int circa_dcf_bits(int k) { return 63 - k; }
+// Input width n (docs/fss.md, "Input bit width n"). Relu, trunc and Circa's select work on the
+// ring of w = n + 1 bits (n < 64) or 64 bits (n = 64), where -2^(w-2) <= x < 2^(w-2) leaves one
+// bit of headroom; the exact ReLU at n = 64 without shift needs none (h = 0), because there the
+// wrap term 2^64 * d * w vanishes.
+inline int headroom_width(int n) { return n >= 64 ? 64 : n + 1; }
+inline int relu_headroom(const GateParams& p) { return p.n >= 64 && p.shift == 0 ? 0 : 1; }
+inline int relu_dcf_bits(const GateParams& p) { return headroom_width(p.n) - 1 - relu_headroom(p); }
+inline int drelu_dcf_bits(const GateParams& p) { return p.n - 1; }
+inline int circa_dcf_bits(const GateParams& p) { return p.n - p.k - 1; }
+// Shifts beyond w - 2 are computed as w - 2: under -2^(w-2) <= x < 2^(w-2), x >> s is then the
+// same (0 or -1) for every s >= w - 2 (n = 64: shift 63 is computed as 62).
+inline int eff_shift(const GateParams& p) { return std::min(p.shift, headroom_width(p.n) - 2); }
 
 size_t gate_dcf_bytes(const GateParams& p) {
   switch (p.gate) {
-    case Gate::Relu: return dcf_key_bytes(relu_dcf_bits(p.shift), 2);
-    case Gate::Drelu: return dcf_key_bytes(63, 1);
-    case Gate::Circa: return dcf_bit_key_bytes(circa_dcf_bits(p.k));
+    case Gate::Relu: return dcf_key_bytes(relu_dcf_bits(p), 2);
+    case Gate::Drelu: return dcf_key_bytes(drelu_dcf_bits(p), 1);
+    case Gate::Circa: return dcf_bit_key_bytes(circa_dcf_bits(p));
     case Gate::Dcf: return dcf_key_bytes(p.n, p.words);
     case Gate::DcfBit: return dcf_bit_key_bytes(p.n);
     default: return 0;
@@ -102,12 +109,17 @@ void validate_params(const GateParams& p) {
   if (raw) {
     if (p.n < 1 || p.n > 64)
       throw std::invalid_argument("DCF input bits must be in [1, 64], got " + std::to_string(p.n));
-  } else if (p.n != 64) {
-    throw std::invalid_argument("gate " + g + " works on the 64-bit ring, got n=" + std::to_string(p.n));
+  } else if (p.gate == Gate::Square || p.gate == Gate::Mul) {
+    if (p.n != 64)
+      throw std::invalid_argument("gate " + g + " works on the full 64-bit ring (n=64), got n=" + std::to_string(p.n));
+  } else if (p.n < 2 || p.n > 64) {
+    throw std::invalid_argument("gate " + g + ": input bit width n must be in [2, 64] (inputs -2^(n-1) <= x < "
+                                "2^(n-1)), got n=" + std::to_string(p.n));
   }
   if (p.gate == Gate::Circa) {
-    if (p.k < 0 || p.k > 62)
-      throw std::invalid_argument("circa k (low bits dropped) must be in [0, 62], got " + std::to_string(p.k));
+    if (p.k < 0 || p.k > p.n - 2)
+      throw std::invalid_argument("circa k (low bits dropped) must be in [0, n-2] = [0, " + std::to_string(p.n - 2) +
+                                  "] for n=" + std::to_string(p.n) + ", got " + std::to_string(p.k));
     if (p.mode != CircaMode::PosZero && p.mode != CircaMode::NegPass)
       throw std::invalid_argument("circa mode must be 'poszero' or 'negpass'");
   } else {
@@ -142,12 +154,24 @@ size_t key_bytes_per_element(const GateParams& p) {
   return 0;
 }
 
+int gate_input_bits(const GateParams& p) {
+  switch (p.gate) {
+    case Gate::Relu: case Gate::Trunc: case Gate::Circa: return headroom_width(p.n);
+    case Gate::Drelu: return p.n;
+    case Gate::Square: case Gate::Mul: return 64;
+    case Gate::Dcf: case Gate::DcfBit: return p.n;
+  }
+  return 64;
+}
+
 OnlineCost online_cost(const GateParams& p) {
   validate_params(p);
+  const int w = gate_input_bits(p);
+  const double packed = 2.0 * ((w + 7) / 8);  // both parties' shares of xhat, ceil(w / 8) bytes each
   switch (p.gate) {
-    case Gate::Relu: case Gate::Drelu: case Gate::Trunc: case Gate::Square: return {16.0, 1};
-    case Gate::Mul: return {32.0, 1};
-    case Gate::Circa: return {16.0 + 2.0 / 8.0, 2};
+    case Gate::Relu: case Gate::Drelu: case Gate::Trunc: case Gate::Square: return {packed, 1, w, 2 * w, 16.0};
+    case Gate::Mul: return {2 * packed, 1, w, 4 * w, 32.0};
+    case Gate::Circa: return {packed + 2.0 / 8.0, 2, w, 2 * w + 2, 16.0 + 2.0 / 8.0};
     default: throw std::invalid_argument("online_cost is defined for gates, not for the raw " + gate_str(p.gate));
   }
 }
@@ -221,7 +245,8 @@ void gen_keys(const GateParams& p, const uint8_t seed[16], const uint64_t* a, co
   const size_t E = key_bytes_per_element(p);
   const size_t D = gate_dcf_bytes(p);
   const Aes128 aes(seed);
-  const int s = eff_shift(p.shift);
+  const int s = eff_shift(p);
+  const int w = gate_input_bits(p);  // the dealer reduces r_in mod 2^w (relu, trunc, circa's select)
   parallel_for(n, 64, [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
       ElementRng rng(aes, i);
@@ -241,13 +266,14 @@ void gen_keys(const GateParams& p, const uint8_t seed[16], const uint64_t* a, co
         }
         case Gate::Relu: {
           const uint64_t ro = r_out[i];
-          const int h = s ? 1 : 0, mp = 63 - h;
-          const uint64_t alpha = r & low_mask(mp);
-          const uint64_t q0 = (r >> mp) & 1;
-          uint64_t Rt = r, G = 0;
+          const uint64_t rw = r & low_mask(w);
+          const int h = relu_headroom(p), mp = w - 1 - h;
+          const uint64_t alpha = rw & low_mask(mp);
+          const uint64_t q0 = (rw >> mp) & 1;
+          uint64_t Rt = rw, G = 0;
           if (h) {
-            const uint64_t top = r >> 62, big = uint64_t{1} << (64 - s);
-            Rt = (r >> s) - (top == 3 ? big : 0);
+            const uint64_t top = rw >> (w - 2), big = pow2(w - s);
+            Rt = (rw >> s) - (top == 3 ? big : 0);
             G = top == 2 ? big : 0;
           }
           const uint64_t sigma = q0 ? ~uint64_t{0} : 1;
@@ -261,43 +287,42 @@ void gen_keys(const GateParams& p, const uint8_t seed[16], const uint64_t* a, co
         }
         case Gate::Drelu: {
           const uint64_t ro = r_out[i];
-          const uint64_t q0 = r >> 63;
+          const int nb = drelu_dcf_bits(p);
+          const uint64_t q0 = (r >> nb) & 1;
           const uint64_t bv[1] = {q0 ? ~uint64_t{0} : 1};
           const Block s0 = rng.seed(), s1 = rng.seed();
-          dcf_gen(63, 1, r & low_mask(63), bv, s0, s1, o0, o1);
+          dcf_gen(nb, 1, r & low_mask(nb), bv, s0, s1, o0, o1);
           put_shared(rng, o0 + D, o1 + D, ro + q0);
           put_shared(rng, o0 + D + 8, o1 + D + 8, ro - q0);
           break;
         }
         case Gate::Circa: {
           const uint64_t ro = r_out[i];
-          const int mp = circa_dcf_bits(p.k);
+          const int mp = circa_dcf_bits(p);
           const uint64_t alpha = (r >> p.k) & low_mask(mp);
-          const uint64_t q = r >> 63;
+          const uint64_t q = (r >> (p.n - 1)) & 1;  // msb of the m = n - k bit value r_n >> k
           const Block s0 = rng.seed(), s1 = rng.seed();
           dcf_bit_gen(mp, alpha, s0, s1, o0, o1);
           const uint64_t rd = rng.word() & 1;
           const uint64_t g0 = rng.word() & 1;
           st64(o0 + D, g0);
           st64(o1 + D, g0 ^ q ^ rd);
-          uint64_t C[4];  // C[2*dhat + p1]
-          if (s == 0) {
-            C[0] = C[1] = ro - r * rd;
-            C[2] = C[3] = ro - r + r * rd;
-          } else {
-            const uint64_t R = r >> s, Q = (r >> 63) << (64 - s);
-            C[0] = ro - R * rd + Q * rd;
-            C[1] = ro - R * rd;
-            C[2] = ro - R + Q + R * rd - Q * rd;
-            C[3] = ro - R + R * rd;
-          }
+          // C[2*dhat + p1]; X = trunc's expression on the w-bit ring (n = 64, s = 0: X = xhat - r).
+          const uint64_t rw = r & low_mask(w);
+          const uint64_t R = rw >> s, Q = ((rw >> (w - 1)) & 1) * pow2(w - s);
+          uint64_t C[4];
+          C[0] = ro - R * rd + Q * rd;
+          C[1] = ro - R * rd;
+          C[2] = ro - R + Q + R * rd - Q * rd;
+          C[3] = ro - R + R * rd;
           put_shared(rng, o0 + D + 8, o1 + D + 8, rd);
           for (int w = 0; w < 4; ++w) put_shared(rng, o0 + D + 16 + 8 * w, o1 + D + 16 + 8 * w, C[w]);
           break;
         }
         case Gate::Trunc: {
           const uint64_t ro = r_out[i];
-          const uint64_t R = r >> s, Q = s == 0 ? 0 : (r >> 63) << (64 - s);
+          const uint64_t rw = r & low_mask(w);
+          const uint64_t R = rw >> s, Q = ((rw >> (w - 1)) & 1) * pow2(w - s);
           put_shared(rng, o0, o1, ro - R + Q);  // p1 = 0
           put_shared(rng, o0 + 8, o1 + 8, ro - R);  // p1 = 1
           break;
@@ -328,7 +353,9 @@ void eval_keys(const KeyView& kv, const uint64_t* xhat, const uint64_t* yhat, ui
   const uint8_t* body = kv.body;
   const int party = kv.party;
   const uint64_t p0mask = party == 0 ? ~uint64_t{0} : 0;  // selects terms only party 0 adds
-  const int s = eff_shift(p.shift);
+  const int s = eff_shift(p);
+  const int w = gate_input_bits(p);
+  const uint64_t wmask = low_mask(w);  // bits of xhat the gate reads
   parallel_for(static_cast<size_t>(kv.count), kGrain, [&](size_t begin, size_t end) {
     uint64_t xin[kEvalBatch], U[2 * kEvalBatch];
     for (size_t i0 = begin; i0 < end; i0 += kEvalBatch) {
@@ -339,13 +366,13 @@ void eval_keys(const KeyView& kv, const uint64_t* xhat, const uint64_t* yhat, ui
           dcf_eval(party, p.n, p.words, kb, E, xhat + i0, out + i0 * p.words, cnt);
           break;
         case Gate::Relu: {
-          const int mp = relu_dcf_bits(p.shift);
-          const uint64_t O = uint64_t{1} << mp, K = s == 0 ? O : (O >> s);
+          const int mp = relu_dcf_bits(p);
+          const uint64_t O = uint64_t{1} << mp, K = O >> s;
           for (size_t j = 0; j < cnt; ++j) xin[j] = (xhat[i0 + j] + O) & (O - 1);
           dcf_eval(party, mp, 2, kb, E, xin, U, cnt);
           for (size_t j = 0; j < cnt; ++j) {
-            const uint64_t z = xhat[i0 + j] + O;
-            const uint64_t p0 = (z >> mp) & 1, p1 = z >> 63;
+            const uint64_t z = (xhat[i0 + j] + O) & wmask;
+            const uint64_t p0 = (z >> mp) & 1, p1 = (z >> (w - 1)) & 1;
             const uint64_t Hp = (z >> s) - K;
             const uint8_t* c = kb + j * E + D;
             const uint64_t A = ld64(c), U1 = U[2 * j], U2 = U[2 * j + 1];
@@ -359,21 +386,22 @@ void eval_keys(const KeyView& kv, const uint64_t* xhat, const uint64_t* yhat, ui
           break;
         }
         case Gate::Drelu: {
-          for (size_t j = 0; j < cnt; ++j) xin[j] = xhat[i0 + j] & low_mask(63);
-          dcf_eval(party, 63, 1, kb, E, xin, U, cnt);
+          const int nb = drelu_dcf_bits(p);
+          for (size_t j = 0; j < cnt; ++j) xin[j] = xhat[i0 + j] & low_mask(nb);
+          dcf_eval(party, nb, 1, kb, E, xin, U, cnt);
           for (size_t j = 0; j < cnt; ++j) {
-            const uint64_t p0 = 1 ^ (xhat[i0 + j] >> 63);
+            const uint64_t p0 = 1 ^ ((xhat[i0 + j] >> nb) & 1);
             const uint8_t* c = kb + j * E + D;
             out[i0 + j] = p0 ? (p0mask & 1) + ld64(c + 8) - U[j] : ld64(c) + U[j];
           }
           break;
         }
         case Gate::Trunc: {
-          const uint64_t K = kTwo62 >> s;
+          const uint64_t O = uint64_t{1} << (w - 2), K = O >> s;
           for (size_t j = 0; j < cnt; ++j) {
-            const uint64_t z = xhat[i0 + j] + kTwo62;
+            const uint64_t z = (xhat[i0 + j] + O) & wmask;
             const uint8_t* c = kb + j * E;
-            out[i0 + j] = (((z >> s) - K) & p0mask) + ld64(c + ((z >> 63) ? 8 : 0));
+            out[i0 + j] = (((z >> s) - K) & p0mask) + ld64(c + (((z >> (w - 1)) & 1) ? 8 : 0));
           }
           break;
         }
@@ -413,11 +441,12 @@ void eval_bits(const KeyView& kv, const uint64_t* xhat, uint8_t* out) {
         continue;
       }
       if (p.gate != Gate::Circa) throw std::invalid_argument("gate " + gate_str(p.gate) + " has no bit evaluation");
-      const int m = 64 - p.k, mp = m - 1;
+      const int m = p.n - p.k, mp = m - 1;
       const uint64_t delta = p.mode == CircaMode::PosZero ? ~uint64_t{0} : 0;
+      const uint64_t nmask = low_mask(p.n);
       uint64_t pbit[kEvalBatch];
       for (size_t j = 0; j < cnt; ++j) {
-        const uint64_t hd = ((xhat[i0 + j] >> p.k) + delta) & low_mask(m);
+        const uint64_t hd = (((xhat[i0 + j] & nmask) >> p.k) + delta) & low_mask(m);
         pbit[j] = (hd >> mp) & 1;
         xin[j] = hd & low_mask(mp);
       }
@@ -436,17 +465,16 @@ void eval_circa_select(const KeyView& kv, const uint64_t* xhat, const uint8_t* o
   if (p.gate != Gate::Circa) throw std::invalid_argument("gate " + gate_str(p.gate) + " is not circa");
   const size_t E = kv.elem_bytes, D = gate_dcf_bytes(p);
   const uint64_t p0mask = kv.party == 0 ? ~uint64_t{0} : 0;
-  const int s = eff_shift(p.shift);
-  const uint64_t K = kTwo62 >> s;
+  const int s = eff_shift(p);
+  const int w = gate_input_bits(p);
+  const uint64_t O = uint64_t{1} << (w - 2), K = O >> s, wmask = low_mask(w);
   parallel_for(static_cast<size_t>(kv.count), 4 * kGrain, [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
-      const uint64_t x = xhat[i];
-      uint64_t Hp = x, p1 = 0;
-      if (s != 0) {
-        const uint64_t z = x + kTwo62;
-        p1 = z >> 63;
-        Hp = (z >> s) - K;
-      }
+      // trunc's expression on the w-bit ring. For n = 64, s = 0 it is xhat and the wrap term 2^64
+      // vanishes: C_{d,0} and C_{d,1} share the same value, and p1 = 0 is used (as in version 1).
+      const uint64_t z = (xhat[i] + O) & wmask;
+      const uint64_t p1 = w - s >= 64 ? 0 : (z >> (w - 1)) & 1;
+      const uint64_t Hp = (z >> s) - K;
       const uint8_t* c = kv.body + i * E + D;
       const uint64_t rd = ld64(c + 8);
       const uint64_t dhat = opened[i] & 1;

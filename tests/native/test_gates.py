@@ -240,13 +240,15 @@ def test_sizes_and_costs():
         assert kb("circa", k=k, mode="poszero") * 3 <= kb("relu")
     assert kb("circa", k=40, mode="negpass", shift=12) == kb("circa", k=40, mode="poszero")
     oc = pi_native.online_cost
-    assert oc("relu") == {"bytes": 16.0, "rounds": 1}
-    assert oc("relu", shift=12) == {"bytes": 16.0, "rounds": 1}
-    assert oc("drelu") == {"bytes": 16.0, "rounds": 1}
-    assert oc("trunc", shift=3) == {"bytes": 16.0, "rounds": 1}
-    assert oc("square") == {"bytes": 16.0, "rounds": 1}
-    assert oc("mul") == {"bytes": 32.0, "rounds": 1}
-    assert oc("circa", k=40, mode="poszero") == {"bytes": 16.25, "rounds": 2}
+    full = {"bytes": 16.0, "rounds": 1, "input_bits": 64, "bits": 128, "word_bytes": 16.0}
+    assert oc("relu") == full
+    assert oc("relu", shift=12) == full
+    assert oc("drelu") == full
+    assert oc("trunc", shift=3) == full
+    assert oc("square") == full
+    assert oc("mul") == {"bytes": 32.0, "rounds": 1, "input_bits": 64, "bits": 256, "word_bytes": 32.0}
+    assert oc("circa", k=40, mode="poszero") == {"bytes": 16.25, "rounds": 2, "input_bits": 64, "bits": 130,
+                                                  "word_bytes": 16.25}
     r = np.zeros(7, U64)
     for gate, params in [(g, p) for g, ps in GATES.items() for p in ps]:
         k0, k1 = getattr(pi_native, "gen_" + gate)(os.urandom(16), r, r, **params)
@@ -313,3 +315,239 @@ def test_empty_batches():
     assert pi_native.eval_relu(0, k0, e).shape == (0,)
     k0, k1 = pi_native.gen_circa(os.urandom(16), e, e, k=4, mode="poszero")
     assert pi_native.eval_circa_sign(1, k1, e).shape == (0,)
+
+
+# ---- input bit width n < 64 (docs/fss.md, "Input bit width n") -------------------------------------
+
+WIDTHS = [64, 40, 33, 17]
+
+
+def width(n):
+    """w: low bits of x^ that relu, trunc and Circa read (drelu reads n)."""
+    return 64 if n == 64 else n + 1
+
+
+def junk_above(a, bits, rng):
+    """a with every bit at and above `bits` replaced by random bits (the gate must ignore them)."""
+    if bits >= 64:
+        return a.copy()
+    return (a & U64((1 << bits) - 1)) | (rng.integers(0, 2**64, a.size, dtype=U64) >> U64(bits) << U64(bits))
+
+
+def run_n(gate, x, r_in, r_out, n, rng, **params):
+    """Reconstructs gate(x) + r_out - r_out; also checks that bits of x^ above the gate's width are ignored."""
+    k0, k1 = getattr(pi_native, "gen_" + gate)(os.urandom(16), r_in, r_out, n=n, **params)
+    assert pi_native.key_info(k0)["n"] == n and k0[7] == n
+    xhat = x.view(U64) + r_in
+    bits = pi_native.online_cost(gate, n=n, **params)["input_bits"]
+    outs = []
+    for xh in (xhat, junk_above(xhat, bits, rng)):
+        if gate == "circa":
+            op = pi_native.eval_circa_sign(0, k0, xh) ^ pi_native.eval_circa_sign(1, k1, xh)
+            y = pi_native.eval_circa_select(0, k0, xh, op) + pi_native.eval_circa_select(1, k1, xh, op)
+        else:
+            y = getattr(pi_native, "eval_" + gate)(0, k0, xh) + getattr(pi_native, "eval_" + gate)(1, k1, xh)
+        outs.append((y - r_out).view(I64))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    return outs[0]
+
+
+def n_values(rng, count, n, lo=None, hi=None, k=12):
+    """Values in [lo, hi) (default the full n-bit range), with the n-bit edges."""
+    lo = -(1 << (n - 1)) if lo is None else lo
+    hi = (1 << (n - 1)) if hi is None else hi
+    x = values(rng, count, lo, hi, k=min(k, n - 2))
+    edges = [lo, lo + 1, hi - 1, hi - 2, -(1 << (n - 2)), (1 << (n - 2)) - 1, (1 << (n - 2)), -(1 << (n - 2)) - 1]
+    return np.concatenate([x, np.array([e for e in edges if lo <= e < hi], I64)])
+
+
+@pytest.mark.parametrize("n", WIDTHS)
+@pytest.mark.parametrize("shift", [0, 1, 12, 24, 63])
+def test_relu_width_n(n, shift):
+    rng = np.random.default_rng(1000 + 7 * n + shift)
+    lim = LIM62 if (n == 64 and shift) else 1 << (n - 1)  # n = 64 needs the headroom bit for a shift
+    x = n_values(rng, 2000, n, -lim, lim)
+    r_in, r_out = masks(rng, x.size)
+    r_in[:3] = [0, 2**64 - 1, 2**63]
+    y = run_n("relu", x, r_in, r_out, n, rng, shift=shift)
+    err = y - (np.maximum(x, 0) >> min(shift, width(n) - 2))
+    assert set(np.unique(err)) <= ({0} if shift == 0 else {0, 1})
+    assert not err[x < 0].any()
+
+
+@pytest.mark.parametrize("n", WIDTHS + [2])
+def test_drelu_width_n(n):
+    rng = np.random.default_rng(2000 + n)
+    x = n_values(rng, 2000, n) if n > 2 else np.array([-2, -1, 0, 1] * 50, I64)
+    r_in, r_out = masks(rng, x.size)
+    np.testing.assert_array_equal(run_n("drelu", x, r_in, r_out, n, rng), (x >= 0).astype(I64))
+
+
+@pytest.mark.parametrize("n", WIDTHS)
+@pytest.mark.parametrize("shift", [0, 1, 16, 40, 63])
+def test_trunc_width_n(n, shift):
+    rng = np.random.default_rng(3000 + 7 * n + shift)
+    lim = LIM62 if n == 64 else 1 << (n - 1)
+    x = n_values(rng, 2000, n, -lim, lim)
+    r_in, r_out = masks(rng, x.size)
+    err = run_n("trunc", x, r_in, r_out, n, rng, shift=shift) - (x >> min(shift, width(n) - 2))
+    assert set(np.unique(err)) <= ({0} if shift == 0 else {0, 1})
+
+
+@pytest.mark.parametrize("n,k", [(64, 40), (40, 12), (40, 16), (40, 20), (40, 38), (33, 0), (33, 8), (17, 4),
+                                 (17, 15)])
+@pytest.mark.parametrize("mode", ["poszero", "negpass"])
+@pytest.mark.parametrize("shift", [0, 7])
+def test_circa_width_n(n, k, mode, shift):
+    rng = np.random.default_rng(4000 + 7 * n + k + shift)
+    half = 1 << (n - 1)
+    lo, hi = (-half + (1 << k), half) if mode == "poszero" else (-half, half - (1 << k))
+    if n == 64 and shift:
+        lo, hi = max(lo, -LIM62), min(hi, LIM62)
+    x = n_values(rng, 2000, n, lo, hi, k=k)
+    r_in, r_out = masks(rng, x.size)
+    y = run_n("circa", x, r_in, r_out, n, rng, k=k, mode=mode, shift=shift)
+    passed = x >> min(shift, width(n) - 2)
+    far = np.abs(x) >= (1 << k)
+    err = y - np.where(x >= 0, passed, 0)
+    assert set(np.unique(err[far])) <= ({0} if shift == 0 else {0, 1})
+    e = y[~far] - passed[~far]
+    assert ((y[~far] == 0) | ((e >= 0) & (e <= (1 if shift else 0)))).all()
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_all_inputs_and_masks_small_n(n):
+    """Every x with -2^(n-1) <= x < 2^(n-1) against every r_in mod 2^w (random bits above)."""
+    rng = np.random.default_rng(5000 + n)
+    w = n + 1
+    X, R = np.meshgrid(np.arange(-(1 << (n - 1)), 1 << (n - 1), dtype=I64), np.arange(1 << w, dtype=U64),
+                       indexing="ij")
+    x, r_in = X.ravel().copy(), junk_above(R.ravel().copy(), w, rng)
+    r_out = masks(rng, x.size)[1]
+    for shift in (0, 1, 2, 63):
+        se = min(shift, n - 1)
+        err = run_n("relu", x, r_in, r_out, n, rng, shift=shift) - (np.maximum(x, 0) >> se)
+        assert set(np.unique(err)) <= ({0} if shift == 0 else {0, 1}) and not err[x < 0].any()
+        err = run_n("trunc", x, r_in, r_out, n, rng, shift=shift) - (x >> se)
+        assert set(np.unique(err)) <= ({0} if shift == 0 else {0, 1})
+    np.testing.assert_array_equal(run_n("drelu", x, r_in, r_out, n, rng), (x >= 0).astype(I64))
+    for k in range(n - 1):
+        for mode in ("poszero", "negpass"):
+            y = run_n("circa", x, r_in, r_out, n, rng, k=k, mode=mode)
+            ok = (x >= -(1 << (n - 1)) + (1 << k)) if mode == "poszero" else (x < (1 << (n - 1)) - (1 << k))
+            far = ok & (np.abs(x) >= (1 << k))
+            np.testing.assert_array_equal(y[far], np.maximum(x, 0)[far])
+            assert ((y[ok] == 0) | (y[ok] == x[ok])).all()
+
+
+N_GATES = [("relu", {}), ("relu", {"shift": 12}), ("relu", {"shift": 63}), ("drelu", {}), ("trunc", {"shift": 0}),
+           ("trunc", {"shift": 9}), ("circa", {"k": 12, "mode": "poszero"}),
+           ("circa", {"k": 8, "mode": "negpass", "shift": 5})]
+
+
+@pytest.mark.parametrize("n", [40, 33, 17])
+@pytest.mark.parametrize("gate,params", N_GATES)
+def test_native_matches_reference_width_n(n, gate, params):
+    rng = np.random.default_rng(6000 + n + len(gate) + params.get("shift", 0))
+    seed = bytes(rng.integers(0, 256, 16, dtype=np.uint8))
+    x = n_values(rng, 12, n, -(1 << (n - 1)) + (1 << 12), (1 << (n - 1)) - (1 << 12))
+    r_in, r_out = masks(rng, x.size)
+    r_in[:3] = [0, 2**64 - 1, 2**63]
+    keys = getattr(pi_native, "gen_" + gate)(seed, r_in, r_out, n=n, **params)
+    assert keys == getattr(ref, "gen_" + gate)(seed, r_in, r_out, n=n, **params)
+    xhat = junk_above(x.view(U64) + r_in, 64 if gate == "drelu" else n + 1, rng)
+    for party in (0, 1):
+        if gate == "circa":
+            np.testing.assert_array_equal(pi_native.eval_circa_sign(party, keys[party], xhat),
+                                          ref.eval_circa_sign(party, keys[party], xhat))
+            opened = rng.integers(0, 2, x.size, dtype=np.uint8)
+            np.testing.assert_array_equal(pi_native.eval_circa_select(party, keys[party], xhat, opened),
+                                          ref.eval_circa_select(party, keys[party], xhat, opened))
+        else:
+            np.testing.assert_array_equal(getattr(pi_native, "eval_" + gate)(party, keys[party], xhat),
+                                          getattr(ref, "eval_" + gate)(party, keys[party], xhat))
+
+
+@pytest.mark.parametrize("n", [40, 17])
+def test_keys_ignore_mask_bits_above_the_width(n):
+    """The dealer only uses r_in mod 2^w: keys are the same for masks that agree on the low w bits."""
+    rng = np.random.default_rng(n)
+    seed = os.urandom(16)
+    r_in, r_out = masks(rng, 50)
+    for gate, params, w in [("relu", {"shift": 3}, n + 1), ("drelu", {}, n), ("trunc", {"shift": 5}, n + 1),
+                            ("circa", {"k": 6, "mode": "negpass", "shift": 2}, n + 1)]:
+        gen = getattr(pi_native, "gen_" + gate)
+        assert gen(seed, r_in, r_out, n=n, **params) == gen(seed, junk_above(r_in, w, rng), r_out, n=n, **params)
+        assert gen(seed, r_in, r_out, n=n, **params) != gen(seed, r_in ^ U64(1 << (w - 1)), r_out, n=n, **params)
+
+
+def test_n64_is_the_default_and_unchanged():
+    seed = os.urandom(16)
+    rng = np.random.default_rng(8)
+    r_in, r_out = masks(rng, 20)
+    for gate, params in [("relu", {}), ("relu", {"shift": 5}), ("drelu", {}), ("trunc", {"shift": 4}),
+                         ("circa", {"k": 30, "mode": "poszero"})]:
+        gen = getattr(pi_native, "gen_" + gate)
+        assert gen(seed, r_in, r_out, **params) == gen(seed, r_in, r_out, n=64, **params)
+        assert pi_native.key_bytes_per_element(gate, **params) == pi_native.key_bytes_per_element(gate, n=64,
+                                                                                                  **params)
+
+
+def test_sizes_and_costs_width_n():
+    kb, oc = pi_native.key_bytes_per_element, pi_native.online_cost
+    # n = 40 (LLAMA-style): relu on a 39-bit DCF, drelu 39 bits, Circa's bit DCF on m - 1 = n - k - 1 bits
+    assert kb("relu", n=40) == kb("relu", n=40, shift=12) == 16 + 39 * 32 + 16 + 32 == 1312
+    assert kb("drelu", n=40) == 16 + 39 * 24 + 8 + 16 == 976
+    assert kb("trunc", n=40, shift=12) == 16
+    assert [kb("circa", n=40, k=k, mode="poszero") for k in (12, 16, 20)] == [408, 344, 280]
+    for n in range(2, 65):
+        ds = 63 if n == 64 else n - 1
+        assert kb("relu", n=n) == 16 + ds * 32 + 48
+        assert kb("relu", n=n, shift=1) == 16 + (62 if n == 64 else n - 1) * 32 + 48
+        assert kb("drelu", n=n) == 16 + (n - 1) * 24 + 24
+        for k in {0, (n - 2) // 2, n - 2}:
+            m1 = n - k - 1
+            assert kb("circa", n=n, k=k, mode="negpass") == 16 + 16 * (m1 - min(m1, 7)) + 24 + 48
+            assert kb("circa", n=n, k=k, mode="negpass") == ref.key_bytes_per_element("circa", n=n, k=k)
+        assert kb("relu", n=n, shift=3) == ref.key_bytes_per_element("relu", n=n, shift=3)
+        for gate, params in [("relu", {}), ("drelu", {}), ("trunc", {"shift": 2}), ("circa", {"k": 0, "mode": "poszero"})]:
+            assert oc(gate, n=n, **params) == ref.online_cost(gate, n=n)
+    assert oc("relu", n=40) == {"bytes": 12.0, "rounds": 1, "input_bits": 41, "bits": 82, "word_bytes": 16.0}
+    assert oc("drelu", n=40) == {"bytes": 10.0, "rounds": 1, "input_bits": 40, "bits": 80, "word_bytes": 16.0}
+    assert oc("trunc", n=33, shift=3) == {"bytes": 10.0, "rounds": 1, "input_bits": 34, "bits": 68,
+                                          "word_bytes": 16.0}
+    assert oc("circa", n=40, k=16, mode="poszero") == {"bytes": 12.25, "rounds": 2, "input_bits": 41, "bits": 84,
+                                                        "word_bytes": 16.25}
+    assert oc("relu", n=63)["input_bits"] == 64 and oc("drelu", n=63)["input_bits"] == 63
+    r = np.zeros(3, U64)
+    for gate, params in N_GATES:
+        k0, _ = getattr(pi_native, "gen_" + gate)(os.urandom(16), r, r, n=33, **params)
+        assert len(k0) == 32 + 3 * kb(gate, n=33, **params)
+
+
+def test_width_n_validation():
+    seed = os.urandom(16)
+    r = np.zeros(4, U64)
+    for bad in (0, 1, 65, 128, -3):
+        for gate, params in [("relu", {}), ("drelu", {}), ("trunc", {"shift": 2}), ("circa", {"k": 0, "mode": "poszero"})]:
+            with pytest.raises(ValueError, match=r"n must be in \[2, 64\]"):
+                getattr(pi_native, "gen_" + gate)(seed, r, r, n=bad, **params)
+            with pytest.raises(ValueError, match="n must be in"):
+                pi_native.key_bytes_per_element(gate, n=bad, **params)
+            with pytest.raises(ValueError, match="n must be in"):
+                pi_native.online_cost(gate, n=bad, **params)
+    with pytest.raises(ValueError, match=r"\[0, 38\] for n=40"):
+        pi_native.gen_circa(seed, r, r, k=39, mode="poszero", n=40)
+    pi_native.gen_circa(seed, r, r, k=38, mode="poszero", n=40)
+    with pytest.raises(ValueError, match=r"\[0, 0\] for n=2"):
+        pi_native.key_bytes_per_element("circa", k=1, mode="negpass", n=2)
+    with pytest.raises(TypeError):
+        pi_native.gen_relu(seed, r, r, n=40.0)
+    with pytest.raises(TypeError):
+        pi_native.key_bytes_per_element("relu", n=True)
+    with pytest.raises(TypeError, match="no parameter 'n'"):
+        pi_native.key_bytes_per_element("square", n=40)
+    with pytest.raises(TypeError, match="no parameter 'n'"):
+        pi_native.online_cost("mul", n=40)
+    with pytest.raises(TypeError):
+        pi_native.gen_square(seed, r, r, n=40)

@@ -6,6 +6,10 @@ the keygen stream, `mmo_hash` for the fixed-key PRG); everything else is indepen
 
 Blocks are Python ints of 128 bits: bytes 0..7 (little-endian) are the low word `lo`, bytes
 8..15 the high word `hi`, so a block is lo | hi << 64.
+
+Input bit width n (docs/fss.md, "Input bit width n"): relu, trunc and Circa's select work on the
+ring of w = n + 1 bits (w = 64 when n = 64), drelu on n bits, Circa's sign test on n bits; the
+dealer reduces r_in and the parties x^ to those low bits. Outputs are shares mod 2^64.
 """
 from __future__ import annotations
 
@@ -24,7 +28,6 @@ VERSION = 1
 GATE_IDS = {"relu": 1, "drelu": 2, "circa": 3, "trunc": 4, "square": 5, "mul": 6, "dcf": 16, "dcf_bit": 17}
 GATE_NAMES = {v: k for k, v in GATE_IDS.items()}
 MODES = {None: 0, "poszero": 1, "negpass": 2}
-TWO62 = 1 << 62
 
 
 # ---- primitives ------------------------------------------------------------------------------
@@ -255,19 +258,59 @@ def dcf_bit_eval_one(party, bits, key, x):
     return acc
 
 
+# ---- input width -------------------------------------------------------------------------------
+
+def mask(bits):
+    return (1 << bits) - 1
+
+
+def width(n):
+    """w: the ring of relu, trunc and Circa's select (one bit of headroom over n, at most 64)."""
+    return 64 if n >= 64 else n + 1
+
+
+def relu_headroom(n, shift):
+    """h = 0 only for the exact ReLU on the full ring (the wrap term 2^64 * d * w vanishes there)."""
+    return 0 if n >= 64 and shift == 0 else 1
+
+
+def relu_dcf_bits(n, shift):
+    return width(n) - 1 - relu_headroom(n, shift)
+
+
+def _eff(shift, n=64):
+    """Shifts beyond w - 2 act as w - 2 (n = 64: 63 is computed as 62)."""
+    return min(shift, width(n) - 2)
+
+
+def input_bits(gate, n=64):
+    """Low bits of x^ each gate reads (each party's share width in the opening)."""
+    if gate in ("relu", "trunc", "circa"):
+        return width(n)
+    if gate == "drelu":
+        return n
+    return 64
+
+
+def online_cost(gate, n=64, **_):
+    w = input_bits(gate, n)
+    packed = 2 * ((w + 7) // 8)
+    if gate == "mul":
+        return {"bytes": 2.0 * packed, "rounds": 1, "input_bits": w, "bits": 4 * w, "word_bytes": 32.0}
+    if gate == "circa":
+        return {"bytes": packed + 0.25, "rounds": 2, "input_bits": w, "bits": 2 * w + 2, "word_bytes": 16.25}
+    return {"bytes": float(packed), "rounds": 1, "input_bits": w, "bits": 2 * w, "word_bytes": 16.0}
+
+
 # ---- key batches -----------------------------------------------------------------------------
-
-def _eff(shift):
-    return min(shift, 62)
-
 
 def key_bytes_per_element(gate, n=64, k=0, mode=None, shift=0, words=0):
     if gate == "relu":
-        return dcf_key_bytes(63 if shift == 0 else 62, 2) + 32
+        return dcf_key_bytes(relu_dcf_bits(n, shift), 2) + 32
     if gate == "drelu":
-        return dcf_key_bytes(63, 1) + 16
+        return dcf_key_bytes(n - 1, 1) + 16
     if gate == "circa":
-        return dcf_bit_key_bytes(63 - k) + 48
+        return dcf_bit_key_bytes(n - k - 1) + 48
     if gate in ("trunc", "square"):
         return 16
     if gate == "mul":
@@ -354,19 +397,19 @@ def eval_dcf_bit(party, key, x):
     return np.array([dcf_bit_eval_one(party, p["n"], e, u64(xi)) for e, xi in zip(elems, x)], dtype=np.uint8)
 
 
-def gen_relu(seed, r_in, r_out, shift=0):
-    s = _eff(shift)
-    h = 1 if s else 0
-    mp = 63 - h
+def gen_relu(seed, r_in, r_out, shift=0, n=64):
+    s, w = _eff(shift, n), width(n)
+    h = relu_headroom(n, shift)
+    mp = w - 1 - h
     elems = []
     for i, (r, ro) in enumerate(zip(r_in, r_out)):
-        r, ro = u64(r), u64(ro)
+        r, ro = u64(r) & mask(w), u64(ro)  # the dealer reduces r_in mod 2^w
         rng = ElementRng(seed, i)
-        alpha = r & ((1 << mp) - 1)
+        alpha = r & mask(mp)
         q0 = (r >> mp) & 1
         Rt, G = r, 0
-        if h:  # headroom: wrap of z + r is known from the top two bits of r (docs/fss.md)
-            top, big = r >> 62, 1 << (64 - s)
+        if h:  # headroom: wrap of z + r mod 2^w is known from the top two bits of r (docs/fss.md)
+            top, big = r >> (w - 2), (1 << (w - s)) & M64
             Rt = ((r >> s) - (big if top == 3 else 0)) & M64
             G = big if top == 2 else 0
         sigma = M64 if q0 else 1
@@ -375,54 +418,57 @@ def gen_relu(seed, r_in, r_out, shift=0):
         B01 = (ro - q0 * Rt) & M64
         c0, c1 = _shares(rng, [q0, B01 + G, B01, ro - Rt + q0 * Rt])
         elems.append((d0 + c0, d1 + c1))
-    return _batch("relu", elems, {"shift": shift})
+    return _batch("relu", elems, {"shift": shift, "n": n})
 
 
-def gen_drelu(seed, r_in, r_out):
+def gen_drelu(seed, r_in, r_out, n=64):
+    nb = n - 1
     elems = []
     for i, (r, ro) in enumerate(zip(r_in, r_out)):
         r, ro = u64(r), u64(ro)
         rng = ElementRng(seed, i)
-        q0 = r >> 63
+        q0 = (r >> nb) & 1
         s0, s1 = rng.seed_block(), rng.seed_block()
-        d0, d1 = dcf_gen_one(63, 1, r & ((1 << 63) - 1), [M64 if q0 else 1], s0, s1)
+        d0, d1 = dcf_gen_one(nb, 1, r & mask(nb), [M64 if q0 else 1], s0, s1)
         c0, c1 = _shares(rng, [ro + q0, ro - q0])
         elems.append((d0 + c0, d1 + c1))
-    return _batch("drelu", elems, {})
+    return _batch("drelu", elems, {"n": n})
 
 
-def gen_circa(seed, r_in, r_out, k, mode, shift=0):
-    s = _eff(shift)
-    mp = 63 - k
+def _trunc_consts(r, s, w):
+    """(R, Q) of trunc's expression on the w-bit ring: R = r_w >> s, Q = msb_w(r_w) * 2^(w - s) mod 2^64."""
+    rw = r & mask(w)
+    return rw >> s, ((rw >> (w - 1)) << (w - s)) & M64
+
+
+def gen_circa(seed, r_in, r_out, k, mode, shift=0, n=64):
+    s, w = _eff(shift, n), width(n)
+    mp = n - k - 1
     elems = []
     for i, (r, ro) in enumerate(zip(r_in, r_out)):
         r, ro = u64(r), u64(ro)
         rng = ElementRng(seed, i)
-        q = r >> 63
+        q = (r >> (n - 1)) & 1  # msb of the m-bit value r_n >> k
         s0, s1 = rng.seed_block(), rng.seed_block()
-        d0, d1 = dcf_bit_gen_one(mp, (r >> k) & ((1 << mp) - 1), s0, s1)
+        d0, d1 = dcf_bit_gen_one(mp, (r >> k) & mask(mp), s0, s1)
         rd = rng.word() & 1
         g0 = rng.word() & 1
-        if s == 0:
-            C = [ro - r * rd, ro - r * rd, ro - r + r * rd, ro - r + r * rd]
-        else:
-            R, Q = r >> s, (q << (64 - s)) & M64
-            C = [ro - R * rd + Q * rd, ro - R * rd, ro - R + Q + R * rd - Q * rd, ro - R + R * rd]
+        R, Q = _trunc_consts(r, s, w)  # (n = 64, s = 0: R = r, Q = 0, C[0] = C[1], C[2] = C[3])
+        C = [ro - R * rd + Q * rd, ro - R * rd, ro - R + Q + R * rd - Q * rd, ro - R + R * rd]
         c0, c1 = _shares(rng, [rd] + C)
         elems.append((d0 + w64(g0) + c0, d1 + w64(g0 ^ q ^ rd) + c1))
-    return _batch("circa", elems, {"k": k, "mode": mode, "shift": shift})
+    return _batch("circa", elems, {"k": k, "mode": mode, "shift": shift, "n": n})
 
 
-def gen_trunc(seed, r_in, r_out, shift):
-    s = _eff(shift)
+def gen_trunc(seed, r_in, r_out, shift, n=64):
+    s, w = _eff(shift, n), width(n)
     elems = []
     for i, (r, ro) in enumerate(zip(r_in, r_out)):
         r, ro = u64(r), u64(ro)
         rng = ElementRng(seed, i)
-        R = r >> s
-        Q = ((r >> 63) << (64 - s)) & M64 if s else 0
+        R, Q = _trunc_consts(r, s, w)
         elems.append(_shares(rng, [ro - R + Q, ro - R]))
-    return _batch("trunc", elems, {"shift": shift})
+    return _batch("trunc", elems, {"shift": shift, "n": n})
 
 
 def gen_square(seed, r_in, r_out):
@@ -451,16 +497,17 @@ def _open(key, gate, party):
 
 def eval_relu(party, key, xhat):
     p, elems = _open(key, "relu", party)
-    s = _eff(p["shift"])
-    mp = 63 if p["shift"] == 0 else 62
+    n = p["n"]
+    s, w = _eff(p["shift"], n), width(n)
+    mp = relu_dcf_bits(n, p["shift"])
     O = 1 << mp
-    K = O if s == 0 else O >> s
+    K = O >> s
     D = dcf_key_bytes(mp, 2)
     out = []
     for e, xh in zip(elems, xhat):
-        z = (u64(xh) + O) & M64
+        z = (u64(xh) + O) & mask(w)  # only the low w bits of x^ matter
         U1, U2 = dcf_eval_one(party, mp, 2, e, z & (O - 1))
-        p0, p1 = (z >> mp) & 1, z >> 63
+        p0, p1 = (z >> mp) & 1, z >> (w - 1)
         Hp = ((z >> s) - K) & M64
         A, B00, B01, D1 = (r64(e, D + 8 * w) for w in range(4))
         if p0 == 0:
@@ -472,13 +519,14 @@ def eval_relu(party, key, xhat):
 
 
 def eval_drelu(party, key, xhat):
-    _, elems = _open(key, "drelu", party)
-    D = dcf_key_bytes(63, 1)
+    p, elems = _open(key, "drelu", party)
+    nb = p["n"] - 1
+    D = dcf_key_bytes(nb, 1)
     out = []
     for e, xh in zip(elems, xhat):
         xh = u64(xh)
-        (U,) = dcf_eval_one(party, 63, 1, e, xh & ((1 << 63) - 1))
-        p0 = 1 ^ (xh >> 63)
+        (U,) = dcf_eval_one(party, nb, 1, e, xh & mask(nb))
+        p0 = 1 ^ ((xh >> nb) & 1)
         y = (1 - party) + r64(e, D + 8) - U if p0 else r64(e, D) + U
         out.append(y & M64)
     return np.array(out, dtype=np.uint64)
@@ -486,13 +534,13 @@ def eval_drelu(party, key, xhat):
 
 def eval_circa_sign(party, key, xhat):
     p, elems = _open(key, "circa", party)
-    k = p["k"]
-    m, mp = 64 - k, 63 - k
+    n, k = p["n"], p["k"]
+    m, mp = n - k, n - k - 1
     delta = -1 if p["mode"] == "poszero" else 0
     D = dcf_bit_key_bytes(mp)
     out = []
     for e, xh in zip(elems, xhat):
-        hd = ((u64(xh) >> k) + delta) & ((1 << m) - 1)
+        hd = (((u64(xh) & mask(n)) >> k) + delta) & mask(m)
         pb = (hd >> mp) & 1
         c = dcf_bit_eval_one(party, mp, e, hd & ((1 << mp) - 1))
         gamma = r64(e, D) & 1
@@ -502,16 +550,15 @@ def eval_circa_sign(party, key, xhat):
 
 def eval_circa_select(party, key, xhat, opened):
     p, elems = _open(key, "circa", party)
-    s = _eff(p["shift"])
-    D = dcf_bit_key_bytes(63 - p["k"])
+    n = p["n"]
+    s, w = _eff(p["shift"], n), width(n)
+    O = 1 << (w - 2)
+    D = dcf_bit_key_bytes(n - p["k"] - 1)
     out = []
     for e, xh, dh in zip(elems, xhat, opened):
-        x = u64(xh)
-        Hp, p1 = x, 0
-        if s:
-            z = (x + TWO62) & M64
-            p1 = z >> 63
-            Hp = ((z >> s) - (TWO62 >> s)) & M64
+        z = (u64(xh) + O) & mask(w)  # trunc's expression on the w-bit ring
+        p1 = 0 if w - s >= 64 else z >> (w - 1)  # n = 64, s = 0: no wrap term, C_{d,0} is used
+        Hp = ((z >> s) - (O >> s)) & M64
         rd = r64(e, D + 8)
         C = r64(e, D + 16 + 8 * (2 * int(dh) + p1))
         y = ((1 - party) * Hp - Hp * rd + C) if dh else (Hp * rd + C)
@@ -521,12 +568,13 @@ def eval_circa_select(party, key, xhat, opened):
 
 def eval_trunc(party, key, xhat):
     p, elems = _open(key, "trunc", party)
-    s = _eff(p["shift"])
+    s, w = _eff(p["shift"], p["n"]), width(p["n"])
+    O = 1 << (w - 2)
     out = []
     for e, xh in zip(elems, xhat):
-        z = (u64(xh) + TWO62) & M64
-        Hp = ((z >> s) - (TWO62 >> s)) & M64
-        out.append(((1 - party) * Hp + r64(e, 8 if z >> 63 else 0)) & M64)
+        z = (u64(xh) + O) & mask(w)
+        Hp = ((z >> s) - (O >> s)) & M64
+        out.append(((1 - party) * Hp + r64(e, 8 if z >> (w - 1) else 0)) & M64)
     return np.array(out, dtype=np.uint64)
 
 
@@ -557,7 +605,7 @@ def circa_fault_probability(x, k, mode):
     return ((1 << k) - x) / (1 << k) if 0 <= x < (1 << k) else 0.0
 
 
-def round_up_probability(x, shift):
-    """P(e = 1) for the faithful shift: (x mod 2^s) / 2^s (s = 63 is computed as 62)."""
-    s = _eff(shift)
+def round_up_probability(x, shift, n=64):
+    """P(e = 1) for the faithful shift: (x mod 2^s) / 2^s (s beyond w - 2 is computed as w - 2)."""
+    s = _eff(shift, n)
     return (x % (1 << s)) / (1 << s) if s else 0.0

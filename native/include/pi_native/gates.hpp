@@ -2,6 +2,13 @@
 // the dealer and evaluation for party 0/1 on public masked inputs x^ = x + r_in.
 // Constructions, preconditions and error laws: docs/fss.md.
 //
+// Input bit width n (relu, drelu, circa, trunc; 2 <= n <= 64, header byte 7): the caller promises
+// -2^(n-1) <= x < 2^(n-1) (circa: the sign test needs 2^k of margin at the ends, docs/fss.md).
+// Keys and evaluation then only depend on the low w bits of r_in and x^ (the gate reduces x^
+// internally; higher bits are ignored), w = gate_input_bits(): n for drelu, n + 1 for relu, trunc
+// and circa when n < 64 (one bit of headroom that makes the wrap of x + r_in mod 2^w a function
+// of public and dealer bits), 64 when n = 64. Outputs stay additive shares mod 2^64.
+//
 // Key batch layout (little-endian):
 //   0  magic "PIFK"            4  version (1)        5  gate id        6  party (0/1)
 //   7  n (input bits)          8  k (circa)          9  mode (0 none, 1 poszero, 2 negpass)
@@ -23,7 +30,7 @@ enum class CircaMode : uint8_t { None = 0, PosZero = 1, NegPass = 2 };
 
 struct GateParams {
   Gate gate = Gate::Relu;
-  int n = 64;      // input bits (64 for every gate; 0..64 for the raw DCFs)
+  int n = 64;      // input bits: 2..64 for relu/drelu/circa/trunc, 64 for square/mul, 1..64 raw DCFs
   int k = 0;       // circa: low bits dropped before the sign test
   CircaMode mode = CircaMode::None;
   int shift = 0;   // relu / circa / trunc: fused arithmetic right shift
@@ -40,10 +47,19 @@ const char* mode_name(CircaMode m);
 // Throws std::invalid_argument naming the bad parameter.
 void validate_params(const GateParams& p);
 size_t key_bytes_per_element(const GateParams& p);
-// Bytes sent online per element by both parties together, and rounds.
+// Low bits of x^ (and of r_in) the gate reads: the width of each party's share in the opening.
+int gate_input_bits(const GateParams& p);
+
+// Online traffic per element, both parties together. `bits`: what is actually needed (each
+// party's share of x^ reduced to input_bits bits, plus Circa's sign bits); `bytes`: the same
+// with each share packed into ceil(input_bits / 8) bytes; `word_bytes`: what is sent when every
+// share travels as a full 8-byte word (what the engine does today).
 struct OnlineCost {
   double bytes;
   int rounds;
+  int input_bits;
+  int bits;
+  double word_bytes;
 };
 OnlineCost online_cost(const GateParams& p);
 
