@@ -4,6 +4,8 @@ Law (mask r uniform, x signed, e_k = [(x mod 2^k) + (r mod 2^k) >= 2^k]):
   negpass: the sign bit reads 1 for -2^k <= x <= -1 with probability (x + 2^k) / 2^k,
   poszero: the sign bit reads 0 for  0 <= x <  2^k with probability (2^k - x) / 2^k,
   and never a fault for |x| >= 2^k. Expected faults = sum p_i; we accept |obs - sum p| <= 4 sd.
+The law is the same at every input width n (checked at n = 64, 40, 17); just outside the
+precondition, within 2^k of the ends of the n-bit range, the edge law of docs/fss.md applies.
 """
 import os
 import pathlib
@@ -30,17 +32,17 @@ def dealer_rd(k0, k1, count, elem):
     return share(rows0) + share(rows1)
 
 
-def run_circa(x, k, mode, shift=0):
-    n = x.size
+def run_circa(x, k, mode, shift=0, n=64):
+    count = x.size
     rng = np.random.default_rng()
-    r_in = rng.integers(0, 2**64, n, dtype=U64, endpoint=False)
-    r_out = rng.integers(0, 2**64, n, dtype=U64, endpoint=False)
-    k0, k1 = pi_native.gen_circa(os.urandom(16), r_in, r_out, k=k, mode=mode, shift=shift)
+    r_in = rng.integers(0, 2**64, count, dtype=U64, endpoint=False)
+    r_out = rng.integers(0, 2**64, count, dtype=U64, endpoint=False)
+    k0, k1 = pi_native.gen_circa(os.urandom(16), r_in, r_out, k=k, mode=mode, shift=shift, n=n)
     xhat = x.view(U64) + r_in
     opened = pi_native.eval_circa_sign(0, k0, xhat) ^ pi_native.eval_circa_sign(1, k1, xhat)
     y = (pi_native.eval_circa_select(0, k0, xhat, opened) + pi_native.eval_circa_select(1, k1, xhat, opened)
          - r_out).view(I64)
-    rd = dealer_rd(k0, k1, n, pi_native.key_bytes_per_element("circa", k=k, mode=mode, shift=shift))
+    rd = dealer_rd(k0, k1, count, pi_native.key_bytes_per_element("circa", k=k, mode=mode, shift=shift, n=n))
     assert set(np.unique(rd)) <= {0, 1}
     d = opened.astype(I64) ^ rd.astype(I64)
     return d, y
@@ -56,23 +58,25 @@ def check_count(faults, p, what):
     assert abs(observed - expected) <= 4 * sd + 1e-9, f"{what}: observed {observed}, law {expected:.1f} ± {sd:.1f}"
 
 
-def far_values(k, n, rng):
-    lim = (1 << 63) - (1 << k)  # precondition: -2^63 + 2^k <= x < 2^63 - 2^k
+def far_values(k, count, rng, n=64):
+    lim = (1 << (n - 1)) - (1 << k)  # precondition: -2^(n-1) + 2^k <= x < 2^(n-1) - 2^k
     edges = [1 << k, -(1 << k) - 1, (1 << k) + 1, -(1 << k) - 2, lim - 1, -lim, 1 << 40, -(1 << 40)]
-    mag = rng.integers(1 << k, lim, n, dtype=I64)
-    sign = rng.integers(0, 2, n) * 2 - 1
-    small = rng.integers(1 << k, 1 << (k + 3), n, dtype=I64) * (rng.integers(0, 2, n) * 2 - 1)
+    edges = [e for e in edges if -lim <= e < lim]
+    mag = rng.integers(1 << k, lim, count, dtype=I64)
+    sign = rng.integers(0, 2, count) * 2 - 1
+    small = rng.integers(1 << k, min(lim, 1 << (k + 3)), count, dtype=I64) * (rng.integers(0, 2, count) * 2 - 1)
     return np.concatenate([np.array(edges, I64), mag * sign, small])
 
 
+@pytest.mark.parametrize("n", [64, 40, 17])
 @pytest.mark.parametrize("mode", ["poszero", "negpass"])
 @pytest.mark.parametrize("k", [4, 8, 12])
-def test_fault_law(k, mode):
+def test_fault_law(k, mode, n):
     reps = max(2, 40000 >> (k + 1))
     near = np.tile(np.arange(-(1 << k) - 3, (1 << k) + 3, dtype=I64), reps)
-    rng = np.random.default_rng(k)
-    x = np.concatenate([near, far_values(k, 3000, rng)])
-    d, y = run_circa(x, k, mode)
+    rng = np.random.default_rng(k + n)
+    x = np.concatenate([near, far_values(k, 3000, rng, n)])
+    d, y = run_circa(x, k, mode, n=n)
     truth = (x >= 0).astype(I64)
     fault = d != truth
     # The select computes exactly x * d, whatever d is.
@@ -98,13 +102,14 @@ def test_fault_law(k, mode):
         check_count(fault[sel], p[sel], f"k={k} {mode} x in [{quarter[0]}, {quarter[-1]}]")
 
 
+@pytest.mark.parametrize("n", [64, 33])
 @pytest.mark.parametrize("mode", ["poszero", "negpass"])
-def test_fault_law_with_fused_shift(mode):
+def test_fault_law_with_fused_shift(mode, n):
     k, shift = 8, 3
     x = np.tile(np.arange(-(1 << k) - 3, (1 << k) + 3, dtype=I64), 40)
-    x = np.concatenate([x, far_values(k, 2000, np.random.default_rng(1))])
+    x = np.concatenate([x, far_values(k, 2000, np.random.default_rng(1), n)])
     x = x[np.abs(x) < (1 << 62)]
-    d, y = run_circa(x, k, mode, shift)
+    d, y = run_circa(x, k, mode, shift, n)
     fault = d != (x >= 0)
     check_count(fault, law(x, k, mode), f"k={k} {mode} shift={shift}")
     assert not fault[np.abs(x) >= (1 << k)].any()
@@ -125,3 +130,26 @@ def test_law_matches_protocols_law_shifted_by_one():
         else:
             assert ref.circa_fault_probability(x, k, "negpass") == neg_protocols
             assert ref.circa_fault_probability(x, k, "poszero") == pos_protocols
+
+
+@pytest.mark.parametrize("n", [64, 40, 17])
+@pytest.mark.parametrize("mode", ["poszero", "negpass"])
+def test_edge_law_outside_the_precondition(mode, n):
+    """Within 2^k of the ends of the n-bit range (outside the precondition) the sign can flip:
+    negpass reads 2^(n-1) - 2^k <= x < 2^(n-1) as negative with probability (x mod 2^k) / 2^k,
+    poszero reads -2^(n-1) <= x < -2^(n-1) + 2^k as positive with probability 1 - (x mod 2^k) / 2^k.
+    The select stays exact (y = x * d): only the sign bit is affected."""
+    k, reps = 6, 300
+    half = 1 << (n - 1)
+    start = half - (1 << k) - 2 if mode == "negpass" else -half
+    band = np.arange(start, start + (1 << k) + 2, dtype=I64)
+    x = np.tile(band, reps)
+    d, y = run_circa(x, k, mode, n=n)
+    np.testing.assert_array_equal(y, x * d)
+    fault = d != (x >= 0)
+    p = np.array([ref.circa_edge_fault_probability(int(v), k, mode, n) for v in x])
+    check_count(fault, p, f"n={n} k={k} {mode} edge")
+    assert not fault[p == 0].any()
+    for quarter in np.array_split(band[p[:band.size] > 0], 4):
+        sel = np.isin(x, quarter)
+        check_count(fault[sel], p[sel], f"n={n} {mode} edge x in [{quarter[0]}, {quarter[-1]}]")

@@ -493,6 +493,9 @@ def test_n64_is_the_default_and_unchanged():
                                                                                                   **params)
 
 
+BASIC_N = [("relu", {}), ("drelu", {}), ("trunc", {"shift": 2}), ("circa", {"k": 0, "mode": "poszero"})]
+
+
 def test_sizes_and_costs_width_n():
     kb, oc = pi_native.key_bytes_per_element, pi_native.online_cost
     # n = 40 (LLAMA-style): relu on a 39-bit DCF, drelu 39 bits, Circa's bit DCF on m - 1 = n - k - 1 bits
@@ -510,7 +513,7 @@ def test_sizes_and_costs_width_n():
             assert kb("circa", n=n, k=k, mode="negpass") == 16 + 16 * (m1 - min(m1, 7)) + 24 + 48
             assert kb("circa", n=n, k=k, mode="negpass") == ref.key_bytes_per_element("circa", n=n, k=k)
         assert kb("relu", n=n, shift=3) == ref.key_bytes_per_element("relu", n=n, shift=3)
-        for gate, params in [("relu", {}), ("drelu", {}), ("trunc", {"shift": 2}), ("circa", {"k": 0, "mode": "poszero"})]:
+        for gate, params in BASIC_N:
             assert oc(gate, n=n, **params) == ref.online_cost(gate, n=n)
     assert oc("relu", n=40) == {"bytes": 12.0, "rounds": 1, "input_bits": 41, "bits": 82, "word_bytes": 16.0}
     assert oc("drelu", n=40) == {"bytes": 10.0, "rounds": 1, "input_bits": 40, "bits": 80, "word_bytes": 16.0}
@@ -529,7 +532,7 @@ def test_width_n_validation():
     seed = os.urandom(16)
     r = np.zeros(4, U64)
     for bad in (0, 1, 65, 128, -3):
-        for gate, params in [("relu", {}), ("drelu", {}), ("trunc", {"shift": 2}), ("circa", {"k": 0, "mode": "poszero"})]:
+        for gate, params in BASIC_N:
             with pytest.raises(ValueError, match=r"n must be in \[2, 64\]"):
                 getattr(pi_native, "gen_" + gate)(seed, r, r, n=bad, **params)
             with pytest.raises(ValueError, match="n must be in"):

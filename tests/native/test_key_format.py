@@ -1,12 +1,17 @@
 """Key batch format: header fields, and malformed input always raises ValueError (never crashes)."""
 import os
+import pathlib
 import struct
+import sys
 import zlib
 
 import numpy as np
 import pytest
 
 import pi_native
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from reference import fss_ref as ref  # noqa: E402
 
 U64 = np.uint64
 
@@ -18,7 +23,9 @@ def batches():
     seed = os.urandom(16)
     out = []
     for gate, params in [("relu", {}), ("relu", {"shift": 9}), ("drelu", {}), ("trunc", {"shift": 5}),
-                         ("square", {}), ("circa", {"k": 12, "mode": "negpass", "shift": 2})]:
+                         ("square", {}), ("circa", {"k": 12, "mode": "negpass", "shift": 2}),
+                         ("relu", {"n": 40}), ("drelu", {"n": 33}), ("trunc", {"shift": 5, "n": 17}),
+                         ("circa", {"k": 16, "mode": "poszero", "n": 40})]:
         k0, k1 = getattr(pi_native, "gen_" + gate)(seed, r, r, **params)
         if gate == "circa":
             def ev(p, k):
@@ -154,3 +161,48 @@ def test_corrupted_body_never_crashes(case):
         for pos in rng.integers(32, len(k0), 8):
             bad[pos] = int(rng.integers(0, 256))
         ev(0, bytes(bad))
+
+
+@pytest.mark.parametrize("n", [64, 40, 33, 17, 2])
+def test_header_n_field(n):
+    """Byte 7 holds the input bit width; it sizes the keys (the layout is that of version 1)."""
+    r = np.zeros(4, U64)
+    for gate, params in [("relu", {"shift": 3}), ("drelu", {}), ("trunc", {"shift": 1}),
+                         ("circa", {"k": 0, "mode": "negpass"})]:
+        k0, k1 = getattr(pi_native, "gen_" + gate)(os.urandom(16), r, r, n=n, **params)
+        assert k0[4] == 1 and k0[7] == k1[7] == n
+        elem = struct.unpack_from("<I", k0, 12)[0]
+        assert elem == pi_native.key_bytes_per_element(gate, n=n, **params) == ref_elem(gate, n, params)
+        info = pi_native.key_info(k0)
+        assert info["n"] == n and info["gate"] == gate and info["bytes_per_element"] == elem
+        assert len(k0) == 32 + 4 * elem
+
+
+def ref_elem(gate, n, params):
+    return ref.key_bytes_per_element(gate, n=n, k=params.get("k", 0), shift=params.get("shift", 0))
+
+
+def test_forged_n_field_raises():
+    """A checksummed header with an n out of range, or an n that changes the key size, is rejected."""
+    r = np.zeros(3, U64)
+    x = np.zeros(3, U64)
+    cases = [("relu", {}, 64), ("relu", {"n": 40}, 40), ("drelu", {"n": 33}, 33),
+             ("circa", {"k": 16, "mode": "poszero", "n": 40}, 40), ("trunc", {"shift": 2, "n": 17}, 17),
+             ("square", {}, 64)]
+    for gate, params, n in cases:
+        k0, _ = getattr(pi_native, "gen_" + gate)(os.urandom(16), r, r, **params)
+        bad_ns = [0, 1, 65, 255] + ([n - 1, n + 1] if gate != "trunc" else [])
+        if gate == "square":
+            bad_ns = [0, 1, 40, 63, 65]  # square/mul only exist at n = 64
+        if gate == "circa":
+            bad_ns += [17]  # k = 16 > n - 2
+        for bad_n in bad_ns:
+            bad = bytearray(k0[:28])
+            bad[7] = bad_n
+            forged = forge(bytes(bad)) + k0[32:]
+            with pytest.raises(ValueError):
+                pi_native.key_info(forged)
+            ev = {"circa": lambda k: pi_native.eval_circa_sign(0, k, x)}.get(
+                gate, lambda k, g=gate: getattr(pi_native, "eval_" + g)(0, k, x))
+            with pytest.raises(ValueError):
+                ev(forged)

@@ -605,6 +605,17 @@ def circa_fault_probability(x, k, mode):
     return ((1 << k) - x) / (1 << k) if 0 <= x < (1 << k) else 0.0
 
 
+def circa_edge_fault_probability(x, k, mode, n=64):
+    """P(sign fault) just outside Circa's precondition, at the ends of the n-bit range: the
+    truncated difference wraps mod 2^(n - k) when the dropped low bits carry (docs/fss.md)."""
+    half, low = 1 << (n - 1), x % (1 << k)
+    if mode == "negpass" and half - (1 << k) <= x < half:
+        return low / (1 << k)  # reads negative: outputs 0 instead of x
+    if mode == "poszero" and -half <= x < -half + (1 << k):
+        return ((1 << k) - low) / (1 << k)  # reads positive: outputs x instead of 0
+    return 0.0
+
+
 def round_up_probability(x, shift, n=64):
     """P(e = 1) for the faithful shift: (x mod 2^s) / 2^s (s beyond w - 2 is computed as w - 2)."""
     s = _eff(shift, n)
