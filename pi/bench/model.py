@@ -126,10 +126,7 @@ def _server_process(bundle: str, cert: str, key: str, dealer_port: int, dealer_f
                                               model.plan, req["batch"], 600, max_frame_size)
             fetch_s = time.perf_counter() - t0
             run = engine.ServerRun(model.plan, model.weights, material, req["batch"])
-            # The engine exchanges its offline dictionaries outside any layer scope: charge
-            # them to the offline phase here (else the meter books them as online io).
-            with meter.scope(layer="offline", op="setup", phase="offline"):
-                run.offline(chan)
+            run.offline(chan)
             run.online(chan)
             report = meter.report().to_dict()
             chan.send(MessageType.DATA, json.dumps({"report": report, "material_bytes": nbytes, "fetch_s": fetch_s,
@@ -211,8 +208,7 @@ class Deployment:
                                             self.plan, batch, self.timeout, self.max_frame_size)
         fetch_s = time.perf_counter() - t0
         run = engine.ClientRun(self.plan, material, batch)
-        with self.meter.scope(layer="offline", op="setup", phase="offline"):
-            run.offline(self.chan)
+        run.offline(self.chan)
         offline_s = time.perf_counter() - t0
         y = run.online(self.chan, x)
         rep_c = self.meter.report()

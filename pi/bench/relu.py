@@ -10,8 +10,8 @@ server are their own processes, the client is this one, links are TLS 1.3 on loo
   online bytes   the layer's online frames, both directions (merged meters)
   rounds         the layer's online rounds (max over the parties)
   online µs      the server's wall time inside the layer (open x̂ … receive y0) / n
-  offline bytes  the layer's offline frames (the client's c + r0) plus its dealer material:
-                 material(kind) − material(identity) of the same probe, both parties
+  offline bytes  offline traffic + dealer material (both parties) of the probe minus the same
+                 of the identity probe: the layer's keys and masks and the client's c + r0
   offline µs     (offline wall time(kind) − offline wall time(identity)) / n: dealer key
                  generation, serialization, TLS transfer of the keys, the c + r0 message
 
@@ -127,12 +127,10 @@ def measure_ours(kind: str, n: int, repeats: int, threads: int, circa_k: int | N
         for _ in range(repeats):
             y, c = dep.infer(x)
             on = _layer(c["per_layer"], "act", "online")
-            off = _layer(c["per_layer"], "act", "offline")
             srv = _layer(c["server_rows"], "act", "online")
             runs.append({"online_bytes": sum(r["bytes_sent"] for r in on), "rounds": sum(r["rounds"] for r in on),
                          "online_s": sum(r["seconds"] for r in srv),
-                         "offline_msg_bytes": sum(r["bytes_sent"] for r in off),
-                         "material_bytes": c["material_bytes"], "offline_s": c["offline_s"]})
+                         "offline_bytes": c["offline_bytes"], "offline_s": c["offline_s"]})
     err = np.abs(np.asarray(y).reshape(-1) - reference(kind, x.reshape(-1)))
     return {"runs": runs, "max_abs_err": float(err.max()), "err_frac": float((err > 2.0 ** -11).mean()),
             "frame_limit_raised": big}
@@ -143,7 +141,7 @@ def run_ours(kinds: list[tuple[str, int | None]], sizes: list[int], repeats: int
     for n in sizes:
         print(f"[pi] n = {n}: identity baseline", flush=True)
         base = measure_ours("identity", n, repeats, threads)
-        base_mat = statistics.median(r["material_bytes"] for r in base["runs"])
+        base_off_bytes = statistics.median(r["offline_bytes"] for r in base["runs"])
         base_off = statistics.median(r["offline_s"] for r in base["runs"])
         for kind, k in kinds:
             label = f"circa-k{k}" if kind == "circa" else kind
@@ -154,7 +152,7 @@ def run_ours(kinds: list[tuple[str, int | None]], sizes: list[int], repeats: int
                 m = measure_ours(kind, n, repeats, threads, k)
             runs = m["runs"]
             on_s = [r["online_s"] for r in runs]
-            off_bytes = statistics.median(r["offline_msg_bytes"] + r["material_bytes"] for r in runs) - base_mat
+            off_bytes = statistics.median(r["offline_bytes"] for r in runs) - base_off_bytes
             off_s = statistics.median(r["offline_s"] for r in runs) - base_off
             row = {"system": "pi", "workload": "relu", "policy": label, "n": n, "batch": 1,
                    "online_bytes": int(statistics.median(r["online_bytes"] for r in runs)),
