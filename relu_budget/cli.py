@@ -4,6 +4,7 @@
     relu-budget eval runs/snl-5
     relu-budget pareto runs/* --plot pareto.png
     relu-budget methods
+    relu-budget audit runs/snl-* --out audit/        # per-group metrics vs the all-ReLU model
 
 `optimize` writes into --out: `policy/` (the ReLU policy for `pi.compile(..., policy=DIR/policy)`),
 `model.pt` (weights + kind maps), `metrics.json` (budget, counts, validation/test metrics,
@@ -136,8 +137,10 @@ def build_model(arch: str, splits, overrides: dict):
 
 def load_splits(dataset: str, data_dir: str | None, seed: int):
     from relu_budget import data
+    imbalanced = dataset.endswith("-imbalanced")   # e.g. fashion-mnist-imbalanced (the fairness set-up)
+    base = dataset[:-len("-imbalanced")] if imbalanced else dataset
     try:
-        return data.load(dataset, data_dir=data_dir, seed=0 if dataset != "synthetic" else seed)
+        return data.load(base, data_dir=data_dir, seed=0 if base != "synthetic" else seed, imbalanced=imbalanced)
     except data.DatasetUnavailable as exc:
         raise CliError(str(exc)) from exc
     except ValueError as exc:
@@ -152,6 +155,14 @@ def make_config(method: str, args) -> object:
         v = getattr(args, name, None)
         if v is not None:
             values[name] = v
+    fair = {k: getattr(args, k, None) for k in ("fairness_penalty", "dual_lr", "tolerance")}
+    if any(v is not None for v in fair.values()):     # the fine-tuning penalty (relu_budget/fairness.py)
+        if "fairness_penalty" not in {f.name for f in dataclasses.fields(cls)}:
+            raise CliError(f"--fairness-penalty/--dual-lr/--tolerance apply to SNL and AutoReP fine-tuning "
+                           f"(methods snl, autorep, and circa/deepreshape through SNL), not {method}")
+        if not fair["fairness_penalty"]:
+            raise CliError("--dual-lr and --tolerance need --fairness-penalty")
+        values.update({k: v for k, v in fair.items() if v is not None})
     values.update(parse_assignments(args.set, "--set"))
     try:
         return cls(**_coerce(cls, values, f"--set (method {method})"))
@@ -161,7 +172,12 @@ def make_config(method: str, args) -> object:
 
 def train_teacher(model, splits, args, out: Path):
     """Trains the all-ReLU network (resumable) and saves it as out/teacher.pt."""
-    from relu_budget.optimizers.common import OptimizeConfig, PhaseStore, is_main_process, train_phase
+    from relu_budget.optimizers.common import (
+        OptimizeConfig,
+        PhaseStore,
+        is_main_process,
+        train_phase,
+    )
     from relu_budget.train import save_checkpoint
     cfg = OptimizeConfig(seed=args.seed, batch_size=args.batch_size or 128, train_subset=args.train_subset)
     out_t = train_phase(model, splits, cfg, name="teacher", epochs=args.pretrain_epochs, optimizer="sgd",
@@ -173,11 +189,14 @@ def train_teacher(model, splits, args, out: Path):
 
 
 def run_optimize(args) -> dict:
-    from relu_budget import policy as policy_mod
     from relu_budget.optimizers import METHODS, get_method
-    from relu_budget.optimizers.common import (dist_info, init_distributed_from_env, is_main_process,
-                                               site_totals)
-    from relu_budget.train import evaluate, load_checkpoint, save_checkpoint, seed_everything
+    from relu_budget.optimizers.common import (
+        dist_info,
+        init_distributed_from_env,
+        is_main_process,
+        resolve_budget,
+    )
+    from relu_budget.train import evaluate, load_checkpoint, seed_everything
 
     if args.method not in METHODS:
         raise CliError(f"unknown --method {args.method!r}; choose one of {', '.join(METHODS)}")
@@ -192,15 +211,16 @@ def run_optimize(args) -> dict:
                        "or choose another --out")
     budget = parse_budget(args.budget, args.objective)
     distributed = init_distributed_from_env()
-    rank, world = dist_info()
+    _rank, world = dist_info()
     t0 = time.time()
     seed_everything(args.seed)
     splits = load_splits(args.dataset, args.data_dir, args.seed)
     model = build_model(args.arch, splits, parse_assignments(args.model_set, "--model-set"))
-    if is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
     config = make_config(args.method, args)
     config.checkpoint_dir = str(out / "state")
+    resolve_budget(budget, model, splits.input_shape, config)     # fail early, before any training
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
 
     if args.teacher:
         teacher, _meta = load_checkpoint(args.teacher)
@@ -219,28 +239,13 @@ def run_optimize(args) -> dict:
 
     method = get_method(args.method)
     result = method.optimize(model, splits, budget, config=config, teacher=teacher, progress=not args.no_progress)
-    counts = site_totals(result.model, splits.input_shape)
-    metrics = {
-        "format": RUN_FORMAT, "version": RUN_VERSION,
-        "command": "relu-budget " + " ".join(args.argv),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "method": args.method, "arch": args.arch, "dataset": splits.name, "data_dir": args.data_dir,
-        "budget_arg": args.budget, "objective": args.objective, "profile": args.profile,
-        "budget_sites": result.budget, "total_sites": site_totals(model, splits.input_shape)["total"],
-        "relus": counts["kept"], "counts": counts, "val": result.val, "test": result.test,
-        "teacher": teacher_info, "seed": args.seed, "world_size": world, "distributed": distributed,
-        "config": config.to_dict(), "seconds": time.time() - t0, **{k: v for k, v in result.to_json().items()
-                                                                    if k in ("history", "frontier", "extra", "cost")},
-    }
+    metrics = run_metrics(result, splits, config, model, command="relu-budget " + " ".join(args.argv),
+                          method=args.method, arch=args.arch, data_dir=args.data_dir, budget_arg=args.budget,
+                          teacher=teacher_info, seconds=time.time() - t0, world_size=world,
+                          distributed=distributed)
     if is_main_process():
-        policy_mod.save_policy(result.policy, out / "policy")
-        from relu_budget.optimizers.common import site_meta
-        save_checkpoint(out / "model.pt", result.model, {"method": args.method, "site_meta": site_meta(result.model),
-                                                         "dataset": splits.name})
-        tmp = out / "metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=1, default=_json_default))
-        os.replace(tmp, out / "metrics.json")
-        print(f"{args.method}: {counts['kept']} kept sites of {metrics['total_sites']} (budget {result.budget}); "
+        save_run(out, result, metrics)
+        print(f"{args.method}: {metrics['relus']} kept sites of {metrics['total_sites']} (budget {result.budget}); "
               f"val {100 * result.val['accuracy']:.2f}%, test {100 * result.test['accuracy']:.2f}% "
               f"(teacher test {100 * test_t['accuracy']:.2f}%) -> {out}")
     if distributed:
@@ -248,6 +253,41 @@ def run_optimize(args) -> dict:
         dist.barrier()
         dist.destroy_process_group()
     return metrics
+
+
+def run_metrics(result, splits, config, original_model, *, command: str, method: str, arch: str,
+                budget_arg, teacher: dict, seconds: float, data_dir: str | None = None, **extra) -> dict:
+    """The metrics.json document of one run (the format `eval` and `pareto` read)."""
+    from relu_budget.optimizers.common import site_totals
+    counts = site_totals(result.model, splits.input_shape)
+    out = {
+        "format": RUN_FORMAT, "version": RUN_VERSION, "command": command,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "method": method, "arch": arch, "dataset": splits.name, "data_dir": data_dir,
+        "budget_arg": budget_arg, "objective": config.objective, "profile": config.profile,
+        "budget_sites": result.budget, "total_sites": site_totals(original_model, splits.input_shape)["total"],
+        "relus": counts["kept"], "counts": counts, "val": result.val, "test": result.test,
+        "teacher": teacher, "seed": config.seed, "config": config.to_dict(), "seconds": seconds,
+    }
+    out.update(extra)
+    out.update({k: v for k, v in result.to_json().items() if k in ("history", "frontier", "extra", "cost")})
+    return out
+
+
+def save_run(out: str | Path, result, metrics: dict) -> Path:
+    """Writes policy/, model.pt and (last, atomically) metrics.json into `out`."""
+    from relu_budget import policy as policy_mod
+    from relu_budget.optimizers.common import site_meta
+    from relu_budget.train import save_checkpoint
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    policy_mod.save_policy(result.policy, out / "policy")
+    save_checkpoint(out / "model.pt", result.model, {"method": metrics["method"], "site_meta": site_meta(result.model),
+                                                     "dataset": metrics["dataset"]})
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=1, default=_json_default))
+    os.replace(tmp, out / "metrics.json")
+    return out
 
 
 def _json_default(x):
@@ -424,6 +464,18 @@ def plot_pareto(table: dict, path: str, x: str, metric: str, runs_with_candidate
 
 
 # ---------------------------------------------------------------------------------------------
+# audit (relu_budget/fairness.py)
+# ---------------------------------------------------------------------------------------------
+
+def run_audit(args) -> dict:
+    from relu_budget import fairness
+    try:
+        return fairness.run_audit_command(args, load_run=load_run, load_splits=load_splits)
+    except fairness.AuditError as exc:
+        raise CliError(str(exc)) from exc
+
+
+# ---------------------------------------------------------------------------------------------
 # methods
 # ---------------------------------------------------------------------------------------------
 
@@ -448,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser("optimize", help="linearize a network to a budget and write its policy")
     o.add_argument("--method", required=True, help="deepreduce, snl, autorep, deepreshape or circa")
     o.add_argument("--arch", default="resnet18")
-    o.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, digits or synthetic")
+    o.add_argument("--dataset", default="fashion-mnist",
+                   help="fashion-mnist, digits or synthetic; NAME-imbalanced: classes 5-9 at 10%% of their training data")
     o.add_argument("--data-dir", default=None)
     o.add_argument("--budget", required=True,
                    help="kept sites (5000), fraction (0.05 or 5%%); seconds/bytes with --objective")
@@ -471,6 +524,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     o.add_argument("--no-progress", action="store_true")
     o.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    o.add_argument("--fairness-penalty", action="store_true", default=None,
+                   help="fine-tuning adds the group loss-gap penalty Σ_g γ_g|L_g − L| (groups: classes), dual ascent")
+    o.add_argument("--dual-lr", type=float, default=None, help="dual ascent step μ of the penalty (default 0.1)")
+    o.add_argument("--tolerance", type=float, default=None, help="loss gap tolerated per group (default 0)")
 
     e = sub.add_parser("eval", help="evaluate an optimize output directory")
     e.add_argument("dir")
@@ -493,6 +550,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", default=None, help="write the table as JSON here")
 
     sub.add_parser("methods", help="list the methods and their settings")
+
+    # audit: per-group metrics along a budget sweep; the logic is in relu_budget/fairness.py
+    a = sub.add_parser("audit", help="per-group accuracy, loss and margins of runs vs the all-ReLU model")
+    a.add_argument("runs", nargs="+", help="run directories (or directories of run directories)")
+    a.add_argument("--reference", default=None, help="all-ReLU checkpoint (default: each run's teacher)")
+    a.add_argument("--groups", default=None, metavar="FILE.npy",
+                   help="one group label per example of --split, in its order (default: the classes)")
+    a.add_argument("--group-names", default=None, help="comma-separated names of the sorted group labels")
+    a.add_argument("--split", default="test", choices=("val", "test"))
+    a.add_argument("--dataset", default=None, help="default: the runs' dataset (its balanced val/test splits)")
+    a.add_argument("--data-dir", default=None)
+    a.add_argument("--out", default=None, help="write audit.json, audit.md and audit.png into this directory")
+    a.add_argument("--batch-size", type=int, default=512)
+    a.add_argument("--seed", type=int, default=0, help="seed of simulated Circa faults")
+    a.add_argument("--threads", type=int, default=None)
     return p
 
 
@@ -510,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
             run_eval(args)
         elif args.command == "pareto":
             run_pareto(args)
+        elif args.command == "audit":
+            run_audit(args)
         else:
             run_methods(args)
     except CliError as exc:

@@ -157,7 +157,7 @@ class CostModel:
     # -- loading ----------------------------------------------------------------------------
     @classmethod
     def load(cls, results_dir: str | Path | None = None, profile: str | NetworkProfile = "lan",
-             bits: int = RING_BITS) -> "CostModel":
+             bits: int = RING_BITS) -> CostModel:
         """Defaults overridden by measured rows found in `results_dir` (default:
         benchmarks/results of this checkout). A missing directory means defaults only."""
         model = cls(profile=get_profile(profile))
@@ -287,7 +287,7 @@ class CostModel:
         from relu_budget.models import count_relu_sites, relu_sites
         rows = count_relu_sites(model, input_shape)
         sites = dict(relu_sites(model))
-        macs, weights, linear_rows = linear_layers(model, input_shape)
+        macs, _weights, linear_rows = linear_layers(model, input_shape)
         per_layer = []
         tot = {"online_bytes": 0.0, "offline_bytes": 0.0, "online_seconds": 0.0, "offline_seconds": 0.0}
         rounds = 0

@@ -39,4 +39,4 @@ def optimize(method: str, model, splits, budget, config=None, teacher=None, prog
     return get_method(method).optimize(model, splits, budget, config=config, teacher=teacher, progress=progress)
 
 
-__all__ = ["METHODS", "get_method", "config_class", "optimize", "OptimizeConfig", "OptimizeResult", "BudgetError"]
+__all__ = ["METHODS", "BudgetError", "OptimizeConfig", "OptimizeResult", "config_class", "get_method", "optimize"]

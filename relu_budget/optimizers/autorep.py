@@ -35,17 +35,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relu_budget.fairness import FairnessSettings, finetune_hooks
 from relu_budget.models import POLY, RELU, relu_sites
-from relu_budget.optimizers.common import (OptimizeConfig, OptimizeResult, PhaseStore, finish, prepare_student,
-                                           require_config, resolve_budget, site_rows, top_k_mask, train_loader,
-                                           train_phase)
+from relu_budget.optimizers.common import (
+    OptimizeConfig,
+    OptimizeResult,
+    PhaseStore,
+    finish,
+    prepare_student,
+    require_config,
+    resolve_budget,
+    site_rows,
+    top_k_mask,
+    train_loader,
+    train_phase,
+)
 from relu_budget.train import seed_everything
 
 NAME = "autorep"
 
 
 @dataclass
-class AutoRePConfig(OptimizeConfig):
+class AutoRePConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tuning penalty (fairness.py)
     lam: float = 100.0              # budget penalty weight λ
     threshold: float = 0.003        # hysteresis t
     alpha_lr: float = 1e-3          # Adam learning rate of α
@@ -268,7 +279,8 @@ def optimize(model: nn.Module, splits, budget, config: AutoRePConfig | dict | No
         a.requires_grad_(False)
     ft = train_phase(student, splits, config, name="autorep_finetune", epochs=config.finetune_epochs,
                      optimizer=config.finetune_optimizer, lr=config.finetune_lr, teacher=teacher,
-                     param_groups=ft_groups, store=store, progress=progress)
+                     param_groups=ft_groups, store=store, progress=progress,
+                     **finetune_hooks(config, splits.num_classes))
     to_policy(student, modules)
     info = {"relus_before_fix": before, "search_epochs": search["epochs_run"], "finetune_best": ft["best"],
             "dapa_steps": dapa_steps}

@@ -36,9 +36,21 @@ from relu_budget import circa_sim
 from relu_budget.allocation import allocate
 from relu_budget.models import CIRCA, RELU, relu_sites
 from relu_budget.optimizers import snl
-from relu_budget.optimizers.common import (BudgetError, OptimizeResult, PhaseStore, cost_model_for, evaluate_split,
-                                           finish, load_model_state, prepare_student, require_config, resolve_budget,
-                                           site_meta, site_totals, train_phase)
+from relu_budget.optimizers.common import (
+    BudgetError,
+    OptimizeResult,
+    PhaseStore,
+    cost_model_for,
+    evaluate_split,
+    finish,
+    load_model_state,
+    prepare_student,
+    require_config,
+    resolve_budget,
+    site_meta,
+    site_totals,
+    train_phase,
+)
 from relu_budget.train import evaluate, seed_everything
 
 NAME = "circa"
@@ -137,7 +149,7 @@ def select_k(model: nn.Module, splits, config: CircaConfig, shape) -> dict:
     attempts = []
     choice = [0] * len(layers)
     for attempt in range(config.tolerance_retries + 1):
-        choice = allocate(costs, values, int(math.floor(tol / DROP_UNIT + 1e-9)))
+        choice = allocate(costs, values, math.floor(tol / DROP_UNIT + 1e-9))
         olds = {n: _set_layer(sites[n], table[n][c]["option"]) for n, c in zip(layers, choice)}
         combined = acc0 - _accuracy(model, loader, config)
         attempts.append({"tolerance": tol, "combined_drop": combined,

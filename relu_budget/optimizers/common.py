@@ -17,9 +17,9 @@ import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from relu_budget import circa_sim
 from relu_budget.cost_model import OBJECTIVES, CostModel
-from relu_budget.models import CIRCA, IDENTITY, POLY, RELU, SITE_KINDS, count_relu_sites, relu_sites
+from relu_budget.models import IDENTITY, RELU, SITE_KINDS, count_relu_sites, relu_sites
 from relu_budget.policy import ReluPolicy, from_model
 from relu_budget.train import distillation_loss, evaluate, seed_everything
 
@@ -128,7 +128,7 @@ def kept_sites(model: nn.Module, input_shape) -> int:
     return site_totals(model, input_shape)["kept"]
 
 
-def resolve_budget(budget: float | int, model: nn.Module, input_shape, config: OptimizeConfig,
+def resolve_budget(budget: float, model: nn.Module, input_shape, config: OptimizeConfig,
                    kept_kind: str = "relu", other_kind: str = "identity") -> int:
     """The kept-site budget. With objective "relus": an int is a number of sites, a float in
     (0, 1] a fraction of the model's sites (rounded down). With "latency" (seconds) or "bytes",
@@ -145,7 +145,7 @@ def resolve_budget(budget: float | int, model: nn.Module, input_shape, config: O
             if not 0 < budget <= 1:
                 raise BudgetError(f"a fractional ReLU budget must be in (0, 1], got {budget}; pass an int "
                                   "for a number of sites")
-            return int(math.floor(budget * total + 1e-9))
+            return math.floor(budget * total + 1e-9)
         b = int(budget)
         if b > total:
             raise BudgetError(f"budget {b} exceeds the model's {total} ReLU sites")
@@ -325,8 +325,9 @@ def train_phase(model: nn.Module, splits, config: OptimizeConfig, *, name: str, 
                 progress: bool = True, schedule: str = "cosine", metric: Callable[[nn.Module], dict] | None = None) -> dict:
     """Trains `model` for up to `epochs`, resumable per epoch.
 
-    loss = CE (or distillation when `teacher`) + extra_loss(model). After every epoch the
-    validation accuracy is measured (`metric(model)` if given); `on_epoch_end(epoch, row,
+    loss = CE (or distillation when `teacher`) + extra_loss(model) (or extra_loss(model,
+    logits, labels) for a hook with `uses_batch`). After every epoch the validation accuracy
+    is measured (`metric(model)` if given); `on_epoch_end(epoch, row,
     state)` may change `state` (plain data, saved with the checkpoint) and return True to stop.
     With select_best the weights of the best validation epoch are restored at the end.
     Returns {"history", "best", "state", "epochs_run"}. A finished phase found in `store` is
@@ -387,8 +388,9 @@ def train_phase(model: nn.Module, splits, config: OptimizeConfig, *, name: str, 
                 loss = distillation_loss(logits, t_logits, y, config.temperature, config.distill_alpha)
             else:
                 loss = F.cross_entropy(logits, y)
-            if extra_loss is not None:
-                loss = loss + extra_loss(model)
+            if extra_loss is not None:   # hooks with `uses_batch` also get the batch's logits and labels
+                loss = loss + (extra_loss(model, logits, y) if getattr(extra_loss, "uses_batch", False)
+                               else extra_loss(model))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{name}: the loss became {loss.item()} at epoch {epoch + 1}; lower the "
                                          "learning rate, or for polynomial sites scale down c2 / clamp inputs")
@@ -435,10 +437,13 @@ def train_phase(model: nn.Module, splits, config: OptimizeConfig, *, name: str, 
 def finetune(model: nn.Module, splits, config: OptimizeConfig, teacher, store: PhaseStore, progress: bool,
              name: str = "finetune", metric=None, epochs: int | None = None) -> dict:
     """Phase 2 of every method: the policy is fixed, weights are fine-tuned with CE + KD,
-    the best validation epoch is kept."""
+    the best validation epoch is kept. With `config.fairness_penalty`, the group loss-gap
+    penalty with dual ascent is added (relu_budget/fairness.py)."""
+    from relu_budget.fairness import finetune_hooks
     return train_phase(model, splits, config, name=name, epochs=config.finetune_epochs if epochs is None else epochs,
                        optimizer=config.finetune_optimizer, lr=config.finetune_lr, teacher=teacher,
-                       store=store, progress=progress, metric=metric)
+                       store=store, progress=progress, metric=metric,
+                       **finetune_hooks(config, splits.num_classes))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,7 +483,7 @@ def finish(method: str, model: nn.Module, splits, budget: int, config: OptimizeC
     try:
         cost = cost_model_for(config).estimate(model, shape).to_dict()
         cost.pop("per_layer", None)
-    except Exception as exc:  # the cost is informative only; never lose a result over it
+    except (ValueError, RuntimeError) as exc:  # the cost is informative: never lose a result over it
         cost = {"error": str(exc)}
     return OptimizeResult(method, model, policy, int(budget), counts, val, test, history, frontier,
                           extra or {}, cost, time.time() - t0 if t0 else 0.0)

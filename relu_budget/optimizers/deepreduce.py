@@ -34,9 +34,20 @@ from torch import nn
 
 from relu_budget.allocation import pareto_front
 from relu_budget.models import ResNet, ResNetConfig, relu_sites
-from relu_budget.optimizers.common import (OptimizeConfig, OptimizeResult, PhaseStore, evaluate_split, finish,
-                                           prepare_student, require_config, resolve_budget, set_kinds, site_rows,
-                                           train_phase, uniform_kinds)
+from relu_budget.optimizers.common import (
+    OptimizeConfig,
+    OptimizeResult,
+    PhaseStore,
+    evaluate_split,
+    finish,
+    prepare_student,
+    require_config,
+    resolve_budget,
+    set_kinds,
+    site_rows,
+    train_phase,
+    uniform_kinds,
+)
 from relu_budget.train import evaluate, seed_everything
 
 NAME = "deepreduce"
@@ -97,8 +108,8 @@ def _reshaped(model: nn.Module, mult: float, stem_stride: int) -> nn.Module | No
         return None
     cfg = model.config
     stem = cfg.stem_channels or cfg.widths[0]
-    new = ResNetConfig(**{**cfg.__dict__, "widths": tuple(max(1, int(round(w * mult))) for w in cfg.widths),
-                          "stem_channels": max(1, int(round(stem * mult))),
+    new = ResNetConfig(**{**cfg.__dict__, "widths": tuple(max(1, round(w * mult)) for w in cfg.widths),
+                          "stem_channels": max(1, round(stem * mult)),
                           "stem_stride": cfg.stem_stride * stem_stride})
     return ResNet(new)
 
@@ -235,4 +246,4 @@ def optimize(model: nn.Module, splits, budget, config: DeepReDuceConfig | dict |
     return finish(NAME, final, splits, b, config, history, frontier=frontier, extra=info, t0=t0)
 
 
-__all__ = ["DeepReDuceConfig", "optimize", "criticality", "candidates", "stages_of", "thin"]
+__all__ = ["DeepReDuceConfig", "candidates", "criticality", "optimize", "stages_of", "thin"]

@@ -28,11 +28,20 @@ from dataclasses import dataclass
 from torch import nn
 
 from relu_budget.allocation import InfeasibleBudget, allocate
+from relu_budget.cost_model import linear_layers
 from relu_budget.models import ResNet, ResNetConfig
 from relu_budget.optimizers import deepreduce, snl
-from relu_budget.optimizers.common import (OptimizeResult, PhaseStore, cost_model_for, finish, prepare_student,
-                                           require_config, resolve_budget, site_rows, train_phase)
-from relu_budget.cost_model import linear_layers
+from relu_budget.optimizers.common import (
+    OptimizeResult,
+    PhaseStore,
+    cost_model_for,
+    finish,
+    prepare_student,
+    require_config,
+    resolve_budget,
+    site_rows,
+    train_phase,
+)
 from relu_budget.train import seed_everything
 
 NAME = "deepreshape"
@@ -72,7 +81,7 @@ def reshape(model: ResNet, multipliers) -> ResNet:
     if len(multipliers) != len(cfg.widths):
         raise ValueError(f"need one multiplier per stage ({len(cfg.widths)}), got {len(multipliers)}")
     new = ResNetConfig(**{**cfg.__dict__,
-                          "widths": tuple(max(1, int(round(w * m))) for w, m in zip(cfg.widths, multipliers)),
+                          "widths": tuple(max(1, round(w * m)) for w, m in zip(cfg.widths, multipliers)),
                           "stem_channels": cfg.stem_channels or cfg.widths[0]})
     return ResNet(new)
 
@@ -113,7 +122,7 @@ def optimize(model: nn.Module, splits, budget, config: DeepReShapeConfig | dict 
     t0 = time.time()
     config = require_config(config, DeepReShapeConfig)
     if not isinstance(model, ResNet):
-        raise ValueError(f"deepreshape reshapes ResNet stage widths; got a {type(model).__name__} "
+        raise TypeError(f"deepreshape reshapes ResNet stage widths; got a {type(model).__name__} "
                          "(use arch resnet18, resnet-small or another ResNet)")
     seed_everything(config.seed)
     student, teacher = prepare_student(model, teacher, config)
@@ -147,4 +156,4 @@ def optimize(model: nn.Module, splits, budget, config: DeepReShapeConfig | dict 
                   extra={"allocation": alloc, "criticality": {str(k): v for k, v in scores.items()}, "snl": info})
 
 
-__all__ = ["DeepReShapeConfig", "optimize", "allocate_widths", "reshape"]
+__all__ = ["DeepReShapeConfig", "allocate_widths", "optimize", "reshape"]

@@ -26,17 +26,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relu_budget.fairness import FairnessSettings
 from relu_budget.models import IDENTITY, RELU, relu_sites
-from relu_budget.optimizers.common import (OptimizeConfig, OptimizeResult, PhaseStore, clear_replacements, finetune,
-                                           finish, prepare_student, require_config, resolve_budget, site_rows,
-                                           top_k_mask, train_phase)
+from relu_budget.optimizers.common import (
+    OptimizeConfig,
+    OptimizeResult,
+    PhaseStore,
+    clear_replacements,
+    finetune,
+    finish,
+    prepare_student,
+    require_config,
+    resolve_budget,
+    site_rows,
+    top_k_mask,
+    train_phase,
+)
 from relu_budget.train import seed_everything
 
 NAME = "snl"
 
 
 @dataclass
-class SNLConfig(OptimizeConfig):
+class SNLConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tuning penalty (fairness.py)
     lam: float = 1e-5               # L1 weight on Σα (per site)
     lam_growth: float = 1.1
     lam_warmup_epochs: int = 5      # λ may grow only from this epoch on

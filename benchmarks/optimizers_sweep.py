@@ -1,0 +1,239 @@
+"""Sweep of the ReLU-budget optimizers: every method at 50/20/10/5/2/1 % of the ReLU sites.
+
+    python benchmarks/optimizers_sweep.py                      # the committed experiment
+    python benchmarks/optimizers_sweep.py --tiny --out /tmp/s  # seconds: synthetic data, tiny net
+
+Same start and training budget for every method: one all-ReLU teacher (trained once, shared),
+then per method and budget `--epochs` of search / candidate training plus `--finetune-epochs`
+of fine-tuning, all on the same fixed `--train-subset` of the training set, distillation
+from the teacher, model selection on the validation split, test accuracy reported once.
+Per-method notes (docs/optimizers.md has the details):
+- deepreduce: criticality (one variant per stage, `--criticality-epochs` each) is computed
+  once and shared with deepreshape; each trained candidate gets epochs + finetune-epochs;
+  candidates are shared across budgets (the frontier does not depend on the budget).
+- deepreshape: the reshaped network is trained from scratch for `--pretrain-epochs`
+  (the same as the teacher's), then SNL (epochs + finetune-epochs).
+- circa: starts from the SNL result at the same budget, picks k per layer under a 0.5 %
+  tolerance, then `--finetune-epochs` of fault-aware fine-tuning (so SNL's budget plus that).
+
+Every run is a `relu-budget` run directory under OUT/runs/<method>-<percent> (so
+`relu-budget pareto OUT/runs --plot ...` and `relu-budget eval` work on them). The sweep is
+resumable: finished runs are skipped, unfinished phases continue from their checkpoints.
+Results: OUT/results.json, OUT/results.md and OUT/pareto.png.
+
+Suggested settings for 2 shared CPU cores (measured: ≈1.5–2 s per batch of 128 for the
+quarter-width ResNet-18 with distillation, one thread, under load, i.e. ≈ 1.5 min per epoch of
+10 000 images, ≈ 45 s to evaluate validation + test): the defaults below, `--train-subset 10000
+--pretrain-epochs 15 --epochs 3 --finetune-epochs 2 --criticality-epochs 1`, are ≈ 190
+subset-epochs in all (teacher 15, criticality 5, SNL 30, AutoReP 30, DeepReShape 42,
+DeepReDuce ≈ 12 candidates × 5 = 60, Circa 12 plus its k search), about 4–5 hours.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DEFAULT_BUDGETS = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
+DEFAULT_METHODS = ("snl", "autorep", "deepreduce", "deepreshape", "circa")   # circa needs snl first
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS))
+    p.add_argument("--budgets", default=",".join(str(b) for b in DEFAULT_BUDGETS),
+                   help="fractions of the network's ReLU sites")
+    p.add_argument("--train-subset", type=int, default=10000)
+    p.add_argument("--pretrain-epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument("--criticality-epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "optimizers"))
+    p.add_argument("--tiny", action="store_true", help="synthetic data and a tiny net: a smoke test in seconds")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.tiny:
+        args.dataset, args.train_subset = "synthetic", None
+        args.pretrain_epochs, args.epochs, args.finetune_epochs, args.criticality_epochs = 2, 2, 1, 1
+        args.batch_size = 32
+    return args
+
+
+def method_settings(method: str, args, shared_state: Path, criticality: dict | None) -> dict:
+    """Per-method settings beyond the shared training budget (documented in docs/optimizers.md)."""
+    s: dict = {}
+    if method in ("snl", "deepreshape", "circa"):
+        # Masks must be able to close within `epochs`: α moves ≈ lr per Adam step.
+        s.update(alpha_lr=0.01 if not args.tiny else 0.05, lam_warmup_epochs=1)
+    if method == "autorep":
+        s.update(alpha_lr=0.01 if not args.tiny else 0.05)
+    if method == "deepreduce":
+        s.update(criticality=criticality, max_candidates=2, checkpoint_dir=str(shared_state))
+    if method == "deepreshape":
+        s.update(criticality=criticality, pretrain_epochs=args.pretrain_epochs)
+    if method == "circa":
+        s.update(base="given", k_choices=(12, 16, 18, 20, 22), tolerance=0.005,
+                 k_search_samples=500 if not args.tiny else 64, sim_repeats=1)
+    return s
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    import torch
+
+    from relu_budget import cli, data, models
+    from relu_budget.optimizers import config_class, deepreduce, get_method
+    from relu_budget.optimizers.common import OptimizeConfig, PhaseStore, site_totals, train_phase
+    from relu_budget.train import evaluate, load_checkpoint, save_checkpoint, seed_everything
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    budgets = [float(b) for b in args.budgets.split(",")]
+    if "circa" in methods and "snl" not in methods and not args.tiny:
+        print("note: circa starts from the snl runs; they must exist under OUT/runs", file=sys.stderr)
+    out = Path(args.out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    shared = out / "shared_state"
+    progress = not args.no_progress
+    t_start = time.time()
+
+    seed_everything(args.seed)
+    splits = data.load(args.dataset, data_dir=args.data_dir, seed=args.seed if args.tiny else 0)
+    overrides = {"in_channels": splits.input_shape[0], "num_classes": splits.num_classes}
+    if args.tiny:
+        overrides.update(widths=(4, 8), blocks=(1, 1), strides=(1, 2))
+    model = models.build(args.arch, **overrides)
+    base = OptimizeConfig(epochs=args.epochs, finetune_epochs=args.finetune_epochs, batch_size=args.batch_size,
+                          seed=args.seed, train_subset=args.train_subset)
+
+    # 1. The shared all-ReLU teacher.
+    teacher_path = out / "teacher.pt"
+    if teacher_path.is_file():
+        model, _ = load_checkpoint(teacher_path)
+    else:
+        t = train_phase(model, splits, base, name="teacher", epochs=args.pretrain_epochs, optimizer="sgd", lr=0.05,
+                        store=PhaseStore(shared), progress=progress)
+        save_checkpoint(teacher_path, model, {"best": t["best"], "history": t["history"], "role": "teacher"})
+    teacher = model.eval()
+    t_val = evaluate(teacher, splits.loader("val", 512))["accuracy"]
+    t_test = evaluate(teacher, splits.loader("test", 512))["accuracy"]
+    total = site_totals(teacher, splits.input_shape)["total"]
+    print(f"teacher: val {100 * t_val:.2f}%, test {100 * t_test:.2f}%, {total} ReLU sites")
+
+    # 2. Stage criticality, once, shared by DeepReDuce and DeepReShape.
+    criticality = None
+    if {"deepreduce", "deepreshape"} & set(methods):
+        crit_cfg = deepreduce.DeepReDuceConfig(**{**base.to_dict(), "criticality_epochs": args.criticality_epochs})
+        criticality = deepreduce.criticality(teacher, splits, crit_cfg, teacher, PhaseStore(shared), progress)
+        print(f"stage criticality (val accuracy with ReLUs in one stage only): {criticality}")
+
+    # 3. Every method at every budget.
+    teacher_info = {"path": str(teacher_path), "val_accuracy": t_val, "test_accuracy": t_test}
+    rows = []
+    for method in methods:
+        cls = config_class(method)
+        for frac in budgets:
+            run_dir = out / "runs" / f"{method}-{100 * frac:g}"
+            if (run_dir / "metrics.json").is_file():
+                m = json.loads((run_dir / "metrics.json").read_text())
+            else:
+                settings = {**base.to_dict(), "checkpoint_dir": str(run_dir / "state"),
+                            **method_settings(method, args, shared, criticality)}
+                config = cls(**{k: v for k, v in settings.items() if k in cls.field_names()})
+                start_model = teacher
+                if method == "circa":
+                    snl_dir = out / "runs" / f"snl-{100 * frac:g}"
+                    if not (snl_dir / "model.pt").is_file():
+                        raise SystemExit(f"circa at {frac:g} needs the snl run {snl_dir} first")
+                    start_model, _pol, _m = cli.load_run(snl_dir)
+                t0 = time.time()
+                print(f"== {method} at {100 * frac:g}% ({int(frac * total)} sites)")
+                result = get_method(method).optimize(start_model, splits, frac, config=config, teacher=teacher,
+                                                     progress=progress)
+                cmd = "python benchmarks/optimizers_sweep.py " + " ".join(args.argv)
+                m = cli.run_metrics(result, splits, config, teacher, command=cmd, method=method, arch=args.arch,
+                                    budget_arg=frac, teacher=teacher_info, seconds=time.time() - t0,
+                                    data_dir=args.data_dir)
+                cli.save_run(run_dir, result, m)
+            rows.append({"method": method, "budget_fraction": frac, "budget_sites": m["budget_sites"],
+                         "relus": m["relus"], "val_accuracy": m["val"]["accuracy"],
+                         "test_accuracy": m["test"]["accuracy"],
+                         "test_accuracy_without_faults": m["test"].get("accuracy_without_faults"),
+                         "online_seconds": (m.get("cost") or {}).get("online_seconds"),
+                         "total_bytes": (m.get("cost") or {}).get("online_bytes", 0)
+                         + (m.get("cost") or {}).get("offline_bytes", 0),
+                         "seconds": m["seconds"], "dir": str(run_dir.relative_to(out))})
+            print(f"   {method} {100 * frac:g}%: {rows[-1]['relus']} sites, val {100 * rows[-1]['val_accuracy']:.2f}%, "
+                  f"test {100 * rows[-1]['test_accuracy']:.2f}%")
+
+    # 4. Results: JSON, Markdown, plot.
+    doc = {
+        "benchmark": "ReLU-budget optimizers (same network, data and training budget)",
+        "command": "python benchmarks/optimizers_sweep.py " + " ".join(args.argv),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "settings": {k: v for k, v in vars(args).items() if k != "argv"},
+        "dataset": splits.name, "arch": args.arch, "total_sites": total,
+        "teacher": teacher_info, "criticality": criticality, "rows": rows,
+        "wall_seconds": time.time() - t_start,
+    }
+    (out / "results.json").write_text(json.dumps(doc, indent=1))
+    write_markdown(out / "results.md", doc)
+    plot(out / "pareto.png", doc)
+    print(f"results: {out / 'results.json'}, {out / 'results.md'}, {out / 'pareto.png'}")
+    return doc
+
+
+def write_markdown(path: Path, doc: dict) -> None:
+    lines = [f"# {doc['benchmark']}", "", f"Command: `{doc['command']}`  ", f"Date: {doc['date']}  ",
+             (f"{doc['arch']} on {doc['dataset']}, {doc['total_sites']} ReLU sites; teacher test accuracy "
+              f"{100 * doc['teacher']['test_accuracy']:.2f}%"), "",
+             "| method | budget | kept sites | val % | test % | predicted online s (LAN) | run |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in doc["rows"]:
+        lat = "" if r["online_seconds"] is None else f"{r['online_seconds']:.3f}"
+        lines.append(f"| {r['method']} | {100 * r['budget_fraction']:g}% | {r['relus']} | "
+                     f"{100 * r['val_accuracy']:.2f} | {100 * r['test_accuracy']:.2f} | {lat} | {r['dir']} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot(path: Path, doc: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    methods = sorted({r["method"] for r in doc["rows"]})
+    for m in methods:
+        rs = sorted((r for r in doc["rows"] if r["method"] == m), key=lambda r: r["relus"])
+        ax.plot([max(r["relus"], 1) for r in rs], [100 * r["test_accuracy"] for r in rs], "-o", label=m)
+    ax.axhline(100 * doc["teacher"]["test_accuracy"], color="gray", ls="--", lw=1, label="all-ReLU teacher")
+    ax.set_xscale("log")
+    ax.set_xlabel("kept ReLU sites (per example)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{doc['arch']} on {doc['dataset']}")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""`relu-budget` CLI on synthetic data: optimize → eval → pareto --plot, resume, errors;
+the sweep script on its tiny config; a two-process torchrun (DDP, gloo) run."""
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import pi
+from relu_budget import cli
+from relu_budget.models import count_relu_sites
+from relu_budget.policy import load_policy
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--arch", "resnet18", "--model-set", "widths=4,8", "--model-set", "blocks=1,1", "--model-set", "strides=1,2",
+        "--dataset", "synthetic", "--pretrain-epochs", "2", "--epochs", "2", "--finetune-epochs", "1",
+        "--batch-size", "32", "--no-progress", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_parse_budget():
+    assert cli.parse_budget("5000") == 5000
+    assert cli.parse_budget("0.05") == 0.05
+    assert cli.parse_budget("5%") == pytest.approx(0.05)
+    assert cli.parse_budget("800ms", "latency") == pytest.approx(0.8)
+    assert cli.parse_budget("1.5s", "latency") == 1.5
+    assert cli.parse_budget("200MB", "bytes") == 200e6
+    assert cli.parse_budget("1GiB", "bytes") == 2 ** 30
+    for bad, obj in [("1.5", "relus"), ("lots", "relus"), ("fast", "latency"), ("12 parsecs", "bytes"), ("0%", "relus")]:
+        with pytest.raises(cli.CliError, match="budget"):
+            cli.parse_budget(bad, obj)
+
+
+def test_optimize_eval_pareto(tmp_path, capsys):
+    out = tmp_path / "snl"
+    argv = ["optimize", "--method", "snl", "--budget", "10%", "--out", str(out), *TINY,
+            "--set", "alpha_lr=0.05", "--set", "lam=1e-3", "--set", "lam_warmup_epochs=1"]
+    assert cli.main(argv) == 0
+    for f in ("policy/policy.yaml", "policy/policy.npz", "model.pt", "metrics.json", "teacher.pt"):
+        assert (out / f).is_file(), f
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["method"] == "snl" and m["budget_sites"] == 230 and m["relus"] == 230 and m["total_sites"] == 2304
+    assert m["command"].startswith("relu-budget optimize --method snl")
+    assert m["config"]["alpha_lr"] == 0.05 and m["cost"]["relus"] == 230
+    # The policy loads, fits the saved model, and pi.compile accepts it.
+    model, _pol, _ = cli.load_run(out)
+    assert sum(r["relu"] for r in count_relu_sites(model, (1, 12, 12))) == 230 == load_policy(out / "policy").counts()["relu"]
+    pi.compile(model, torch.zeros(1, 1, 12, 12), policy=str(out / "policy"))
+
+    capsys.readouterr()
+    assert cli.main(["eval", str(out), "--splits", "val", "test", "--json", "--compile"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["counts"]["kept"] == 230 and res["compile"] == "ok"
+    assert res["test"]["accuracy"] == pytest.approx(m["test"]["accuracy"])
+    assert res["val"]["accuracy"] == pytest.approx(m["val"]["accuracy"])
+
+    # A second method reusing the teacher, then the Pareto table and plot over both runs.
+    out2 = tmp_path / "dr"
+    assert cli.main(["optimize", "--method", "deepreduce", "--budget", "700", "--out", str(out2), *TINY,
+                     "--teacher", str(out / "teacher.pt"), "--set", "criticality_epochs=1"]) == 0
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    assert m2["relus"] <= 700 and m2["frontier"] and not (out2 / "teacher.pt").exists()
+    plot = tmp_path / "pareto.png"
+    table_json = tmp_path / "table.json"
+    assert cli.main(["pareto", str(tmp_path), "--plot", str(plot), "--candidates", "--json", str(table_json)]) == 0
+    assert plot.is_file() and plot.stat().st_size > 1000
+    table = json.loads(table_json.read_text())
+    assert set(table) == {"snl", "deepreduce"}
+    assert all(row["front"] for rows in table.values() for row in rows)   # one point per method
+
+
+def test_resume_and_errors(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["optimize", "--method", "autorep", "--budget", "300", "--out", str(out), *TINY, "--set", "alpha_lr=0.05"]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    assert cli.main(argv) == 2                                   # finished: needs --resume
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert cli.main([*argv, "--resume"]) == 0                    # nothing to do
+    # An interrupted run: state/ exists but no metrics.json.
+    (out / "metrics.json").unlink()
+    assert cli.main(argv) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert cli.main([*argv, "--resume"]) == 0                   # every phase is loaded, not retrained
+    assert (out / "metrics.json").is_file()
+
+    bad = [(["optimize", "--method", "magic", "--budget", "5", "--out", str(tmp_path / "x"), *TINY], "unknown --method"),
+           (["optimize", "--method", "snl", "--budget", "2.5", "--out", str(tmp_path / "x"), *TINY], "fractional"),
+           (["optimize", "--method", "snl", "--budget", "99999", "--out", str(tmp_path / "x"), *TINY], "exceeds"),
+           (["optimize", "--method", "snl", "--budget", "5", "--out", str(tmp_path / "x"), *TINY, "--set", "nope=1"],
+            "unknown fields"),
+           (["eval", str(tmp_path / "missing")], "not a relu-budget run directory"),
+           (["pareto", str(tmp_path / "missing")], "no metrics.json")]
+    for argv, msg in bad:
+        assert cli.main(argv) == 2, argv
+        assert msg in capsys.readouterr().err, argv
+
+
+def test_sweep_script_tiny(tmp_path):
+    spec = importlib.util.spec_from_file_location("optimizers_sweep", ROOT / "benchmarks" / "optimizers_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    doc = sweep.main(["--tiny", "--out", str(tmp_path), "--methods", "snl,circa,deepreduce", "--budgets", "0.1",
+                      "--no-progress"])
+    assert {r["method"] for r in doc["rows"]} == {"snl", "circa", "deepreduce"}
+    for r in doc["rows"]:
+        assert r["relus"] <= r["budget_sites"] == 230
+    for f in ("results.json", "results.md", "pareto.png", "runs/snl-10/metrics.json", "runs/circa-10/policy/policy.yaml"):
+        assert (tmp_path / f).is_file(), f
+    assert json.loads((tmp_path / "results.json").read_text())["command"].startswith("python benchmarks/optimizers_sweep.py")
+    # Finished runs are skipped on a second invocation.
+    again = sweep.main(["--tiny", "--out", str(tmp_path), "--methods", "snl", "--budgets", "0.1", "--no-progress"])
+    assert again["rows"][0]["test_accuracy"] == doc["rows"][0]["test_accuracy"]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
+def test_torchrun_ddp_with_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "relu_budget.cli", "optimize", "--method", "snl", "--budget", "0.1", "--out", str(out), *TINY,
+           "--set", "alpha_lr=0.05", "--set", "lam=1e-3", "--set", "lam_warmup_epochs=1"]
+    # Own session: on a timeout the launcher and its workers are killed together.
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, err[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["distributed"] is True and m["world_size"] == 2 and m["relus"] == 230
