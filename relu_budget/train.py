@@ -86,8 +86,10 @@ def fit(model: nn.Module, splits, cfg: TrainConfig, teacher: nn.Module | None = 
     """Trains with a cosine schedule, keeps the weights with the best validation accuracy.
 
     With a `teacher`, the loss is the distillation loss; `extra_loss(model)` is added to it
-    (e.g. a sparsity penalty). Returns the history and the best validation metrics; the model
-    ends with the best weights loaded. `checkpoint` saves the best model there as it improves.
+    (e.g. a sparsity penalty; a hook with `uses_batch = True` is called as `extra_loss(model,
+    logits, labels)`, e.g. relu_budget.fairness.GroupLossPenalty). Returns the history and the
+    best validation metrics; the model ends with the best weights loaded. `checkpoint` saves
+    the best model there as it improves.
     """
     seed_everything(cfg.seed)
     train_loader = splits.loader("train", cfg.batch_size, seed=cfg.seed)
@@ -113,8 +115,9 @@ def fit(model: nn.Module, splits, cfg: TrainConfig, teacher: nn.Module | None = 
                 loss = distillation_loss(logits, t_logits, y, cfg.temperature, cfg.distill_alpha)
             else:
                 loss = F.cross_entropy(logits, y)
-            if extra_loss is not None:
-                loss = loss + extra_loss(model)
+            if extra_loss is not None:   # hooks with `uses_batch` also get the batch's logits and labels
+                loss = loss + (extra_loss(model, logits, y) if getattr(extra_loss, "uses_batch", False)
+                               else extra_loss(model))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; "
                                          "lower the learning rate or check the activations")

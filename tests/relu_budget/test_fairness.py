@@ -1,0 +1,323 @@
+"""Fairness audit and mitigation: MetricFrame against hand-computed values (fairlearn's
+conventions), the audit of a tiny synthetic sweep (library and `relu-budget audit`), and the
+group loss-gap penalty: its gradient reaches the weights, dual ascent, the train.fit /
+train_phase hook, SNL and AutoReP fine-tuning with `fairness_penalty`."""
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from relu_budget import cli, data, fairness, models, train
+from relu_budget.fairness import (
+    AuditError,
+    GroupLossPenalty,
+    MetricFrame,
+    accuracy_score,
+    audit,
+    audit_markdown,
+    decision_margins,
+    log_loss_score,
+    plot_audit,
+)
+from relu_budget.models import IDENTITY, RELU, relu_sites
+from relu_budget.optimizers import autorep, snl
+
+# Three groups with different accuracies (hand-computed below).
+Y_TRUE = np.array([1, 0, 1, 1, 0, 1, 0, 0])
+Y_PRED = np.array([1, 0, 0, 1, 1, 0, 0, 1])
+GROUPS = np.array(["a", "a", "a", "b", "b", "b", "c", "c"])
+# a: 2/3 correct, b: 1/3, c: 1/2, overall 4/8.
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ---------------------------------------------------------------------------------------------
+# MetricFrame
+# ---------------------------------------------------------------------------------------------
+
+def test_metricframe_single_metric_matches_hand_computed_values():
+    mf = MetricFrame(metrics=accuracy_score, y_true=Y_TRUE, y_pred=Y_PRED, sensitive_features=GROUPS)
+    assert mf.overall == pytest.approx(0.5)
+    assert mf.by_group == pytest.approx({"a": 2 / 3, "b": 1 / 3, "c": 0.5})
+    assert list(mf.by_group) == ["a", "b", "c"]                   # groups sorted, as fairlearn
+    assert mf.group_min() == pytest.approx(1 / 3)
+    assert mf.group_max() == pytest.approx(2 / 3)
+    assert mf.argmin() == "b" and mf.argmax() == "a"
+    assert mf.difference() == pytest.approx(1 / 3)                # between_groups: max − min
+    assert mf.difference(method="to_overall") == pytest.approx(1 / 6)   # max |group − overall|
+    assert mf.ratio() == pytest.approx(0.5)                       # min / max
+    # to_overall: min over groups of min(g/o, o/g) = min(3/4, 2/3, 1)
+    assert mf.ratio(method="to_overall") == pytest.approx(2 / 3)
+    assert mf.group_counts == {"a": 3, "b": 3, "c": 2}
+    with pytest.raises(AuditError, match="between_groups"):
+        mf.difference(method="largest")
+    d = mf.to_dict()
+    assert d["difference"] == pytest.approx(1 / 3) and d["ratio_to_overall"] == pytest.approx(2 / 3)
+    json.dumps(d)
+
+
+def test_metricframe_dict_of_metrics_and_sample_params():
+    def weighted_acc(y, p, sample_weight):
+        return float(np.sum(sample_weight * (y == p)) / np.sum(sample_weight))
+
+    def error_rate(y, p):
+        return 1.0 - accuracy_score(y, p)
+
+    w = np.array([1, 1, 2, 1, 1, 1, 3, 1], dtype=float)
+    mf = MetricFrame(metrics={"acc": accuracy_score, "err": error_rate, "wacc": weighted_acc}, y_true=Y_TRUE,
+                     y_pred=Y_PRED, sensitive_features=GROUPS, sample_params={"wacc": {"sample_weight": w}})
+    assert mf.overall == pytest.approx({"acc": 0.5, "err": 0.5, "wacc": 6 / 11})
+    assert mf.by_group["err"] == pytest.approx({"a": 1 / 3, "b": 2 / 3, "c": 0.5})
+    # weighted: a (1+1)/(1+1+2) = 1/2, b 1/3, c 3/4
+    assert mf.by_group["wacc"] == pytest.approx({"a": 0.5, "b": 1 / 3, "c": 0.75})
+    assert mf.group_max() == pytest.approx({"acc": 2 / 3, "err": 2 / 3, "wacc": 0.75})
+    assert mf.difference()["wacc"] == pytest.approx(0.75 - 1 / 3)
+    assert mf.ratio()["err"] == pytest.approx(0.5)
+
+
+def test_metricframe_ratio_with_zero_and_validation():
+    y = np.array([1, 1, 0, 0])
+    p = np.array([0, 0, 0, 0])
+    g = np.array([0, 0, 1, 1])
+    mf = MetricFrame(metrics=accuracy_score, y_true=y, y_pred=p, sensitive_features=g)
+    assert mf.by_group == {0: 0.0, 1: 1.0}
+    assert mf.ratio() == 0.0
+    zero = MetricFrame(metrics=accuracy_score, y_true=y[:2], y_pred=p[:2], sensitive_features=g[:2])
+    assert math.isnan(zero.ratio())                                 # 0/0
+    with pytest.raises(AuditError, match="differ in length"):
+        MetricFrame(metrics=accuracy_score, y_true=y, y_pred=p[:3], sensitive_features=g)
+    with pytest.raises(AuditError, match="1-D"):
+        MetricFrame(metrics=accuracy_score, y_true=y, y_pred=p, sensitive_features=g.reshape(2, 2))
+    with pytest.raises(AuditError, match="callable"):
+        MetricFrame(metrics={}, y_true=y, y_pred=p, sensitive_features=g)
+
+
+def test_margins_and_log_loss_by_hand():
+    probs = np.array([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4], [0.1, 0.85, 0.05]])
+    np.testing.assert_allclose(decision_margins(probs), [0.5, 0.1, 0.75])
+    assert log_loss_score([0, 2, 0], probs) == pytest.approx(-(math.log(0.7) + math.log(0.4) + math.log(0.1)) / 3)
+    assert accuracy_score([0, 2, 0], probs) == pytest.approx(2 / 3)   # argmax of probabilities
+
+
+# ---------------------------------------------------------------------------------------------
+# Audit of a tiny sweep
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def splits():
+    return data.synthetic(n_train=192, n_val=96, n_test=96, seed=1)
+
+
+def tiny():
+    return models.build("resnet18", widths=(4, 8), blocks=(1, 1), strides=(1, 2), num_classes=4)
+
+
+@pytest.fixture(scope="module")
+def teacher(splits):
+    train.seed_everything(0)
+    m = tiny()
+    train.fit(m, splits, train.TrainConfig(epochs=3, lr=0.01, optimizer="adam", batch_size=32, progress=False))
+    return m.eval()
+
+
+def linearized(model, fraction, splits):
+    """A copy with the first `fraction` of every layer's sites (flat order) as identity."""
+    m = copy.deepcopy(model)
+    for name, row in zip([n for n, _ in relu_sites(m)], models.count_relu_sites(m, splits.input_shape)):
+        k = torch.full((row["sites"],), RELU, dtype=torch.int8)
+        k[: int(fraction * row["sites"])] = IDENTITY
+        dict(relu_sites(m))[name].set_kinds(k.reshape(row["shape"]))
+    return m
+
+
+def test_audit_of_a_sweep_against_the_reference(teacher, splits, tmp_path):
+    x, y = splits.test
+    total = sum(r["sites"] for r in models.count_relu_sites(teacher, splits.input_shape))
+    entries = [{"model": teacher, "reference": "t", "label": "same", "series": "copy", "relus": total}]
+    for f in (0.5, 0.9):
+        entries.append({"model": linearized(teacher, f, splits), "reference": "t", "label": f"lin{f}",
+                        "series": "lin", "relus": total - int(f * total)})
+    doc = audit(entries, {"t": {"model": teacher, "label": "teacher", "relus": total}}, x, y.numpy(),
+                meta={"dataset": "synthetic", "split": "test"})
+    fairness.validate_audit(doc)
+    assert doc["groups"]["source"] == "classes" and sorted(doc["groups"]["names"]) == ["0", "1", "2", "3"]
+    assert sum(doc["groups"]["counts"].values()) == len(y) == doc["n"]
+    ref = doc["references"][0]["metrics"]
+    # The reference's per-group accuracy, by hand.
+    pred = teacher(x).argmax(1).numpy()
+    for c in range(4):
+        assert ref["accuracy"]["by_group"][str(c)] == pytest.approx(float(np.mean(pred[y.numpy() == c] == c)))
+    same = next(r for r in doc["runs"] if r["label"] == "same")
+    assert same["drop"]["worst"] == pytest.approx(0.0) and same["drop"]["overall"] == pytest.approx(0.0)
+    for r in doc["runs"]:
+        acc = r["metrics"]["accuracy"]["by_group"]
+        drops = {g: ref["accuracy"]["by_group"][g] - acc[g] for g in acc}
+        assert r["drop"]["by_group"] == pytest.approx(drops)
+        assert r["drop"]["worst"] == pytest.approx(max(drops.values()))
+        assert r["drop"]["by_group"][r["drop"]["worst_group"]] == pytest.approx(r["drop"]["worst"])
+        assert r["metrics"]["accuracy"]["difference"] == pytest.approx(max(acc.values()) - min(acc.values()))
+        assert 0 <= r["metrics"]["margin"]["overall"] <= 1
+    json.dumps(doc)
+    md = audit_markdown(doc)
+    assert "worst-group drop" in md and "lin0.9" in md and "Per-group mean decision margin" in md
+    plot_audit(doc, tmp_path / "audit.png")
+    assert (tmp_path / "audit.png").stat().st_size > 10_000
+
+
+def test_audit_with_user_groups_and_bad_groups(teacher, splits):
+    x, y = splits.test
+    groups = (y.numpy() >= 2).astype(np.int64)            # two groups: classes 0–1 and 2–3
+    doc = audit([{"model": linearized(teacher, 0.5, splits), "reference": "t", "label": "lin"}],
+                {"t": {"model": teacher}}, x, y.numpy(), groups, group_names={"0": "low", "1": "high"})
+    assert doc["groups"]["source"] == "file" and doc["groups"]["names"] == {"0": "low", "1": "high"}
+    assert doc["groups"]["counts"] == {"0": int((groups == 0).sum()), "1": int((groups == 1).sum())}
+    with pytest.raises(AuditError, match="one label per example"):
+        audit([], {"t": {"model": teacher}}, x, y.numpy(), groups[:5])
+    with pytest.raises(AuditError, match="unknown reference"):
+        audit([{"model": teacher, "reference": "nope", "label": "x"}], {"t": {"model": teacher}}, x, y.numpy())
+
+
+def test_relu_budget_audit_command_on_a_synthetic_sweep(tmp_path, capsys):
+    common = ["--arch", "resnet-small", "--dataset", "synthetic", "--epochs", "1", "--finetune-epochs", "1",
+              "--no-progress", "--model-set", "widths=4,8", "--model-set", "blocks=1,1", "--model-set",
+              "strides=1,2", "--batch-size", "64"]
+    assert cli.main(["optimize", "--method", "snl", "--budget", "0.5", "--out", str(tmp_path / "sweep" / "b50"),
+                     "--pretrain-epochs", "2", *common]) == 0
+    teacher_pt = str(tmp_path / "sweep" / "b50" / "teacher.pt")
+    assert cli.main(["optimize", "--method", "snl", "--budget", "0.2", "--out", str(tmp_path / "sweep" / "b20"),
+                     "--teacher", teacher_pt, "--fairness-penalty", "--dual-lr", "0.5", *common]) == 0
+    m = json.loads((tmp_path / "sweep" / "b20" / "metrics.json").read_text())
+    assert m["config"]["fairness_penalty"] is True and m["config"]["dual_lr"] == 0.5
+    assert any("fair_gamma" in h for h in m["history"] if h["phase"] == "snl_finetune")
+    np.save(tmp_path / "groups.npy", np.arange(128) % 2)
+    out = tmp_path / "audit"
+    assert cli.main(["audit", str(tmp_path / "sweep"), "--out", str(out)]) == 0
+    doc = json.loads((out / "audit.json").read_text())
+    assert [(r["series"], r["budget_sites"]) for r in doc["runs"]] == [("snl", 288), ("snl +fairness", 115)]
+    assert len(doc["references"]) == 1                    # both runs share the teacher
+    assert (out / "audit.md").read_text().startswith("# Fairness audit")
+    assert (out / "audit.png").stat().st_size > 10_000
+    assert cli.main(["audit", str(tmp_path / "sweep" / "b20"), "--groups", str(tmp_path / "groups.npy"),
+                     "--group-names", "even,odd"]) == 0
+    assert "even" in capsys.readouterr().out
+    np.save(tmp_path / "short.npy", np.zeros(3, dtype=np.int64))
+    assert cli.main(["audit", str(tmp_path / "sweep"), "--groups", str(tmp_path / "short.npy")]) == 2
+    assert "one label per example" in capsys.readouterr().err
+
+
+def test_fairness_flags_are_validated(tmp_path, capsys):
+    base = ["optimize", "--dataset", "synthetic", "--budget", "0.5", "--out", str(tmp_path / "x"), "--no-progress"]
+    assert cli.main([*base, "--method", "snl", "--dual-lr", "0.5"]) == 2
+    assert "need --fairness-penalty" in capsys.readouterr().err
+    assert cli.main([*base, "--method", "deepreduce", "--fairness-penalty"]) == 2
+    assert "not deepreduce" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Mitigation
+# ---------------------------------------------------------------------------------------------
+
+def weight_grads(model, loss):
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
+
+
+def test_penalty_gradient_reaches_the_weights(teacher, splits):
+    x, y = splits.train[0][:64], splits.train[1][:64]
+    model = copy.deepcopy(teacher).train()
+    pen = GroupLossPenalty(4, gamma_init=1.0)
+    plain = weight_grads(model, F.cross_entropy(model(x), y))
+    logits = model(x)
+    term = pen(model, logits, y)
+    assert term.requires_grad and term.item() > 0
+    with_pen = weight_grads(model, F.cross_entropy(logits, y) + term)
+    assert len(plain) == len(with_pen) == len(list(model.parameters()))
+    diff = max((a - b).abs().max().item() for a, b in zip(plain, with_pen))
+    assert diff > 1e-6, "the penalty did not change the weights' gradients"
+    # The published code's bug, for contrast: a detached penalty changes nothing.
+    logits = model(x)
+    detached = weight_grads(model, F.cross_entropy(logits, y) + pen(model, logits, y).detach())
+    assert max((a - b).abs().max().item() for a, b in zip(plain, detached)) < 1e-6
+    # γ = 0 (the start of dual ascent): the penalty is there but weightless.
+    zero = GroupLossPenalty(4)
+    assert zero(model, model(x), y).item() == 0.0
+
+
+def test_penalty_value_and_dual_ascent_by_hand():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [3.0, 0.0]], requires_grad=True)
+    y = torch.tensor([0, 1, 0, 1])
+    ce = F.cross_entropy(logits, y, reduction="none").detach()
+    mean = ce.mean()
+    l0, l1 = ce[[0, 2]].mean(), ce[[1, 3]].mean()
+    pen = GroupLossPenalty(2, dual_lr=0.5, tolerance=0.1, gamma_init=0.0)
+    pen.state["fairness_gamma"] = [2.0, 0.5]
+    value = pen(torch.nn.Linear(1, 1), logits, y)
+    assert value.item() == pytest.approx(2.0 * abs(l0 - mean).item() + 0.5 * abs(l1 - mean).item(), rel=1e-6)
+    info = pen.dual_step()
+    gap0, gap1 = abs(l0 - mean).item(), abs(l1 - mean).item()
+    assert info["gap"] == pytest.approx([gap0, gap1], rel=1e-6)
+    assert pen.state["fairness_gamma"] == pytest.approx([2.0 + 0.5 * (gap0 - 0.1), 0.5 + 0.5 * (gap1 - 0.1)], rel=1e-6)
+    # A tolerance above the gaps lowers γ, never below zero.
+    pen2 = GroupLossPenalty(2, dual_lr=10.0, tolerance=100.0, gamma_init=1.0)
+    pen2(torch.nn.Linear(1, 1), logits, y)
+    assert pen2.dual_step()["gamma"] == [0.0, 0.0]
+    # group_of_class maps classes to groups (e.g. majority / minority).
+    pen3 = GroupLossPenalty(2, group_of_class=[0, 0, 1], gamma_init=1.0)
+    assert pen3.groups_of(torch.tensor([0, 1, 2])).tolist() == [0, 0, 1]
+    with pytest.raises(ValueError, match="dual_lr"):
+        GroupLossPenalty(2, dual_lr=-1)
+    with pytest.raises(TypeError, match="needs the batch"):
+        pen(torch.nn.Linear(1, 1))
+    with pytest.raises(RuntimeError, match="before any training batch"):
+        GroupLossPenalty(2).dual_step()
+
+
+def test_penalty_as_a_train_fit_hook_changes_training(splits):
+    cfg = train.TrainConfig(epochs=2, lr=0.01, optimizer="adam", batch_size=32, progress=False, seed=0)
+    weights = []
+    for use in (False, True):
+        train.seed_everything(0)
+        m = tiny()
+        pen = GroupLossPenalty(4, dual_lr=1.0, gamma_init=0.5)
+        train.fit(m, splits, cfg, extra_loss=pen if use else None, on_epoch_end=pen.on_epoch_end if use else None)
+        weights.append(torch.cat([p.detach().reshape(-1) for p in m.parameters()]))
+        if use:
+            assert len(pen.history) == 2                             # one dual step per epoch
+            assert all(g >= 0 for g in pen.state["fairness_gamma"])
+            assert pen.history[0]["gamma"] != [0.5] * 4
+    assert (weights[0] - weights[1]).abs().max().item() > 1e-5
+
+
+def test_snl_and_autorep_finetuning_with_the_penalty(teacher, splits):
+    fast = {"epochs": 1, "finetune_epochs": 2, "batch_size": 32, "lr": 1e-3, "finetune_lr": 0.01}
+    for module, cls in ((snl, snl.SNLConfig), (autorep, autorep.AutoRePConfig)):
+        plain = module.optimize(teacher, splits, 0.3, config=cls(**fast), progress=False)
+        fair = module.optimize(teacher, splits, 0.3, config=cls(**fast, fairness_penalty=True, dual_lr=2.0),
+                               progress=False)
+        ft = [h for h in fair.history if "finetune" in h["phase"]]
+        assert len(ft) == 2 and all("fair_gamma" in h and len(h["fair_gamma"]) == 4 for h in ft)
+        assert max(ft[-1]["fair_gamma"]) > 0
+        assert not any("fair_gamma" in h for h in plain.history)
+        assert fair.counts["kept"] == plain.counts["kept"]          # same budget either way
+        wp = torch.cat([p.detach().reshape(-1) for p in plain.model.parameters()])
+        wf = torch.cat([p.detach().reshape(-1) for p in fair.model.parameters()])
+        assert (wp - wf).abs().max().item() > 1e-6                  # the penalty changed fine-tuning
+
+
+def test_finetune_hooks_off_by_default():
+    assert fairness.finetune_hooks(snl.SNLConfig(), 10) == {}
+    hooks = fairness.finetune_hooks(snl.SNLConfig(fairness_penalty=True, dual_lr=0.3, tolerance=0.01), 10)
+    pen = hooks["extra_loss"]
+    assert pen.uses_batch and pen.dual_lr == 0.3 and pen.tolerance == 0.01
+    assert hooks["state"] is pen.state                               # resumed phases restore γ into it
