@@ -4,6 +4,11 @@ Every rate is elements per second over all kernel threads: keygen produces both 
 evaluation is one party's local work (for Circa: the sign step plus the select step; the two
 network rounds are not part of it). Each configuration is also checked for correctness on the
 benchmark's own data before it is timed.
+
+Input bit width n: the rows at n = 64 use activations |x| < 2^40; the rows at a narrower n (default
+40, LLAMA-style) use x uniform in [-2^(n-2), 2^(n-2)), inside every gate's precondition. Online
+bytes are reported twice: packed (each party's share of x^ in ceil(input_bits / 8) bytes, what the
+gate actually needs) and as 8-byte words (what the engine sends today).
 """
 from __future__ import annotations
 
@@ -17,12 +22,15 @@ from pi.bench.results import format_table, markdown_table, time_runs, write_resu
 NAME = "native"
 HELP = "FSS gates (relu, drelu, circa, trunc, square, mul): key bytes, keygen/eval rates, online cost"
 
-COLUMNS = [("gate", "gate", "s"), ("params", "params", "s"), ("key_bytes", "key B/elem/party", "d"),
-           ("keygen_per_s", "keygen elem/s", ",.0f"), ("eval_per_s", "eval elem/s/party", ",.0f"),
-           ("eval_ns", "eval ns/elem", ".0f"), ("online_bytes", "online B/elem", ".2f"),
-           ("rounds", "rounds", "d")]
+COLUMNS = [("gate", "gate", "s"), ("n", "n", "d"), ("params", "params", "s"),
+           ("key_bytes", "key B/elem/party", "d"), ("keygen_per_s", "keygen elem/s", ",.0f"),
+           ("eval_per_s", "eval elem/s/party", ",.0f"), ("eval_ns", "eval ns/elem", ".0f"),
+           ("input_bits", "x^ bits read", "d"), ("online_bytes", "online B/elem packed", ".2f"),
+           ("online_word_bytes", "online B/elem 8-B words", ".2f"), ("rounds", "rounds", "d")]
 
 CIRCA_KS = (32, 40, 44, 48)
+NARROW_WIDTHS = (40,)
+NARROW_CIRCA_KS = (12, 16, 20)
 TRUNC_SHIFT = 16
 
 
@@ -30,11 +38,17 @@ def configure(p) -> None:
     p.add_argument("--elements", type=int, default=1 << 18, help="elements per batch (default 2^18)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
     p.add_argument("--threads", type=int, default=0, help="kernel threads (0: the default, all cores)")
-    p.add_argument("--circa-k", default=",".join(map(str, CIRCA_KS)), help="Circa k values, comma-separated")
+    p.add_argument("--circa-k", default=",".join(map(str, CIRCA_KS)),
+                   help="Circa k values at n = 64, comma-separated")
+    p.add_argument("--widths", default=",".join(map(str, NARROW_WIDTHS)),
+                   help="input bit widths n < 64 to add rows for (relu, drelu, trunc, circa), comma-separated; "
+                        "'' for none (default 40)")
+    p.add_argument("--narrow-circa-k", default=",".join(map(str, NARROW_CIRCA_KS)),
+                   help="Circa k values at the narrower widths (m = n - k; default 12,16,20)")
     p.add_argument("--json", metavar="PATH", help="write results (and a .md twin) here")
 
 
-def _configs(circa_ks):
+def _configs(circa_ks, widths, narrow_ks):
     yield "relu", {}, None
     yield "drelu", {}, None
     yield "trunc", {"shift": TRUNC_SHIFT}, None
@@ -42,6 +56,13 @@ def _configs(circa_ks):
     yield "mul", {}, None
     for k in circa_ks:
         yield "circa", {"k": k, "mode": "poszero"}, k
+    for n in widths:
+        yield "relu", {"n": n}, None
+        yield "drelu", {"n": n}, None
+        yield "trunc", {"shift": TRUNC_SHIFT, "n": n}, None
+        for k in narrow_ks:
+            if k <= n - 3:
+                yield "circa", {"k": k, "mode": "poszero", "n": n}, k
 
 
 def _gen(gate, params, seed, r, r2, ro):
@@ -95,6 +116,11 @@ def run(args) -> int:
     if args.elements < 1:
         raise ValueError(f"--elements must be positive, got {args.elements}")
     circa_ks = [int(k) for k in str(args.circa_k).split(",") if k.strip()]
+    widths = [int(w) for w in str(args.widths).split(",") if w.strip()]
+    narrow_ks = [int(k) for k in str(args.narrow_circa_k).split(",") if k.strip()]
+    for w in widths:
+        if not 4 <= w <= 63:
+            raise ValueError(f"--widths: each n must be in [4, 63] (n = 64 is always measured), got {w}")
     n = args.elements
     old_threads = pi_native.get_num_threads()
     if args.threads:
@@ -104,12 +130,19 @@ def run(args) -> int:
         prg = pi_native.Prg(os.urandom(16))
         r, r2, ro = prg.random_u64(n), prg.random_u64(n), prg.random_u64(n)
         # Activations of moderate size (|x| < 2^40), as after a layer with 16 fractional bits.
-        x = (prg.random_u64(n) >> np.uint64(23)).view(np.int64) - np.int64(1 << 40)
-        x = x.view(np.uint64)
+        x64 = (prg.random_u64(n) >> np.uint64(23)).view(np.int64) - np.int64(1 << 40)
+        raw = prg.random_u64(n)
         y = prg.random_u64(n)
-        xh, yh = x + r, y + r2
+        yh = y + r2
         opened = (prg.random_u64(n) & np.uint64(1)).astype(np.uint8)
-        for gate, params, k in _configs(circa_ks):
+        data = {}
+        for gate, params, k in _configs(circa_ks, widths, narrow_ks):
+            width = params.get("n", 64)
+            if width not in data:
+                # n < 64: x uniform in [-2^(n-2), 2^(n-2)), inside every gate's precondition at that n
+                xw = x64 if width == 64 else (raw >> np.uint64(65 - width)).view(np.int64) - np.int64(1 << (width - 2))
+                data[width] = (xw.view(np.uint64), xw.view(np.uint64) + r)
+            x, xh = data[width]
             seed = os.urandom(16)
             keys = _gen(gate, params, seed, r, r2, ro)
             _check(gate, params, keys, x, xh, y, yh, ro)
@@ -119,30 +152,37 @@ def run(args) -> int:
             t_eval = time_runs(lambda g=gate, k0=key0: _eval(g, k0, xh, yh, opened), args.repeats)
             key0 = None  # free the batch before the next configuration
             cost = pi_native.online_cost(gate, **params)
-            label = ", ".join(f"{a}={b}" for a, b in params.items() if a != "mode")
+            label = ", ".join(f"{a}={b}" for a, b in params.items() if a not in ("mode", "n"))
             if gate == "circa":
-                label = f"k={k} (m={64 - k}), {params['mode']}"
+                label = f"k={k} (m={width - k}), {params['mode']}"
             rows.append({
-                "gate": gate, "params": label or "-", "n": 64, "k": k, "m": (64 - k) if k is not None else None,
+                "gate": gate, "params": label or "-", "n": width, "k": k,
+                "m": (width - k) if k is not None else None,
                 "mode": params.get("mode"), "shift": params.get("shift", 0),
                 "key_bytes": pi_native.key_bytes_per_element(gate, **params),
                 "keygen_per_s": n / t_gen["median_s"], "eval_per_s": n / t_eval["median_s"],
                 "eval_ns": 1e9 * t_eval["median_s"] / n,
-                "online_bytes": cost["bytes"], "rounds": cost["rounds"],
+                "input_bits": cost["input_bits"], "online_bits": cost["bits"],
+                "online_bytes": cost["bytes"], "online_word_bytes": cost["word_bytes"], "rounds": cost["rounds"],
                 "elements": n, "repeats": args.repeats, "threads": pi_native.get_num_threads(),
             })
-            print(f"  measured {gate} {label or ''}", flush=True)
+            print(f"  measured {gate} n={width} {label or ''}", flush=True)
     finally:
         pi_native.set_num_threads(old_threads)
 
     targets = _targets(rows)
     print(format_table(rows, COLUMNS))
     print("(medians; rates are elements per second over all kernel threads; evaluation is one party's work;")
-    print(" Circa's evaluation is its sign step plus its select step; online bytes count both parties)")
+    print(" Circa's evaluation is its sign step plus its select step; online bytes count both parties:")
+    print(" packed = each share of x^ in ceil(bits read / 8) bytes, 8-B words = what the engine sends today)")
     for line in targets["lines"]:
         print(line)
     if args.json:
-        md = markdown_table(rows, COLUMNS) + "\n\n" + "\n".join(f"- {line}" for line in targets["lines"])
+        notes = ["n = 64 rows: activations |x| < 2^40; n < 64 rows: x uniform in [-2^(n-2), 2^(n-2)).",
+                 "x^ bits read: low bits of each party's share of x^ the gate uses (n for drelu, n + 1 for relu, "
+                 "trunc and circa when n < 64). Online bytes count both parties: packed = ceil(bits / 8) bytes "
+                 "per share (+ 2 sign bits for circa), 8-B words = what the engine sends today."]
+        md = (markdown_table(rows, COLUMNS) + "\n\n" + "\n".join(f"- {line}" for line in notes + targets["lines"]))
         write_results(args.json, "FSS gates of pi_native (dealer model)", rows,
                       extra={"targets": {k: v for k, v in targets.items() if k != "lines"}}, markdown=md)
         print(f"wrote {args.json}")
@@ -150,7 +190,7 @@ def run(args) -> int:
 
 
 def _targets(rows) -> dict:
-    relu = next((r for r in rows if r["gate"] == "relu"), None)
+    relu = next((r for r in rows if r["gate"] == "relu" and r["n"] == 64), None)
     out = {"lines": []}
     if relu is None:
         return out
@@ -164,12 +204,25 @@ def _targets(rows) -> dict:
     for row in rows:
         if row["gate"] != "circa" or row["m"] > 24:
             continue
-        key_ratio = relu["key_bytes"] / row["key_bytes"]
-        speed_ratio = row["eval_per_s"] / relu["eval_per_s"]
+        # against the exact ReLU at the same input width
+        base = next((r for r in rows if r["gate"] == "relu" and r["n"] == row["n"] and not r["shift"]), relu)
+        key_ratio = base["key_bytes"] / row["key_bytes"]
+        speed_ratio = row["eval_per_s"] / base["eval_per_s"]
         met = key_ratio >= 3 and speed_ratio >= 2
-        out.setdefault("circa", []).append({"k": row["k"], "m": row["m"], "key_smaller_x": key_ratio,
+        out.setdefault("circa", []).append({"n": row["n"], "k": row["k"], "m": row["m"], "key_smaller_x": key_ratio,
                                             "eval_faster_x": speed_ratio, "met": met})
         out["lines"].append(
-            f"target Circa k={row['k']} (m={row['m']}) vs exact ReLU (key >= 3x smaller, eval >= 2x faster): "
-            f"key {key_ratio:.1f}x smaller, eval {speed_ratio:.1f}x faster -> {'met' if met else 'NOT met'}")
+            f"target Circa n={row['n']} k={row['k']} (m={row['m']}) vs exact ReLU at n={base['n']} "
+            f"(key >= 3x smaller, eval >= 2x faster): key {key_ratio:.1f}x smaller, eval {speed_ratio:.1f}x "
+            f"faster -> {'met' if met else 'NOT met'}")
+    for row in rows:
+        if row["gate"] == "relu" and row["n"] < 64 and not row["shift"]:
+            out.setdefault("narrow_relu", []).append({
+                "n": row["n"], "key_bytes": row["key_bytes"], "eval_per_s": row["eval_per_s"],
+                "key_smaller_x": relu["key_bytes"] / row["key_bytes"],
+                "eval_faster_x": row["eval_per_s"] / relu["eval_per_s"]})
+            out["lines"].append(
+                f"exact ReLU at n={row['n']} vs n=64: {row['key_bytes']} B "
+                f"({relu['key_bytes'] / row['key_bytes']:.2f}x smaller), "
+                f"{row['eval_per_s'] / 1e6:.2f} M eval/s ({row['eval_per_s'] / relu['eval_per_s']:.2f}x)")
     return out
