@@ -149,7 +149,7 @@ def run(args) -> int:
             key0 = keys[0]
             del keys
             t_gen = time_runs(lambda g=gate, p=params: _gen(g, p, os.urandom(16), r, r2, ro), args.repeats)
-            t_eval = time_runs(lambda g=gate, k0=key0: _eval(g, k0, xh, yh, opened), args.repeats)
+            t_eval = time_runs(lambda g=gate, k0=key0, xx=xh: _eval(g, k0, xx, yh, opened), args.repeats)
             key0 = None  # free the batch before the next configuration
             cost = pi_native.online_cost(gate, **params)
             label = ", ".join(f"{a}={b}" for a, b in params.items() if a not in ("mode", "n"))
@@ -179,9 +179,9 @@ def run(args) -> int:
         print(line)
     if args.json:
         notes = ["n = 64 rows: activations |x| < 2^40; n < 64 rows: x uniform in [-2^(n-2), 2^(n-2)).",
-                 "x^ bits read: low bits of each party's share of x^ the gate uses (n for drelu, n + 1 for relu, "
-                 "trunc and circa when n < 64). Online bytes count both parties: packed = ceil(bits / 8) bytes "
-                 "per share (+ 2 sign bits for circa), 8-B words = what the engine sends today."]
+                 ("x^ bits read: low bits of each party's share of x^ the gate uses (n for drelu, n + 1 for "
+                  "relu, trunc and circa when n < 64). Online bytes count both parties: packed = ceil(bits / 8) "
+                  "bytes per share (+ 2 sign bits for circa), 8-B words = what the engine sends today.")]
         md = (markdown_table(rows, COLUMNS) + "\n\n" + "\n".join(f"- {line}" for line in notes + targets["lines"]))
         write_results(args.json, "FSS gates of pi_native (dealer model)", rows,
                       extra={"targets": {k: v for k, v in targets.items() if k != "lines"}}, markdown=md)
