@@ -171,7 +171,25 @@ class SecureModel:
         lines.append(f"{'total':<24} {'':<11} {tot['relu']:>7} {tot['circa']:>7} {tot['poly']:>6} {tot['identity']:>7} "
                      f"{tot['macs'] / 1e6:>8.3f} {tot['online_bytes'] / 1e3:>10.1f} {tot['rounds']:>6}")
         lines.append(f"fixed point: {self.fixed_point.frac_bits} fractional bits in Z_2^64; predicted per example")
+        lines.append(f"local-truncation failure probability per example ≤ {self.truncation_failure_bound():.2e} "
+                     "(gates truncate faithfully; only identity sites and Truncate ops truncate locally)")
         return "\n".join(lines)
+
+    def truncation_failure_bound(self) -> float:
+        """Upper bound on the probability that some local truncation of one example fails: a
+        local shift of v fails with probability |v|/2^64 ≤ 2^(b−64) when |v| < 2^(b−1)
+        (b = the op's calibrated value bits, else the full 63-bit range)."""
+        from protocols.plan import Truncate
+        total = 0.0
+        for op in self.plan.ops:
+            if isinstance(op, Activation):
+                n_local = op.site_counts(self.plan.tensor(op.inputs[0]).size)["identity"]
+                s_in, s_out = self.plan.tensor(op.inputs[0]).scale, self.plan.tensor(op.output).scale
+                if s_in > s_out:
+                    total += n_local * 2.0 ** (op.value_bits - 1 - 64)
+            elif isinstance(op, Truncate):
+                total += self.plan.tensor(op.inputs[0]).size * 2.0 ** (62 - 64)
+        return min(total, 1.0)
 
     def layer_rows(self) -> list[dict]:
         """Per op: site counts by kind, MACs and predicted online bytes/rounds (per example)."""
