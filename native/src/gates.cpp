@@ -282,7 +282,7 @@ void gen_keys(const GateParams& p, const uint8_t seed[16], const uint64_t* a, co
           dcf_gen(mp, 2, alpha, bv, s0, s1, o0, o1);
           const uint64_t B01 = ro - q0 * Rt;
           const uint64_t vals[4] = {q0, B01 + G, B01, ro - Rt + q0 * Rt};  // A, B00, B01, D1
-          for (int w = 0; w < 4; ++w) put_shared(rng, o0 + D + 8 * w, o1 + D + 8 * w, vals[w]);
+          for (int j = 0; j < 4; ++j) put_shared(rng, o0 + D + 8 * j, o1 + D + 8 * j, vals[j]);
           break;
         }
         case Gate::Drelu: {
@@ -316,7 +316,7 @@ void gen_keys(const GateParams& p, const uint8_t seed[16], const uint64_t* a, co
           C[2] = ro - R + Q + R * rd - Q * rd;
           C[3] = ro - R + R * rd;
           put_shared(rng, o0 + D + 8, o1 + D + 8, rd);
-          for (int w = 0; w < 4; ++w) put_shared(rng, o0 + D + 16 + 8 * w, o1 + D + 16 + 8 * w, C[w]);
+          for (int j = 0; j < 4; ++j) put_shared(rng, o0 + D + 16 + 8 * j, o1 + D + 16 + 8 * j, C[j]);
           break;
         }
         case Gate::Trunc: {
@@ -471,7 +471,7 @@ void eval_circa_select(const KeyView& kv, const uint64_t* xhat, const uint8_t* o
   parallel_for(static_cast<size_t>(kv.count), 4 * kGrain, [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
       // trunc's expression on the w-bit ring. For n = 64, s = 0 it is xhat and the wrap term 2^64
-      // vanishes: C_{d,0} and C_{d,1} share the same value, and p1 = 0 is used (as in version 1).
+      // vanishes: C_{d,0} and C_{d,1} share the same value, and p1 = 0 is used (as before n existed).
       const uint64_t z = (xhat[i] + O) & wmask;
       const uint64_t p1 = w - s >= 64 ? 0 : (z >> (w - 1)) & 1;
       const uint64_t Hp = (z >> s) - K;
