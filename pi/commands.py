@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--circa-k", type=int)
     p.add_argument("--circa-mode", default="poszero", choices=["poszero", "negpass"])
     p.add_argument("--frac-bits", type=int)
+    p.add_argument("--calibration", help=".npy batch of representative inputs (normalized); 'samples' uses "
+                   "the embedded samples. Bounds activations (x64 margin) so gates use fewer bits")
     p.add_argument("--output", default="logits", choices=["logits", "label"],
                    help="what the client learns: the logits, or only the predicted label")
     p.set_defaults(func=cmd_compile)
@@ -61,8 +63,14 @@ def cmd_compile(args) -> int:
         from relu_budget.train import load_checkpoint
         model, meta = load_checkpoint(args.checkpoint)
         example = torch.zeros(1, model.config.in_channels, 28, 28)
+    calibration = None
+    if args.calibration == "samples":
+        calibration = load_samples().inputs
+    elif args.calibration:
+        calibration = torch.from_numpy(np.load(args.calibration, allow_pickle=False)).float()
     sm = pi.compile(model, example, policy=args.policy, relu=args.relu, circa_k=args.circa_k,
-                    circa_mode=args.circa_mode, frac_bits=args.frac_bits, output=args.output)
+                    circa_mode=args.circa_mode, frac_bits=args.frac_bits, output=args.output,
+                    calibration=calibration)
     sm.plan.meta.update({"dataset": meta.get("dataset"), "arch": meta.get("arch")})
     sm.save(args.out)
     print(sm.summary())

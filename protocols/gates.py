@@ -31,14 +31,23 @@ class GateSpec:
         if self.kind == "circa" and self.k is None:
             raise ValueError("a Circa gate needs k")
 
+    @property
+    def n(self) -> int:
+        """Input bit width of the gate: values satisfy −2^(n−1) ≤ x < 2^(n−1) (docs/fss.md);
+        Circa additionally needs 2^k of margin at the ends, so k ≤ n − 2."""
+        n = min(64, self.bits)
+        if self.kind == "circa":
+            n = max(n, self.k + 2)
+        return n
+
     def params(self) -> dict:
         if self.kind == "relu":
-            return {"shift": self.shift}
+            return {"shift": self.shift, "n": self.n}
         if self.kind == "circa":
-            return {"k": self.k, "mode": self.mode, "shift": self.shift}
+            return {"k": self.k, "mode": self.mode, "shift": self.shift, "n": self.n}
         if self.kind == "trunc":
-            return {"shift": self.shift}
-        return {}
+            return {"shift": self.shift, "n": self.n}
+        return {"n": self.n}
 
 
 def _u64(a) -> np.ndarray:
