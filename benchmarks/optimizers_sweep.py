@@ -78,8 +78,10 @@ def method_settings(method: str, args, shared_state: Path, criticality: dict | N
     """Per-method settings beyond the shared training budget (documented in docs/optimizers.md)."""
     s: dict = {}
     if method in ("snl", "deepreshape", "circa"):
-        # Masks must be able to close within `epochs`: α moves ≈ lr per Adam step.
-        s.update(alpha_lr=0.01 if not args.tiny else 0.05, lam_warmup_epochs=1)
+        # Masks must be able to close within `epochs`: α moves ≈ lr per Adam step (≈ 240 steps
+        # here). Sanity run (SNL, 5 %, 4 000 images, 3 epochs): alpha_lr 0.02 and λ 1e-4 closed
+        # 70 % of the masks and reached 82.1 % val; λ 1e-5 closed 2 % (74.0 %).
+        s.update(alpha_lr=0.02 if not args.tiny else 0.05, lam=1e-4, lam_warmup_epochs=1)
     if method == "autorep":
         s.update(alpha_lr=0.01 if not args.tiny else 0.05)
     if method == "deepreduce":
@@ -87,7 +89,7 @@ def method_settings(method: str, args, shared_state: Path, criticality: dict | N
     if method == "deepreshape":
         s.update(criticality=criticality, pretrain_epochs=args.pretrain_epochs)
     if method == "circa":
-        s.update(base="given", k_choices=(12, 16, 18, 20, 22), tolerance=0.005,
+        s.update(base="given", k_choices=(12, 16, 18, 20, 22), accuracy_tolerance=0.005,
                  k_search_samples=500 if not args.tiny else 64, sim_repeats=1)
     return s
 

@@ -20,8 +20,8 @@ per layer). `AllocationResult.exact` says which case applied.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -8,12 +8,12 @@ simulated in the forward pass (relu_budget.circa_sim has the fault law).
    sites and every option (k, mode) from `k_choices` × modes, only that layer's kept sites
    become Circa(k, mode); the accuracy drop with simulated faults (averaged over
    `sim_repeats` seeded draws, paired on the same examples) is recorded. Larger k for a layer
-   are skipped once its drop exceeds 4 × tolerance.
+   are skipped once its drop exceeds 4 × accuracy_tolerance.
 3. Per-layer k: a multiple-choice knapsack (`allocation.allocate`) picks one option per layer
    (exact ReLU is always an option) maximizing the predicted saving in `saving_objective`
    units (cost model: kept sites × (cost of a ReLU − cost of Circa(k))) subject to Σ drops ≤
-   tolerance. Drops are not exactly additive: the combined network is measured, and the
-   tolerance is halved and the allocation redone (up to `tolerance_retries` times) while the
+   accuracy_tolerance. Drops are not exactly additive: the combined network is measured, and
+   the tolerance is halved and the allocation redone (up to `tolerance_retries` times) while the
    combined drop exceeds it.
 4. Circa-aware fine-tuning: the faults are drawn in every training forward pass; model
    selection uses the validation accuracy with (seeded) faults.
@@ -62,7 +62,7 @@ class CircaConfig(snl.SNLConfig):
     base: str = "snl"                    # "snl" or "given"
     k_choices: tuple = (8, 12, 16, 18, 20, 22)
     mode: str = "poszero"                # "poszero", "negpass" or "auto" (both, per layer)
-    tolerance: float = 0.005             # allowed validation accuracy drop from the faults
+    accuracy_tolerance: float = 0.005    # allowed validation accuracy drop from the faults
     tolerance_retries: int = 4
     frac_bits: int = 12
     scale_bits: int | None = None        # scale of the gate input (default 2·frac_bits)
@@ -138,14 +138,14 @@ def select_k(model: nn.Module, splits, config: CircaConfig, shape) -> dict:
                 _restore(sites[n], old)
                 drop = max(0.0, acc0 - acc)
                 opts.append({"option": (k, mode), "drop": drop})
-                if drop > 4 * config.tolerance:
+                if drop > 4 * config.accuracy_tolerance:
                     break
         table[n] = opts
     costs = [[math.ceil(o["drop"] / DROP_UNIT - 1e-9) for o in table[n]] for n in layers]
     values = [[0.0 if o["option"] is None else
                rows[n]["relu"] * (relu_cost - cm.site_value("circa", config.saving_objective, o["option"][0]))
                for o in table[n]] for n in layers]
-    tol = config.tolerance
+    tol = config.accuracy_tolerance
     attempts = []
     choice = [0] * len(layers)
     for attempt in range(config.tolerance_retries + 1):
@@ -154,7 +154,7 @@ def select_k(model: nn.Module, splits, config: CircaConfig, shape) -> dict:
         combined = acc0 - _accuracy(model, loader, config)
         attempts.append({"tolerance": tol, "combined_drop": combined,
                          "choice": {n: table[n][c]["option"] for n, c in zip(layers, choice)}})
-        if combined <= config.tolerance or attempt == config.tolerance_retries:
+        if combined <= config.accuracy_tolerance or attempt == config.tolerance_retries:
             break
         for n, old in olds.items():
             _restore(sites[n], old)

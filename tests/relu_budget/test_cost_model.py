@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from relu_budget import models
-from relu_budget.cost_model import (PROFILES, CostModel, CostModelError, NetworkProfile, default_circa,
-                                    get_profile)
+from relu_budget.cost_model import (
+    PROFILES,
+    CostModel,
+    CostModelError,
+    NetworkProfile,
+    default_circa,
+    get_profile,
+)
 from relu_budget.models import IDENTITY, RELU, relu_sites
 
 SHAPE = (1, 12, 12)

@@ -235,7 +235,7 @@ def test_deepreshape_allocates_widths_then_snl(splits, teacher, tmp_path):
 
 def test_circa_aware_finetuning(splits, teacher, tmp_path):
     cfg = circa.CircaConfig(**FAST, alpha_lr=0.05, lam=1e-3, lam_warmup_epochs=1, k_choices=(8, 16, 22),
-                            tolerance=0.02, k_search_samples=64, sim_repeats=1)
+                            accuracy_tolerance=0.02, k_search_samples=64, sim_repeats=1)
     res = circa.optimize(teacher, splits, 400, cfg, progress=False)
     shape = splits.input_shape
     assert kept(res.model, shape) == 400
