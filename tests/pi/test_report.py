@@ -1,0 +1,183 @@
+"""`pi report`: every section is present with or without inputs (missing inputs say what to run,
+never crash), the numbers come from the inputs, and the HTML renders in headless Chromium to a
+page that is not blank. The Chromium test is skipped, with the reason, when the binary is
+absent (.ci/run installs Debian's `chromium`)."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pi import report
+from pi.cli import main as pi_main
+from relu_budget import cli as rb_cli
+
+SECTION_IDS = [s[0] for s in report.SECTIONS]
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p),
+                None)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class _Ids(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids, self.h2, self.imgs, self._in_h2 = set(), [], [], False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "h2":
+            self._in_h2 = True
+            self.h2.append("")
+        if tag == "img":
+            self.imgs.append(a.get("src", ""))
+
+    def handle_endtag(self, tag):
+        if tag == "h2":
+            self._in_h2 = False
+
+    def handle_data(self, data):
+        if self._in_h2:
+            self.h2[-1] += data
+
+
+def parse(html_text: str) -> _Ids:
+    p = _Ids()
+    p.feed(html_text)
+    return p
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A tiny real sweep (two SNL runs, one with the fairness penalty), its audit, and a
+    results directory holding the committed native.json and gemm.json."""
+    d = tmp_path_factory.mktemp("report_inputs")
+    common = ["--arch", "resnet-small", "--dataset", "synthetic", "--epochs", "1", "--finetune-epochs", "1",
+              "--no-progress", "--model-set", "widths=4,8", "--model-set", "blocks=1,1", "--model-set",
+              "strides=1,2", "--batch-size", "64"]
+    assert rb_cli.main(["optimize", "--method", "snl", "--budget", "0.6", "--out", str(d / "runs" / "a"),
+                        "--pretrain-epochs", "2", *common]) == 0
+    assert rb_cli.main(["optimize", "--method", "snl", "--budget", "0.4", "--out", str(d / "runs" / "b"),
+                        "--teacher", str(d / "runs" / "a" / "teacher.pt"), "--fairness-penalty", *common]) == 0
+    assert rb_cli.main(["audit", str(d / "runs"), "--out", str(d / "audit")]) == 0
+    res = d / "results"
+    res.mkdir()
+    for name in ("native.json", "gemm.json"):
+        if (RESULTS / name).is_file():
+            shutil.copy(RESULTS / name, res / name)
+    return d
+
+
+@pytest.fixture(scope="module")
+def built(inputs, tmp_path_factory):
+    """The report of the tiny inputs, with the report's own (small) measurements."""
+    opts = report.ReportOptions(runs=[str(inputs / "runs")], audits=[str(inputs / "audit")],
+                                results_dir=str(inputs / "results"), circa_images=32, circa_elements=20_000,
+                                command="pi report --out test")
+    doc, sections = report.build_report(opts, log=lambda *_: None)
+    paths = report.write_report(doc, sections, tmp_path_factory.mktemp("report") / "report.html")
+    return doc, sections, paths
+
+
+def test_missing_inputs_give_sections_that_say_what_to_run(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert pi_main(["report", "--out", str(tmp_path / "r"), "--results-dir", str(empty), "--no-measure"]) == 0
+    html_text = (tmp_path / "r" / "report.html").read_text()
+    p = parse(html_text)
+    assert set(SECTION_IDS) <= p.ids
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert list(doc["sections"]) == SECTION_IDS
+    st = {k: v["status"] for k, v in doc["sections"].items()}
+    assert st["pareto"] == st["fairness"] == st["layers"] == st["network"] == "missing"
+    assert st["circa"] == "partial"                      # the analytic law is always there
+    assert any("relu-budget audit" in t for t in doc["sections"]["fairness"]["todo"])
+    assert any("relu-budget optimize" in t for t in doc["sections"]["pareto"]["todo"])
+    assert any("pi bench model" in t for t in doc["sections"]["network"]["todo"])
+    assert "To fill this section, run:" in html_text
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert all(f'<a id="{i}"></a>' in md for i in SECTION_IDS)
+    # The law in the JSON: 2^k / (σ·√(8π)).
+    law = {r["k"]: r["sigma_2^24"] for r in doc["sections"]["circa"]["data"]["law"]}
+    assert law[16] == pytest.approx(2 ** 16 / (2 ** 24 * np.sqrt(8 * np.pi)))
+
+
+def test_report_numbers_come_from_the_inputs(inputs, built):
+    doc, sections, (html_path, md_path, json_path) = built
+    secs = doc["sections"]
+    assert [s.id for s in sections] == SECTION_IDS
+    runs = {Path(r["run"]).name: r for r in secs["pareto"]["data"]["runs"]}
+    for name in ("a", "b"):
+        m = json.loads((inputs / "runs" / name / "metrics.json").read_text())
+        assert runs[name]["relus"] == m["relus"] and runs[name]["test_accuracy"] == m["test"]["accuracy"]
+        assert runs[name]["measured_online_s"] > 0           # the report ran it (model.pt present)
+    assert runs["b"]["method"] == "snl +fairness"
+    audit = json.loads((inputs / "audit" / "audit.json").read_text())
+    summary = secs["fairness"]["data"]["audits"][0]["summary"]
+    assert sorted(r["worst_drop"] for r in summary) == sorted(r["drop"]["worst"] for r in audit["runs"])
+    faults = secs["circa"]["data"]["native_faults"]
+    assert [r["k"] for r in faults] == list(report.CIRCA_KS)
+    for r in faults:       # measured rate vs the law averaged over the Gaussian exactly (4 sd)
+        p = r["gaussian"]
+        assert abs(r["rate"] - p) <= 4 * np.sqrt(p * (1 - p) / r["n"]) + 1e-4, r
+        if 2 ** r["k"] <= 2 ** r["sigma_log2"] / 16:        # where the approximate law holds (2^k ≪ σ)
+            assert r["law"] == pytest.approx(p, rel=0.05)
+    layers = secs["layers"]["data"]
+    assert layers["run"]["online_bytes"] > 0 and layers["rows"]
+    relu_rows = [r for r in layers["rows"] if r["kind"] == "relu"]
+    assert sum(r["relu_sites"] for r in relu_rows) == 14592     # the embedded resnet-small
+    assert all(r["online_bytes"] > 0 for r in relu_rows)
+    net = secs["network"]["data"]["rows"][0]
+    assert net["wan_online_s"] > net["lan_online_s"] > net["online_s"]
+    cmds = [c["command"] for c in secs["reproduce"]["data"]["commands"]]
+    assert "pi report --out test" in cmds and any(c.startswith("relu-budget audit") for c in cmds)
+    assert any("--fairness-penalty" in c for c in cmds)
+    assert json.loads(json_path.read_text())["format"] == report.REPORT_FORMAT
+    md = md_path.read_text()
+    for s in sections:
+        for name, _c, _png in s.figures:
+            assert f"report-{name}.png" in md and (html_path.parent / f"report-{name}.png").is_file()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (Debian: apt-get install -y chromium); "
+                                             ".ci/run installs it")
+def test_report_renders_in_headless_chromium(built, tmp_path):
+    _doc, sections, (html_path, _md, _json) = built
+    html_text = html_path.read_text()
+    p = parse(html_text)
+    assert set(SECTION_IDS) <= p.ids
+    assert p.h2 == [s.title + s.status for s in sections]     # heading text + its status badge
+    assert p.imgs and all(src.startswith("data:image/png;base64,") for src in p.imgs)   # self-contained
+    assert not re.search(r'(src|href)="(https?:)?//', html_text)
+    shot = tmp_path / "shot.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,4000"]
+    url = html_path.resolve().as_uri()
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", url], check=True, capture_output=True, timeout=180)
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], check=True, capture_output=True, timeout=180,
+                         text=True).stdout
+    rendered = parse(dom)
+    assert set(SECTION_IDS) <= rendered.ids                 # the browser parsed every section
+    import matplotlib.image as mpimg
+    img = mpimg.imread(shot)
+    assert img.shape[0] >= 1000 and img.shape[1] >= 1000
+    gray = img[..., :3].mean(axis=2)
+    assert gray.std() > 0.05, "the screenshot is (nearly) blank"
+    # Plots drew: the region of the first figure is far from uniform.
+    assert (np.abs(np.diff(gray, axis=1)) > 0.2).mean() > 0.001
