@@ -159,8 +159,13 @@ class CostModel:
     def load(cls, results_dir: str | Path | None = None, profile: str | NetworkProfile = "lan",
              bits: int = RING_BITS) -> CostModel:
         """Defaults overridden by measured rows found in `results_dir` (default:
-        benchmarks/results of this checkout). A missing directory means defaults only."""
-        model = cls(profile=get_profile(profile))
+        benchmarks/results of this checkout). A missing directory means defaults only.
+        `bits`: the activations' bit width (64: the whole ring, conservative; the engine may
+        calibrate a smaller one): gate rows with n = bits are preferred, and a Circa site with
+        k dropped bits is priced at m = bits − k."""
+        if not 2 <= bits <= RING_BITS:
+            raise CostModelError(f"bits must be in 2..{RING_BITS}, got {bits}")
+        model = cls(profile=get_profile(profile), value_bits=bits)
         d = Path(results_dir) if results_dir is not None else DEFAULT_RESULTS_DIR
         if not d.is_dir():
             if results_dir is not None:
