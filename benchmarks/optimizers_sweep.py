@@ -12,7 +12,8 @@ Per-method notes (docs/optimizers.md has the details):
   once and shared with deepreshape; each trained candidate gets epochs + finetune-epochs;
   candidates are shared across budgets (the frontier does not depend on the budget).
 - deepreshape: the reshaped network is trained from scratch for `--pretrain-epochs`
-  (the same as the teacher's), then SNL (epochs + finetune-epochs).
+  (the same as the teacher's; shared by the budgets that allocate the same widths), then
+  SNL (epochs + finetune-epochs).
 - circa: starts from the SNL result at the same budget, picks k per layer under a 0.5 %
   tolerance, then `--finetune-epochs` of fault-aware fine-tuning (so SNL's budget plus that).
 
@@ -22,11 +23,14 @@ resumable: finished runs are skipped, unfinished phases continue from their chec
 Results: OUT/results.json, OUT/results.md and OUT/pareto.png.
 
 Suggested settings for 2 shared CPU cores (measured: ≈1.5–2 s per batch of 128 for the
-quarter-width ResNet-18 with distillation, one thread, under load, i.e. ≈ 1.5 min per epoch of
-10 000 images, ≈ 45 s to evaluate validation + test): the defaults below, `--train-subset 10000
---pretrain-epochs 15 --epochs 3 --finetune-epochs 2 --criticality-epochs 1`, are ≈ 190
-subset-epochs in all (teacher 15, criticality 5, SNL 30, AutoReP 30, DeepReShape 42,
-DeepReDuce ≈ 12 candidates × 5 = 60, Circa 12 plus its k search), about 4–5 hours.
+quarter-width ResNet-18 with distillation, one thread, machine under load, i.e. ≈ 1.5 min
+per epoch of 10 000 images, ≈ 45 s to evaluate validation + test): the defaults below,
+`--train-subset 10000 --pretrain-epochs 15 --epochs 3 --finetune-epochs 2
+--criticality-epochs 1`, are ≈ 240 subset-epochs in all (teacher 15, criticality 5, SNL 30,
+AutoReP 30, DeepReShape ≈ 4 distinct width allocations × 15 + 30, DeepReDuce ≈ 12
+candidates × 5 = 60, Circa 12 plus its k search on 500 images) plus ≈ 45 evaluations:
+≈ 6 h at the loaded rate, ≈ 3 h if the machine is otherwise idle. `--methods` and
+`--budgets` split it over several sessions (finished runs are skipped).
 """
 from __future__ import annotations
 
@@ -87,7 +91,7 @@ def method_settings(method: str, args, shared_state: Path, criticality: dict | N
     if method == "deepreduce":
         s.update(criticality=criticality, max_candidates=2, checkpoint_dir=str(shared_state))
     if method == "deepreshape":
-        s.update(criticality=criticality, pretrain_epochs=args.pretrain_epochs)
+        s.update(criticality=criticality, pretrain_epochs=args.pretrain_epochs, pretrain_dir=str(shared_state))
     if method == "circa":
         s.update(base="given", k_choices=(12, 16, 18, 20, 22), accuracy_tolerance=0.005,
                  k_search_samples=500 if not args.tiny else 64, sim_repeats=1)

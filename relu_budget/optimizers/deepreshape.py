@@ -15,7 +15,8 @@
    when even the narrowest widths exceed the capacity (very low budgets) the narrowest
    are taken.
 3. The reshaped network (stem width unchanged) is trained from scratch with distillation
-   from the all-ReLU teacher for `pretrain_epochs`, then linearized to exactly B sites with
+   from the all-ReLU teacher for `pretrain_epochs` (cached under its widths in
+   `pretrain_dir`, so budgets that allocate the same widths share it), then linearized to exactly B sites with
    SNL (search + fine-tuning, see snl.py). B is computed on the *original* network (a
    fraction refers to the original network's sites).
 """
@@ -57,6 +58,8 @@ class DeepReShapeConfig(snl.SNLConfig):
     pretrain_epochs: int = 5
     pretrain_lr: float = 0.05
     pretrain_optimizer: str = "sgd"
+    pretrain_dir: str | None = None    # cache of pretrained reshaped nets, keyed by widths
+                                       # (default: checkpoint_dir; share it across budgets)
 
 
 def stage_tables(model: ResNet, input_shape, options) -> tuple[dict, dict]:
@@ -143,9 +146,11 @@ def optimize(model: nn.Module, splits, budget, config: DeepReShapeConfig | dict 
     alloc["widths"] = list(net.config.widths)
     alloc["relus_before_snl"] = sum(r["sites"] for r in site_rows(net, shape))
     alloc["macs"] = linear_layers(net, shape)[0]
-    pre = train_phase(net, splits, config, name="deepreshape_pretrain", epochs=config.pretrain_epochs,
-                      optimizer=config.pretrain_optimizer, lr=config.pretrain_lr, teacher=teacher, store=store,
-                      progress=progress)
+    pre_store = PhaseStore(config.pretrain_dir) if config.pretrain_dir else store
+    tag = "-".join(str(w) for w in net.config.widths)
+    pre = train_phase(net, splits, config, name=f"deepreshape_pretrain_w{tag}_e{config.pretrain_epochs}",
+                      epochs=config.pretrain_epochs, optimizer=config.pretrain_optimizer, lr=config.pretrain_lr,
+                      teacher=teacher, store=pre_store, progress=progress)
     alloc["pretrain_best"] = pre["best"]
     total = alloc["relus_before_snl"]
     if b >= total:
