@@ -136,7 +136,15 @@ def run(args) -> int:
         yh = y + r2
         opened = (prg.random_u64(n) & np.uint64(1)).astype(np.uint8)
         data = {}
-        for gate, params, k in _configs(circa_ks, widths, narrow_ks):
+        configs = list(_configs(circa_ks, widths, narrow_ks))
+        # Timed in an interleaved order (each narrower-n row right after the n = 64 row of the same
+        # gate), so that both see the same machine load; the table keeps the canonical order.
+        gate_rank = {g: i for i, g in enumerate(dict.fromkeys(c[0] for c in configs))}
+        order = sorted(range(len(configs)), key=lambda i: (gate_rank[configs[i][0]], configs[i][0] == "circa" and
+                                                           configs[i][1].get("n", 64) < 64, i))
+        load_start = os.getloadavg()[0]
+        for idx in order:
+            gate, params, k = configs[idx]
             width = params.get("n", 64)
             if width not in data:
                 # n < 64: x uniform in [-2^(n-2), 2^(n-2)), inside every gate's precondition at that n
@@ -156,7 +164,7 @@ def run(args) -> int:
             if gate == "circa":
                 label = f"k={k} (m={width - k}), {params['mode']}"
             rows.append({
-                "gate": gate, "params": label or "-", "n": width, "k": k,
+                "_idx": idx, "gate": gate, "params": label or "-", "n": width, "k": k,
                 "m": (width - k) if k is not None else None,
                 "mode": params.get("mode"), "shift": params.get("shift", 0),
                 "key_bytes": pi_native.key_bytes_per_element(gate, **params),
@@ -167,9 +175,11 @@ def run(args) -> int:
                 "elements": n, "repeats": args.repeats, "threads": pi_native.get_num_threads(),
             })
             print(f"  measured {gate} n={width} {label or ''}", flush=True)
+        load = {"load_1min_at_start": load_start, "load_1min_at_end": os.getloadavg()[0], "cores": os.cpu_count()}
     finally:
         pi_native.set_num_threads(old_threads)
 
+    rows.sort(key=lambda r: r.pop("_idx"))
     targets = _targets(rows)
     print(format_table(rows, COLUMNS))
     print("(medians; rates are elements per second over all kernel threads; evaluation is one party's work;")
@@ -177,14 +187,20 @@ def run(args) -> int:
     print(" packed = each share of x^ in ceil(bits read / 8) bytes, 8-B words = what the engine sends today)")
     for line in targets["lines"]:
         print(line)
+    print(f"load average (1 min): {load['load_1min_at_start']:.2f} at start, {load['load_1min_at_end']:.2f} at end "
+          f"({load['cores']} cores)")
     if args.json:
         notes = ["n = 64 rows: activations |x| < 2^40; n < 64 rows: x uniform in [-2^(n-2), 2^(n-2)).",
                  ("x^ bits read: low bits of each party's share of x^ the gate uses (n for drelu, n + 1 for "
                   "relu, trunc and circa when n < 64). Online bytes count both parties: packed = ceil(bits / 8) "
-                  "bytes per share (+ 2 sign bits for circa), 8-B words = what the engine sends today.")]
+                  "bytes per share (+ 2 sign bits for circa), 8-B words = what the engine sends today."),
+                 (f"Machine load (1-min load average) {load['load_1min_at_start']:.2f} at start, "
+                  f"{load['load_1min_at_end']:.2f} at end, on {load['cores']} cores shared with other jobs; "
+                  "rows of the same gate at n = 64 and n = 40 were timed back to back.")]
         md = (markdown_table(rows, COLUMNS) + "\n\n" + "\n".join(f"- {line}" for line in notes + targets["lines"]))
         write_results(args.json, "FSS gates of pi_native (dealer model)", rows,
-                      extra={"targets": {k: v for k, v in targets.items() if k != "lines"}}, markdown=md)
+                      extra={"load": load, "targets": {k: v for k, v in targets.items() if k != "lines"}},
+                      markdown=md)
         print(f"wrote {args.json}")
     return 0
 
