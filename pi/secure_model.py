@@ -172,14 +172,14 @@ class SecureModel:
                      f"{tot['macs'] / 1e6:>8.3f} {tot['online_bytes'] / 1e3:>10.1f} {tot['rounds']:>6}")
         lines.append(f"fixed point: {self.fixed_point.frac_bits} fractional bits in Z_2^64; predicted per example")
         lines.append(f"local-truncation failure probability per example ≤ {self.truncation_failure_bound():.2e} "
-                     "(gates truncate faithfully; only identity sites and Truncate ops truncate locally)")
+                     "(gates and Truncate ops are faithful; identity sites truncate locally)")
         return "\n".join(lines)
 
     def truncation_failure_bound(self) -> float:
         """Upper bound on the probability that some local truncation of one example fails: a
         local shift of v fails with probability |v|/2^64 ≤ 2^(b−64) when |v| < 2^(b−1)
-        (b = the op's calibrated value bits, else the full 63-bit range)."""
-        from protocols.plan import Truncate
+        (b = the op's calibrated value bits, else the full 63-bit range). Truncate ops and gates
+        truncate faithfully and never fail."""
         total = 0.0
         for op in self.plan.ops:
             if isinstance(op, Activation):
@@ -187,8 +187,6 @@ class SecureModel:
                 s_in, s_out = self.plan.tensor(op.inputs[0]).scale, self.plan.tensor(op.output).scale
                 if s_in > s_out:
                     total += n_local * 2.0 ** (op.value_bits - 1 - 64)
-            elif isinstance(op, Truncate):
-                total += self.plan.tensor(op.inputs[0]).size * 2.0 ** (62 - 64)
         return min(total, 1.0)
 
     def layer_rows(self) -> list[dict]:

@@ -378,17 +378,36 @@ class ToMaskedLayer(Layer):
 
 
 class TruncateLayer(Layer):
-    """Local (probabilistic) truncation; see docs/engine.md for its failure probability."""
+    """Faithful truncation of a whole tensor with the FSS trunc gate (16-byte keys, one
+    opening): no wrap-around failure, error at most one ulp. Output MASKED."""
+
+    def __init__(self, plan, op: Truncate, batch):
+        super().__init__(plan, op, batch)
+        n = batch * plan.tensor(op.inputs[0]).size
+        self.stage = GateStage(op.name, [(gates.GateSpec("trunc", shift=op.shift, bits=63), np.arange(n))], n)
+        self.full_shape = shape_of(plan, op.output, batch)
+
+    def _s_out(self, stream: SeedStream) -> np.ndarray:
+        return stream.draw(f"{self.op.name}/s_out", self.stage.n)
 
     def deal(self, d):
-        m = d.masks.get(self.op.inputs[0])
-        d.masks[self.op.output] = None if m is None else m >> U64(self.op.shift)
+        s_out = self._s_out(d.stream)
+        self.stage.deal(d, s_out)
+        d.masks[self.op.output] = s_out.reshape(self.full_shape)
 
     def client_offline(self, cs):
-        cs.shares[self.op.output] = trunc_client(cs.shares[self.op.inputs[0]], self.op.shift)
+        self.stage.client_offline(cs, cs.shares[self.op.inputs[0]].reshape(-1))
+        cs.shares[self.op.output] = (-self._s_out(cs.stream)).reshape(self.full_shape)
+
+    def server_offline(self, ss):
+        self.stage.server_offline(ss)
 
     def server_online(self, ss, chan):
-        ss.shares[self.op.output] = trunc_server(ss.shares[self.op.inputs[0]], self.op.shift)
+        y = self.stage.server_online(ss, chan, ss.shares[self.op.inputs[0]].reshape(-1))
+        ss.shares[self.op.output] = y.reshape(self.full_shape)
+
+    def client_online(self, cs, chan):
+        self.stage.client_online(cs, chan)
 
 
 def poly_coefficients(plan: Plan, op: Activation, batch: int, idx: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -108,7 +108,7 @@ class Reshape(Op):
 
 @dataclass
 class Truncate(Op):
-    """Arithmetic right shift by `shift` bits, locally on shares (probabilistic, see docs)."""
+    """Arithmetic right shift by `shift` bits with the faithful FSS trunc gate (one opening)."""
     shift: int = 0
 
 
@@ -279,14 +279,22 @@ class PlanBuilder:
             out = self._new(t.shape, scale, t.state)
             self.ops.append(MulConst(self._name(None, f"upscale{out}"), (tid,), out, factor=1 << (scale - t.scale)))
         else:
-            out = self._new(t.shape, scale, t.state)
+            out = self._new(t.shape, scale, MASKED)
             self.ops.append(Truncate(self._name(None, f"trunc{out}"), (tid,), out, shift=t.scale - scale))
         return out
 
     # -- private linear ops ---------------------------------------------------------------
+    def _linear_input(self, tid: int) -> int:
+        """A private linear op adds f to the scale: inputs whose scale would then leave too
+        little room for the values are truncated to f first (faithfully), then MASKED."""
+        t = self._t(tid)
+        if t.scale + self.fp.frac_bits > MAX_VALUE_BITS - MIN_MAGNITUDE_BITS:
+            tid = self.rescale(tid, self.fp.frac_bits)
+        return self.masked(tid)
+
     def conv2d(self, tid: int, weight: np.ndarray, bias: np.ndarray | None = None, stride=(1, 1),
                padding=(0, 0), name: str | None = None) -> int:
-        tid = self.masked(tid)
+        tid = self._linear_input(tid)
         t = self._t(tid)
         weight = np.asarray(weight, dtype=np.float64)
         if weight.ndim != 4 or len(t.shape) != 3 or weight.shape[1] != t.shape[0]:
@@ -306,7 +314,7 @@ class PlanBuilder:
         return out
 
     def linear(self, tid: int, weight: np.ndarray, bias: np.ndarray | None = None, name: str | None = None) -> int:
-        tid = self.masked(tid)
+        tid = self._linear_input(tid)
         t = self._t(tid)
         weight = np.asarray(weight, dtype=np.float64)
         if weight.ndim != 2 or len(t.shape) != 1 or weight.shape[1] != t.shape[0]:
