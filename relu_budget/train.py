@@ -79,6 +79,43 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, params=None) -> torch.opt
     raise ValueError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
 
 
+def train_epoch(net: nn.Module, loader, opt: torch.optim.Optimizer, sched, *, teacher: nn.Module | None = None,
+                temperature: float = 4.0, distill_alpha: float = 0.5, extra_loss=None, model: nn.Module | None = None,
+                desc: str = "train", show: bool = True, after_step=None, step: int = 0) -> tuple[float, int]:
+    """One pass over `loader`: CE (or distillation from `teacher`) plus `extra_loss`, one
+    optimizer and scheduler step per batch. `net` may wrap `model` (e.g. in DDP); hooks get the
+    bare model. Returns (mean training loss, global step count)."""
+    model = net if model is None else model
+    model.train()
+    bar = tqdm(loader, desc=desc, leave=False, disable=not show)
+    run_loss, seen = 0.0, 0
+    for x, y in bar:
+        logits = net(x)
+        if teacher is not None:
+            with torch.no_grad():
+                t_logits = teacher(x)
+            loss = distillation_loss(logits, t_logits, y, temperature, distill_alpha)
+        else:
+            loss = F.cross_entropy(logits, y)
+        if extra_loss is not None:   # hooks with `uses_batch` also get the batch's logits and labels
+            loss = loss + (extra_loss(model, logits, y) if getattr(extra_loss, "uses_batch", False)
+                           else extra_loss(model))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{desc}: the loss became {loss.item()}; lower the learning rate, "
+                                     "or for polynomial sites scale down c2 / clamp their inputs")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        if after_step is not None:
+            after_step(model, step)
+        run_loss += loss.item() * len(y)
+        seen += len(y)
+        bar.set_postfix(loss=f"{run_loss / seen:.4f}")
+    return run_loss / max(seen, 1), step
+
+
 def fit(model: nn.Module, splits, cfg: TrainConfig, teacher: nn.Module | None = None,
         extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
         on_epoch_end: Callable[[int, dict], None] | None = None,
@@ -103,33 +140,11 @@ def fit(model: nn.Module, splits, cfg: TrainConfig, teacher: nn.Module | None = 
     best_state = None
     history = []
     for epoch in range(cfg.epochs):
-        model.train()
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not cfg.progress)
-        run_loss, seen = 0.0, 0
-        for x, y in bar:
-            logits = model(x)
-            if teacher is not None:
-                with torch.no_grad():
-                    t_logits = teacher(x)
-                loss = distillation_loss(logits, t_logits, y, cfg.temperature, cfg.distill_alpha)
-            else:
-                loss = F.cross_entropy(logits, y)
-            if extra_loss is not None:   # hooks with `uses_batch` also get the batch's logits and labels
-                loss = loss + (extra_loss(model, logits, y) if getattr(extra_loss, "uses_batch", False)
-                               else extra_loss(model))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; "
-                                         "lower the learning rate or check the activations")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            run_loss += loss.item() * len(y)
-            seen += len(y)
-            bar.set_postfix(loss=f"{run_loss / seen:.4f}")
+        train_loss, _ = train_epoch(model, train_loader, opt, sched, teacher=teacher, temperature=cfg.temperature,
+                                    distill_alpha=cfg.distill_alpha, extra_loss=extra_loss,
+                                    desc=f"epoch {epoch + 1}/{cfg.epochs}", show=cfg.progress)
         val = evaluate(model, val_loader)
-        row = {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1),
+        row = {"epoch": epoch + 1, "train_loss": train_loss,
                "val_accuracy": val["accuracy"], "val_loss": val["loss"]}
         history.append(row)
         if cfg.progress:

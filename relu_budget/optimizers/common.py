@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
@@ -32,7 +31,7 @@ from relu_budget import circa_sim
 from relu_budget.cost_model import OBJECTIVES, CostModel
 from relu_budget.models import IDENTITY, RELU, SITE_KINDS, count_relu_sites, relu_sites
 from relu_budget.policy import ReluPolicy, from_model
-from relu_budget.train import distillation_loss, evaluate, seed_everything
+from relu_budget.train import evaluate, seed_everything, train_epoch
 
 STATE_FORMAT = 1
 
@@ -377,35 +376,12 @@ def train_phase(model: nn.Module, splits, config: OptimizeConfig, *, name: str, 
             sampler.set_epoch(epoch)
         else:
             loader.generator.manual_seed(config.seed * 1000 + epoch)
-        model.train()
-        bar = tqdm(loader, desc=f"{name} {epoch + 1}/{epochs}", leave=False, disable=not show)
-        run_loss, seen = 0.0, 0
-        for x, y in bar:
-            logits = net(x)
-            if teacher is not None:
-                with torch.no_grad():
-                    t_logits = teacher(x)
-                loss = distillation_loss(logits, t_logits, y, config.temperature, config.distill_alpha)
-            else:
-                loss = F.cross_entropy(logits, y)
-            if extra_loss is not None:   # hooks with `uses_batch` also get the batch's logits and labels
-                loss = loss + (extra_loss(model, logits, y) if getattr(extra_loss, "uses_batch", False)
-                               else extra_loss(model))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{name}: the loss became {loss.item()} at epoch {epoch + 1}; lower the "
-                                         "learning rate, or for polynomial sites scale down c2 / clamp inputs")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            if after_step is not None:
-                after_step(model, step)
-            run_loss += loss.item() * len(y)
-            seen += len(y)
-            bar.set_postfix(loss=f"{run_loss / max(seen, 1):.4f}")
+        train_loss, step = train_epoch(net, loader, opt, sched, teacher=teacher, temperature=config.temperature,
+                                       distill_alpha=config.distill_alpha, extra_loss=extra_loss, model=model,
+                                       desc=f"{name} {epoch + 1}/{epochs}", show=show, after_step=after_step,
+                                       step=step)
         val = metric(model) if metric is not None else evaluate(model, val_loader)
-        row = {"phase": name, "epoch": epoch + 1, "train_loss": run_loss / max(seen, 1),
+        row = {"phase": name, "epoch": epoch + 1, "train_loss": train_loss,
                "val_accuracy": val["accuracy"], "val_loss": val["loss"],
                "lr": opt.param_groups[0]["lr"]}
         stop = bool(on_epoch_end(epoch + 1, row, state)) if on_epoch_end is not None else False
@@ -438,12 +414,12 @@ def finetune(model: nn.Module, splits, config: OptimizeConfig, teacher, store: P
              name: str = "finetune", metric=None, epochs: int | None = None) -> dict:
     """Phase 2 of every method: the policy is fixed, weights are fine-tuned with CE + KD,
     the best validation epoch is kept. With `config.fairness_penalty`, the group loss-gap
-    penalty with dual ascent is added (relu_budget/fairness.py)."""
+    penalty with dual ascent is added and the epoch with the best worst-group validation
+    accuracy is kept (relu_budget/fairness.py)."""
     from relu_budget.fairness import finetune_hooks
     return train_phase(model, splits, config, name=name, epochs=config.finetune_epochs if epochs is None else epochs,
                        optimizer=config.finetune_optimizer, lr=config.finetune_lr, teacher=teacher,
-                       store=store, progress=progress, metric=metric,
-                       **finetune_hooks(config, splits.num_classes))
+                       store=store, progress=progress, **finetune_hooks(config, splits, metric))
 
 
 # ---------------------------------------------------------------------------------------------
