@@ -442,11 +442,14 @@ def plot_audit(doc: dict, path=None, *, figsize=(13, 4.2)):
     axes[1].set_title("accuracy drop vs all-ReLU")
     axes[1].set_ylabel("drop (points)")
     axes[2].set_title("per-group mean margin (top-1 − top-2)")
+    from matplotlib.ticker import FuncFormatter
     for ax in axes:
         ax.set_xlabel("kept ReLU sites")
         ax.grid(True, alpha=0.3)
         if all((r.get("relus") or 0) > 0 for r in doc["runs"]) and doc["runs"]:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
     axes[0].legend(fontsize=7, ncol=2)
     axes[1].legend(fontsize=7)
     if len(series) > 1:
@@ -577,6 +580,7 @@ class GroupLossPenalty:
             self.group_of_class = m
         self.state: dict = {"fairness_gamma": [float(gamma_init)] * self.num_groups}
         self.history: list[dict] = []
+        self.last_validation: dict | None = None    # set by validation_metric, moved into the history row
         self._reset()
 
     def _reset(self) -> None:
@@ -651,16 +655,40 @@ class GroupLossPenalty:
         row["fair_gamma_max"] = round(max(info["gamma"]), 5)
         row["fair_gamma"] = [round(v, 5) for v in info["gamma"]]
         row["fair_group_loss"] = [None if v is None else round(v, 5) for v in info["group_loss"]]
+        if self.last_validation is not None:
+            row.update(self.last_validation)
+            self.last_validation = None
         return False
 
+    def validation_metric(self, splits, batch_size: int = 512) -> Callable[[nn.Module], dict]:
+        """A `train_phase(metric=...)` that selects epochs by the **worst-group** validation
+        accuracy (the penalty's goal; selecting by overall accuracy would prefer the epochs
+        before the multipliers grew). Returns {"accuracy": worst-group accuracy, "loss": overall
+        loss}; the overall accuracy and the worst group go into the epoch's history row as
+        `val_overall_accuracy` and `val_worst_group`. Circa sites fault as in predict_proba."""
+        x, y = splits.val
+        y = y.numpy()
+        groups = y if self.group_of_class is None else self.group_of_class.numpy()[y]
 
-def finetune_hooks(config, num_classes: int) -> dict:
-    """train_phase keyword arguments that add the penalty to a fine-tuning phase when
-    `config.fairness_penalty` is set (groups: the classes); {} otherwise."""
+        def metric(model: nn.Module) -> dict:
+            mf = MetricFrame(metrics={"accuracy": accuracy_score, "loss": log_loss_score}, y_true=y,
+                             y_pred=predict_proba(model, x, batch_size), sensitive_features=groups)
+            self.last_validation = {"val_overall_accuracy": mf.overall["accuracy"],
+                                    "val_worst_group": str(mf.argmin()["accuracy"])}
+            return {"accuracy": mf.group_min()["accuracy"], "loss": mf.overall["loss"], "n": len(y)}
+        return metric
+
+
+def finetune_hooks(config, splits, metric: Callable | None = None) -> dict:
+    """train_phase keyword arguments of a fine-tuning phase: `{"metric": metric}` normally; with
+    `config.fairness_penalty` the penalty (groups: the classes), its dual step, its state, and
+    epoch selection by the worst-group validation accuracy (`GroupLossPenalty.validation_metric`,
+    which replaces `metric`: it simulates Circa faults itself)."""
     if not getattr(config, "fairness_penalty", False):
-        return {}
-    pen = GroupLossPenalty(num_classes, config.dual_lr, config.tolerance)
-    return {"extra_loss": pen, "on_epoch_end": pen.on_epoch_end, "state": pen.state}
+        return {"metric": metric}
+    pen = GroupLossPenalty(splits.num_classes, config.dual_lr, config.tolerance)
+    return {"extra_loss": pen, "on_epoch_end": pen.on_epoch_end, "state": pen.state,
+            "metric": pen.validation_metric(splits, getattr(config, "eval_batch_size", 512))}
 
 
 __all__ = [

@@ -280,7 +280,7 @@ def optimize(model: nn.Module, splits, budget, config: AutoRePConfig | dict | No
     ft = train_phase(student, splits, config, name="autorep_finetune", epochs=config.finetune_epochs,
                      optimizer=config.finetune_optimizer, lr=config.finetune_lr, teacher=teacher,
                      param_groups=ft_groups, store=store, progress=progress,
-                     **finetune_hooks(config, splits.num_classes))
+                     **finetune_hooks(config, splits))
     to_policy(student, modules)
     info = {"relus_before_fix": before, "search_epochs": search["epochs_run"], "finetune_best": ft["best"],
             "dapa_steps": dapa_steps}

@@ -307,6 +307,9 @@ def test_snl_and_autorep_finetuning_with_the_penalty(teacher, splits):
                                progress=False)
         ft = [h for h in fair.history if "finetune" in h["phase"]]
         assert len(ft) == 2 and all("fair_gamma" in h and len(h["fair_gamma"]) == 4 for h in ft)
+        # Epochs are selected by the worst-group validation accuracy, reported next to the overall.
+        assert all(h["val_accuracy"] <= h["val_overall_accuracy"] for h in ft)
+        assert all(h["val_worst_group"] in {"0", "1", "2", "3"} for h in ft)
         assert max(ft[-1]["fair_gamma"]) > 0
         assert not any("fair_gamma" in h for h in plain.history)
         assert fair.counts["kept"] == plain.counts["kept"]          # same budget either way
@@ -315,9 +318,19 @@ def test_snl_and_autorep_finetuning_with_the_penalty(teacher, splits):
         assert (wp - wf).abs().max().item() > 1e-6                  # the penalty changed fine-tuning
 
 
-def test_finetune_hooks_off_by_default():
-    assert fairness.finetune_hooks(snl.SNLConfig(), 10) == {}
-    hooks = fairness.finetune_hooks(snl.SNLConfig(fairness_penalty=True, dual_lr=0.3, tolerance=0.01), 10)
+def test_finetune_hooks_off_by_default(splits, teacher):
+    def metric(m):
+        return {"accuracy": 0.5, "loss": 1.0}
+    assert fairness.finetune_hooks(snl.SNLConfig(), splits) == {"metric": None}
+    assert fairness.finetune_hooks(snl.SNLConfig(), splits, metric) == {"metric": metric}
+    hooks = fairness.finetune_hooks(snl.SNLConfig(fairness_penalty=True, dual_lr=0.3, tolerance=0.01), splits, metric)
     pen = hooks["extra_loss"]
-    assert pen.uses_batch and pen.dual_lr == 0.3 and pen.tolerance == 0.01
+    assert pen.uses_batch and pen.dual_lr == 0.3 and pen.tolerance == 0.01 and pen.num_groups == 4
     assert hooks["state"] is pen.state                               # resumed phases restore γ into it
+    # The selection metric: the worst class's validation accuracy, by hand.
+    got = hooks["metric"](teacher)
+    x, y = splits.val
+    pred = teacher.eval()(x).argmax(1)
+    per_class = [float((pred[y == c] == c).float().mean()) for c in range(4)]
+    assert got["accuracy"] == pytest.approx(min(per_class))
+    assert pen.last_validation["val_overall_accuracy"] == pytest.approx(float((pred == y).float().mean()))
