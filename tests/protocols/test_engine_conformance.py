@@ -70,7 +70,8 @@ def test_residual_network_matches_plaintext(provider):
             m.running_var.uniform_(0.5, 2)
     x = torch.randn(2, 1, 28, 28)
     sm, y = secure(model, x, provider)
-    expected = model.eval()(x).double()
+    with torch.no_grad():
+        expected = model.eval()(x).double()
     assert float((y - expected).abs().max()) < 4 * TOL
     assert torch.equal(y.argmax(1), expected.argmax(1))
 
@@ -92,7 +93,8 @@ def test_mixed_per_site_policy(provider):
     plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=policy, fixed_point=FP)
     sm = pi.SecureModel(plan, weights, provider)
     y = sm.run(x)
-    expected = model.eval()(x).double()
+    with torch.no_grad():
+        expected = model.eval()(x).double()
     assert float((y - expected).abs().max()) < TOL
     counts = {r["layer"]: r for r in sm.layer_rows()}
     assert counts["relu1"]["identity"] == int((kinds == IDENTITY).sum())
@@ -164,7 +166,8 @@ def test_polynomial_sites_match_plaintext(provider):
         return SitePolicy(kinds=site.kind_map.numpy(), poly=site.poly_coeffs.double().numpy())
     plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=policy, fixed_point=FP)
     y = pi.SecureModel(plan, weights, provider).run(x)
-    expected = model(x).double()
+    with torch.no_grad():
+        expected = model(x).double()
     assert float((y - expected).abs().max()) < 2 * TOL
 
 
@@ -175,7 +178,8 @@ def test_circa_sites_fault_only_near_zero(provider):
     model = models.build("smallcnn", image_size=8, channels=(3, 4), hidden=10).eval()
     x = torch.randn(4, 1, 8, 8)
     sm, y = secure(model, x, provider, relu="circa", circa_k=12)
-    expected = model(x).double()
+    with torch.no_grad():
+        expected = model(x).double()
     assert float((y - expected).abs().max()) < 4 * TOL
     rows = {r["layer"]: r for r in sm.layer_rows()}
     assert rows["relu1"]["circa"] == 3 * 64
