@@ -105,6 +105,19 @@ def _plt():
     return plt
 
 
+def _log_x(ax) -> None:
+    """Log x axis with plain tick labels when the data span more than a factor 4, else linear."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+    xs = [x for line in ax.get_lines() for x in line.get_xdata() if x and x > 0]
+    if xs and max(xs) / min(xs) > 4:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
+
+
 def _fmt(v, spec: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
@@ -112,6 +125,10 @@ def _fmt(v, spec: str) -> str:
         return format(v, spec)
     except (TypeError, ValueError):
         return str(v)
+
+
+def _pct(v):
+    return None if v is None else 100 * v
 
 
 def _rel(p) -> str:
@@ -316,6 +333,8 @@ def section_pareto(runs: list[dict], bench: dict, measured_runs: dict, failures:
                       "dataset": r.get("dataset"), "relus": r.get("relus"), "total_sites": r.get("total_sites"),
                       "val_accuracy": (r.get("val") or {}).get("accuracy"),
                       "test_accuracy": (r.get("test") or {}).get("accuracy"),
+                      "val_accuracy_pct": _pct((r.get("val") or {}).get("accuracy")),
+                      "test_accuracy_pct": _pct((r.get("test") or {}).get("accuracy")),
                       "predicted_online_s": cost.get("online_seconds"),
                       "predicted_bytes": (cost.get("online_bytes", 0) + cost.get("offline_bytes", 0)) if cost and
                       "online_bytes" in cost else None,
@@ -332,7 +351,7 @@ def section_pareto(runs: list[dict], bench: dict, measured_runs: dict, failures:
         s.tables.append(Table("Optimizer runs (test accuracy on the balanced test split; predicted = cost model "
                               "fed by the measured gate costs; measured = SecureModel.run in process, batch 1)",
                               [("run", "run", "s"), ("method", "method", "s"), ("relus", "kept ReLUs", "d"),
-                               ("test_accuracy", "test acc", ".4f"), ("val_accuracy", "val acc", ".4f"),
+                               ("test_accuracy_pct", "test acc %", ".2f"), ("val_accuracy_pct", "val acc %", ".2f"),
                                ("predicted_online_s", "pred. online s (LAN)", ".4f"),
                                ("measured_online_s", "meas. online s", ".4f"),
                                ("predicted_bytes", "pred. bytes", ".3e"), ("measured_bytes", "meas. bytes", ".3e")],
@@ -378,8 +397,7 @@ def section_pareto(runs: list[dict], bench: dict, measured_runs: dict, failures:
                                 xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy (%)")
-        if ax.has_data():
-            ax.set_xscale("log")
+        _log_x(ax)
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
@@ -414,13 +432,13 @@ def section_fairness(audits: list[dict]) -> Section:
         rows = []
         for r in a["runs"]:
             d = r["drop"]
+            acc = r["metrics"]["accuracy"]
             rows.append({"audit": _rel(a["_path"]), "run": r.get("label"), "series": r.get("series"),
-                         "relus": r.get("relus"), "accuracy": r["metrics"]["accuracy"]["overall"],
-                         "worst_group_accuracy": r["metrics"]["accuracy"]["group_min"],
-                         "worst_group": names.get(r["metrics"]["accuracy"]["argmin"]),
-                         "worst_drop": d["worst"], "worst_drop_group": names.get(d["worst_group"]),
-                         "mean_drop": d["mean"], "overall_drop": d["overall"],
-                         "accuracy_difference": r["metrics"]["accuracy"]["difference"],
+                         "relus": r.get("relus"), "accuracy_pct": 100 * acc["overall"],
+                         "worst_group_accuracy_pct": 100 * acc["group_min"], "worst_group": names.get(acc["argmin"]),
+                         "worst_drop_pts": 100 * d["worst"], "worst_drop_group": names.get(d["worst_group"]),
+                         "mean_drop_pts": 100 * d["mean"], "overall_drop_pts": 100 * d["overall"],
+                         "accuracy_difference_pts": 100 * acc["difference"],
                          "min_group_margin": r["metrics"]["margin"]["group_min"]})
         s.data.setdefault("audits", []).append({"path": _rel(a["_path"]), "command": a.get("command"),
                                                 "dataset": a.get("dataset"), "split": a.get("split"),
@@ -433,12 +451,13 @@ def section_fairness(audits: list[dict]) -> Section:
                               f"groups = {a['groups']['source']}; all-ReLU reference accuracy "
                               f"{100 * ref['overall']:.2f}%, worst group {100 * ref['group_min']:.2f}% "
                               f"({names.get(ref['argmin'])}). Drops in points vs the reference.",
-                              [("series", "series", "s"), ("relus", "kept ReLUs", "d"), ("accuracy", "acc", ".4f"),
-                               ("worst_group_accuracy", "worst-group acc", ".4f"), ("worst_group", "group", "s"),
-                               ("worst_drop", "worst drop", ".4f"), ("worst_drop_group", "of group", "s"),
-                               ("mean_drop", "mean drop", ".4f"), ("overall_drop", "overall drop", ".4f"),
-                               ("accuracy_difference", "acc max−min", ".4f"),
-                               ("min_group_margin", "min margin", ".3f")], rows))
+                              [("series", "series", "s"), ("relus", "kept ReLUs", "d"),
+                               ("accuracy_pct", "acc %", ".2f"), ("worst_group_accuracy_pct", "worst-group acc %", ".2f"),
+                               ("worst_group", "group", "s"), ("worst_drop_pts", "worst drop (pts)", ".2f"),
+                               ("worst_drop_group", "of group", "s"), ("mean_drop_pts", "mean drop", ".2f"),
+                               ("overall_drop_pts", "overall drop", ".2f"),
+                               ("accuracy_difference_pts", "acc max−min (pts)", ".2f"),
+                               ("min_group_margin", "min group margin", ".3f")], rows))
         fig = plot_audit(a)
         s.figures.append((f"fairness-{len(s.figures)}", (f"{_rel(a['_path'])}: per-group accuracy, accuracy drop "
                           "(worst group and overall) and per-group decision margin vs kept ReLUs."), _fig_png(fig)))

@@ -130,7 +130,8 @@ def test_report_numbers_come_from_the_inputs(inputs, built):
     assert runs["b"]["method"] == "snl +fairness"
     audit = json.loads((inputs / "audit" / "audit.json").read_text())
     summary = secs["fairness"]["data"]["audits"][0]["summary"]
-    assert sorted(r["worst_drop"] for r in summary) == sorted(r["drop"]["worst"] for r in audit["runs"])
+    assert sorted(r["worst_drop_pts"] for r in summary) == pytest.approx(
+        sorted(100 * r["drop"]["worst"] for r in audit["runs"]))
     faults = secs["circa"]["data"]["native_faults"]
     assert [r["k"] for r in faults] == list(report.CIRCA_KS)
     for r in faults:       # measured rate vs the law averaged over the Gaussian exactly (4 sd)
