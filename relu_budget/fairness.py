@@ -468,9 +468,13 @@ def plot_audit(doc: dict, path=None, *, figsize=(13, 4.2)):
 # ---------------------------------------------------------------------------------------------
 
 def series_of(metrics: dict) -> str:
-    """How runs are grouped into curves: method, plus '+fair' with the penalty."""
+    """How runs are grouped into curves: the method, plus '+fairness (μ=…, tol=…)' with the
+    penalty (runs with other penalty settings are other curves)."""
     cfg = metrics.get("config") or {}
-    return metrics.get("method", "?") + (" +fairness" if cfg.get("fairness_penalty") else "")
+    if not cfg.get("fairness_penalty"):
+        return metrics.get("method", "?")
+    tol = f", tol={cfg['tolerance']:g}" if cfg.get("tolerance") else ""
+    return f"{metrics.get('method', '?')} +fairness (μ={cfg.get('dual_lr', 0.1):g}{tol})"
 
 
 def run_audit_command(args, load_run, load_splits) -> dict:

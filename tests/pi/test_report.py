@@ -127,7 +127,7 @@ def test_report_numbers_come_from_the_inputs(inputs, built):
         m = json.loads((inputs / "runs" / name / "metrics.json").read_text())
         assert runs[name]["relus"] == m["relus"] and runs[name]["test_accuracy"] == m["test"]["accuracy"]
         assert runs[name]["measured_online_s"] > 0           # the report ran it (model.pt present)
-    assert runs["b"]["method"] == "snl +fairness"
+    assert runs["b"]["method"] == "snl +fairness (μ=0.1)"
     audit = json.loads((inputs / "audit" / "audit.json").read_text())
     summary = secs["fairness"]["data"]["audits"][0]["summary"]
     assert sorted(r["worst_drop_pts"] for r in summary) == pytest.approx(

@@ -203,7 +203,7 @@ def test_relu_budget_audit_command_on_a_synthetic_sweep(tmp_path, capsys):
     out = tmp_path / "audit"
     assert cli.main(["audit", str(tmp_path / "sweep"), "--out", str(out)]) == 0
     doc = json.loads((out / "audit.json").read_text())
-    assert [(r["series"], r["budget_sites"]) for r in doc["runs"]] == [("snl", 288), ("snl +fairness", 115)]
+    assert [(r["series"], r["budget_sites"]) for r in doc["runs"]] == [("snl", 288), ("snl +fairness (μ=0.5)", 115)]
     assert len(doc["references"]) == 1                    # both runs share the teacher
     assert (out / "audit.md").read_text().startswith("# Fairness audit")
     assert (out / "audit.png").stat().st_size > 10_000
