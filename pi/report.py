@@ -507,9 +507,10 @@ def section_circa(bench: dict, faults: list[dict] | None, sim: list[dict] | None
                      label=f"law averaged exactly over N(0, σ²), σ = 2^{sl}")
         axes[0].plot([r["k"] for r in faults], [max(r["rate"], 1e-7) for r in faults], "o", color="black",
                      label=f"measured: native gates, σ = 2^{faults[0]['sigma_log2']}, n = {faults[0]['n']}")
-    if measured_bench:
-        axes[0].plot([r["k"] for r in measured_bench], [max(r["err_frac"] or 0, 1e-7) for r in measured_bench], "s",
-                     color="C3", label="pi bench relu err_frac (|err| > 2^-11, σ = 2^24)")
+    shown = [r for r in measured_bench if r["err_frac"]]     # zeros cannot sit on a log axis (see the table)
+    if shown:
+        axes[0].plot([r["k"] for r in shown], [r["err_frac"] for r in shown], "s", color="C3", mfc="none",
+                     label="pi bench relu err_frac (|err| > 2^-11, σ = 2^24)")
     axes[0].set_yscale("log")
     axes[0].set_xlabel("k (low bits dropped by the sign test)")
     axes[0].set_ylabel("fault rate per ReLU")
@@ -543,6 +544,12 @@ def section_circa(bench: dict, faults: list[dict] | None, sim: list[dict] | None
                                ("faults", "faults", "d"), ("rate", "measured rate", ".3e"),
                                ("law", "law 2^k/(σ√(8π))", ".3e"), ("gaussian", "exact Gaussian mean", ".3e")],
                               faults))
+    if measured_bench:
+        s.tables.append(Table(f"`pi bench relu` Circa rows ({_rel(bench['relu']['_path'])}): fraction of outputs off by "
+                              "more than 2^-11 on N(0, 1) inputs at 24 fractional bits (faults smaller than that are "
+                              "not counted, so small k reads 0)",
+                              [("k", "k", "d"), ("n", "elements", "d"), ("err_frac", "err_frac", ".3e"),
+                               ("law_sigma_2^24", "law, σ = 2^24", ".3e")], measured_bench))
     if sim:
         s.tables.append(Table("Accuracy of the default model with all ReLUs Circa (plaintext simulation of the "
                               "fault law, relu_budget.circa_sim, one draw per k)",
