@@ -156,6 +156,7 @@ class RemoteModel:
         self.spec = SecureModel.from_public_spec(answer["spec"])
         self.plan = self.spec.plan
         self._n = 0
+        self._failed: str | None = None      # set when an inference broke off: the session is over
         self.last_cost: CostReport | None = None
 
     @property
@@ -169,21 +170,36 @@ class RemoteModel:
             x = x[None]
         if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
             raise ValueError(f"input has shape {x.shape}; the model takes {self.input_shape} (or a batch of them)")
+        if self._failed:
+            raise TransportError(f"this session is closed after a failed inference ({self._failed}); "
+                                 "connect again")
         batch = x.shape[0]
         self.meter.reset()
         t0 = time.perf_counter()
-        with self.meter.scope(layer="session", op="setup", phase="offline"):
-            self.chan.send(MessageType.DATA, json.dumps({"batch": batch}).encode())
-        material, nbytes = fetch_material(self.dealer.host, self.dealer.port, self.dealer.tls, "client",
-                                          f"{self.session}-{self._n}", self.plan, batch, timeout=self.timeout)
-        self._n += 1
-        fetch_s = time.perf_counter() - t0
-        run = engine.ClientRun(self.plan, material, batch)
         try:
-            run.offline(self.chan)
-            y = run.online(self.chan, x)
-        except RemoteError as exc:
-            raise RuntimeError(f"the server refused the inference: {exc}") from exc
+            with self.meter.scope(layer="session", op="setup", phase="offline"):
+                self.chan.send(MessageType.DATA, json.dumps({"batch": batch}).encode())
+            try:
+                material, nbytes = fetch_material(self.dealer.host, self.dealer.port, self.dealer.tls, "client",
+                                                  f"{self.session}-{self._n}", self.plan, batch,
+                                                  timeout=self.timeout)
+            except TransportError as exc:
+                # The server is waiting for this inference's offline messages: tell it why none come.
+                _quietly(self.chan.send_error, f"the client got no material from its dealer: {exc}")
+                raise
+            self._n += 1
+            fetch_s = time.perf_counter() - t0
+            run = engine.ClientRun(self.plan, material, batch)
+            try:
+                run.offline(self.chan)
+                y = run.online(self.chan, x)
+            except RemoteError as exc:
+                raise RuntimeError(f"the server refused the inference: {exc}") from exc
+        except Exception as exc:
+            # Half an inference cannot be resumed (its material is spent): end the session.
+            self._failed = f"{type(exc).__name__}: {exc}"
+            _quietly(self.chan.close)
+            raise
         rep = self.meter.report()
         # The client's meter sees both directions: bytes sent plus bytes received.
         self.last_cost = CostReport(online_bytes=rep.online_bytes + rep.online_bytes_received,
@@ -206,6 +222,13 @@ class RemoteModel:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _quietly(fn, *args) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        pass
 
 
 def serve(model: SecureModel, host: str, port: int, tls: TlsConfig, dealer: Endpoint,

@@ -19,7 +19,7 @@ from protocols.engine import deal
 from protocols.material import Material, MaterialReuseError, plan_digest
 from protocols.plan import Plan
 from protocols.transport.channel import Listener, connect
-from protocols.transport.errors import TransportError
+from protocols.transport.errors import RemoteError, TransportError
 from protocols.transport.frame import MessageType
 
 log = logging.getLogger("pi.dealer")
@@ -29,6 +29,11 @@ MAX_BATCH = 4096
 
 class DealerRequestError(ValueError):
     """A party's request to the dealer is malformed or inconsistent."""
+
+
+class DealerUnavailable(TransportError):
+    """The dealer accepted a request but failed before delivering the material (it crashed,
+    hung up or timed out)."""
 
 
 @dataclass
@@ -141,11 +146,20 @@ def parse_request(payload: bytes) -> dict:
 
 def fetch_material(host: str, port: int, tls, role: str, session: str, plan: Plan, batch: int,
                    timeout: float = 60.0) -> tuple[Material, int]:
-    """A party's request to a dealer service. Returns (material, bytes received)."""
+    """A party's request to a dealer service. Returns (material, bytes received).
+
+    Raises HandshakeError when the dealer cannot be reached, RemoteError when it refuses the
+    request, DealerUnavailable when it fails after accepting it."""
     with connect(host, port, tls, timeout=timeout, recv_timeout=timeout) as chan:
-        chan.send(MessageType.HELLO, json.dumps({"role": role, "session": session, "batch": batch,
-                                                 "plan": plan.to_dict()}).encode())
-        payload = chan.recv(MessageType.PREPROCESSING, timeout=timeout)
+        try:
+            chan.send(MessageType.HELLO, json.dumps({"role": role, "session": session, "batch": batch,
+                                                     "plan": plan.to_dict()}).encode())
+            payload = chan.recv(MessageType.PREPROCESSING, timeout=timeout)
+        except RemoteError:
+            raise
+        except TransportError as exc:
+            raise DealerUnavailable(f"the dealer at {host}:{port} failed before sending the {role}'s material "
+                                    f"for {session}: {exc}") from exc
     material = Material.from_bytes(payload)
     if material.party != role:
         raise DealerRequestError(f"the dealer sent {material.party} material to the {role}")

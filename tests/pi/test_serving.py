@@ -46,7 +46,7 @@ def deployment(tmp_path_factory):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     server_ep = Endpoint("127.0.0.1", server_listener.port, TlsConfig(peer_fingerprint=server_cert.fingerprint))
     yield {"server": server, "dealer": dealer, "server_ep": server_ep, "dealer_ep": dealer_ep, "model": model,
-           "secure": secure, "dealer_cert": dealer_cert}
+           "secure": secure, "dealer_cert": dealer_cert, "server_cert": server_cert}
     server.stop()
     dealer.stop()
 
@@ -183,4 +183,76 @@ def test_dealer_down_gives_a_clear_error(deployment, tmp_path):
     with connect(deployment["server_ep"], dead) as client:
         with pytest.raises(HandshakeError, match="cannot connect"):
             client.run(torch.zeros(1, 1, 4, 4))
+    healthy_inference(deployment)
+
+
+class VanishingDealer:
+    """A dealer that accepts a request and hangs up without answering (it crashed or lost
+    its link): every party that asks it for material must get a clear error."""
+
+    def __init__(self, cert):
+        self.listener = Listener("127.0.0.1", 0, TlsConfig(cert=cert.cert, key=cert.key))
+        self.requests = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                chan = self.listener.accept(timeout=0.2)
+            except (TimeoutError, TransportError):
+                continue
+            try:
+                chan.recv(MessageType.HELLO, timeout=10)
+                self.requests += 1
+            finally:
+                chan._close_transport()                 # no answer, no BYE
+
+    def endpoint(self, tls):
+        return Endpoint("127.0.0.1", self.listener.port, tls)
+
+    def stop(self):
+        self._stop.set()
+        self.listener.close()
+
+
+def test_dealer_disconnecting_before_the_client_gets_its_material(deployment):
+    dealer = VanishingDealer(deployment["dealer_cert"])
+    try:
+        errors_before = deployment["server"].stats["errors"]
+        with connect(deployment["server_ep"], dealer.endpoint(deployment["dealer_ep"].tls)) as client:
+            with pytest.raises(TransportError, match="dealer"):
+                client.run(torch.zeros(1, 1, 4, 4))
+            with pytest.raises(TransportError, match="session is closed"):
+                client.run(torch.zeros(1, 1, 4, 4))      # the session cannot be resumed half-way
+        assert dealer.requests == 1
+        deadline = time.monotonic() + 20
+        while deployment["server"].stats["errors"] == errors_before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert deployment["server"].stats["errors"] > errors_before   # the server aborted that inference
+    finally:
+        dealer.stop()
+    healthy_inference(deployment)
+
+
+def test_dealer_disconnecting_before_the_server_gets_its_material(deployment):
+    dealer = VanishingDealer(deployment["dealer_cert"])
+    d = deployment
+    listener = Listener("127.0.0.1", 0, TlsConfig(cert=d["server_cert"].cert, key=d["server_cert"].key))
+    server = InferenceServer(d["secure"], listener, dealer.endpoint(d["dealer_ep"].tls))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ep = Endpoint("127.0.0.1", listener.port, d["server_ep"].tls)
+    try:
+        with connect(ep, d["dealer_ep"]) as client:
+            with pytest.raises(RuntimeError, match="dealer"):
+                client.run(torch.zeros(1, 1, 4, 4))
+        assert server.stats["errors"] == 1
+        # The client's half, delivered by the real dealer, is never handed out again.
+        session = f"{client.session}-0"
+        with pytest.raises(RemoteError, match="already delivered"):
+            fetch_material(d["dealer_ep"].host, d["dealer_ep"].port, d["dealer_ep"].tls, "client", session,
+                           d["secure"].plan, 1)
+    finally:
+        server.stop()
+        dealer.stop()
     healthy_inference(deployment)
