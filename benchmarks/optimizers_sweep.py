@@ -3,17 +3,18 @@
     python benchmarks/optimizers_sweep.py                      # the committed experiment
     python benchmarks/optimizers_sweep.py --tiny --out /tmp/s  # seconds: synthetic data, tiny net
 
-Same start and training budget for every method: one all-ReLU teacher (trained once, shared),
-then per method and budget `--epochs` of search / candidate training plus `--finetune-epochs`
-of fine-tuning, all on the same fixed `--train-subset` of the training set, distillation
-from the teacher, model selection on the validation split, test accuracy reported once.
-Per-method notes (docs/optimizers.md has the details):
+Same start and training budget for every method: one all-ReLU teacher (by default the
+committed `benchmarks/resnet18_fmnist.pt`, the very network `pi bench model` runs as its
+`resnet18` workload, so that the optimized policies can be measured end to end beside its
+all-exact and all-Circa rows), then per method and budget `--epochs` of search / candidate
+training plus `--finetune-epochs` of fine-tuning, all on the same fixed `--train-subset` of
+the training set, distillation from the teacher, model selection on the validation split,
+test accuracy reported once. Per-method notes (docs/optimizers.md has the details):
 - deepreduce: criticality (one variant per stage, `--criticality-epochs` each) is computed
   once and shared with deepreshape; each trained candidate gets epochs + finetune-epochs;
   candidates are shared across budgets (the frontier does not depend on the budget).
 - deepreshape: the reshaped network is trained from scratch for `--pretrain-epochs`
-  (the same as the teacher's; shared by the budgets that allocate the same widths), then
-  SNL (epochs + finetune-epochs).
+  (shared by the budgets that allocate the same widths), then SNL (epochs + finetune-epochs).
 - circa: starts from the SNL result at the same budget, picks k per layer under a 0.5 %
   tolerance, then `--finetune-epochs` of fault-aware fine-tuning (so SNL's budget plus that).
 
@@ -22,15 +23,14 @@ Every run is a `relu-budget` run directory under OUT/runs/<method>-<percent> (so
 resumable: finished runs are skipped, unfinished phases continue from their checkpoints.
 Results: OUT/results.json, OUT/results.md and OUT/pareto.png.
 
-Suggested settings for 2 shared CPU cores (measured: ≈1.5–2 s per batch of 128 for the
-quarter-width ResNet-18 with distillation, one thread, machine under load, i.e. ≈ 1.5 min
-per epoch of 10 000 images, ≈ 45 s to evaluate validation + test): the defaults below,
-`--train-subset 10000 --pretrain-epochs 15 --epochs 3 --finetune-epochs 2
---criticality-epochs 1`, are ≈ 240 subset-epochs in all (teacher 15, criticality 5, SNL 30,
-AutoReP 30, DeepReShape ≈ 4 distinct width allocations × 15 + 30, DeepReDuce ≈ 12
-candidates × 5 = 60, Circa 12 plus its k search on 500 images) plus ≈ 45 evaluations:
-≈ 6 h at the loaded rate, ≈ 3 h if the machine is otherwise idle. `--methods` and
-`--budgets` split it over several sessions (finished runs are skipped).
+Cost on 2 shared CPU cores (measured: ≈ 0.16 s per batch of 128 for the stride-2-stem
+ResNet-18 with distillation, one thread, i.e. ≈ 25 s per epoch of 20 000 images): the
+defaults, `--train-subset 20000 --pretrain-epochs 10 --epochs 3 --finetune-epochs 3
+--criticality-epochs 1`, are ≈ 280 subset-epochs (criticality 5, SNL 6×6, AutoReP 6×6,
+DeepReShape ≈ 4 width allocations × 10 + 6×6, DeepReDuce ≈ 12 candidates × 6, Circa 6×3
+plus its k search on 500 images) plus ≈ 45 evaluations: ≈ 2 h in one process, ≈ 1 h as two
+processes split with `--methods` (finished runs are skipped; circa needs snl's runs).
+`--teacher none` trains a teacher of `--arch` on the subset first (`--pretrain-epochs`).
 """
 from __future__ import annotations
 
@@ -54,14 +54,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--teacher", default=str(ROOT / "benchmarks" / "resnet18_fmnist.pt"),
+                   help="all-ReLU checkpoint every method starts from and distills from ('none': train one)")
+    p.add_argument("--arch", default="resnet18", help="architecture of the teacher trained with --teacher none")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     p.add_argument("--budgets", default=",".join(str(b) for b in DEFAULT_BUDGETS),
                    help="fractions of the network's ReLU sites")
-    p.add_argument("--train-subset", type=int, default=10000)
-    p.add_argument("--pretrain-epochs", type=int, default=15)
+    p.add_argument("--train-subset", type=int, default=20000)
+    p.add_argument("--pretrain-epochs", type=int, default=10)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument("--finetune-epochs", type=int, default=3)
     p.add_argument("--criticality-epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
@@ -72,7 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.tiny:
-        args.dataset, args.train_subset = "synthetic", None
+        args.dataset, args.train_subset, args.teacher = "synthetic", None, "none"
         args.pretrain_epochs, args.epochs, args.finetune_epochs, args.criticality_epochs = 2, 2, 1, 1
         args.batch_size = 32
     return args
@@ -129,9 +131,12 @@ def main(argv=None) -> dict:
                           seed=args.seed, train_subset=args.train_subset)
 
     # 1. The shared all-ReLU teacher.
-    teacher_path = out / "teacher.pt"
+    teacher_path = out / "teacher.pt" if args.teacher == "none" else Path(args.teacher)
     if teacher_path.is_file():
-        model, _ = load_checkpoint(teacher_path)
+        model, meta = load_checkpoint(teacher_path)
+        args.arch = meta.get("arch", args.arch)
+    elif args.teacher != "none":
+        raise SystemExit(f"--teacher {args.teacher}: no such checkpoint")
     else:
         t = train_phase(model, splits, base, name="teacher", epochs=args.pretrain_epochs, optimizer="sgd", lr=0.05,
                         store=PhaseStore(shared), progress=progress)
@@ -150,7 +155,7 @@ def main(argv=None) -> dict:
         print(f"stage criticality (val accuracy with ReLUs in one stage only): {criticality}")
 
     # 3. Every method at every budget.
-    teacher_info = {"path": str(teacher_path), "val_accuracy": t_val, "test_accuracy": t_test}
+    teacher_info = {"path": _shown(teacher_path), "val_accuracy": t_val, "test_accuracy": t_test}
     rows = []
     for method in methods:
         cls = config_class(method)
@@ -205,6 +210,14 @@ def main(argv=None) -> dict:
     plot(out / "pareto.png", doc)
     print(f"results: {out / 'results.json'}, {out / 'results.md'}, {out / 'pareto.png'}")
     return doc
+
+
+def _shown(path: Path) -> str:
+    """A path as committed results show it: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def write_markdown(path: Path, doc: dict) -> None:

@@ -299,6 +299,19 @@ def reference_model(model: torch.nn.Module, policy_name: str, policy_obj=None) -
     return ref
 
 
+def load_budget_policy(directory: str):
+    """A `--policy` argument: a relu-budget run directory (its policy and its own fine-tuned
+    model, which the policy was trained for) or a bare policy directory (applied to the
+    workload's weights). Returns (policy, model or None)."""
+    from relu_budget.policy import load_policy
+    d = Path(directory)
+    if (d / "model.pt").is_file() and (d / "policy").is_dir():
+        from relu_budget.cli import load_run
+        model, pol, _metrics = load_run(d)
+        return pol, model.eval()
+    return load_policy(d), None
+
+
 def compile_policy(model, example, policy: str, circa_k: int | None, policy_obj=None):
     import pi
     if policy_obj is not None:
@@ -486,7 +499,8 @@ def configure(p) -> None:
                    help="exact, circa (one row per --circa-k), identity; comma-separated")
     p.add_argument("--circa-k", default="16", help="Circa: low bits dropped, comma-separated for several rows")
     p.add_argument("--policy", action="append", default=[], metavar="[WORKLOAD=]DIR",
-                   help="an optimized ReLU policy directory from relu-budget (repeatable; default workload: default)")
+                   help="an optimized policy from relu-budget: a run directory (its own weights and policy) or a "
+                        "policy directory (applied to the workload's weights); repeatable; default workload: default")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per batch size (median, min, max)")
     p.add_argument("--eval-images", default="1000",
                    help="test images for agreement/accuracy of our system: N or default=N,resnet18=M")
@@ -544,17 +558,19 @@ def run(args) -> int:
         todo = []
         for p in pols:
             if p == "circa":
-                todo += [(f"circa-k{k}", k, None) for k in circa_ks]
+                todo += [(f"circa-k{k}", k, None, model) for k in circa_ks]
             else:
-                todo.append((p, None, None))
+                todo.append((p, None, None, model))
         for d in budget.get(w, []):
-            from relu_budget.policy import load_policy
-            todo.append((f"budget:{Path(d).name}", None, load_policy(d)))
-        for name, k, pobj in todo:
-            ref = reference_model(model, name, pobj)
+            pobj, run_model = load_budget_policy(d)
+            todo.append((f"budget:{Path(d).name}", None, pobj, run_model or model))
+            if run_model is not None:
+                notes.append(f"{w} budget:{Path(d).name}: the run's own fine-tuned weights and policy from {d}")
+        for name, k, pobj, net in todo:
+            ref = reference_model(net, name, pobj)
             with torch.no_grad():
                 plain = ref(images).double().numpy()
-            secure = compile_policy(model, example, name, k, pobj)
+            secure = compile_policy(net, example, name, k, pobj)
             print(f"[pi] {w} / {name}: batches {batches}, {args.repeats} runs each, {eval_n[w]} eval images", flush=True)
             rows += run_ours(w, name, secure, images, labels, plain, batches, args.repeats, eval_n[w],
                              args.eval_batch, args.threads)

@@ -176,3 +176,37 @@ def test_crypten_model_matches_plaintext():
     assert np.abs(res["logits"] - plain).max() < 0.05
     t = res["timing"][1]
     assert t["online_bytes"] > 1e6 and t["rounds"] > 20 and t["repeats"] == 1
+
+
+def test_budget_policy_from_a_run_directory_uses_the_runs_own_weights(tmp_path, monkeypatch):
+    """`--policy DIR` with a relu-budget run: the row runs the run's fine-tuned model (not the
+    workload's weights) under its policy, and agrees with that model in plaintext."""
+    from pi.assets import load_default_model
+    from relu_budget import cli, models, policy
+    from relu_budget.train import save_checkpoint
+    model, _ = load_default_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.05)                                  # "fine-tuned": differs from the workload
+    row0 = models.count_relu_sites(model, (1, 28, 28))[0]
+    kinds = (torch.arange(row0["sites"]) % 2).reshape(row0["shape"])     # every other site linearized
+    dict(models.relu_sites(model))[row0["name"]].set_kinds(kinds)
+    run = tmp_path / "snl-run"
+    run.mkdir()
+    save_checkpoint(run / "model.pt", model, {"method": "snl"})
+    policy.save_policy(policy.from_model(model, (1, 28, 28)), run / "policy")
+    (run / "metrics.json").write_text(json.dumps({"format": cli.RUN_FORMAT}))
+    pol, net = bench_model.load_budget_policy(str(run))
+    assert net is not None
+    for a, b in zip(net.parameters(), model.parameters()):
+        assert torch.equal(a, b)
+
+    monkeypatch.setattr(cb, "crypten_available", lambda: (False, "crypten is not installed (test)"))
+    out = tmp_path / "model.json"
+    args = _args(bench_model, ["--workloads", "default", "--images", "samples", "--batches", "1", "--repeats", "1",
+                               "--eval-images", "4", "--eval-batch", "2", "--policies", "", "--policy", str(run),
+                               "--json", str(out)])
+    assert bench_model.run(args) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["policy"] == "budget:snl-run"
+    assert row["agreement"] == 1.0 and row["max_abs_err"] < 0.1
