@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from protocols.fixed_point import FixedPoint
-from protocols.plan import CIRCA, IDENTITY, POLY, RELU, Plan, PlanBuilder, ServerWeights
+from protocols.plan import CIRCA, IDENTITY, POLY, RELU, Plan, PlanBuilder, PlanError, ServerWeights
 
 # What the compiler understands: (torch op, how it is computed securely).
 SUPPORTED: dict[str, str] = {
@@ -53,7 +53,7 @@ class SitePolicy:
     kinds: np.ndarray | None = None
     circa_k: int | None = None
     circa_mode: str = "poszero"
-    poly: np.ndarray | None = None
+    poly: np.ndarray | None = None     # (C, 3); None with polynomial sites: fitted (DaPa) on calibration data
 
 
 def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
@@ -103,20 +103,22 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
     with torch.no_grad():
         interp.run(x)
     bounds: dict[str, float] = {}
-    if calibration is not None:
-        calib_values: dict[str, torch.Tensor] = {}
-        cal = fx.Interpreter(gm)
-        cal_run_node = cal.run_node
+    channel_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}   # for fitted polynomials
+    cal = fx.Interpreter(gm)
+    cal_run_node = cal.run_node
 
-        def record(n):
-            out = cal_run_node(n)
-            if isinstance(out, torch.Tensor):
-                calib_values[n.name] = out.detach().abs().max().item()
-            return out
-        cal.run_node = record
-        with torch.no_grad():
-            cal.run(calibration.float())
-        bounds = calib_values
+    def record(n):
+        out = cal_run_node(n)
+        if isinstance(out, torch.Tensor):
+            if calibration is not None:
+                bounds[n.name] = out.detach().abs().max().item()
+            if out.dim() >= 2:
+                per_channel = out.detach().double().transpose(0, 1).reshape(out.shape[1], -1)
+                channel_stats[n.name] = per_channel.mean(1), per_channel.std(1, correction=0)
+        return out
+    cal.run_node = record
+    with torch.no_grad():
+        cal.run(x if calibration is None else calibration.float())
 
     b = PlanBuilder(tuple(x.shape[1:]), fixed_point)
     env: dict[str, int] = {}
@@ -131,8 +133,11 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
     def relu(node, name, shape):
         pol = site_policy(name, shape) if site_policy else SitePolicy()
         bound = bounds.get(node.args[0].name)
+        poly = pol.poly
+        if poly is None and pol.kinds is not None and bool((pol.kinds == POLY).any()):
+            poly = _fitted_polynomial(channel_stats[node.args[0].name], name)
         return b.activation(arg(node.args[0]), kinds=pol.kinds, circa_k=pol.circa_k, circa_mode=pol.circa_mode,
-                            poly=pol.poly, name=name,
+                            poly=poly, name=name,
                             bound=None if bound is None else bound * 2.0 ** margin_bits)
 
     for node in graph.nodes:
@@ -227,6 +232,17 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
         elif node.op == "get_attr":
             raise _unsupported(node, f"a constant tensor attribute ({node.target})")
     raise UnsupportedOp("the traced graph has no output node")
+
+
+def _fitted_polynomial(stats: tuple[torch.Tensor, torch.Tensor], name: str) -> np.ndarray:
+    """Per-channel DaPa coefficients (c0, c1, c2): the least-squares degree-2 fit of ReLU
+    under N(μ_c, σ_c²), with μ_c and σ_c of the activation's input on the calibration data."""
+    from relu_budget.optimizers.autorep import dapa_coefficients
+    mean, std = stats
+    if not bool((std > 0).all()):
+        raise PlanError(f"activation {name}: a channel's input is constant on the calibration data, so no "
+                        "polynomial can be fitted; pass more (varied) calibration inputs or a relu-budget policy")
+    return dapa_coefficients(mean, std).numpy()
 
 
 def _adaptive(b: PlanBuilder, node, tid: int, shape, output_size, name: str) -> int:

@@ -28,8 +28,6 @@ def _global_policy(relu: str, circa_k, circa_mode: str):
     code = RELU_CHOICES[relu]
     if code == CIRCA and circa_k is None:
         raise ValueError("relu='circa' needs circa_k (the number of low bits the sign test drops)")
-    if code == POLY:
-        raise ValueError("relu='poly' needs per-channel coefficients: pass a policy file from relu-budget")
 
     def policy(name, shape):
         if code == RELU:
@@ -45,7 +43,11 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
     """Compiles a torch model for private inference.
 
     policy: a ReLU policy (path or object from relu-budget) saying per site what to compute;
-    otherwise `relu` applies one choice everywhere ("exact" | "circa" | "identity").
+    otherwise `relu` applies one choice everywhere ("exact" | "circa" | "poly" | "identity").
+    relu="poly" fits, per channel, the degree-2 polynomial closest to ReLU under the input
+    distribution seen on `calibration` (or the example): DaPa, as AutoReP initializes it. A
+    network not trained for it loses accuracy; `relu-budget optimize --method autorep` trains
+    the polynomials and writes a policy.
     calibration: representative inputs; bounds on the activations' magnitudes (with a 64x
     margin) let the comparison gates work on fewer bits. Inputs beyond them are not supported.
     output: "logits", or "label" (the client learns only the argmax, via secure comparisons).

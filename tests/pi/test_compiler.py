@@ -75,3 +75,40 @@ def test_summary_counts_sites_and_macs():
     assert rows["1"]["relu"] == 32
     assert rows["0"]["macs"] == 2 * 16 * 9 and rows["3"]["macs"] == 32 * 3
     assert "total" in sm.summary()
+
+
+class PolyNet(nn.Module):
+    """conv → ReLU → conv, with the ReLU given as p(x) = c0 + c1·x + c2·x² per channel."""
+
+    def __init__(self, coeffs=None):
+        super().__init__()
+        torch.manual_seed(3)
+        self.c1, self.c2, self.coeffs = nn.Conv2d(1, 3, 3, padding=1), nn.Conv2d(3, 2, 3), coeffs
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        h = self.c1(x)
+        if self.coeffs is None:
+            return self.c2(self.act(h))
+        c = self.coeffs.view(3, 3, 1, 1).float()
+        return self.c2(c[:, 0] + c[:, 1] * h + c[:, 2] * h * h)
+
+
+def test_global_poly_fits_dapa_per_channel_on_the_calibration_data():
+    from relu_budget.optimizers.autorep import dapa_coefficients
+    net = PolyNet().eval()
+    calib = torch.randn(16, 1, 6, 6)
+    with torch.no_grad():
+        h = net.c1(calib).double().transpose(0, 1).reshape(3, -1)
+    expected = dapa_coefficients(h.mean(1), h.std(1, correction=0))
+    sm = pi.compile(net, calib[:1], relu="poly", calibration=calib)
+    (act,) = [op for op in sm.plan.ops if getattr(op, "poly", None) is not None]
+    assert torch.allclose(torch.from_numpy(act.poly), expected, atol=1e-12)
+    x = torch.randn(3, 1, 6, 6)
+    plain = PolyNet(expected)
+    plain.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        ref = plain(x).double()
+    assert (sm.run(x) - ref).abs().max() < 2 ** -6
+    with pytest.raises(ValueError, match="constant on the calibration data"):
+        pi.compile(net, torch.zeros(1, 1, 6, 6), relu="poly")
