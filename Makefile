@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 BUILD_DEPS := scikit-build-core pybind11 cmake ninja
 
-.PHONY: setup demo test bench-gemm train-default clean
+.PHONY: setup crypten demo test bench-gemm train-default clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,15 @@ setup: $(PY)
 	$(PIP) install --quiet $(BUILD_DEPS)
 	$(PIP) install --quiet --no-build-isolation -e '.[dev]'
 
+# The CrypTen baseline of `pi bench` (not a dependency of the project: --no-deps, see the
+# script); the tests of the baseline are skipped, with the reason, if it cannot be installed.
+crypten: setup
+	bash benchmarks/setup_crypten.sh $(VENV) || echo "warning: CrypTen baseline not installed; its tests will be skipped" >&2
+
 demo: setup
 	$(VENV)/bin/pi demo
 
-test: setup
+test: setup crypten
 	$(PY) -m pytest -q
 
 bench-gemm: setup

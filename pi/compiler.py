@@ -5,6 +5,7 @@ Supported layers are listed in SUPPORTED (docs/supported_ops.md is generated fro
 """
 from __future__ import annotations
 
+import copy
 import operator
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from protocols.fixed_point import FixedPoint
-from protocols.plan import CIRCA, IDENTITY, POLY, RELU, Plan, PlanBuilder, PlanError, ServerWeights
+from protocols.plan import CIRCA, IDENTITY, POLY, RELU, Activation, Plan, PlanBuilder, PlanError, ServerWeights
 
 # What the compiler understands: (torch op, how it is computed securely).
 SUPPORTED: dict[str, str] = {
@@ -232,6 +233,25 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
         elif node.op == "get_attr":
             raise _unsupported(node, f"a constant tensor attribute ({node.target})")
     raise UnsupportedOp("the traced graph has no output node")
+
+
+def plaintext_twin(model: nn.Module, plan: Plan) -> nn.Module:
+    """A copy of `model` that computes in plaintext what `plan` computes securely: every
+    ReLU layer's sites get the plan's kinds and polynomial coefficients (Circa sites stay
+    exact ReLU: their faults are the secure side's). The reference for secure outputs."""
+    from relu_budget.models import ReluSite
+    twin = copy.deepcopy(model).eval()
+    modules = dict(twin.named_modules())
+    for op in plan.ops:
+        if not isinstance(op, Activation) or op.kinds is None:
+            continue
+        site = modules.get(op.name)
+        if not isinstance(site, ReluSite):
+            raise ValueError(f"activation {op.name}: the model has no ReluSite of that name to carry its site "
+                             "kinds (build the model from relu_budget.models)")
+        poly = None if op.poly is None else torch.from_numpy(np.asarray(op.poly))
+        site.set_kinds(torch.from_numpy(np.asarray(op.kinds)), poly)
+    return twin
 
 
 def _fitted_polynomial(stats: tuple[torch.Tensor, torch.Tensor], name: str) -> np.ndarray:

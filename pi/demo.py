@@ -17,7 +17,11 @@ from tqdm.auto import tqdm
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="three-process private inference of the embedded model on 32 samples")
-    p.add_argument("--relu", default="exact", choices=["exact", "circa", "identity"])
+    p.add_argument("--relu", default="exact", choices=["exact", "circa", "identity"],
+                   help="one site kind everywhere")
+    p.add_argument("--policy", default=None, metavar="DIR",
+                   help="a relu-budget run directory (its fine-tuned weights and policy; a resnet-small run) "
+                        "or a policy directory for the embedded model; overrides --relu")
     p.add_argument("--circa-k", type=int, default=None, help="Circa: low bits dropped (default: frac_bits + 4)")
     p.add_argument("--circa-mode", default="poszero", choices=["poszero", "negpass"])
     p.add_argument("--batch", type=int, default=8, help="samples per private inference")
@@ -55,12 +59,19 @@ def run(args) -> int:
 
     model, meta = load_default_model(args.assets)
     samples = load_samples(args.assets)
+    policy, what = None, f"ReLU: {args.relu}"
+    if args.policy:
+        from pi.bench.model import load_budget_policy
+        policy, run_model = load_budget_policy(args.policy)
+        model = run_model if run_model is not None else model
+        kept = {k: v for k, v in policy.counts().items() if v}
+        what = f"policy {args.policy} (sites: {', '.join(f'{v} {k}' for k, v in kept.items())})"
     n = min(args.samples, len(samples.labels))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="pi-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"Private inference demo: {meta['arch']} on Fashion-MNIST (plaintext test accuracy "
           f"{100 * meta['test_accuracy']:.2f}%, {meta['relu_sites']} ReLU sites), {n} test images")
-    print(f"ReLU: {args.relu}; server, dealer and client are separate processes over TLS 1.3 on localhost; "
+    print(f"{what}; server, dealer and client are separate processes over TLS 1.3 on localhost; "
           f"work dir {work}\n")
 
     # Certificates (self-signed, pinned by fingerprint) and the server's compiled bundle.
@@ -70,7 +81,7 @@ def run(args) -> int:
     circa_k = args.circa_k if args.circa_k is not None else fp.frac_bits + 4
     # Calibration on the samples bounds every activation (times a 64x margin), so the
     # comparison gates work on ~35 instead of 64 bits: about half the key material.
-    secure = pi.compile(model, samples.inputs[:1], relu=args.relu,
+    secure = pi.compile(model, samples.inputs[:1], policy=policy, relu=args.relu,
                         circa_k=circa_k if args.relu == "circa" else None, circa_mode=args.circa_mode,
                         calibration=samples.inputs)
     secure.plan.meta.update({"classes": list(FASHION_CLASSES), "arch": meta["arch"]})
@@ -114,12 +125,9 @@ def run(args) -> int:
                 p.kill()
 
     logits = torch.cat(outs)
-    if args.relu == "identity":   # the plaintext reference computes what the secure model computes
-        from relu_budget.models import IDENTITY, relu_sites
-        for _, site in relu_sites(model):
-            site.set_kinds(IDENTITY)
+    from pi.compiler import plaintext_twin   # the plaintext network the secure one computes
     with torch.no_grad():
-        plain = model(samples.inputs[:n]).double()
+        plain = plaintext_twin(model, secure.plan)(samples.inputs[:n]).double()
     secure_pred, plain_pred = logits.argmax(1).numpy(), plain.argmax(1).numpy()
     labels = samples.labels[:n]
     print(f"\n{'#':>3}  {'label':<12} {'private':<12} {'plaintext':<12} {'max|Δlogit|':>11}")
@@ -140,4 +148,4 @@ def run(args) -> int:
     print(f"{'total':>9} {tot('online_bytes') / 1e6:>10.3f} {tot('offline_bytes') / 1e6:>11.2f} "
           f"{'':>7} {tot('online_seconds'):>9.3f} {tot('offline_seconds'):>10.2f}")
     print(f"\nlogs: {logs['server']}, {logs['dealer']}")
-    return 0 if agree == n or args.relu != "exact" else 1
+    return 0 if agree == n or args.relu != "exact" or policy is not None else 1
