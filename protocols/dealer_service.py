@@ -145,12 +145,14 @@ def parse_request(payload: bytes) -> dict:
 
 
 def fetch_material(host: str, port: int, tls, role: str, session: str, plan: Plan, batch: int,
-                   timeout: float = 60.0) -> tuple[Material, int]:
+                   timeout: float = 60.0, max_frame_size: int | None = None) -> tuple[Material, int]:
     """A party's request to a dealer service. Returns (material, bytes received).
 
     Raises HandshakeError when the dealer cannot be reached, RemoteError when it refuses the
-    request, DealerUnavailable when it fails after accepting it."""
-    with connect(host, port, tls, timeout=timeout, recv_timeout=timeout) as chan:
+    request, DealerUnavailable when it fails after accepting it. max_frame_size: the largest
+    material this party accepts (default: the transport's limit)."""
+    limit = {} if max_frame_size is None else {"max_frame_size": max_frame_size}
+    with connect(host, port, tls, timeout=timeout, recv_timeout=timeout, **limit) as chan:
         try:
             chan.send(MessageType.HELLO, json.dumps({"role": role, "session": session, "batch": batch,
                                                      "plan": plan.to_dict()}).encode())

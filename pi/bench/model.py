@@ -33,6 +33,7 @@ import torch
 
 from pi.bench import profiles
 from pi.bench.results import format_table, markdown_table, write_results
+from protocols.dealer_service import fetch_material
 
 NAME = "model"
 HELP = "end-to-end private inference (embedded model, ResNet-18-style) vs CrypTen, same run"
@@ -57,26 +58,6 @@ COLUMNS = [("system", "system", "s"), ("workload", "workload", "s"), ("batch", "
 # --------------------------------------------------------------------------------------------
 # Our system as deployed: dealer and server processes, the client here
 # --------------------------------------------------------------------------------------------
-
-def fetch_material(host: str, port: int, tls, role: str, session: str, plan, batch: int, timeout: float,
-                   max_frame_size: int | None = None):
-    """protocols.dealer_service.fetch_material, with an optional larger frame limit (the same
-    request and answer; only the receiver's max_frame_size differs)."""
-    from protocols import dealer_service
-    if max_frame_size is None:
-        return dealer_service.fetch_material(host, port, tls, role, session, plan, batch, timeout=timeout)
-    from protocols.material import Material
-    from protocols.transport.channel import connect
-    from protocols.transport.frame import MessageType
-    with connect(host, port, tls, timeout=timeout, recv_timeout=timeout, max_frame_size=max_frame_size) as chan:
-        chan.send(MessageType.HELLO, json.dumps({"role": role, "session": session, "batch": batch,
-                                                 "plan": plan.to_dict()}).encode())
-        payload = chan.recv(MessageType.PREPROCESSING, timeout=timeout)
-    material = Material.from_bytes(payload)
-    if material.party != role:
-        raise RuntimeError(f"the dealer sent {material.party} material to the {role}")
-    return material, len(payload)
-
 
 def _dealer_process(cert: str, key: str, threads: int, max_frame_size: int | None, conn) -> None:
     import pi_native

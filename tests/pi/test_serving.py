@@ -200,7 +200,7 @@ class VanishingDealer:
         while not self._stop.is_set():
             try:
                 chan = self.listener.accept(timeout=0.2)
-            except (TimeoutError, TransportError):
+            except (TimeoutError, TransportError, OSError):   # OSError: closed by stop()
                 continue
             try:
                 chan.recv(MessageType.HELLO, timeout=10)
