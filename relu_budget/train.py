@@ -56,17 +56,23 @@ class TrainConfig:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, progress: bool = False, desc: str = "eval") -> dict:
-    """Top-1 accuracy and mean cross-entropy of a model over a loader."""
+    """Top-1 accuracy and mean cross-entropy of a model over a loader.
+
+    An example whose logits are not all finite (an escaping polynomial network overflows)
+    counts as wrong and is left out of the loss; `non_finite` says how many there were."""
     model.eval()
-    correct, total, loss = 0, 0, 0.0
+    correct, total, loss, bad = 0, 0, 0.0, 0
     for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress):
         logits = model(x)
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += int((logits.argmax(1) == y).sum())
+        ok = torch.isfinite(logits).all(1)
+        bad += int((~ok).sum())
+        if bool(ok.any()):
+            loss += F.cross_entropy(logits[ok], y[ok], reduction="sum").item()
+        correct += int(((logits.argmax(1) == y) & ok).sum())
         total += len(y)
     if total == 0:
         raise ValueError("cannot evaluate on an empty loader")
-    return {"accuracy": correct / total, "loss": loss / total, "n": total}
+    return {"accuracy": correct / total, "loss": loss / max(total - bad, 1), "n": total, "non_finite": bad}
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, params=None) -> torch.optim.Optimizer:

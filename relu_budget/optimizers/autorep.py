@@ -15,11 +15,16 @@ of ReLU under N(μ, σ²) is, with z = μ/σ:
 the first `dapa_epochs` epochs of the search, then train freely.
 
 Guards against escaping activations (Sisyphus): the x² term is scaled by s (`c2_scale`, 0.1:
-the parameter is c2/s, so its effective learning rate is s² smaller); during the search the
-polynomial's input is clamped to μ ± κσ per channel (`clamp_sigmas`; not in the deployed
-form, which is fine-tuned without the clamp so that the final metrics are what the engine
-computes); every forward pass in training checks for non-finite values and fails with a
-message naming the layer.
+the parameter is c2/s, so its effective learning rate is s² smaller); in every training
+forward pass the polynomial's input is clamped to μ ± κσ per channel (`clamp_sigmas`), which
+bounds the gradients, and a range penalty ρ·Σ_layers mean((1 − m)·ReLU(|x − μ|/σ − κ)²)
+(`range_penalty`) pulls the inputs of polynomial sites back inside that band, so that the
+deployed form, which has no clamp (a clamp costs two comparisons per site), stays in range.
+Validation, test and the policy use the deployed form: the metrics are what the engine
+computes. (Without the penalty, a network fine-tuned in the clamped form lets a few inputs
+reach 30σ at a post-residual site; p squares them and the next blocks square again: the
+deployed form overflows to NaN on those inputs.) Every training forward pass checks for
+non-finite values and fails with a message naming the layer.
 
 After the search exactly B sites are kept (the B largest by (m, α)); all others become
 polynomial sites (kind 2) with per-channel coefficients (c0, c1, s·c2) in the policy. Then
@@ -64,7 +69,8 @@ class AutoRePConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fin
     c2_scale: float = 0.1           # s in p(x) = s·c2·x² + c1·x + c0
     dapa_every: int = 10            # reset the coefficients to DaPa every this many steps ...
     dapa_epochs: float = 1.0        # ... during the first this many epochs of the search
-    clamp_sigmas: float | None = 6.0  # clamp polynomial inputs to μ ± κσ during the search
+    clamp_sigmas: float | None = 6.0  # κ: training clamps polynomial inputs to μ ± κσ (None: off)
+    range_penalty: float = 10.0     # ρ: penalty on polynomial inputs beyond μ ± κσ (0: off)
     calibration_batches: int = 4    # batches to initialize the running statistics
     stats_momentum: float = 0.1
     eps: float = 1e-5
@@ -98,8 +104,8 @@ class AutoRePSite(nn.Module):
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.long))
         self.coeffs = nn.Parameter(torch.zeros(c, 3))   # c0, c1, c2/s
         self.frozen = False        # masks fixed (fine-tuning / deployed form)
-        self.clamp = True          # clamp the polynomial's input (search only)
         self.calibrating = False
+        self.range_loss: torch.Tensor | None = None   # of the last training forward pass
         self.reset_to_dapa()
 
     # -- statistics and DaPa ------------------------------------------------------------------
@@ -144,9 +150,14 @@ class AutoRePSite(nn.Module):
 
     def poly(self, x: torch.Tensor) -> torch.Tensor:
         view = (1, -1) + (1,) * (x.dim() - 2)
-        if self.clamp and not self.frozen and self.cfg.clamp_sigmas is not None:
-            k = self.cfg.clamp_sigmas
+        k = self.cfg.clamp_sigmas
+        # The search's masks move, so its validation uses the clamped form too; once the masks
+        # are frozen only training clamps, and evaluation is the deployed form.
+        if k is not None and (self.training or not self.frozen):
             mu, sd = self.running_mean.view(view), self.std().view(view)
+            if self.training and self.cfg.range_penalty > 0:
+                excess = F.relu((x - mu).abs() / sd - k)
+                self.range_loss = ((1 - self.mask) * excess * excess).mean()
             x = torch.maximum(torch.minimum(x, mu + k * sd), mu - k * sd)
         c = self.coeffs
         return (self.cfg.c2_scale * c[:, 2]).view(view) * x * x + c[:, 1].view(view) * x + c[:, 0].view(view)
@@ -217,8 +228,29 @@ def fix_masks(modules: dict[str, AutoRePSite], budget: int) -> int:
     for n, k in zip(names, keep):
         modules[n].mask.copy_(k.float())
         modules[n].frozen = True
-        modules[n].clamp = False
     return before
+
+
+def range_term(modules: dict[str, AutoRePSite], config: AutoRePConfig):
+    """extra_loss: ρ·Σ range_loss over the layers (0 when off), combined with another term."""
+    def term(_model):
+        losses = [m.range_loss for m in modules.values() if m.range_loss is not None]
+        for m in modules.values():
+            m.range_loss = None
+        return config.range_penalty * sum(losses) if losses else torch.zeros(())
+    return term
+
+
+def _plus(term, other):
+    """term(model) + other(...), keeping the calling convention of `other` (train_phase)."""
+    if other is None:
+        return term
+    if getattr(other, "uses_batch", False):
+        def both(model, logits, labels):
+            return term(model) + other(model, logits, labels)
+        both.uses_batch = True
+        return both
+    return lambda model: term(model) + other(model)
 
 
 def to_policy(model: nn.Module, modules: dict[str, AutoRePSite]) -> None:
@@ -255,9 +287,10 @@ def optimize(model: nn.Module, splits, budget, config: AutoRePConfig | dict | No
     loader_len = len(train_loader(splits, config)[0])
     dapa_steps = int(config.dapa_epochs * loader_len)
 
-    def penalty(_model):
+    def budget_penalty(_model):
         count = sum(m.soft_count() for m in modules.values())
         return config.lam * F.relu(count / n_sites - b / n_sites)
+    in_range = range_term(modules, config)
 
     def after_step(_model, step):
         if step <= dapa_steps and config.dapa_every > 0 and step % config.dapa_every == 0:
@@ -270,17 +303,18 @@ def optimize(model: nn.Module, splits, budget, config: AutoRePConfig | dict | No
 
     search = train_phase(student, splits, config, name="autorep_search", epochs=config.epochs,
                          optimizer=config.optimizer, lr=config.lr, teacher=teacher, param_groups=groups,
-                         extra_loss=penalty, after_step=after_step, on_epoch_end=on_epoch_end, select_best=False,
+                         extra_loss=_plus(in_range, budget_penalty), after_step=after_step, on_epoch_end=on_epoch_end, select_best=False,
                          store=store, progress=progress)
     before = fix_masks(modules, b)
-    # Fine-tune weights and coefficients with the masks frozen, in the deployed form (no clamp).
+    # Fine-tune weights and coefficients with the masks frozen; validation in the deployed form.
     ft_groups = [{"params": weights, "lr": config.finetune_lr}, {"params": coeffs, "lr": config.finetune_lr}]
     for a in alphas:
         a.requires_grad_(False)
+    hooks = finetune_hooks(config, splits)
+    hooks["extra_loss"] = _plus(in_range, hooks.get("extra_loss"))
     ft = train_phase(student, splits, config, name="autorep_finetune", epochs=config.finetune_epochs,
                      optimizer=config.finetune_optimizer, lr=config.finetune_lr, teacher=teacher,
-                     param_groups=ft_groups, store=store, progress=progress,
-                     **finetune_hooks(config, splits))
+                     param_groups=ft_groups, store=store, progress=progress, **hooks)
     to_policy(student, modules)
     info = {"relus_before_fix": before, "search_epochs": search["epochs_run"], "finetune_best": ft["best"],
             "dapa_steps": dapa_steps}

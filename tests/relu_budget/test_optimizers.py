@@ -139,12 +139,40 @@ def test_autorep_deployed_form_matches_training_module():
         mod.reset_to_dapa()
         mod.coeffs.add_(0.01 * torch.randn(3, 3))
         mod.mask.copy_((torch.rand(3, 4, 4) > 0.5).float())
-    mod.frozen, mod.clamp = True, False
+    mod.frozen = True
     mod.eval()
     x = 3 * torch.randn(5, 3, 4, 4)
     kinds = torch.where(mod.mask > 0.5, torch.tensor(RELU, dtype=torch.int8), torch.tensor(POLY, dtype=torch.int8))
     site.set_kinds(kinds, mod.effective_coeffs())
     torch.testing.assert_close(site(x), mod(x))
+
+
+def test_autorep_training_clamps_and_penalizes_escaping_inputs_evaluation_does_not():
+    """Training clamps polynomial inputs to μ ± κσ and charges ρ·mean((1 − m)·ReLU(|z| − κ)²);
+    evaluation (what the engine computes) is the plain polynomial."""
+    cfg = autorep.AutoRePConfig(clamp_sigmas=3.0, range_penalty=2.0)
+    mod = autorep.AutoRePSite("x", (2, 1, 1), cfg, torch.Generator().manual_seed(0))
+    mod.mask.zero_()                                   # every site polynomial
+    mod.frozen = True
+    x = torch.tensor([[[[0.5]], [[10.0]]]], requires_grad=True)   # channel 1 escapes: z = 10 > κ
+    mod.eval()
+    deployed = mod(x)
+    c = mod.effective_coeffs().detach()
+    torch.testing.assert_close(deployed[0, :, 0, 0], c[:, 0] + c[:, 1] * x[0, :, 0, 0] + c[:, 2] * x[0, :, 0, 0] ** 2)
+    assert mod.range_loss is None
+    mod.train()
+    with torch.no_grad():                              # freeze the statistics at μ = 0, σ ≈ 1
+        mod.running_mean.zero_(), mod.running_var.fill_(1.0)
+    mod.cfg.stats_momentum = 0.0
+    clamped = mod(x)
+    assert clamped[0, 1, 0, 0] < deployed[0, 1, 0, 0]          # 10 was clamped to ≈ 3
+    term = autorep.range_term({"x": mod}, cfg)(None)
+    sd = float(mod.std()[1])
+    expected = 2.0 * ((10.0 / sd - 3.0) ** 2) / 2            # mean over the 2 sites
+    assert abs(float(term.detach()) - expected) < 1e-4
+    term.backward()
+    assert x.grad[0, 1, 0, 0] > 0 and x.grad[0, 0, 0, 0] == 0  # pulls only the escaping input back
+    assert mod.range_loss is None                            # consumed once per step
 
 
 @pytest.mark.parametrize("mu,sigma", [(0.0, 1.0), (0.7, 2.0), (-1.2, 0.6), (2.5, 0.8)])
