@@ -123,10 +123,7 @@ def test_autorep_polynomial_sites_and_exact_budget(splits, teacher, tmp_path):
     for lp in res.policy.layers.values():
         assert lp.poly is not None and lp.poly.shape == (lp.shape[0], 3) and np.isfinite(lp.poly).all()
         assert ((lp.kinds == RELU) | (lp.kinds == POLY)).all()
-    # The compiler keeps polynomial outputs at scale 3f and does not rescale before the next
-    # linear ops: at f = 12 a polynomial layer feeding avgpool + fc needs 2^60 (its limit is
-    # 2^53), so compile at f = 10 here.
-    check_policy(res, splits, tmp_path, frac_bits=10)
+    check_policy(res, splits, tmp_path)     # at the default f = 12: over-scaled inputs are truncated first
 
 
 def test_autorep_deployed_form_matches_training_module():
