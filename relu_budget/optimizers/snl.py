@@ -6,7 +6,8 @@ trained jointly with Adam on CE + KD + λ·‖α‖₁ (a per-channel entry coun
 sites). After every epoch the sites with α > threshold (0.01) are counted; when the count
 did not fall below its previous minimum and the epoch is ≥ `lam_warmup_epochs` (5), λ is
 multiplied by `lam_growth` (1.1). The phase stops as soon as the count is ≤ the budget (or
-after `epochs`).
+after `epochs`). With `lam_schedule="track"` (for short schedules) λ is also doubled after
+every epoch that ends above a geometric pace from all sites to the budget (`next_lambda`).
 
 Binarization: the sites with the B highest α are kept (exact ReLU), the rest become identity.
 This is "α > 0.01" fixed to exactly B sites: it drops the lowest surviving α when too many
@@ -52,12 +53,16 @@ class SNLConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tu
     lam: float = 1e-5               # L1 weight on Σα (per site); short schedules: 1e-4 (docs)
     lam_growth: float = 1.1
     lam_warmup_epochs: int = 5      # λ may grow only from this epoch on
+    lam_schedule: str = "stall"     # "stall": the paper's rule; "track": also keep pace with the budget
+    lam_track_growth: float = 2.0   # "track": λ factor for an epoch that ends behind the pace
     alpha_lr: float = 1e-3          # Adam learning rate of the masks
     threshold: float = 0.01         # a site is alive while α > threshold
     granularity: str = "pixel"      # "pixel" (C×H×W masks) or "channel" (C×1×1)
     fill_to_budget: bool = True     # binarize to exactly B sites (pixel granularity)
 
     def __post_init__(self) -> None:
+        if self.lam_schedule not in ("stall", "track"):
+            raise ValueError(f"lam_schedule must be 'stall' or 'track', got {self.lam_schedule!r}")
         if self.granularity not in ("pixel", "channel"):
             raise ValueError(f"granularity must be 'pixel' or 'channel', got {self.granularity!r}")
         if self.lam < 0 or self.lam_growth < 1:
@@ -130,6 +135,22 @@ def binarize(model: nn.Module, masks: dict[str, SNLMask], budget: int, config: S
     return {"alive_at_threshold": alive}
 
 
+def next_lambda(lam: float, count: int, min_count: int, epoch: int, total: int, budget: int,
+                config: SNLConfig) -> float:
+    """λ for the next search epoch. "stall" (the paper): ×lam_growth when the alive count did
+    not fall below its minimum (from lam_warmup_epochs on). "track" (short schedules, where
+    ×1.1 per stalled epoch never gets near a small budget): also ×lam_track_growth when the
+    count is above the geometric pace total·(budget/total)^(epoch/epochs) that reaches the
+    budget at the last search epoch."""
+    if count >= min_count and epoch >= config.lam_warmup_epochs:
+        lam *= config.lam_growth
+    if config.lam_schedule == "track" and config.epochs > 0:
+        pace = total * (max(budget, 1) / total) ** (min(epoch, config.epochs) / config.epochs)
+        if count > pace:
+            lam *= config.lam_track_growth
+    return lam
+
+
 def search_and_binarize(student: nn.Module, splits, budget: int, config: SNLConfig, teacher, store: PhaseStore,
                         progress: bool, prefix: str = "") -> tuple[list[dict], dict]:
     """Phase 1 and binarization on `student` (in place). Returns (history, info)."""
@@ -157,8 +178,7 @@ def search_and_binarize(student: nn.Module, splits, budget: int, config: SNLConf
         if count <= budget:
             st["reached"] = True
             return True
-        if count >= st["min_count"] and epoch >= config.lam_warmup_epochs:
-            st["lam"] *= config.lam_growth
+        st["lam"] = next_lambda(st["lam"], count, st["min_count"], epoch, total, budget, config)
         st["min_count"] = min(st["min_count"], count)
         return False
 

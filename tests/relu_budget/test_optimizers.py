@@ -383,3 +383,18 @@ def test_training_resumes_exactly_after_an_interruption(splits, tmp_path):
     assert (tmp_path / "state" / "p.done.pt").is_file() and not (tmp_path / "state" / "p.partial.pt").exists()
     _again, out2 = run(store)                      # a finished phase is loaded, not retrained
     assert out2.get("resumed") and out2["history"] == out["history"]
+
+
+def test_snl_lambda_schedules():
+    stall = snl.SNLConfig(epochs=4, lam_warmup_epochs=2)
+    track = snl.SNLConfig(epochs=4, lam_warmup_epochs=2, lam_schedule="track")
+    # Paper rule: grow by 1.1 only when the count stalls, and only after the warm-up.
+    assert snl.next_lambda(1.0, 900, 800, 1, 1000, 10, stall) == 1.0
+    assert snl.next_lambda(1.0, 900, 800, 2, 1000, 10, stall) == pytest.approx(1.1)
+    assert snl.next_lambda(1.0, 700, 800, 2, 1000, 10, stall) == 1.0
+    # Pace after epoch 2 of 4 from 1000 to 10 sites: 1000·(10/1000)^(1/2) = 100.
+    assert snl.next_lambda(1.0, 101, 800, 2, 1000, 10, track) == 2.0
+    assert snl.next_lambda(1.0, 99, 800, 2, 1000, 10, track) == 1.0
+    assert snl.next_lambda(1.0, 900, 800, 2, 1000, 10, track) == pytest.approx(2.2)
+    with pytest.raises(ValueError, match="lam_schedule"):
+        snl.SNLConfig(lam_schedule="fast")
