@@ -63,22 +63,29 @@ class _Party:
         material.start(self.digest, batch)
         self.material = material
         self.layers = build_layers(plan, batch)
+        self.ops = {layer.op.name: layer.op for layer in self.layers}
         self.timings: dict[str, float] = {}
 
-    @staticmethod
-    def _send_dict(chan, items: dict[str, np.ndarray]) -> None:
+    def _item_scope(self, chan, key: str):
+        """Offline bundle items are named '<layer>/...': their bytes go to that layer's row (the
+        bundle's one flight is charged to the exchange row that opens it)."""
+        op = self.ops.get(key.split("/", 1)[0])
+        return _scope(chan, op, "offline") if op is not None else contextlib.nullcontext()
+
+    def _send_dict(self, chan, items: dict[str, np.ndarray]) -> None:
         chan.send_array(np.asarray(len(items), dtype=np.uint64).reshape(1))
         for key, arr in items.items():
             chan.send_array(np.frombuffer(key.encode(), dtype=np.uint8))
-            chan.send_array(np.ascontiguousarray(arr))
+            with self._item_scope(chan, key):
+                chan.send_array(np.ascontiguousarray(arr))
 
-    @staticmethod
-    def _recv_dict(chan) -> dict[str, np.ndarray]:
+    def _recv_dict(self, chan) -> dict[str, np.ndarray]:
         n = int(chan.recv_array(dtype=np.uint64, shape=(1,))[0])
         out = {}
         for _ in range(n):
             key = chan.recv_array(dtype=np.uint8).tobytes().decode()
-            out[key] = chan.recv_array(dtype=np.uint64)
+            with self._item_scope(chan, key):
+                out[key] = chan.recv_array(dtype=np.uint64)
         return out
 
 

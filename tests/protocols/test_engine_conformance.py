@@ -196,3 +196,18 @@ def test_label_only_output_reveals_the_argmax(provider):
     assert torch.equal(labels, plain.argmax(1))
     rows = {r["layer"]: r for r in sm.layer_rows()}
     assert "output" in rows
+
+
+def test_offline_traffic_is_charged_to_the_layers_that_cause_it(provider):
+    """The offline bundle is one flight each way, but each item's bytes land on its layer's row:
+    a private linear layer's masked weights (8 bytes per weight), an activation's c + r."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16, 3)).eval()
+    sm, _ = secure(model, torch.randn(2, 1, 6, 6), provider)
+    rows = [r for r in sm.last_cost.per_layer if r["phase"] == "offline"]
+    by_layer = {r["layer"]: r for r in rows}
+    for name, numel in (("0", 4 * 9), ("3", 3 * 64)):
+        assert 8 * numel <= by_layer[name]["bytes_sent"] < 8 * numel + 200, by_layer[name]
+    assert by_layer["1"]["op"] == "relu" and by_layer["1"]["bytes_sent"] >= 8 * 2 * 4 * 16
+    bundle = [r for r in rows if r["op"] == "setup"]
+    assert sum(r["bytes_sent"] for r in bundle) < 1000 and sum(r["rounds"] for r in bundle) >= 1
