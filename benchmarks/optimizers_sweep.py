@@ -92,8 +92,9 @@ def method_settings(method: str, args, shared_state: Path, criticality: dict | N
     s: dict = {}
     if method in ("snl", "deepreshape", "circa"):
         # Masks must be able to close within `epochs`: α moves ≈ lr per Adam step (≈ 160 steps
-        # per epoch here), and λ must keep pace with the budget ("track"): with the paper's
-        # ×1.1-on-stall rule the 3-epoch search ended at 13 424 alive sites whatever the budget.
+        # per epoch here); λ follows the budget's pace ("track"): at 5 % the 3-epoch search ends
+        # at 8 841 alive sites instead of 13 424 with the paper's ×1.1-on-stall rule (test
+        # accuracy after fine-tuning: 89.92 % vs 90.09 %, within noise).
         s.update(alpha_lr=0.02 if not args.tiny else 0.05, lam=1e-4, lam_warmup_epochs=1, lam_schedule="track")
     if method == "autorep":
         s.update(alpha_lr=0.01 if not args.tiny else 0.05)
