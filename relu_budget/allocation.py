@@ -1,7 +1,8 @@
-"""Combinatorial core of the budget optimizers, in pure Python + numpy.
+"""Combinatorial core of the budget optimizers (the loops run in pi_native).
 
-Two pieces with a deliberately small interface, so that a native (pi_native) version can
-replace them later without touching the callers:
+Two pieces with a small interface; this module validates, scales costs to integer units and
+assembles results, `pi_native.mck_solve` / `pi_native.pareto_front_min` do the work
+(`tests/reference/allocation_ref.py` is the pure-Python reference they are checked against):
 
 - `allocate(layers_costs, values, budget) -> choice`: the multiple-choice knapsack. Every
   layer (or stage) has a list of options, each with a cost and a value; exactly one option
@@ -24,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+import pi_native
 
 DEFAULT_MAX_STATES = 200_000
 
@@ -103,36 +106,11 @@ def allocate_detailed(layers_costs, values, budget, *, max_states: int = DEFAULT
         raise InfeasibleBudget(f"the cheapest option of every layer already costs {min_total:g} "
                                f"> budget {budget:g}")
     units, cap, exact = _integer_units(costs, budget, max_states)
-    neg = -np.inf
-    # best[c] = best value using the layers so far with total units exactly c (−inf: unreachable).
-    best = np.full(cap + 1, neg)
-    best[0] = 0.0
-    picks = np.empty((len(units), cap + 1), dtype=np.int32)
-    for i, (u, v) in enumerate(zip(units, vals)):
-        new = np.full(cap + 1, neg)
-        arg = np.full(cap + 1, -1, dtype=np.int32)
-        for j in range(len(u)):
-            w = int(u[j])
-            if w > cap:
-                continue
-            cand = np.full(cap + 1, neg)
-            cand[w:] = best[:cap + 1 - w] + v[j]
-            better = cand > new
-            new[better] = cand[better]
-            arg[better] = j
-        best, picks[i] = new, arg
-    if not np.isfinite(best).any():
+    choice = pi_native.mck_solve([u.tolist() for u in units], [v.tolist() for v in vals], cap)
+    if choice is None:
         # Only possible when rounding pushed a feasible instance over the grid.
         raise InfeasibleBudget(f"no combination fits budget {budget:g} after rounding costs up to a grid "
                                f"of {budget / max_states:g}; raise max_states")
-    # Highest value; among equal values the lowest total cost.
-    top = np.max(best[np.isfinite(best)])
-    c = int(np.flatnonzero(best == top)[0])
-    choice = [0] * len(units)
-    for i in range(len(units) - 1, -1, -1):
-        j = int(picks[i, c])
-        choice[i] = j
-        c -= int(units[i][j])
     total_cost = float(sum(costs[i][j] for i, j in enumerate(choice)))
     total_value = float(sum(vals[i][j] for i, j in enumerate(choice)))
     return AllocationResult(choice, total_value, total_cost, exact)
@@ -159,28 +137,5 @@ def pareto_front(points: Sequence[Sequence[float]], senses: Sequence[str] = ("mi
         raise ValueError("points must be finite (no NaN or inf)")
     # Turn everything into "lower is better".
     sign = np.array([1.0 if s == "min" else -1.0 for s in senses])
-    q = pts * sign
-    n = len(q)
-    if q.shape[1] == 2:
-        order = np.lexsort((q[:, 1], q[:, 0]))    # by cost, then by (negated) value
-        front = []
-        best_before = np.inf                       # best value among strictly cheaper points
-        i = 0
-        while i < n:
-            j = i
-            while j < n and q[order[j], 0] == q[order[i], 0]:
-                j += 1
-            group = order[i:j]
-            gbest = q[group, 1].min()
-            if gbest < best_before:
-                front.extend(int(g) for g in group if q[g, 1] == gbest)
-            best_before = min(best_before, gbest)
-            i = j
-        return sorted(front, key=lambda k: (pts[k, 0], k))
-    keep = []
-    for i in range(n):
-        le = (q <= q[i]).all(axis=1)
-        lt = (q < q[i]).any(axis=1)
-        if not (le & lt).any():
-            keep.append(i)
-    return sorted(keep, key=lambda k: (pts[k, 0], k))
+    front = pi_native.pareto_front_min(np.ascontiguousarray(pts * sign))
+    return sorted(front, key=lambda k: (pts[k, 0], k))

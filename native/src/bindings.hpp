@@ -23,5 +23,6 @@ inline U64Array as_u64(const py::array& a, const char* name) {
 void bind_prg(py::module_& m);
 void bind_ring(py::module_& m);
 void bind_fss(py::module_& m);
+void bind_allocation(py::module_& m);
 
 }  // namespace pi_native

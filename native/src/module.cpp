@@ -4,7 +4,7 @@
 
 PYBIND11_MODULE(pi_native, m) {
   using namespace pi_native;
-  m.doc() = "Native kernels of the private-inference engine: AES PRG, ring GEMM/conv, FSS gates.";
+  m.doc() = "Native kernels of the private-inference engine: AES PRG, ring GEMM/conv, FSS gates, budget allocation.";
   m.def("has_aesni", &cpu_has_aesni, "True when the CPU has AES-NI (the fast AES path is used).");
   m.def("get_num_threads", &num_threads, "Threads used by the multithreaded kernels.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
@@ -12,4 +12,5 @@ PYBIND11_MODULE(pi_native, m) {
   bind_prg(m);
   bind_ring(m);
   bind_fss(m);
+  bind_allocation(m);
 }

@@ -1,11 +1,18 @@
-"""The combinatorial core: multiple-choice knapsack against brute force, Pareto extraction
-against a brute-force dominance check."""
+"""The combinatorial core (pi_native.mck_solve / pareto_front_min behind relu_budget.allocation):
+the knapsack against brute force, Pareto extraction against a brute-force dominance check, and
+the native loops against the pure-Python reference (tests/reference/allocation_ref.py)."""
 import itertools
+import pathlib
+import sys
 
 import numpy as np
 import pytest
 
+import pi_native
 from relu_budget.allocation import InfeasibleBudget, allocate, allocate_detailed, pareto_front
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from reference import allocation_ref  # noqa: E402
 
 
 def brute_force(costs, values, budget):
@@ -110,3 +117,36 @@ def test_pareto_front_order_and_errors():
         pareto_front([(1, float("nan"))])
     with pytest.raises(ValueError, match="coordinates"):
         pareto_front([(1, 2, 3)])
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_native_knapsack_matches_the_reference_bit_for_bit(seed):
+    """pi_native.mck_solve against tests/reference/allocation_ref.py: same choice (ties
+    included: values are rounded so that ties are frequent), same infeasibility."""
+    rng = np.random.default_rng(1000 + seed)
+    layers = int(rng.integers(1, 8))
+    units = [rng.integers(0, 40, size=int(rng.integers(1, 6))).tolist() for _ in range(layers)]
+    values = [rng.integers(-3, 4, size=len(u)).astype(float).tolist() for u in units]
+    cap = int(rng.integers(0, 120))
+    assert pi_native.mck_solve(units, values, cap) == allocation_ref.mck_solve(units, values, cap)
+
+
+@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize("dims", [2, 3])
+def test_native_pareto_matches_the_reference(seed, dims):
+    rng = np.random.default_rng(seed)
+    q = rng.integers(0, 6, size=(int(rng.integers(0, 40)), dims)).astype(float)   # many ties and duplicates
+    assert pi_native.pareto_front_min(q.reshape(-1, dims)) == allocation_ref.pareto_front_min(q.reshape(-1, dims))
+
+
+def test_native_core_rejects_malformed_input():
+    with pytest.raises(ValueError, match="as many costs as values"):
+        pi_native.mck_solve([[1, 2]], [[1.0]], 3)
+    with pytest.raises(ValueError, match="costs must be >= 0"):
+        pi_native.mck_solve([[-1]], [[1.0]], 3)
+    with pytest.raises(ValueError, match="capacity"):
+        pi_native.mck_solve([[1]], [[1.0]], -1)
+    with pytest.raises(ValueError, match="layers of costs"):
+        pi_native.mck_solve([[1]], [], 3)
+    with pytest.raises(ValueError, match=r"\(n, d\)"):
+        pi_native.pareto_front_min(np.zeros(3))
