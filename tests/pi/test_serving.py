@@ -256,3 +256,19 @@ def test_dealer_disconnecting_before_the_server_gets_its_material(deployment):
         server.stop()
         dealer.stop()
     healthy_inference(deployment)
+
+
+def test_pi_serve_and_pi_connect_are_the_deployment_api(deployment, tmp_path):
+    d = deployment
+    bundle = d["secure"].save(tmp_path / "model.npz")
+    server = pi.serve(pi.load(bundle), "127.0.0.1", 0, TlsConfig(cert=d["server_cert"].cert, key=d["server_cert"].key),
+                      d["dealer_ep"], block=False)
+    try:
+        ep = pi.Endpoint("127.0.0.1", server.listener.port, d["server_ep"].tls)
+        x = torch.randn(3, 1, 4, 4)
+        with pi.connect(ep, d["dealer_ep"]) as remote:
+            y = remote.run(x)
+            assert remote.last_cost.online_bytes > 0 and remote.last_cost.rounds >= 2
+        np.testing.assert_allclose(y.numpy(), plain(d, x), atol=2**-7)
+    finally:
+        server.stop()
