@@ -272,3 +272,32 @@ def test_pi_serve_and_pi_connect_are_the_deployment_api(deployment, tmp_path):
         np.testing.assert_allclose(y.numpy(), plain(d, x), atol=2**-7)
     finally:
         server.stop()
+
+
+def test_many_clients_at_once_each_in_its_own_session(deployment):
+    """Four clients in parallel (and one sending garbage meanwhile): every session gets its own
+    material and correct results."""
+    results, errors = {}, []
+
+    def client(i):
+        try:
+            torch.manual_seed(100 + i)
+            x = torch.randn(2, 1, 4, 4)
+            with connect(deployment["server_ep"], deployment["dealer_ep"]) as c:
+                results[i] = [(c.run(x).numpy(), plain(deployment, x)) for _ in range(2)] + [c.session]
+        except Exception as exc:                     # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    with raw_tls(deployment) as s:
+        s.sendall(b"\x00" * 64)
+        read_all(s)
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert len({r[-1] for r in results.values()}) == 4            # four distinct sessions
+    for runs in results.values():
+        for y, ref in runs[:-1]:
+            np.testing.assert_allclose(y, ref, atol=2**-7)
