@@ -310,6 +310,65 @@ def _series_name(run: dict) -> str:
     return series_of(run)
 
 
+def bench_workload(arch: str | None, dataset: str | None) -> str | None:
+    """The `pi bench model` workload that runs this network, if any."""
+    if dataset != "fashion-mnist" or not arch:
+        return None
+    if arch == "resnet-small":
+        return "default"
+    if arch.startswith("resnet18") and "stem stride 2" in arch:
+        return "resnet18"
+    return None
+
+
+def _pareto_figure(table: list[dict], model_rows: list[dict], title: str, teacher_acc: float | None) -> bytes:
+    from relu_budget.allocation import pareto_front
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    xs_def = {"relus": ("relus", "relus", "kept ReLU sites per image"),
+              "latency": ("measured_online_s", "predicted_online_s", "online latency (s), batch 1"),
+              "bytes": ("measured_bytes", "predicted_bytes", "online + offline bytes per inference")}
+    methods = sorted({t["method"] for t in table})
+    for ax, (panel, (mkey, pkey, label)) in zip(axes, xs_def.items()):
+        for i, meth in enumerate(methods):
+            pts = [t for t in table if t["method"] == meth and t["test_accuracy"] is not None]
+            color = f"C{i % 10}"
+            for kind, key, marker in (("measured", mkey, "o"), ("predicted", pkey, "x")):
+                if panel == "relus" and kind == "predicted":
+                    continue
+                xy = [(t[key], 100 * t["test_accuracy"]) for t in pts if t.get(key)]
+                if not xy:
+                    continue
+                xy.sort()
+                front = pareto_front(xy) if panel == "relus" or kind == "measured" else []
+                ax.plot([p[0] for p in xy], [p[1] for p in xy], marker, color=color, alpha=0.5 if front else 0.8,
+                        label=f"{meth}" + ("" if panel == "relus" else f" ({kind})"))
+                if front:
+                    fx = [xy[j] for j in sorted(front)]
+                    ax.plot([p[0] for p in fx], [p[1] for p in fx], "-", color=color)
+        if teacher_acc is not None:
+            ax.axhline(100 * teacher_acc, color="gray", ls="--", lw=1, label="all-ReLU" if panel == "relus" else None)
+        if panel != "relus":
+            for r in model_rows:
+                x = r.get("online_s") if panel == "latency" else (r.get("online_bytes") or 0) + (
+                    r.get("offline_bytes") or 0)
+                if x and r.get("accuracy") is not None:
+                    ax.plot([x], [100 * r["accuracy"]], "D", color="black", ms=5)
+                    ax.annotate(f"{r['workload']}/{r['policy']}", (x, 100 * r["accuracy"]), fontsize=7,
+                                xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy (%)")
+        _log_x(ax)
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    axes[0].set_title(f"{title}: accuracy vs ReLU count")
+    axes[1].set_title("accuracy vs online latency")
+    axes[2].set_title("accuracy vs bytes")
+    fig.tight_layout()
+    return _fig_png(fig)
+
+
 def section_pareto(runs: list[dict], bench: dict, measured_runs: dict, failures: list[str] = ()) -> Section:
     s = Section("pareto", dict(SECTIONS)["pareto"])
     for f in failures:
@@ -324,7 +383,6 @@ def section_pareto(runs: list[dict], bench: dict, measured_runs: dict, failures:
                    "pi bench model --json benchmarks/results/bench_model.json",
                    "pi report --runs benchmarks/results/runs --out benchmarks/results/report/report.html"]
         return s
-    from relu_budget.allocation import pareto_front
     table = []
     for r in runs:
         cost = r.get("cost") or {}
@@ -364,50 +422,23 @@ def section_pareto(runs: list[dict], bench: dict, measured_runs: dict, failures:
                                ("eval_images", "images", "d"), ("online_s", "online s", ".4f"),
                                ("online_bytes", "online B", ".3e"), ("offline_bytes", "offline B", ".3e")],
                               s.data["bench_model"]))
-    plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
-    xs_def = {"relus": ("relus", "relus", "kept ReLU sites per image"),
-              "latency": ("measured_online_s", "predicted_online_s", "online latency (s), batch 1"),
-              "bytes": ("measured_bytes", "predicted_bytes", "online + offline bytes per inference")}
-    methods = sorted({t["method"] for t in table})
-    for ax, (panel, (mkey, pkey, label)) in zip(axes, xs_def.items()):
-        for i, meth in enumerate(methods):
-            pts = [t for t in table if t["method"] == meth and t["test_accuracy"] is not None]
-            color = f"C{i % 10}"
-            for kind, key, marker in (("measured", mkey, "o"), ("predicted", pkey, "x")):
-                if panel == "relus" and kind == "predicted":
-                    continue
-                xy = [(t[key], 100 * t["test_accuracy"]) for t in pts if t.get(key)]
-                if not xy:
-                    continue
-                xy.sort()
-                front = pareto_front(xy) if panel == "relus" or kind == "measured" else []
-                ax.plot([p[0] for p in xy], [p[1] for p in xy], marker, color=color, alpha=0.5 if front else 0.8,
-                        label=f"{meth}" + ("" if panel == "relus" else f" ({kind})"))
-                if front:
-                    fx = [xy[j] for j in sorted(front)]
-                    ax.plot([p[0] for p in fx], [p[1] for p in fx], "-", color=color)
-        if panel != "relus" and model_rows:
-            for r in model_rows:
-                x = r.get("online_s") if panel == "latency" else (r.get("online_bytes") or 0) + (
-                    r.get("offline_bytes") or 0)
-                if x and r.get("accuracy") is not None:
-                    ax.plot([x], [100 * r["accuracy"]], "D", color="black", ms=5)
-                    ax.annotate(f"{r['workload']}/{r['policy']}", (x, 100 * r["accuracy"]), fontsize=7,
-                                xytext=(3, 3), textcoords="offset points")
-        ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy (%)")
-        _log_x(ax)
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    axes[0].set_title("accuracy vs ReLU count")
-    axes[1].set_title("accuracy vs online latency")
-    axes[2].set_title("accuracy vs bytes")
-    fig.tight_layout()
-    s.figures.append(("pareto", ("Accuracy vs kept ReLUs, online latency and bytes. Lines: Pareto fronts per "
-                      "method; o measured, x predicted by the cost model; black diamonds: `pi bench model` "
-                      "rows (secure accuracy, deployed latency)."), _fig_png(fig)))
+    groups = sorted({(t["arch"] or "?", t["dataset"] or "?") for t in table})
+    if not groups:                      # bench rows only
+        groups = [(None, None)]
+    for arch, dataset in groups:
+        rows = [t for t in table if (t["arch"] or "?", t["dataset"] or "?") == (arch, dataset)]
+        workload = bench_workload(arch, dataset)
+        bench_rows = [r for r in model_rows if arch is None or r.get("workload") == workload]
+        teacher = next(((r.get("teacher") or {}).get("test_accuracy") for r in runs
+                        if (r.get("teacher") or {}).get("test_accuracy") is not None
+                        and (r.get("arch") or "?", r.get("dataset") or "?") == (arch, dataset)), None)
+        title = "pi bench model" if arch is None else f"{arch} on {dataset}"
+        name = "pareto" if len(groups) == 1 else f"pareto-{len(s.figures)}"
+        s.figures.append((name, (f"{title}: test accuracy vs kept ReLUs, online latency and bytes. Lines: Pareto "
+                                 "fronts per method; o measured, x predicted by the cost model; dashed: the all-ReLU "
+                                 "model; black diamonds: `pi bench model` rows of this network (secure accuracy, "
+                                 "deployed latency)."),
+                          _pareto_figure(rows, bench_rows, title, teacher)))
     if not measured_runs and runs:
         s.notes.append("No run had its weights (model.pt) here, so no latency was measured for the runs: the "
                        "latency and bytes panels show the cost model's predictions only.")
