@@ -286,7 +286,10 @@ def load_budget_policy(directory: str):
     workload's weights). Returns (policy, model or None)."""
     from relu_budget.policy import load_policy
     d = Path(directory)
-    if (d / "model.pt").is_file() and (d / "policy").is_dir():
+    if (d / "metrics.json").is_file() and (d / "policy").is_dir():
+        if not (d / "model.pt").is_file():
+            raise SystemExit(f"--policy {d}: a relu-budget run without its weights (model.pt); its policy was "
+                             "trained for them, so it cannot be benchmarked on the workload's weights")
         from relu_budget.cli import load_run
         model, pol, _metrics = load_run(d)
         return pol, model.eval()
