@@ -42,20 +42,10 @@ def main(argv=None) -> int:
     result = train.fit(model, splits, cfg)
     test = train.evaluate(model, splits.loader("test", 1000))
     elapsed = time.time() - t0
-    sites = models.count_relu_sites(model, (1, 28, 28))
-    meta = {
-        "arch": "resnet18 (quarter width, stem stride 2)",
-        "dataset": "fashion-mnist",
-        "test_accuracy": test["accuracy"],
-        "best_val_accuracy": result["best"]["val_accuracy"],
-        "best_epoch": result["best"]["epoch"],
-        "epochs": args.epochs,
-        "seed": args.seed,
-        "relu_sites": sum(r["sites"] for r in sites),
-        "parameters": sum(q.numel() for q in model.parameters()),
-        "train_seconds": round(elapsed, 1),
-        "command": "python benchmarks/train_resnet18.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-    }
+    meta = train.training_record(
+        model, result, test, arch="resnet18 (quarter width, stem stride 2)", dataset="fashion-mnist",
+        epochs=args.epochs, seed=args.seed, seconds=elapsed,
+        command="python benchmarks/train_resnet18.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     train.save_checkpoint(args.out, model, meta)
     args.out.with_suffix(".json").write_text(json.dumps({**meta, "history": result["history"]}, indent=2) + "\n")
     print(f"test accuracy {100 * test['accuracy']:.2f}% ({meta['relu_sites']} ReLU sites, "

@@ -46,20 +46,9 @@ def main(argv=None) -> int:
     images, labels = raw["test_images"][:32], raw["test_labels"][:32].astype(np.int64)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    sites = models.count_relu_sites(model, (1, 28, 28))
-    meta = {
-        "arch": "resnet-small",
-        "dataset": "fashion-mnist",
-        "test_accuracy": test["accuracy"],
-        "best_val_accuracy": result["best"]["val_accuracy"],
-        "best_epoch": result["best"]["epoch"],
-        "epochs": args.epochs,
-        "seed": args.seed,
-        "relu_sites": sum(r["sites"] for r in sites),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_seconds": round(elapsed, 1),
-        "command": "python demos/train_default.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-    }
+    meta = train.training_record(
+        model, result, test, arch="resnet-small", dataset="fashion-mnist", epochs=args.epochs, seed=args.seed,
+        seconds=elapsed, command="python demos/train_default.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     train.save_checkpoint(args.out / "default_model.pt", model, meta)
     np.savez_compressed(args.out / "samples.npz", images=images, labels=labels)
     (args.out / "default_model.json").write_text(json.dumps({**meta, "history": result["history"]}, indent=2) + "\n")

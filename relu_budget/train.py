@@ -168,6 +168,18 @@ def fit(model: nn.Module, splits, cfg: TrainConfig, teacher: nn.Module | None = 
     return {"history": history, "best": best}
 
 
+def training_record(model: nn.Module, fit_result: dict, test: dict, *, arch: str, dataset: str, epochs: int,
+                    seed: int, seconds: float, command: str, input_shape=(1, 28, 28)) -> dict:
+    """The metadata a trained checkpoint carries (and its .json twin shows, with the history)."""
+    from relu_budget.models import count_relu_sites
+    return {"arch": arch, "dataset": dataset, "test_accuracy": test["accuracy"],
+            "best_val_accuracy": fit_result["best"]["val_accuracy"], "best_epoch": fit_result["best"]["epoch"],
+            "epochs": epochs, "seed": seed,
+            "relu_sites": sum(r["sites"] for r in count_relu_sites(model, input_shape)),
+            "parameters": sum(p.numel() for p in model.parameters()), "train_seconds": round(seconds, 1),
+            "command": command}
+
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None = None) -> Path:
     """Writes weights + architecture config + metadata (plain data only) atomically."""
     path = Path(path)
