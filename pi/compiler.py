@@ -123,7 +123,6 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
 
     b = PlanBuilder(tuple(x.shape[1:]), fixed_point)
     env: dict[str, int] = {}
-    users = {n.name: len(n.users) for n in graph.nodes}
     folded: set[str] = set()
 
     def arg(n):

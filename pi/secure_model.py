@@ -13,7 +13,7 @@ import torch
 from pi.compiler import RELU_CHOICES, SitePolicy, compile_plan
 from protocols import engine
 from protocols.fixed_point import DEFAULT_FRAC_BITS, FixedPoint
-from protocols.plan import (CIRCA, CIRCA_MODES, IDENTITY, POLY, RELU, SITE_KINDS, Activation, Conv2d, Linear,
+from protocols.plan import (CIRCA, CIRCA_MODES, RELU, Activation, Conv2d, Linear,
                             MaxPool, Plan, ServerWeights)
 from protocols.providers import get_provider
 
