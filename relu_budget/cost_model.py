@@ -15,8 +15,9 @@ benchmark), otherwise the documented defaults below, taken from docs/engine.md a
 protocol notes (LLAMA-style FSS ReLU: ≈ 2.1 KB key per party at 64 bits, one round, two ring
 elements of 8 bytes online; identity sites are free: a local truncation).
 
-Measured row fields (all required): gate ("relu" | "circa" | "poly" | "identity"; "square",
-the gate a degree-2 polynomial site uses, counts as "poly"; other gates are ignored), n (input
+Measured row fields (all required): gate ("relu" | "circa" | "poly" | "identity"; "trunc" and
+"square", the two gates a degree-2 polynomial site runs one after the other in the engine,
+together make "poly" unless a "poly" row is given; other gates are ignored), n (input
 bit width of the gate, 64 in our ring; rows with n = 64 are preferred, else the largest n),
 k (Circa's dropped low bits; null otherwise), key_bytes (per site and party), keygen_per_s,
 eval_per_s (sites per second), online_bytes (per site, both directions), rounds (per layer).
@@ -48,6 +49,7 @@ from torch import nn
 
 OBJECTIVES = ("relus", "latency", "bytes")
 SITE_KINDS = ("relu", "identity", "poly", "circa")
+POLY_PARTS = ("trunc", "square")      # the gates of a polynomial site, in order
 RING_BITS = 64
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 ROW_FIELDS = ("gate", "n", "k", "key_bytes", "keygen_per_s", "eval_per_s", "online_bytes", "rounds")
@@ -95,8 +97,20 @@ PROFILES = {
 
 # Defaults (see the module docstring for where they come from).
 DEFAULT_RELU = SiteCost(key_bytes=2100, online_bytes=16, rounds=1, keygen_per_s=0.5e6, eval_per_s=1.0e6)
-# Degree-2 polynomial: one square pair per site (3 ring elements of key), open x̂ and return.
-DEFAULT_POLY = SiteCost(key_bytes=24, online_bytes=16, rounds=1, keygen_per_s=20e6, eval_per_s=50e6)
+# Degree-2 polynomial, as the engine computes it: a faithful truncation gate (the input comes at
+# scale 2f) then a degree-2 key stage; each opens x̂ and returns y0 (16 B) in its own round.
+DEFAULT_TRUNC = SiteCost(key_bytes=16, online_bytes=16, rounds=1, keygen_per_s=20e6, eval_per_s=100e6)
+DEFAULT_SQUARE = SiteCost(key_bytes=16, online_bytes=16, rounds=1, keygen_per_s=20e6, eval_per_s=100e6)
+
+
+def sequential(a: SiteCost, b: SiteCost, source: str = "") -> SiteCost:
+    """Two gates one after the other on every site: bytes and rounds add, so do seconds."""
+    return SiteCost(key_bytes=a.key_bytes + b.key_bytes, online_bytes=a.online_bytes + b.online_bytes,
+                    rounds=a.rounds + b.rounds, keygen_per_s=1 / (1 / a.keygen_per_s + 1 / b.keygen_per_s),
+                    eval_per_s=1 / (1 / a.eval_per_s + 1 / b.eval_per_s), source=source)
+
+
+DEFAULT_POLY = sequential(DEFAULT_TRUNC, DEFAULT_SQUARE)
 DEFAULT_IDENTITY = SiteCost(key_bytes=0, online_bytes=0, rounds=0, keygen_per_s=math.inf, eval_per_s=math.inf)
 
 
@@ -195,9 +209,9 @@ class CostModel:
                 if missing:
                     raise CostModelError(f"{path}: row {i} (gate {row.get('gate')!r}) lacks fields {missing}; "
                                          f"gate rows need {', '.join(ROW_FIELDS)}")
-                gate = GATE_ALIASES.get(row["gate"], row["gate"])
-                if gate not in SITE_KINDS:
-                    continue                    # trunc, drelu, mul, ...: not a site kind
+                gate = row["gate"]
+                if gate not in SITE_KINDS + POLY_PARTS:
+                    continue                    # drelu, mul, ...: not part of a site kind
                 n = int(row["n"])
                 k = None
                 if gate == "circa":
@@ -209,13 +223,20 @@ class CostModel:
                 old = gate_rows.get(key)
                 if old is None or rank >= old[0]:
                     gate_rows[key] = (rank, row, f"{path.name} row {i}")
+        parts = {}
         for (gate, k), (_rank, row, where) in gate_rows.items():
             cost = _site_cost_from_row(row, where)
             if gate == "circa":
                 model.circa[int(k)] = cost
+            elif gate in POLY_PARTS:
+                parts[gate] = cost
             else:
                 setattr(model, gate, cost)
             model.sources.append(where)
+        if parts and ("poly", None) not in gate_rows:
+            trunc, square = parts.get("trunc", DEFAULT_TRUNC), parts.get("square", DEFAULT_SQUARE)
+            model.poly = sequential(trunc, square, f"trunc ({trunc.source or 'default'}) then square "
+                                                   f"({square.source or 'default'})")
         return model
 
     # -- per-site queries -------------------------------------------------------------------
@@ -373,7 +394,6 @@ class CostModel:
                 "sources": list(self.sources)}
 
 
-GATE_ALIASES = {"square": "poly"}
 
 
 def _interpolate_m(table: dict[int, SiteCost], m: int) -> SiteCost:
