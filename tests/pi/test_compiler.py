@@ -112,3 +112,25 @@ def test_global_poly_fits_dapa_per_channel_on_the_calibration_data():
     assert (sm.run(x) - ref).abs().max() < 2 ** -6
     with pytest.raises(ValueError, match="constant on the calibration data"):
         pi.compile(net, torch.zeros(1, 1, 6, 6), relu="poly")
+
+
+def test_plaintext_twin_computes_what_the_plan_computes():
+    """The demo's and benchmarks' plaintext reference: the model with the plan's site kinds
+    and (fitted) polynomial coefficients; the original model is left untouched."""
+    from pi.compiler import plaintext_twin
+    from relu_budget import models
+    torch.manual_seed(0)
+    net = models.build("smallcnn", image_size=8, num_classes=3, channels=(2, 3), hidden=4).eval()
+    calib = torch.randn(16, 1, 8, 8)
+    sm = pi.compile(net, calib[:1], relu="poly", calibration=calib)
+    twin = plaintext_twin(net, sm.plan)
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        assert (sm.run(x) - twin(x).double()).abs().max() < 2 ** -6
+    for _, site in models.relu_sites(twin):                  # polynomials, not ReLUs
+        assert site.kind_map is not None and bool((site.kind_map == models.POLY).all())
+    assert all(s.kind_map is None for _, s in models.relu_sites(net))
+    with pytest.raises(ValueError, match="no ReluSite"):
+        plaintext_twin(nn.Sequential(nn.Flatten(), nn.Linear(64, 3), nn.ReLU()),
+                       pi.compile(nn.Sequential(nn.Flatten(), nn.Linear(64, 3), nn.ReLU()), calib[:1],
+                                  relu="identity").plan)
