@@ -171,6 +171,8 @@ def main(argv=None) -> dict:
             run_dir = out / "runs" / f"{method}-{100 * frac:g}"
             if (run_dir / "metrics.json").is_file():
                 m = json.loads((run_dir / "metrics.json").read_text())
+                if (run_dir / "model.pt").is_file():
+                    m = refresh_cost(run_dir, m, splits.input_shape)
             else:
                 settings = {**base.to_dict(), "checkpoint_dir": str(run_dir / "state"),
                             **method_settings(method, args, shared, criticality)}
@@ -208,9 +210,12 @@ def main(argv=None) -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
-        "settings": {k: v for k, v in vars(args).items() if k != "argv"},
+        "settings": {k: _shown(Path(v)) if k in ("teacher", "out") and v != "none" else v
+                     for k, v in vars(args).items() if k != "argv"},
+        "run_seconds": sum(r["seconds"] for r in rows),
         "dataset": splits.name, "arch": args.arch, "total_sites": total,
         "teacher": teacher_info, "criticality": criticality, "rows": rows,
+        "frontier": combined_frontier(rows),
         "wall_seconds": time.time() - t_start,
     }
     (out / "results.json").write_text(json.dumps(doc, indent=1))
@@ -228,16 +233,52 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def refresh_cost(run_dir: Path, m: dict, input_shape) -> dict:
+    """A run's predicted cost is derived, not measured: recompute it with today's cost model
+    (the gate costs it is fed may have been re-measured, or its pricing fixed, since the run)
+    and write it back with the date when it changed."""
+    from relu_budget import cli
+    from relu_budget.cost_model import CostModel
+    model, _policy, _ = cli.load_run(run_dir)
+    cfg = m.get("config") or {}
+    cost = CostModel.load(cfg.get("results_dir"), profile=cfg.get("profile", "lan")).estimate(model, input_shape)
+    cost = cost.to_dict()
+    cost.pop("per_layer", None)
+    if cost != m.get("cost"):
+        m["cost"] = cost
+        m["cost_updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        tmp = run_dir / "metrics.json.tmp"
+        tmp.write_text(json.dumps(m, indent=1))
+        tmp.replace(run_dir / "metrics.json")
+    return m
+
+
+def combined_frontier(rows: list[dict]) -> list[dict]:
+    """The runs of every method not dominated in (fewer kept sites, higher *validation*
+    accuracy): model selection never looks at the test split; their test accuracy is reported."""
+    from relu_budget.allocation import pareto_front
+    idx = pareto_front([(r["relus"], r["val_accuracy"]) for r in rows])
+    return [{"method": rows[i]["method"], "budget_fraction": rows[i]["budget_fraction"], "relus": rows[i]["relus"],
+             "val_accuracy": rows[i]["val_accuracy"], "test_accuracy": rows[i]["test_accuracy"],
+             "dir": rows[i]["dir"]} for i in idx]
+
+
 def write_markdown(path: Path, doc: dict) -> None:
     lines = [f"# {doc['benchmark']}", "", f"Command: `{doc['command']}`  ", f"Date: {doc['date']}  ",
              (f"{doc['arch']} on {doc['dataset']}, {doc['total_sites']} ReLU sites; teacher test accuracy "
-              f"{100 * doc['teacher']['test_accuracy']:.2f}%"), "",
+              f"{100 * doc['teacher']['test_accuracy']:.2f}%; {doc.get('run_seconds', 0) / 3600:.2f} h of training "
+              "and evaluation in all (one thread per run)"), "",
              "| method | budget | kept sites | val % | test % | predicted online s (LAN) | run |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for r in doc["rows"]:
         lat = "" if r["online_seconds"] is None else f"{r['online_seconds']:.3f}"
         lines.append(f"| {r['method']} | {100 * r['budget_fraction']:g}% | {r['relus']} | "
                      f"{100 * r['val_accuracy']:.2f} | {100 * r['test_accuracy']:.2f} | {lat} | {r['dir']} |")
+    if doc.get("frontier"):
+        lines += ["", "Combined frontier over all methods (not dominated in kept sites and validation accuracy):", "",
+                  "| kept sites | method | budget | val % | test % | run |", "|---:|---|---:|---:|---:|---|"]
+        lines += [f"| {f['relus']} | {f['method']} | {100 * f['budget_fraction']:g}% | {100 * f['val_accuracy']:.2f} | "
+                  f"{100 * f['test_accuracy']:.2f} | {f['dir']} |" for f in doc["frontier"]]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -250,9 +291,13 @@ def plot(path: Path, doc: dict) -> None:
     for m in methods:
         rs = sorted((r for r in doc["rows"] if r["method"] == m), key=lambda r: r["relus"])
         ax.plot([max(r["relus"], 1) for r in rs], [100 * r["test_accuracy"] for r in rs], "-o", label=m)
+    if doc.get("frontier"):
+        fr = sorted(doc["frontier"], key=lambda f: f["relus"])
+        ax.step([max(f["relus"], 1) for f in fr], [100 * f["test_accuracy"] for f in fr], "k:", where="post",
+                lw=1.2, label="combined frontier (selected on val)")
     ax.axhline(100 * doc["teacher"]["test_accuracy"], color="gray", ls="--", lw=1, label="all-ReLU teacher")
     ax.set_xscale("log")
-    ax.set_xlabel("kept ReLU sites (per example)")
+    ax.set_xlabel("kept ReLU sites per example (runs with none: at 1)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{doc['arch']} on {doc['dataset']}")
     ax.grid(True, alpha=0.3)
