@@ -232,7 +232,7 @@ def fix_masks(modules: dict[str, AutoRePSite], budget: int) -> int:
 
 
 def range_term(modules: dict[str, AutoRePSite], config: AutoRePConfig):
-    """extra_loss: ρ·Σ range_loss over the layers (0 when off), combined with another term."""
+    """extra_loss: ρ·Σ range_loss over the layers of the last forward pass (0 when off)."""
     def term(_model):
         losses = [m.range_loss for m in modules.values() if m.range_loss is not None]
         for m in modules.values():
@@ -303,8 +303,8 @@ def optimize(model: nn.Module, splits, budget, config: AutoRePConfig | dict | No
 
     search = train_phase(student, splits, config, name="autorep_search", epochs=config.epochs,
                          optimizer=config.optimizer, lr=config.lr, teacher=teacher, param_groups=groups,
-                         extra_loss=_plus(in_range, budget_penalty), after_step=after_step, on_epoch_end=on_epoch_end, select_best=False,
-                         store=store, progress=progress)
+                         extra_loss=_plus(in_range, budget_penalty), after_step=after_step,
+                         on_epoch_end=on_epoch_end, select_best=False, store=store, progress=progress)
     before = fix_masks(modules, b)
     # Fine-tune weights and coefficients with the masks frozen; validation in the deployed form.
     ft_groups = [{"params": weights, "lr": config.finetune_lr}, {"params": coeffs, "lr": config.finetune_lr}]
