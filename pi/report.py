@@ -354,15 +354,16 @@ def _pareto_figure(table: list[dict], model_rows: list[dict], title: str, teache
                     r.get("offline_bytes") or 0)
                 if x and r.get("accuracy") is not None:
                     ax.plot([x], [100 * r["accuracy"]], "D", color="black", ms=5)
-                    ax.annotate(f"{r['workload']}/{r['policy']}", (x, 100 * r["accuracy"]), fontsize=7,
-                                xytext=(3, 3), textcoords="offset points")
+                    ax.annotate(r["policy"], (x, 100 * r["accuracy"]), fontsize=6, xytext=(3, 3),
+                                textcoords="offset points")
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy (%)")
         _log_x(ax)
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    axes[0].set_title(f"{title}: accuracy vs ReLU count")
+    fig.suptitle(title)
+    axes[0].set_title("accuracy vs ReLU count")
     axes[1].set_title("accuracy vs online latency")
     axes[2].set_title("accuracy vs bytes")
     fig.tight_layout()
@@ -399,7 +400,9 @@ def section_pareto(runs: list[dict], bench: dict, measured_runs: dict, failures:
                       "measured_online_s": meas.get("online_s"),
                       "measured_bytes": (meas["online_bytes"] + meas["offline_bytes"]) if meas else None,
                       "measured_online_bytes": meas.get("online_bytes")})
-    table.sort(key=lambda t: (t["method"], -(t["relus"] or 0)))
+    for t in table:
+        t["network"] = f"{t['arch']} / {t['dataset']}"
+    table.sort(key=lambda t: (t["network"], t["method"], -(t["relus"] or 0)))
     s.data["runs"] = table
     s.data["bench_model"] = [{k: r.get(k) for k in ("workload", "policy", "gate_relus_per_image", "accuracy",
                                                     "plain_accuracy", "eval_images", "online_s", "online_bytes",
@@ -408,7 +411,8 @@ def section_pareto(runs: list[dict], bench: dict, measured_runs: dict, failures:
     if table:
         s.tables.append(Table("Optimizer runs (test accuracy on the balanced test split; predicted = cost model "
                               "fed by the measured gate costs; measured = SecureModel.run in process, batch 1)",
-                              [("run", "run", "s"), ("method", "method", "s"), ("relus", "kept ReLUs", "d"),
+                              [("run", "run", "s"), ("network", "network / data", "s"), ("method", "method", "s"),
+                               ("relus", "kept ReLUs", "d"),
                                ("test_accuracy_pct", "test acc %", ".2f"), ("val_accuracy_pct", "val acc %", ".2f"),
                                ("predicted_online_s", "pred. online s (LAN)", ".4f"),
                                ("measured_online_s", "meas. online s", ".4f"),
@@ -436,8 +440,8 @@ def section_pareto(runs: list[dict], bench: dict, measured_runs: dict, failures:
         name = "pareto" if len(groups) == 1 else f"pareto-{len(s.figures)}"
         s.figures.append((name, (f"{title}: test accuracy vs kept ReLUs, online latency and bytes. Lines: Pareto "
                                  "fronts per method; o measured, x predicted by the cost model; dashed: the all-ReLU "
-                                 "model; black diamonds: `pi bench model` rows of this network (secure accuracy, "
-                                 "deployed latency)."),
+                                 "model; black diamonds: `pi bench model` rows of this network (secure accuracy on the "
+                                 "benchmark's first test images, deployed latency)."),
                           _pareto_figure(rows, bench_rows, title, teacher)))
     if not measured_runs and runs:
         s.notes.append("No run had its weights (model.pt) here, so no latency was measured for the runs: the "
