@@ -20,12 +20,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from relu_budget.cli import CliError
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except CliError as exc:       # a bad run / policy directory given to pi demo or pi bench
+        print(f"pi: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -105,6 +105,10 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
         interp.run(x)
     bounds: dict[str, float] = {}
     channel_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}   # for fitted polynomials
+    from relu_budget.models import ReluSite
+    act_inputs = {n.args[0].name for n in graph.nodes if n.args and isinstance(n.args[0], fx.Node) and (
+        (n.op == "call_module" and isinstance(modules[n.target], (nn.ReLU, ReluSite)))
+        or (n.op == "call_function" and n.target in (F.relu, torch.relu)))}
     cal = fx.Interpreter(gm)
     cal_run_node = cal.run_node
 
@@ -113,7 +117,7 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
         if isinstance(out, torch.Tensor):
             if calibration is not None:
                 bounds[n.name] = out.detach().abs().max().item()
-            if out.dim() >= 2:
+            if n.name in act_inputs and out.dim() >= 2:
                 per_channel = out.detach().double().transpose(0, 1).reshape(out.shape[1], -1)
                 channel_stats[n.name] = per_channel.mean(1), per_channel.std(1, correction=0)
         return out

@@ -60,8 +60,8 @@ def run(args) -> int:
     samples = load_samples(args.assets)
     policy, what = None, f"ReLU: {args.relu}"
     if args.policy:
-        from pi.bench.model import load_budget_policy
-        policy, run_model = load_budget_policy(args.policy)
+        from relu_budget.cli import load_run_or_policy
+        policy, run_model = load_run_or_policy(args.policy)
         model = run_model if run_model is not None else model
         kept = {k: v for k, v in policy.counts().items() if v}
         what = f"policy {args.policy} (sites: {', '.join(f'{v} {k}' for k, v in kept.items())})"

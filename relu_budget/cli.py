@@ -330,6 +330,21 @@ def load_run(directory: str | Path):
     return model, pol, metrics
 
 
+def load_run_or_policy(directory: str | Path):
+    """A policy argument of `pi demo` / `pi bench model`: a run directory (its policy and its own
+    fine-tuned model, which the policy was trained for) or a bare policy directory (applied to
+    the caller's weights). Returns (policy, model or None)."""
+    from relu_budget.policy import load_policy
+    d = Path(directory)
+    if (d / "metrics.json").is_file() and (d / "policy").is_dir():
+        if not (d / "model.pt").is_file():
+            raise CliError(f"{d}: a relu-budget run without its weights (model.pt); its policy was trained "
+                           "for them, so it cannot be run on other weights")
+        model, pol, _metrics = load_run(d)
+        return pol, model.eval()
+    return load_policy(d), None
+
+
 def run_eval(args) -> dict:
     from relu_budget.cost_model import CostModel
     from relu_budget.optimizers.common import OptimizeConfig, evaluate_split, site_totals

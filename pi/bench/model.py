@@ -34,6 +34,7 @@ import torch
 from pi.bench import profiles
 from pi.bench.results import format_table, markdown_table, write_results
 from protocols.dealer_service import fetch_material
+from relu_budget.cli import load_run_or_policy
 
 NAME = "model"
 HELP = "end-to-end private inference (embedded model, ResNet-18-style) vs CrypTen, same run"
@@ -278,22 +279,6 @@ def reference_model(model: torch.nn.Module, policy_name: str, policy_obj=None) -
     elif policy_obj is not None:
         policy_obj.apply(ref)
     return ref
-
-
-def load_budget_policy(directory: str):
-    """A `--policy` argument: a relu-budget run directory (its policy and its own fine-tuned
-    model, which the policy was trained for) or a bare policy directory (applied to the
-    workload's weights). Returns (policy, model or None)."""
-    from relu_budget.policy import load_policy
-    d = Path(directory)
-    if (d / "metrics.json").is_file() and (d / "policy").is_dir():
-        if not (d / "model.pt").is_file():
-            raise SystemExit(f"--policy {d}: a relu-budget run without its weights (model.pt); its policy was "
-                             "trained for them, so it cannot be benchmarked on the workload's weights")
-        from relu_budget.cli import load_run
-        model, pol, _metrics = load_run(d)
-        return pol, model.eval()
-    return load_policy(d), None
 
 
 def compile_policy(model, example, policy: str, circa_k: int | None, policy_obj=None):
@@ -546,7 +531,7 @@ def run(args) -> int:
             else:
                 todo.append((p, None, None, model))
         for d in budget.get(w, []):
-            pobj, run_model = load_budget_policy(d)
+            pobj, run_model = load_run_or_policy(d)
             todo.append((f"budget:{Path(d).name}", None, pobj, run_model or model))
             if run_model is not None:
                 notes.append(f"{w} budget:{Path(d).name}: the run's own fine-tuned weights and policy from {d}")
