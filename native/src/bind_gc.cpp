@@ -382,10 +382,10 @@ struct PyEvaluator {
       throw py::value_error("labels were produced for another garbled batch");
     if (g.len != kLabelsHeader + h.count * c.n_garb * 16)
       throw py::value_error("labels: length " + std::to_string(g.len) + " does not match the header: truncated or padded");
-    if (h.label_start != receiver.r.consumed())
+    if (h.label_start < receiver.r.consumed())
       throw py::value_error("tables use evaluator labels from OT index " + std::to_string(h.label_start) +
                             ", but the next unused OT is " + std::to_string(receiver.r.consumed()) +
-                            ": batch already evaluated, or evaluated out of order");
+                            ": batch already evaluated, or a later batch was evaluated first (one-time, in order)");
     const size_t n = h.count, ne = c.n_eval, no = c.outputs.size();
     std::vector<uint8_t> bits(n * no);
     {

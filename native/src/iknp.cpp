@@ -138,13 +138,15 @@ void IknpReceiver::rows_of_chunk(const Chunk& c, uint64_t from, uint64_t n, Bloc
 }
 
 void IknpReceiver::take(uint64_t start, size_t n, Block* rows, uint8_t* choices) {
-  if (start != consumed_)
+  if (start < consumed_)
     throw std::invalid_argument("OT correlations from index " + std::to_string(start) +
                                 " requested, but the next unused one is " + std::to_string(consumed_) +
                                 " (each OT is used once, in order)");
-  if (n > extended_ - consumed_)
-    throw std::invalid_argument("only " + std::to_string(extended_ - consumed_) + " unused OTs left, " +
-                                std::to_string(n) + " needed: extend first");
+  if (start > extended_ || n > extended_ - start)
+    throw std::invalid_argument("only " + std::to_string(extended_ - std::min(start, extended_)) +
+                                " unused OTs left from index " + std::to_string(start) + ", " + std::to_string(n) +
+                                " needed: extend first");
+  consumed_ = start;  // OTs skipped over (a batch never evaluated) are discarded, never reused
   if (rows) {
     uint64_t at = start, left = n;
     for (const Chunk& c : chunks_) {

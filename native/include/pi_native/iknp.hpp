@@ -9,8 +9,8 @@
 // H the garbling hash (gc.hpp) with the OT-domain tweak Block{j, 2^63}.
 //
 // The receiver's t_j are a function of its 128 base-OT seeds only (t^i = AES-CTR under k_i^0),
-// so it keeps no rows: take() recomputes them. Both sides hand out OTs strictly in order and each
-// exactly once (take(start, n) requires start == consumed()): reuse raises.
+// so it keeps no rows: take() recomputes them. Both sides hand out OTs in increasing order and each
+// at most once: asking for an index below consumed() raises.
 // PRG for column i: AES-128 keyed by the 16-byte seed, counter mode over a per-session block
 // index (each extend() call uses fresh blocks); the column's bit j is bit j of the keystream.
 #pragma once
@@ -38,7 +38,8 @@ class IknpReceiver {
   // Appends n OTs with choice bits choices[0..n) ∈ {0,1}; returns the message U for the sender
   // (128 columns × ceil(n/128) blocks, column-major).
   std::vector<uint8_t> extend(const uint8_t* choices, size_t n);
-  // The next n OTs (start must equal consumed()): rows t_j and the choice bits (either may be null).
+  // OTs [start, start + n), start >= consumed(): rows t_j and the choice bits (either may be null).
+  // OTs before `start` not yet used are discarded (a garbled batch that was never evaluated).
   void take(uint64_t start, size_t n, Block* rows, uint8_t* choices);
   uint64_t extended() const { return extended_; }
   uint64_t consumed() const { return consumed_; }
