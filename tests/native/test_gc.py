@@ -406,3 +406,22 @@ def test_share_bits_layout():
     a = np.array([0b1011_0000_0001_0000, 0xFFFF], U64)
     bits = share_bits(a, spec).reshape(2, 12)
     assert list(bits[0][:4]) == [1, 0, 0, 0] and list(bits[0][-4:]) == [1, 1, 0, 1] and bits[1].all()
+
+
+def test_skipped_batch_is_discarded_not_reusable(session):
+    """Evaluating a later batch first discards the earlier one's label OTs: it can no longer run."""
+    ga, ev = session
+    spec = GcSpec("drelu", 8)
+    rng = np.random.default_rng(8)
+    batches = []
+    for _ in range(2):
+        a, b = split(rng.integers(-100, 100, 6), 8, rng)
+        eb, m1 = ev.offline(spec, a)
+        gb, m2 = ga.offline(spec, 6, m1)
+        ev.receive(eb, m2)
+        batches.append((eb, ga.labels(gb, b), a, b, gb))
+    eb2, lab2, a2, b2, gb2 = batches[1]
+    e = ev.evaluate(eb2, lab2)
+    assert np.array_equal(e ^ gb2.share, (signed_np((a2 + b2) & U64(255), 8) >= 0).astype(np.uint8))
+    with pytest.raises(ValueError, match="later batch was evaluated first"):
+        ev.evaluate(batches[0][0], batches[0][1])
