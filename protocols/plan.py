@@ -246,8 +246,8 @@ class Plan:
 
     def required_ring_bits(self, failure_target: float | None = TRUNC_FAILURE_TARGET) -> int:
         """The narrowest ring this plan runs in: every tensor's calibrated values with the
-        gates' headroom (|x|·2^s < 2^(l−3)), the builder's scale budget, the gates' widths,
-        and (failure_target not None) local truncations failing with probability at most
+        gates' headroom (|x|·2^s < 2^(l−3), so that comparisons of two values fit too), the
+        builder's scale budget, Circa's k, and (failure_target not None) local truncations failing with probability at most
         failure_target per example. RING_BITS when some value is not bounded (no calibration)."""
         need = 0
         for tid, b in self.value_bounds().items():
@@ -256,8 +256,8 @@ class Plan:
                 return RING_BITS
             need = max(need, math.ceil(math.log2(b * 2.0 ** t.scale + 1)) + 3,
                        t.scale + MIN_MAGNITUDE_BITS + 2)
-        for op in self.ops:
-            if isinstance(op, (Activation, MaxPool)):
+        for op in self.ops:   # (the gates' value widths follow from the bounds; Circa's k does not)
+            if isinstance(op, Activation) and op.gate_bits() > op.value_bits:
                 need = max(need, min(op.gate_bits() + 1, RING_BITS))
         local = sum(n * 2.0 ** (b - 1) for n, b in self.local_truncations())
         if local and failure_target is not None:
