@@ -152,7 +152,7 @@ def _read_json(path: Path) -> dict | None:
 
 def find_runs(paths: list[str] | None, results_dir: Path) -> list[dict]:
     """metrics.json of relu-budget runs under the given directories (default: results_dir)."""
-    from relu_budget.cli import RUN_FORMAT
+    from relu_budget.runs import RUN_FORMAT
     roots = [Path(p) for p in paths] if paths else [results_dir]
     runs = []
     for root in roots:

@@ -34,7 +34,7 @@ import torch
 from pi.bench import profiles
 from pi.bench.results import format_table, markdown_table, write_results
 from protocols.dealer_service import fetch_material
-from relu_budget.cli import load_run_or_policy
+from relu_budget.runs import load_run_or_policy
 
 NAME = "model"
 HELP = "end-to-end private inference (embedded model, ResNet-18-style) vs CrypTen, same run"
