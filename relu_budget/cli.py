@@ -25,7 +25,15 @@ import time
 from pathlib import Path
 
 # The run format is library code (relu_budget.runs); `pi` reads runs through it too.
-from relu_budget.runs import RunError, collect_runs, json_default, load_run, run_metrics, save_run, x_value
+from relu_budget.runs import (
+    RunError,
+    collect_runs,
+    json_default,
+    load_run,
+    run_metrics,
+    save_run,
+    x_value,
+)
 
 
 class CliError(Exception):
@@ -153,7 +161,7 @@ def make_config(method: str, args) -> object:
         if v is not None:
             values[name] = v
     fair = {k: getattr(args, k, None) for k in ("fairness_penalty", "dual_lr", "tolerance")}
-    if any(v is not None for v in fair.values()):     # the fine-tuning penalty (relu_budget/fairness.py)
+    if any(v is not None for v in fair.values()):     # the fine-tuning penalty (relu_budget/fairness/mitigation.py)
         if "fairness_penalty" not in {f.name for f in dataclasses.fields(cls)}:
             raise CliError(f"--fairness-penalty/--dual-lr/--tolerance apply to SNL and AutoReP fine-tuning "
                            f"(methods snl, autorep, and circa/deepreshape through SNL), not {method}")
@@ -355,7 +363,7 @@ def plot_pareto(table: dict, path: str, x: str, metric: str, runs_with_candidate
 
 
 # ---------------------------------------------------------------------------------------------
-# audit (relu_budget/fairness.py)
+# audit (relu_budget/fairness/mitigation.py)
 # ---------------------------------------------------------------------------------------------
 
 def run_audit(args) -> dict:
@@ -441,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("methods", help="list the methods and their settings")
 
-    # audit: per-group metrics along a budget sweep; the logic is in relu_budget/fairness.py
+    # audit: per-group metrics along a budget sweep; the logic is in relu_budget/fairness/auditing.py
     a = sub.add_parser("audit", help="per-group accuracy, loss and margins of runs vs the all-ReLU model")
     a.add_argument("runs", nargs="+", help="run directories (or directories of run directories)")
     a.add_argument("--reference", default=None, help="all-ReLU checkpoint (default: each run's teacher)")

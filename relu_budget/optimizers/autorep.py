@@ -59,7 +59,7 @@ NAME = "autorep"
 
 
 @dataclass
-class AutoRePConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tuning penalty (fairness.py)
+class AutoRePConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tuning penalty (fairness/mitigation.py)
     lam: float = 100.0              # budget penalty weight λ
     threshold: float = 0.003        # hysteresis t
     alpha_lr: float = 1e-3          # Adam learning rate of α
