@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from protocols.fixed_point import RING_BITS, FixedPoint
-from protocols.plan import CIRCA, IDENTITY, POLY, RELU, Activation, Plan, PlanBuilder, PlanError, ServerWeights
+from protocols.plan import Activation, Plan, PlanBuilder, PlanError, ServerWeights
+from protocols.site_kinds import CIRCA, IDENTITY, POLY, RELU
+from relu_budget.policy import SitePolicy  # noqa: F401 (pi.compiler.SitePolicy is public)
 
 # What the compiler understands: (torch op, how it is computed securely).
 SUPPORTED: dict[str, str] = {
@@ -47,15 +49,6 @@ class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         from relu_budget.models import ReluSite
         return isinstance(m, ReluSite) or super().is_leaf_module(m, qualname)
-
-
-@dataclass
-class SitePolicy:
-    """What one ReLU layer's sites compute (kinds over the per-example shape)."""
-    kinds: np.ndarray | None = None
-    circa_k: int | None = None
-    circa_mode: str = "poszero"
-    poly: np.ndarray | None = None     # (C, 3); None with polynomial sites: fitted (DaPa) on calibration data
 
 
 def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
@@ -286,7 +279,7 @@ def plaintext_twin(model: nn.Module, plan: Plan) -> nn.Module:
 def _fitted_polynomial(stats: tuple[torch.Tensor, torch.Tensor], name: str) -> np.ndarray:
     """Per-channel DaPa coefficients (c0, c1, c2): the least-squares degree-2 fit of ReLU
     under N(μ_c, σ_c²), with μ_c and σ_c of the activation's input on the calibration data."""
-    from relu_budget.optimizers.autorep import dapa_coefficients
+    from relu_budget.dapa import dapa_coefficients
     mean, std = stats
     if not bool((std > 0).all()):
         raise PlanError(f"activation {name}: a channel's input is constant on the calibration data, so no "

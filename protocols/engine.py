@@ -18,6 +18,7 @@ import numpy as np
 from protocols.layers import ClientState, DealerState, ServerState, build_layers
 from protocols.material import Material, SeedStream, fresh_seed, plan_digest
 from protocols.plan import Plan, ServerWeights
+from protocols.site_kinds import CIRCA, POLY
 
 CLIENT_SEED = "client_seed"
 OP_CLASSES = {"Conv2d": "linear", "Linear": "linear", "Activation": "relu", "MaxPool": "pool",
@@ -28,9 +29,9 @@ OP_CLASSES = {"Conv2d": "linear", "Linear": "linear", "Activation": "relu", "Max
 def op_class(op) -> str:
     if op.kind == "Activation" and op.kinds is not None:
         kinds = set(np.unique(op.kinds).tolist())
-        if kinds == {3}:
+        if kinds == {CIRCA}:
             return "circa"
-        if kinds == {2}:
+        if kinds == {POLY}:
             return "poly"
     return OP_CLASSES.get(op.kind, "other")
 

@@ -21,12 +21,9 @@ from typing import Iterator
 import numpy as np
 
 from protocols.fixed_point import MAX_VALUE_BITS, RING_BITS, FixedPoint, Ring
+from protocols.site_kinds import CIRCA, CIRCA_MODES, IDENTITY, POLY, RELU, SITE_KINDS  # noqa: F401 (re-exported)
 
 MASKED, SHARED = "masked", "shared"
-# Per-site activation kinds, with the same codes as relu_budget.models.SITE_KINDS.
-SITE_KINDS = ("relu", "identity", "poly", "circa")
-RELU, IDENTITY, POLY, CIRCA = range(4)
-CIRCA_MODES = ("poszero", "negpass")
 PLAN_FORMAT = 1
 MIN_MAGNITUDE_BITS = 10     # values up to ±2^10 at the largest scale a plan reaches
 # A calibrated ring is wide enough that the local truncations of one example all succeed

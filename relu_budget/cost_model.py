@@ -47,8 +47,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from protocols.site_kinds import SITE_KINDS
+
 OBJECTIVES = ("relus", "latency", "bytes")
-SITE_KINDS = ("relu", "identity", "poly", "circa")
 POLY_PARTS = ("trunc", "square")      # the gates of a polynomial site, in order
 RING_BITS = 64
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"

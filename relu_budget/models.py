@@ -13,9 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Integer codes of what a site computes; the policy format and the secure compiler share them.
-SITE_KINDS = ("relu", "identity", "poly", "circa")
-RELU, IDENTITY, POLY, CIRCA = range(4)
+# What a site computes: one set of codes for the model zoo, the policy format and the plan.
+from protocols.site_kinds import CIRCA, IDENTITY, POLY, RELU, SITE_KINDS  # noqa: F401 (re-exported)
 
 
 class ReluSite(nn.Module):

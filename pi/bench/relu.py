@@ -5,7 +5,7 @@ weight 1 (so the activation's input carries 2f = 24 fractional bits, as after an
 linear layer) and one activation layer over a vector of n elements, whose sites are all
 exact ReLU, all Circa (k, PosZero), all identity or all polynomial. The dealer and the
 server are their own processes, the client is this one, links are TLS 1.3 on loopback
-(pi.bench.model.Deployment). Per element, from the activation layer alone:
+(pi.bench.deployment.Deployment). Per element, from the activation layer alone:
 
   online bytes   the layer's online frames, both directions (merged meters)
   rounds         the layer's online rounds (max over the parties)
@@ -114,7 +114,7 @@ def measure_ours(kind: str, n: int, repeats: int, threads: int, circa_k: int | N
                  seed: int = 0) -> dict:
     """Runs the probe `repeats` times (+1 warm-up) over TLS; per-run layer costs and the
     output error against the plaintext function."""
-    from pi.bench.model import Deployment
+    from pi.bench.deployment import Deployment
     secure = probe_model(kind, n, circa_k)
     x = np.random.default_rng(seed + n).standard_normal((1, 1, 1, n))
     limit = None

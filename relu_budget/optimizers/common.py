@@ -415,7 +415,7 @@ def finetune(model: nn.Module, splits, config: OptimizeConfig, teacher, store: P
     """Phase 2 of every method: the policy is fixed, weights are fine-tuned with CE + KD,
     the best validation epoch is kept. With `config.fairness_penalty`, the group loss-gap
     penalty with dual ascent is added and the epoch with the best worst-group validation
-    accuracy is kept (relu_budget/fairness.py)."""
+    accuracy is kept (relu_budget/fairness/mitigation.py)."""
     from relu_budget.fairness import finetune_hooks
     return train_phase(model, splits, config, name=name, epochs=config.finetune_epochs if epochs is None else epochs,
                        optimizer=config.finetune_optimizer, lr=config.finetune_lr, teacher=teacher,

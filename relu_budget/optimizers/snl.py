@@ -49,7 +49,7 @@ NAME = "snl"
 
 
 @dataclass
-class SNLConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tuning penalty (fairness.py)
+class SNLConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tuning penalty (fairness/mitigation.py)
     lam: float = 1e-5               # L1 weight on Σα (per site); short schedules: 1e-4 (docs)
     lam_growth: float = 1.1
     lam_warmup_epochs: int = 5      # λ may grow only from this epoch on

@@ -10,6 +10,7 @@ import torch
 
 import pi
 from relu_budget import circa_sim, data, models, train
+from relu_budget.dapa import dapa_coefficients
 from relu_budget.models import CIRCA, IDENTITY, POLY, RELU, count_relu_sites, relu_sites
 from relu_budget.optimizers import (
     METHODS,
@@ -178,7 +179,7 @@ def test_dapa_matches_monte_carlo_least_squares(mu, sigma):
     x = rng.normal(mu, sigma, 1_000_000)
     A = np.stack([np.ones_like(x), x, x * x], axis=1)
     fit = np.linalg.lstsq(A, np.maximum(x, 0), rcond=None)[0]
-    c = autorep.dapa_coefficients(torch.tensor([mu]), torch.tensor([sigma]))[0].numpy()
+    c = dapa_coefficients(torch.tensor([mu]), torch.tensor([sigma]))[0].numpy()
     # Compare the fitted functions on the bulk of the distribution (coefficients are correlated).
     grid = np.linspace(mu - 2 * sigma, mu + 2 * sigma, 41)
     f_mc = fit[0] + fit[1] * grid + fit[2] * grid ** 2
@@ -188,7 +189,7 @@ def test_dapa_matches_monte_carlo_least_squares(mu, sigma):
 
 
 def test_dapa_uses_sigma_not_variance():
-    c = autorep.dapa_coefficients(torch.tensor([0.0]), torch.tensor([2.0]))[0]
+    c = dapa_coefficients(torch.tensor([0.0]), torch.tensor([2.0]))[0]
     phi0 = 1 / math.sqrt(2 * math.pi)
     assert float(c[2]) == pytest.approx(phi0 / 4)       # φ(0)/(2σ), σ = 2 (not σ² = 4)
     assert float(c[1]) == pytest.approx(0.5)
