@@ -83,7 +83,8 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
     if ring_bits == "calibrated":
         if calibration is None:
             raise PlanError("ring_bits='calibrated' needs calibration inputs")
-        kw = dict(site_policy=site_policy, calibration=calibration, margin_bits=margin_bits, label_only=label_only)
+        kw = {"site_policy": site_policy, "calibration": calibration, "margin_bits": margin_bits,
+              "label_only": label_only}
         plan, weights = compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=RING_BITS, **kw)
         need = plan.required_ring_bits()
         if need < RING_BITS:   # rebuilt: the builder's scale budget depends on l

@@ -156,7 +156,7 @@ def test_the_meter_counts_ceil_l_over_8_bytes_per_element():
         plan, weights = small_plan(l, 8)
         sm = pi.SecureModel(plan, weights)
         sm.run(x)
-        row = [r for r in sm.last_cost.per_layer if r["layer"] == "relu" and r["phase"] == "online"][0]
+        row = next(r for r in sm.last_cost.per_layer if r["layer"] == "relu" and r["phase"] == "online")
         n, ndim = 4 * 2, 1 if l == 64 else 2
         frame = HEADER_SIZE + ARRAY_HEADER.size + 8 * ndim + n * ((l + 7) // 8)
         assert row["bytes_sent"] == 2 * frame, (l, row)
@@ -182,7 +182,7 @@ def test_gates_wider_than_the_ring_are_refused():
         b.activation(h, kinds=np.array([3, 3], np.int8), circa_k=38)
     plan, _ = small_plan(40)
     d = plan.to_dict()
-    act = [o for o in d["ops"] if o["kind"] == "Activation"][0]
+    act = next(o for o in d["ops"] if o["kind"] == "Activation")
     act["value_bits"] = 40                   # gates reading 41 bits in a 40-bit ring
     with pytest.raises(PlanError, match="more than the 40-bit ring"):
         Plan.from_dict(d)
