@@ -114,7 +114,8 @@ def main(argv=None) -> dict:
 
     from relu_budget import data, models, runs
     from relu_budget.optimizers import config_class, deepreduce, get_method
-    from relu_budget.optimizers.common import OptimizeConfig, PhaseStore, site_totals, train_phase
+    from relu_budget.optimizers.common import OptimizeConfig, site_totals
+    from relu_budget.optimizers.training import PhaseStore, train_phase
     from relu_budget.train import evaluate, load_checkpoint, save_checkpoint, seed_everything
 
     if args.threads:

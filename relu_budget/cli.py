@@ -177,12 +177,8 @@ def make_config(method: str, args) -> object:
 
 def train_teacher(model, splits, args, out: Path):
     """Trains the all-ReLU network (resumable) and saves it as out/teacher.pt."""
-    from relu_budget.optimizers.common import (
-        OptimizeConfig,
-        PhaseStore,
-        is_main_process,
-        train_phase,
-    )
+    from relu_budget.optimizers.common import OptimizeConfig
+    from relu_budget.optimizers.training import PhaseStore, is_main_process, train_phase
     from relu_budget.train import save_checkpoint
     cfg = OptimizeConfig(seed=args.seed, batch_size=args.batch_size or 128, train_subset=args.train_subset)
     out_t = train_phase(model, splits, cfg, name="teacher", epochs=args.pretrain_epochs, optimizer="sgd",
@@ -195,12 +191,8 @@ def train_teacher(model, splits, args, out: Path):
 
 def run_optimize(args) -> dict:
     from relu_budget.optimizers import METHODS, get_method
-    from relu_budget.optimizers.common import (
-        dist_info,
-        init_distributed_from_env,
-        is_main_process,
-        resolve_budget,
-    )
+    from relu_budget.optimizers.common import resolve_budget
+    from relu_budget.optimizers.training import dist_info, init_distributed_from_env, is_main_process
     from relu_budget.train import evaluate, load_checkpoint, seed_everything
 
     if args.method not in METHODS:

@@ -44,7 +44,7 @@ def run_metrics(result, splits, config, original_model, *, command: str, method:
 def save_run(out: str | Path, result, metrics: dict) -> Path:
     """Writes policy/, model.pt and (last, atomically) metrics.json into `out`."""
     from relu_budget import policy as policy_mod
-    from relu_budget.optimizers.common import site_meta
+    from relu_budget.optimizers.training import site_meta
     from relu_budget.train import save_checkpoint
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

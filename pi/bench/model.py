@@ -25,7 +25,7 @@ import torch
 
 from pi.bench import profiles
 from pi.bench.deployment import Deployment
-from pi.bench.results import format_table, markdown_table, write_results
+from pi.bench.results import format_table, markdown_table, versus_crypten, write_results
 from relu_budget.runs import load_run_or_policy
 
 NAME = "model"
@@ -64,7 +64,11 @@ def load_workload(name: str, checkpoint: str | None = None) -> tuple[torch.nn.Mo
             raise FileNotFoundError(f"no ResNet-18 checkpoint at {path}: train one with "
                                     f"`python benchmarks/train_resnet18.py` or pass --resnet18-checkpoint")
         model, meta = load_checkpoint(path)
-        return model.eval(), {**meta, "source": str(path)}
+        try:      # result files name the checkpoint relative to the repository, never by a local path
+            source = str(path.resolve().relative_to(RESNET18_CHECKPOINT.parents[1]))
+        except ValueError:
+            source = str(path)
+        return model.eval(), {**meta, "source": source}
     raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
 
 
@@ -214,25 +218,13 @@ def _display(row: dict) -> dict:
 
 def comparisons(rows: list[dict]) -> list[dict]:
     """Ours (each policy) against CrypTen (all-exact) on the same workload and batch."""
-    out = []
-    for r in rows:
-        if r["system"] != "pi":
-            continue
-        base = next((c for c in rows if c["system"] == "crypten" and c["workload"] == r["workload"]
-                     and c["batch"] == r["batch"]), None)
-        if base is None:
-            continue
-        out.append({"workload": r["workload"], "batch": r["batch"], "policy": r["policy"],
-                    "online_bytes_ratio": r["online_bytes"] / base["online_bytes"],
-                    "online_s_ratio": r["online_s"] / base["online_s"],
-                    "rounds_ratio": r["rounds"] / base["rounds"],
-                    "lan_ratio": r["lan_online_s"] / base["lan_online_s"],
-                    "wan_ratio": r["wan_online_s"] / base["wan_online_s"]})
-    return out
+    return versus_crypten(rows, ("workload", "batch"), {
+        "online_bytes_ratio": "online_bytes", "online_s_ratio": "online_s", "rounds_ratio": "rounds",
+        "lan_ratio": "lan_online_s", "wan_ratio": "wan_online_s"})
 
 
 def targets(rows: list[dict], comps: list[dict]) -> list[dict]:
-    """The issue's targets on the embedded model (batch 1): measured value and verdict."""
+    """The project's performance targets on the embedded model (batch 1): measured value and verdict."""
     out = []
     c = next((c for c in comps if c["workload"] == "default" and c["batch"] == 1 and c["policy"] == "exact"), None)
     if c is not None:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from pi.bench import profiles
-from pi.bench.results import format_table, markdown_table, write_results
+from pi.bench.results import format_table, markdown_table, versus_crypten, write_results
 
 NAME = "relu"
 HELP = "per-ReLU online/offline bytes, rounds and µs: exact, Circa, identity, polynomial, CrypTen"
@@ -197,18 +197,9 @@ def _per_element(row: dict) -> dict:
 
 
 def comparisons(rows: list[dict]) -> list[dict]:
-    out = []
-    for r in rows:
-        if r["system"] != "pi":
-            continue
-        base = next((c for c in rows if c["system"] == "crypten" and c["n"] == r["n"]), None)
-        if base is None:
-            continue
-        out.append({"n": r["n"], "policy": r["policy"],
-                    "online_bytes_ratio": r["online_bytes"] / base["online_bytes"],
-                    "online_s_ratio": r["online_s"] / base["online_s"],
-                    "rounds_ratio": r["rounds"] / base["rounds"]})
-    return out
+    """Ours (each kind) against CrypTen's exact ReLU on vectors of the same length."""
+    return versus_crypten(rows, ("n",), {"online_bytes_ratio": "online_bytes", "online_s_ratio": "online_s",
+                                         "rounds_ratio": "rounds"})
 
 
 def configure(p) -> None:

@@ -62,7 +62,7 @@ def circa_gaussian_rate(k: int, sigma_ulps: float) -> float:
 
 
 def circa_law(k: int, sigma_ulps: float) -> float:
-    """PROTOCOLS.md / docs/fss.md: for Gaussian activations of std σ ulps the fault rate is
+    """docs/fss.md: for Gaussian activations of std σ ulps the fault rate is
     about 2^k / (σ·√(8π)) (valid while 2^k ≪ σ)."""
     return 2.0 ** k / (sigma_ulps * math.sqrt(8 * math.pi))
 

@@ -159,7 +159,7 @@ def section_circa(bench: dict, faults: list[dict] | None, sim: list[dict] | None
     law_rows = [{"k": k, **{f"sigma_2^{sl}": min(1.0, circa_law(k, 2.0 ** sl)) for sl in sigmas}}
                 for k in range(8, 27, 2)]
     s.data["law"] = law_rows
-    s.notes.append("Law (docs/fss.md, PROTOCOLS.md): for activations ~ N(0, σ²) in ulps, the fault rate is about "
+    s.notes.append("Law (docs/fss.md): for activations ~ N(0, σ²) in ulps, the fault rate is about "
                    "2^k / (σ·√(8π)). Activations enter the gate at 2f = 24 fractional bits, so an activation "
                    "of standard deviation 1.0 has σ = 2^24 ulps.")
     relu_rows = [r for r in (bench.get("relu") or {}).get("rows", []) if r.get("system") == "pi"

@@ -17,7 +17,7 @@ by dual ascent after every epoch: γ_g ← max(0, γ_g + μ·(|L̄_g − L̄| �
 epoch means over the training data. The penalty is computed from the logits with their graph,
 so its gradient reaches the weights (the published code detaches it, which makes it a no-op
 for the weights; the tests check that ours is not). It is a batch-aware loss hook for
-`train.fit(extra_loss=...)` and `optimizers.common.train_phase(extra_loss=...)`, which call
+`train.fit(extra_loss=...)` and `optimizers.training.train_phase(extra_loss=...)`, which call
 `hook(model, logits, targets)` when the hook has `uses_batch = True`; its `on_epoch_end` does
 the dual step. SNL and AutoReP use it in fine-tuning when their config has
 `fairness_penalty=True` (`relu-budget optimize --fairness-penalty --dual-lr --tolerance`).

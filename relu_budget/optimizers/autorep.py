@@ -30,7 +30,6 @@ weights and coefficients are fine-tuned with the masks frozen (CE + KD, best val
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
@@ -43,17 +42,12 @@ from relu_budget.models import POLY, RELU, relu_sites
 from relu_budget.optimizers.common import (
     OptimizeConfig,
     OptimizeResult,
-    PhaseStore,
+    begin,
     finish,
-    prepare_student,
-    require_config,
-    resolve_budget,
     site_rows,
     top_k_mask,
-    train_loader,
-    train_phase,
 )
-from relu_budget.train import seed_everything
+from relu_budget.optimizers.training import train_loader, train_phase
 
 NAME = "autorep"
 
@@ -251,13 +245,9 @@ def to_policy(model: nn.Module, modules: dict[str, AutoRePSite]) -> None:
 
 def optimize(model: nn.Module, splits, budget, config: AutoRePConfig | dict | None = None,
              teacher: nn.Module | None = None, progress: bool = True) -> OptimizeResult:
-    t0 = time.time()
-    config = require_config(config, AutoRePConfig)
-    seed_everything(config.seed)
-    student, teacher = prepare_student(model, teacher, config)
-    shape = splits.input_shape
-    b = resolve_budget(budget, student, shape, config, kept_kind="relu", other_kind="poly")
-    store = PhaseStore(config.checkpoint_dir)
+    p = begin(model, splits, budget, config, AutoRePConfig, teacher, kept_kind="relu", other_kind="poly")
+    config, student, teacher, b, store, shape, t0 = (p.config, p.student, p.teacher, p.budget, p.store,
+                                                     p.input_shape, p.t0)
     modules = attach(student, shape, config)
     n_sites = sum(m.mask.numel() for m in modules.values())
     calibrate(student, modules, splits, config)

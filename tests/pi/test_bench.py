@@ -159,7 +159,7 @@ def test_crypten_missing_is_reported_not_raised(monkeypatch):
 @needs_crypten
 def test_crypten_relu_costs():
     res = cb.relu_costs([1000], repeats=1)[1000]
-    # CrypTen's ReLU (PROTOCOLS.md reference point): 464 bytes per element, 9 rounds.
+    # CrypTen's ReLU (its published cost, our reference point): 464 bytes per element, 9 rounds.
     assert res["online_bytes"] == 464 * 1000 and res["rounds"] == 9
     assert res["max_abs_err"] < 1e-3
 

@@ -22,12 +22,7 @@ TINY = ["--arch", "resnet18", "--model-set", "widths=4,8", "--model-set", "block
         "--batch-size", "32", "--no-progress", "--threads", "1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_parse_budget():
