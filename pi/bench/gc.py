@@ -12,6 +12,7 @@ labels, evaluate, Circa's product step). Each configuration is checked against p
 """
 from __future__ import annotations
 
+import argparse
 import os
 import time
 
@@ -35,14 +36,33 @@ STORED_EXACT_64 = 6.5 * 1024
 STORED_CIRCA = 1024
 
 
+def _at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be at least {lo}, got {v}")
+        return v
+    return parse
+
+
 def configure(p) -> None:
-    p.add_argument("--relus", type=int, default=1 << 14, help="ReLUs per batch (default 2^14)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
-    p.add_argument("--threads", type=int, default=1, help="kernel threads (default 1: the per-core targets)")
-    p.add_argument("--configs", default=DEFAULT_CONFIGS,
+    p.add_argument("--relus", type=_at_least(1), default=1 << 14, help="ReLUs per batch (default 2^14)")
+    p.add_argument("--repeats", type=_at_least(1), default=3, help="timed runs per measurement (median reported)")
+    p.add_argument("--threads", type=_at_least(0), default=1, help="kernel threads (default 1: the per-core targets)")
+    p.add_argument("--configs", type=_configs, default=DEFAULT_CONFIGS,
                    help="comma-separated circuit:l[:k] (Circa in PosZero mode); default " + DEFAULT_CONFIGS)
-    p.add_argument("--ots", type=int, default=1 << 21, help="OTs per IKNP measurement (default 2^21)")
+    p.add_argument("--ots", type=_at_least(128), default=1 << 21, help="OTs per IKNP measurement (default 2^21)")
     p.add_argument("--json", metavar="PATH", help="write results (and a .md twin) here")
+
+
+def _configs(text: str) -> list[GcSpec]:
+    try:
+        return _parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _parse(configs: str) -> list[GcSpec]:
@@ -57,7 +77,8 @@ def _parse(configs: str) -> list[GcSpec]:
             else:
                 raise ValueError
         except ValueError as e:
-            raise ValueError(f"--configs: bad entry {item!r} (use relu:L, drelu:L or circa:L:K; {e})") from None
+            why = f": {e}" if str(e) else ""
+            raise ValueError(f"bad entry {item!r} (use relu:L, drelu:L or circa:L:K){why}") from None
     return out
 
 
@@ -167,9 +188,7 @@ def _ot_row(n: int, repeats: int) -> dict:
 
 
 def run(args) -> int:
-    if args.relus < 1 or args.ots < 128 or args.repeats < 1:
-        raise ValueError("--relus must be >= 1, --ots >= 128 and --repeats >= 1")
-    specs = _parse(args.configs)
+    specs = args.configs if isinstance(args.configs, list) else _parse(args.configs)
     old = pi_native.get_num_threads()
     if args.threads:
         pi_native.set_num_threads(args.threads)
