@@ -54,18 +54,44 @@ void transpose128(const Block* cols, Block* rows) {
   const uint8_t* in = reinterpret_cast<const uint8_t*>(cols);
   uint8_t* out = reinterpret_cast<uint8_t*>(rows);
 #if defined(__SSE2__)
-  // Byte rb of 16 consecutive columns holds rows 8rb..8rb+7; movemask reads bit 7 of each byte.
-  for (int rb = 0; rb < 16; ++rb)
-    for (int g = 0; g < 8; ++g) {
-      alignas(16) uint8_t v[16];
-      for (int x = 0; x < 16; ++x) v[x] = in[(16 * g + x) * 16 + rb];
-      __m128i m = _mm_load_si128(reinterpret_cast<const __m128i*>(v));
-      for (int b = 7; b >= 0; --b) {
-        const uint16_t bits = static_cast<uint16_t>(_mm_movemask_epi8(m));
-        std::memcpy(out + (8 * rb + b) * 16 + 2 * g, &bits, 2);
-        m = _mm_slli_epi64(m, 1);
-      }
+  // For each group of 16 columns: a 16×16 byte transpose (four unpack rounds) gives, per byte
+  // index rb, the vector of byte rb of the 16 columns (rows 8rb..8rb+7); movemask then reads
+  // bit 7 of each byte, i.e. one row's 16 bits, and a shift brings up the next bit.
+  for (int g = 0; g < 8; ++g) {
+    __m128i x[16], y[16];
+    for (int c = 0; c < 16; ++c) x[c] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + (16 * g + c) * 16));
+    for (int i = 0; i < 8; ++i) {  // word j of y[i] / y[i+8]: (x[2i][j], x[2i+1][j]), j < 8 / j >= 8
+      y[i] = _mm_unpacklo_epi8(x[2 * i], x[2 * i + 1]);
+      y[i + 8] = _mm_unpackhi_epi8(x[2 * i], x[2 * i + 1]);
     }
+    for (int h = 0; h < 2; ++h)  // dword j of x[8h + 4u + i]: columns 4i..4i+3, byte 8h + 4u + j
+      for (int i = 0; i < 4; ++i) {
+        x[8 * h + i] = _mm_unpacklo_epi16(y[8 * h + 2 * i], y[8 * h + 2 * i + 1]);
+        x[8 * h + i + 4] = _mm_unpackhi_epi16(y[8 * h + 2 * i], y[8 * h + 2 * i + 1]);
+      }
+    for (int q = 0; q < 4; ++q) {  // qword j of y[4q + r]: 8 columns (r >> 1 picks the half), byte 4q + 2(r & 1) + j
+      y[4 * q + 0] = _mm_unpacklo_epi32(x[4 * q + 0], x[4 * q + 1]);
+      y[4 * q + 1] = _mm_unpackhi_epi32(x[4 * q + 0], x[4 * q + 1]);
+      y[4 * q + 2] = _mm_unpacklo_epi32(x[4 * q + 2], x[4 * q + 3]);
+      y[4 * q + 3] = _mm_unpackhi_epi32(x[4 * q + 2], x[4 * q + 3]);
+    }
+    // y[4q + p] / y[4q + p + 2]: columns 0..7 / 8..15 of bytes 4q + 2p (low qword) and
+    // 4q + 2p + 1 (high qword); one more unpack joins the two halves into one byte index.
+    for (int q = 0; q < 4; ++q)
+      for (int p = 0; p < 2; ++p) {
+        const __m128i v[2] = {_mm_unpacklo_epi64(y[4 * q + p], y[4 * q + p + 2]),
+                              _mm_unpackhi_epi64(y[4 * q + p], y[4 * q + p + 2])};
+        for (int h = 0; h < 2; ++h) {
+          const int byte = 4 * q + 2 * p + h;
+          __m128i m = v[h];
+          for (int b = 7; b >= 0; --b) {
+            const uint16_t bits = static_cast<uint16_t>(_mm_movemask_epi8(m));
+            std::memcpy(out + (8 * byte + b) * 16 + 2 * g, &bits, 2);
+            m = _mm_slli_epi64(m, 1);
+          }
+        }
+      }
+  }
 #else
   std::memset(out, 0, 16 * kKappa);
   for (int i = 0; i < kKappa; ++i)
@@ -126,15 +152,32 @@ std::vector<uint8_t> IknpReceiver::extend(const uint8_t* choices, size_t n) {
   return u;
 }
 
+// Rows are rebuilt a few tiles at a time (keystream of every column for those tiles, in cache,
+// then transposed straight into the output), so nothing of the size of the batch is buffered.
 void IknpReceiver::rows_of_chunk(const Chunk& c, uint64_t from, uint64_t n, Block* rows) const {
+  constexpr uint64_t kGroup = 8;
   const uint64_t local = from - c.ot_start;
   const uint64_t q0 = local / kKappa, q1 = (local + n - 1) / kKappa, nt = q1 - q0 + 1;
-  std::vector<Block> cols(static_cast<size_t>(kKappa) * nt), all(nt * kKappa);
-  parallel_for(kKappa, 8, [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i) column(prg0_[i], c.block_start + q0, nt, cols.data() + i * nt);
+  const uint64_t groups = (nt + kGroup - 1) / kGroup;
+  parallel_for(groups, 4, [&](size_t gb, size_t ge) {
+    std::vector<Block> cols(kKappa * kGroup);
+    Block in[kKappa], tile[kKappa];
+    for (size_t g = gb; g < ge; ++g) {
+      const uint64_t t0 = q0 + g * kGroup, nt_g = std::min<uint64_t>(kGroup, q1 + 1 - t0);
+      for (int i = 0; i < kKappa; ++i) column(prg0_[i], c.block_start + t0, nt_g, cols.data() + i * kGroup);
+      for (uint64_t t = 0; t < nt_g; ++t) {
+        for (int i = 0; i < kKappa; ++i) in[i] = cols[i * kGroup + t];
+        // rows of tile t0 + t that fall inside [local, local + n)
+        const uint64_t first = (t0 + t) * kKappa, lo = std::max(first, local), hi = std::min(first + kKappa, local + n);
+        if (lo == first && hi == first + kKappa) {
+          transpose128(in, rows + (first - local));
+        } else {
+          transpose128(in, tile);
+          std::memcpy(rows + (lo - local), tile + (lo - first), (hi - lo) * sizeof(Block));
+        }
+      }
+    }
   });
-  transpose_tiles(cols.data(), nt, nt * kKappa, all.data());
-  std::memcpy(rows, all.data() + (local - q0 * kKappa), n * sizeof(Block));
 }
 
 void IknpReceiver::take(uint64_t start, size_t n, Block* rows, uint8_t* choices) {
