@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 import pi_native
+from pi.bench.model import wait_for_quiet
 from pi.bench.results import format_table, markdown_table, time_runs, write_results
 from protocols.garbled import GcSpec, connect, stored_bytes
 
@@ -55,6 +56,9 @@ def configure(p) -> None:
     p.add_argument("--configs", type=_configs, default=DEFAULT_CONFIGS,
                    help="comma-separated circuit:l[:k] (Circa in PosZero mode); default " + DEFAULT_CONFIGS)
     p.add_argument("--ots", type=_at_least(128), default=1 << 21, help="OTs per IKNP measurement (default 2^21)")
+    p.add_argument("--max-load", type=float, default=None,
+                   help="first wait (up to --max-wait s) until the 1-minute load average is below this")
+    p.add_argument("--max-wait", type=float, default=600)
     p.add_argument("--json", metavar="PATH", help="write results (and a .md twin) here")
 
 
@@ -195,6 +199,7 @@ def run(args) -> int:
     rows = []
     rng = np.random.default_rng(0)
     try:
+        waited = wait_for_quiet(args.max_load, args.max_wait) if args.max_load else {}
         load_start = os.getloadavg()[0]
         ga, ev = connect()
         for spec in specs:
@@ -203,7 +208,8 @@ def run(args) -> int:
                   flush=True)
         rows.append(_and_row(max(args.relus, 1 << 14), args.repeats))
         rows.append(_ot_row(args.ots, args.repeats))
-        load = {"load_1min_at_start": load_start, "load_1min_at_end": os.getloadavg()[0], "cores": os.cpu_count()}
+        load = {"load_1min_at_start": load_start, "load_1min_at_end": os.getloadavg()[0], "cores": os.cpu_count(),
+                **{k: v for k, v in waited.items() if k != "load_1min_at_start"}}
         threads = pi_native.get_num_threads()
     finally:
         pi_native.set_num_threads(old)
