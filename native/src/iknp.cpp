@@ -118,6 +118,7 @@ void rot_hash(const Block* rows, size_t n, uint64_t first, Block xor_mask, Block
 IknpReceiver::IknpReceiver() = default;
 
 void IknpReceiver::base_finish(const uint8_t* msg, size_t len) {
+  std::lock_guard<std::mutex> lock(mu_);
   if (ready()) throw std::logic_error("IKNP receiver: base OTs already done (one setup per session)");
   std::vector<Block> k0(kKappa), k1(kKappa);
   base_.finish(msg, len, kKappa, k0.data(), k1.data());
@@ -127,6 +128,7 @@ void IknpReceiver::base_finish(const uint8_t* msg, size_t len) {
 }
 
 std::vector<uint8_t> IknpReceiver::extend(const uint8_t* choices, size_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
   if (!ready()) throw std::logic_error("IKNP receiver: run the base OTs first");
   const size_t nb = (n + kKappa - 1) / kKappa;
   std::vector<Block> packed(nb);
@@ -181,6 +183,7 @@ void IknpReceiver::rows_of_chunk(const Chunk& c, uint64_t from, uint64_t n, Bloc
 }
 
 void IknpReceiver::take(uint64_t start, size_t n, Block* rows, uint8_t* choices) {
+  std::lock_guard<std::mutex> lock(mu_);
   if (start < consumed_)
     throw std::invalid_argument("OT correlations from index " + std::to_string(start) +
                                 " requested, but the next unused one is " + std::to_string(consumed_) +
@@ -217,6 +220,7 @@ void IknpReceiver::take(uint64_t start, size_t n, Block* rows, uint8_t* choices)
 IknpSender::IknpSender() : delta_(random_block()) { delta_.lo |= 1; }
 
 std::vector<uint8_t> IknpSender::base_reply(const uint8_t* a_msg, size_t len) {
+  std::lock_guard<std::mutex> lock(mu_);
   if (ready()) throw std::logic_error("IKNP sender: base OTs already done (one setup per session)");
   uint8_t s[kKappa];
   for (int i = 0; i < kKappa; ++i) s[i] = bit_of(delta_, i);
@@ -229,6 +233,7 @@ std::vector<uint8_t> IknpSender::base_reply(const uint8_t* a_msg, size_t len) {
 }
 
 void IknpSender::extend(const uint8_t* u, size_t len, size_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
   if (!ready()) throw std::logic_error("IKNP sender: run the base OTs first");
   const size_t nb = (n + kKappa - 1) / kKappa;
   if (len != static_cast<size_t>(kKappa) * nb * 16)
@@ -256,6 +261,7 @@ void IknpSender::extend(const uint8_t* u, size_t len, size_t n) {
 }
 
 void IknpSender::take(uint64_t start, size_t n, Block* rows) {
+  std::lock_guard<std::mutex> lock(mu_);
   if (start != consumed_)
     throw std::invalid_argument("OT correlations from index " + std::to_string(start) +
                                 " requested, but the next unused one is " + std::to_string(consumed_) +

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "pi_native/aes.hpp"
@@ -51,6 +52,7 @@ class IknpReceiver {
     uint64_t ot_start, n, block_start;
   };
   void rows_of_chunk(const Chunk& c, uint64_t from, uint64_t n, Block* rows) const;
+  mutable std::mutex mu_;  // calls run with the GIL released: one at a time per object
   BaseSender base_;
   std::vector<Aes128> prg0_, prg1_;
   std::vector<Chunk> chunks_;
@@ -74,6 +76,7 @@ class IknpSender {
   Block session_id() const { return sid_; }
 
  private:
+  std::mutex mu_;
   Block delta_;
   std::vector<Aes128> prg_;
   std::vector<Block> rows_;  // rows_[j - row_base_] for unconsumed j
