@@ -263,7 +263,7 @@ struct PyGarbler {
 
   Batch garble(const std::string& kind, int l, py::ssize_t count, int k, const py::object& mode) {
     if (!sender.s.ready()) throw py::value_error("garbler: run the OT setup (base OTs) first");
-    if (count < 0) throw py::value_error("count must be non-negative");
+    if (count < 0 || count > (py::ssize_t{1} << 40)) throw py::value_error("count must be in [0, 2^40]");
     Batch bt;
     bt.spec = make_spec(kind, l, k, mode);
     if (bt.spec.kind == Kind::AndLayer) throw py::value_error("and-layer is a benchmark circuit: use gc_garble_raw");
