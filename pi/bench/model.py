@@ -25,7 +25,7 @@ import torch
 
 from pi.bench import profiles
 from pi.bench.deployment import Deployment
-from pi.bench.results import format_table, markdown_table, versus_crypten, write_results
+from pi.bench.results import add_run_flags, format_table, markdown_table, versus_crypten, write_results
 from relu_budget.runs import load_run_or_policy
 
 NAME = "model"
@@ -287,11 +287,7 @@ def configure(p) -> None:
     p.add_argument("--resnet18-checkpoint", default=None, help=f"default: {RESNET18_CHECKPOINT}")
     p.add_argument("--crypten", default="auto", choices=["auto", "on", "off"],
                    help="CrypTen baseline: auto = when installed (benchmarks/setup_crypten.sh)")
-    p.add_argument("--threads", type=int, default=1, help="kernel threads per party process (both systems)")
-    p.add_argument("--max-load", type=float, default=None,
-                   help="first wait (up to --max-wait s) until the 1-minute load average is below this")
-    p.add_argument("--max-wait", type=float, default=600)
-    p.add_argument("--json", metavar="PATH", help="write rows (and a .md twin) here")
+    add_run_flags(p)
 
 
 def run(args) -> int:

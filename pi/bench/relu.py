@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from pi.bench import profiles
-from pi.bench.results import format_table, markdown_table, versus_crypten, write_results
+from pi.bench.results import add_run_flags, format_table, markdown_table, versus_crypten, write_results
 
 NAME = "relu"
 HELP = "per-ReLU online/offline bytes, rounds and µs: exact, Circa, identity, polynomial, CrypTen"
@@ -207,11 +207,7 @@ def configure(p) -> None:
     p.add_argument("--circa-k", default="8,12,16,20", help="Circa: low bits dropped (of 24 fractional bits)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--crypten", default="auto", choices=["auto", "on", "off"])
-    p.add_argument("--threads", type=int, default=1, help="kernel threads per party process (both systems)")
-    p.add_argument("--max-load", type=float, default=None,
-                   help="first wait (up to --max-wait s) until the 1-minute load average is below this")
-    p.add_argument("--max-wait", type=float, default=600)
-    p.add_argument("--json", metavar="PATH", help="write rows (and a .md twin) here")
+    add_run_flags(p)
 
 
 def run(args) -> int:
