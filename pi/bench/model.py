@@ -293,21 +293,14 @@ def configure(p) -> None:
 def run(args) -> int:
     from pi.bench.crypten_baseline import PROVIDER_NOTE as CT_PROVIDER_NOTE
     from pi.bench.crypten_baseline import TRANSPORT_NOTE as CT_NOTE
-    from pi.bench.crypten_baseline import crypten_available
+    from pi.bench.crypten_baseline import use_baseline
     workloads = [w for w in args.workloads.split(",") if w]
     batches = _int_list(args.batches)
     eval_n = _per_workload(args.eval_images, workloads)
     ct_eval_n = _per_workload(args.crypten_eval_images, workloads)
     pols = [p for p in args.policies.split(",") if p]
     circa_ks = _int_list(args.circa_k)
-    use_crypten = args.crypten != "off"
-    why_not = ""
-    if use_crypten:
-        ok, why_not = crypten_available()
-        if not ok:
-            if args.crypten == "on":
-                raise SystemExit(f"--crypten on: {why_not}")
-            use_crypten = False
+    use_crypten, why_not = use_baseline(args.crypten)
     budget: dict[str, list[str]] = {}
     for spec in args.policy:
         w, d = spec.split("=", 1) if "=" in spec else ("default", spec)
@@ -319,7 +312,7 @@ def run(args) -> int:
     if use_crypten:
         notes += [CT_NOTE, CT_PROVIDER_NOTE, "CrypTen fixed point: 16 fractional bits (its default); ours: 12"]
     else:
-        notes.append(f"CrypTen baseline not run: {why_not or 'disabled (--crypten off)'}")
+        notes.append(f"CrypTen baseline not run: {why_not}")
     notes.append("network estimates: " + profiles.describe_all() + " (see pi/bench/profiles.py)")
     for w in workloads:
         model, meta = load_workload(w, args.resnet18_checkpoint)

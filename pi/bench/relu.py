@@ -211,7 +211,7 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from pi.bench.crypten_baseline import PROVIDER_NOTE, TRANSPORT_NOTE, crypten_available
+    from pi.bench.crypten_baseline import PROVIDER_NOTE, TRANSPORT_NOTE, use_baseline
     from pi.bench.model import TRANSPORT_NOTE as PI_NOTE
     from pi.bench.model import wait_for_quiet
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -233,17 +233,10 @@ def run(args) -> int:
              "difference to the identity probe (dealer generation + key transfer + c+r0 message)",
              "err frac: fraction of outputs off by more than 2^-11 from the plaintext function"]
     rows = run_ours(kinds, sizes, args.repeats, args.threads)
-    use = args.crypten != "off"
+    use, why = use_baseline(args.crypten)
     if not use:
-        notes.append("CrypTen baseline not run: disabled (--crypten off)")
-    if use:
-        ok, why = crypten_available()
-        if not ok:
-            if args.crypten == "on":
-                raise SystemExit(f"--crypten on: {why}")
-            use = False
-            notes.append(f"CrypTen baseline not run: {why}")
-    if use:
+        notes.append(f"CrypTen baseline not run: {why}")
+    else:
         rows += run_crypten(sizes, args.repeats, args.threads)
         notes += [TRANSPORT_NOTE, "CrypTen: " + PROVIDER_NOTE + "; 16 fractional bits; x.relu() with no truncation"]
     notes.append("network estimates: " + profiles.describe_all())
