@@ -21,6 +21,7 @@ import numpy as np
 import pi_native
 from protocols import gates
 from protocols.material import Material, SeedStream
+from protocols.transport.errors import ProtocolError
 from protocols.plan import (CIRCA, IDENTITY, MASKED, POLY, RELU, Activation, Add, Conv2d, Input, Linear,
                             MaxPool, MulConst, Op, Output, Plan, PlanError, Reshape, ServerWeights, SumPool,
                             ToMasked, Truncate)
@@ -124,6 +125,18 @@ def shape_of(plan: Plan, tid: int, batch: int) -> tuple[int, ...]:
     return (batch,) + plan.tensor(tid).shape
 
 
+def take_offline(inbox: dict[str, np.ndarray], key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The client's offline message `key`, checked: present, uint64, of the expected shape
+    (a wrong shape would otherwise broadcast into a silent wrong answer)."""
+    if key not in inbox:
+        raise ProtocolError(f"the client's offline messages lack item {key!r}")
+    v = inbox.pop(key)
+    if v.dtype != U64 or v.shape != tuple(shape):
+        raise ProtocolError(f"offline item {key!r} from the client: expected uint64 of shape {tuple(shape)}, "
+                            f"received {v.dtype} of shape {v.shape}")
+    return v
+
+
 # --------------------------------------------------------------------------------------------
 # Gate stages: open masked values, evaluate FSS keys, reshare outputs (shared by Activation
 # sites and MaxPool levels)
@@ -158,7 +171,8 @@ class GateStage:
     def server_offline(self, ss: ServerState) -> None:
         if not self.n:
             return
-        ss.keep[f"{self.label}/o"] = ss.inbox.pop(f"{self.label}/u") + ss.material.take(f"{self.label}/r1")
+        ss.keep[f"{self.label}/o"] = take_offline(ss.inbox, f"{self.label}/u", (self.n,)) \
+            + ss.material.take(f"{self.label}/r1")
 
     def server_online(self, ss: ServerState, chan, a_in: np.ndarray) -> np.ndarray:
         if not self.n:
@@ -371,7 +385,8 @@ class ToMaskedLayer(Layer):
         cs.shares[self.op.output] = -s
 
     def server_offline(self, ss):
-        ss.keep[f"{self.op.name}/u"] = ss.inbox.pop(f"{self.op.name}/u")
+        ss.keep[f"{self.op.name}/u"] = take_offline(ss.inbox, f"{self.op.name}/u",
+                                                     shape_of(self.plan, self.op.inputs[0], self.batch))
 
     def server_online(self, ss, chan):
         ss.shares[self.op.output] = ss.shares[self.op.inputs[0]] + ss.keep.pop(f"{self.op.name}/u")

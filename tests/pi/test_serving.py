@@ -15,7 +15,8 @@ from torch import nn
 
 import pi
 from pi.serving import Endpoint, InferenceServer, connect
-from protocols.dealer_service import DealerService, fetch_material
+from protocols.dealer_service import DealerService, dealer_tls, fetch_material
+from protocols.limits import Limits
 from protocols.material import MaterialReuseError
 from protocols.transport.certs import TlsConfig, write_self_signed
 from protocols.transport.channel import Listener, connect as tls_connect
@@ -23,6 +24,7 @@ from protocols.transport.errors import HandshakeError, RemoteError, TransportErr
 from protocols.transport.frame import MessageType, encode_frame
 
 RELU = "exact"
+LIMITS = Limits(max_batch=16)
 
 
 def small_model():
@@ -35,18 +37,25 @@ def deployment(tmp_path_factory):
     d = tmp_path_factory.mktemp("deploy")
     server_cert = write_self_signed(d, "server")
     dealer_cert = write_self_signed(d, "dealer")
-    dealer_listener = Listener("127.0.0.1", 0, TlsConfig(cert=dealer_cert.cert, key=dealer_cert.key))
-    dealer = DealerService(dealer_listener)
+    client_cert = write_self_signed(d, "client")
+    dealer_listener = Listener("127.0.0.1", 0, dealer_tls(dealer_cert.cert, dealer_cert.key, server_cert.cert,
+                                                          client_cert.cert))
+    dealer = DealerService(dealer_listener, [server_cert.fingerprint], limits=LIMITS)
     threading.Thread(target=dealer.serve_forever, daemon=True).start()
     model = small_model()
     secure = pi.compile(model, torch.zeros(1, 1, 4, 4), relu=RELU)
-    dealer_ep = Endpoint("127.0.0.1", dealer_listener.port, TlsConfig(peer_fingerprint=dealer_cert.fingerprint))
+    # The server's and the client's view of the dealer: pinned, with their own certificate.
+    dealer_ep = Endpoint("127.0.0.1", dealer_listener.port,
+                         TlsConfig(client_cert.cert, client_cert.key, peer_fingerprint=dealer_cert.fingerprint))
+    server_dealer_ep = Endpoint("127.0.0.1", dealer_listener.port,
+                                TlsConfig(server_cert.cert, server_cert.key, peer_fingerprint=dealer_cert.fingerprint))
     server_listener = Listener("127.0.0.1", 0, TlsConfig(cert=server_cert.cert, key=server_cert.key))
-    server = InferenceServer(secure, server_listener, dealer_ep, max_batch=16)
+    server = InferenceServer(secure, server_listener, server_dealer_ep, limits=LIMITS)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     server_ep = Endpoint("127.0.0.1", server_listener.port, TlsConfig(peer_fingerprint=server_cert.fingerprint))
     yield {"server": server, "dealer": dealer, "server_ep": server_ep, "dealer_ep": dealer_ep, "model": model,
-           "secure": secure, "dealer_cert": dealer_cert, "server_cert": server_cert}
+           "secure": secure, "dealer_cert": dealer_cert, "server_cert": server_cert, "client_cert": client_cert,
+           "server_dealer_ep": server_dealer_ep}
     server.stop()
     dealer.stop()
 
@@ -126,7 +135,7 @@ def test_wrong_input_shape_and_dtype_are_refused(deployment):
             client.run(torch.zeros(2, 1, 5, 5))        # checked before anything is sent
     # A client that lies on the wire: asks for batch 1, sends a float array as its input.
     with tls_connect(ep.host, ep.port, ep.tls) as chan:
-        chan.send(MessageType.HELLO, json.dumps({"version": 1}).encode())
+        chan.send(MessageType.HELLO, json.dumps({"version": 2}).encode())
         spec = json.loads(chan.recv(MessageType.SPEC))
         chan.send(MessageType.DATA, json.dumps({"batch": 1}).encode())
         plan = pi.SecureModel.from_public_spec(spec["spec"]).plan
@@ -143,7 +152,7 @@ def test_wrong_input_shape_and_dtype_are_refused(deployment):
 def test_bad_batch_request_is_refused(deployment):
     ep = deployment["server_ep"]
     with tls_connect(ep.host, ep.port, ep.tls) as chan:
-        chan.send(MessageType.HELLO, json.dumps({"version": 1}).encode())
+        chan.send(MessageType.HELLO, json.dumps({"version": 2}).encode())
         chan.recv(MessageType.SPEC)
         chan.send(MessageType.DATA, json.dumps({"batch": 10_000}).encode())
         with pytest.raises(RemoteError, match="batch"):
@@ -154,7 +163,7 @@ def test_client_disconnecting_mid_inference_does_not_hurt_others(deployment):
     ep = deployment["server_ep"]
     errors_before = deployment["server"].stats["errors"]
     chan = tls_connect(ep.host, ep.port, ep.tls)
-    chan.send(MessageType.HELLO, json.dumps({"version": 1}).encode())
+    chan.send(MessageType.HELLO, json.dumps({"version": 2}).encode())
     chan.recv(MessageType.SPEC)
     chan.send(MessageType.DATA, json.dumps({"batch": 1}).encode())
     chan._close_transport()                             # vanish without BYE
@@ -172,7 +181,22 @@ def test_dealer_never_hands_out_material_twice(deployment):
     with pytest.raises(RemoteError, match="already delivered"):
         fetch_material(ep.host, ep.port, ep.tls, "client", "session-reuse-1", plan, 1)
     with pytest.raises(RemoteError, match="batch must be"):
-        fetch_material(ep.host, ep.port, ep.tls, "server", "session-reuse-2", plan, 0)
+        srv = deployment["server_dealer_ep"]
+        fetch_material(srv.host, srv.port, srv.tls, "server", "session-reuse-2", plan, 0)
+
+
+def test_the_dealer_binds_the_role_to_the_certificate(deployment):
+    """A client that knows a session id cannot obtain the server's half; a peer without an
+    enrolled certificate gets nothing at all."""
+    ep, srv = deployment["dealer_ep"], deployment["server_dealer_ep"]
+    plan = deployment["secure"].plan
+    with pytest.raises(RemoteError, match="enrolled as a client; it cannot fetch the server's material"):
+        fetch_material(ep.host, ep.port, ep.tls, "server", "session-role-1", plan, 1)
+    anonymous = TlsConfig(peer_fingerprint=deployment["dealer_cert"].fingerprint)
+    with pytest.raises(TransportError, match="certificate"):
+        fetch_material(ep.host, ep.port, anonymous, "client", "session-role-1", plan, 1)
+    material, _ = fetch_material(srv.host, srv.port, srv.tls, "server", "session-role-1", plan, 1)
+    assert material.party == "server"
 
 
 def test_dealer_down_gives_a_clear_error(deployment, tmp_path):
@@ -262,7 +286,7 @@ def test_pi_serve_and_pi_connect_are_the_deployment_api(deployment, tmp_path):
     d = deployment
     bundle = d["secure"].save(tmp_path / "model.npz")
     server = pi.serve(pi.load(bundle), "127.0.0.1", 0, TlsConfig(cert=d["server_cert"].cert, key=d["server_cert"].key),
-                      d["dealer_ep"], block=False)
+                      d["server_dealer_ep"], block=False)
     try:
         ep = pi.Endpoint("127.0.0.1", server.listener.port, d["server_ep"].tls)
         x = torch.randn(3, 1, 4, 4)
