@@ -109,7 +109,7 @@ def cmd_dealer(args) -> int:
         service = DealerService(Listener(cfg.dealer_host, cfg.dealer_port, tls,
                                          handshake_timeout=cfg.handshake_timeout),
                                 [fingerprint(cfg.server_cert)], limits=cfg.limits, expiry_s=args.expiry,
-                                max_connections=cfg.max_connections)
+                                max_connections=cfg.max_connections, request_timeout=cfg.first_frame_timeout)
     except (ConfigError, ValueError, TransportError) as exc:
         return _fail(exc)
     print("NOTE: the dealer model is secure only if the dealer colludes with neither the client "
@@ -134,7 +134,8 @@ def cmd_serve(args) -> int:
         # Validates the bundle (weights, shapes, dtypes, digests) before anything listens.
         server = InferenceServer(model, Listener(cfg.server_host, cfg.server_port, tls,
                                                  handshake_timeout=cfg.handshake_timeout),
-                                 dealer, limits=cfg.limits, max_connections=cfg.max_connections)
+                                 dealer, limits=cfg.limits, max_connections=cfg.max_connections,
+                                 first_frame_timeout=cfg.first_frame_timeout)
     except (ConfigError, FileNotFoundError, ValueError, TransportError) as exc:
         return _fail(exc)
     for line in public_disclosure(model.plan):

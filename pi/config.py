@@ -17,7 +17,7 @@ flags override.
       max_material_bytes: 1073741824
       memory_budget_bytes: 2147483648
       budget_wait_s: 10
-    timeouts: {client: 60, handshake: 5}
+    timeouts: {client: 60, handshake: 5, first_frame: 10}
     max_connections: 64
     fixed_point: {frac_bits: 12}
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from pi.serving import DEFAULT_CLIENT_TIMEOUT, Endpoint
+from pi.serving import DEFAULT_CLIENT_TIMEOUT, FIRST_FRAME_TIMEOUT, Endpoint
 from protocols.dealer_service import dealer_tls
 from protocols.limits import Limits
 from protocols.transport.certs import TlsConfig
@@ -58,6 +58,7 @@ class DeployConfig:
     limits: Limits = field(default_factory=Limits)
     client_timeout: float = DEFAULT_CLIENT_TIMEOUT
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    first_frame_timeout: float = FIRST_FRAME_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     @classmethod
@@ -95,6 +96,10 @@ class DeployConfig:
             cfg.limits = Limits.from_dict(doc.get("limits") or {})
             cfg.client_timeout = float(timeouts.get("client", cfg.client_timeout))
             cfg.handshake_timeout = float(timeouts.get("handshake", cfg.handshake_timeout))
+            cfg.first_frame_timeout = float(timeouts.get("first_frame", cfg.first_frame_timeout))
+            unknown = set(timeouts) - {"client", "handshake", "first_frame"}
+            if unknown:
+                raise ValueError(f"unknown timeouts {sorted(unknown)}; allowed: client, handshake, first_frame")
             cfg.max_connections = int(doc.get("max_connections", cfg.max_connections))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: {exc}") from None

@@ -303,16 +303,10 @@ class RemoteModel:
         fetch_s = time.perf_counter() - t0
         run = engine.ClientRun(self.plan, material, batch)
         try:
-            try:
-                with self.meter.scope(layer="session", op="setup", phase="offline"):
-                    confirm_bundle(self.chan, material)
-                run.offline(self.chan)
-                y = run.online(self.chan, x)
-            except PeerDisconnected:
-                # A server that gives up sends its reason, then closes: a send of ours may fail
-                # first. Read the reason if it is there.
-                self.chan.recv(timeout=1.0)
-                raise
+            with self.meter.scope(layer="session", op="setup", phase="offline"):
+                confirm_bundle(self.chan, material)
+            run.offline(self.chan)
+            y = run.online(self.chan, x)
         except RemoteError as exc:
             raise RuntimeError(f"the server refused the inference: {exc}") from exc
         rep = self.meter.report()

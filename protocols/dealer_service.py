@@ -144,6 +144,7 @@ class DealerService:
                 _try(chan.send_error, str(exc))
             except TransportError as exc:
                 log.warning("connection failed: %s", exc)
+                _try(chan.send_error, str(exc))      # e.g. a request that stalled: say so
             except Exception as exc:  # never let one request take the service down
                 log.exception("internal error while serving a request")
                 _try(chan.send_error, f"dealer internal error: {type(exc).__name__}")

@@ -146,26 +146,25 @@ class MemoryBudget:
             self._cond.notify_all()
 
 
-# Serialization adds a header per item and a zip directory: a small, bounded overhead.
-_SLACK_BYTES = 1 << 20
-
-
 class MaterialEstimator:
-    """Predicts (client bytes, server bytes) of one inference's material for a plan and batch."""
+    """Predicts (client bytes, server bytes) of one inference's material for a plan and batch:
+    the serialized bundle (what crosses the wire) and the arrays parsed from it are each at
+    most this large."""
 
     def __init__(self, limits: Limits, cache_size: int = 16) -> None:
         self.limits = limits
-        self._cache: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[tuple[int, int], tuple[int, int]]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def per_example(self, plan, digest: str) -> tuple[int, int]:
+    def per_example(self, plan, digest: str) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((client, server) bytes per example, (client, server) serialization overhead)."""
         with self._lock:
             if digest in self._cache:
                 self._cache.move_to_end(digest)
                 return self._cache[digest]
-        client, server = deal(plan, 1, max_bytes=self.limits.max_material_bytes)
-        sizes = (client.nbytes, server.nbytes)
+        halves = deal(plan, 1, max_bytes=self.limits.max_material_bytes)
+        sizes = (tuple(m.nbytes for m in halves), tuple(len(m.to_bytes()) - m.nbytes for m in halves))
         with self._lock:
             self._cache[digest] = sizes
             while len(self._cache) > self._cache_size:
@@ -174,8 +173,12 @@ class MaterialEstimator:
 
     def estimate(self, plan, digest: str, batch: int) -> tuple[int, int]:
         """Upper bounds on the two halves' sizes in bytes at this batch (LimitError when one
-        inference would exceed limits.max_material_bytes)."""
-        c, s = self.per_example(plan, digest)
-        sizes = (c * batch + _SLACK_BYTES, s * batch + _SLACK_BYTES)
+        inference would exceed limits.max_material_bytes). Material is linear in the batch;
+        the fixed part (seeds, item headers) is counted once per example: an over-estimate."""
+        per, overhead = self.per_example(plan, digest)
+        sizes = tuple(p * batch + o + _SLACK_BYTES for p, o in zip(per, overhead))
         self.limits.check_material(sum(sizes), batch)
-        return sizes
+        return sizes   # type: ignore[return-value]
+
+
+_SLACK_BYTES = 4096    # the zip directory grows with item names that carry longer numbers

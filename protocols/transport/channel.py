@@ -127,6 +127,11 @@ class Channel(abc.ABC):
     def _close_transport(self) -> None:
         ...
 
+    def _pending_error(self) -> str | None:
+        """After a failed send: the reason of an ERROR frame the peer sent before it hung up,
+        when that frame is the next one to read (a refusal: busy, bad request)."""
+        return None
+
     # ------------------------------------------------------------------ state
     @property
     def closed(self) -> bool:
@@ -165,6 +170,9 @@ class Channel(abc.ABC):
                                      f"check the peer") from None
             except PeerDisconnected as e:
                 self._tx_broken = str(e)
+                reason = self._pending_error()
+                if reason is not None:      # the peer said why it hung up: report that
+                    raise RemoteError(reason) from None
                 raise
             self.meter.record_sent(HEADER_SIZE + length, control=mt in CONTROL_TYPES)
         return HEADER_SIZE + length
@@ -523,6 +531,20 @@ class TlsChannel(Channel):
         if n == 0:
             self._eof = True
         return n
+
+    def _pending_error(self) -> str | None:
+        while not self._eof and self._rx_error is None and len(self._rbuf) < self._rbuf_cap:
+            if not self._recv_some(None):
+                break
+        if len(self._rbuf) < HEADER_SIZE or self._rx_broken:
+            return None
+        try:
+            header = parse_header(self._rbuf[:HEADER_SIZE], self.max_frame_size)
+        except FrameError:
+            return None
+        if header.msg_type != MessageType.ERROR or len(self._rbuf) < header.frame_size:
+            return None
+        return bytes(self._rbuf[HEADER_SIZE:header.frame_size][:MAX_ERROR_REASON]).decode("utf-8", "replace")
 
     def _drain(self) -> None:
         """Move whatever the peer has sent into the buffer (called while a write is blocked)."""
