@@ -32,12 +32,13 @@ from pi.secure_model import CostReport, SecureModel, bundle_digests
 from protocols import engine
 from protocols.cost import CostMeter
 from protocols.dealer_service import fetch_material
+from protocols.fixed_point import MAX_VALUE_BITS
 from protocols.limits import LimitError, Limits, MaterialEstimator, MemoryBudget
 from protocols.material import MaterialMismatch, confirm_bundle, plan_digest
-from protocols.fixed_point import MAX_VALUE_BITS
 from protocols.plan import Activation, Conv2d, Linear, MaxPool
 from protocols.transport.certs import TlsConfig
-from protocols.transport.channel import Listener, connect as tls_connect
+from protocols.transport.channel import Listener
+from protocols.transport.channel import connect as tls_connect
 from protocols.transport.errors import ChannelTimeout, PeerDisconnected, RemoteError, TransportError
 from protocols.transport.frame import MessageType
 from protocols.transport.server import DEFAULT_MAX_CONNECTIONS, ConnectionServer

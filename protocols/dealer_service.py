@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 
 from protocols.engine import deal
 from protocols.limits import LimitError, Limits, MaterialEstimator, MemoryBudget, Reservation
-from protocols.material import Material, MaterialMismatch, MaterialReuseError, MaterialTooLarge, plan_digest
+from protocols.material import (
+    Material,
+    MaterialMismatch,
+    MaterialReuseError,
+    MaterialTooLarge,
+    plan_digest,
+)
 from protocols.plan import Plan
 from protocols.transport.certs import TlsConfig, normalize_fingerprint
 from protocols.transport.channel import Listener, TlsChannel, connect
@@ -181,7 +187,7 @@ class DealerService:
             plan = Plan.from_dict(plan_dict)
             sizes = self.estimator.estimate(plan, entry.digest, entry.batch)
             # Both halves, plus one serialized half in flight while it is sent.
-            entry.reservation = self.budget.reserve(sum(sizes) + max(sizes), f"session {sid}")
+            entry.reservation = self.budget.reserve(sum(sizes) + max(sizes), "its material")
             entry.sizes = dict(zip(ROLES, sizes))
             entry.halves.update(zip(ROLES, deal(plan, entry.batch, max_bytes=sum(sizes))))
         except Exception as exc:

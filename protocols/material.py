@@ -20,8 +20,8 @@ import os
 import threading
 
 import numpy as np
-
 import pi_native
+
 from protocols.transport.frame import MessageType
 
 MATERIAL_FORMAT = 2
@@ -151,7 +151,7 @@ class Material:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Material":
+    def from_bytes(cls, data: bytes) -> Material:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 header = json.loads(bytes(z["__header__"]).decode())

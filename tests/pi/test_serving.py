@@ -7,6 +7,7 @@ import ssl
 import struct
 import threading
 import time
+from multiprocessing.pool import ThreadPool
 
 import numpy as np
 import pytest
@@ -17,11 +18,11 @@ import pi
 from pi.serving import Endpoint, InferenceServer, connect
 from protocols.dealer_service import DealerService, dealer_tls, fetch_material
 from protocols.limits import Limits
-from protocols.material import MaterialReuseError
 from protocols.transport.certs import TlsConfig, write_self_signed
-from protocols.transport.channel import Listener, connect as tls_connect
+from protocols.transport.channel import Listener
+from protocols.transport.channel import connect as tls_connect
 from protocols.transport.errors import HandshakeError, RemoteError, TransportError
-from protocols.transport.frame import MessageType, encode_frame
+from protocols.transport.frame import MessageType
 
 RELU = "exact"
 LIMITS = Limits(max_batch=16)
@@ -325,3 +326,77 @@ def test_many_clients_at_once_each_in_its_own_session(deployment):
     for runs in results.values():
         for y, ref in runs[:-1]:
             np.testing.assert_allclose(y, ref, atol=2**-7)
+
+
+# ---------------------------------------------------------------- start-up checks, bundles, budgets
+
+def test_a_bundle_that_does_not_fit_its_plan_is_refused_with_the_layer_named(deployment, tmp_path):
+    from pi.serving import BundleError, validate_bundle
+    from protocols.plan import ServerWeights
+    good = pi.load(deployment["secure"].save(tmp_path / "good.npz"))
+    validate_bundle(good)
+    name = next(iter(good.weights.weights))
+    w, b = good.weights.weights, good.weights.biases
+    cases = {
+        "dtype int64, the plan needs uint64": ServerWeights({**w, name: w[name].astype(np.int64)}, b),
+        "no bias for layer": ServerWeights(w, {k: v for k, v in b.items() if k != name}),
+        "its plan does not have": ServerWeights({**w, "ghost": w[name]}, b),
+        "weights digest does not match": ServerWeights({**w, name: w[name] + np.uint64(1)}, b),
+    }
+    for message, weights in cases.items():
+        bad = pi.load(tmp_path / "good.npz")
+        bad.weights = weights
+        with pytest.raises(BundleError, match=message):
+            validate_bundle(bad)
+        with pytest.raises(BundleError, match=message):         # the server never starts on it
+            InferenceServer(bad, None, deployment["server_dealer_ep"])
+
+
+def test_halves_of_different_bundles_are_refused_before_the_offline_phase(deployment):
+    from protocols.engine import deal
+    from protocols.material import MaterialMismatch, confirm_bundle
+    from protocols.transport.channel import InProcessChannel
+    plan = deployment["secure"].plan
+    client, _ = deal(plan, 1)
+    _, server = deal(plan, 1)                           # a dealer that restarted in between
+    a, b = InProcessChannel.pair(timeout=5)
+    with ThreadPool(1) as pool:
+        fut = pool.apply_async(confirm_bundle, (b, server))
+        with pytest.raises(MaterialMismatch, match="different preprocessing bundles"):
+            confirm_bundle(a, client)
+        with pytest.raises(MaterialMismatch):
+            fut.get(5)
+    c, s = deal(plan, 1)                                # halves of one bundle pass
+    a, b = InProcessChannel.pair(timeout=5)
+    with ThreadPool(1) as pool:
+        fut = pool.apply_async(confirm_bundle, (b, s))
+        confirm_bundle(a, c)
+        fut.get(5)
+    assert c.bundle_id == s.bundle_id and c.bundle_digest == s.bundle_digest
+
+
+def test_the_memory_budget_waits_then_refuses():
+    from protocols.limits import BudgetExhausted, LimitError, MemoryBudget
+    budget = MemoryBudget(100, wait_s=0.2)
+    held = budget.reserve(80)
+    with pytest.raises(BudgetExhausted, match="busy: .* holds .* after waiting 0.2 s"):
+        budget.reserve(30)
+    with pytest.raises(LimitError, match="more than this process's whole budget"):
+        budget.reserve(101)
+    threading.Timer(0.05, held.release).start()        # a release lets a waiting request in
+    with budget.reserve(30):
+        assert budget.used == 30
+    assert budget.used == 0 and budget.peak == 80
+
+
+def test_public_disclosure_names_what_the_spec_reveals():
+    from pi.serving import public_disclosure
+    model = small_model()
+    plain = pi.compile(model, torch.zeros(1, 1, 4, 4), relu="exact")
+    lines = public_disclosure(plain.plan)
+    assert any("all logits" in line for line in lines) and not any("calibration" in line for line in lines)
+    calibrated = pi.compile(model, torch.zeros(1, 1, 4, 4), relu="exact", calibration=torch.randn(8, 1, 4, 4),
+                            output="label")
+    lines = public_disclosure(calibrated.plan)
+    assert any(line.startswith("calibration:") and "without --calibration" in line for line in lines)
+    assert any("the predicted label only" in line for line in lines)

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from harness import Deployment, rss   # tests/reliability is on sys.path (no __init__.py: rootdir import)
+from harness import (  # tests/reliability is on sys.path (no __init__.py: rootdir import)
+    Deployment,
+    rss,
+)
 
 
 @pytest.fixture(scope="module")

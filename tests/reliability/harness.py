@@ -21,7 +21,7 @@ from torch import nn
 
 import pi
 from pi.serving import Endpoint, connect
-from protocols.limits import MaterialEstimator, Limits
+from protocols.limits import Limits, MaterialEstimator
 from protocols.material import plan_digest
 from protocols.transport.certs import TlsConfig, write_self_signed
 
