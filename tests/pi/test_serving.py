@@ -33,8 +33,8 @@ def small_model():
     return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(48, 4)).eval()
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory):
+@pytest.fixture(scope="module", params=[64, 40], ids=["ring64", "ring40"])
+def deployment(tmp_path_factory, request):
     d = tmp_path_factory.mktemp("deploy")
     server_cert = write_self_signed(d, "server")
     dealer_cert = write_self_signed(d, "dealer")
@@ -44,7 +44,7 @@ def deployment(tmp_path_factory):
     dealer = DealerService(dealer_listener, [server_cert.fingerprint], limits=LIMITS)
     threading.Thread(target=dealer.serve_forever, daemon=True).start()
     model = small_model()
-    secure = pi.compile(model, torch.zeros(1, 1, 4, 4), relu=RELU)
+    secure = pi.compile(model, torch.zeros(1, 1, 4, 4), relu=RELU, ring_bits=request.param)
     # The server's and the client's view of the dealer: pinned, with their own certificate.
     dealer_ep = Endpoint("127.0.0.1", dealer_listener.port,
                          TlsConfig(client_cert.cert, client_cert.key, peer_fingerprint=dealer_cert.fingerprint))

@@ -222,7 +222,7 @@ def test_row9_the_server_refuses_bogus_offline_items(dep, tamper):
         key = next(iter(st.outbox))
         if tamper == "shape":
             st.outbox[key] = st.outbox[key][:1]            # would broadcast into a wrong answer
-            expected = f"offline item {key!r} from the client: expected uint64 of shape"
+            expected = f"offline item {key!r} from the client: expected"
         else:
             st.outbox["nosuchlayer/u"] = st.outbox.pop(key)
             expected = "unexpected offline item 'nosuchlayer/u'"
