@@ -272,6 +272,7 @@ class RemoteModel:
             x = x[None]
         if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
             raise ValueError(f"input has shape {x.shape}; the model takes {self.input_shape} (or a batch of them)")
+        engine.check_input(self.plan, x, x.shape[0])     # before anything is sent or spent
         if self.max_batch is not None and x.shape[0] > self.max_batch:
             raise ValueError(f"batch of {x.shape[0]} inputs exceeds the server's limit of {self.max_batch}; "
                              "split it")
