@@ -18,6 +18,7 @@ import pi
 from pi.serving import Endpoint, InferenceServer, connect
 from protocols.dealer_service import DealerService, dealer_tls, fetch_material
 from protocols.limits import Limits
+from protocols.material import confirm_bundle
 from protocols.transport.certs import TlsConfig, write_self_signed
 from protocols.transport.channel import Listener
 from protocols.transport.channel import connect as tls_connect
@@ -139,9 +140,11 @@ def test_wrong_input_shape_and_dtype_are_refused(deployment):
         chan.send(MessageType.HELLO, json.dumps({"version": 2}).encode())
         spec = json.loads(chan.recv(MessageType.SPEC))
         chan.send(MessageType.DATA, json.dumps({"batch": 1}).encode())
+        chan.recv(MessageType.ACK)
         plan = pi.SecureModel.from_public_spec(spec["spec"]).plan
-        fetch_material(deployment["dealer_ep"].host, deployment["dealer_ep"].port, deployment["dealer_ep"].tls,
-                       "client", f"{spec['session']}-0", plan, 1)
+        material, _ = fetch_material(deployment["dealer_ep"].host, deployment["dealer_ep"].port,
+                                     deployment["dealer_ep"].tls, "client", f"{spec['session']}-0", plan, 1)
+        confirm_bundle(chan, material)                  # the halves match: the offline phase starts
         # One bad array, then the server's answer must be an ERROR frame that names the problem
         # (a timeout or a dropped connection would not match).
         sent = False
