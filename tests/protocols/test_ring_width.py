@@ -2,21 +2,18 @@
 the parties store at l < 64, decoding of negative values, the plan's range checks, and the
 width pi.compile derives from calibration. (The conformance, privacy and truncation-law
 suites run at two widths as well.)"""
-import threading
 
 import numpy as np
 import pytest
 import torch
+import two_party
 from torch import nn
 
 import pi
 from pi.compiler import compile_plan
-from protocols import engine
 from protocols.fixed_point import FixedPoint, Ring
 from protocols.material import plan_digest
 from protocols.plan import POLY, Plan, PlanBuilder, PlanError
-from protocols.providers import PROVIDERS
-from protocols.transport.channel import InProcessChannel
 from protocols.transport.frame import ARRAY_HEADER, HEADER_SIZE
 
 U64 = np.uint64
@@ -84,39 +81,9 @@ def test_ring_bits_is_in_the_plan_dict_and_digest_and_old_plans_load_as_64():
 
 
 def run_recorded(plan, weights, x):
-    """One inference with every online array each party receives recorded; returns
-    (output, server state, client state, received arrays)."""
-    client_mat, server_mat = PROVIDERS["dealer"]().preprocess(plan, x.shape[0])
-    a, b = InProcessChannel.pair()
-    seen = []
-
-    class Recording:
-        def __init__(self, chan):
-            self.chan, self.online = chan, False
-
-        def recv_array(self, *args, **kw):
-            arr = self.chan.recv_array(*args, **kw)
-            if self.online:
-                seen.append(arr)
-            return arr
-
-        def __getattr__(self, name):
-            return getattr(self.chan, name)
-    rs, rc = Recording(a), Recording(b)
-    srun = engine.ServerRun(plan, weights, server_mat, x.shape[0])
-    crun = engine.ClientRun(plan, client_mat, x.shape[0])
-
-    def server():
-        srun.offline(rs)
-        rs.online = True
-        srun.online(rs)
-    t = threading.Thread(target=server)
-    t.start()
-    crun.offline(rc)
-    rc.online = True
-    y = crun.online(rc, x)
-    t.join()
-    return y, srun.state, crun.state, seen
+    """(output, server state, client state, every array either party received online)."""
+    y, srun, crun, rs, rc = two_party.run_recorded(plan, weights, x)
+    return y, srun.state, crun.state, rs.seen + rc.seen
 
 
 def plain_small(x):
@@ -145,6 +112,20 @@ def test_a_narrow_plan_puts_only_l_bit_values_on_the_wire_and_in_the_shares(l, f
     assert np.abs(Ring(l).signed(ring_sum) - enc).max() < 2 ** (plan.tensor(out).scale - frac_bits + 4)
     if l < 64:
         assert np.abs(ring_sum.view(np.int64) - enc).max() > 2 ** (l - 2)
+
+
+@pytest.mark.parametrize("l", [64, 40, 37])
+def test_faithful_truncate_op_in_a_narrow_ring(l):
+    """The Truncate op (the FSS trunc gate over the whole l-bit ring) on negative and positive
+    values, then a linear layer, against plaintext."""
+    b = PlanBuilder((3,), FixedPoint(12, l))
+    w1, w2 = np.array([[1.0, -2.0, 0.5], [-3.0, 0.25, -1.0]]), np.array([[-1.0, 0.5], [0.25, -2.0]])
+    h = b.truncate(b.linear(b.input, w1, name="fc1"), 12)
+    plan = b.output(b.linear(h, w2, name="fc2"))
+    assert [op.kind for op in plan.ops].count("Truncate") == 1
+    x = np.array([[1.0, 2.0, -0.5], [-2.0, 0.5, 3.0]])
+    y = pi.SecureModel(plan, b.weights).run(x).numpy()
+    np.testing.assert_allclose(y, x @ w1.T @ w2.T, atol=2**-8)
 
 
 def test_the_meter_counts_ceil_l_over_8_bytes_per_element():
@@ -205,7 +186,9 @@ def test_compile_derives_the_ring_from_calibration_and_states_it():
     with torch.no_grad():
         np.testing.assert_allclose(sm.run(x).numpy(), model(x).double().numpy(), atol=2**-7)
     # An explicit width overrides; a width the calibrated values do not fit is refused.
-    assert pi.compile(model, x[:1], calibration=x, ring_bits=64).plan.ring_bits == 64
+    full = pi.compile(model, x[:1], calibration=x, ring_bits=64).plan
+    assert full.ring_bits == 64
+    assert [op.kind for op in sm.plan.ops] == [op.kind for op in full.ops]   # no extra ops, no extra rounds
     assert pi.compile(model, x[:1], calibration=x, ring_bits=l + 3).plan.ring_bits == l + 3
     big = x * 4096                           # values, not the scale budget, set this ring
     lb = pi.compile(model, x[:1], calibration=big).plan.ring_bits
