@@ -7,6 +7,7 @@
 #include "pi_native/he.hpp"
 #include "pi_native/parallel.hpp"
 #include "seal/util/polyarithsmallmod.h"
+#include "seal/util/rlwe.h"
 #include "seal/util/uintarithsmallmod.h"
 
 namespace pi_native::he {
@@ -84,7 +85,6 @@ std::vector<std::string> Server::respond(const Kernels& k, const std::vector<std
   const auto& mods = cd.parms().coeff_modulus();
   const uint64_t tmask = (uint64_t{1} << ctx_->plain_bits()) - 1;
   seal::Evaluator ev(ctx_->seal());
-  seal::Encryptor enc(ctx_->seal(), pk_);
 
   std::vector<seal::Ciphertext> in(query.size());
   parallel_for(query.size(), 1, [&](size_t b, size_t e) {
@@ -116,9 +116,9 @@ std::vector<std::string> Server::respond(const Kernels& k, const std::vector<std
       // Start from a fresh public-key encryption of zero: it re-randomizes c1 (else c1 would
       // be a known combination of the client's uniform polynomials and the weights), and the
       // sum is never transparent even when every kernel of this group is zero.
+      // Directly at this level and in NTT form: noise −e·u + e1 + e2·s, |.| ≤ 21·(2n + 1).
       seal::Ciphertext acc;
-      enc.encrypt_zero(id, acc);
-      ev.transform_to_ntt_inplace(acc);
+      util::encrypt_zero_asymmetric(pk_, ctx_->seal(), id, true, acc);
       seal::Ciphertext prod;
       for (size_t gi = 0; gi < k.g_in; ++gi) {
         const size_t kk = gi * k.g_out + go;
