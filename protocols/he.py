@@ -282,8 +282,8 @@ class LayerParams:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).digest()[:8]
 
     def query_bytes(self, batch: int = 1) -> int:
-        """Approximate: SEAL's seeded ciphertext is c0 at 8 bytes a residue plus ≈ 130 bytes."""
-        return batch * self.in_groups * (self.n * self.level * 8 + 134) + 21
+        """SEAL's seeded ciphertext: c0 at 8 bytes a residue, 194 bytes of header and seed."""
+        return batch * self.in_groups * (self.n * self.level * 8 + 194 + 4) + 21
 
     def reply_bytes(self, batch: int = 1) -> int:
         widths = [int(q).bit_length() for q in self.context.primes()[:self.reply_level]]

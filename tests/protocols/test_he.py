@@ -284,3 +284,27 @@ def test_random_corruption_never_crashes():
                 use(bytes(b))
             except (he.HEError, he.HEDecryptionError):
                 pass
+
+
+def test_reply_c1_is_rerandomized():
+    """Two replies to one query with the same weights: without the server's fresh encryption
+    of zero, c1 = Σ K·a would be the same known function of W both times (the mask and the
+    flooding only touch c0)."""
+    p, client, server, layer, query = make()
+    (r1, _), (r2, _) = server.respond(layer, query), server.respond(layer, query)
+    _, items1 = he._unframe(he.REPLY_MAGIC, "reply", p, r1)
+    _, items2 = he._unframe(he.REPLY_MAGIC, "reply", p, r2)
+    c1_bytes = -(-int(p.context.primes()[0]).bit_length() * p.n // 8)   # c1 of the first prime
+    for a, b in zip(items1, items2):
+        assert a[20:20 + c1_bytes] != b[20:20 + c1_bytes]
+
+
+def test_message_sizes():
+    """Seeded queries carry c0 only (half a full ciphertext); replies are packed at the
+    primes' bit widths with c0 only where outputs are read."""
+    p, client, server, layer, query = make()
+    full = 2 * p.n * p.level * 8 * p.in_groups
+    assert len(query) == p.query_bytes(1) and len(query) < 0.51 * full
+    reply, _ = server.respond(layer, query)
+    assert len(reply) == p.reply_bytes(1)
+    assert len(reply) < p.out_groups * 2 * p.n * p.reply_level * 8 * 0.6
