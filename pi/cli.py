@@ -20,14 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from relu_budget.cli import CliError
+    from relu_budget.runs import RunError
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except CliError as exc:       # a bad run / policy directory given to pi demo or pi bench
+    except RunError as exc:       # a bad run / policy directory given to pi demo or pi bench
         print(f"pi: error: {exc}", file=sys.stderr)
         return 2
 

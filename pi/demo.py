@@ -60,7 +60,7 @@ def run(args) -> int:
     samples = load_samples(args.assets)
     policy, what = None, f"ReLU: {args.relu}"
     if args.policy:
-        from relu_budget.cli import load_run_or_policy
+        from relu_budget.runs import load_run_or_policy
         policy, run_model = load_run_or_policy(args.policy)
         model = run_model if run_model is not None else model
         kept = {k: v for k, v in policy.counts().items() if v}

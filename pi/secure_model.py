@@ -39,7 +39,7 @@ def _global_policy(relu: str, circa_k, circa_mode: str):
 def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None, relu: str = "exact",
             circa_k: int | None = None, circa_mode: str = "poszero", provider: str = "dealer",
             frac_bits: int | None = None, calibration: torch.Tensor | None = None,
-            output: str = "logits") -> "SecureModel":
+            output: str = "logits", ring_bits: int | str | None = None) -> "SecureModel":
     """Compiles a torch model for private inference.
 
     policy: a ReLU policy (path or object from relu-budget) saying per site what to compute;
@@ -48,8 +48,11 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
     distribution seen on `calibration` (or the example): DaPa, as AutoReP initializes it. A
     network not trained for it loses accuracy; `relu-budget optimize --method autorep` trains
     the polynomials and writes a policy.
-    calibration: representative inputs; bounds on the activations' magnitudes (with a 64x
-    margin) let the comparison gates work on fewer bits. Inputs beyond them are not supported.
+    calibration: representative inputs; bounds on every layer's magnitudes (with a 64x
+    margin) let the comparison gates work on fewer bits and the shares live in a narrower
+    ring. Inputs beyond them are not supported.
+    ring_bits: the ring Z_(2^l): an int in 2..64, or "calibrated"; default "calibrated" when
+    calibration is given, else 64.
     output: "logits", or "label" (the client learns only the argmax, via secure comparisons).
     """
     if output not in ("logits", "label"):
@@ -62,7 +65,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
         site_policy = _global_policy(relu, circa_k, circa_mode)
     get_provider(provider)  # validate early
     plan, weights = compile_plan(model, example_input, site_policy=site_policy, fixed_point=fp,
-                                 calibration=calibration, label_only=output == "label")
+                                 calibration=calibration, label_only=output == "label", ring_bits=ring_bits)
     return SecureModel(plan, weights, provider=provider)
 
 
@@ -172,29 +175,23 @@ class SecureModel:
         lines.append("-" * len(head))
         lines.append(f"{'total':<24} {'':<11} {tot['relu']:>7} {tot['circa']:>7} {tot['poly']:>6} {tot['identity']:>7} "
                      f"{tot['macs'] / 1e6:>8.3f} {tot['online_bytes'] / 1e3:>10.1f} {tot['rounds']:>6}")
-        lines.append(f"fixed point: {self.fixed_point.frac_bits} fractional bits in Z_2^64; predicted per example")
+        how = " (narrowest ring for the calibrated bounds)" if self.plan.meta.get("ring") == "calibrated" else ""
+        lines.append(f"fixed point: {self.fixed_point.frac_bits} fractional bits in Z_2^{self.plan.ring_bits}{how}; "
+                     "predicted per example")
         lines.append(f"local-truncation failure probability per example ≤ {self.truncation_failure_bound():.2e} "
                      "(gates and Truncate ops are faithful; identity sites truncate locally)")
         return "\n".join(lines)
 
     def truncation_failure_bound(self) -> float:
-        """Upper bound on the probability that some local truncation of one example fails: a
-        local shift of v fails with probability |v|/2^64 ≤ 2^(b−64) when |v| < 2^(b−1)
-        (b = the op's calibrated value bits, else the full 63-bit range). Truncate ops and gates
-        truncate faithfully and never fail."""
-        total = 0.0
-        for op in self.plan.ops:
-            if isinstance(op, Activation):
-                n_local = op.site_counts(self.plan.tensor(op.inputs[0]).size)["identity"]
-                s_in, s_out = self.plan.tensor(op.inputs[0]).scale, self.plan.tensor(op.output).scale
-                if s_in > s_out:
-                    total += n_local * 2.0 ** (op.value_bits - 1 - 64)
-        return min(total, 1.0)
+        """Upper bound on the probability that some local truncation of one example fails
+        (Plan.truncation_failure_bound: |v|/2^l per truncated value)."""
+        return self.plan.truncation_failure_bound()
 
     def layer_rows(self) -> list[dict]:
         """Per op: site counts by kind, MACs and predicted online bytes/rounds (per example)."""
         from protocols import gates
         rows = []
+        eb = self.plan.ring.elem_bytes           # bytes per ring element on the wire
         for op in self.plan.ops:
             t_out = self.plan.tensor(op.output) if op.output >= 0 else None
             row = {"layer": op.name, "op": op.kind, "relu": 0, "circa": 0, "poly": 0, "identity": 0, "macs": 0,
@@ -203,13 +200,13 @@ class SecureModel:
                 counts = op.site_counts(self.plan.tensor(op.inputs[0]).size)
                 row.update(counts)
                 gate_sites = counts["relu"] + counts["circa"] + counts["poly"]
-                row["online_bytes"] = int(16 * gate_sites + counts["circa"] * gates.extra_online_bytes("circa"))
+                row["online_bytes"] = int(2 * eb * gate_sites + counts["circa"] * gates.extra_online_bytes("circa"))
                 row["rounds"] = 1 + (1 if counts["circa"] else 0) if gate_sites else 0
             elif isinstance(op, MaxPool):
                 n = t_out.size
                 levels = int(np.ceil(np.log2(op.kernel[0] * op.kernel[1])))
                 row["relu"] = n * (op.kernel[0] * op.kernel[1] - 1)
-                row["online_bytes"] = 16 * row["relu"]
+                row["online_bytes"] = 2 * eb * row["relu"]
                 row["rounds"] = levels
             elif isinstance(op, Conv2d):
                 oc, ic, kh, kw = op.weight_shape
@@ -219,10 +216,10 @@ class SecureModel:
             elif op.kind == "Output" and op.label_only:
                 c = self.plan.tensor(op.inputs[0]).size
                 row["relu"] = 0
-                row["online_bytes"], row["rounds"] = 16 * (c * (c - 1) // 2 + c) + 8, 3
+                row["online_bytes"], row["rounds"] = 2 * eb * (c * (c - 1) // 2 + c) + eb, 3
             elif op.kind in ("Input", "Output"):
                 t = self.plan.tensor(op.output if op.kind == "Input" else op.inputs[0])
-                row["online_bytes"], row["rounds"] = 8 * t.size, 1
+                row["online_bytes"], row["rounds"] = eb * t.size, 1
             if op.kind in ("Activation", "MaxPool", "Conv2d", "Linear", "Input", "Output"):
                 rows.append(row)
         return rows
