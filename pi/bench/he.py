@@ -44,27 +44,29 @@ def reference(shape: he.LayerShape, w: np.ndarray, r: np.ndarray, l: int) -> np.
     return _ring(pi_native.ring_conv2d(r, w, shape.stride, shape.padding), l)
 
 
-def plan_layers(workload: str, l: int, checkpoint: str | None = None) -> list[tuple[str, he.LayerShape, np.ndarray, int]]:
-    """(op name, shape, weights mod 2^l, public weight bits) of every Conv2d/Linear."""
-    from pi.bench.model import load_workload
+def plan_layers(workload: str, ring_bits: int | None, checkpoint: str | None = None
+                ) -> tuple[int, list[tuple[str, he.LayerShape, np.ndarray, int]]]:
+    """The workload's plan in Z_2^l (l = ring_bits, or the calibrated width on the embedded
+    samples when None, as pi.compile derives it) and, for every Conv2d/Linear, (op name,
+    shape, weights mod 2^l, public weight bits)."""
+    from pi.bench.model import load_test_images, load_workload
     from pi.compiler import compile_plan
 
     model, _ = load_workload(workload, checkpoint)
-    plan, weights = compile_plan(model, torch.zeros(1, *plan_input_shape(model)))
+    x, _, _ = load_test_images("samples", 32)
+    plan, weights = compile_plan(model, x[:1], calibration=x,
+                                 ring_bits="calibrated" if ring_bits is None else ring_bits)
+    l = plan.ring_bits
+    if l > he.MAX_PLAIN_BITS:
+        raise ValueError(f"{workload}: the plan needs a {l}-bit ring, more than BFV's 2^{he.MAX_PLAIN_BITS}")
     out = []
     for op in plan.ops:
         if op.kind not in ("Conv2d", "Linear"):
             continue
-        signed = np.asarray(weights.weights[op.name]).view(np.int64)
-        bits = int(np.abs(signed).max()).bit_length()
-        if bits > l - 1:
-            raise ValueError(f"{op.name}: weights need {bits + 1} bits, more than l = {l}")
-        out.append((op.name, he.LayerShape.from_plan(plan, op), _ring(signed.astype(np.uint64), l), bits))
-    return out
-
-
-def plan_input_shape(model) -> tuple[int, ...]:
-    return (getattr(model.config, "in_channels", 1), 28, 28)
+        w = np.asarray(weights.weights[op.name], dtype=np.uint64)
+        bits = int(np.abs(plan.ring.signed(w)).max()).bit_length()
+        out.append((op.name, he.LayerShape.from_plan(plan, op), w, bits))
+    return l, out
 
 
 def _median(xs: list[float]) -> float:
@@ -101,8 +103,8 @@ def bench_layer(client: he.HEClient, server: he.HEServer, p: he.LayerParams, w: 
             "l": p.plain_bits, "kappa": p.kappa, "correct": True, "repeats": repeats}
 
 
-def run_workload(workload: str, l: int, repeats: int, checkpoint: str | None, rng) -> list[dict]:
-    layers = plan_layers(workload, l, checkpoint)
+def run_workload(workload: str, ring_bits: int | None, repeats: int, checkpoint: str | None, rng) -> list[dict]:
+    l, layers = plan_layers(workload, ring_bits, checkpoint)
     client, server = he.HEClient(), he.HEServer()
     rows, key_bytes, keygen_s, chains = [], 0, 0.0, set()
     for name, shape, w, bits in layers:
@@ -160,7 +162,8 @@ def reconstruction_trials(shapes: list[he.LayerShape], l: int, trials: int, rng)
 
 def configure(p) -> None:
     p.add_argument("--workloads", default="default,resnet18", help=f"comma-separated from {', '.join(WORKLOADS)}")
-    p.add_argument("--ring-bits", type=int, default=37, help="l: shares mod 2^l (2..59)")
+    p.add_argument("--ring-bits", default="calibrated",
+                   help="l: shares mod 2^l, 2..59, or 'calibrated': the plan's width on the embedded samples")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per layer (median)")
     p.add_argument("--trials", type=int, default=0,
                    help="also count reconstruction errors over N random (W, r) per distinct layer shape")
@@ -182,20 +185,22 @@ def run(args) -> int:
         if w not in WORKLOADS:
             print(f"error: unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
             return 2
-    if not 2 <= args.ring_bits <= he.MAX_PLAIN_BITS:
-        print(f"error: --ring-bits must be in 2..{he.MAX_PLAIN_BITS}")
+    ring_bits = None if args.ring_bits == "calibrated" else int(args.ring_bits) \
+        if str(args.ring_bits).isdigit() else -1
+    if ring_bits is not None and not 2 <= ring_bits <= he.MAX_PLAIN_BITS:
+        print(f"error: --ring-bits must be 'calibrated' or an integer in 2..{he.MAX_PLAIN_BITS}")
         return 2
     pi_native.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     load = os.getloadavg()[0]
     rows = []
     for w in workloads:
-        rows += run_workload(w, args.ring_bits, args.repeats, args.resnet18_checkpoint, rng)
+        rows += run_workload(w, ring_bits, args.repeats, args.resnet18_checkpoint, rng)
     trials = []
     if args.trials:
         seen = {}
         for w in workloads:
-            for _, shape, _, _ in plan_layers(w, args.ring_bits, args.resnet18_checkpoint):
+            for _, shape, _, _ in plan_layers(w, ring_bits, args.resnet18_checkpoint)[1]:
                 seen.setdefault(shape, None)
         shapes = list(seen)
         for l in (int(v) for v in args.trial_widths.split(",")):
@@ -215,7 +220,7 @@ def run(args) -> int:
                 trials, [("shape", "shape", "s"), ("l", "l", "d"), ("trials", "trials", "d"), ("errors", "errors", "d"),
                          ("min_noise_bits_left", "min noise bits left", ".1f"), ("bound_bits", "bound", ".1f")])
         md += (f"\n\n1-minute load average before/after: {load:.2f} / {load_after:.2f} (shared machine). "
-               f"l = {args.ring_bits}, κ = {he.KAPPA}, SEAL {he.he.SEAL_VERSION}, batch 1, "
+               f"l = {args.ring_bits} (per workload: the `l` field), κ = {he.KAPPA}, SEAL {he.he.SEAL_VERSION}, batch 1, "
                f"{args.threads} kernel thread(s).")
         write_results(args.json, "HE linear-layer correlations (BFV, SEAL)", rows, extra=extra, markdown=md)
         print(f"wrote {args.json}")
