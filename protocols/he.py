@@ -40,7 +40,6 @@ import struct
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-
 import pi_native
 
 he = pi_native.he
@@ -113,15 +112,15 @@ class LayerShape:
             raise HEError("layer dimensions must be positive")
 
     @classmethod
-    def conv2d(cls, in_shape, weight_shape, stride=1, padding=0) -> "LayerShape":
+    def conv2d(cls, in_shape, weight_shape, stride=1, padding=0) -> LayerShape:
         return cls("conv2d", tuple(in_shape), tuple(weight_shape), stride, padding)
 
     @classmethod
-    def linear(cls, n_in: int, n_out: int) -> "LayerShape":
+    def linear(cls, n_in: int, n_out: int) -> LayerShape:
         return cls("linear", (n_in,), (n_out, n_in))
 
     @classmethod
-    def from_plan(cls, plan, op) -> "LayerShape":
+    def from_plan(cls, plan, op) -> LayerShape:
         """The shape of a protocols.plan Conv2d or Linear op."""
         in_shape = plan.tensor(op.inputs[0]).shape
         if op.kind == "Conv2d":
@@ -134,7 +133,7 @@ class LayerShape:
     def out_shape(self) -> tuple[int, ...]:
         if self.kind == "linear":
             return (self.weight_shape[0],)
-        (c, h, w), (m, _, kh, kw) = self.in_shape, self.weight_shape
+        (_, h, w), (m, _, kh, kw) = self.in_shape, self.weight_shape
         return (m, (h + 2 * self.padding[0] - kh) // self.stride[0] + 1,
                 (w + 2 * self.padding[1] - kw) // self.stride[1] + 1)
 
@@ -170,7 +169,7 @@ class Geometry:
     phases: tuple[tuple[int, int], ...]
 
     @classmethod
-    def of(cls, shape: LayerShape) -> "Geometry":
+    def of(cls, shape: LayerShape) -> Geometry:
         if shape.kind == "linear":
             return cls(shape.in_shape[0], 1, 1, shape.weight_shape[0], 1, 1, 1, 1, ((0, 0),))
         (m, c, kh, kw), (sh, sw) = shape.weight_shape, shape.stride
@@ -207,7 +206,7 @@ class Geometry:
 # Parameters: ring degree, modulus chain, level, packing, flooding, worst-case noise margin
 # --------------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _context(n: int, prime_bits: tuple[int, ...], plain_bits: int):
     return he.Context(n, list(prime_bits), plain_bits)
 

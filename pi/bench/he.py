@@ -15,9 +15,8 @@ import statistics
 import time
 
 import numpy as np
-import torch
-
 import pi_native
+
 from pi.bench.results import format_table, markdown_table, write_results
 from protocols import he
 

@@ -29,7 +29,7 @@ LINEARS = {"fc 64→10": (64, 10), "fc 1568→100": (1568, 100), "fc 9000→3": 
 
 def ref_conv(r, w, stride, pad, l):
     """W·r mod 2^l in numpy (uint64 wraps mod 2^64, a multiple of 2^l)."""
-    b, c, h, wd = r.shape
+    b, _, h, wd = r.shape
     m, _, kh, kw = w.shape
     xp = np.pad(r, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
@@ -290,7 +290,7 @@ def test_reply_c1_is_rerandomized():
     """Two replies to one query with the same weights: without the server's fresh encryption
     of zero, c1 = Σ K·a would be the same known function of W both times (the mask and the
     flooding only touch c0)."""
-    p, client, server, layer, query = make()
+    p, _, server, layer, query = make()
     (r1, _), (r2, _) = server.respond(layer, query), server.respond(layer, query)
     _, items1 = he._unframe(he.REPLY_MAGIC, "reply", p, r1)
     _, items2 = he._unframe(he.REPLY_MAGIC, "reply", p, r2)
@@ -302,7 +302,7 @@ def test_reply_c1_is_rerandomized():
 def test_message_sizes():
     """Seeded queries carry c0 only (half a full ciphertext); replies are packed at the
     primes' bit widths with c0 only where outputs are read."""
-    p, client, server, layer, query = make()
+    p, _, server, layer, query = make()
     full = 2 * p.n * p.level * 8 * p.in_groups
     assert len(query) == p.query_bytes(1) and len(query) < 0.51 * full
     reply, _ = server.respond(layer, query)
