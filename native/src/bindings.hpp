@@ -25,5 +25,6 @@ void bind_ring(py::module_& m);
 void bind_fss(py::module_& m);
 void bind_allocation(py::module_& m);
 void bind_he(py::module_& m);
+void bind_gc(py::module_& m);
 
 }  // namespace pi_native

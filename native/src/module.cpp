@@ -14,4 +14,5 @@ PYBIND11_MODULE(pi_native, m) {
   bind_fss(m);
   bind_allocation(m);
   bind_he(m);
+  bind_gc(m);
 }
