@@ -76,7 +76,10 @@ def test_ring_bits_is_in_the_plan_dict_and_digest_and_old_plans_load_as_64():
     assert plan_digest(d) != plan_digest(p64.to_dict())
     old = p64.to_dict()
     del old["ring_bits"]                     # a plan written before the parameter existed
+    old["format"] = 1
     assert Plan.from_dict(old).ring_bits == 64
+    with pytest.raises(PlanError, match="plan format 3 is not supported"):
+        Plan.from_dict({**d, "format": 3})
     with pytest.raises(PlanError, match="ring_bits must be an integer in 2..64"):
         Plan.from_dict({**d, "ring_bits": 80})
     spec = pi.SecureModel(p40, None).public_spec()
