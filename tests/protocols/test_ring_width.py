@@ -57,6 +57,17 @@ def test_ring_width_is_validated(bad):
         FixedPoint(12, bad)
 
 
+def test_a_peer_sending_elements_above_l_bits_gets_a_protocol_error():
+    from protocols.layers import ring_recv
+    from protocols.transport.errors import ProtocolError
+    a, b = InProcessChannel.pair()
+    wire = np.zeros((3, 5), np.uint8)
+    wire[1, 4] = 0x10                        # bit 36 in a 33-bit ring
+    a.send_array(wire)
+    with pytest.raises(ProtocolError, match="malformed ring elements.*exceed 33 bits"):
+        ring_recv(b, Ring(33), (3,))
+
+
 # -- the plan parameter --------------------------------------------------------------------
 
 def small_plan(l: int, frac_bits: int = 12) -> tuple[Plan, object]:
