@@ -115,6 +115,7 @@ class SecureModel:
         if x.shape == tuple(self.plan.input_shape):
             x = x[None]
         batch = x.shape[0]
+        engine.check_input(self.plan, x, batch)   # before any party starts
         provider = get_provider(self.provider)
         t0 = time.perf_counter()
         client_mat, server_mat = provider.preprocess(self.plan, batch)
