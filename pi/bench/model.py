@@ -75,9 +75,9 @@ def load_workload(name: str, checkpoint: str | None = None) -> tuple[torch.nn.Mo
             source = str(path)
         return model.eval(), {**meta, "source": source}
     if name == "resnet18-full":
-        from relu_budget.models import build
+        from relu_budget.models import ResNet, ResNetConfig
         torch.manual_seed(FULL_SEED)
-        model = build("resnet18", in_channels=3, num_classes=10)
+        model = ResNet(ResNetConfig(in_channels=3, num_classes=10))      # the defaults: ResNet-18 at full width
         return model.eval(), {"arch": "resnet18 (full width, 32×32×3)", "source": f"random weights (seed {FULL_SEED})",
                               "input_shape": (3, 32, 32)}
     raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
