@@ -134,13 +134,26 @@ def poly_key(spec: GateSpec, r_in: np.ndarray, r_out: np.ndarray, c2: np.ndarray
     return out
 
 
-def poly_eval(spec: GateSpec, party: int, key: np.ndarray, xhat: np.ndarray, c2: np.ndarray | None) -> np.ndarray:
-    """This party's share of p(t) + r_out on x̂ (key: its (4, n) share of poly_key; c2: the
-    public quadratic coefficients, needed by party 1 only)."""
+def poly_opening_bits(spec: GateSpec) -> int:
+    """Bits of x̂ the poly gate reads: w − s, those of x̂ >> s (the 2^(w−2) offset has no bits
+    below s, so no carry comes up from them). The server opens only these."""
     w, s = _trunc_geometry(spec)
-    z = _low(_u64(xhat) + _pow2(w - 2), w)
-    H = (z >> np.uint64(s)) - (_pow2(w - 2) >> np.uint64(s))
-    p = ((z >> np.uint64(w - 1)) & np.uint64(1)).astype(bool)
+    return w - s
+
+
+def poly_opening(spec: GateSpec, xhat: np.ndarray) -> np.ndarray:
+    """What the server opens for poly sites: x̂ >> s mod 2^(w − s)."""
+    w, s = _trunc_geometry(spec)
+    return _low(_u64(xhat) >> np.uint64(s), w - s)
+
+
+def poly_eval(spec: GateSpec, party: int, key: np.ndarray, opened: np.ndarray, c2: np.ndarray | None) -> np.ndarray:
+    """This party's share of p(t) + r_out from the opening x̂ >> s mod 2^(w − s) (poly_opening;
+    key: its (4, n) share of poly_key; c2: the public quadratic coefficients, party 1 only)."""
+    w, s = _trunc_geometry(spec)
+    zs = _low(_u64(opened) + (_pow2(w - 2) >> np.uint64(s)), w - s)          # ẑ >> s
+    H = zs - (_pow2(w - 2) >> np.uint64(s))
+    p = ((zs >> np.uint64(w - s - 1)) & np.uint64(1)).astype(bool)
     y = np.where(p, key[1], key[0]) * H + np.where(p, key[3], key[2])
     if party == 1:
         y += _u64(c2) * H * H

@@ -173,8 +173,10 @@ class GateStage:
     coefficients per element). A poly group's client key share is drawn from the client's seed
     (gates.poly_key); the server stores the rest, packed.
 
-    Wire (online): server → client x̂ (n ring elements); per gate, its own exchanges; client →
-    server y0 (n ring elements). Offline: client → server c + r0 (n ring elements)."""
+    Wire (online): server → client x̂ of the non-poly sites (ring elements) and, per poly group,
+    x̂ >> s (gates.poly_opening: w − s bits each, packed), in the same flight; per gate, its own
+    exchanges; client → server y0 (n ring elements). Offline: client → server c + r0 (n ring
+    elements)."""
 
     def __init__(self, label: str, specs: list[tuple], n: int, ring: Ring) -> None:
         for spec, *_ in specs:
@@ -183,6 +185,19 @@ class GateStage:
                                 f"than the {ring.bits}-bit ring holds")
         self.label, self.n, self.ring = label, n, ring
         self.specs = [(e[0], full_or(np.asarray(e[1]), n), *e[2:]) for e in specs]
+        # Positions whose whole x̂ is opened (every gate but poly), and each poly group's narrow ring.
+        opened = np.ones(n, bool)
+        for spec, idx, *_ in self.specs:
+            if spec.kind == "poly":
+                opened[idx] = False
+        self.full_pos = full_or(np.flatnonzero(opened), n)
+        self.n_full = int(opened.sum())
+        self.narrow = {gi: Ring(gates.poly_opening_bits(spec)) for gi, (spec, *_) in enumerate(self.specs)
+                       if spec.kind == "poly"}
+
+    def _count(self, gi: int) -> int:
+        idx = self.specs[gi][1]
+        return self.n if isinstance(idx, slice) else len(idx)
 
     def _key(self, gi: int) -> str:
         return f"{self.label}/key{gi}"
@@ -209,7 +224,7 @@ class GateStage:
         cs.outbox[f"{self.label}/u"] = c_in + cs.stream.draw(f"{self.label}/r0", self.n)
         for gi, (spec, idx, *_) in enumerate(self.specs):
             if spec.kind == "poly":
-                m = self.n if isinstance(idx, slice) else len(idx)
+                m = self._count(gi)
                 cs.keep[self._key(gi)] = cs.stream.draw(self._key(gi), gates.POLY_KEY_WORDS * m) \
                     .reshape(gates.POLY_KEY_WORDS, m)
 
@@ -221,12 +236,13 @@ class GateStage:
             raise PlanError(f"{self.label}: the client sent {u.size} openings, expected {self.n}")
         ss.keep[f"{self.label}/o"] = u + take_ring(ss.material, f"{self.label}/r1", self.ring)
 
-    def _evaluate(self, party: int, xhat: np.ndarray, key_of, chan) -> np.ndarray:
+    def _evaluate(self, party: int, xhat: np.ndarray, polys: dict, key_of, chan) -> np.ndarray:
+        """xhat: the opened x̂ (at the non-poly positions); polys: each poly group's opening."""
         y = np.empty_like(xhat)
         for gi, (spec, idx, *coeffs) in enumerate(self.specs):
             if spec.kind == "poly":
                 c2 = coeffs[0][0] if party == 1 else None
-                y[idx] = gates.poly_eval(spec, party, key_of(gi, True), xhat[idx], c2)
+                y[idx] = gates.poly_eval(spec, party, key_of(gi, True), polys[gi], c2)
             else:
                 y[idx] = gates.evaluate(spec, party, key_of(gi, False), xhat[idx], chan)
         return y
@@ -235,21 +251,33 @@ class GateStage:
         if not self.n:
             return a_in
         xhat = self.ring.reduce(a_in + ss.keep.pop(f"{self.label}/o"))   # both parties evaluate on this
-        ring_send(chan, self.ring, xhat)
+        if self.n_full:
+            ring_send(chan, self.ring, xhat[self.full_pos])
+        polys = {}
+        for gi, ring in self.narrow.items():
+            spec, idx = self.specs[gi][:2]
+            polys[gi] = gates.poly_opening(spec, xhat[idx])
+            ring_send(chan, ring, polys[gi])
 
         def key_of(gi, poly):
             if poly:
                 return take_ring(ss.material, self._key(gi), self.ring).reshape(gates.POLY_KEY_WORDS, -1)
             return ss.material.take(self._key(gi))
-        y = self._evaluate(1, xhat, key_of, chan)
+        y = self._evaluate(1, xhat, polys, key_of, chan)
         y += ring_recv(chan, self.ring, xhat.shape)
         return y
 
     def client_online(self, cs: ClientState, chan) -> None:
         if not self.n:
             return
-        xhat = ring_recv(chan, self.ring, (self.n,))
-        y = self._evaluate(0, xhat, lambda gi, poly: cs.keep.pop(self._key(gi)) if poly
+        if not self.narrow:
+            xhat = ring_recv(chan, self.ring, (self.n,))
+        else:
+            xhat = np.zeros(self.n, U64)
+            if self.n_full:
+                xhat[self.full_pos] = ring_recv(chan, self.ring, (self.n_full,))
+        polys = {gi: ring_recv(chan, ring, (self._count(gi),)) for gi, ring in self.narrow.items()}
+        y = self._evaluate(0, xhat, polys, lambda gi, poly: cs.keep.pop(self._key(gi)) if poly
                            else cs.material.take(self._key(gi)), chan)
         ring_send(chan, self.ring, y)
 

@@ -46,6 +46,7 @@ from pathlib import Path
 
 from torch import nn
 
+from protocols.fixed_point import DEFAULT_FRAC_BITS
 from protocols.site_kinds import SITE_KINDS
 from relu_budget.models import count_relu_sites, dry_run, relu_sites
 
@@ -99,17 +100,19 @@ PROFILES = {
 # Defaults (see the module docstring for where they come from).
 DEFAULT_RELU = SiteCost(key_bytes=2100, online_bytes=16, rounds=1, keygen_per_s=0.5e6, eval_per_s=1.0e6)
 # Degree-2 polynomial, as the engine computes it: the poly gate fuses the faithful truncation
-# (the input comes at scale 2f) into the degree-2 evaluation, so a site opens x̂ and returns y0
-# once (16 B, 1 round, as trunc); its key is 4 ring words on the server and none on the client
-# (the client's share comes from its seed): 16 B per party on average at 64 bits.
+# (the input comes at scale 2f) into the degree-2 evaluation, so a site is opened once (1 round):
+# x̂ >> f to the client (64 − f bits: 7 B at f = 12), y0 back (8 B); its key is 4 ring words on
+# the server and none on the client (the client's share comes from its seed): 16 B per party on
+# average at 64 bits.
 DEFAULT_TRUNC = SiteCost(key_bytes=16, online_bytes=16, rounds=1, keygen_per_s=20e6, eval_per_s=100e6)
 DEFAULT_SQUARE = SiteCost(key_bytes=16, online_bytes=16, rounds=1, keygen_per_s=20e6, eval_per_s=100e6)
 POLY_KEY_BYTES = 16.0     # per site and party, averaged over the two parties (32 B on the server)
+POLY_ONLINE_BYTES = math.ceil((RING_BITS - DEFAULT_FRAC_BITS) / 8) + RING_BITS // 8
 
 
 def fused_poly(trunc: SiteCost, square: SiteCost, source: str = "") -> SiteCost:
-    """The poly gate: trunc's opening (bytes, rounds), both gates' compute, 4 words of key."""
-    return SiteCost(key_bytes=POLY_KEY_BYTES, online_bytes=trunc.online_bytes, rounds=trunc.rounds,
+    """The poly gate: trunc's round, x̂ >> f and y0 on the wire, both gates' compute, 4 words of key."""
+    return SiteCost(key_bytes=POLY_KEY_BYTES, online_bytes=POLY_ONLINE_BYTES, rounds=trunc.rounds,
                     keygen_per_s=1 / (1 / trunc.keygen_per_s + 1 / square.keygen_per_s),
                     eval_per_s=1 / (1 / trunc.eval_per_s + 1 / square.eval_per_s), source=source)
 

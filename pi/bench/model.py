@@ -186,7 +186,7 @@ def _eval_fields(logits: np.ndarray, plain: np.ndarray, labels: np.ndarray | Non
 
 def run_ours(workload: str, policy: str, secure, images: torch.Tensor, labels: np.ndarray, plain: np.ndarray,
              batches: list[int], repeats: int, eval_images: int, eval_batch: int, threads: int,
-             progress: bool = True, dealer_threads: int | None = None) -> list[dict]:
+             progress: bool = True, dealer_threads: int | None = None, policy_dir: str | None = None) -> list[dict]:
     """Rows of our system for one (workload, policy): one per batch size."""
     rows = []
     n_relu = sum(r["relu"] + r["circa"] + r["poly"] for r in secure.layer_rows() if r["op"] in ("Activation", "MaxPool"))
@@ -225,7 +225,7 @@ def run_ours(workload: str, policy: str, secure, images: torch.Tensor, labels: n
                "online_s": on, "online_s_min": on_min, "online_s_max": on_max,
                "offline_s": off, "offline_s_min": off_min, "offline_s_max": off_max,
                "repeats": repeats, "gate_relus_per_image": n_relu, "ring_bits": secure.plan.ring_bits,
-               "peak_rss_bytes": peaks[b],
+               "peak_rss_bytes": peaks[b], "policy_dir": policy_dir,
                **ev, "eval_batch": eval_batch,
                "note": "dealer provider (secure if the dealer colludes with neither party)"}
         rows.append(profiles.add_estimates(row, "pi"))
@@ -405,22 +405,22 @@ def run(args) -> int:
         todo = []
         for p in pols:
             if p == "circa":
-                todo += [(f"circa-k{k}", k, None, model) for k in circa_ks]
+                todo += [(f"circa-k{k}", k, None, model, None) for k in circa_ks]
             else:
-                todo.append((p, None, None, model))
+                todo.append((p, None, None, model, None))
         for d in budget.get(w, []):
             pobj, run_model = load_run_or_policy(d)
-            todo.append((f"budget:{Path(d).name}", None, pobj, run_model or model))
+            todo.append((f"budget:{Path(d).name}", None, pobj, run_model or model, d))
             if run_model is not None:
                 notes.append(f"{w} budget:{Path(d).name}: the run's own fine-tuned weights and policy from {d}")
-        for name, k, pobj, net in todo:
+        for name, k, pobj, net, pdir in todo:
             ref = reference_model(net, name, pobj)
             with torch.no_grad():
                 plain = ref(images).double().numpy()
             secure = compile_policy(net, example, name, k, pobj, args.ring_bits, calibration)
             print(f"[pi] {w} / {name}: batches {batches}, {args.repeats} runs each, {eval_n[w]} eval images", flush=True)
             rows += run_ours(w, name, secure, images, labels, plain, batches, args.repeats, eval_n[w],
-                             args.eval_batch, args.threads, dealer_threads=args.dealer_threads)
+                             args.eval_batch, args.threads, dealer_threads=args.dealer_threads, policy_dir=pdir)
         if use_crypten:
             with torch.no_grad():
                 plain = model(images).double().numpy()

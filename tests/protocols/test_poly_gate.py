@@ -1,6 +1,7 @@
 """The fused polynomial gate: p(x >> s) in one opening, bit-exact against the native trunc
-gate, and what a polynomial site costs online in the engine (16 B and one round per site at
-64 bits, 2·ceil(l/8) bytes in a narrower ring)."""
+gate, and what a polynomial site costs online in the engine: one round, x̂ >> s to the client
+(w − s bits) and y0 back (one ring element): 15 B at 64 bits with s = 12, less than a ReLU's
+two ring elements in any ring."""
 import os
 
 import numpy as np
@@ -38,7 +39,9 @@ def test_poly_gate_is_the_polynomial_of_the_native_trunc_gate(n, shift):
     spec = gates.GateSpec("poly", shift=shift, bits=n)
     key = gates.poly_key(spec, r_in, r_out, c2, c1, c0)
     key0 = shares(rng, key.size).reshape(key.shape)
-    y = gates.poly_eval(spec, 0, key0, xhat, None) + gates.poly_eval(spec, 1, key - key0, xhat, c2)
+    opened = gates.poly_opening(spec, xhat)          # what the server opens: x̂ >> s, w − s bits
+    assert int(opened.max()) < 1 << gates.poly_opening_bits(spec)
+    y = gates.poly_eval(spec, 0, key0, opened, None) + gates.poly_eval(spec, 1, key - key0, opened, c2)
     np.testing.assert_array_equal(y - r_out, c2 * t * t + c1 * t + c0)
     if n == 64 and shift == 12:   # and t is x >> s up to the rounding bit
         d = t.view(I64) - (x >> shift)
@@ -79,13 +82,15 @@ def poly_probe(n, **compile_kw):
     return pi.SecureModel(plan, weights)
 
 
-def act_online(sm, elements):
-    """The activation layer's online cost (both parties merged): ring-element bytes (frame and
-    array headers of its `elements`-long messages removed), rounds."""
+def act_online(sm, elements, opening_bits):
+    """The activation layer's online cost (both parties merged): the element bytes of its two
+    messages (the poly opening, y0 back; frame and array headers removed), rounds."""
+    from protocols.fixed_point import Ring
     from protocols.transport.frame import HEADER_SIZE, encode_array
     (row,) = [r for r in sm.last_cost.per_layer if r["layer"] == "act" and r["phase"] == "online"]
-    head, _ = encode_array(sm.plan.ring.pack(np.zeros(elements, U64)))
-    return row["bytes_sent"] - (HEADER_SIZE + len(head)) * row["messages_sent"], row["rounds"]
+    assert row["messages_sent"] == 2
+    heads = sum(len(encode_array(ring.pack(np.zeros(elements, U64)))[0]) for ring in (Ring(opening_bits), sm.plan.ring))
+    return row["bytes_sent"] - 2 * HEADER_SIZE - heads, row["rounds"]
 
 
 @pytest.mark.parametrize("ring_bits", [64, "calibrated"])
@@ -99,14 +104,18 @@ def test_poly_site_costs_one_opening_online_and_matches_plaintext(ring_bits):
     xv = x.numpy()
     # t = x rounded to f bits (stochastic rounding: one ulp), squared: within a few ulps of p(x).
     assert np.abs(y - (c0 + c1 * xv + c2 * xv * xv)).max() < 8 * 2.0 ** -12
-    payload, rounds = act_online(sm, 2 * n)
-    per_site = 2 * sm.plan.ring.elem_bytes       # x̂ to the client, y0 back: one ring element each
+    (op,) = [o for o in sm.plan.ops if o.name == "act"]
+    spec = gates.GateSpec("poly", shift=op.shift, bits=op.value_bits)
+    bits = gates.poly_opening_bits(spec)
+    payload, rounds = act_online(sm, 2 * n, bits)
+    # x̂ >> s to the client (w − s bits, packed), y0 back (one ring element): one round.
+    per_site = (bits + 7) // 8 + sm.plan.ring.elem_bytes
     assert payload == per_site * 2 * n           # batch 2
     assert rounds == 1
     if ring_bits == 64:
-        assert per_site == 16
+        assert per_site == 15                    # an exact ReLU: 16
     else:
-        assert sm.plan.ring_bits < 64 and per_site < 16
+        assert sm.plan.ring_bits < 64 and per_site < 2 * sm.plan.ring.elem_bytes
     # The client's key share comes from its seed: the dealer sends the client no poly key.
     from protocols import engine
     client, server = engine.deal(sm.plan, 1)
