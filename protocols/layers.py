@@ -438,7 +438,7 @@ class PrivateLinearLayer(Layer):
         w = ss.weights.weights[op.name]
         if w.shape != tuple(op.weight_shape):
             raise PlanError(f"{op.name}: server weight has shape {w.shape}, plan says {op.weight_shape}")
-        R = pi_native.Prg(ss.material.take(f"{op.name}/R_seed")).random_u64(w.size).reshape(w.shape)
+        R = pi_native.Prg(bytes(ss.material.take(f"{op.name}/R_seed"))).random_u64(w.size).reshape(w.shape)
         ss.outbox[f"{op.name}/W_hat"] = w + R                  # reduced mod 2^l on the wire
         ss.keep[f"{op.name}/T"] = take_ring(ss.material, f"{op.name}/T", self.ring, shape_of(self.plan, op.output,
                                                                                               self.batch))
