@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pi import bench, commands, demo, report
+from pi import bench, commands, demo, report, soak
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pi", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, commands, bench, report):
+    for module in (demo, commands, bench, report, soak):
         module.add_parser(sub)
     return parser
 

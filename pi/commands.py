@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pi.config import ConfigError, DeployConfig, add_common_flags
+from pi.config import ConfigError, DeployConfig, add_common_flags, add_limit_flags
 
 
 def add_parser(sub) -> None:
@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
                    help="what the client learns: the logits, or only the predicted label")
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("keys", help="make a self-signed TLS certificate and key; prints the fingerprint")
+    p = sub.add_parser("keys", help="make a self-signed TLS certificate and key (server, dealer and every "
+                       "client need one); prints the fingerprint")
     p.add_argument("--out", default="certs", help="directory (default: certs)")
     p.add_argument("--name", required=True, help="file name stem, e.g. server, dealer, client")
     p.add_argument("--overwrite", action="store_true")
@@ -33,16 +34,22 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("dealer", help="run the dealer (preprocessing) service")
     add_common_flags(p)
+    p.add_argument("--server-cert", help="the server's certificate: the only peer that gets server material")
+    p.add_argument("--client-cert", action="append", help="a client's certificate (repeat for each client)")
+    p.add_argument("--expiry", type=float, default=60.0, help="seconds before uncollected material is dropped")
+    add_limit_flags(p)
     p.set_defaults(func=cmd_dealer)
 
     p = sub.add_parser("serve", help="serve a compiled model to clients")
     p.add_argument("--model", required=True, help="server bundle from `pi compile`")
     add_common_flags(p)
+    add_limit_flags(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("infer", help="private inference of one input as a client")
     p.add_argument("inputs", nargs="+", help=".npy arrays (already normalized) or PNG images")
     p.add_argument("--logits", action="store_true", help="print the logits, not only the label")
+    p.add_argument("--timeout", type=float, help="seconds to wait for a silent server or dealer (default 60)")
     add_common_flags(p)
     p.set_defaults(func=cmd_infer)
 
@@ -85,19 +92,28 @@ def cmd_keys(args) -> int:
     return 0
 
 
+def _fail(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
 def cmd_dealer(args) -> int:
     from protocols.dealer_service import DealerService
+    from protocols.transport.certs import fingerprint
     from protocols.transport.channel import Listener
+    from protocols.transport.errors import TransportError
     _logging()
-    cfg = DeployConfig.load(args.config).apply_flags(args)
     try:
-        tls = cfg.own_tls("dealer")
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        cfg = DeployConfig.load(args.config).apply_flags(args)
+        tls = cfg.dealer_tls()
+        service = DealerService(Listener(cfg.dealer_host, cfg.dealer_port, tls,
+                                         handshake_timeout=cfg.handshake_timeout),
+                                [fingerprint(cfg.server_cert)], limits=cfg.limits, expiry_s=args.expiry,
+                                max_connections=cfg.max_connections, request_timeout=cfg.first_frame_timeout)
+    except (ConfigError, ValueError, TransportError) as exc:
+        return _fail(exc)
     print("NOTE: the dealer model is secure only if the dealer colludes with neither the client "
           "nor the server.", flush=True)
-    service = DealerService(Listener(cfg.dealer_host, cfg.dealer_port, tls))
     try:
         service.serve_forever()
     except KeyboardInterrupt:
@@ -107,17 +123,25 @@ def cmd_dealer(args) -> int:
 
 def cmd_serve(args) -> int:
     import pi
-    from pi.serving import serve
+    from pi.serving import InferenceServer, public_disclosure
+    from protocols.transport.channel import Listener
+    from protocols.transport.errors import TransportError
     _logging()
-    cfg = DeployConfig.load(args.config).apply_flags(args)
     try:
+        cfg = DeployConfig.load(args.config).apply_flags(args)
         tls, dealer = cfg.own_tls("server"), cfg.peer("dealer")
         model = pi.load(args.model)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        # Validates the bundle (weights, shapes, dtypes, digests) before anything listens.
+        server = InferenceServer(model, Listener(cfg.server_host, cfg.server_port, tls,
+                                                 handshake_timeout=cfg.handshake_timeout),
+                                 dealer, limits=cfg.limits, max_connections=cfg.max_connections,
+                                 first_frame_timeout=cfg.first_frame_timeout)
+    except (ConfigError, FileNotFoundError, ValueError, TransportError) as exc:
+        return _fail(exc)
+    for line in public_disclosure(model.plan):
+        logging.getLogger("pi.server").info("public spec: %s", line)
     try:
-        serve(model, cfg.server_host, cfg.server_port, tls, dealer)
+        server.serve_forever()
     except KeyboardInterrupt:
         pass
     return 0
@@ -143,16 +167,20 @@ def load_input(path: str, plan) -> np.ndarray:
 
 def cmd_infer(args) -> int:
     from pi.serving import connect
-    cfg = DeployConfig.load(args.config).apply_flags(args)
+    from protocols.material import MaterialMismatch
+    from protocols.transport.errors import TransportError
     try:
-        client = connect(cfg.peer("server"), cfg.peer("dealer"))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        cfg = DeployConfig.load(args.config).apply_flags(args)
+        client = connect(cfg.peer("server"), cfg.peer("dealer"), timeout=cfg.client_timeout)
+    except (ConfigError, ValueError, TransportError) as exc:
+        return _fail(exc)
     with client:
         classes = client.plan.meta.get("classes")
         for path in args.inputs:
-            y = client.run(load_input(path, client.plan))
+            try:
+                y = client.run(load_input(path, client.plan))
+            except (ValueError, RuntimeError, TransportError, MaterialMismatch) as exc:
+                return _fail(exc)
             label_only = client.plan.output_op.label_only
             label = int(y[0]) if label_only else int(y.argmax(1)[0])
             name = f" ({classes[label]})" if classes else ""

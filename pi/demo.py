@@ -76,6 +76,7 @@ def run(args) -> int:
     # Certificates (self-signed, pinned by fingerprint) and the server's compiled bundle.
     server_cert = write_self_signed(work / "certs", "server", overwrite=True)
     dealer_cert = write_self_signed(work / "certs", "dealer", overwrite=True)
+    client_cert = write_self_signed(work / "certs", "client", overwrite=True)
     fp = pi.compile(model, samples.inputs[:1], relu="exact").fixed_point
     circa_k = args.circa_k if args.circa_k is not None else fp.frac_bits + 4
     # Calibration on the samples bounds every activation (times a 64x margin), so the
@@ -92,7 +93,8 @@ def run(args) -> int:
     procs = {}
     try:
         procs["dealer"] = subprocess.Popen(
-            py + ["dealer", "--dealer-port", str(dport), "--cert", str(dealer_cert.cert), "--key", str(dealer_cert.key)],
+            py + ["dealer", "--dealer-port", str(dport), "--cert", str(dealer_cert.cert), "--key", str(dealer_cert.key),
+                  "--server-cert", str(server_cert.cert), "--client-cert", str(client_cert.cert)],
             stdout=open(logs["dealer"], "w"), stderr=subprocess.STDOUT)
         procs["server"] = subprocess.Popen(
             py + ["serve", "--model", str(bundle), "--server-port", str(sport), "--dealer-port", str(dport),
@@ -104,7 +106,8 @@ def run(args) -> int:
         print(f"dealer pid {procs['dealer'].pid} on :{dport}, server pid {procs['server'].pid} on :{sport}")
 
         server = Endpoint("127.0.0.1", sport, TlsConfig(peer_fingerprint=server_cert.fingerprint))
-        dealer = Endpoint("127.0.0.1", dport, TlsConfig(peer_fingerprint=dealer_cert.fingerprint))
+        dealer = Endpoint("127.0.0.1", dport, TlsConfig(client_cert.cert, client_cert.key,
+                                                        peer_fingerprint=dealer_cert.fingerprint))
         outs, costs = [], []
         with connect(server, dealer) as client, \
                 tqdm(total=n, desc="private inference", unit="img") as bar:
