@@ -1,5 +1,8 @@
 """Secure layers: what each party (and the dealer) does for every op of a plan.
 
+Over 500 lines on purpose: one class per plan op, and each keeps the dealer's, the client's and
+the server's steps of that op side by side, which is what a reader checks against each other.
+
 Every tensor is additively shared: the server holds `a`, the client `c`, a + c = v·2^scale
 mod 2^l (l = plan.ring_bits), and the client's share is always computable before the input
 arrives. That makes the online phase server-centric: the server does all linear algebra on

@@ -1,5 +1,8 @@
 """The secure plan: a model as a list of secure ops over ring tensors.
 
+Over 500 lines on purpose: the op types and the builder that checks their scales, states and
+ring width are one contract; split, each half would restate the other's rules.
+
 A `Plan` is public (what a client may know: shapes, op kinds, ReLU policy, fixed point); the
 server's weights live apart in `ServerWeights`. `PlanBuilder` turns float layers into ops and
 does the fixed-point bookkeeping: every tensor has a scale (fractional bits) and a sharing
