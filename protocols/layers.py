@@ -53,8 +53,16 @@ def ring_recv(chan, ring: Ring, shape: tuple[int, ...]) -> np.ndarray:
     """Receives prod(shape) ring elements sent by ring_send."""
     n = int(np.prod(shape))
     wire = ring.wire_shape(n)
-    return ring.unpack(chan.recv_array(dtype=np.uint8 if len(wire) > 1 else U64,
-                                       shape=shape if ring.full else wire), shape)
+    return unpack_from_peer(ring, chan.recv_array(dtype=np.uint8 if len(wire) > 1 else U64,
+                                                  shape=shape if ring.full else wire), shape)
+
+
+def unpack_from_peer(ring: Ring, wire: np.ndarray, shape=None) -> np.ndarray:
+    """Ring.unpack for what a peer sent: elements that are not l-bit values are its fault."""
+    try:
+        return ring.unpack(wire, shape)
+    except ValueError as exc:
+        raise ProtocolError(f"the peer sent malformed ring elements: {exc}") from None
 
 
 def put_ring(material: Material, key: str, x: np.ndarray, ring: Ring) -> None:

@@ -54,6 +54,17 @@ def test_ring_width_is_validated(bad):
         FixedPoint(12, bad)
 
 
+def test_a_peer_sending_elements_above_l_bits_gets_a_protocol_error():
+    from protocols.layers import ring_recv
+    from protocols.transport.errors import ProtocolError
+    a, b = InProcessChannel.pair()
+    wire = np.zeros((3, 5), np.uint8)
+    wire[1, 4] = 0x10                        # bit 36 in a 33-bit ring
+    a.send_array(wire)
+    with pytest.raises(ProtocolError, match="malformed ring elements.*exceed 33 bits"):
+        ring_recv(b, Ring(33), (3,))
+
+
 # -- the plan parameter --------------------------------------------------------------------
 
 def small_plan(l: int, frac_bits: int = 12) -> tuple[Plan, object]:
@@ -73,7 +84,10 @@ def test_ring_bits_is_in_the_plan_dict_and_digest_and_old_plans_load_as_64():
     assert plan_digest(d) != plan_digest(p64.to_dict())
     old = p64.to_dict()
     del old["ring_bits"]                     # a plan written before the parameter existed
+    old["format"] = 1
     assert Plan.from_dict(old).ring_bits == 64
+    with pytest.raises(PlanError, match="plan format 3 is not supported"):
+        Plan.from_dict({**d, "format": 3})
     with pytest.raises(PlanError, match="ring_bits must be an integer in 2..64"):
         Plan.from_dict({**d, "ring_bits": 80})
     spec = pi.SecureModel(p40, None).public_spec()
