@@ -93,8 +93,9 @@ def section_pareto(runs: list[dict], bench: dict, measured_runs: dict, failures:
                         and (r.get("arch") or "?", r.get("dataset") or "?") == (arch, dataset)), None)
         title = "pi bench model" if arch is None else f"{arch} on {dataset}"
         name = "pareto" if len(groups) == 1 else f"pareto-{len(s.figures)}"
-        s.figures.append((name, (f"{title}: test accuracy vs kept ReLUs, online latency and bytes. Lines: Pareto "
-                                 "fronts per method; o measured, x predicted by the cost model; dashed: the all-ReLU "
+        s.figures.append((name, (f"{title}: test accuracy vs online latency, bytes and kept ReLUs. Lines: Pareto "
+                                 "fronts per method; thick grey: the combined front of all methods (measured points "
+                                 "where there are any); o measured, x predicted by the cost model; dashed: the all-ReLU "
                                  "model; black diamonds: `pi bench model` rows of this network (secure accuracy on the "
                                  "benchmark's first test images, deployed latency)."),
                           pareto_figure(rows, bench_rows, title, teacher)))
