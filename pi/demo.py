@@ -27,6 +27,9 @@ def add_parser(sub) -> None:
     p.add_argument("--samples", type=int, default=32)
     p.add_argument("--assets", default=None, help="directory with default_model.pt and samples.npz")
     p.add_argument("--workdir", default=None, help="keep certificates, bundle and logs here")
+    p.add_argument("--ring-bits", type=int, default=None, metavar="L",
+                   help="ring width (e.g. 64 for the uncalibrated full ring); default: the narrowest ring the "
+                        "samples' activation bounds allow")
     p.set_defaults(func=run)
 
 
@@ -83,7 +86,10 @@ def run(args) -> int:
     # comparison gates work on ~35 instead of 64 bits: about half the key material.
     secure = pi.compile(model, samples.inputs[:1], policy=policy, relu=args.relu,
                         circa_k=circa_k if args.relu == "circa" else None, circa_mode=args.circa_mode,
-                        calibration=samples.inputs)
+                        calibration=samples.inputs,
+                        ring_bits="calibrated" if args.ring_bits is None else args.ring_bits)
+    how = "calibrated on the samples" if args.ring_bits is None else "--ring-bits"
+    print(f"ring: Z_2^{secure.plan.ring_bits} ({how})")
     secure.plan.meta.update({"classes": list(FASHION_CLASSES), "arch": meta["arch"]})
     bundle = secure.save(work / "model.npz")
 
