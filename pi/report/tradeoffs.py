@@ -217,9 +217,10 @@ def section_circa(bench: dict, faults: list[dict] | None, sim: list[dict] | None
             k = int(str(r["policy"]).split("k")[-1])
         except ValueError:
             continue
-        if r.get("accuracy") is not None:     # one legend entry per workload, not per point
+        if r.get("accuracy") is not None:     # one legend entry (and marker) per workload, not per point
             label = f"measured secure ({r['workload']})"
-            axes[1].plot([k], [100 * r["accuracy"]], "D", color="black",
+            workloads = list(dict.fromkeys(x["workload"] for x in model_circa))
+            axes[1].plot([k], [100 * r["accuracy"]], "Dsov^"[workloads.index(r["workload"]) % 5], color="black",
                          label=None if label in axes[1].get_legend_handles_labels()[1] else label)
     axes[1].set_xlabel("k")
     axes[1].set_ylabel("test accuracy (%)")
