@@ -1,34 +1,67 @@
 """The `pi` command: serving, inference, benchmarks and reports.
 
 Each subcommand lives in its own module and registers itself through `add_parser(sub)`;
-this file only assembles them, so adding a command never touches the others.
+this file only assembles them, so adding a command never touches the others. Modules import
+torch inside the commands that need it, so `pi --help`, `pi keys` and `pi dealer` start fast.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from pi import bench, commands, demo, report
+DEBUG_ENV = "PI_DEBUG"   # set to 1 to see the traceback behind a one-line error
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    from pi import bench, commands, demo, report
     parser = argparse.ArgumentParser(prog="pi", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, commands, bench, report):
+    # The benchmark targets import torch; they are loaded only when `pi bench` is asked for.
+    wants_bench = argv is None or "bench" in argv
+    for module in (demo, commands, report):
         module.add_parser(sub)
+    bench.add_parser(sub, targets=None if wants_bench else [])
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input or a peer problem: one line, no traceback."""
+    from protocols.transport.errors import TransportError
+    errors: list[type[BaseException]] = [ValueError, OSError, TransportError, OverflowError]
+    for module, name in (("relu_budget.cli", "CliError"), ("relu_budget.runs", "RunError")):
+        try:
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line a user sees for `exc`: its message, with the fix where we know it."""
+    from protocols.transport.errors import HandshakeError, PeerVerificationError
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in msg:
+        msg = f"{exc.filename}: {msg}"
+    if isinstance(exc, PeerVerificationError) or (isinstance(exc, HandshakeError) and "fingerprint" in msg):
+        msg += " (pass the fingerprint `pi keys` printed for that peer, e.g. --server-fingerprint sha256:...)"
+    elif isinstance(exc, (ConnectionRefusedError,)) or (isinstance(exc, HandshakeError) and "refused" in msg):
+        msg += " (is the peer running? check --server-host/--server-port and --dealer-host/--dealer-port)"
+    return msg
+
+
 def main(argv: list[str] | None = None) -> int:
-    from relu_budget.cli import CliError
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except CliError as exc:       # a bad run / policy directory given to pi demo or pi bench
-        print(f"pi: error: {exc}", file=sys.stderr)
+    except _user_errors() as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"pi: error: {error_line(exc)}", file=sys.stderr)
         return 2
 
 

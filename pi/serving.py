@@ -4,7 +4,9 @@ as a third process (protocols.dealer_service). Everything crosses TLS with pinne
 Session protocol between client and server (after the TLS handshake):
   client HELLO {"version": 1}                → server SPEC {"session": id, "spec": public spec}
   per inference: client DATA {"batch": B}    → both fetch their material from the dealer for
-                 session "<id>-<n>", then the engine's offline and online phases run
+                 session "<id>-<n>", then the engine's offline and online phases run; the
+                 server ends with DATA {"material_bytes": n, "report": its cost report}, so
+                 that the client reports the cost of both parties (pi.secure_model.CostReport)
   client BYE ends the session. Any error goes back as an ERROR frame; the server keeps serving.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from pi.secure_model import CostReport, SecureModel
 from protocols import engine
 from protocols.cost import CostMeter
+from protocols.cost import CostReport as MeterReport
 from protocols.dealer_service import fetch_material
 from protocols.transport.certs import TlsConfig
 from protocols.transport.channel import Listener, connect as tls_connect
@@ -29,7 +32,7 @@ from protocols.transport.errors import PeerDisconnected, RemoteError, TransportE
 from protocols.transport.frame import MessageType
 
 log = logging.getLogger("pi.server")
-SESSION_VERSION = 1
+SESSION_VERSION = 2
 MAX_BATCH = 1024
 
 
@@ -111,11 +114,14 @@ class InferenceServer:
                     inference = f"{sid}-{n}"
                     n += 1
                     t0 = time.perf_counter()
-                    material, _ = fetch_material(self.dealer.host, self.dealer.port, self.dealer.tls, "server",
-                                                 inference, self.model.plan, batch)
+                    chan.meter.reset()
+                    material, nbytes = fetch_material(self.dealer.host, self.dealer.port, self.dealer.tls,
+                                                      "server", inference, self.model.plan, batch)
                     run = engine.ServerRun(self.model.plan, self.model.weights, material, batch)
                     run.offline(chan)
                     run.online(chan)
+                    chan.send(MessageType.DATA, json.dumps({"material_bytes": nbytes,
+                                                            "report": chan.meter.report().to_dict()}).encode())
                     self._count("inferences")
                     log.info("session %s: inference %d (batch %d) done in %.2f s", sid, n, batch,
                              time.perf_counter() - t0)
@@ -163,22 +169,18 @@ class RemoteModel:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.plan.input_shape)
 
-    def run(self, x, progress=None) -> torch.Tensor:
-        """One private inference on a batch (or a single input). Returns the decoded output."""
-        x = torch.as_tensor(x).detach().double().numpy()
-        if x.shape == self.input_shape:
-            x = x[None]
-        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
-            raise ValueError(f"input has shape {x.shape}; the model takes {self.input_shape} (or a batch of them)")
+    def run(self, x, progress=None, out_of_range: str = "clip") -> torch.Tensor:
+        """One private inference on a batch (or a single input). Returns the decoded output.
+        The input is checked against the model's input contract (SecureModel.run)."""
+        x = self.spec.input_contract.check(x, out_of_range)
         if self._failed:
             raise TransportError(f"this session is closed after a failed inference ({self._failed}); "
                                  "connect again")
         batch = x.shape[0]
-        self.meter.reset()
         t0 = time.perf_counter()
         try:
-            with self.meter.scope(layer="session", op="setup", phase="offline"):
-                self.chan.send(MessageType.DATA, json.dumps({"batch": batch}).encode())
+            self.chan.send(MessageType.DATA, json.dumps({"batch": batch}).encode())
+            self.meter.reset()     # the inference's cost starts here, on both sides
             try:
                 material, nbytes = fetch_material(self.dealer.host, self.dealer.port, self.dealer.tls, "client",
                                                   f"{self.session}-{self._n}", self.plan, batch,
@@ -193,6 +195,8 @@ class RemoteModel:
             try:
                 run.offline(self.chan)
                 y = run.online(self.chan, x)
+                mine = self.meter.report()
+                theirs = _json(self.chan.recv(MessageType.DATA, timeout=self.timeout), "server cost report")
             except RemoteError as exc:
                 raise RuntimeError(f"the server refused the inference: {exc}") from exc
         except Exception as exc:
@@ -200,14 +204,14 @@ class RemoteModel:
             self._failed = f"{type(exc).__name__}: {exc}"
             _quietly(self.chan.close)
             raise
-        rep = self.meter.report()
-        # The client's meter sees both directions: bytes sent plus bytes received.
-        self.last_cost = CostReport(online_bytes=rep.online_bytes + rep.online_bytes_received,
-                                    offline_bytes=rep.offline_bytes + rep.offline_bytes_received + nbytes,
-                                    rounds=rep.rounds, online_seconds=run.timings["online_s"],
-                                    offline_seconds=fetch_s + run.timings["offline_s"],
-                                    per_layer=[r.to_dict() for r in rep.per_layer],
-                                    material_bytes={"client": nbytes})
+        try:
+            server = MeterReport.from_dict(theirs["report"])
+            material = {"client": nbytes, "server": int(theirs["material_bytes"])}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SessionError(f"the server's cost report is malformed: {exc}") from None
+        self.last_cost = CostReport.of_parties(mine, server, material, batch,
+                                               online_seconds=run.timings["online_s"],
+                                               offline_seconds=fetch_s + run.timings["offline_s"])
         return torch.from_numpy(np.asarray(y))
 
     def close(self) -> None:
