@@ -15,9 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from pi.serving import Endpoint
 from protocols.transport.certs import TlsConfig
 
 DEFAULT_SERVER = ("127.0.0.1", 7410)
@@ -43,6 +40,7 @@ class DeployConfig:
     def load(cls, path: str | Path | None) -> "DeployConfig":
         if path is None:
             return cls()
+        import yaml
         path = Path(path)
         try:
             doc = yaml.safe_load(path.read_text()) or {}
@@ -55,10 +53,16 @@ class DeployConfig:
             raise ConfigError(f"{path}: unknown sections {sorted(unknown)}")
         base = path.parent
         cfg = cls()
+        for role in ("server", "dealer", "tls", "pins", "fixed_point"):
+            if not isinstance(doc.get(role) or {}, dict):
+                raise ConfigError(f"{path}: section {role}: must be a mapping (see pi/config.py for the format)")
         for role in ("server", "dealer"):
             sec = doc.get(role) or {}
             setattr(cfg, f"{role}_host", str(sec.get("host", getattr(cfg, f"{role}_host"))))
-            setattr(cfg, f"{role}_port", int(sec.get("port", getattr(cfg, f"{role}_port"))))
+            port = sec.get("port", getattr(cfg, f"{role}_port"))
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+                raise ConfigError(f"{path}: {role}.port must be a port number (0..65535), got {port!r}")
+            setattr(cfg, f"{role}_port", port)
         tls = doc.get("tls") or {}
         cfg.cert = base / tls["cert"] if "cert" in tls else None
         cfg.key = base / tls["key"] if "key" in tls else None
@@ -81,13 +85,23 @@ class DeployConfig:
         if self.cert is None or self.key is None:
             raise ConfigError(f"the {role} needs its certificate and key (--cert/--key or tls: in the config; "
                               "make them with `pi keys`)")
+        for what, p in (("certificate", self.cert), ("key", self.key)):
+            if not Path(p).is_file():
+                raise ConfigError(f"the {role}'s {what} {p} does not exist; make it with `pi keys --name {role}`")
         return TlsConfig(cert=self.cert, key=self.key)
 
-    def peer(self, role: str) -> Endpoint:
+    def peer(self, role: str):
+        """The Endpoint (pi.serving) of the server or the dealer, with its pinned fingerprint."""
+        from pi.serving import Endpoint
         pin = self.pins.get(role)
         if not pin:
             raise ConfigError(f"no fingerprint pinned for the {role} (--{role}-fingerprint or pins.{role}: "
                               "in the config); `pi keys` prints it")
+        from protocols.transport.certs import normalize_fingerprint
+        try:
+            pin = normalize_fingerprint(pin)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"--{role}-fingerprint: {exc}") from None
         host, port = getattr(self, f"{role}_host"), getattr(self, f"{role}_port")
         return Endpoint(host, port, TlsConfig(cert=self.cert, key=self.key, peer_fingerprint=pin))
 

@@ -97,7 +97,8 @@ class InputContract:
             raise InputError("input contains NaN or infinite values")
         if self.range is not None:
             lo, hi = self.range
-            below, above = int((x < lo).sum()), int((x > hi).sum())
+            tol = 1e-6 * max(1.0, hi - lo)   # float32 rounding of the calibration data is not an excursion
+            below, above = int((x < lo - tol).sum()), int((x > hi + tol).sum())
             if below or above:
                 worst = float(max(lo - x.min(), x.max() - hi))
                 what = (f"{below + above} of {x.size} input values lie outside the calibrated range "
