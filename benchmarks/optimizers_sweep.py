@@ -112,9 +112,10 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     import torch
 
-    from relu_budget import cli, data, models
+    from relu_budget import data, models, runs
     from relu_budget.optimizers import config_class, deepreduce, get_method
-    from relu_budget.optimizers.common import OptimizeConfig, PhaseStore, site_totals, train_phase
+    from relu_budget.optimizers.common import OptimizeConfig, site_totals
+    from relu_budget.optimizers.training import PhaseStore, train_phase
     from relu_budget.train import evaluate, load_checkpoint, save_checkpoint, seed_everything
 
     if args.threads:
@@ -182,16 +183,16 @@ def main(argv=None) -> dict:
                     snl_dir = out / "runs" / f"snl-{100 * frac:g}"
                     if not (snl_dir / "model.pt").is_file():
                         raise SystemExit(f"circa at {frac:g} needs the snl run {snl_dir} first")
-                    start_model, _pol, _m = cli.load_run(snl_dir)
+                    start_model, _pol, _m = runs.load_run(snl_dir)
                 t0 = time.time()
                 print(f"== {method} at {100 * frac:g}% ({int(frac * total)} sites)")
                 result = get_method(method).optimize(start_model, splits, frac, config=config, teacher=teacher,
                                                      progress=progress)
                 cmd = "python benchmarks/optimizers_sweep.py " + " ".join(args.argv)
-                m = cli.run_metrics(result, splits, config, teacher, command=cmd, method=method, arch=args.arch,
+                m = runs.run_metrics(result, splits, config, teacher, command=cmd, method=method, arch=args.arch,
                                     budget_arg=frac, teacher=teacher_info, seconds=time.time() - t0,
                                     data_dir=args.data_dir)
-                cli.save_run(run_dir, result, m)
+                runs.save_run(run_dir, result, m)
             rows.append({"method": method, "budget_fraction": frac, "budget_sites": m["budget_sites"],
                          "relus": m["relus"], "val_accuracy": m["val"]["accuracy"],
                          "test_accuracy": m["test"]["accuracy"],
@@ -237,9 +238,9 @@ def refresh_cost(run_dir: Path, m: dict, input_shape) -> dict:
     """A run's predicted cost is derived, not measured: recompute it with today's cost model
     (the gate costs it is fed may have been re-measured, or its pricing fixed, since the run)
     and write it back with the date when it changed."""
-    from relu_budget import cli
+    from relu_budget import runs
     from relu_budget.cost_model import CostModel
-    model, _policy, _ = cli.load_run(run_dir)
+    model, _policy, _ = runs.load_run(run_dir)
     cfg = m.get("config") or {}
     cost = CostModel.load(cfg.get("results_dir"), profile=cfg.get("profile", "lan")).estimate(model, input_shape)
     cost = cost.to_dict()

@@ -28,13 +28,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input or a peer problem: one line, no traceback."""
     from protocols.transport.errors import TransportError
-    errors: list[type[BaseException]] = [ValueError, OSError, TransportError, OverflowError]
-    for module, name in (("relu_budget.cli", "CliError"), ("relu_budget.runs", "RunError")):
-        try:
-            errors.append(getattr(__import__(module, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
+    from relu_budget.runs import RunError       # a bad run / policy directory (pi demo, pi bench)
+    return (ValueError, OSError, TransportError, OverflowError, RunError)
 
 
 def error_line(exc: BaseException) -> str:

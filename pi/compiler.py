@@ -6,17 +6,20 @@ Supported layers are listed in SUPPORTED (docs/supported_ops.md is generated fro
 from __future__ import annotations
 
 import copy
+import math
 import operator
 import warnings
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from protocols.fixed_point import FixedPoint
-from protocols.plan import CIRCA, IDENTITY, POLY, RELU, Activation, Plan, PlanBuilder, PlanError, ServerWeights
+from protocols.fixed_point import RING_BITS, FixedPoint
+from protocols.plan import Activation, Plan, PlanBuilder, PlanError, ServerWeights
+from protocols.site_kinds import CIRCA, IDENTITY, POLY, RELU
+from relu_budget.policy import SitePolicy  # noqa: F401 (pi.compiler.SitePolicy is public)
 
 # What the compiler understands: (torch op, how it is computed securely).
 SUPPORTED: dict[str, str] = {
@@ -92,15 +95,6 @@ class _Tracer(fx.Tracer):
         return isinstance(m, ReluSite) or super().is_leaf_module(m, qualname)
 
 
-@dataclass
-class SitePolicy:
-    """What one ReLU layer's sites compute (kinds over the per-example shape)."""
-    kinds: np.ndarray | None = None
-    circa_k: int | None = None
-    circa_mode: str = "poszero"
-    poly: np.ndarray | None = None     # (C, 3); None with polynomial sites: fitted (DaPa) on calibration data
-
-
 def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
     w = conv.weight.detach().double()
     b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
@@ -116,13 +110,17 @@ def _pair(v) -> tuple[int, int]:
 
 def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=None,
                  fixed_point: FixedPoint | None = None, calibration: torch.Tensor | None = None,
-                 margin_bits: int = 6, label_only: bool = False) -> tuple[Plan, ServerWeights]:
+                 margin_bits: int = 6, label_only: bool = False,
+                 ring_bits: int | str | None = None) -> tuple[Plan, ServerWeights]:
     """Traces `model` and builds (public plan, private weights).
 
     example_input: one input with or without a batch dimension. site_policy(name, shape) →
     SitePolicy decides each ReLU layer's sites (default: all exact). calibration: a batch of
-    representative inputs; the largest |value| entering each activation, times 2^margin_bits,
-    bounds its input bit width (smaller comparison gates). Without it the full ring is assumed.
+    representative inputs; the largest |value| of every layer, times 2^margin_bits, bounds the
+    gates' input bit widths and the ring. Without it the full ring is assumed.
+    ring_bits: the ring Z_(2^l) the plan runs in: an int, or "calibrated" (the narrowest ring
+    the calibrated bounds allow, Plan.required_ring_bits); default "calibrated" when
+    calibration is given, else fixed_point's (64).
     A model in training mode is compiled as in evaluation mode (with a TrainModeWarning) and
     left in the mode it came in."""
     was_training = model.training
@@ -131,13 +129,35 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
                       "(BatchNorm running statistics, no dropout). Call model.eval() before pi.compile.",
                       TrainModeWarning, stacklevel=3)
     try:
-        return _compile_plan(model.eval(), example_input, site_policy, fixed_point, calibration,
-                             margin_bits, label_only)
+        return _compile_plan(model.eval(), example_input, site_policy=site_policy, fixed_point=fixed_point,
+                             calibration=calibration, margin_bits=margin_bits, label_only=label_only,
+                             ring_bits=ring_bits)
     finally:
         model.train(was_training)
 
 
-def _compile_plan(model, example_input, site_policy, fixed_point, calibration, margin_bits, label_only):
+def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration, margin_bits, label_only,
+                  ring_bits):
+    fixed_point = fixed_point or FixedPoint()
+    if ring_bits is None:
+        ring_bits = "calibrated" if calibration is not None else fixed_point.ring_bits
+    if ring_bits == "calibrated":
+        if calibration is None:
+            raise PlanError("ring_bits='calibrated' needs calibration inputs")
+        kw = {"site_policy": site_policy, "calibration": calibration, "margin_bits": margin_bits,
+              "label_only": label_only}
+        plan, weights = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=RING_BITS, **kw)
+        need = plan.required_ring_bits()
+        if need < RING_BITS:   # rebuilt: the builder's scale budget depends on l
+            plan, weights = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=need, **kw)
+        plan.meta["ring"] = "calibrated"
+        return plan, weights
+    if not isinstance(ring_bits, int) or isinstance(ring_bits, bool):
+        raise PlanError(f"ring_bits must be an integer or 'calibrated', got {ring_bits!r}")
+    try:
+        fixed_point = replace(fixed_point, ring_bits=ring_bits)
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
     if not list(model.children()):
         model = nn.Sequential(model)   # a bare layer: trace it as a one-layer network
     x = example_input if example_input.dim() == 4 or example_input.dim() == 2 else example_input.unsqueeze(0)
@@ -213,6 +233,8 @@ def _compile_plan(model, example_input, site_policy, fixed_point, calibration, m
                 raise _unsupported(node, "a non-tensor or multiple outputs")
             plan = b.output(env[out.name], label_only=label_only)
             plan.meta["source"] = type(model).__name__
+            if calibration is not None:
+                _annotate_bounds(plan, env, bounds, margin_bits)
             return plan, b.weights
         elif node.op == "call_module":
             m = modules[node.target]
@@ -327,12 +349,27 @@ def plaintext_twin(model: nn.Module, plan: Plan) -> nn.Module:
 def _fitted_polynomial(stats: tuple[torch.Tensor, torch.Tensor], name: str) -> np.ndarray:
     """Per-channel DaPa coefficients (c0, c1, c2): the least-squares degree-2 fit of ReLU
     under N(μ_c, σ_c²), with μ_c and σ_c of the activation's input on the calibration data."""
-    from relu_budget.optimizers.autorep import dapa_coefficients
+    from relu_budget.dapa import dapa_coefficients
     mean, std = stats
     if not bool((std > 0).all()):
         raise PlanError(f"activation {name}: a channel's input is constant on the calibration data, so no "
                         "polynomial can be fitted; pass more (varied) calibration inputs or a relu-budget policy")
     return dapa_coefficients(mean, std).numpy()
+
+
+def _annotate_bounds(plan: Plan, env: dict[str, int], bounds: dict[str, float], margin_bits: int) -> None:
+    """Stores each calibrated tensor's bound (times 2^margin_bits, rounded up to a power of two:
+    the public plan reveals no more than the bit widths derived from it) and checks that the
+    values fit the plan's ring."""
+    for name, tid in env.items():
+        if name in bounds:
+            bound = 2.0 ** math.ceil(math.log2(max(bounds[name] * 2.0 ** margin_bits, plan.fixed_point.ulp)))
+            t = plan.tensors[tid]
+            t.bound = bound if t.bound is None else max(t.bound, bound)
+    need = plan.required_ring_bits(failure_target=None)
+    if need > plan.ring_bits:
+        raise PlanError(f"the calibrated values need a {need}-bit ring, more than ring_bits={plan.ring_bits}; "
+                        "compile with a wider ring_bits (or ring_bits='calibrated')")
 
 
 def _adaptive(b: PlanBuilder, node, tid: int, shape, output_size, name: str) -> int:

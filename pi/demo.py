@@ -87,7 +87,7 @@ def _run(args, work: Path) -> int:
     header = (f"{meta['arch']} on Fashion-MNIST (plaintext test accuracy {100 * meta['test_accuracy']:.2f}%, "
               f"{meta['relu_sites']} ReLU sites)")
     if args.policy:
-        from relu_budget.cli import load_run_or_policy
+        from relu_budget.runs import load_run_or_policy
         policy, run_model = load_run_or_policy(args.policy)
         model = run_model if run_model is not None else model
         kept = {k: v for k, v in policy.counts().items() if v}

@@ -45,7 +45,7 @@ def _global_policy(relu: str, circa_k, circa_mode: str):
 def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None, relu: str = "exact",
             circa_k: int | None = None, circa_mode: str = "poszero", provider: str = "dealer",
             frac_bits: int | None = None, calibration: torch.Tensor | None = None,
-            output: str = "logits", normalization: tuple | None = None,
+            output: str = "logits", ring_bits: int | str | None = None, normalization: tuple | None = None,
             classes: list[str] | None = None) -> "SecureModel":
     """Compiles a torch model for private inference.
 
@@ -58,7 +58,10 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
     circa_k: Circa's dropped low bits (default frac_bits + 4, see default_circa_k).
     calibration: representative inputs; bounds on the activations' magnitudes (with a 64x
     margin) let the comparison gates work on fewer bits. Their range becomes the input
-    contract's: run() clips inputs beyond it (with a warning) or refuses them.
+    contract's: run() clips inputs beyond it (with a warning) or refuses them. The bounds
+    also let the shares live in a narrower ring.
+    ring_bits: the ring Z_(2^l): an int in 2..64, or "calibrated"; default "calibrated" when
+    calibration is given, else 64.
     output: "logits", or "label" (the client learns only the argmax, via secure comparisons).
     normalization: (mean, std) per channel (or one number each) that maps pixel intensities in
     [0, 1] to the model's input; classes: one name per output. Both travel in the bundle's
@@ -75,7 +78,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
     get_provider(provider)  # validate early
     example_input = torch.as_tensor(example_input)
     plan, weights = compile_plan(model, example_input, site_policy=site_policy, fixed_point=fp,
-                                 calibration=calibration, label_only=output == "label")
+                                 calibration=calibration, label_only=output == "label", ring_bits=ring_bits)
     mean, std = (None, None) if normalization is None else normalization
     as_tuple = lambda v: None if v is None else tuple(float(a) for a in np.atleast_1d(np.asarray(v, float)))
     cal = None if calibration is None else torch.as_tensor(calibration).detach().double()
@@ -241,7 +244,8 @@ class SecureModel:
         lines.append(f"predicted for one inference of a batch of {batch}: online bytes in both directions; "
                      "total rounds = the most any party opens (the input's and the output's flights form one "
                      "round trip, so they are less than the column's sum)")
-        lines.append(f"fixed point: {self.fixed_point.frac_bits} fractional bits in Z_2^64")
+        how = " (narrowest ring for the calibrated bounds)" if self.plan.meta.get("ring") == "calibrated" else ""
+        lines.append(f"fixed point: {self.fixed_point.frac_bits} fractional bits in Z_2^{self.plan.ring_bits}{how}")
         lines.append(f"local-truncation failure probability per example ≤ {self.truncation_failure_bound():.2e} "
                      "(gates and Truncate ops are faithful; identity sites truncate locally)")
         return "\n".join(lines)
@@ -252,18 +256,9 @@ class SecureModel:
         return max(sum(r["client_rounds"] for r in rows), sum(r["server_rounds"] for r in rows))
 
     def truncation_failure_bound(self) -> float:
-        """Upper bound on the probability that some local truncation of one example fails: a
-        local shift of v fails with probability |v|/2^64 ≤ 2^(b−64) when |v| < 2^(b−1)
-        (b = the op's calibrated value bits, else the full 63-bit range). Truncate ops and gates
-        truncate faithfully and never fail."""
-        total = 0.0
-        for op in self.plan.ops:
-            if isinstance(op, Activation):
-                n_local = op.site_counts(self.plan.tensor(op.inputs[0]).size)["identity"]
-                s_in, s_out = self.plan.tensor(op.inputs[0]).scale, self.plan.tensor(op.output).scale
-                if s_in > s_out:
-                    total += n_local * 2.0 ** (op.value_bits - 1 - 64)
-        return min(total, 1.0)
+        """Upper bound on the probability that some local truncation of one example fails
+        (Plan.truncation_failure_bound: |v|/2^l per truncated value)."""
+        return self.plan.truncation_failure_bound()
 
     def layer_rows(self, batch: int = 1) -> list[dict]:
         """Per op: site counts by kind (per example), MACs (per example), and the predicted online
@@ -332,9 +327,16 @@ def load(path: str | Path) -> SecureModel:
 
 # -- predicted online traffic, frame by frame, as the engine's layers send it ---------------------
 
-def _frame_bytes(shape: tuple[int, ...], itemsize: int = 8) -> int:
+def _frame_bytes(shape: tuple[int, ...], itemsize: int = 1) -> int:
+    """A frame carrying one array of this shape (frame header, array header, data)."""
     from protocols.transport.frame import ARRAY_HEADER, HEADER_SIZE
     return HEADER_SIZE + ARRAY_HEADER.size + 8 * len(shape) + itemsize * int(np.prod(shape))
+
+
+def _ring_frame(ring, shape: tuple[int, ...]) -> int:
+    """A frame of ring elements as protocols.layers.ring_send packs them."""
+    n = int(np.prod(shape))
+    return _frame_bytes(tuple(shape), 8) if ring.full else _frame_bytes(ring.wire_shape(n))
 
 
 def _stage_actions(stage) -> tuple[list, list]:
@@ -342,7 +344,7 @@ def _stage_actions(stage) -> tuple[list, list]:
     sign bits (both send, then both receive), the client returns y0."""
     if not stage.n:
         return [], []
-    x = ("send", _frame_bytes((stage.n,)))
+    x = ("send", _ring_frame(stage.ring, (stage.n,)))
     client, server = [RECV], [x]
     for spec, idx in stage.specs:
         if spec.kind == "circa":
@@ -358,19 +360,20 @@ RECV = ("recv", 0)
 def _online_actions(layer) -> tuple[list, list]:
     """(client's, server's) online sends and receives of one layer, in order."""
     from protocols import layers as L
+    ring = layer.plan.ring
     if isinstance(layer, L.InputLayer):
-        return [("send", _frame_bytes(L.shape_of(layer.plan, layer.op.output, layer.batch)))], [RECV]
+        return [("send", _ring_frame(ring, L.shape_of(layer.plan, layer.op.output, layer.batch)))], [RECV]
     if isinstance(layer, L.LabelOutputLayer):
         (c1, s1), (c2, s2) = _stage_actions(layer.pairs), _stage_actions(layer.winner)
-        return c1 + c2 + [RECV], s1 + s2 + [("send", _frame_bytes((layer.batch,)))]
+        return c1 + c2 + [RECV], s1 + s2 + [("send", _ring_frame(ring, (layer.batch,)))]
     if isinstance(layer, L.OutputLayer):
-        return [RECV], [("send", _frame_bytes(L.shape_of(layer.plan, layer.op.inputs[0], layer.batch)))]
+        return [RECV], [("send", _ring_frame(ring, L.shape_of(layer.plan, layer.op.inputs[0], layer.batch)))]
     if isinstance(layer, L.TruncateLayer):
         return _stage_actions(layer.stage)
     if isinstance(layer, L.ActivationLayer):
         c, s = _stage_actions(layer.stage)
         if layer.poly_stage:
-            y = ("send", _frame_bytes((layer.poly_stage.n,)))
+            y = ("send", _ring_frame(ring, (layer.poly_stage.n,)))
             c, s = c + [RECV, y], s + [y, RECV]
         return c, s
     if isinstance(layer, L.MaxPoolLayer):

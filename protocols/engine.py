@@ -3,6 +3,10 @@
 The engine is transport-agnostic: it talks through any object with `send_array(arr)` and
 `recv_array(dtype=..., shape=...)` (protocols.transport channels), and records costs through
 the channel's meter scopes when present.
+
+A plan runs in Z_(2^l), l = plan.ring_bits: ring elements cross the wire in ceil(l/8) bytes,
+and after every op each party's share of its output (the dealer: its mask) is reduced mod 2^l,
+so every stored share is an l-bit value.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import numpy as np
 from protocols.layers import ClientState, DealerState, ServerState, build_layers
 from protocols.material import Material, SeedStream, fresh_seed, plan_digest
 from protocols.plan import Plan, ServerWeights
+from protocols.site_kinds import CIRCA, POLY
 
 CLIENT_SEED = "client_seed"
 OP_CLASSES = {"Conv2d": "linear", "Linear": "linear", "Activation": "relu", "MaxPool": "pool",
@@ -24,9 +29,9 @@ OP_CLASSES = {"Conv2d": "linear", "Linear": "linear", "Activation": "relu", "Max
 def op_class(op) -> str:
     if op.kind == "Activation" and op.kinds is not None:
         kinds = set(np.unique(op.kinds).tolist())
-        if kinds == {3}:
+        if kinds == {CIRCA}:
             return "circa"
-        if kinds == {2}:
+        if kinds == {POLY}:
             return "poly"
     return OP_CLASSES.get(op.kind, "other")
 
@@ -53,7 +58,14 @@ def deal(plan: Plan, batch: int) -> tuple[Material, Material]:
     d = DealerState(plan, batch, client, server, SeedStream(seed))
     for layer in build_layers(plan, batch):
         layer.deal(d)
+        _reduce_output(plan, d.masks, layer.op)
     return client, server
+
+
+def _reduce_output(plan: Plan, shares: dict, op) -> None:
+    """Reduces the share (or mask) of `op`'s output mod 2^l, where there is one."""
+    if not plan.ring.full and shares.get(op.output) is not None:
+        shares[op.output] = plan.ring.reduce(shares[op.output])
 
 
 class _Party:
@@ -77,7 +89,7 @@ class _Party:
         for key, arr in items.items():
             chan.send_array(np.frombuffer(key.encode(), dtype=np.uint8))
             with self._item_scope(chan, key):
-                chan.send_array(np.ascontiguousarray(arr))
+                chan.send_array(self.plan.ring.pack(np.ascontiguousarray(arr)))
 
     def _recv_dict(self, chan) -> dict[str, np.ndarray]:
         n = int(chan.recv_array(dtype=np.uint64, shape=(1,))[0])
@@ -85,7 +97,8 @@ class _Party:
         for _ in range(n):
             key = chan.recv_array(dtype=np.uint8).tobytes().decode()
             with self._item_scope(chan, key):
-                out[key] = chan.recv_array(dtype=np.uint64)
+                wire = chan.recv_array(dtype=np.uint64 if self.plan.ring.full else np.uint8)
+                out[key] = self.plan.ring.unpack(wire)     # flat: the layer checks its size and shape
         return out
 
 
@@ -122,6 +135,7 @@ class ServerRun(_Party):
         for layer in self.layers:
             with _scope(chan, layer.op, "online"):
                 layer.server_online(self.state, chan)
+                _reduce_output(self.plan, self.state.shares, layer.op)
         self.timings["online_s"] = time.perf_counter() - t0
 
 
@@ -140,6 +154,7 @@ class ClientRun(_Party):
         for layer in self.layers:
             with _scope(chan, layer.op, "offline"):
                 layer.client_offline(st)
+                _reduce_output(self.plan, st.shares, layer.op)
         with _scope(chan, None, "offline"):
             self._send_dict(chan, st.outbox)
         st.outbox.clear()

@@ -2,7 +2,8 @@
 
 A `GateSpec` names a gate and its public parameters; `keygen` is the dealer's side and
 `evaluate` a party's, given the public masked input x̂ = x + r_in. Outputs are additive shares
-of g(x) + r_out. Multi-round gates (Circa's sign test, then its select) exchange their
+of g(x) + r_out mod 2^64, hence mod 2^l for the plan's ring (2^l divides 2^64); a gate reads
+only the low `input_bits` of x̂, which the ring must hold (then x̂ mod 2^l suffices). Multi-round gates (Circa's sign test, then its select) exchange their
 intermediate openings over the channel passed in.
 """
 from __future__ import annotations
@@ -39,6 +40,12 @@ class GateSpec:
         if self.kind == "circa":
             n = max(n, self.k + 2)
         return n
+
+    @property
+    def input_bits(self) -> int:
+        """The low bits of x̂ the gate reads (n + 1 for relu, trunc and circa at n < 64, n for
+        drelu): a ring narrower than this cannot run the gate."""
+        return int(pi_native.online_cost(self.kind, **self.params())["input_bits"])
 
     def params(self) -> dict:
         if self.kind == "relu":

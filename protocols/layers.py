@@ -1,9 +1,14 @@
 """Secure layers: what each party (and the dealer) does for every op of a plan.
 
 Every tensor is additively shared: the server holds `a`, the client `c`, a + c = v·2^scale
-mod 2^64, and the client's share is always computable before the input arrives. That makes
-the online phase server-centric: the server does all linear algebra on its shares, the client
-only evaluates FSS keys on the masked values the server sends it.
+mod 2^l (l = plan.ring_bits), and the client's share is always computable before the input
+arrives. That makes the online phase server-centric: the server does all linear algebra on
+its shares, the client only evaluates FSS keys on the masked values the server sends it.
+
+Arithmetic runs on uint64 (mod 2^64, which is right mod 2^l); the plan's `Ring` reduces where
+the bits above l would matter: every ring element sent (ring_send / ring_recv, ceil(l/8) bytes
+each), dealer material (stored packed), local truncations, decoded results. The engine
+reduces every stored share once per op.
 
 Per op, four roles (see docs/engine.md for the derivations):
   deal            the dealer makes one-time material for both parties from the public plan
@@ -20,6 +25,7 @@ import numpy as np
 
 import pi_native
 from protocols import gates
+from protocols.fixed_point import RING64, Ring
 from protocols.material import Material, SeedStream
 from protocols.plan import (CIRCA, IDENTITY, MASKED, POLY, RELU, Activation, Add, Conv2d, Input, Linear,
                             MaxPool, MulConst, Op, Output, Plan, PlanError, Reshape, ServerWeights, SumPool,
@@ -29,8 +35,31 @@ U64 = np.uint64
 
 
 def rand_u64(n: int) -> np.ndarray:
-    """Fresh dealer randomness: AES-CTR under a key from the OS CSPRNG."""
+    """Fresh dealer randomness: AES-CTR under a key from the OS CSPRNG (uniform mod 2^64,
+    hence mod 2^l)."""
     return pi_native.Prg(os.urandom(16)).random_u64(n)
+
+
+def ring_send(chan, ring: Ring, x: np.ndarray) -> None:
+    """Sends ring elements reduced mod 2^l, ceil(l/8) bytes each."""
+    chan.send_array(ring.pack(x))
+
+
+def ring_recv(chan, ring: Ring, shape: tuple[int, ...]) -> np.ndarray:
+    """Receives prod(shape) ring elements sent by ring_send."""
+    n = int(np.prod(shape))
+    wire = ring.wire_shape(n)
+    return ring.unpack(chan.recv_array(dtype=np.uint8 if len(wire) > 1 else U64,
+                                       shape=shape if ring.full else wire), shape)
+
+
+def put_ring(material: Material, key: str, x: np.ndarray, ring: Ring) -> None:
+    """Dealer material that is ring elements is stored packed (its size reflects l)."""
+    material.put(key, ring.pack(x))
+
+
+def take_ring(material: Material, key: str, ring: Ring, shape=None) -> np.ndarray:
+    return ring.unpack(material.take(key), shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,14 +101,15 @@ def private_linear(op: Op, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return pi_native.ring_matmul(x, np.ascontiguousarray(weight.T))
 
 
-def trunc_server(a: np.ndarray, shift: int) -> np.ndarray:
-    """Local truncation, server side: logical shift of a = v + s (see docs for the error law)."""
-    return a >> U64(shift)
+def trunc_server(a: np.ndarray, shift: int, ring: Ring = RING64) -> np.ndarray:
+    """Local truncation, server side: logical shift of a = v + s mod 2^l (see docs for the
+    error law)."""
+    return ring.shr(a, shift)
 
 
-def trunc_client(c: np.ndarray, shift: int) -> np.ndarray:
-    """Local truncation, client side: c = −s becomes −(s >> shift)."""
-    return -((-c) >> U64(shift))
+def trunc_client(c: np.ndarray, shift: int, ring: Ring = RING64) -> np.ndarray:
+    """Local truncation, client side: c = −s becomes −(s >> shift) mod 2^l."""
+    return ring.reduce(-ring.shr(-c, shift))
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,15 +166,19 @@ class GateStage:
     Wire (online): server → client x̂ (n ring elements); per gate, its own exchanges; client →
     server y0 (n ring elements). Offline: client → server c + r0 (n ring elements)."""
 
-    def __init__(self, label: str, specs: list[tuple[gates.GateSpec, np.ndarray]], n: int) -> None:
-        self.label, self.specs, self.n = label, specs, n
+    def __init__(self, label: str, specs: list[tuple[gates.GateSpec, np.ndarray]], n: int, ring: Ring) -> None:
+        for spec, _ in specs:
+            if spec.input_bits > ring.bits:
+                raise PlanError(f"{label}: a {spec.kind} gate reads {spec.input_bits} bits of its input, more "
+                                f"than the {ring.bits}-bit ring holds")
+        self.label, self.specs, self.n, self.ring = label, specs, n, ring
 
     def deal(self, d: DealerState, s_out: np.ndarray) -> None:
         if not self.n:
             return
         r = rand_u64(self.n)                                   # gate input masks: dealer only
         r0 = d.stream.draw(f"{self.label}/r0", self.n)         # the client's part of the opening
-        d.server.put(f"{self.label}/r1", r - r0)
+        put_ring(d.server, f"{self.label}/r1", r - r0, self.ring)
         for gi, (spec, idx) in enumerate(self.specs):
             k0, k1 = gates.keygen(spec, r[idx], s_out[idx])
             d.client.put(f"{self.label}/key{gi}", k0)
@@ -158,26 +192,29 @@ class GateStage:
     def server_offline(self, ss: ServerState) -> None:
         if not self.n:
             return
-        ss.keep[f"{self.label}/o"] = ss.inbox.pop(f"{self.label}/u") + ss.material.take(f"{self.label}/r1")
+        u = ss.inbox.pop(f"{self.label}/u")
+        if u.size != self.n:
+            raise PlanError(f"{self.label}: the client sent {u.size} openings, expected {self.n}")
+        ss.keep[f"{self.label}/o"] = u + take_ring(ss.material, f"{self.label}/r1", self.ring)
 
     def server_online(self, ss: ServerState, chan, a_in: np.ndarray) -> np.ndarray:
         if not self.n:
             return a_in
-        xhat = a_in + ss.keep.pop(f"{self.label}/o")
-        chan.send_array(xhat)
+        xhat = self.ring.reduce(a_in + ss.keep.pop(f"{self.label}/o"))   # both parties evaluate on this
+        ring_send(chan, self.ring, xhat)
         y = np.empty_like(xhat)
         for gi, (spec, idx) in enumerate(self.specs):
             y[idx] = gates.evaluate(spec, 1, ss.material.take(f"{self.label}/key{gi}"), xhat[idx], chan)
-        return y + chan.recv_array(dtype=U64, shape=xhat.shape)
+        return y + ring_recv(chan, self.ring, xhat.shape)
 
     def client_online(self, cs: ClientState, chan) -> None:
         if not self.n:
             return
-        xhat = chan.recv_array(dtype=U64, shape=(self.n,))
+        xhat = ring_recv(chan, self.ring, (self.n,))
         y = np.empty_like(xhat)
         for gi, (spec, idx) in enumerate(self.specs):
             y[idx] = gates.evaluate(spec, 0, cs.material.take(f"{self.label}/key{gi}"), xhat[idx], chan)
-        chan.send_array(y)
+        ring_send(chan, self.ring, y)
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,7 +225,7 @@ class Layer:
     """Default: a public linear op, computed locally by everyone on their own shares."""
 
     def __init__(self, plan: Plan, op: Op, batch: int) -> None:
-        self.plan, self.op, self.batch = plan, op, batch
+        self.plan, self.op, self.batch, self.ring = plan, op, batch, plan.ring
         self.out_shape = plan.tensor(op.output).shape if op.output >= 0 else ()
 
     def deal(self, d: DealerState) -> None:
@@ -221,10 +258,10 @@ class InputLayer(Layer):
         cs.shares[self.op.output] = -cs.keep["input/s"]
 
     def server_online(self, ss, chan):
-        ss.shares[self.op.output] = chan.recv_array(dtype=U64, shape=shape_of(self.plan, self.op.output, self.batch))
+        ss.shares[self.op.output] = ring_recv(chan, self.ring, shape_of(self.plan, self.op.output, self.batch))
 
     def client_online(self, cs, chan):
-        chan.send_array(cs.keep.pop("x") + cs.keep.pop("input/s"))
+        ring_send(chan, self.ring, cs.keep.pop("x") + cs.keep.pop("input/s"))
 
 
 class OutputLayer(Layer):
@@ -237,11 +274,12 @@ class OutputLayer(Layer):
         pass
 
     def server_online(self, ss, chan):
-        chan.send_array(ss.shares[self.op.inputs[0]])
+        ring_send(chan, self.ring, ss.shares[self.op.inputs[0]])
 
     def client_online(self, cs, chan):
         tid = self.op.inputs[0]
-        cs.keep["y"] = chan.recv_array(dtype=U64, shape=shape_of(self.plan, tid, self.batch)) + cs.shares[tid]
+        cs.keep["y"] = self.ring.reduce(ring_recv(chan, self.ring, shape_of(self.plan, tid, self.batch))
+                                        + cs.shares[tid])
 
 
 class LabelOutputLayer(Layer):
@@ -258,9 +296,10 @@ class LabelOutputLayer(Layer):
         self.classes = c = plan.tensor(op.inputs[0]).size
         self.ii, self.jj = np.triu_indices(c, 1)
         npairs = len(self.ii)
-        self.pairs = GateStage(f"{op.name}/pairs", [(gates.GateSpec("drelu"), np.arange(batch * npairs))],
-                               batch * npairs)
-        self.winner = GateStage(f"{op.name}/winner", [(gates.GateSpec("drelu"), np.arange(batch * c))], batch * c)
+        # Logits satisfy |l| < 2^(l−2), so their differences fit the full l-bit DReLU.
+        drelu = gates.GateSpec("drelu", bits=self.ring.bits)
+        self.pairs = GateStage(f"{op.name}/pairs", [(drelu, np.arange(batch * npairs))], batch * npairs, self.ring)
+        self.winner = GateStage(f"{op.name}/winner", [(drelu, np.arange(batch * c))], batch * c, self.ring)
 
     def _diffs(self, logits: np.ndarray) -> np.ndarray:
         logits = logits.reshape(self.batch, self.classes)
@@ -299,12 +338,12 @@ class LabelOutputLayer(Layer):
         d = self.pairs.server_online(ss, chan, self._diffs(ss.shares[self.op.inputs[0]]))
         x = self._counts(d, U64(1)) + U64((3 - 2 * self.classes) % (1 << 64))
         e = self.winner.server_online(ss, chan, x)
-        chan.send_array((e.reshape(self.batch, self.classes) * np.arange(self.classes, dtype=U64)).sum(1))
+        ring_send(chan, self.ring, (e.reshape(self.batch, self.classes) * np.arange(self.classes, dtype=U64)).sum(1))
 
     def client_online(self, cs, chan):
         self.pairs.client_online(cs, chan)
         self.winner.client_online(cs, chan)
-        label = (chan.recv_array(dtype=U64, shape=(self.batch,)) + cs.keep.pop("label_share")).view(np.int64)
+        label = self.ring.signed(ring_recv(chan, self.ring, (self.batch,)) + cs.keep.pop("label_share"))
         cs.keep["label"] = np.where((label >= 0) & (label < self.classes), label, -1)
 
 
@@ -326,7 +365,7 @@ class PrivateLinearLayer(Layer):
         out_n = self.batch * self.plan.tensor(op.output).size
         sigma = d.stream.draw(f"{op.name}/sigma", out_n).reshape(shape_of(self.plan, op.output, self.batch))
         d.server.put(f"{op.name}/R_seed", seed)
-        d.server.put(f"{op.name}/T", private_linear(op, s, R) - sigma)
+        put_ring(d.server, f"{op.name}/T", private_linear(op, s, R) - sigma, self.ring)
         d.masks[op.output] = None
 
     def server_offline(self, ss):
@@ -335,14 +374,16 @@ class PrivateLinearLayer(Layer):
         if w.shape != tuple(op.weight_shape):
             raise PlanError(f"{op.name}: server weight has shape {w.shape}, plan says {op.weight_shape}")
         R = pi_native.Prg(ss.material.take(f"{op.name}/R_seed")).random_u64(w.size).reshape(w.shape)
-        ss.outbox[f"{op.name}/W_hat"] = w + R
-        ss.keep[f"{op.name}/T"] = ss.material.take(f"{op.name}/T")
+        ss.outbox[f"{op.name}/W_hat"] = w + R                  # reduced mod 2^l on the wire
+        ss.keep[f"{op.name}/T"] = take_ring(ss.material, f"{op.name}/T", self.ring, shape_of(self.plan, op.output,
+                                                                                              self.batch))
 
     def client_offline(self, cs):
         op = self.op
         w_hat = cs.inbox.pop(f"{op.name}/W_hat")
-        if w_hat.shape != tuple(op.weight_shape):
-            raise PlanError(f"{op.name}: masked weight has shape {w_hat.shape}, plan says {op.weight_shape}")
+        if w_hat.size != int(np.prod(op.weight_shape)):
+            raise PlanError(f"{op.name}: masked weight has {w_hat.size} elements, plan says {op.weight_shape}")
+        w_hat = w_hat.reshape(op.weight_shape)
         out_n = self.batch * self.plan.tensor(op.output).size
         sigma = cs.stream.draw(f"{op.name}/sigma", out_n).reshape(shape_of(self.plan, op.output, self.batch))
         cs.shares[op.output] = private_linear(op, cs.shares[op.inputs[0]], w_hat) + sigma
@@ -371,7 +412,11 @@ class ToMaskedLayer(Layer):
         cs.shares[self.op.output] = -s
 
     def server_offline(self, ss):
-        ss.keep[f"{self.op.name}/u"] = ss.inbox.pop(f"{self.op.name}/u")
+        u = ss.inbox.pop(f"{self.op.name}/u")
+        n = self.batch * self.plan.tensor(self.op.output).size
+        if u.size != n:
+            raise PlanError(f"{self.op.name}: the client sent {u.size} elements, expected {n}")
+        ss.keep[f"{self.op.name}/u"] = u.reshape(shape_of(self.plan, self.op.output, self.batch))
 
     def server_online(self, ss, chan):
         ss.shares[self.op.output] = ss.shares[self.op.inputs[0]] + ss.keep.pop(f"{self.op.name}/u")
@@ -384,7 +429,8 @@ class TruncateLayer(Layer):
     def __init__(self, plan, op: Truncate, batch):
         super().__init__(plan, op, batch)
         n = batch * plan.tensor(op.inputs[0]).size
-        self.stage = GateStage(op.name, [(gates.GateSpec("trunc", shift=op.shift, bits=63), np.arange(n))], n)
+        spec = gates.GateSpec("trunc", shift=op.shift, bits=self.ring.max_value_bits + 1)   # the full ring
+        self.stage = GateStage(op.name, [(spec, np.arange(n))], n, self.ring)
         self.full_shape = shape_of(plan, op.output, batch)
 
     def _s_out(self, stream: SeedStream) -> np.ndarray:
@@ -426,25 +472,27 @@ class PolyStage:
     y_b = [b = 1]·C2·x̂² + A_b·x̂ + B_b with A = C1 − 2·C2·r2, B = C2·r2² − C1·r2 + C0 + s_out,
     and the client returns y0. Wire: S→C n and C→S n ring elements."""
 
-    def __init__(self, label: str, n: int) -> None:
-        self.label, self.n = label, n
+    def __init__(self, label: str, n: int, ring: Ring) -> None:
+        self.label, self.n, self.ring = label, n, ring
 
     def deal(self, d: DealerState, r2: np.ndarray, coeffs, s_out: np.ndarray) -> None:
         c2, c1, c0 = coeffs
         a = c1 - U64(2) * c2 * r2
         b = c2 * r2 * r2 - c1 * r2 + c0 + s_out
         a0, b0 = d.stream.draw(f"{self.label}/a0", self.n), d.stream.draw(f"{self.label}/b0", self.n)
-        d.server.put(f"{self.label}/a1", a - a0)
-        d.server.put(f"{self.label}/b1", b - b0)
+        put_ring(d.server, f"{self.label}/a1", a - a0, self.ring)
+        put_ring(d.server, f"{self.label}/b1", b - b0, self.ring)
 
     def server_online(self, ss: ServerState, chan, xhat: np.ndarray, c2: np.ndarray) -> np.ndarray:
-        chan.send_array(xhat)
-        y1 = c2 * xhat * xhat + ss.material.take(f"{self.label}/a1") * xhat + ss.material.take(f"{self.label}/b1")
-        return y1 + chan.recv_array(dtype=U64, shape=xhat.shape)
+        xhat = self.ring.reduce(xhat)
+        ring_send(chan, self.ring, xhat)
+        a1, b1 = take_ring(ss.material, f"{self.label}/a1", self.ring), take_ring(ss.material, f"{self.label}/b1", self.ring)
+        y1 = c2 * xhat * xhat + a1 * xhat + b1
+        return y1 + ring_recv(chan, self.ring, xhat.shape)
 
     def client_online(self, cs: ClientState, chan) -> None:
-        xhat = chan.recv_array(dtype=U64, shape=(self.n,))
-        chan.send_array(cs.keep.pop(f"{self.label}/a0") * xhat + cs.keep.pop(f"{self.label}/b0"))
+        xhat = ring_recv(chan, self.ring, (self.n,))
+        ring_send(chan, self.ring, cs.keep.pop(f"{self.label}/a0") * xhat + cs.keep.pop(f"{self.label}/b0"))
 
     def client_offline(self, cs: ClientState) -> None:
         cs.keep[f"{self.label}/a0"] = cs.stream.draw(f"{self.label}/a0", self.n)
@@ -479,8 +527,8 @@ class ActivationLayer(Layer):
                                          bits=op.value_bits), np.flatnonzero(kg == CIRCA)))
         if len(self.poly_pos):
             specs.append((gates.GateSpec("trunc", shift=op.shift, bits=op.value_bits), self.poly_pos))
-        self.stage = GateStage(op.name, specs, len(self.gate_idx))
-        self.poly_stage = PolyStage(f"{op.name}/poly", len(self.poly_idx)) if len(self.poly_idx) else None
+        self.stage = GateStage(op.name, specs, len(self.gate_idx), self.ring)
+        self.poly_stage = PolyStage(f"{op.name}/poly", len(self.poly_idx), self.ring) if len(self.poly_idx) else None
         self.full_shape = shape_of(plan, op.output, batch)
         f = plan.fixed_point.frac_bits
         s_in, s_out = plan.tensor(op.inputs[0]).scale, plan.tensor(op.output).scale
@@ -492,7 +540,7 @@ class ActivationLayer(Layer):
 
     def _rescale_id(self, x: np.ndarray, truncate) -> np.ndarray:
         if self.id_shift > 0:
-            return truncate(x, self.id_shift)
+            return truncate(x, self.id_shift, self.ring)
         return x * U64(1 << -self.id_shift)
 
     def deal(self, d):
@@ -513,7 +561,7 @@ class ActivationLayer(Layer):
             mask[self.poly_idx] = s_poly
         if len(self.id_idx):
             m_in = d.masks[self.op.inputs[0]].reshape(-1)[self.id_idx]
-            mask[self.id_idx] = self._rescale_id(m_in, lambda s, k: s >> U64(k))
+            mask[self.id_idx] = self._rescale_id(m_in, lambda s, k, ring: ring.shr(s, k))
         d.masks[self.op.output] = mask.reshape(self.full_shape)
 
     def client_offline(self, cs):
@@ -568,7 +616,7 @@ class MaxPoolLayer(Layer):
             pairs = width // 2
             n = pairs * self.windows.shape[1]
             spec = (gates.GateSpec("relu", shift=0, bits=op.value_bits), np.arange(n))
-            self.levels.append((pairs, GateStage(f"{op.name}/L{level}", [spec], n)))
+            self.levels.append((pairs, GateStage(f"{op.name}/L{level}", [spec], n, self.ring)))
             width = pairs + (width % 2)
             level += 1
         self.full_shape = shape_of(plan, op.output, batch)

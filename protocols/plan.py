@@ -5,28 +5,30 @@ server's weights live apart in `ServerWeights`. `PlanBuilder` turns float layers
 does the fixed-point bookkeeping: every tensor has a scale (fractional bits) and a sharing
 state, and the builder inserts rescalings and conversions so that each op gets what it needs.
 
-Sharing states (see docs/engine.md): the server holds `a`, the client `c`, a + c = v·2^scale,
-and the client's share is always known before the input arrives (it is built from
+Sharing states (see docs/engine.md): the server holds `a`, the client `c`,
+a + c = v·2^scale mod 2^l (l = the plan's `ring_bits`, 64 unless a narrower ring was chosen
+from calibrated bounds), and the client's share is always known before the input arrives (it is built from
 preprocessing only). In state MASKED the client's share is −s for a mask s the provider
 chose (so the provider can build correlations on it); in state SHARED it is not.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 
-from protocols.fixed_point import MAX_VALUE_BITS, FixedPoint
+from protocols.fixed_point import MAX_VALUE_BITS, RING_BITS, FixedPoint, Ring
+from protocols.site_kinds import CIRCA, CIRCA_MODES, IDENTITY, POLY, RELU, SITE_KINDS  # noqa: F401 (re-exported)
 
 MASKED, SHARED = "masked", "shared"
-# Per-site activation kinds, with the same codes as relu_budget.models.SITE_KINDS.
-SITE_KINDS = ("relu", "identity", "poly", "circa")
-RELU, IDENTITY, POLY, CIRCA = range(4)
-CIRCA_MODES = ("poszero", "negpass")
 PLAN_FORMAT = 1
 MIN_MAGNITUDE_BITS = 10     # values up to ±2^10 at the largest scale a plan reaches
+# A calibrated ring is wide enough that the local truncations of one example all succeed
+# except with at most this probability (each fails with probability |v|/2^l).
+TRUNC_FAILURE_TARGET = 2.0 ** -20
 
 
 class PlanError(ValueError):
@@ -39,7 +41,7 @@ class Tensor:
     shape: tuple[int, ...]          # per example (no batch dimension)
     scale: int                      # fractional bits of the encoding
     state: str                      # MASKED or SHARED
-    bound: float | None = None      # calibrated max |value| (reals), when known
+    bound: float | None = None      # guaranteed max |value| (reals), from calibration, when known
 
     @property
     def size(self) -> int:
@@ -133,6 +135,13 @@ class Activation(Op):
     poly: np.ndarray | None = None
     value_bits: int = MAX_VALUE_BITS + 1   # inputs satisfy |x| < 2^(value_bits − 1)
 
+    def gate_bits(self) -> int:
+        """The input bit width n of this layer's gates (Circa needs k + 2 at least)."""
+        n = self.value_bits
+        if self.kinds is not None and self.circa_k is not None and bool((self.kinds == CIRCA).any()):
+            n = max(n, self.circa_k + 2)
+        return n
+
     def site_counts(self, size: int) -> dict[str, int]:
         if self.kinds is None:
             return {"relu": size, "identity": 0, "poly": 0, "circa": 0}
@@ -147,6 +156,15 @@ class MaxPool(Op):
     padding: tuple[int, int] = (0, 0)
     value_bits: int = MAX_VALUE_BITS + 1
 
+    def gate_bits(self) -> int:
+        return self.value_bits
+
+
+def gate_width_fits(n: int, ring_bits: int) -> bool:
+    """Whether gates of input width n run in Z_(2^ring_bits): they read the low n + 1 bits of
+    the opened value (all 64 at n = 64), so a narrower ring must hold n + 1 bits."""
+    return min(n + 1, RING_BITS) <= ring_bits
+
 
 @dataclass
 class Plan:
@@ -158,8 +176,90 @@ class Plan:
     format: int = PLAN_FORMAT
     meta: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        l = self.ring_bits
+        for op in self.ops:
+            if isinstance(op, (Activation, MaxPool)) and not gate_width_fits(op.gate_bits(), l):
+                raise PlanError(f"{op.kind.lower()} {op.name}: its gates need {op.gate_bits() + 1} bits "
+                                f"(inputs up to 2^{op.gate_bits() - 1}), more than the {l}-bit ring; "
+                                "compile with a wider ring_bits")
+
     def __iter__(self) -> Iterator[Op]:
         return iter(self.ops)
+
+    @property
+    def ring_bits(self) -> int:
+        """l: every share lives in Z_(2^l)."""
+        return self.fixed_point.ring_bits
+
+    @property
+    def ring(self) -> Ring:
+        return self.fixed_point.ring
+
+    # -- value ranges and the ring width they need ------------------------------------------
+    def value_bounds(self) -> dict[int, float | None]:
+        """A bound on |value| (reals) of every tensor, or None where unknown. Private linear
+        outputs and the input take their calibrated bound (Tensor.bound); every public op's
+        output is bounded from its inputs."""
+        out: dict[int, float | None] = {}
+        for op in self.ops:
+            if op.output < 0:
+                continue
+            t = self.tensor(op.output)
+            ins = [out.get(i) for i in op.inputs]
+            if isinstance(op, (Input, Conv2d, Linear)) or any(b is None for b in ins):
+                out[op.output] = t.bound if isinstance(op, (Input, Conv2d, Linear)) else None
+                continue
+            b = ins[0]
+            if isinstance(op, SumPool):
+                b = b * op.kernel[0] * op.kernel[1]
+            elif isinstance(op, MulConst):
+                b = b * op.factor / 2.0 ** (t.scale - self.tensor(op.inputs[0]).scale)
+            elif isinstance(op, Add):
+                b = ins[0] + ins[1]
+            elif isinstance(op, Activation) and op.kinds is not None and bool((op.kinds == POLY).any()):
+                c = np.abs(np.asarray(op.poly, dtype=np.float64))
+                b = max(b, float((c[:, 2] * b * b + c[:, 1] * b + c[:, 0]).max()))
+            out[op.output] = b        # ReLU, Circa, identity, max, truncation, reshape: |y| ≤ |x|
+        return out
+
+    def local_truncations(self) -> list[tuple[int, int]]:
+        """(sites, value_bits) of every activation whose identity sites truncate locally."""
+        out = []
+        for op in self.ops:
+            if isinstance(op, Activation) and self.tensor(op.inputs[0]).scale > self.tensor(op.output).scale:
+                n_local = op.site_counts(self.tensor(op.inputs[0]).size)["identity"]
+                if n_local:
+                    out.append((n_local, op.value_bits))
+        return out
+
+    def truncation_failure_bound(self, ring_bits: int | None = None) -> float:
+        """Upper bound on the probability that some local truncation of one example fails: a
+        local shift of v fails with probability |v|/2^l ≤ 2^(b−1−l) when |v| < 2^(b−1)
+        (b = the op's calibrated value bits, else the full range). Truncate ops and gates
+        truncate faithfully and never fail."""
+        l = self.ring_bits if ring_bits is None else ring_bits
+        return min(1.0, sum(n * 2.0 ** (b - 1 - l) for n, b in self.local_truncations()))
+
+    def required_ring_bits(self, failure_target: float | None = TRUNC_FAILURE_TARGET) -> int:
+        """The narrowest ring this plan runs in: every tensor's calibrated values with the
+        gates' headroom (|x|·2^s < 2^(l−3), so that comparisons of two values fit too), the
+        builder's scale budget, Circa's k, and (failure_target not None) local truncations failing with probability at most
+        failure_target per example. RING_BITS when some value is not bounded (no calibration)."""
+        need = 0
+        for tid, b in self.value_bounds().items():
+            t = self.tensor(tid)
+            if b is None:
+                return RING_BITS
+            need = max(need, math.ceil(math.log2(b * 2.0 ** t.scale + 1)) + 3,
+                       t.scale + MIN_MAGNITUDE_BITS + 2)
+        for op in self.ops:   # (the gates' value widths follow from the bounds; Circa's k does not)
+            if isinstance(op, Activation) and op.gate_bits() > op.value_bits:
+                need = max(need, min(op.gate_bits() + 1, RING_BITS))
+        local = sum(n * 2.0 ** (b - 1) for n, b in self.local_truncations())
+        if local and failure_target is not None:
+            need = max(need, math.ceil(math.log2(local / failure_target)))
+        return min(RING_BITS, need)
 
     def tensor(self, tid: int) -> Tensor:
         return self.tensors[tid]
@@ -180,7 +280,7 @@ class Plan:
                     v = list(v)
                 d[f.name] = v
             return d
-        return {"format": self.format, "frac_bits": self.fixed_point.frac_bits,
+        return {"format": self.format, "frac_bits": self.fixed_point.frac_bits, "ring_bits": self.ring_bits,
                 "input_shape": list(self.input_shape), "meta": self.meta,
                 "tensors": [dataclasses.asdict(t) | {"shape": list(t.shape)} for t in self.tensors.values()],
                 "ops": [op_dict(op) for op in self.ops]}
@@ -203,7 +303,12 @@ class Plan:
                     od[k] = tuple(v)
             ops.append(kinds[kind](**od))
         tensors = {t["id"]: Tensor(**{**t, "shape": tuple(t["shape"])}) for t in d["tensors"]}
-        return cls(ops, tensors, FixedPoint(d["frac_bits"]), tuple(d["input_shape"]), meta=d.get("meta", {}))
+        try:
+            # Plans written before the ring width became a parameter ran in Z_(2^64).
+            fp = FixedPoint(d["frac_bits"], d.get("ring_bits", RING_BITS))
+        except ValueError as exc:
+            raise PlanError(f"plan fixed point: {exc}") from None
+        return cls(ops, tensors, fp, tuple(d["input_shape"]), meta=d.get("meta", {}))
 
 
 OP_TYPES = (Input, Output, Conv2d, Linear, SumPool, MulConst, Add, Reshape, Truncate, ToMasked,
@@ -256,11 +361,16 @@ class PlanBuilder:
             raise PlanError(f"unknown tensor id {tid}")
         return self.tensors[tid]
 
-    def _check_scale(self, scale: int, where: str) -> None:
+    @property
+    def _max_scale(self) -> int:
         # At least MIN_MAGNITUDE_BITS of the ring must remain for the values' integer part.
-        if scale > MAX_VALUE_BITS - MIN_MAGNITUDE_BITS:
+        return self.fp.ring.max_value_bits - MIN_MAGNITUDE_BITS
+
+    def _check_scale(self, scale: int, where: str) -> None:
+        if scale > self._max_scale:
             raise PlanError(f"{where}: fixed-point scale 2^{scale} leaves fewer than {MIN_MAGNITUDE_BITS} bits "
-                            "for the values; insert an activation or a truncation, or lower frac_bits")
+                            f"for the values in the {self.fp.ring_bits}-bit ring; insert an activation or a "
+                            "truncation, lower frac_bits, or use a wider ring_bits")
 
     def masked(self, tid: int) -> int:
         t = self._t(tid)
@@ -288,7 +398,7 @@ class PlanBuilder:
         """A private linear op adds f to the scale: inputs whose scale would then leave too
         little room for the values are truncated to f first (faithfully), then MASKED."""
         t = self._t(tid)
-        if t.scale + self.fp.frac_bits > MAX_VALUE_BITS - MIN_MAGNITUDE_BITS:
+        if t.scale + self.fp.frac_bits > self._max_scale:
             tid = self.rescale(tid, self.fp.frac_bits)
         return self.masked(tid)
 
@@ -418,13 +528,19 @@ class PlanBuilder:
         # and 2f); the other sites of such a layer are scaled up exactly to match.
         has_identity = kinds is not None and bool((kinds == IDENTITY).any())
         has_poly = kinds is not None and bool((kinds == POLY).any())
+        if has_poly:
+            self._check_scale(3 * f, f"activation {name} (polynomial sites compute at scale 3f)")
         out = self._new(t.shape, 3 * f if has_poly else f, t.state if has_identity else MASKED)
-        value_bits = MAX_VALUE_BITS + 1
+        value_bits = self.fp.ring.max_value_bits + 1          # the full ring
         if bound is not None and bound > 0:
             value_bits = min(value_bits, int(np.ceil(np.log2(bound * 2.0 ** t.scale))) + 2)
         op = Activation(self._name(name, "act"), (tid,), out, kinds=kinds, shift=t.scale - f,
                         circa_k=circa_k, circa_mode=circa_mode,
                         poly=None if poly is None else np.asarray(poly, dtype=np.float64), value_bits=value_bits)
+        if not gate_width_fits(op.gate_bits(), self.fp.ring_bits):
+            raise PlanError(f"activation {name}: its gates need {op.gate_bits() + 1} bits, more than the "
+                            f"{self.fp.ring_bits}-bit ring; use a wider ring_bits" +
+                            (" or a smaller circa_k" if op.gate_bits() > value_bits else ""))
         self.ops.append(op)
         return out
 
@@ -437,7 +553,8 @@ class PlanBuilder:
         c, h, w = t.shape
         oh, ow = (h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1
         out = self._new((c, oh, ow), t.scale, t.state)
-        self.ops.append(MaxPool(self._name(name, "maxpool"), (tid,), out, kernel, stride, (0, 0)))
+        self.ops.append(MaxPool(self._name(name, "maxpool"), (tid,), out, kernel, stride, (0, 0),
+                                value_bits=self.fp.ring.max_value_bits + 1))
         return out
 
     def output(self, tid: int, label_only: bool = False) -> Plan:

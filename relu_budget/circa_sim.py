@@ -3,12 +3,13 @@
 The secure engine feeds an activation its input at scale 2f (a private linear layer adds f
 fractional bits; the truncation back to f is fused into the gate), so a value x is the
 integer x_ulp = round(x · 2^(2f)) there and Circa's k dropped bits are in units of 2^(−2f).
-With a uniform mask (docs: /work/shared/design/PROTOCOLS.md, "Circa"):
+The law is the gates' (docs/fss.md, "Circa: fault law of this construction"; checked against
+the native gates in tests/native/test_circa_law.py), with a uniform mask:
 
 - PosZero: for 0 ≤ x_ulp < 2^k the site outputs 0 instead of x with probability
-  (2^k − 1 − x_ulp) / 2^k; otherwise it is an exact ReLU.
+  (2^k − x_ulp) / 2^k (at x_ulp = 0 the fault is invisible); otherwise it is an exact ReLU.
 - NegPass: for −2^k ≤ x_ulp ≤ −1 the site outputs x instead of 0 with probability
-  (2^k + x_ulp + 1) / 2^k; otherwise it is an exact ReLU.
+  (2^k + x_ulp) / 2^k; otherwise it is an exact ReLU.
 
 `circa_relu` applies the law to a tensor; `CircaSiteSim` is a ReluSite replacement that runs
 a site's full kind map (identity / polynomial / exact / Circa sites) with faults, used for
@@ -22,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from relu_budget.models import CIRCA, IDENTITY, POLY, ReluSite, relu_sites
+from protocols.site_kinds import CIRCA_MODES
+from relu_budget.models import CIRCA, ReluSite, relu_sites
 
-CIRCA_MODES = ("poszero", "negpass")
 DEFAULT_FRAC_BITS = 12
 
 
@@ -49,10 +50,10 @@ def fault_probability(x: torch.Tensor, k: int, mode: str = "poszero", frac_bits:
     t = 2.0 ** k
     if mode == "poszero":
         zone = (xu >= 0) & (xu < t)
-        p = (t - 1 - xu) / t
+        p = (t - xu) / t
     else:
         zone = (xu >= -t) & (xu <= -1)
-        p = (t + xu + 1) / t
+        p = (t + xu) / t
     return torch.where(zone, p, torch.zeros_like(p))
 
 
@@ -85,17 +86,8 @@ class CircaSiteSim(nn.Module):
         self._site = [site]          # not a submodule: avoids a cycle in module traversal
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        site = self._site[0]
-        kinds = site.kind_map.to(x.device)
         sim = circa_relu(x, self.k, self.mode, self.frac_bits, self.scale_bits, self.generator)
-        out = torch.where(kinds == CIRCA, sim, F.relu(x))
-        out = torch.where(kinds == IDENTITY, x, out)
-        if site.poly_coeffs is not None and bool((kinds == POLY).any()):
-            c = site.poly_coeffs.to(x)
-            view = (1, -1) + (1,) * (x.dim() - 2)
-            poly = c[:, 2].view(view) * x * x + c[:, 1].view(view) * x + c[:, 0].view(view)
-            out = torch.where(kinds == POLY, poly, out)
-        return out
+        return self._site[0].by_kind(x, circa=sim)
 
 
 def attach(model: nn.Module, frac_bits: int = DEFAULT_FRAC_BITS, scale_bits: int | None = None,

@@ -18,20 +18,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
-import math
-import os
 import re
 import sys
 import time
 from pathlib import Path
 
+# The run format is library code (relu_budget.runs); `pi` reads runs through it too.
+from relu_budget.runs import (
+    RunError,
+    collect_runs,
+    json_default,
+    load_run,
+    run_metrics,
+    save_run,
+    x_value,
+)
+
 # relu_budget.models.ARCHITECTURES' names, here so that parsing imports no torch (a test keeps
 # the two in sync).
 ARCH_NAMES = ("resnet18", "resnet18-full", "resnet-small", "smallcnn")
-RUN_FORMAT = "relu-budget-run"
-RUN_VERSION = 1
 
 
 class CliError(Exception):
@@ -159,7 +165,7 @@ def make_config(method: str, args) -> object:
         if v is not None:
             values[name] = v
     fair = {k: getattr(args, k, None) for k in ("fairness_penalty", "dual_lr", "tolerance")}
-    if any(v is not None for v in fair.values()):     # the fine-tuning penalty (relu_budget/fairness.py)
+    if any(v is not None for v in fair.values()):     # the fine-tuning penalty (relu_budget/fairness/mitigation.py)
         if "fairness_penalty" not in {f.name for f in dataclasses.fields(cls)}:
             raise CliError(f"--fairness-penalty/--dual-lr/--tolerance apply to SNL and AutoReP fine-tuning "
                            f"(methods snl, autorep, and circa/deepreshape through SNL), not {method}")
@@ -175,12 +181,8 @@ def make_config(method: str, args) -> object:
 
 def train_teacher(model, splits, args, out: Path):
     """Trains the all-ReLU network (resumable) and saves it as out/teacher.pt."""
-    from relu_budget.optimizers.common import (
-        OptimizeConfig,
-        PhaseStore,
-        is_main_process,
-        train_phase,
-    )
+    from relu_budget.optimizers.common import OptimizeConfig
+    from relu_budget.optimizers.training import PhaseStore, is_main_process, train_phase
     from relu_budget.train import save_checkpoint
     cfg = OptimizeConfig(seed=args.seed, batch_size=args.batch_size or 128, train_subset=args.train_subset)
     out_t = train_phase(model, splits, cfg, name="teacher", epochs=args.pretrain_epochs, optimizer="sgd",
@@ -206,12 +208,8 @@ def teacher_mismatch(path, teacher, arch: str, model) -> str:
 
 def run_optimize(args) -> dict:
     from relu_budget.optimizers import METHODS, get_method
-    from relu_budget.optimizers.common import (
-        dist_info,
-        init_distributed_from_env,
-        is_main_process,
-        resolve_budget,
-    )
+    from relu_budget.optimizers.common import resolve_budget
+    from relu_budget.optimizers.training import dist_info, init_distributed_from_env, is_main_process
     from relu_budget.train import evaluate, load_checkpoint, seed_everything
 
     if args.method not in METHODS:
@@ -270,95 +268,9 @@ def run_optimize(args) -> dict:
     return metrics
 
 
-def run_metrics(result, splits, config, original_model, *, command: str, method: str, arch: str,
-                budget_arg, teacher: dict, seconds: float, data_dir: str | None = None, **extra) -> dict:
-    """The metrics.json document of one run (the format `eval` and `pareto` read)."""
-    from relu_budget.optimizers.common import site_totals
-    counts = site_totals(result.model, splits.input_shape)
-    out = {
-        "format": RUN_FORMAT, "version": RUN_VERSION, "command": command,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "method": method, "arch": arch, "dataset": splits.name, "data_dir": data_dir,
-        "budget_arg": budget_arg, "objective": config.objective, "profile": config.profile,
-        "budget_sites": result.budget, "total_sites": site_totals(original_model, splits.input_shape)["total"],
-        "relus": counts["kept"], "counts": counts, "val": result.val, "test": result.test,
-        "teacher": teacher, "seed": config.seed, "config": config.to_dict(), "seconds": seconds,
-    }
-    out.update(extra)
-    out.update({k: v for k, v in result.to_json().items() if k in ("history", "frontier", "extra", "cost")})
-    return out
-
-
-def save_run(out: str | Path, result, metrics: dict) -> Path:
-    """Writes policy/, model.pt and (last, atomically) metrics.json into `out`."""
-    from relu_budget import policy as policy_mod
-    from relu_budget.optimizers.common import site_meta
-    from relu_budget.train import save_checkpoint
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    policy_mod.save_policy(result.policy, out / "policy")
-    save_checkpoint(out / "model.pt", result.model, {"method": metrics["method"], "site_meta": site_meta(result.model),
-                                                     "dataset": metrics["dataset"]})
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=1, default=_json_default))
-    os.replace(tmp, out / "metrics.json")
-    return out
-
-
-def _json_default(x):
-    try:
-        import numpy as np
-        if isinstance(x, (np.integer,)):
-            return int(x)
-        if isinstance(x, (np.floating,)):
-            return float(x)
-    except ImportError:
-        pass
-    if isinstance(x, (tuple, set)):
-        return list(x)
-    if isinstance(x, float) and math.isinf(x):
-        return None
-    return str(x)
-
-
 # ---------------------------------------------------------------------------------------------
 # eval
 # ---------------------------------------------------------------------------------------------
-
-def load_run(directory: str | Path):
-    """(model with the policy applied, policy, metrics) of an `optimize` output directory."""
-    from relu_budget.policy import PolicyError, load_policy
-    from relu_budget.train import load_checkpoint
-    d = Path(directory)
-    for name in ("model.pt", "policy/policy.yaml", "metrics.json"):
-        if not (d / name).is_file():
-            raise CliError(f"{d} is not a relu-budget run directory: {name} is missing")
-    metrics = json.loads((d / "metrics.json").read_text())
-    if metrics.get("format") != RUN_FORMAT:
-        raise CliError(f"{d}/metrics.json is not a relu-budget run (format {metrics.get('format')!r})")
-    model, _meta = load_checkpoint(d / "model.pt")
-    try:
-        pol = load_policy(d / "policy")
-        pol.apply(model)
-    except PolicyError as exc:
-        raise CliError(f"{d}/policy does not fit {d}/model.pt: {exc}") from exc
-    return model, pol, metrics
-
-
-def load_run_or_policy(directory: str | Path):
-    """A policy argument of `pi demo` / `pi bench model`: a run directory (its policy and its own
-    fine-tuned model, which the policy was trained for) or a bare policy directory (applied to
-    the caller's weights). Returns (policy, model or None)."""
-    from relu_budget.policy import load_policy
-    d = Path(directory)
-    if (d / "metrics.json").is_file() and (d / "policy").is_dir():
-        if not (d / "model.pt").is_file():
-            raise CliError(f"{d}: a relu-budget run without its weights (model.pt); its policy was trained "
-                           "for them, so it cannot be run on other weights")
-        model, pol, _metrics = load_run(d)
-        return pol, model.eval()
-    return load_policy(d), None
-
 
 def run_eval(args) -> dict:
     from relu_budget.cost_model import CostModel
@@ -379,14 +291,8 @@ def run_eval(args) -> dict:
     cost.pop("per_layer")
     res["cost"] = cost
     res["profile"] = args.profile
-    if args.compile:
-        import torch
-
-        import pi
-        pi.compile(model, torch.zeros(1, *splits.input_shape), policy=str(Path(args.dir) / "policy"))
-        res["compile"] = "ok"
     if args.json:
-        print(json.dumps(res, indent=1, default=_json_default))
+        print(json.dumps(res, indent=1, default=json_default))
     else:
         print(f"{args.dir}: {metrics['method']} on {dataset}")
         print(f"  sites: {counts['kept']} kept of {counts['total']} (relu {counts['relu']}, circa {counts['circa']}, "
@@ -398,41 +304,12 @@ def run_eval(args) -> dict:
             print(f"  {split} accuracy: {100 * m['accuracy']:.2f}% on {m['n']} examples{extra}")
         print(f"  predicted cost ({args.profile}): online {cost['online_bytes'] / 1e6:.2f} MB, "
               f"{cost['online_seconds']:.3f} s, {cost['rounds']} rounds; offline {cost['offline_bytes'] / 1e6:.2f} MB")
-        if args.compile:
-            print("  pi.compile with the policy: ok")
     return res
 
 
 # ---------------------------------------------------------------------------------------------
 # pareto
 # ---------------------------------------------------------------------------------------------
-
-def collect_runs(dirs: list[str]) -> list[dict]:
-    runs = []
-    for d in dirs:
-        p = Path(d)
-        found = [p / "metrics.json"] if (p / "metrics.json").is_file() else sorted(p.glob("*/metrics.json"))
-        if not found:
-            raise CliError(f"{d}: no metrics.json there or in its subdirectories")
-        for f in found:
-            m = json.loads(f.read_text())
-            if m.get("format") != RUN_FORMAT:
-                raise CliError(f"{f} is not a relu-budget run")
-            m["_dir"] = str(f.parent)
-            runs.append(m)
-    return runs
-
-
-def x_value(run: dict, x: str) -> float:
-    if x == "relus":
-        return float(run["relus"])
-    cost = run.get("cost") or {}
-    if x == "latency":
-        return float(cost.get("online_seconds", float("nan")))
-    if x == "bytes":
-        return float(cost.get("online_bytes", 0) + cost.get("offline_bytes", 0))
-    raise CliError(f"--x must be relus, latency or bytes, got {x!r}")
-
 
 def run_pareto(args) -> dict:
     from relu_budget.allocation import pareto_front
@@ -494,7 +371,7 @@ def plot_pareto(table: dict, path: str, x: str, metric: str, runs_with_candidate
 
 
 # ---------------------------------------------------------------------------------------------
-# audit (relu_budget/fairness.py)
+# audit (relu_budget/fairness/mitigation.py)
 # ---------------------------------------------------------------------------------------------
 
 def run_audit(args) -> dict:
@@ -568,7 +445,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--circa-repeats", type=int, default=3, help="fault draws averaged for Circa sites")
     e.add_argument("--profile", default="lan", choices=("lan", "wan"))
     e.add_argument("--results-dir", default=None)
-    e.add_argument("--compile", action="store_true", help="also check that pi.compile accepts the policy")
     e.add_argument("--json", action="store_true")
     e.add_argument("--threads", type=int, default=None)
 
@@ -582,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("methods", help="list the methods and their settings")
 
-    # audit: per-group metrics along a budget sweep; the logic is in relu_budget/fairness.py
+    # audit: per-group metrics along a budget sweep; the logic is in relu_budget/fairness/auditing.py
     a = sub.add_parser("audit", help="per-group accuracy, loss and margins of runs vs the all-ReLU model")
     a.add_argument("runs", nargs="+", help="run directories (or directories of run directories)")
     a.add_argument("--reference", default=None, help="all-ReLU checkpoint (default: each run's teacher)")
@@ -617,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             run_audit(args)
         else:
             run_methods(args)
-    except CliError as exc:
+    except (CliError, RunError) as exc:
         print(f"relu-budget: error: {exc}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError) as exc:

@@ -44,11 +44,12 @@ import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import torch
 from torch import nn
 
+from protocols.site_kinds import SITE_KINDS
+from relu_budget.models import count_relu_sites, dry_run, relu_sites
+
 OBJECTIVES = ("relus", "latency", "bytes")
-SITE_KINDS = ("relu", "identity", "poly", "circa")
 POLY_PARTS = ("trunc", "square")      # the gates of a polynomial site, in order
 RING_BITS = 64
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -310,7 +311,6 @@ class CostModel:
 
     def estimate(self, model: nn.Module, input_shape: tuple[int, ...]) -> CostEstimate:
         """Predicted cost of one inference of `model` under its current kind maps."""
-        from relu_budget.models import count_relu_sites, relu_sites
         rows = count_relu_sites(model, input_shape)
         sites = dict(relu_sites(model))
         macs, _weights, linear_rows = linear_layers(model, input_shape)
@@ -347,7 +347,6 @@ class CostModel:
         """How many kept sites (`kept_kind`) fit a budget in `objective` units when all other
         sites become `other_kind`. Conservative: every ReLU layer is assumed to keep paying its
         rounds (a layer emptied by the optimizer only makes the result cheaper)."""
-        from relu_budget.models import count_relu_sites
         if objective not in OBJECTIVES:
             raise CostModelError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         rows = count_relu_sites(model, input_shape)
@@ -453,26 +452,12 @@ def _linear_from_gemm(rows: list, path: Path) -> LinearCost | None:
     return LinearCost(macs_per_s=best[1] * 1e9, source=f"{path.name} (single thread, largest shape)")
 
 
-@torch.no_grad()
 def linear_layers(model: nn.Module, input_shape) -> tuple[int, int, list[dict]]:
     """(total MACs, total weights, rows per Conv2d / Linear) for one example."""
-    rows, hooks = [], []
-    for name, m in model.named_modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            def hook(mod, inputs, out, name=name):
-                w = mod.weight
-                if isinstance(mod, nn.Conv2d):
-                    per_out = w.shape[1] * w.shape[2] * w.shape[3]
-                else:
-                    per_out = w.shape[1]
-                rows.append({"name": name, "macs": int(out[0].numel() * per_out), "weights": int(w.numel())})
-            hooks.append(m.register_forward_hook(hook))
-    was = model.training
-    model.eval()
-    try:
-        model(torch.zeros(1, *input_shape))
-    finally:
-        model.train(was)
-        for h in hooks:
-            h.remove()
+    def record(name, mod, _inputs, out):
+        w = mod.weight
+        per_out = w.shape[1] * w.shape[2] * w.shape[3] if isinstance(mod, nn.Conv2d) else w.shape[1]
+        return {"name": name, "macs": int(out[0].numel() * per_out), "weights": int(w.numel())}
+    rows = dry_run(model, input_shape, [(n, m) for n, m in model.named_modules()
+                                        if isinstance(m, (nn.Conv2d, nn.Linear))], record)
     return sum(r["macs"] for r in rows), sum(r["weights"] for r in rows), rows

@@ -13,9 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Integer codes of what a site computes; the policy format and the secure compiler share them.
-SITE_KINDS = ("relu", "identity", "poly", "circa")
-RELU, IDENTITY, POLY, CIRCA = range(4)
+# What a site computes: one set of codes for the model zoo, the policy format and the plan.
+from protocols.site_kinds import CIRCA, IDENTITY, POLY, RELU, SITE_KINDS  # noqa: F401 (re-exported)
 
 
 class ReluSite(nn.Module):
@@ -56,8 +55,14 @@ class ReluSite(nn.Module):
             return self.replacement(x)
         if self.kind_map is None:
             return F.relu(x)
+        return self.by_kind(x)
+
+    def by_kind(self, x: torch.Tensor, circa: torch.Tensor | None = None) -> torch.Tensor:
+        """Each site per its kind: exact ReLU, identity, the polynomial, and at Circa sites
+        `circa` (the simulated faulty ReLU; None: exact, as in the secure engine's reference)."""
         kinds = self.kind_map.to(x.device)
-        out = torch.where(kinds == IDENTITY, x, F.relu(x))
+        out = F.relu(x) if circa is None else torch.where(kinds == CIRCA, circa, F.relu(x))
+        out = torch.where(kinds == IDENTITY, x, out)
         if self.poly_coeffs is not None and bool((kinds == POLY).any()):
             c = self.poly_coeffs.to(x)
             view = (1, -1) + (1,) * (x.dim() - 2)
@@ -72,23 +77,17 @@ def relu_sites(model: nn.Module) -> list[tuple[str, ReluSite]]:
 
 
 @torch.no_grad()
-def count_relu_sites(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict]:
-    """Per ReLU layer: name, per-example activation shape and number of scalar sites, and how
-    many sites are exact / circa / poly / identity under the current kind maps.
-
-    `input_shape` is one example's shape (C, H, W); counts are per example."""
+def dry_run(model: nn.Module, input_shape: tuple[int, ...], modules, record) -> list[dict]:
+    """One forward pass of a zero example in eval mode (the model's mode is restored) with a
+    hook on each of `modules` ((name, module) pairs): `record(name, module, inputs, output)`
+    returns the row of one call. The rows, in call order: how the zoo's site counts and the cost
+    model's linear layers are read off a model without guessing its structure."""
     rows: list[dict] = []
     hooks = []
-    for name, site in relu_sites(model):
-        def hook(mod, inputs, _out, name=name):
-            shape = tuple(inputs[0].shape[1:])
-            total = int(torch.tensor(shape).prod())
-            kinds = torch.zeros(shape, dtype=torch.int8) if mod.kind_map is None else \
-                mod.kind_map.expand(shape)
-            row = {"name": name, "shape": shape, "sites": total}
-            row.update({k: int((kinds == i).sum()) for i, k in enumerate(SITE_KINDS)})
-            rows.append(row)
-        hooks.append(site.register_forward_hook(hook))
+    for name, module in modules:
+        def hook(mod, inputs, out, name=name):
+            rows.append(record(name, mod, inputs, out))
+        hooks.append(module.register_forward_hook(hook))
     was_training = model.training
     model.eval()
     try:
@@ -98,6 +97,20 @@ def count_relu_sites(model: nn.Module, input_shape: tuple[int, ...]) -> list[dic
         for h in hooks:
             h.remove()
     return rows
+
+
+def count_relu_sites(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict]:
+    """Per ReLU layer: name, per-example activation shape and number of scalar sites, and how
+    many sites are exact / circa / poly / identity under the current kind maps.
+
+    `input_shape` is one example's shape (C, H, W); counts are per example."""
+    def record(name, mod, inputs, _out):
+        shape = tuple(inputs[0].shape[1:])
+        kinds = torch.zeros(shape, dtype=torch.int8) if mod.kind_map is None else mod.kind_map.expand(shape)
+        row = {"name": name, "shape": shape, "sites": int(torch.tensor(shape).prod())}
+        row.update({k: int((kinds == i).sum()) for i, k in enumerate(SITE_KINDS)})
+        return row
+    return dry_run(model, input_shape, relu_sites(model), record)
 
 
 class BasicBlock(nn.Module):

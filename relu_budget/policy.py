@@ -14,14 +14,24 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from protocols.site_kinds import CIRCA, CIRCA_MODES, POLY, SITE_KINDS
+
 FORMAT = "relu-policy"
 VERSION = 1
-SITE_KINDS = ("relu", "identity", "poly", "circa")   # codes 0..3, as relu_budget.models
-CIRCA_MODES = ("poszero", "negpass")
 
 
 class PolicyError(ValueError):
     """A policy file is malformed or does not fit the model."""
+
+
+@dataclass
+class SitePolicy:
+    """What one ReLU layer's sites compute (kinds over the per-example shape): what the
+    compiler asks of a policy, layer by layer (`site_policy(name, shape)`)."""
+    kinds: np.ndarray | None = None
+    circa_k: int | None = None
+    circa_mode: str = "poszero"
+    poly: np.ndarray | None = None     # (C, 3); None with polynomial sites: fitted (DaPa) on calibration data
 
 
 @dataclass
@@ -45,13 +55,13 @@ class LayerPolicy:
             if tuple(self.kinds.shape) != tuple(self.shape):
                 raise PolicyError(f"{where}: kind map has shape {self.kinds.shape}, expected {self.shape}")
             if self.kinds.size and (self.kinds.min() < 0 or self.kinds.max() >= len(SITE_KINDS)):
-                raise PolicyError(f"{where}: site codes must be 0..3 ({', '.join(SITE_KINDS)})")
-            if (self.kinds == 3).any():
+                raise PolicyError(f"{where}: site codes must be 0..{len(SITE_KINDS) - 1} ({', '.join(SITE_KINDS)})")
+            if (self.kinds == CIRCA).any():
                 if self.circa_k is None or not 1 <= int(self.circa_k) <= 62:
                     raise PolicyError(f"{where}: Circa sites need circa.k in 1..62, got {self.circa_k}")
                 if self.circa_mode not in CIRCA_MODES:
                     raise PolicyError(f"{where}: circa.mode must be one of {CIRCA_MODES}")
-            if (self.kinds == 2).any():
+            if (self.kinds == POLY).any():
                 if self.poly is None or self.poly.shape != (self.shape[0], 3) or not np.isfinite(self.poly).all():
                     raise PolicyError(f"{where}: polynomial sites need finite coefficients of shape ({self.shape[0]}, 3)")
 
@@ -63,7 +73,6 @@ class ReluPolicy:
 
     def site_policy(self, name: str, shape: tuple[int, ...]):
         """The compiler's hook: what the ReLU layer `name` computes."""
-        from pi.compiler import SitePolicy
         if name not in self.layers:
             raise PolicyError(f"the policy has no entry for ReLU layer {name!r} "
                               f"(it covers: {', '.join(self.layers) or 'nothing'})")

@@ -4,15 +4,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "pi_native/bytes.hpp"
+
 namespace pi_native::fss {
 namespace {
 
-inline uint64_t ld64(const uint8_t* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-inline void st64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
+using bytes::ld64;
+using bytes::st64;
 inline Block ldb(const uint8_t* p) {
   Block b;
   b.lo = ld64(p);

@@ -7,24 +7,17 @@
 #include <stdexcept>
 
 #include "pi_native/aes.hpp"
+#include "pi_native/bytes.hpp"
 #include "pi_native/dcf.hpp"
 #include "pi_native/parallel.hpp"
 
 namespace pi_native::fss {
 namespace {
 
-inline uint64_t ld64(const uint8_t* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-inline void st64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
-inline void st32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
-inline uint32_t ld32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
+using bytes::ld32;
+using bytes::ld64;
+using bytes::st32;
+using bytes::st64;
 inline uint64_t low_mask(int bits) { return bits >= 64 ? ~uint64_t{0} : ((uint64_t{1} << bits) - 1); }
 inline uint64_t pow2(int e) { return e >= 64 ? 0 : uint64_t{1} << e; }  // 2^e mod 2^64
 

@@ -141,19 +141,16 @@ def graph_steps(model, example) -> tuple[list[tuple], dict, str]:
                     raise ValueError(f"CrypTen baseline runs all-exact ReLU only; {node.target} has a policy")
                 layers[name] = ("relu", {})
                 steps.append((name, "layer", name, args))
-            elif isinstance(m, nn.AvgPool2d):
-                layers[name] = ("avgpool", {"kernel": _pair(m.kernel_size), "stride": _pair(m.stride or m.kernel_size),
-                                            "padding": _pair(m.padding)})
+            elif isinstance(m, (nn.AvgPool2d, nn.MaxPool2d)):
+                kind = "avgpool" if isinstance(m, nn.AvgPool2d) else "maxpool"
+                layers[name] = (kind, {"kernel": _pair(m.kernel_size), "stride": _pair(m.stride or m.kernel_size),
+                                       "padding": _pair(m.padding)})
                 steps.append((name, "layer", name, args))
             elif isinstance(m, nn.AdaptiveAvgPool2d):
                 _, h, w = shapes[node.args[0].name]
                 oh, ow = _pair(m.output_size)
                 k = (h // oh, w // ow)
                 layers[name] = ("avgpool", {"kernel": k, "stride": k, "padding": (0, 0)})
-                steps.append((name, "layer", name, args))
-            elif isinstance(m, nn.MaxPool2d):
-                layers[name] = ("maxpool", {"kernel": _pair(m.kernel_size), "stride": _pair(m.stride or m.kernel_size),
-                                            "padding": _pair(m.padding)})
                 steps.append((name, "layer", name, args))
             elif isinstance(m, nn.Flatten):
                 steps.append((name, "flatten", None, args))

@@ -5,7 +5,7 @@ weight 1 (so the activation's input carries 2f = 24 fractional bits, as after an
 linear layer) and one activation layer over a vector of n elements, whose sites are all
 exact ReLU, all Circa (k, PosZero), all identity or all polynomial. The dealer and the
 server are their own processes, the client is this one, links are TLS 1.3 on loopback
-(pi.bench.model.Deployment). Per element, from the activation layer alone:
+(pi.bench.deployment.Deployment). Per element, from the activation layer alone:
 
   online bytes   the layer's online frames, both directions (merged meters)
   rounds         the layer's online rounds (max over the parties)
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from pi.bench import profiles
-from pi.bench.results import format_table, markdown_table, write_results
+from pi.bench.results import format_table, markdown_table, versus_crypten, write_results
 
 NAME = "relu"
 HELP = "per-ReLU online/offline bytes, rounds and µs: exact, Circa, identity, polynomial, CrypTen"
@@ -114,7 +114,7 @@ def measure_ours(kind: str, n: int, repeats: int, threads: int, circa_k: int | N
                  seed: int = 0) -> dict:
     """Runs the probe `repeats` times (+1 warm-up) over TLS; per-run layer costs and the
     output error against the plaintext function."""
-    from pi.bench.model import Deployment
+    from pi.bench.deployment import Deployment
     secure = probe_model(kind, n, circa_k)
     x = np.random.default_rng(seed + n).standard_normal((1, 1, 1, n))
     limit = None
@@ -197,18 +197,9 @@ def _per_element(row: dict) -> dict:
 
 
 def comparisons(rows: list[dict]) -> list[dict]:
-    out = []
-    for r in rows:
-        if r["system"] != "pi":
-            continue
-        base = next((c for c in rows if c["system"] == "crypten" and c["n"] == r["n"]), None)
-        if base is None:
-            continue
-        out.append({"n": r["n"], "policy": r["policy"],
-                    "online_bytes_ratio": r["online_bytes"] / base["online_bytes"],
-                    "online_s_ratio": r["online_s"] / base["online_s"],
-                    "rounds_ratio": r["rounds"] / base["rounds"]})
-    return out
+    """Ours (each kind) against CrypTen's exact ReLU on vectors of the same length."""
+    return versus_crypten(rows, ("n",), {"online_bytes_ratio": "online_bytes", "online_s_ratio": "online_s",
+                                         "rounds_ratio": "rounds"})
 
 
 def configure(p) -> None:

@@ -28,6 +28,21 @@ def time_runs(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
             "repeats": repeats}
 
 
+def versus_crypten(rows: list[dict], keys: Sequence[str], ratios: dict[str, str]) -> list[dict]:
+    """Each of our rows against the CrypTen row with the same `keys` (e.g. workload and batch):
+    for every `name: metric` of `ratios`, ours / CrypTen's."""
+    out = []
+    for r in rows:
+        if r["system"] != "pi":
+            continue
+        base = next((c for c in rows if c["system"] == "crypten" and all(c[k] == r[k] for k in keys)), None)
+        if base is None:
+            continue
+        out.append({**{k: r[k] for k in keys}, "policy": r["policy"],
+                    **{name: r[metric] / base[metric] for name, metric in ratios.items()}})
+    return out
+
+
 def machine() -> dict:
     """What the numbers were measured on."""
     import pi_native

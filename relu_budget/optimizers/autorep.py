@@ -7,11 +7,9 @@ pass is a straight-through estimator (∂L/∂α = ∂L/∂m).
 
 Loss: CE + KD + λ·ReLU(Σm/N − B/N) (λ = 100 by default, in AutoReP's 80–240 range).
 
-DaPa (distribution-aware polynomial approximation): per channel the running mean μ and std σ
-of the pre-activation are tracked (like a BatchNorm without affine); the least-squares fit
-of ReLU under N(μ, σ²) is, with z = μ/σ:
-    c2 = φ(z)/(2σ),  c1 = Φ(z) − z·φ(z),  c0 = φ(z)·(μ²/σ + σ)/2
-(σ, not the variance). Coefficients are reset to this fit every `dapa_every` steps during
+DaPa (distribution-aware polynomial approximation, relu_budget.dapa): per channel the running
+mean μ and std σ of the pre-activation are tracked (like a BatchNorm without affine), and p
+is the least-squares fit of ReLU under N(μ, σ²). Coefficients are reset to this fit every `dapa_every` steps during
 the first `dapa_epochs` epochs of the search, then train freely.
 
 Guards against escaping activations (Sisyphus): the x² term is scaled by s (`c2_scale`, 0.1:
@@ -32,36 +30,30 @@ weights and coefficients are fine-tuned with the masks frozen (CE + KD, best val
 """
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relu_budget.dapa import dapa_coefficients
 from relu_budget.fairness import FairnessSettings, finetune_hooks
 from relu_budget.models import POLY, RELU, relu_sites
 from relu_budget.optimizers.common import (
     OptimizeConfig,
     OptimizeResult,
-    PhaseStore,
+    begin,
     finish,
-    prepare_student,
-    require_config,
-    resolve_budget,
     site_rows,
     top_k_mask,
-    train_loader,
-    train_phase,
 )
-from relu_budget.train import seed_everything
+from relu_budget.optimizers.training import train_loader, train_phase
 
 NAME = "autorep"
 
 
 @dataclass
-class AutoRePConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tuning penalty (fairness.py)
+class AutoRePConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tuning penalty (fairness/mitigation.py)
     lam: float = 100.0              # budget penalty weight λ
     threshold: float = 0.003        # hysteresis t
     alpha_lr: float = 1e-3          # Adam learning rate of α
@@ -74,20 +66,6 @@ class AutoRePConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fin
     calibration_batches: int = 4    # batches to initialize the running statistics
     stats_momentum: float = 0.1
     eps: float = 1e-5
-
-
-def dapa_coefficients(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(C, 3) least-squares degree-2 fit (c0, c1, c2) of ReLU under N(mean, std²), per channel."""
-    mean, std = torch.as_tensor(mean, dtype=torch.float64), torch.as_tensor(std, dtype=torch.float64)
-    if (std <= 0).any() or not torch.isfinite(std).all() or not torch.isfinite(mean).all():
-        raise ValueError("DaPa needs finite means and positive standard deviations")
-    z = mean / std
-    pdf = torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-    cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
-    c2 = pdf / (2 * std)
-    c1 = cdf - z * pdf
-    c0 = pdf * (mean * mean / std + std) / 2
-    return torch.stack([c0, c1, c2], dim=-1)
 
 
 class AutoRePSite(nn.Module):
@@ -267,13 +245,9 @@ def to_policy(model: nn.Module, modules: dict[str, AutoRePSite]) -> None:
 
 def optimize(model: nn.Module, splits, budget, config: AutoRePConfig | dict | None = None,
              teacher: nn.Module | None = None, progress: bool = True) -> OptimizeResult:
-    t0 = time.time()
-    config = require_config(config, AutoRePConfig)
-    seed_everything(config.seed)
-    student, teacher = prepare_student(model, teacher, config)
-    shape = splits.input_shape
-    b = resolve_budget(budget, student, shape, config, kept_kind="relu", other_kind="poly")
-    store = PhaseStore(config.checkpoint_dir)
+    p = begin(model, splits, budget, config, AutoRePConfig, teacher, kept_kind="relu", other_kind="poly")
+    config, student, teacher, b, store, shape, t0 = (p.config, p.student, p.teacher, p.budget, p.store,
+                                                     p.input_shape, p.t0)
     modules = attach(student, shape, config)
     n_sites = sum(m.mask.numel() for m in modules.values())
     calibrate(student, modules, splits, config)
@@ -321,4 +295,4 @@ def optimize(model: nn.Module, splits, budget, config: AutoRePConfig | dict | No
     return finish(NAME, student, splits, b, config, search["history"] + ft["history"], extra=info, t0=t0)
 
 
-__all__ = ["AutoRePConfig", "AutoRePSite", "dapa_coefficients", "optimize"]
+__all__ = ["AutoRePConfig", "AutoRePSite", "optimize"]

@@ -24,7 +24,6 @@ report `accuracy_without_faults`. Kept sites (ReLU + Circa) equal the budget of 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,19 +38,14 @@ from relu_budget.optimizers import snl
 from relu_budget.optimizers.common import (
     BudgetError,
     OptimizeResult,
-    PhaseStore,
+    begin,
     cost_model_for,
     evaluate_split,
     finish,
-    load_model_state,
-    prepare_student,
-    require_config,
-    resolve_budget,
-    site_meta,
     site_totals,
-    train_phase,
 )
-from relu_budget.train import evaluate, seed_everything
+from relu_budget.optimizers.training import load_model_state, site_meta, train_phase
+from relu_budget.train import evaluate
 
 NAME = "circa"
 DROP_UNIT = 1e-4      # accuracy drops are discretized to 0.01 % for the knapsack
@@ -168,14 +162,10 @@ def select_k(model: nn.Module, splits, config: CircaConfig, shape) -> dict:
 
 def optimize(model: nn.Module, splits, budget, config: CircaConfig | dict | None = None,
              teacher: nn.Module | None = None, progress: bool = True) -> OptimizeResult:
-    t0 = time.time()
-    config = require_config(config, CircaConfig)
-    seed_everything(config.seed)
-    student, teacher = prepare_student(model, teacher, config)
-    shape = splits.input_shape
     # Cost budgets are converted with exact-ReLU prices: Circa sites are cheaper, so this is safe.
-    b = resolve_budget(budget, student, shape, config)
-    store = PhaseStore(config.checkpoint_dir)
+    p = begin(model, splits, budget, config, CircaConfig, teacher)
+    config, student, teacher, b, store, shape, t0 = (p.config, p.student, p.teacher, p.budget, p.store,
+                                                     p.input_shape, p.t0)
     history, info = [], {}
     if config.base == "snl":
         history, info["snl"] = snl.run(student, splits, b, config, teacher, store, progress, prefix="circa_")

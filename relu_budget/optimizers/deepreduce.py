@@ -27,7 +27,6 @@ budget, so runs at several budgets sharing a directory reuse them.
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -37,17 +36,14 @@ from relu_budget.models import ResNet, ResNetConfig, relu_sites
 from relu_budget.optimizers.common import (
     OptimizeConfig,
     OptimizeResult,
-    PhaseStore,
+    begin,
     evaluate_split,
     finish,
-    prepare_student,
-    require_config,
-    resolve_budget,
     set_kinds,
     site_rows,
-    train_phase,
     uniform_kinds,
 )
+from relu_budget.optimizers.training import PhaseStore, train_phase
 from relu_budget.train import evaluate, seed_everything
 
 NAME = "deepreduce"
@@ -170,13 +166,9 @@ def _build(model: nn.Module, cand: dict) -> nn.Module:
 
 def optimize(model: nn.Module, splits, budget, config: DeepReDuceConfig | dict | None = None,
              teacher: nn.Module | None = None, progress: bool = True) -> OptimizeResult:
-    t0 = time.time()
-    config = require_config(config, DeepReDuceConfig)
-    seed_everything(config.seed)
-    student, teacher = prepare_student(model, teacher, config)
-    shape = splits.input_shape
-    b = resolve_budget(budget, student, shape, config)
-    store = PhaseStore(config.checkpoint_dir)
+    p = begin(model, splits, budget, config, DeepReDuceConfig, teacher)
+    config, student, teacher, b, store, shape, t0 = (p.config, p.student, p.teacher, p.budget, p.store,
+                                                     p.input_shape, p.t0)
     names = [r["name"] for r in site_rows(student, shape)]
     stages = stages_of(student, names, config.stage_names)
 

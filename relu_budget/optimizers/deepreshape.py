@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 from torch import nn
@@ -34,15 +33,12 @@ from relu_budget.models import ResNet, ResNetConfig
 from relu_budget.optimizers import deepreduce, snl
 from relu_budget.optimizers.common import (
     OptimizeResult,
-    PhaseStore,
+    begin,
     cost_model_for,
     finish,
-    prepare_student,
-    require_config,
-    resolve_budget,
     site_rows,
-    train_phase,
 )
+from relu_budget.optimizers.training import PhaseStore, train_phase
 from relu_budget.train import seed_everything
 
 NAME = "deepreshape"
@@ -122,16 +118,12 @@ def allocate_widths(model: ResNet, input_shape, budget: int, scores: dict[int, f
 
 def optimize(model: nn.Module, splits, budget, config: DeepReShapeConfig | dict | None = None,
              teacher: nn.Module | None = None, progress: bool = True) -> OptimizeResult:
-    t0 = time.time()
-    config = require_config(config, DeepReShapeConfig)
     if not isinstance(model, ResNet):
         raise TypeError(f"deepreshape reshapes ResNet stage widths; got a {type(model).__name__} "
                          "(use arch resnet18, resnet-small or another ResNet)")
-    seed_everything(config.seed)
-    student, teacher = prepare_student(model, teacher, config)
-    shape = splits.input_shape
-    b = resolve_budget(budget, student, shape, config)
-    store = PhaseStore(config.checkpoint_dir)
+    p = begin(model, splits, budget, config, DeepReShapeConfig, teacher)
+    config, student, teacher, b, store, shape, t0 = (p.config, p.student, p.teacher, p.budget, p.store,
+                                                     p.input_shape, p.t0)
 
     if config.criticality is not None:
         scores = {int(k): float(v) for k, v in config.criticality.items()}

@@ -20,7 +20,6 @@ cosine), keeping the epoch with the best validation accuracy (never test).
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
@@ -32,24 +31,19 @@ from relu_budget.models import IDENTITY, RELU, relu_sites
 from relu_budget.optimizers.common import (
     OptimizeConfig,
     OptimizeResult,
-    PhaseStore,
+    begin,
     clear_replacements,
-    finetune,
     finish,
-    prepare_student,
-    require_config,
-    resolve_budget,
     site_rows,
     top_k_mask,
-    train_phase,
 )
-from relu_budget.train import seed_everything
+from relu_budget.optimizers.training import PhaseStore, finetune, train_phase
 
 NAME = "snl"
 
 
 @dataclass
-class SNLConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tuning penalty (fairness.py)
+class SNLConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tuning penalty (fairness/mitigation.py)
     lam: float = 1e-5               # L1 weight on Σα (per site); short schedules: 1e-4 (docs)
     lam_growth: float = 1.1
     lam_warmup_epochs: int = 5      # λ may grow only from this epoch on
@@ -157,7 +151,7 @@ def search_and_binarize(student: nn.Module, splits, budget: int, config: SNLConf
     shape = splits.input_shape
     done = store.load(f"{prefix}snl_binarized")
     if done is not None:
-        from relu_budget.optimizers.common import load_model_state
+        from relu_budget.optimizers.training import load_model_state
         clear_replacements(student)
         load_model_state(student, done["model"], done.get("site_meta"))
         return done["history"], done["info"]
@@ -189,7 +183,7 @@ def search_and_binarize(student: nn.Module, splits, budget: int, config: SNLConf
     info = binarize(student, masks, budget, config)
     info.update({"reached_budget_in_search": bool(out["state"].get("reached")), "final_lam": out["state"]["lam"],
                  "search_epochs": out["epochs_run"]})
-    from relu_budget.optimizers.common import site_meta
+    from relu_budget.optimizers.training import site_meta
     store.save(f"{prefix}snl_binarized", {"model": student.state_dict(), "history": out["history"], "info": info,
                                           "site_meta": site_meta(student)})
     return out["history"], info
@@ -206,11 +200,6 @@ def run(student: nn.Module, splits, budget: int, config: SNLConfig, teacher, sto
 
 def optimize(model: nn.Module, splits, budget, config: SNLConfig | dict | None = None,
              teacher: nn.Module | None = None, progress: bool = True) -> OptimizeResult:
-    t0 = time.time()
-    config = require_config(config, SNLConfig)
-    seed_everything(config.seed)
-    student, teacher = prepare_student(model, teacher, config)
-    b = resolve_budget(budget, student, splits.input_shape, config)
-    store = PhaseStore(config.checkpoint_dir)
-    history, info = run(student, splits, b, config, teacher, store, progress)
-    return finish(NAME, student, splits, b, config, history, extra=info, t0=t0)
+    p = begin(model, splits, budget, config, SNLConfig, teacher)
+    history, info = run(p.student, splits, p.budget, p.config, p.teacher, p.store, progress)
+    return finish(NAME, p.student, splits, p.budget, p.config, history, extra=info, t0=p.t0)

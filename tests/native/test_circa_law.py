@@ -8,16 +8,13 @@ The law is the same at every input width n (checked at n = 64, 40, 17); just out
 precondition, within 2^k of the ends of the n-bit range, the edge law of docs/fss.md applies.
 """
 import os
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
 import pi_native
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from reference import fss_ref as ref  # noqa: E402
+from reference import fss_ref as ref
 
 U64 = np.uint64
 I64 = np.int64
@@ -118,8 +115,9 @@ def test_fault_law_with_fused_shift(mode, n):
     assert not err[d == 0].any()
 
 
-def test_law_matches_protocols_law_shifted_by_one():
-    """PROTOCOLS.md states the additive-share law; in the dealer model ours is the same law at x - 1."""
+def test_law_matches_the_additive_share_law_shifted_by_one():
+    """Circa's paper states the law for additive shares (a + b = x); in the dealer model
+    (xhat = x + r) ours is the same law at x - 1."""
     k = 6
     for x in range(-(1 << k) - 2, (1 << k) + 2):
         neg_protocols = (2**k + (x - 1) + 1) / 2**k if -(1 << k) <= x - 1 <= -1 else 0.0

@@ -1,15 +1,12 @@
 """DCF key generation and evaluation: correctness, agreement with the Python reference, validation."""
 import os
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
 import pi_native
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from reference import fss_ref as ref  # noqa: E402
+from reference import fss_ref as ref
 
 U64 = np.uint64
 

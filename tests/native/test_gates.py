@@ -1,15 +1,12 @@
 """FSS gates on Z_2^64: reconstruction, the error laws of the fused shifts, the reference, the API."""
 import os
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
 import pi_native
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from reference import fss_ref as ref  # noqa: E402
+from reference import fss_ref as ref
 
 U64 = np.uint64
 I64 = np.int64
@@ -39,6 +36,21 @@ def run(gate, x, r_in, r_out, **params):
     y = getattr(pi_native, "eval_" + gate)(0, k0, xhat) + getattr(pi_native, "eval_" + gate)(1, k1, xhat)
     return (y - r_out).view(I64)
 
+
+
+def assert_evals_match_reference(gate, keys, xhat, rng):
+    """Both parties' native evaluations equal the reference's, bit for bit (Circa: both steps,
+    with random opened bits for the second)."""
+    for party in (0, 1):
+        if gate == "circa":
+            np.testing.assert_array_equal(pi_native.eval_circa_sign(party, keys[party], xhat),
+                                          ref.eval_circa_sign(party, keys[party], xhat))
+            opened = rng.integers(0, 2, xhat.size, dtype=np.uint8)
+            np.testing.assert_array_equal(pi_native.eval_circa_select(party, keys[party], xhat, opened),
+                                          ref.eval_circa_select(party, keys[party], xhat, opened))
+        else:
+            np.testing.assert_array_equal(getattr(pi_native, "eval_" + gate)(party, keys[party], xhat),
+                                          getattr(ref, "eval_" + gate)(party, keys[party], xhat))
 
 def test_relu_exact_full_range():
     rng = np.random.default_rng(1)
@@ -164,16 +176,7 @@ def test_native_matches_reference(gate, params):
     keys = getattr(pi_native, "gen_" + gate)(seed, r_in, r_out, **params)
     assert keys == getattr(ref, "gen_" + gate)(seed, r_in, r_out, **params)
     xhat = x.view(U64) + r_in
-    for party in (0, 1):
-        if gate == "circa":
-            a = pi_native.eval_circa_sign(party, keys[party], xhat)
-            np.testing.assert_array_equal(a, ref.eval_circa_sign(party, keys[party], xhat))
-            opened = rng.integers(0, 2, x.size, dtype=np.uint8)
-            np.testing.assert_array_equal(pi_native.eval_circa_select(party, keys[party], xhat, opened),
-                                          ref.eval_circa_select(party, keys[party], xhat, opened))
-        else:
-            np.testing.assert_array_equal(getattr(pi_native, "eval_" + gate)(party, keys[party], xhat),
-                                          getattr(ref, "eval_" + gate)(party, keys[party], xhat))
+    assert_evals_match_reference(gate, keys, xhat, rng)
 
 
 def test_mul_matches_reference():
@@ -456,16 +459,7 @@ def test_native_matches_reference_width_n(n, gate, params):
     keys = getattr(pi_native, "gen_" + gate)(seed, r_in, r_out, n=n, **params)
     assert keys == getattr(ref, "gen_" + gate)(seed, r_in, r_out, n=n, **params)
     xhat = junk_above(x.view(U64) + r_in, 64 if gate == "drelu" else n + 1, rng)
-    for party in (0, 1):
-        if gate == "circa":
-            np.testing.assert_array_equal(pi_native.eval_circa_sign(party, keys[party], xhat),
-                                          ref.eval_circa_sign(party, keys[party], xhat))
-            opened = rng.integers(0, 2, x.size, dtype=np.uint8)
-            np.testing.assert_array_equal(pi_native.eval_circa_select(party, keys[party], xhat, opened),
-                                          ref.eval_circa_select(party, keys[party], xhat, opened))
-        else:
-            np.testing.assert_array_equal(getattr(pi_native, "eval_" + gate)(party, keys[party], xhat),
-                                          getattr(ref, "eval_" + gate)(party, keys[party], xhat))
+    assert_evals_match_reference(gate, keys, xhat, rng)
 
 
 @pytest.mark.parametrize("n", [40, 17])

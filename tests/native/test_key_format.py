@@ -1,8 +1,6 @@
 """Key batch format: header fields, and malformed input always raises ValueError (never crashes)."""
 import os
-import pathlib
 import struct
-import sys
 import zlib
 
 import numpy as np
@@ -10,8 +8,7 @@ import pytest
 
 import pi_native
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from reference import fss_ref as ref  # noqa: E402
+from reference import fss_ref as ref
 
 U64 = np.uint64
 

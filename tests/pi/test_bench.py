@@ -162,7 +162,7 @@ def test_crypten_missing_is_reported_not_raised(monkeypatch):
 @needs_crypten
 def test_crypten_relu_costs():
     res = cb.relu_costs([1000], repeats=1)[1000]
-    # CrypTen's ReLU (PROTOCOLS.md reference point): 464 bytes per element, 9 rounds.
+    # CrypTen's ReLU (its published cost, our reference point): 464 bytes per element, 9 rounds.
     assert res["online_bytes"] == 464 * 1000 and res["rounds"] == 9
     assert res["max_abs_err"] < 1e-3
 
@@ -185,7 +185,7 @@ def test_budget_policy_from_a_run_directory_uses_the_runs_own_weights(tmp_path, 
     """`--policy DIR` with a relu-budget run: the row runs the run's fine-tuned model (not the
     workload's weights) under its policy, and agrees with that model in plaintext."""
     from pi.assets import load_default_model
-    from relu_budget import cli, models, policy
+    from relu_budget import models, policy, runs
     from relu_budget.train import save_checkpoint
     model, _ = load_default_model()
     with torch.no_grad():
@@ -198,8 +198,8 @@ def test_budget_policy_from_a_run_directory_uses_the_runs_own_weights(tmp_path, 
     run.mkdir()
     save_checkpoint(run / "model.pt", model, {"method": "snl"})
     policy.save_policy(policy.from_model(model, (1, 28, 28)), run / "policy")
-    (run / "metrics.json").write_text(json.dumps({"format": cli.RUN_FORMAT}))
-    pol, net = cli.load_run_or_policy(str(run))
+    (run / "metrics.json").write_text(json.dumps({"format": runs.RUN_FORMAT}))
+    pol, net = runs.load_run_or_policy(str(run))
     assert net is not None
     for a, b in zip(net.parameters(), model.parameters()):
         assert torch.equal(a, b)

@@ -97,7 +97,7 @@ class PolyNet(nn.Module):
 
 
 def test_global_poly_fits_dapa_per_channel_on_the_calibration_data():
-    from relu_budget.optimizers.autorep import dapa_coefficients
+    from relu_budget.dapa import dapa_coefficients
     net = PolyNet().eval()
     calib = torch.randn(16, 1, 6, 6)
     with torch.no_grad():

@@ -30,8 +30,8 @@ def small_model():
     return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(48, 4)).eval()
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory):
+@pytest.fixture(scope="module", params=[64, 40], ids=["ring64", "ring40"])
+def deployment(tmp_path_factory, request):
     d = tmp_path_factory.mktemp("deploy")
     server_cert = write_self_signed(d, "server")
     dealer_cert = write_self_signed(d, "dealer")
@@ -39,7 +39,7 @@ def deployment(tmp_path_factory):
     dealer = DealerService(dealer_listener)
     threading.Thread(target=dealer.serve_forever, daemon=True).start()
     model = small_model()
-    secure = pi.compile(model, torch.zeros(1, 1, 4, 4), relu=RELU)
+    secure = pi.compile(model, torch.zeros(1, 1, 4, 4), relu=RELU, ring_bits=request.param)
     dealer_ep = Endpoint("127.0.0.1", dealer_listener.port, TlsConfig(peer_fingerprint=dealer_cert.fingerprint))
     server_listener = Listener("127.0.0.1", 0, TlsConfig(cert=server_cert.cert, key=server_cert.key))
     server = InferenceServer(secure, server_listener, dealer_ep, max_batch=16)

@@ -1,5 +1,7 @@
 """The conformance suite: every secure layer and small networks against plaintext, privacy
-of the messages each party receives, one-time material. Runs against every provider."""
+of the messages each party receives, one-time material. Runs against every provider, and at
+two ring widths: Z_2^64 (uncalibrated) and the narrowest ring pi.compile derives from
+calibration on the test inputs (asserted below 64 bits)."""
 import numpy as np
 import pytest
 import torch
@@ -24,9 +26,27 @@ def provider(request):
     return request.param
 
 
-def secure(model, x, provider, **kw):
+@pytest.fixture(params=[64, "calibrated"], ids=["ring64", "ring-calibrated"])
+def width(request):
+    return request.param
+
+
+def ring_kw(width, calibration) -> dict:
+    """compile arguments for a ring width: 64 without calibration, or calibrated on `calibration`."""
+    return {"ring_bits": 64} if width == 64 else {"ring_bits": "calibrated", "calibration": calibration}
+
+
+def check_width(plan, width):
+    if width == 64:
+        assert plan.ring_bits == 64
+    else:   # the second width must really be narrower, or the suite would test 64 twice
+        assert plan.ring_bits < 64 and plan.meta["ring"] == "calibrated", plan.ring_bits
+
+
+def secure(model, x, provider, width=64, **kw):
     torch.manual_seed(0)
-    sm = pi.compile(model.eval(), x[:1], provider=provider, **kw)
+    sm = pi.compile(model.eval(), x[:1], provider=provider, **ring_kw(width, x), **kw)
+    check_width(sm.plan, width)
     return sm, sm.run(x)
 
 
@@ -46,7 +66,7 @@ class Seq(nn.Sequential):
     (nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU()), (2, 5, 5)),
     (nn.Sequential(nn.Flatten(), nn.Linear(8, 6), nn.ReLU(), nn.Dropout(0.3), nn.Identity(), nn.Linear(6, 3)), (2, 2, 2)),
 ])
-def test_layers_match_plaintext(provider, layer, shape):
+def test_layers_match_plaintext(provider, width, layer, shape):
     torch.manual_seed(1)
     for m in layer.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -54,14 +74,14 @@ def test_layers_match_plaintext(provider, layer, shape):
             m.running_var.uniform_(0.5, 2)
             m.weight.data.uniform_(0.5, 1.5)
     x = torch.randn(3, *shape)
-    sm, y = secure(layer, x, provider)
+    sm, y = secure(layer, x, provider, width)
     with torch.no_grad():
         expected = layer.eval()(x).double()
     assert y.shape == expected.shape
     assert float((y - expected).abs().max()) < TOL
 
 
-def test_residual_network_matches_plaintext(provider):
+def test_residual_network_matches_plaintext(provider, width):
     torch.manual_seed(2)
     model = models.build("resnet-small", widths=(4, 8, 8), stem_channels=4)
     for m in model.modules():
@@ -69,14 +89,14 @@ def test_residual_network_matches_plaintext(provider):
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 2)
     x = torch.randn(2, 1, 28, 28)
-    sm, y = secure(model, x, provider)
+    sm, y = secure(model, x, provider, width)
     with torch.no_grad():
         expected = model.eval()(x).double()
     assert float((y - expected).abs().max()) < 4 * TOL
     assert torch.equal(y.argmax(1), expected.argmax(1))
 
 
-def test_mixed_per_site_policy(provider):
+def test_mixed_per_site_policy(provider, width):
     """Exact, identity and Circa sites inside one layer, with per-pixel masks."""
     torch.manual_seed(3)
     model = models.build("smallcnn", image_size=8, channels=(3, 4), hidden=10)
@@ -90,7 +110,8 @@ def test_mixed_per_site_policy(provider):
     def policy(name, shape):
         site = dict(model.named_modules())[name]
         return SitePolicy(kinds=None if site.kind_map is None else site.kind_map.numpy())
-    plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=policy, fixed_point=FP)
+    plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=policy, fixed_point=FP, **ring_kw(width, x))
+    check_width(plan, width)
     sm = pi.SecureModel(plan, weights, provider)
     y = sm.run(x)
     with torch.no_grad():
@@ -101,20 +122,23 @@ def test_mixed_per_site_policy(provider):
     assert counts["relu1"]["relu"] == int((kinds == RELU).sum())
 
 
-def test_online_cost_only_pays_for_kept_sites(provider):
+def test_online_cost_only_pays_for_kept_sites(provider, width):
     torch.manual_seed(4)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3))
     x = torch.randn(1, 1, 4, 4)
-    exact, _ = secure(model, x, provider, relu="exact")
-    linear, _ = secure(model, x, provider, relu="identity")
-    gate_bytes = exact.last_cost.online_bytes - linear.last_cost.online_bytes
-    assert gate_bytes >= 16 * 64          # x̂ and y0 for each of the 64 ReLU sites
+    exact, _ = secure(model, x, provider, width, relu="exact")
+    linear, _ = secure(model, x, provider, 64, relu="identity")
+    eb = exact.plan.ring.elem_bytes
+    gate_bytes = exact.last_cost.online_bytes - linear.last_cost.online_bytes * eb / 8
+    assert gate_bytes >= 2 * eb * 64      # x̂ and y0 for each of the 64 ReLU sites
     assert linear.last_cost.rounds < exact.last_cost.rounds
 
 
-def test_material_is_consumed_once(provider):
+def test_material_is_consumed_once(provider, width):
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
-    sm = pi.compile(model, torch.randn(1, 4), provider=provider)
+    x = torch.randn(8, 4)
+    sm = pi.compile(model, x[:1], provider=provider, **ring_kw(width, x))
+    check_width(sm.plan, width)
     client, server = PROVIDERS[provider]().preprocess(sm.plan, 1)
     engine.ClientRun(sm.plan, client, 1)
     with pytest.raises(MaterialReuseError):
@@ -124,7 +148,7 @@ def test_material_is_consumed_once(provider):
         engine.ServerRun(sm.plan, sm.weights, server, 1)
 
 
-def test_thousand_random_inferences_agree_with_plaintext_argmax(provider):
+def test_thousand_random_inferences_agree_with_plaintext_argmax(provider, width):
     """A trained model on 1000 fresh inputs from its data distribution, in 4 batched inferences.
     Every logit is within the fixed-point tolerance, so the argmax must agree wherever the
     plaintext top-2 margin exceeds twice that tolerance (ties closer than that may flip: with
@@ -136,7 +160,9 @@ def test_thousand_random_inferences_agree_with_plaintext_argmax(provider):
     train.fit(model, splits, train.TrainConfig(epochs=3, lr=0.01, optimizer="adam", batch_size=32, progress=False))
     model.eval()
     x = splits.test[0]
-    sm = pi.compile(model, x[:1], provider=provider)
+    # The calibrated ring is derived from training inputs, not from the inputs under test.
+    sm = pi.compile(model, x[:1], provider=provider, **ring_kw(width, splits.train[0][:256]))
+    check_width(sm.plan, width)
     with torch.no_grad():
         secure_logits = torch.cat([sm.run(chunk) for chunk in x.split(250)])
         plain = model(x).double()
@@ -148,7 +174,7 @@ def test_thousand_random_inferences_agree_with_plaintext_argmax(provider):
     assert int(agree.sum()) >= 999 and int(clear.sum()) >= 990
 
 
-def test_polynomial_sites_match_plaintext(provider):
+def test_polynomial_sites_match_plaintext(provider, width):
     """Per-channel degree-2 polynomials on some sites, exact ReLU and identity on others."""
     torch.manual_seed(6)
     model = models.build("smallcnn", image_size=8, channels=(3, 4), hidden=10).eval()
@@ -164,20 +190,21 @@ def test_polynomial_sites_match_plaintext(provider):
         if site.kind_map is None:
             return SitePolicy()
         return SitePolicy(kinds=site.kind_map.numpy(), poly=site.poly_coeffs.double().numpy())
-    plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=policy, fixed_point=FP)
+    plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=policy, fixed_point=FP, **ring_kw(width, x))
+    check_width(plan, width)
     y = pi.SecureModel(plan, weights, provider).run(x)
     with torch.no_grad():
         expected = model(x).double()
     assert float((y - expected).abs().max()) < 2 * TOL
 
 
-def test_circa_sites_fault_only_near_zero(provider):
+def test_circa_sites_fault_only_near_zero(provider, width):
     """Circa with k = 12 (inputs carry 24 fractional bits): a fault changes a ReLU output by
     less than 2^-12, so the network's output stays within a few ulps of plaintext."""
     torch.manual_seed(7)
     model = models.build("smallcnn", image_size=8, channels=(3, 4), hidden=10).eval()
     x = torch.randn(4, 1, 8, 8)
-    sm, y = secure(model, x, provider, relu="circa", circa_k=12)
+    sm, y = secure(model, x, provider, width, relu="circa", circa_k=12)
     with torch.no_grad():
         expected = model(x).double()
     assert float((y - expected).abs().max()) < 4 * TOL
@@ -185,11 +212,12 @@ def test_circa_sites_fault_only_near_zero(provider):
     assert rows["relu1"]["circa"] == 3 * 64
 
 
-def test_label_only_output_reveals_the_argmax(provider):
+def test_label_only_output_reveals_the_argmax(provider, width):
     torch.manual_seed(8)
     model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
     x = torch.randn(64, 6)
-    sm = pi.compile(model, x[:1], provider=provider, output="label")
+    sm = pi.compile(model, x[:1], provider=provider, output="label", **ring_kw(width, x))
+    check_width(sm.plan, width)
     labels = sm.run(x)
     plain = model(x)
     assert labels.dtype == torch.int64 and labels.shape == (64,)
@@ -198,16 +226,17 @@ def test_label_only_output_reveals_the_argmax(provider):
     assert "output" in rows
 
 
-def test_offline_traffic_is_charged_to_the_layers_that_cause_it(provider):
+def test_offline_traffic_is_charged_to_the_layers_that_cause_it(provider, width):
     """The offline bundle is one flight each way, but each item's bytes land on its layer's row:
-    a private linear layer's masked weights (8 bytes per weight), an activation's c + r."""
+    a private linear layer's masked weights (ceil(l/8) bytes per weight), an activation's c + r."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16, 3)).eval()
-    sm, _ = secure(model, torch.randn(2, 1, 6, 6), provider)
+    sm, _ = secure(model, torch.randn(2, 1, 6, 6), provider, width)
+    eb = sm.plan.ring.elem_bytes
     rows = [r for r in sm.last_cost.per_layer if r["phase"] == "offline"]
     by_layer = {r["layer"]: r for r in rows}
     for name, numel in (("0", 4 * 9), ("3", 3 * 64)):
-        assert 8 * numel <= by_layer[name]["bytes_sent"] < 8 * numel + 200, by_layer[name]
-    assert by_layer["1"]["op"] == "relu" and by_layer["1"]["bytes_sent"] >= 8 * 2 * 4 * 16
+        assert eb * numel <= by_layer[name]["bytes_sent"] < eb * numel + 200, by_layer[name]
+    assert by_layer["1"]["op"] == "relu" and by_layer["1"]["bytes_sent"] >= eb * 2 * 4 * 16
     bundle = [r for r in rows if r["op"] == "setup"]
     assert sum(r["bytes_sent"] for r in bundle) < 1000 and sum(r["rounds"] for r in bundle) >= 1

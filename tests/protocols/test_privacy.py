@@ -2,10 +2,11 @@
 
 For a small network we run many inferences (fresh preprocessing each time) on two different
 inputs and record every array one party receives online. Under the protocol those arrays are
-uniform ring elements whatever the input; we check each of the 64 bit positions of every
-received element: the frequency of ones must match between the two inputs (two-proportion
-z-test) and be 1/2 (binomial test), with |z| < 5 over all positions (with ~1000 tests at
-|z| < 5 the chance of a false alarm is below 1e-3)."""
+uniform ring elements whatever the input; we check each of the l bit positions of every
+received element (l = 64, and the narrower ring calibration gives): the frequency of ones
+must match between the two inputs (two-proportion z-test) and be 1/2 (binomial test), with
+|z| < 5 over all positions (with ~1000 tests at |z| < 5 the chance of a false alarm is below
+1e-3)."""
 import threading
 
 import numpy as np
@@ -59,14 +60,16 @@ def views(sm, x, provider, runs):
         t.join()
         # The client's last message is the output share the server sends: its result, not a view
         # to hide (it is the client's own output). Everything before it must look uniform.
-        client_views.append(np.concatenate([v.reshape(-1) for v in rc.seen[:-1]]))
-        server_views.append(np.concatenate([v.reshape(-1) for v in rs.seen]))
+        # At l < 64 ring elements arrive packed in ceil(l/8) bytes: back to uint64 elements.
+        client_views.append(np.concatenate([plan.ring.unpack(v) for v in rc.seen[:-1]]))
+        server_views.append(np.concatenate([plan.ring.unpack(v) for v in rs.seen]))
     return np.stack(client_views), np.stack(server_views)
 
 
-def bits(v: np.ndarray) -> np.ndarray:
-    """(runs, elements) uint64 → (runs, elements·64) bits."""
-    return np.unpackbits(v.view(np.uint8), axis=1, bitorder="little")
+def bits(v: np.ndarray, l: int) -> np.ndarray:
+    """(runs, elements) uint64 → (runs, elements·l) bits: the l bits of each ring element."""
+    b = np.unpackbits(v.view(np.uint8), axis=1, bitorder="little").reshape(v.shape[0], v.shape[1], 64)
+    return b[:, :, :l].reshape(v.shape[0], -1)
 
 
 def z_scores(b1: np.ndarray, b2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,17 +82,20 @@ def z_scores(b1: np.ndarray, b2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return z_diff, z_half
 
 
+@pytest.mark.parametrize("width", [64, "calibrated"])
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))
-def test_received_messages_do_not_depend_on_the_secret_input(provider):
+def test_received_messages_do_not_depend_on_the_secret_input(provider, width):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
-    sm = pi.compile(model, torch.zeros(1, 4), provider=provider)
     x_a = np.array([[3.0, -2.0, 0.5, 1.0]])
     x_b = np.array([[-7.0, 4.0, 0.0, -0.25]])
+    kw = {"calibration": torch.tensor(np.vstack([x_a, x_b]))} if width == "calibrated" else {}
+    sm = pi.compile(model, torch.zeros(1, 4), provider=provider, **kw)
+    assert (sm.plan.ring_bits < 64) == (width == "calibrated")
     client_a, server_a = views(sm, x_a, provider, RUNS)
     client_b, server_b = views(sm, x_b, provider, RUNS)
     for name, va, vb in (("client", client_a, client_b), ("server", server_a, server_b)):
         assert va.shape == vb.shape and va.shape[1] > 0
-        z_diff, z_half = z_scores(bits(va), bits(vb))
+        z_diff, z_half = z_scores(bits(va, sm.plan.ring_bits), bits(vb, sm.plan.ring_bits))
         assert np.abs(z_diff).max() < 5, f"{name}'s view depends on the input (max |z| {np.abs(z_diff).max():.1f})"
         assert np.abs(z_half).max() < 5, f"{name}'s view is not uniform (max |z| {np.abs(z_half).max():.1f})"

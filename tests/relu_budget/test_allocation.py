@@ -2,8 +2,6 @@
 the knapsack against brute force, Pareto extraction against a brute-force dominance check, and
 the native loops against the pure-Python reference (tests/reference/allocation_ref.py)."""
 import itertools
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -11,8 +9,7 @@ import pytest
 import pi_native
 from relu_budget.allocation import InfeasibleBudget, allocate, allocate_detailed, pareto_front
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from reference import allocation_ref  # noqa: E402
+from reference import allocation_ref
 
 
 def brute_force(costs, values, budget):

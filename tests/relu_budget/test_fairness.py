@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from relu_budget import cli, data, fairness, models, train
+from relu_budget import cli, fairness, models, train
 from relu_budget.fairness import (
     AuditError,
     GroupLossPenalty,
@@ -25,6 +25,7 @@ from relu_budget.fairness import (
 )
 from relu_budget.models import IDENTITY, RELU, relu_sites
 from relu_budget.optimizers import autorep, snl
+from tiny_models import tiny_resnet
 
 # Three groups with different accuracies (hand-computed below).
 Y_TRUE = np.array([1, 0, 1, 1, 0, 1, 0, 0])
@@ -33,12 +34,7 @@ GROUPS = np.array(["a", "a", "a", "b", "b", "b", "c", "c"])
 # a: 2/3 correct, b: 1/3, c: 1/2, overall 4/8.
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,20 +110,8 @@ def test_margins_and_log_loss_by_hand():
 # ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def splits():
-    return data.synthetic(n_train=192, n_val=96, n_test=96, seed=1)
-
-
-def tiny():
-    return models.build("resnet18", widths=(4, 8), blocks=(1, 1), strides=(1, 2), num_classes=4)
-
-
-@pytest.fixture(scope="module")
-def teacher(splits):
-    train.seed_everything(0)
-    m = tiny()
-    train.fit(m, splits, train.TrainConfig(epochs=3, lr=0.01, optimizer="adam", batch_size=32, progress=False))
-    return m.eval()
+def teacher(tiny_teacher):
+    return tiny_teacher(3).eval()
 
 
 def linearized(model, fraction, splits):
@@ -288,7 +272,7 @@ def test_penalty_as_a_train_fit_hook_changes_training(splits):
     weights = []
     for use in (False, True):
         train.seed_everything(0)
-        m = tiny()
+        m = tiny_resnet()
         pen = GroupLossPenalty(4, dual_lr=1.0, gamma_init=0.5)
         train.fit(m, splits, cfg, extra_loss=pen if use else None, on_epoch_end=pen.on_epoch_end if use else None)
         weights.append(torch.cat([p.detach().reshape(-1) for p in m.parameters()]))

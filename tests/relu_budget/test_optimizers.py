@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import pi
-from relu_budget import circa_sim, data, models, train
+from relu_budget import circa_sim, models, train
+from relu_budget.dapa import dapa_coefficients
 from relu_budget.models import CIRCA, IDENTITY, POLY, RELU, count_relu_sites, relu_sites
 from relu_budget.optimizers import (
     METHODS,
@@ -22,43 +23,22 @@ from relu_budget.optimizers import (
     optimize,
     snl,
 )
-from relu_budget.optimizers.common import (
-    BudgetError,
-    OptimizeConfig,
-    PhaseStore,
-    resolve_budget,
-    site_totals,
-    train_phase,
-)
+from relu_budget.optimizers.common import BudgetError, OptimizeConfig, resolve_budget, site_totals
+from relu_budget.optimizers.training import PhaseStore, train_phase
 from relu_budget.policy import load_policy, save_policy
+from reference import fss_ref as ref
+from tiny_models import tiny_resnet
 
 FAST = {"epochs": 2, "finetune_epochs": 1, "batch_size": 32, "lr": 1e-3, "finetune_lr": 0.01, "progress": None}
 FAST.pop("progress")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)      # tiny tensors: threads only add overhead on a shared machine
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def splits():
-    return data.synthetic(n_train=192, n_val=96, n_test=96, seed=1)
-
-
-def tiny_resnet():
-    return models.build("resnet18", widths=(4, 8), blocks=(1, 1), strides=(1, 2), num_classes=4)
-
-
-@pytest.fixture(scope="module")
-def teacher(splits):
-    train.seed_everything(0)
-    m = tiny_resnet()
-    train.fit(m, splits, train.TrainConfig(epochs=2, lr=0.01, optimizer="adam", batch_size=32, progress=False))
-    return m
+def teacher(tiny_teacher):
+    return tiny_teacher(2)
 
 
 def kept(model, shape):
@@ -178,7 +158,7 @@ def test_dapa_matches_monte_carlo_least_squares(mu, sigma):
     x = rng.normal(mu, sigma, 1_000_000)
     A = np.stack([np.ones_like(x), x, x * x], axis=1)
     fit = np.linalg.lstsq(A, np.maximum(x, 0), rcond=None)[0]
-    c = autorep.dapa_coefficients(torch.tensor([mu]), torch.tensor([sigma]))[0].numpy()
+    c = dapa_coefficients(torch.tensor([mu]), torch.tensor([sigma]))[0].numpy()
     # Compare the fitted functions on the bulk of the distribution (coefficients are correlated).
     grid = np.linspace(mu - 2 * sigma, mu + 2 * sigma, 41)
     f_mc = fit[0] + fit[1] * grid + fit[2] * grid ** 2
@@ -188,7 +168,7 @@ def test_dapa_matches_monte_carlo_least_squares(mu, sigma):
 
 
 def test_dapa_uses_sigma_not_variance():
-    c = autorep.dapa_coefficients(torch.tensor([0.0]), torch.tensor([2.0]))[0]
+    c = dapa_coefficients(torch.tensor([0.0]), torch.tensor([2.0]))[0]
     phi0 = 1 / math.sqrt(2 * math.pi)
     assert float(c[2]) == pytest.approx(phi0 / 4)       # φ(0)/(2σ), σ = 2 (not σ² = 4)
     assert float(c[1]) == pytest.approx(0.5)
@@ -282,6 +262,16 @@ def test_circa_on_a_given_policy_refuses_over_budget(splits, teacher):
 
 
 @pytest.mark.parametrize("mode", ["poszero", "negpass"])
+def test_simulated_fault_law_is_the_gates_law(mode):
+    """The plaintext simulation uses the law the native gates follow (tests/native/test_circa_law.py
+    checks the gates against the same reference), value by value on the integer grid."""
+    k, f = 6, 12
+    xu = torch.arange(-2 ** k - 3, 2 ** k + 3, dtype=torch.float64)
+    p = circa_sim.fault_probability(xu / 2.0 ** (2 * f), k, mode, f)
+    assert p.tolist() == [ref.circa_fault_probability(int(v), k, mode) for v in xu]
+
+
+@pytest.mark.parametrize("mode", ["poszero", "negpass"])
 def test_circa_fault_rate_matches_the_law(mode):
     k, f = 10, 12
     scale = 2.0 ** (2 * f)
@@ -297,10 +287,10 @@ def test_circa_fault_rate_matches_the_law(mode):
     assert abs(faulted.sum().item() - expected) <= 4 * sd
     if mode == "poszero":
         assert (y[faulted] == 0).all() and (xu[faulted] >= 0).all() and (xu[faulted] < 2 ** k).all()
-        assert float(p[(xu == 0)][0]) == pytest.approx((2 ** k - 1) / 2 ** k)
+        assert float(p[(xu == 0)][0]) == 1.0 and float(p[(xu == 1)][0]) == pytest.approx((2 ** k - 1) / 2 ** k)
     else:
         assert torch.equal(y[faulted], x[faulted]) and (xu[faulted] < 0).all() and (xu[faulted] >= -2 ** k).all()
-        assert float(p[(xu == -1)][0]) == pytest.approx((2 ** k) / 2 ** k)
+        assert float(p[(xu == -1)][0]) == pytest.approx((2 ** k - 1) / 2 ** k) and float(p[(xu == -2 ** k)][0]) == 0
     assert not faulted[(xu.abs() > 2 ** k)].any()
 
 

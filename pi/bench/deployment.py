@@ -1,0 +1,196 @@
+"""Our system as deployed, for the benchmarks: the dealer (protocols.dealer_service.DealerService)
+and the server run as separate OS processes, the client in this one; every link is TLS 1.3 over
+loopback with pinned self-signed certificates; the engine is the one `pi serve` runs.
+
+The only difference from `pi serve` is a bench session protocol: after each inference the
+server sends its own cost report to the client, so that both parties' meters are merged
+(bytes add, rounds and per-row seconds take the maximum), as `SecureModel.run` does.
+`pi bench model` and `pi bench relu` both measure through `Deployment`.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from protocols.dealer_service import fetch_material
+
+
+def _dealer_process(cert: str, key: str, threads: int, max_frame_size: int | None, conn) -> None:
+    import pi_native
+
+    from protocols.dealer_service import DealerService
+    from protocols.transport.certs import TlsConfig
+    from protocols.transport.channel import Listener
+    pi_native.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    extra = {} if max_frame_size is None else {"max_frame_size": max_frame_size}
+    service = DealerService(Listener("127.0.0.1", 0, TlsConfig(cert=Path(cert), key=Path(key)), **extra))
+    conn.send(service.listener.port)
+    conn.close()
+    service.serve_forever()
+
+
+def _server_process(bundle: str, cert: str, key: str, dealer_port: int, dealer_fp: str, threads: int,
+                    max_frame_size: int | None, conn) -> None:
+    """Serves one client: per request, material from the dealer, the engine's offline and
+    online phases, then this party's cost report."""
+    import pi_native
+
+    import pi
+    from protocols import engine
+    from protocols.cost import CostMeter
+    from protocols.transport.certs import TlsConfig
+    from protocols.transport.channel import Listener
+    from protocols.transport.errors import PeerDisconnected
+    from protocols.transport.frame import MessageType
+    pi_native.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    model = pi.load(bundle)
+    dealer_tls = TlsConfig(peer_fingerprint=dealer_fp)
+    listener = Listener("127.0.0.1", 0, TlsConfig(cert=Path(cert), key=Path(key)), recv_timeout=3600)
+    conn.send(listener.port)
+    conn.close()
+    meter = CostMeter("server")
+    with listener, listener.accept(timeout=600, meter=meter) as chan:
+        while True:
+            try:
+                req = json.loads(chan.recv(MessageType.DATA, timeout=3600))
+            except PeerDisconnected:
+                return
+            meter.reset()
+            t0 = time.perf_counter()
+            material, nbytes = fetch_material("127.0.0.1", dealer_port, dealer_tls, "server", req["session"],
+                                              model.plan, req["batch"], 600, max_frame_size)
+            fetch_s = time.perf_counter() - t0
+            run = engine.ServerRun(model.plan, model.weights, material, req["batch"])
+            run.offline(chan)
+            run.online(chan)
+            report = meter.report().to_dict()
+            chan.send(MessageType.DATA, json.dumps({"report": report, "material_bytes": nbytes, "fetch_s": fetch_s,
+                                                    **run.timings}).encode())
+
+
+class Deployment:
+    """Dealer and server processes plus a client in this process, for one SecureModel.
+
+    `infer(x)` runs one private inference and returns (decoded output, cost dict)."""
+
+    def __init__(self, secure, threads: int = 1, workdir: str | os.PathLike | None = None,
+                 timeout: float = 600.0, max_frame_size: int | None = None) -> None:
+        import pi_native
+
+        from protocols.cost import CostMeter
+        from protocols.transport.certs import TlsConfig, write_self_signed
+        from protocols.transport.channel import connect
+        self._tmp = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="pi-bench-")
+            workdir = self._tmp.name
+        work = Path(workdir)
+        self.plan = secure.plan
+        self.threads, self.timeout, self.max_frame_size = threads, timeout, max_frame_size
+        pi_native.set_num_threads(threads)
+        server_cert = write_self_signed(work / "certs", "server", overwrite=True)
+        dealer_cert = write_self_signed(work / "certs", "dealer", overwrite=True)
+        bundle = secure.save(work / "model.npz")
+        ctx = mp.get_context("spawn")
+        self.procs = []
+        try:
+            parent, child = ctx.Pipe()
+            dealer = ctx.Process(target=_dealer_process, args=(str(dealer_cert.cert), str(dealer_cert.key), threads,
+                                                               max_frame_size, child), name="pi-bench-dealer", daemon=True)
+            dealer.start()
+            self.procs.append(dealer)
+            self.dealer_port = self._port(parent, dealer)
+            parent, child = ctx.Pipe()
+            server = ctx.Process(target=_server_process,
+                                 args=(str(bundle), str(server_cert.cert), str(server_cert.key), self.dealer_port,
+                                       dealer_cert.fingerprint, threads, max_frame_size, child), name="pi-bench-server", daemon=True)
+            server.start()
+            self.procs.append(server)
+            server_port = self._port(parent, server)
+            self.dealer_tls = TlsConfig(peer_fingerprint=dealer_cert.fingerprint)
+            self.meter = CostMeter("client")
+            self.chan = connect("127.0.0.1", server_port, TlsConfig(peer_fingerprint=server_cert.fingerprint),
+                                timeout=60, recv_timeout=timeout, meter=self.meter)
+        except BaseException:
+            self.close()
+            raise
+        self.session = secrets.token_hex(8)
+        self._n = 0
+
+    def _port(self, conn, proc) -> int:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if conn.poll(0.2):
+                return int(conn.recv())
+            if not proc.is_alive():
+                raise RuntimeError(f"{proc.name} exited with code {proc.exitcode} before listening")
+        raise RuntimeError(f"{proc.name} did not start listening within 120 s")
+
+    def infer(self, x) -> tuple[np.ndarray, dict]:
+        from protocols import engine
+        from protocols.cost import CostReport
+        from protocols.transport.frame import MessageType
+        x = np.asarray(torch.as_tensor(x).detach().double().numpy())
+        if x.shape == tuple(self.plan.input_shape):
+            x = x[None]
+        batch = x.shape[0]
+        sid = f"{self.session}-{self._n}"
+        self._n += 1
+        self.chan.send(MessageType.DATA, json.dumps({"batch": batch, "session": sid}).encode())
+        self.meter.reset()
+        t0 = time.perf_counter()
+        material, nbytes_c = fetch_material("127.0.0.1", self.dealer_port, self.dealer_tls, "client", sid,
+                                            self.plan, batch, self.timeout, self.max_frame_size)
+        fetch_s = time.perf_counter() - t0
+        run = engine.ClientRun(self.plan, material, batch)
+        run.offline(self.chan)
+        offline_s = time.perf_counter() - t0
+        y = run.online(self.chan, x)
+        rep_c = self.meter.report()
+        srv = json.loads(self.chan.recv(MessageType.DATA, timeout=self.timeout))
+        rep_s = CostReport.from_dict(srv["report"])
+        merged = rep_c.merge(rep_s)
+        cost = {"online_bytes": merged.online_bytes,
+                "offline_bytes": merged.offline_bytes + nbytes_c + srv["material_bytes"],
+                "material_bytes": nbytes_c + srv["material_bytes"],
+                "rounds": merged.rounds, "offline_rounds": merged.offline_rounds,
+                "online_s": run.timings["online_s"], "offline_s": offline_s, "fetch_s": fetch_s,
+                "server_online_s": srv.get("online_s"),
+                "per_layer": [r.to_dict() for r in merged.per_layer],
+                "server_rows": [r.to_dict() for r in rep_s.per_layer]}
+        return y, cost
+
+    def close(self) -> None:
+        chan = getattr(self, "chan", None)
+        if chan is not None:
+            try:
+                chan.close()
+            except Exception:
+                pass
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

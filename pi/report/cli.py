@@ -1,0 +1,57 @@
+"""`pi report`: the command line.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+
+from pi.report.build import ReportOptions, build_report
+from pi.report.document import ReportError, rel
+from pi.report.inputs import DEFAULT_RESULTS
+from pi.report.render import write_report
+
+NAME = "report"
+HELP = "an HTML/Markdown/JSON report of optimizer runs, fairness audits and benchmarks"
+DESCRIPTION = "One self-contained HTML page (plus Markdown and JSON) from the project's results."
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help=HELP, description=DESCRIPTION)
+    p.add_argument("--out", required=True, help="report .html path (.md, .json and PNGs go next to it), or a directory")
+    p.add_argument("--runs", nargs="+", default=None,
+                   help="relu-budget run directories (or parents of them); default: those under --results-dir")
+    p.add_argument("--audits", nargs="+", default=None,
+                   help="audit.json files or audit directories; default: those under --results-dir")
+    p.add_argument("--results-dir", default=None, help=f"benchmark results (default: {rel(DEFAULT_RESULTS)})")
+    p.add_argument("--no-measure", action="store_true",
+                   help="take no measurements (default model run, run models, Circa faults and accuracy)")
+    p.add_argument("--circa-images", type=int, default=1000,
+                   help="test images for the simulated Circa accuracy (0: skip)")
+    p.add_argument("--circa-elements", type=int, default=200_000, help="elements per k for the native fault rate")
+    p.add_argument("--threads", type=int, default=1, help="torch and pi_native threads for the measurements")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+    torch.set_num_threads(args.threads)
+    try:
+        import pi_native
+        pi_native.set_num_threads(args.threads)
+    except (ImportError, AttributeError):
+        pass
+    cmd = "pi " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("report"):]) if "report" in sys.argv \
+        else "pi report --out " + shlex.quote(str(args.out))
+    opts = ReportOptions(runs=args.runs, audits=args.audits, results_dir=args.results_dir,
+                         measure=not args.no_measure, circa_images=args.circa_images,
+                         circa_elements=args.circa_elements, command=cmd)
+    try:
+        doc, sections = build_report(opts)
+        paths = write_report(doc, sections, args.out)
+    except ReportError as exc:
+        print(f"pi report: error: {exc}", file=sys.stderr)
+        return 2
+    for s in sections:
+        print(f"  {s.id:<10} {s.status}" + (f"  (to fill: {s.todo[0]})" if s.todo else ""))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
