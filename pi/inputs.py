@@ -8,9 +8,11 @@ bundle's public spec so that a client can check and prepare its inputs before se
                  (pixel - mean) / std. None: the bundle cannot interpret images
     classes      class names, one per output (None: outputs are reported by index)
     range        (min, max) of the calibration inputs. Calibration sized the comparison gates
-                 for activations like the ones these inputs produce (with a 64x margin); far
-                 beyond them a gate's sign test can wrap and the output is garbage. Inputs
-                 outside the range are clipped to it with a warning, or refused
+                 and the ring for activations like the ones these inputs produce, with a 64x
+                 margin; far beyond them a gate's sign test wraps and the output is garbage.
+                 Inputs are held to `limits()`: magnitudes up to HEADROOM (8x) the largest
+                 calibrated one, which leaves another 8x for activations larger than the
+                 calibration data's. Beyond it they are clipped with a warning, or refused
                  (out_of_range="refuse"). None: no calibration, the full ring is used.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 OUT_OF_RANGE = ("clip", "refuse")
+HEADROOM = 8.0      # of the 64x (2^6) activation margin pi.compile leaves above calibration
 IMAGE_SUFFIXES = (".png",)
 
 
@@ -71,6 +74,13 @@ class InputContract:
         d = plan.meta.get("input")
         return cls.from_dict(d) if d else cls(tuple(plan.input_shape))
 
+    def limits(self) -> tuple[float, float] | None:
+        """The input values run() accepts: ±HEADROOM x the largest calibrated magnitude."""
+        if self.range is None:
+            return None
+        m = HEADROOM * max(abs(self.range[0]), abs(self.range[1]))
+        return -m, m
+
     def class_name(self, label: int) -> str:
         if self.classes and 0 <= label < len(self.classes):
             return self.classes[label]
@@ -96,15 +106,14 @@ class InputContract:
         if not np.isfinite(x).all():
             raise InputError("input contains NaN or infinite values")
         if self.range is not None:
-            lo, hi = self.range
-            tol = 1e-6 * max(1.0, hi - lo)   # float32 rounding of the calibration data is not an excursion
-            below, above = int((x < lo - tol).sum()), int((x > hi + tol).sum())
+            lo, hi = self.limits()
+            below, above = int((x < lo).sum()), int((x > hi).sum())
             if below or above:
-                worst = float(max(lo - x.min(), x.max() - hi))
-                what = (f"{below + above} of {x.size} input values lie outside the calibrated range "
-                        f"[{lo:.4g}, {hi:.4g}] (by up to {worst:.4g})")
+                what = (f"{below + above} of {x.size} input values lie outside [{lo:.4g}, {hi:.4g}], "
+                        f"{HEADROOM:g}x the calibrated range [{self.range[0]:.4g}, {self.range[1]:.4g}] "
+                        f"(largest magnitude {float(np.abs(x).max()):.4g})")
                 if out_of_range == "refuse":
-                    raise InputError(f"{what}; the secure gates were sized for that range. Normalize the input "
+                    raise InputError(f"{what}; the secure gates were sized for it. Normalize the input "
                                      "as the model expects, recompile with calibration data that covers it, "
                                      "or clip it (out_of_range='clip', `pi infer --out-of-range clip`)")
                 warnings.warn(f"{what}; clipped to it (the output is the model's on the clipped input)",

@@ -58,7 +58,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
     circa_k: Circa's dropped low bits (default frac_bits + 4, see default_circa_k).
     calibration: representative inputs; bounds on the activations' magnitudes (with a 64x
     margin) let the comparison gates work on fewer bits. Their range becomes the input
-    contract's: run() clips inputs beyond it (with a warning) or refuses them. The bounds
+    contract's: run() clips inputs beyond 8x it (with a warning) or refuses them. The bounds
     also let the shares live in a narrower ring.
     ring_bits: the ring Z_(2^l): an int in 2..64, or "calibrated"; default "calibrated" when
     calibration is given, else 64.
@@ -169,8 +169,8 @@ class SecureModel:
         in-process channel that counts bytes and rounds like the TLS one. Returns the output.
 
         x: one input or a batch, checked against the input contract (shape, dtype); values
-        outside the calibrated range are clipped with an InputRangeWarning, or refused with
-        out_of_range="refuse"."""
+        beyond 8x the calibrated range (pi.inputs: what calibration's margin covers) are clipped
+        with an InputRangeWarning, or refused with out_of_range="refuse"."""
         if self.weights is None:
             raise RuntimeError("this SecureModel holds no weights (a client-side spec): use pi.connect")
         from protocols.cost import CostMeter

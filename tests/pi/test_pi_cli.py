@@ -135,7 +135,7 @@ def test_infer_png_applies_normalization_and_names_the_class(deployment):
     lines = [ln for ln in res.stdout.splitlines() if not ln.startswith("  ")]
     want = [f"img{i}.png: {FASHION_CLASSES[y]} (label {y})" for i, y in enumerate(deployment["labels"][:3])]
     assert lines == want, res.stdout
-    assert "warning" not in res.stderr     # images within the calibrated range are not clipped
+    assert "warning" not in res.stderr     # images within the input limits are not clipped
 
 
 def test_infer_reports_the_cost_of_both_parties_like_the_api(deployment):
@@ -177,7 +177,7 @@ def test_infer_clips_out_of_range_inputs_with_a_warning(deployment):
     res = pi("infer", "big.npy", *deployment["flags"], cwd=d)
     assert res.returncode == 0, res.stderr
     warn = [ln for ln in res.stderr.splitlines() if ln.startswith("pi: warning:")]
-    assert len(warn) == 1 and "outside the calibrated range" in warn[0] and "clipped" in warn[0], res.stderr
+    assert len(warn) == 1 and "8x the calibrated range" in warn[0] and "clipped" in warn[0], res.stderr
 
 
 def test_infer_pin_and_connection_errors_are_one_line(deployment, capsys, monkeypatch):
