@@ -9,14 +9,23 @@ PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 BUILD_DEPS := scikit-build-core pybind11 cmake ninja
 
-.PHONY: setup crypten demo test bench-gemm train-default clean
+.PHONY: setup native-deps crypten demo test bench-gemm train-default clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
+# OpenSSL's libcrypto headers (the base OT runs over P-256 with its EC API): Debian libssl-dev,
+# installed here when root, else named in a one-line error.
+native-deps:
+	@if ! echo '#include <openssl/ec.h>' | $(CXX) -E -x c++ - >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && apt-get install -y -qq libssl-dev) >/dev/null; \
+	  else echo "error: OpenSSL headers are missing: install the Debian package libssl-dev (apt-get install libssl-dev)" >&2; exit 1; fi; \
+	fi
+
 # Always refreshes: pip skips what is installed; the native build is incremental (build/).
-setup: $(PY)
+setup: native-deps $(PY)
 	$(PIP) install --quiet $(TORCH)
 	$(PIP) install --quiet $(BUILD_DEPS)
 	$(PIP) install --quiet --no-build-isolation -e '.[dev]'

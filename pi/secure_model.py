@@ -179,6 +179,7 @@ class SecureModel:
 
         x = self.input_contract.check(x, out_of_range)
         batch = x.shape[0]
+        engine.check_input(self.plan, x, batch)   # before any party starts
         provider = get_provider(self.provider)
         t0 = time.perf_counter()
         # Each half goes through its wire format, as the dealer service sends it: the bytes

@@ -68,6 +68,19 @@ def _reduce_output(plan: Plan, shares: dict, op) -> None:
         shares[op.output] = plan.ring.reduce(shares[op.output])
 
 
+def check_input(plan: Plan, x: np.ndarray, batch: int) -> None:
+    """Refuses an input of the wrong shape, or beyond the calibrated range the plan's ring and
+    gates were sized for (there results could wrap silently)."""
+    expected = (batch,) + tuple(plan.input_shape)
+    if x.shape != expected:
+        raise ValueError(f"input has shape {x.shape}, the plan expects {expected}")
+    bound = plan.tensor(plan.ops[0].output).bound
+    if bound is not None and x.size and float(np.abs(x).max()) > bound:
+        raise ValueError(f"input value {float(np.abs(x).max()):.4g} is outside ±{bound:.4g}, the calibrated "
+                         f"range this plan (ring Z_2^{plan.ring_bits}) was compiled for; recompile with "
+                         "calibration data that covers such inputs")
+
+
 class _Party:
     def __init__(self, plan: Plan, material: Material, batch: int) -> None:
         self.plan, self.batch = plan, batch
@@ -165,9 +178,7 @@ class ClientRun(_Party):
         (or, for a label-only plan, the int64 labels)."""
         plan = self.plan
         x = np.asarray(x, dtype=np.float64)
-        expected = (self.batch,) + tuple(plan.input_shape)
-        if x.shape != expected:
-            raise ValueError(f"input has shape {x.shape}, the plan expects {expected}")
+        check_input(plan, x, self.batch)
         t0 = time.perf_counter()
         self.state.keep["x"] = plan.fixed_point.encode(x)
         for layer in self.layers:

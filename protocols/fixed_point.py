@@ -107,7 +107,9 @@ class Ring:
         x = np.asarray(x, dtype=U64)
         if self.full:
             return x
-        b = self.reduce(x).astype("<u8").reshape(-1).view(np.uint8).reshape(-1, 8)
+        if self.bits % 8:                    # (whole bytes: dropping the high bytes reduces)
+            x = x & self.mask
+        b = np.ascontiguousarray(x).astype("<u8", copy=False).reshape(-1).view(np.uint8).reshape(-1, 8)
         return np.ascontiguousarray(b[:, :self.elem_bytes])
 
     def wire_shape(self, n: int) -> tuple[int, ...]:
@@ -127,7 +129,7 @@ class Ring:
             full = np.zeros((b.shape[0], 8), np.uint8)
             full[:, :self.elem_bytes] = b
             out = full.view("<u8").reshape(-1).astype(U64, copy=False)
-            if out.size and bool((out > self.mask).any()):
+            if self.bits % 8 and out.size and bool((b[:, -1] >> (self.bits % 8)).any()):
                 raise ValueError(f"packed ring elements exceed {self.bits} bits")
         return out.reshape(-1) if shape is None else out.reshape(shape)
 

@@ -24,5 +24,6 @@ void bind_prg(py::module_& m);
 void bind_ring(py::module_& m);
 void bind_fss(py::module_& m);
 void bind_allocation(py::module_& m);
+void bind_gc(py::module_& m);
 
 }  // namespace pi_native

@@ -13,4 +13,5 @@ PYBIND11_MODULE(pi_native, m) {
   bind_ring(m);
   bind_fss(m);
   bind_allocation(m);
+  bind_gc(m);
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-TARGETS = ["gemm", "native", "relu", "model"]
+TARGETS = ["gemm", "native", "relu", "model", "gc"]
 
 
 def add_parser(sub: argparse._SubParsersAction, targets: list[str] | None = None) -> None:

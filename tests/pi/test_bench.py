@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import math
@@ -66,9 +67,15 @@ def test_relu_bench_rows(tmp_path):
     ex = by["exact"]
     # Open x̂ and return y0: 16 bytes per element plus frame headers.
     assert 16 <= ex["online_bytes_per_relu"] < 16 + 100 / 64
-    assert ex["rounds"] == 1 and ex["offline_bytes"] > 1000 * 64
-    assert ex["max_abs_err"] < 1e-3 and ex["err_frac"] == 0
-    assert by["identity"]["offline_bytes"] == 0
+    assert ex["rounds"] == 1 and ex["max_abs_err"] < 1e-3 and ex["err_frac"] == 0
+    # Offline, net of the identity probe: both parties' ReLU keys, plus per element the server's
+    # r1 material and the client's c + r0 opening (8 B each), plus under 1 KB of batch and frame
+    # headers. Without the baseline subtracted, the probe's own ≈ 2.3 KB would push it above.
+    import pi_native
+    keys = 2 * 64 * pi_native.key_bytes_per_element("relu", shift=12)
+    assert 0 <= ex["offline_bytes"] - keys - 16 * 64 < 1024
+    # A second identity probe (measured, not copied) costs nothing over the first.
+    assert by["identity"]["offline_bytes"] == 0 and by["identity"]["online_bytes"] == 0
     assert any("CrypTen baseline not run: disabled" in n for n in doc["notes"])
 
 
@@ -121,10 +128,17 @@ def test_graph_steps_fold_batchnorm_like_the_compiler():
     kinds = [layers[s[2]][0] for s in steps if s[1] == "layer"]
     assert kinds.count("relu") == 7 and "conv" in kinds and kinds[-1] == "linear"
     assert not any("bn" in name for name, kind, *_ in steps if kind == "layer")
-    plan_weights = pi.compile(model, x).weights.weights
-    w = layers["stem_0"][1]["weight"]
-    fp = pi.compile(model, x).fixed_point
-    assert np.array_equal(fp.encode(w), plan_weights["stem.0"])
+    compiled = pi.compile(model, x)
+    w, b = layers["stem_0"][1]["weight"], layers["stem_0"][1]["bias"]
+    assert np.array_equal(compiled.fixed_point.encode(w), compiled.weights.weights["stem.0"])
+    # The folding itself, against torch (not against the same helper): BatchNorm(Conv(z)) in
+    # eval mode equals one convolution with the folded weight and bias.
+    stem = copy.deepcopy(model.stem).double().eval()
+    z = torch.randn(4, *x.shape[1:], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        want = stem(z)
+    got = torch.nn.functional.conv2d(z, torch.from_numpy(w), torch.from_numpy(b), stem[0].stride, stem[0].padding)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
     # Plaintext replay of the steps with the folded weights gives the model's logits.
     env = {}
     for out, kind, layer, args in steps:

@@ -123,15 +123,30 @@ def test_mixed_per_site_policy(provider, width):
 
 
 def test_online_cost_only_pays_for_kept_sites(provider, width):
+    """The activation layer's online traffic, exactly: each party sends one frame holding one
+    ring element per kept site (x̂ one way, y0 the other), nothing for identity sites, and no
+    round at all when every site is identity."""
+    from pi.compiler import SitePolicy
+    from protocols.transport.frame import ARRAY_HEADER, HEADER_SIZE
     torch.manual_seed(4)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3))
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3)).eval()
     x = torch.randn(1, 1, 4, 4)
-    exact, _ = secure(model, x, provider, width, relu="exact")
-    linear, _ = secure(model, x, provider, 64, relu="identity")
-    eb = exact.plan.ring.elem_bytes
-    gate_bytes = exact.last_cost.online_bytes - linear.last_cost.online_bytes * eb / 8
-    assert gate_bytes >= 2 * eb * 64      # x̂ and y0 for each of the 64 ReLU sites
-    assert linear.last_cost.rounds < exact.last_cost.rounds
+    for kept in (64, 40, 1, 0):
+        kinds = np.full((4, 4, 4), IDENTITY, np.int8)
+        kinds.reshape(-1)[:kept] = RELU
+        plan, weights = pi.compiler.compile_plan(model, x, site_policy=lambda name, shape: SitePolicy(kinds=kinds),
+                                                 fixed_point=FP, **ring_kw(width, x))
+        sm = pi.SecureModel(plan, weights, provider)
+        sm.run(x)
+        # uint64 on Z_2^64, else (n, elem_bytes) uint8 (protocols.fixed_point): one 8-byte dim each
+        eb, ndim = plan.ring.elem_bytes, len(plan.ring.wire_shape(kept))
+        frame = HEADER_SIZE + ARRAY_HEADER.size + 8 * ndim
+        (act,) = [r for r in sm.last_cost.per_layer if r["layer"] == "1" and r["phase"] == "online"]
+        if kept:
+            assert (act["bytes_sent"], act["rounds"]) == (2 * (frame + eb * kept), 1), kept
+        else:
+            assert (act["bytes_sent"], act["rounds"]) == (0, 0)
+            assert sm.last_cost.rounds == 1                # input and output travel in one round
 
 
 def test_material_is_consumed_once(provider, width):

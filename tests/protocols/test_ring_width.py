@@ -212,6 +212,9 @@ def test_compile_derives_the_ring_from_calibration_and_states_it():
     assert lb > l + 10
     with pytest.raises(PlanError, match=f"need a {lb}-bit ring, more than ring_bits={lb - 1}"):
         pi.compile(model, x[:1], calibration=big, ring_bits=lb - 1)
+    # Inputs beyond the calibrated range (times the margin) are refused, not wrapped.
+    with pytest.raises(ValueError, match="outside .* the calibrated range"):
+        sm.run(x * 1000)
     with pytest.raises(PlanError, match="needs calibration"):
         compile_plan(model, x[:1], ring_bits="calibrated")
     with pytest.raises(PlanError, match="ring_bits must be"):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import pi
-from relu_budget import circa_sim, models, train
+from relu_budget import circa_sim, data, models, train
 from relu_budget.dapa import dapa_coefficients
 from relu_budget.models import CIRCA, IDENTITY, POLY, RELU, count_relu_sites, relu_sites
 from relu_budget.optimizers import (
@@ -23,8 +23,17 @@ from relu_budget.optimizers import (
     optimize,
     snl,
 )
-from relu_budget.optimizers.common import BudgetError, OptimizeConfig, resolve_budget, site_totals
-from relu_budget.optimizers.training import PhaseStore, train_phase
+from relu_budget.optimizers.common import (
+    BudgetError,
+    OptimizeConfig,
+    evaluate_split,
+    resolve_budget,
+    set_kinds,
+    site_rows,
+    site_totals,
+    top_k_mask,
+)
+from relu_budget.optimizers.training import PhaseStore, finetune, train_phase
 from relu_budget.policy import load_policy, save_policy
 from reference import fss_ref as ref
 from tiny_models import tiny_resnet
@@ -77,10 +86,52 @@ def test_snl_pixel_masks_hit_the_budget_exactly(splits, teacher, tmp_path):
     res = optimize("snl", teacher, splits, 300, cfg, progress=False)
     assert kept(res.model, splits.input_shape) == 300 == res.counts["kept"] == res.budget
     assert res.counts["poly"] == 0 and res.counts["identity"] == 2304 - 300
-    assert 0.0 <= res.test["accuracy"] <= 1.0 and res.val["n"] == 96
+    assert res.val["n"] == 96 and res.test["n"] == 96      # accuracy itself: the test below
     assert [h["phase"] for h in res.history][-1] == "snl_finetune"
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())   # input untouched
     check_policy(res, splits, tmp_path)
+
+
+def sign_symmetric_splits(seed: int = 2):
+    """x = ±template(class) + noise with a random sign: no linear function of x separates the
+    classes, so where the few kept ReLUs sit decides the accuracy."""
+    rng = np.random.default_rng(seed)
+    templates = rng.normal(size=(4, 1, 12, 12)).astype(np.float32)
+
+    def draw(n):
+        y = rng.integers(0, 4, size=n)
+        sign = rng.choice([-1.0, 1.0], size=(n, 1, 1, 1)).astype(np.float32)
+        x = sign * templates[y] + 0.5 * rng.normal(size=(n, 1, 12, 12)).astype(np.float32)
+        return torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    return data.Splits("sign-symmetric", draw(384), draw(192), draw(192), tuple(f"class{i}" for i in range(4)))
+
+
+def test_snl_beats_random_masks_of_the_same_budget():
+    """SNL's placement of 60 kept sites (of 2 304) against random placements of 60, each random
+    mask fine-tuned for as many epochs as SNL trains in all (search + fine-tuning). Measured:
+    SNL 0.92 test accuracy, random masks 0.47–0.67 (all-ReLU teacher 1.0); 192 test examples,
+    so the 0.15 margin is several standard deviations."""
+    splits = sign_symmetric_splits()
+    train.seed_everything(0)
+    teacher = tiny_resnet()
+    train.fit(teacher, splits, train.TrainConfig(epochs=4, lr=0.01, optimizer="adam", batch_size=32, progress=False))
+    budget = 60
+    cfg = snl.SNLConfig(**FAST, alpha_lr=0.05, lam=1e-3, lam_warmup_epochs=1)
+    res = snl.optimize(teacher, splits, budget, cfg, progress=False)
+    assert res.counts["kept"] == budget
+    random_acc = []
+    for seed in range(3):
+        m = copy.deepcopy(teacher)
+        rows = site_rows(m, splits.input_shape)
+        gen = torch.Generator().manual_seed(seed)
+        masks = top_k_mask([torch.rand(r["shape"], generator=gen) for r in rows], budget)
+        set_kinds(m, {r["name"]: torch.where(keep, torch.tensor(RELU, dtype=torch.int8),
+                                             torch.tensor(IDENTITY, dtype=torch.int8)) for r, keep in zip(rows, masks)})
+        assert kept(m, splits.input_shape) == budget
+        finetune(m, splits, cfg, copy.deepcopy(teacher).eval(), PhaseStore(None), False,
+                 epochs=cfg.epochs + cfg.finetune_epochs)
+        random_acc.append(evaluate_split(m, splits, "test", cfg)["accuracy"])
+    assert res.test["accuracy"] >= max(random_acc) + 0.15, (res.test["accuracy"], random_acc)
 
 
 def test_snl_channel_masks_stay_within_budget_and_are_per_channel(splits, teacher, tmp_path):
@@ -250,7 +301,8 @@ def test_circa_aware_finetuning(splits, teacher, tmp_path):
         if s.kind_map is not None and bool((s.kind_map == CIRCA).any()):
             assert s.circa["k"] in (8, 16, 22) and s.circa["mode"] == "poszero"
             assert tuple(chosen[name]["chosen"]) == (s.circa["k"], "poszero")
-    assert "accuracy_without_faults" in res.test or res.counts["circa"] == 0
+    # The point of the method: some kept sites are Circa, and the metrics simulate their faults.
+    assert res.counts["circa"] > 0 and "accuracy_without_faults" in res.test
     pol = check_policy(res, splits, tmp_path)
     assert {lp.circa_k for lp in pol.layers.values() if lp.kinds is not None and (lp.kinds == CIRCA).any()} <= {8, 16, 22}
 

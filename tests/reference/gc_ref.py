@@ -1,0 +1,240 @@
+"""Pure-Python reference of the garbled ReLU circuits and of the garbling scheme (docs/gc.md).
+
+Slow on purpose, one instance at a time, written to be read next to the spec. Only the AES block
+function comes from pi_native (`aes128_encrypt` under the public garbling key); the netlists,
+the hash, half-gates garbling and evaluation are written here independently of the C++.
+
+Blocks are Python ints of 128 bits: bytes 0..7 (little-endian) are the low word, 8..15 the high.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import pi_native
+
+M64 = (1 << 64) - 1
+GC_KEY = bytes.fromhex("6a09e667bb67ae853c6ef372a54ff53a")   # π's fixed public key
+
+
+# ---- netlists -------------------------------------------------------------------------------
+
+class Net:
+    """Gates as tuples (op, a, b, priv); wires 0..ne-1 evaluator inputs, then ng garbler inputs."""
+
+    def __init__(self, ne, ng, npriv):
+        self.ne, self.ng, self.npriv = ne, ng, npriv
+        self.nw = ne + ng
+        self.gates, self.outputs = [], []
+
+    def _add(self, op, a, b=None, priv=None):
+        self.gates.append((op, a, b, priv, self.nw))
+        self.nw += 1
+        return self.nw - 1
+
+    def XOR(self, a, b): return self._add("xor", a, b)
+    def NOT(self, a): return self._add("not", a)
+    def PNOT(self, a, p): return self._add("pnot", a, priv=p)
+    def AND(self, a, b): return self._add("and", a, b)
+    def ANDC(self, a, p): return self._add("andc", a, priv=p)
+
+    @property
+    def and_gates(self):
+        return sum(g[0] == "and" for g in self.gates)
+
+    @property
+    def andc_gates(self):
+        return sum(g[0] == "andc" for g in self.gates)
+
+
+def _carries(g, a, b, cin):
+    n = len(a)
+    c = [None] * n
+    if n < 2:
+        return c
+    c[1] = g.NOT(g.AND(g.NOT(a[0]), g.NOT(b[0]))) if cin else g.AND(a[0], b[0])
+    for i in range(1, n - 1):
+        c[i + 1] = g.XOR(c[i], g.AND(g.XOR(a[i], c[i]), g.XOR(b[i], c[i])))
+    return c
+
+
+def sign_net(n, cin):
+    g = Net(n, n, 1)
+    a, b = list(range(n)), [n + i for i in range(n)]
+    c = _carries(g, a, b, cin)
+    top = g.XOR(a[n - 1], b[n - 1])
+    if n >= 2:
+        top = g.XOR(top, c[n - 1])
+    elif cin:
+        top = g.NOT(top)
+    g.outputs.append(g.PNOT(g.NOT(top), 0))
+    return g
+
+
+def relu_net(l):
+    g = Net(l, l, l)
+    a, b = list(range(l)), [l + i for i in range(l)]
+    c = _carries(g, a, b, 0)
+    x = [g.XOR(a[0], b[0])] + [g.XOR(g.XOR(a[i], b[i]), c[i]) for i in range(1, l)]
+    d = g.NOT(x[l - 1])
+    y = [g.AND(d, x[i]) for i in range(l - 1)]
+    carry = g.ANDC(y[0], 0)
+    g.outputs.append(g.PNOT(y[0], 0))
+    for i in range(1, l - 1):
+        yc = g.XOR(y[i], carry)
+        g.outputs.append(g.PNOT(yc, i))
+        carry = g.XOR(carry, g.AND(yc, g.PNOT(carry, i)))
+    g.outputs.append(g.PNOT(carry, l - 1))
+    return g
+
+
+def and_layer_net(l):
+    g = Net(l, l, 0)
+    for i in range(l):
+        g.outputs.append(g.AND(i, l + i))
+    return g
+
+
+def build(circuit, l, k=0, mode=None):
+    if circuit == "relu":
+        return relu_net(l)
+    if circuit == "drelu":
+        return sign_net(l, 0)
+    if circuit == "circa":
+        return sign_net(l - k, 1 if mode == "negpass" else 0)
+    if circuit == "and-layer":
+        return and_layer_net(l)
+    raise ValueError(circuit)
+
+
+def eval_plain(net, ebits, gbits, priv):
+    v = list(ebits) + list(gbits) + [None] * (net.nw - net.ne - net.ng)
+    for op, a, b, p, o in net.gates:
+        v[o] = {"xor": lambda: v[a] ^ v[b], "not": lambda: v[a] ^ 1, "pnot": lambda: v[a] ^ priv[p],
+                "and": lambda: v[a] & v[b], "andc": lambda: v[a] & priv[p]}[op]()
+    return [v[o] for o in net.outputs]
+
+
+# ---- what the circuits compute over shares ----------------------------------------------------
+
+def signed(v, l):
+    v &= (1 << l) - 1
+    return v - (1 << l) if v >> (l - 1) else v
+
+
+def bits(v, n, shift=0):
+    return [(v >> (shift + i)) & 1 for i in range(n)]
+
+
+def relu_shares(a, b, r, l):
+    """Plain semantics of the relu circuit: z with z + r = ReLU(a + b) mod 2^l."""
+    return (max(signed(a + b, l), 0) - r) % (1 << l)
+
+
+def circa_sign(a, b, l, k, mode):
+    """d = 1 − msb((a >> k) + (b >> k) + δ mod 2^m), δ = 1 for NegPass."""
+    m = l - k
+    t = ((a % (1 << l)) >> k) + ((b % (1 << l)) >> k) + (1 if mode == "negpass" else 0)
+    return 1 - ((t % (1 << m)) >> (m - 1))
+
+
+def circa_fault_probability(x, k, mode):
+    """P(the truncated sign test is wrong at signed x) for a uniform additive sharing (docs/gc.md)."""
+    K = 1 << k
+    if mode == "poszero" and 0 <= x < K:
+        return (K - 1 - x) / K
+    if mode == "negpass" and -K <= x <= -1:
+        return (K + x + 1) / K
+    return 0.0
+
+
+# ---- garbling scheme ------------------------------------------------------------------------
+
+def _pi(blocks):
+    arr = np.frombuffer(b"".join(x.to_bytes(16, "little") for x in blocks), np.uint8).reshape(-1, 16)
+    out = pi_native.aes128_encrypt(GC_KEY, arr, "auto")
+    return [int.from_bytes(out[i].tobytes(), "little") for i in range(len(blocks))]
+
+
+def sigma(x):
+    lo, hi = x & M64, x >> 64
+    return hi | ((hi ^ lo) << 64)
+
+
+def H(x, t):
+    y = sigma(x) ^ t
+    return _pi([y])[0] ^ y
+
+
+def tweak(g, j):
+    return 2 * g + j
+
+
+def lsb(x):
+    return x & 1
+
+
+def garble(net, delta, ezero, gzero, priv, gate_base):
+    """One instance: returns (table bytes, decode bits as a list)."""
+    L = list(ezero) + list(gzero) + [None] * (net.nw - net.ne - net.ng)
+    out, h = bytearray(), 0
+    for op, a, b, p, o in net.gates:
+        if op == "xor":
+            L[o] = L[a] ^ L[b]
+        elif op == "not":
+            L[o] = L[a] ^ delta
+        elif op == "pnot":
+            L[o] = L[a] ^ (delta if priv[p] else 0)
+        elif op == "and":
+            A0, B0 = L[a], L[b]
+            j0, j1 = tweak(gate_base + h, 0), tweak(gate_base + h, 1)
+            ha0, ha1, hb0, hb1 = H(A0, j0), H(A0 ^ delta, j0), H(B0, j1), H(B0 ^ delta, j1)
+            TG = ha0 ^ ha1 ^ (delta if lsb(B0) else 0)
+            WG = ha0 ^ (TG if lsb(A0) else 0)
+            TE = hb0 ^ hb1 ^ A0
+            WE = hb0 ^ (TE ^ A0 if lsb(B0) else 0)
+            L[o] = WG ^ WE
+            out += TG.to_bytes(16, "little") + TE.to_bytes(16, "little")
+            h += 1
+        else:  # andc
+            A0 = L[a]
+            j0 = tweak(gate_base + h, 0)
+            ha0, ha1 = H(A0, j0), H(A0 ^ delta, j0)
+            TG = ha0 ^ ha1 ^ (delta if priv[p] else 0)
+            L[o] = ha0 ^ (TG if lsb(A0) else 0)
+            out += TG.to_bytes(16, "little")
+            h += 1
+    decode = [lsb(L[w]) for w in net.outputs]
+    return bytes(out), decode
+
+
+def evaluate(net, tables, decode, elabels, glabels, gate_base):
+    L = list(elabels) + list(glabels) + [None] * (net.nw - net.ne - net.ng)
+    pos, h = 0, 0
+    for op, a, b, p, o in net.gates:
+        if op == "xor":
+            L[o] = L[a] ^ L[b]
+        elif op in ("not", "pnot"):
+            L[o] = L[a]
+        elif op == "and":
+            A, B = L[a], L[b]
+            TG = int.from_bytes(tables[pos:pos + 16], "little")
+            TE = int.from_bytes(tables[pos + 16:pos + 32], "little")
+            pos += 32
+            WG = H(A, tweak(gate_base + h, 0)) ^ (TG if lsb(A) else 0)
+            WE = H(B, tweak(gate_base + h, 1)) ^ (TE ^ A if lsb(B) else 0)
+            L[o] = WG ^ WE
+            h += 1
+        else:
+            A = L[a]
+            TG = int.from_bytes(tables[pos:pos + 16], "little")
+            pos += 16
+            L[o] = H(A, tweak(gate_base + h, 0)) ^ (TG if lsb(A) else 0)
+            h += 1
+    return [lsb(L[w]) ^ d for w, d in zip(net.outputs, decode)]
+
+
+def pack_decode(decode):
+    out = bytearray((len(decode) + 7) // 8)
+    for i, d in enumerate(decode):
+        out[i // 8] |= d << (i % 8)
+    return bytes(out)
