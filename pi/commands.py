@@ -51,8 +51,8 @@ def add_parser(sub) -> None:
     p.add_argument("inputs", nargs="+", help=".npy arrays (already normalized) or PNG images (normalized with "
                    "the bundle's input contract)")
     p.add_argument("--logits", action="store_true", help="print the logits, not only the label")
-    p.add_argument("--out-of-range", default="clip", choices=["clip", "refuse"],
-                   help="inputs beyond 8x the calibrated range: clip them (with a warning) or refuse them")
+    p.add_argument("--out-of-range", default="refuse", choices=["refuse", "clip"],
+                   help="inputs beyond 8x the calibrated range: refuse them (default) or clip them, with a warning")
     p.add_argument("--resize", action="store_true",
                    help="scale images to the model's input size (default: refuse another size)")
     add_common_flags(p)

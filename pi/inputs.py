@@ -12,8 +12,8 @@ bundle's public spec so that a client can check and prepare its inputs before se
                  margin; far beyond them a gate's sign test wraps and the output is garbage.
                  Inputs are held to `limits()`: magnitudes up to HEADROOM (8x) the largest
                  calibrated one, which leaves another 8x for activations larger than the
-                 calibration data's. Beyond it they are clipped with a warning, or refused
-                 (out_of_range="refuse"). None: no calibration, the full ring is used.
+                 calibration data's. Beyond it they are refused, or clipped with a warning
+                 (out_of_range="clip"). None: no calibration, the full ring is used.
 """
 from __future__ import annotations
 
@@ -87,9 +87,9 @@ class InputContract:
         return f"class {label}"
 
     # -- checking ----------------------------------------------------------------------------
-    def check(self, x, out_of_range: str = "clip") -> np.ndarray:
+    def check(self, x, out_of_range: str = "refuse") -> np.ndarray:
         """x (one example or a batch) as a float64 batch (B, *shape); refuses a wrong shape or
-        dtype and clips (with an InputRangeWarning) or refuses values outside the range."""
+        dtype, and values beyond limits() (or clips them, with an InputRangeWarning)."""
         if out_of_range not in OUT_OF_RANGE:
             raise InputError(f"out_of_range must be one of {', '.join(OUT_OF_RANGE)}, got {out_of_range!r}")
         if hasattr(x, "detach"):          # a torch tensor, without importing torch here
@@ -113,9 +113,9 @@ class InputContract:
                         f"{HEADROOM:g}x the calibrated range [{self.range[0]:.4g}, {self.range[1]:.4g}] "
                         f"(largest magnitude {float(np.abs(x).max()):.4g})")
                 if out_of_range == "refuse":
-                    raise InputError(f"{what}; the secure gates were sized for it. Normalize the input "
-                                     "as the model expects, recompile with calibration data that covers it, "
-                                     "or clip it (out_of_range='clip', `pi infer --out-of-range clip`)")
+                    raise InputError(f"{what}; the secure gates were sized for the calibrated range. Normalize "
+                                     "the input as the model expects, recompile with calibration data that covers "
+                                     "it, or clip it (out_of_range='clip', `pi infer --out-of-range clip`)")
                 warnings.warn(f"{what}; clipped to it (the output is the model's on the clipped input)",
                               InputRangeWarning, stacklevel=3)
                 x = np.clip(x, lo, hi)
@@ -173,7 +173,7 @@ def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def load_input(path: str | Path, contract: InputContract, resize: bool = False,
-               out_of_range: str = "clip") -> np.ndarray:
+               out_of_range: str = "refuse") -> np.ndarray:
     """A .npy array (already normalized) or a PNG image as a checked batch the model takes;
     errors and warnings name the file."""
     p = Path(path)

@@ -58,7 +58,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
     circa_k: Circa's dropped low bits (default frac_bits + 4, see default_circa_k).
     calibration: representative inputs; bounds on the activations' magnitudes (with a 64x
     margin) let the comparison gates work on fewer bits. Their range becomes the input
-    contract's: run() clips inputs beyond 8x it (with a warning) or refuses them. The bounds
+    contract's: run() refuses inputs beyond 8x it (or clips them, with a warning). The bounds
     also let the shares live in a narrower ring.
     ring_bits: the ring Z_(2^l): an int in 2..64, or "calibrated"; default "calibrated" when
     calibration is given, else 64.
@@ -164,13 +164,13 @@ class SecureModel:
         """Shape, dtype, normalization, class names and calibrated range of the input."""
         return InputContract.of_plan(self.plan)
 
-    def run(self, x: torch.Tensor | np.ndarray, timeout: float = 600.0, out_of_range: str = "clip") -> torch.Tensor:
+    def run(self, x: torch.Tensor | np.ndarray, timeout: float = 600.0, out_of_range: str = "refuse") -> torch.Tensor:
         """The full protocol in one process: dealer, server and client (two threads) over an
         in-process channel that counts bytes and rounds like the TLS one. Returns the output.
 
         x: one input or a batch, checked against the input contract (shape, dtype); values
-        beyond 8x the calibrated range (pi.inputs: what calibration's margin covers) are clipped
-        with an InputRangeWarning, or refused with out_of_range="refuse"."""
+        beyond 8x the calibrated range (pi.inputs: what calibration's margin covers) are refused,
+        or clipped with an InputRangeWarning with out_of_range="clip"."""
         if self.weights is None:
             raise RuntimeError("this SecureModel holds no weights (a client-side spec): use pi.connect")
         from protocols.cost import CostMeter

@@ -2,7 +2,7 @@
 as a third process (protocols.dealer_service). Everything crosses TLS with pinned certificates.
 
 Session protocol between client and server (after the TLS handshake):
-  client HELLO {"version": 1}                → server SPEC {"session": id, "spec": public spec}
+  client HELLO {"version": 2}                → server SPEC {"session": id, "spec": public spec}
   per inference: client DATA {"batch": B}    → both fetch their material from the dealer for
                  session "<id>-<n>", then the engine's offline and online phases run; the
                  server ends with DATA {"material_bytes": n, "report": its cost report}, so
@@ -169,7 +169,7 @@ class RemoteModel:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.plan.input_shape)
 
-    def run(self, x, progress=None, out_of_range: str = "clip") -> torch.Tensor:
+    def run(self, x, progress=None, out_of_range: str = "refuse") -> torch.Tensor:
         """One private inference on a batch (or a single input). Returns the decoded output.
         The input is checked against the model's input contract (SecureModel.run)."""
         x = self.spec.input_contract.check(x, out_of_range)

@@ -49,18 +49,19 @@ def test_wrong_shape_and_dtype_are_named_before_any_protocol(secure):
 
 
 def test_out_of_range_inputs_are_clipped_with_a_warning_or_refused(secure):
-    """1000x the calibrated range gave logits off by 318 of 334, silently. Now: clipped to 8x
-    the calibrated magnitude (the answer is the model's on the clipped input, as the plaintext
-    twin computes it) with a warning, or refused. Within 8x: untouched and correct."""
+    """1000x the calibrated range gave logits off by 318 of 334, silently. Now: refused, or
+    (out_of_range="clip") clipped to 8x the calibrated magnitude with a warning, the answer then
+    the model's on the clipped input as the plaintext twin computes it. Within 8x: untouched
+    and correct."""
     x = 1000 * torch.randn(2, 1, 8, 8)
     lo, hi = secure.input_contract.limits()
     assert hi == -lo == 8 * max(abs(v) for v in secure.input_contract.range)
     with pytest.warns(InputRangeWarning, match="8x the calibrated range"):
-        y = secure.run(x)
+        y = secure.run(x, out_of_range="clip")
     plain = plaintext_twin(small_net(), secure.plan)(x.clamp(lo, hi)).detach()
     assert torch.allclose(y.float(), plain, atol=0.05), (y, plain)
     with pytest.raises(InputError, match="calibrated range"):
-        secure.run(x, out_of_range="refuse")
+        secure.run(x)
     inside = x.clamp(lo, hi) / 2                 # up to 4x the calibrated magnitude
     with warnings.catch_warnings():
         warnings.simplefilter("error")           # within the limits: no warning
