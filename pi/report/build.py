@@ -5,20 +5,13 @@ from __future__ import annotations
 import datetime
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from pi.report.costs import section_layers, section_network
 from pi.report.document import REPORT_FORMAT, REPORT_VERSION, Section, rel
-from pi.report.inputs import (
-    DEFAULT_RESULTS,
-    INPUT_SHAPES,
-    find_audits,
-    find_bench,
-    find_runs,
-    load_run_model,
-)
+from pi.report.inputs import INPUT_SHAPES, gather, load_run_model
 from pi.report.measure import measure_circa_faults, measure_secure, simulate_circa_accuracy
 from pi.report.provenance import section_machine, section_overview, section_reproduce
+from pi.report.summary import section_summary
 from pi.report.tradeoffs import section_circa, section_fairness, section_pareto
 
 
@@ -27,6 +20,7 @@ class ReportOptions:
     runs: list[str] | None = None
     audits: list[str] | None = None
     results_dir: str | None = None
+    committed: bool = False              # the package's committed results instead of the user's
     measure: bool = True
     circa_images: int = 1000
     circa_elements: int = 200_000
@@ -35,10 +29,8 @@ class ReportOptions:
 
 def build_report(opts: ReportOptions, log=print) -> tuple[dict, list[Section]]:
     t0 = time.time()
-    results_dir = Path(opts.results_dir) if opts.results_dir else DEFAULT_RESULTS
-    runs = find_runs(opts.runs, results_dir)
-    audits = find_audits(opts.audits, results_dir)
-    bench = find_bench(results_dir)
+    found = gather(opts.runs, opts.audits, opts.results_dir, opts.committed)
+    runs, audits, bench = found.runs, found.audits, found.bench
     cmd = opts.command or "pi report"
     measured, measured_runs, faults, sim, failures = None, {}, None, None, []
     if opts.measure:
@@ -94,12 +86,16 @@ def build_report(opts: ReportOptions, log=print) -> tuple[dict, list[Section]]:
                 section_circa(bench, faults, sim, runs), section_layers(measured, bench),
                 section_network(measured, measured_runs, bench), section_machine(bench, runs, audits),
                 section_reproduce(cmd, runs, audits, bench)]
-    inputs = {"runs": [rel(r["_dir"]) for r in runs], "audits": [rel(a["_path"]) for a in audits],
-              "benchmarks": [f"{k}: {rel(v['_path'])}" for k, v in sorted(bench.items())],
-              "measured here": ([f"default model ({measured['repeats']} runs)"] if measured else [])
-              + [f"{len(measured_runs)} run(s) with weights"] * bool(measured_runs)
-              + (["native Circa faults"] if faults else []) + (["simulated Circa accuracy"] if sim else [])}
+    inputs = {"runs": {"paths": [rel(r["_dir"]) for r in runs], "origin": found.origins["runs"]},
+              "audits": {"paths": [rel(a["_path"]) for a in audits], "origin": found.origins["audits"]},
+              "benchmarks": {"paths": [rel(v["_path"]) for _, v in sorted(bench.items())],
+                             "origin": found.origins["benchmarks"]},
+              "measured here": {"paths": ([f"default model ({measured['repeats']} runs)"] if measured else [])
+                                + [f"{len(measured_runs)} run(s) with weights"] * bool(measured_runs)
+                                + (["native Circa faults"] if faults else [])
+                                + (["simulated Circa accuracy"] if sim else []), "origin": "this report"}}
     sections.insert(0, section_overview(inputs, sections, cmd, time.time() - t0))
+    sections.insert(0, section_summary(sections, found.origins, found.fallback, bench))
     doc = {"format": REPORT_FORMAT, "version": REPORT_VERSION,
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "command": cmd,
            "sections": {s.id: s.to_dict() for s in sections}}

@@ -19,10 +19,14 @@ def add_parser(sub) -> None:
     p = sub.add_parser("report", help=HELP, description=DESCRIPTION)
     p.add_argument("--out", required=True, help="report .html path (.md, .json and PNGs go next to it), or a directory")
     p.add_argument("--runs", nargs="+", default=None,
-                   help="relu-budget run directories (or parents of them); default: those under --results-dir")
+                   help="relu-budget run directories (or parents of them); default: the runs found in the working "
+                   "directory, else the package's committed ones (the report says which)")
     p.add_argument("--audits", nargs="+", default=None,
-                   help="audit.json files or audit directories; default: those under --results-dir")
-    p.add_argument("--results-dir", default=None, help=f"benchmark results (default: {rel(DEFAULT_RESULTS)})")
+                   help="audit.json files or audit directories; default: as for --runs")
+    p.add_argument("--results-dir", default=None,
+                   help="take runs, audits and `pi bench` result files not given above from this directory only")
+    p.add_argument("--committed", action="store_true",
+                   help=f"report the package's committed results ({rel(DEFAULT_RESULTS)}) instead of yours")
     p.add_argument("--no-measure", action="store_true",
                    help="take no measurements (default model run, run models, Circa faults and accuracy)")
     p.add_argument("--circa-images", type=int, default=1000,
@@ -33,6 +37,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    if args.committed and args.results_dir:
+        print("pi report: error: --committed and --results-dir both say where to look; give one", file=sys.stderr)
+        return 2
     import torch
     torch.set_num_threads(args.threads)
     try:
@@ -42,7 +49,7 @@ def run(args) -> int:
         pass
     cmd = "pi " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("report"):]) if "report" in sys.argv \
         else "pi report --out " + shlex.quote(str(args.out))
-    opts = ReportOptions(runs=args.runs, audits=args.audits, results_dir=args.results_dir,
+    opts = ReportOptions(runs=args.runs, audits=args.audits, results_dir=args.results_dir, committed=args.committed,
                          measure=not args.no_measure, circa_images=args.circa_images,
                          circa_elements=args.circa_elements, command=cmd)
     try:
@@ -53,5 +60,5 @@ def run(args) -> int:
         return 2
     for s in sections:
         print(f"  {s.id:<10} {s.status}" + (f"  (to fill: {s.todo[0]})" if s.todo else ""))
-    print("wrote " + ", ".join(str(p) for p in paths))
+    print("wrote " + ", ".join(rel(p) for p in paths))
     return 0

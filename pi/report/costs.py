@@ -6,6 +6,22 @@ from pi.report.document import SECTIONS, Section, Table, rel
 from pi.report.plots import fig_png, pyplot
 
 GATE_OPS = {"relu", "circa", "poly", "trunc", "select", "compare", "argmax", "mul"}
+# What the plan builder's own ops do, for the per-layer table: they have no torch module name.
+OP_WORDS = {"MulConst": "fixed-point scale-up", "Truncate": "fixed-point truncation", "ToMasked": "re-masking",
+            "Add": "residual add", "SumPool": "average pooling", "Reshape": "flatten", "Input": "client input",
+            "Output": "output to the client", "MaxPool": "max pooling", "Activation": "activation"}
+
+
+def layer_label(name: str, kind: str | None, previous: str | None) -> str:
+    """A per-layer row's name for people: the torch module's name for convolutions, linear
+    layers and activations; for the ops the compiler adds or names itself (`upscale6`, `add_1`),
+    what the op does and after which layer ("fixed-point scale-up after layers.0.0.relu2")."""
+    if name == "offline-exchange":
+        return "offline exchange (all layers)"
+    if kind is None or kind in ("Conv2d", "Linear", "Activation"):
+        return name
+    words = OP_WORDS.get(kind, name)
+    return f"{words} after {previous}" if previous and kind not in ("Input", "Output") else words
 
 
 def section_layers(measured: dict | None, bench: dict) -> Section:
@@ -32,24 +48,31 @@ def section_layers(measured: dict | None, bench: dict) -> Section:
         if r.get("gate") == "relu" and r.get("n") == 64:
             key_bytes["relu"] = r.get("key_bytes")
     rows = []
+    op_kinds = dict(measured.get("ops") or [])           # plan op name -> op kind
+    names = list(op_kinds)
     for layer, a in agg.items():
         p = pred.get(layer, {})
         kind = "relu" if GATE_OPS & a["ops"] else "linear" if {"linear", "pool"} & a["ops"] else "io/setup"
-        row = {"layer": layer, "kind": kind, "op": p.get("op", "-"), "relu_sites": p.get("relu", 0) + p.get("circa", 0),
+        i = names.index(layer) if layer in op_kinds else -1
+        previous = next((n for n in reversed(names[:i]) if op_kinds[n] in ("Conv2d", "Linear", "Activation")), None) \
+            if i > 0 else None
+        row = {"layer": layer, "name": layer_label(layer, op_kinds.get(layer), previous), "kind": kind,
+               "op": p.get("op", op_kinds.get(layer, "-")), "relu_sites": p.get("relu", 0) + p.get("circa", 0),
                "macs": p.get("macs", 0), "predicted_online_bytes": p.get("online_bytes"),
                "online_bytes": a["online_bytes"], "offline_bytes": a["offline_bytes"],
+               "online_s": a["online_s"], "offline_s": a["offline_s"],
                "online_ms": 1e3 * a["online_s"], "offline_ms": 1e3 * a["offline_s"], "rounds": a["rounds"]}
         if key_bytes.get("relu") and row["relu_sites"]:
             row["predicted_key_bytes"] = 2 * key_bytes["relu"] * row["relu_sites"]
         rows.append(row)
-    order = {r["layer"]: i for i, r in enumerate(measured["layer_rows"])}
+    order = {n: i for i, n in enumerate(names)} or {r["layer"]: i for i, r in enumerate(measured["layer_rows"])}
     rows.sort(key=lambda r: order.get(r["layer"], len(order)))
     totals = {k: sum(r.get(k) or 0 for r in rows) for k in ("online_bytes", "offline_bytes", "online_ms", "offline_ms")}
     by_kind = {}
     for r in rows:
         b = by_kind.setdefault(r["kind"], {"kind": r["kind"], "online_bytes": 0, "offline_bytes": 0,
-                                           "online_ms": 0.0, "offline_ms": 0.0})
-        for k in ("online_bytes", "offline_bytes", "online_ms", "offline_ms"):
+                                           "online_s": 0.0, "offline_s": 0.0, "online_ms": 0.0, "offline_ms": 0.0})
+        for k in ("online_bytes", "offline_bytes", "online_s", "offline_s", "online_ms", "offline_ms"):
             b[k] += r[k]
     s.data.update({"rows": rows, "by_kind": list(by_kind.values()), "totals": totals,
                    "run": {k: measured[k] for k in ("online_s", "offline_s", "online_bytes", "offline_bytes",
@@ -60,22 +83,22 @@ def section_layers(measured: dict | None, bench: dict) -> Section:
                    f"{measured['online_bytes'] / 1e3:.1f} KB, {measured['rounds']} rounds; offline "
                    f"{1e3 * measured['offline_s']:.0f} ms, {measured['offline_bytes'] / 1e6:.2f} MB, of which dealer "
                    f"material {sum(measured['material_bytes'].values()) / 1e6:.2f} MB (not attributed to layers by "
-                   "the meter; 'pred. key B' estimates it per ReLU layer from native.json's key size, both parties).")
+                   "the meter; 'pred. dealer keys' estimates it per ReLU layer from native.json's key size, both parties).")
     s.notes.append("Per-layer bytes and seconds are the cost meter's rows (both parties' sent bytes added, seconds "
-                   "the maximum over parties); 'pred. online B' is `SecureModel.layer_rows()`'s prediction.")
+                   "the maximum over parties); 'pred. online' is `SecureModel.layer_rows()`'s prediction.")
     s.tables.append(Table("Per layer (measured unless marked predicted)",
-                          [("layer", "layer", "s"), ("op", "op", "s"), ("kind", "cost class", "s"),
-                           ("relu_sites", "ReLUs", "d"), ("macs", "MACs", "d"),
-                           ("online_bytes", "online B", "d"), ("predicted_online_bytes", "pred. online B", "d"),
-                           ("offline_bytes", "offline B", "d"), ("predicted_key_bytes", "pred. key B", ".3e"),
-                           ("online_ms", "online ms", ".2f"), ("offline_ms", "offline ms", ".2f"),
+                          [("name", "layer", "s"), ("op", "op", "s"), ("kind", "cost class", "s"),
+                           ("relu_sites", "ReLUs", ",d"), ("macs", "MACs", ",d"),
+                           ("online_bytes", "online bytes", "B"), ("predicted_online_bytes", "pred. online bytes", "B"),
+                           ("offline_bytes", "offline bytes", "B"), ("predicted_key_bytes", "pred. dealer keys", "B"),
+                           ("online_s", "online time", "ms"), ("offline_s", "offline time", "ms"),
                            ("rounds", "rounds", "d")], rows))
-    s.tables.append(Table("By cost class", [("kind", "class", "s"), ("online_bytes", "online B", "d"),
-                                            ("offline_bytes", "offline B", "d"), ("online_ms", "online ms", ".2f"),
-                                            ("offline_ms", "offline ms", ".2f")], list(by_kind.values())))
+    s.tables.append(Table("By cost class", [("kind", "class", "s"), ("online_bytes", "online bytes", "B"),
+                                            ("offline_bytes", "offline bytes", "B"), ("online_s", "online time", "ms"),
+                                            ("offline_s", "offline time", "ms")], list(by_kind.values())))
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.6))
-    names = [r["layer"] for r in rows]
+    labels = [r["name"] for r in rows]
     idx = list(range(len(rows)))
     colors = ["C3" if r["kind"] == "relu" else "C0" if r["kind"] == "linear" else "C7" for r in rows]
     axes[0].bar(idx, [r["online_bytes"] / 1e3 for r in rows], color=colors, label="online (measured)")
@@ -91,7 +114,7 @@ def section_layers(measured: dict | None, bench: dict) -> Section:
     axes[1].set_title("seconds per layer (solid online, light offline)")
     for ax in axes:
         ax.set_xticks(idx)
-        ax.set_xticklabels(names, rotation=70, fontsize=7, ha="right")
+        ax.set_xticklabels(labels, rotation=70, fontsize=7, ha="right")
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -129,14 +152,14 @@ def section_network(measured: dict | None, measured_runs: dict, bench: dict) -> 
                    "pi bench relu --json benchmarks/results/bench_relu.json"]
         return s
     if rows:
-        s.tables.append(Table("Per inference", [("what", "what", "s"), ("online_s", "online s", ".4f"),
-                                                ("online_bytes", "online B", ".3e"), ("rounds", "rounds", "d"),
-                                                ("lan_online_s", "LAN online s", ".4f"),
-                                                ("wan_online_s", "WAN online s", ".3f"),
-                                                ("offline_s", "offline s", ".3f"),
-                                                ("offline_bytes", "offline B", ".3e"),
-                                                ("lan_offline_s", "LAN offline s", ".3f"),
-                                                ("wan_offline_s", "WAN offline s", ".2f")], rows))
+        s.tables.append(Table("Per inference", [("what", "what", "s"), ("online_s", "online time", "ms"),
+                                                ("online_bytes", "online bytes", "B"), ("rounds", "rounds", "d"),
+                                                ("lan_online_s", "LAN online time", "ms"),
+                                                ("wan_online_s", "WAN online time", "ms"),
+                                                ("offline_s", "offline time", "ms"),
+                                                ("offline_bytes", "offline bytes", "B"),
+                                                ("lan_offline_s", "LAN offline time", "ms"),
+                                                ("wan_offline_s", "WAN offline time", "ms")], rows))
     if relu_rows:
         s.tables.append(Table("Per ReLU (pi bench relu)", [("system", "system", "s"), ("policy", "kind", "s"),
                                                            ("n", "n", "d"), ("online_us_per_relu", "µs/ReLU", ".3f"),

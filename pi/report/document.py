@@ -10,12 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPORT_FORMAT = "pi-report"
-
-
 REPORT_VERSION = 1
-
-
-SECTIONS = (("overview", "Overview"), ("pareto", "Accuracy vs cost (Pareto)"),
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SECTIONS = (("summary", "Summary"), ("overview", "Overview"), ("pareto", "Accuracy vs cost (Pareto)"),
             ("fairness", "Per-group accuracy vs budget (fairness audit)"),
             ("circa", "Circa: fault rate vs k and its accuracy effect"),
             ("layers", "Per-layer cost breakdown (default model)"), ("network", "LAN / WAN estimates"),
@@ -54,10 +51,44 @@ class Section:
                 "data": self.data}
 
 
+# Format specs of table columns, besides Python's: values are stored raw (bytes, seconds,
+# fractions) in the JSON and written for people here.
+UNIT_SPECS = {"B": "bytes, shown in B / KB / MB / GB", "%": "a fraction, shown as a percentage",
+              "ms": "seconds, shown in ms", "x": "a ratio, shown as 0.25× or 1/40"}
+
+
+def human_bytes(n) -> str:
+    n = float(n)
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g} {unit}" if abs(n) < 100 * size else f"{n / size:.0f} {unit}"
+    return f"{n:.0f} B"
+
+
+def human_ratio(r) -> str:
+    """A ratio of ours to a baseline: '1/23' or '1/4.6' below 1, else '1.3×'."""
+    r = float(r)
+    if 0 < r < 1:
+        inv = 1 / r
+        return f"1/{inv:.0f}" if inv >= 10 else f"1/{inv:.2g}"
+    return f"{r:.2g}×"
+
+
 def fmt(v, spec: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     try:
+        if spec == "B":
+            return human_bytes(v)
+        if spec == "%":
+            return f"{100 * float(v):.2f} %"
+        if spec == "ms":
+            ms = 1e3 * float(v)
+            return f"{ms:.3g} ms" if ms < 100 else f"{ms:,.0f} ms"
+        if spec == "x":
+            return human_ratio(v)
+        if spec.endswith("e") and v == 0:       # rates: 0.000e+00 reads worse than 0
+            return "0"
         return format(v, spec)
     except (TypeError, ValueError):
         return str(v)
@@ -68,8 +99,16 @@ def pct(v):
 
 
 def rel(p) -> str:
-    p = Path(p)
+    """A path for people: relative to the working directory when it is below it, else relative
+    to the repository when it is in it, else as given (home as ~)."""
+    p = Path(p).resolve()
+    for base in (Path.cwd().resolve(), REPO_ROOT):
+        try:
+            return str(p.relative_to(base)) or "."
+        except ValueError:
+            pass
+    home = Path.home().resolve()
     try:
-        return str(p.resolve().relative_to(Path.cwd().resolve()))
+        return "~/" + str(p.relative_to(home))
     except ValueError:
         return str(p)

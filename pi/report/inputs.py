@@ -1,18 +1,23 @@
 """What a report reads: relu-budget runs, fairness audits and benchmark result files.
+
+Where each kind of input comes from (`gather`), in order: the paths given (`--runs`,
+`--audits`); else `--results-dir DIR` (or `--committed`: the package's own results) for
+everything; else what lies in the working directory (up to WALK_DEPTH levels down); else, as
+a fallback that the report says it took, the package's committed results.
 """
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from pi.report.document import ReportError
+from pi.report.document import REPO_ROOT, ReportError, rel
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-DEFAULT_RESULTS = ROOT / "benchmarks" / "results"
-
-
+DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results"
+WALK_DEPTH = 4                  # directories below the working directory searched for inputs
+WALK_MAX_FILES = 5000           # JSON files read at most there
+SKIP_DIRS = {"node_modules", "__pycache__", "build", "dist", "site-packages"}
 BENCH_KINDS = {"native": "FSS gates of pi_native", "gemm": "ring GEMM", "relu": "pi bench relu",
                "model": "pi bench model"}
 
@@ -75,13 +80,15 @@ def find_audits(paths: list[str] | None, results_dir: Path) -> list[dict]:
 
 def find_bench(results_dir: Path) -> dict[str, dict]:
     """The newest benchmark file of each kind (native, gemm, relu, model) in results_dir."""
+    return newest_bench(sorted(results_dir.glob("*.json")) if results_dir.is_dir() else [])
+
+
+def newest_bench(files) -> dict[str, dict]:
     found: dict[str, dict] = {}
-    if not results_dir.is_dir():
-        return found
-    for f in sorted(results_dir.glob("*.json")):
+    for f in files:
         try:
-            doc = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError):
+            doc = json.loads(Path(f).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
             continue
         if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
             continue
@@ -91,6 +98,89 @@ def find_bench(results_dir: Path) -> dict[str, dict]:
                 doc["_path"] = str(f)
                 found[kind] = doc
     return found
+
+
+def json_files_below(root: Path, skip: set[Path] = frozenset()) -> list[Path]:
+    """JSON files at most WALK_DEPTH directories below root (hidden and tool directories, and
+    `skip`, left out), in a stable order, at most WALK_MAX_FILES."""
+    root = Path(root).resolve()
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        d = Path(dirpath)
+        deep = len(d.relative_to(root).parts) >= WALK_DEPTH
+        dirnames[:] = [] if deep else sorted(n for n in dirnames if not n.startswith(".") and n not in SKIP_DIRS
+                                             and (d / n).resolve() not in skip)
+        out += [d / f for f in sorted(filenames) if f.endswith(".json")]
+        if len(out) >= WALK_MAX_FILES:
+            break
+    return out[:WALK_MAX_FILES]
+
+
+def _classify(files: list[Path]) -> tuple[list[dict], list[dict], dict[str, dict]]:
+    """Runs, audits and benchmark files among JSON files found by searching (unreadable or
+    foreign files are not inputs, so they are passed over)."""
+    from relu_budget.fairness import AUDIT_FORMAT, AuditError, validate_audit
+    from relu_budget.runs import RUN_FORMAT
+    runs, audits = [], []
+    for f in files:
+        try:
+            doc = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        if doc.get("format") == RUN_FORMAT and f.name == "metrics.json":
+            doc["_dir"] = str(f.parent)
+            runs.append(doc)
+        elif doc.get("format") == AUDIT_FORMAT:
+            try:
+                validate_audit(doc, str(f))
+            except AuditError:
+                continue
+            doc["_path"] = str(f)
+            audits.append(doc)
+    return runs, audits, newest_bench(files)
+
+
+@dataclass
+class Inputs:
+    runs: list[dict]
+    audits: list[dict]
+    bench: dict[str, dict]
+    origins: dict[str, str] = field(default_factory=dict)     # kind -> where it came from, in words
+    fallback: list[str] = field(default_factory=list)         # kinds taken from the committed results
+
+
+def gather(runs: list[str] | None, audits: list[str] | None, results_dir: str | None = None,
+           committed: bool = False, cwd: Path | None = None) -> Inputs:
+    """The report's inputs and where each kind came from (module docstring)."""
+    if results_dir or committed:
+        base = Path(results_dir) if results_dir else DEFAULT_RESULTS
+        where = f"{rel(base)} (--results-dir)" if results_dir else "the package's committed results (--committed)"
+        out = Inputs(find_runs(runs, base), find_audits(audits, base), find_bench(base))
+        out.origins = {"runs": "--runs" if runs else where, "audits": "--audits" if audits else where,
+                       "benchmarks": where}
+        return out
+    cwd = Path(cwd or Path.cwd()).resolve()
+    # The package's own results and demo assets are never "the user's" (they are the fallback).
+    package = {(REPO_ROOT / d).resolve() for d in ("benchmarks", "demos", "tests")}
+    here_runs, here_audits, here_bench = _classify(json_files_below(cwd, skip=package))
+    out = Inputs(find_runs(runs, DEFAULT_RESULTS) if runs else here_runs,
+                 find_audits(audits, DEFAULT_RESULTS) if audits else here_audits, here_bench)
+    here = f"the working directory ({rel(cwd)})"
+    out.origins = {"runs": "--runs" if runs else here, "audits": "--audits" if audits else here,
+                   "benchmarks": here}
+    fallback = "the package's committed results (none given or found in the working directory)"
+    if not out.runs and not runs:
+        out.runs, out.origins["runs"] = find_runs(None, DEFAULT_RESULTS), fallback
+        out.fallback.append("runs")
+    if not out.audits and not audits:
+        out.audits, out.origins["audits"] = find_audits(None, DEFAULT_RESULTS), fallback
+        out.fallback.append("audits")
+    if not out.bench:
+        out.bench, out.origins["benchmarks"] = find_bench(DEFAULT_RESULTS), fallback
+        out.fallback.append("benchmarks")
+    return out
 
 
 def load_run_model(run: dict):

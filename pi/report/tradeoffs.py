@@ -44,6 +44,7 @@ def section_pareto(runs: list[dict], bench: dict, measured_runs: dict, failures:
         meas = measured_runs.get(r["_dir"]) or {}
         table.append({"run": rel(r["_dir"]), "method": series_name(r), "arch": r.get("arch"),
                       "dataset": r.get("dataset"), "relus": r.get("relus"), "total_sites": r.get("total_sites"),
+                      "budget_sites": r.get("budget_sites"), "budget_arg": r.get("budget_arg"),
                       "val_accuracy": (r.get("val") or {}).get("accuracy"),
                       "test_accuracy": (r.get("test") or {}).get("accuracy"),
                       "val_accuracy_pct": pct((r.get("val") or {}).get("accuracy")),
@@ -66,19 +67,19 @@ def section_pareto(runs: list[dict], bench: dict, measured_runs: dict, failures:
         s.tables.append(Table("Optimizer runs (test accuracy on the balanced test split; predicted = cost model "
                               "fed by the measured gate costs; measured = SecureModel.run in process, batch 1)",
                               [("run", "run", "s"), ("network", "network / data", "s"), ("method", "method", "s"),
-                               ("relus", "kept ReLUs", "d"),
-                               ("test_accuracy_pct", "test acc %", ".2f"), ("val_accuracy_pct", "val acc %", ".2f"),
-                               ("predicted_online_s", "pred. online s (LAN)", ".4f"),
-                               ("measured_online_s", "meas. online s", ".4f"),
-                               ("predicted_bytes", "pred. bytes", ".3e"), ("measured_bytes", "meas. bytes", ".3e")],
+                               ("relus", "kept ReLUs", ",d"),
+                               ("test_accuracy", "test acc", "%"), ("val_accuracy", "val acc", "%"),
+                               ("predicted_online_s", "pred. online time (LAN)", "ms"),
+                               ("measured_online_s", "meas. online time", "ms"),
+                               ("predicted_bytes", "pred. bytes", "B"), ("measured_bytes", "meas. bytes", "B")],
                               table))
     if model_rows:
         s.tables.append(Table(f"`pi bench model` (deployed: 3 processes, TLS on loopback; from "
                               f"{rel(bench['model']['_path'])})",
                               [("workload", "workload", "s"), ("policy", "policy", "s"),
-                               ("gate_relus_per_image", "gate ReLUs", "d"), ("accuracy", "secure acc", ".4f"),
-                               ("eval_images", "images", "d"), ("online_s", "online s", ".4f"),
-                               ("online_bytes", "online B", ".3e"), ("offline_bytes", "offline B", ".3e")],
+                               ("gate_relus_per_image", "gate ReLUs", ",d"), ("accuracy", "secure acc", "%"),
+                               ("eval_images", "images", "d"), ("online_s", "online time", "ms"),
+                               ("online_bytes", "online bytes", "B"), ("offline_bytes", "offline bytes", "B")],
                               s.data["bench_model"]))
     groups = sorted({(t["arch"] or "?", t["dataset"] or "?") for t in table})
     if not groups:                      # bench rows only
@@ -140,7 +141,7 @@ def section_fairness(audits: list[dict]) -> Section:
                               f"groups = {a['groups']['source']}; all-ReLU reference accuracy "
                               f"{100 * ref['overall']:.2f}%, worst group {100 * ref['group_min']:.2f}% "
                               f"({names.get(ref['argmin'])}). Drops in points vs the reference.",
-                              [("series", "series", "s"), ("relus", "kept ReLUs", "d"),
+                              [("series", "series", "s"), ("relus", "kept ReLUs", ",d"),
                                ("accuracy_pct", "acc %", ".2f"), ("worst_group_accuracy_pct", "worst-group acc %", ".2f"),
                                ("worst_group", "group", "s"), ("worst_drop_pts", "worst drop (pts)", ".2f"),
                                ("worst_drop_group", "of group", "s"), ("mean_drop_pts", "mean drop", ".2f"),
@@ -215,8 +216,10 @@ def section_circa(bench: dict, faults: list[dict] | None, sim: list[dict] | None
             k = int(str(r["policy"]).split("k")[-1])
         except ValueError:
             continue
-        if r.get("accuracy") is not None:
-            axes[1].plot([k], [100 * r["accuracy"]], "D", color="black", label=f"measured secure ({r['workload']})")
+        if r.get("accuracy") is not None:     # one legend entry per workload, not per point
+            label = f"measured secure ({r['workload']})"
+            axes[1].plot([k], [100 * r["accuracy"]], "D", color="black",
+                         label=None if label in axes[1].get_legend_handles_labels()[1] else label)
     axes[1].set_xlabel("k")
     axes[1].set_ylabel("test accuracy (%)")
     axes[1].set_title("accuracy with every ReLU a Circa site (PosZero)")
@@ -230,7 +233,7 @@ def section_circa(bench: dict, faults: list[dict] | None, sim: list[dict] | None
         s.tables.append(Table("Measured on the native gates (pi_native.gen_circa / eval_circa_*), PosZero, "
                               "x ~ N(0, σ²) ulps; a fault is an output ≠ ReLU(x)",
                               [("k", "k", "d"), ("sigma_log2", "log2 σ", "d"), ("n", "elements", "d"),
-                               ("faults", "faults", "d"), ("rate", "measured rate", ".3e"),
+                               ("faults", "faults", ",d"), ("rate", "measured rate", ".3e"),
                                ("law", "law 2^k/(σ√(8π))", ".3e"), ("gaussian", "exact Gaussian mean", ".3e")],
                               faults))
     if measured_bench:
@@ -242,12 +245,12 @@ def section_circa(bench: dict, faults: list[dict] | None, sim: list[dict] | None
     if sim:
         s.tables.append(Table("Accuracy of the default model with all ReLUs Circa (plaintext simulation of the "
                               "fault law, relu_budget.circa_sim, one draw per k)",
-                              [("k", "k", "d"), ("accuracy", "accuracy", ".4f"), ("plain_accuracy", "exact", ".4f"),
-                               ("drop", "drop", ".4f"), ("images", "images", "d")], sim))
+                              [("k", "k", "d"), ("accuracy", "accuracy", "%"), ("plain_accuracy", "exact", "%"),
+                               ("drop", "drop", "%"), ("images", "images", "d")], sim))
     if s.data["circa_runs"]:
         s.tables.append(Table("Circa-aware optimizer runs (faults simulated in evaluation)",
-                              [("run", "run", "s"), ("relus", "kept", "d"), ("test_accuracy", "test acc", ".4f"),
-                               ("without_faults", "without faults", ".4f")], s.data["circa_runs"]))
+                              [("run", "run", "s"), ("relus", "kept", ",d"), ("test_accuracy", "test acc", "%"),
+                               ("without_faults", "without faults", "%")], s.data["circa_runs"]))
     if not faults and not measured_bench:
         s.status = "partial"
         s.notes.append("No measured fault rate: the native gates were not measured (--no-measure) and no "

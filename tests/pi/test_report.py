@@ -16,6 +16,9 @@ import pytest
 
 from pi import report
 from pi.cli import main as pi_main
+from pi.report.document import human_ratio
+from pi.report.inputs import gather
+from pi.report.provenance import portable_commands
 from relu_budget import cli as rb_cli
 
 SECTION_IDS = [s[0] for s in report.SECTIONS]
@@ -60,7 +63,7 @@ def parse(html_text: str) -> _Ids:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """A tiny real sweep (two SNL runs, one with the fairness penalty), its audit, and a
-    results directory holding the committed native.json and gemm.json."""
+    results directory holding the committed benchmark files (native, gemm, model, relu)."""
     d = tmp_path_factory.mktemp("report_inputs")
     common = ["--arch", "resnet-small", "--dataset", "synthetic", "--epochs", "1", "--finetune-epochs", "1",
               "--no-progress", "--model-set", "widths=4,8", "--model-set", "blocks=1,1", "--model-set",
@@ -72,7 +75,7 @@ def inputs(tmp_path_factory):
     assert rb_cli.main(["audit", str(d / "runs"), "--out", str(d / "audit")]) == 0
     res = d / "results"
     res.mkdir()
-    for name in ("native.json", "gemm.json"):
+    for name in ("native.json", "gemm.json", "bench_model.json", "bench_relu.json"):
         if (RESULTS / name).is_file():
             shutil.copy(RESULTS / name, res / name)
     return d
@@ -105,6 +108,13 @@ def test_missing_inputs_give_sections_that_say_what_to_run(tmp_path):
     assert any("relu-budget optimize" in t for t in doc["sections"]["pareto"]["todo"])
     assert any("pi bench model" in t for t in doc["sections"]["network"]["todo"])
     assert "To fill this section, run:" in html_text
+    # The summary comes first and lists what is missing with the command that fills it.
+    summary = doc["sections"]["summary"]
+    assert p.h2[0].startswith("Summary") and summary["status"] == "missing"
+    missing = {m["section"]: m["run"] for m in summary["data"]["missing"]}
+    assert {"Accuracy vs cost (Pareto)", "Per-group accuracy vs budget (fairness audit)"} <= set(missing)
+    assert "relu-budget optimize" in missing["Accuracy vs cost (Pareto)"]
+    assert summary["data"]["best_per_budget"] == [] and summary["data"]["headline"]["sentences"] == []
     md = (tmp_path / "r" / "report.md").read_text()
     assert all(f'<a id="{i}"></a>' in md for i in SECTION_IDS)
     # The law in the JSON: 2^k / (σ·√(8π)).
@@ -144,7 +154,27 @@ def test_report_numbers_come_from_the_inputs(inputs, built):
     assert "pi report --out test" in cmds and any(c.startswith("relu-budget audit") for c in cmds)
     assert any("--fairness-penalty" in c for c in cmds)
     assert json.loads(json_path.read_text())["format"] == report.REPORT_FORMAT
+    # Summary: the best run at each budget (one run per budget here), the headline ratios from
+    # the benchmark files, where the inputs came from.
+    summary = secs["summary"]["data"]
+    best = {r["budget"]: r for r in summary["best_per_budget"]}
+    for name in ("a", "b"):
+        m = json.loads((inputs / "runs" / name / "metrics.json").read_text())
+        assert best[m["budget_sites"]]["test_accuracy"] == m["test"]["accuracy"]
+        assert best[m["budget_sites"]]["run"].endswith(name)
+    model_doc = json.loads((inputs / "results" / "bench_model.json").read_text())
+    head = next(c for c in model_doc["comparisons"] if (c["workload"], c["batch"], c["policy"]) == ("default", 1, "exact"))
+    sentence = summary["headline"]["sentences"][0]
+    assert human_ratio(head["online_bytes_ratio"]) in sentence and human_ratio(head["rounds_ratio"]) in sentence
+    assert secs["summary"]["notes"][0].startswith("Inputs: runs from --runs; audits from --audits")
+    # Readable units: no byte count in scientific notation, accuracies as percentages.
     md = md_path.read_text()
+    assert not re.search(r"\d\.\d+e\+\d\d", md)
+    assert re.search(r"\| \d+\.\d\d % \|", md) and re.search(r"\d+(\.\d+)? (KB|MB) \|", md)
+    # Per-layer rows carry people's names: no builder-internal op name is shown.
+    names = [r["name"] for r in secs["layers"]["data"]["rows"]]
+    assert any(n.startswith("fixed-point") or n.startswith("residual add") for n in names)
+    assert not any(re.fullmatch(r"(upscale|to_masked|trunc|add|pool)_?\d*", n) for n in names), names
     for s in sections:
         for name, _c, _png in s.figures:
             assert f"report-{name}.png" in md and (html_path.parent / f"report-{name}.png").is_file()
@@ -176,3 +206,44 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
     assert gray.std() > 0.05, "the screenshot is (nearly) blank"
     # Plots drew: the region of the first figure is far from uniform.
     assert (np.abs(np.diff(gray, axis=1)) > 0.2).mean() > 0.001
+
+
+def test_inputs_come_from_the_working_directory_else_the_committed_results(inputs, tmp_path, monkeypatch):
+    # A working directory holding a run (any depth up to a few levels) is the user's.
+    work = tmp_path / "work"
+    shutil.copytree(inputs / "runs" / "a", work / "experiments" / "a")
+    monkeypatch.chdir(work)
+    found = gather(None, None)
+    assert [Path(r["_dir"]).name for r in found.runs] == ["a"]
+    assert found.origins["runs"].startswith("the working directory") and "runs" not in found.fallback
+    # Nothing there: the package's committed results stand in, and the report says so.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    found = gather(None, None)
+    assert found.fallback == ["runs", "audits", "benchmarks"] and found.runs
+    assert all("committed" in where for where in found.origins.values())
+    assert gather(None, None, committed=True).origins["runs"].endswith("(--committed)")
+
+
+def test_reproduce_commands_point_where_the_runs_are_now(tmp_path):
+    run = tmp_path / "kept" / "snl-5"
+    run.mkdir(parents=True)
+    gone = "/tmp/gone-for-good-xyz"
+    runs = [{"_dir": str(run), "command": f"relu-budget optimize --budget 5% --out {gone}/runs/snl-5 "
+                                           f"--teacher {gone}/runs/teacher.pt"}]
+    cmds, work = portable_commands([runs[0]["command"], f"relu-budget audit {gone}/runs/snl-5 --out audit"], runs)
+    assert f"--out {str(run)}" in cmds[0] or "--out kept/snl-5" in cmds[0]
+    assert "/tmp/gone" not in " ".join(cmds) and work
+    assert "--teacher WORK/runs/teacher.pt" in cmds[0] and cmds[1].startswith("relu-budget audit " + cmds[0].split("--out ")[1].split()[0])
+
+
+def test_best_per_budget_picks_the_most_accurate_run_of_each_budget():
+    from pi.report.summary import best_per_budget
+    rows = [{"network": "n", "budget_sites": 100, "total_sites": 1000, "method": m, "run": m, "test_accuracy": a,
+             "predicted_online_s": 0.01, "predicted_bytes": 1e6} for m, a in (("snl", 0.8), ("autorep", 0.9))]
+    rows.append({**rows[0], "budget_sites": 10, "method": "deepreduce", "run": "dr", "test_accuracy": 0.5})
+    best = best_per_budget(rows)
+    assert [(r["budget"], r["best"], r["runner_up"]) for r in best] == [(100, "autorep", "snl (80.00 %)"),
+                                                                         (10, "deepreduce", "-")]
+    assert best[0]["budget_share"] == 0.1 and best[0]["cost_source"] == "predicted"

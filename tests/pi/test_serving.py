@@ -132,11 +132,15 @@ def test_wrong_input_shape_and_dtype_are_refused(deployment):
         plan = pi.SecureModel.from_public_spec(spec["spec"]).plan
         fetch_material(deployment["dealer_ep"].host, deployment["dealer_ep"].port, deployment["dealer_ep"].tls,
                        "client", f"{spec['session']}-0", plan, 1)
-        with pytest.raises((RemoteError, TransportError)):
+        # One bad array, then the server's answer must be an ERROR frame that names the problem
+        # (a timeout or a dropped connection would not match).
+        sent = False
+        with pytest.raises(RemoteError, match=r"expected dtype uint64, received float32 \(shape \(3, 3\)\)"):
             while True:                                 # skip the server's offline messages
                 frame = chan.recv_frame(timeout=10)
-                if frame.msg_type == MessageType.ARRAY and not chan.peer_closed:
+                if frame.msg_type == MessageType.ARRAY and not sent:
                     chan.send_array(np.zeros((3, 3), np.float32))
+                    sent = True
     healthy_inference(deployment)
 
 
