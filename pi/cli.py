@@ -14,12 +14,12 @@ DEBUG_ENV = "PI_DEBUG"   # set to 1 to see the traceback behind a one-line error
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    from pi import bench, commands, demo, report
+    from pi import bench, commands, demo, report, soak
     parser = argparse.ArgumentParser(prog="pi", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # The benchmark targets import torch; they are loaded only when `pi bench` is asked for.
     wants_bench = argv is None or "bench" in argv
-    for module in (demo, commands, report):
+    for module in (demo, commands, report, soak):
         module.add_parser(sub)
     bench.add_parser(sub, targets=None if wants_bench else [])
     return parser

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pi.config import ConfigError, DeployConfig, add_common_flags
+from pi.config import ConfigError, DeployConfig, add_common_flags, add_limit_flags
 
 
 def add_parser(sub) -> None:
@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
     p.add_argument("--classes", help="comma-separated class names (default: the checkpoint's dataset's)")
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("keys", help="make a self-signed TLS certificate and key; prints the fingerprint")
+    p = sub.add_parser("keys", help="make a self-signed TLS certificate and key (server, dealer and every "
+                       "client need one); prints the fingerprint")
     p.add_argument("--out", default="certs", help="directory (default: certs)")
     p.add_argument("--name", required=True, help="file name stem, e.g. server, dealer, client")
     p.add_argument("--overwrite", action="store_true")
@@ -40,11 +41,16 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("dealer", help="run the dealer (preprocessing) service")
     add_common_flags(p)
+    p.add_argument("--server-cert", help="the server's certificate: the only peer that gets server material")
+    p.add_argument("--client-cert", action="append", help="a client's certificate (repeat for each client)")
+    p.add_argument("--expiry", type=float, default=60.0, help="seconds before uncollected material is dropped")
+    add_limit_flags(p)
     p.set_defaults(func=cmd_dealer)
 
     p = sub.add_parser("serve", help="serve a compiled model to clients")
     p.add_argument("--model", required=True, help="server bundle from `pi compile`")
     add_common_flags(p)
+    add_limit_flags(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("infer", help="private inference of one input as a client")
@@ -55,6 +61,7 @@ def add_parser(sub) -> None:
                    help="inputs beyond 8x the calibrated range: refuse them (default) or clip them, with a warning")
     p.add_argument("--resize", action="store_true",
                    help="scale images to the model's input size (default: refuse another size)")
+    p.add_argument("--timeout", type=float, help="seconds to wait for a silent server or dealer (default 60)")
     add_common_flags(p)
     p.set_defaults(func=cmd_infer)
 
@@ -154,19 +161,29 @@ def cmd_keys(args) -> int:
     return 0
 
 
+def _fail(exc: Exception) -> int:
+    from pi.cli import error_line
+    print(f"pi: error: {error_line(exc)}", file=sys.stderr)
+    return 2
+
+
 def cmd_dealer(args) -> int:
     from protocols.dealer_service import DealerService
+    from protocols.transport.certs import fingerprint
     from protocols.transport.channel import Listener
+    from protocols.transport.errors import TransportError
     _logging()
-    cfg = DeployConfig.load(args.config).apply_flags(args)
     try:
-        tls = cfg.own_tls("dealer")
-    except ConfigError as exc:
-        print(f"pi: error: {exc}", file=sys.stderr)
-        return 2
+        cfg = DeployConfig.load(args.config).apply_flags(args)
+        tls = cfg.dealer_tls()
+        service = DealerService(Listener(cfg.dealer_host, cfg.dealer_port, tls,
+                                         handshake_timeout=cfg.handshake_timeout),
+                                [fingerprint(cfg.server_cert)], limits=cfg.limits, expiry_s=args.expiry,
+                                max_connections=cfg.max_connections, request_timeout=cfg.first_frame_timeout)
+    except (ConfigError, ValueError, TransportError) as exc:
+        return _fail(exc)
     print("NOTE: the dealer model is secure only if the dealer colludes with neither the client "
           "nor the server.", flush=True)
-    service = DealerService(Listener(cfg.dealer_host, cfg.dealer_port, tls))
     try:
         service.serve_forever()
     except KeyboardInterrupt:
@@ -176,17 +193,25 @@ def cmd_dealer(args) -> int:
 
 def cmd_serve(args) -> int:
     import pi
-    from pi.serving import serve
+    from pi.serving import InferenceServer, public_disclosure
+    from protocols.transport.channel import Listener
+    from protocols.transport.errors import TransportError
     _logging()
-    cfg = DeployConfig.load(args.config).apply_flags(args)
     try:
+        cfg = DeployConfig.load(args.config).apply_flags(args)
         tls, dealer = cfg.own_tls("server"), cfg.peer("dealer")
         model = pi.load(args.model)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"pi: error: {exc}", file=sys.stderr)
-        return 2
+        # Validates the bundle (weights, shapes, dtypes, digests) before anything listens.
+        server = InferenceServer(model, Listener(cfg.server_host, cfg.server_port, tls,
+                                                 handshake_timeout=cfg.handshake_timeout),
+                                 dealer, limits=cfg.limits, max_connections=cfg.max_connections,
+                                 first_frame_timeout=cfg.first_frame_timeout)
+    except (ConfigError, FileNotFoundError, ValueError, TransportError) as exc:
+        return _fail(exc)
+    for line in public_disclosure(model.plan):
+        logging.getLogger("pi.server").info("public spec: %s", line)
     try:
-        serve(model, cfg.server_host, cfg.server_port, tls, dealer)
+        server.serve_forever()
     except KeyboardInterrupt:
         pass
     return 0
@@ -202,7 +227,7 @@ def cmd_infer(args) -> int:
     for path in args.inputs:                   # before connecting: a missing file costs nothing
         if not Path(path).is_file():
             raise FileNotFoundError(f"input {path} does not exist")
-    with connect(server, dealer) as client, warnings.catch_warnings(record=True) as caught:
+    with connect(server, dealer, timeout=cfg.client_timeout) as client, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InputRangeWarning)
         contract = client.spec.input_contract
         label_only = client.plan.output_op.label_only
@@ -211,7 +236,10 @@ def cmd_infer(args) -> int:
             for w in caught:
                 print(f"pi: warning: {w.message}", file=sys.stderr)
             caught.clear()
-            y = client.run(x, out_of_range=args.out_of_range)
+            try:
+                y = client.run(x, out_of_range=args.out_of_range)
+            except RuntimeError as exc:          # the server refused the inference: its reason
+                return _fail(exc)
             labels = y.numpy().astype(int).reshape(-1) if label_only else y.argmax(1).numpy()
             for i, label in enumerate(labels):
                 name = f"{path}[{i}]" if len(labels) > 1 else path

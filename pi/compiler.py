@@ -148,7 +148,10 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
               "label_only": label_only}
         plan, weights = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=RING_BITS, **kw)
         need = plan.required_ring_bits()
-        if need < RING_BITS:   # rebuilt: the builder's scale budget depends on l
+        # Rebuilt at that width: it is at least every private linear output's scale + 12, so the
+        # builder inserts no truncation the full ring did not need (no extra ops or rounds).
+        # An explicit narrower ring_bits may fit too, with faithful truncations inserted.
+        if need < RING_BITS:
             plan, weights = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=need, **kw)
         plan.meta["ring"] = "calibrated"
         return plan, weights

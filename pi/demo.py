@@ -102,6 +102,7 @@ def _run(args, work: Path) -> int:
     # Certificates (self-signed, pinned by fingerprint) and the server's compiled bundle.
     server_cert = write_self_signed(work / "certs", "server", overwrite=True)
     dealer_cert = write_self_signed(work / "certs", "dealer", overwrite=True)
+    client_cert = write_self_signed(work / "certs", "client", overwrite=True)
     # Calibration on the samples bounds every activation (times a 64x margin), so the
     # comparison gates work on ~35 instead of 64 bits: about half the key material.
     fashion = image_inputs("fashion-mnist")
@@ -116,7 +117,8 @@ def _run(args, work: Path) -> int:
     procs = {}
     try:
         procs["dealer"] = subprocess.Popen(
-            py + ["dealer", "--dealer-port", str(dport), "--cert", str(dealer_cert.cert), "--key", str(dealer_cert.key)],
+            py + ["dealer", "--dealer-port", str(dport), "--cert", str(dealer_cert.cert), "--key", str(dealer_cert.key),
+                  "--server-cert", str(server_cert.cert), "--client-cert", str(client_cert.cert)],
             stdout=open(logs["dealer"], "w"), stderr=subprocess.STDOUT)
         procs["server"] = subprocess.Popen(
             py + ["serve", "--model", str(bundle), "--server-port", str(sport), "--dealer-port", str(dport),
@@ -128,7 +130,8 @@ def _run(args, work: Path) -> int:
         print(f"dealer pid {procs['dealer'].pid} on :{dport}, server pid {procs['server'].pid} on :{sport}")
 
         server = Endpoint("127.0.0.1", sport, TlsConfig(peer_fingerprint=server_cert.fingerprint))
-        dealer = Endpoint("127.0.0.1", dport, TlsConfig(peer_fingerprint=dealer_cert.fingerprint))
+        dealer = Endpoint("127.0.0.1", dport, TlsConfig(client_cert.cert, client_cert.key,
+                                                        peer_fingerprint=dealer_cert.fingerprint))
         outs, costs = [], []
         with connect(server, dealer) as client, \
                 tqdm(total=n, desc="private inference", unit="img") as bar:

@@ -1,6 +1,7 @@
 """`pi.compile` and `SecureModel`: a torch model turned into a two-party secure computation."""
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -14,6 +15,7 @@ from pi.compiler import RELU_CHOICES, SitePolicy, compile_plan
 from pi.inputs import InputContract
 from protocols import engine
 from protocols.fixed_point import DEFAULT_FRAC_BITS, FixedPoint
+from protocols.material import plan_digest
 from protocols.plan import (CIRCA_MODES, RELU, Activation, Conv2d, Linear,
                             MaxPool, Plan, ServerWeights)
 from protocols.providers import get_provider
@@ -154,6 +156,7 @@ class SecureModel:
     def __init__(self, plan: Plan, weights: ServerWeights | None, provider: str = "dealer") -> None:
         self.plan, self.weights, self.provider = plan, weights, provider
         self.last_cost: CostReport | None = None
+        self.recorded_digests: dict | None = None   # from a loaded bundle (see bundle_digests)
 
     @property
     def fixed_point(self) -> FixedPoint:
@@ -304,9 +307,22 @@ class SecureModel:
         arrays = {f"w:{k}": v for k, v in self.weights.weights.items()}
         arrays.update({f"b:{k}": v for k, v in self.weights.biases.items()})
         spec = json.dumps(self.public_spec()).encode()
+        digest = json.dumps(bundle_digests(self.plan, self.weights)).encode()
         with open(path, "wb") as f:
-            np.savez(f, __spec__=np.frombuffer(spec, np.uint8), **arrays)
+            np.savez(f, __spec__=np.frombuffer(spec, np.uint8), __digest__=np.frombuffer(digest, np.uint8), **arrays)
         return path
+
+
+def bundle_digests(plan, weights: ServerWeights) -> dict:
+    """SHA-256 of the public plan and of the weights (names, dtypes, shapes, bytes): written
+    into a bundle by `save`, checked by `pi serve` at start-up."""
+    h = hashlib.sha256()
+    for kind, table in (("w", weights.weights), ("b", weights.biases)):
+        for name in sorted(table):
+            a = np.ascontiguousarray(table[name])
+            h.update(f"{kind}:{name}:{a.dtype.str}:{a.shape}".encode())
+            h.update(a.tobytes())
+    return {"plan": plan_digest(plan.to_dict()), "weights": h.hexdigest()}
 
 
 def load(path: str | Path) -> SecureModel:
@@ -317,12 +333,14 @@ def load(path: str | Path) -> SecureModel:
     try:
         with np.load(path, allow_pickle=False) as z:
             spec = json.loads(bytes(z["__spec__"]).decode())
+            recorded = json.loads(bytes(z["__digest__"]).decode()) if "__digest__" in z.files else None
             w = ServerWeights({k[2:]: z[k] for k in z.files if k.startswith("w:")},
                               {k[2:]: z[k] for k in z.files if k.startswith("b:")})
     except (ValueError, KeyError, OSError) as exc:
         raise ValueError(f"{path} is not a secure-model bundle: {exc}") from exc
     model = SecureModel.from_public_spec(spec)
     model.weights = w
+    model.recorded_digests = recorded     # None for bundles written before digests existed
     return model
 
 

@@ -19,8 +19,10 @@ from protocols.layers import ClientState, DealerState, ServerState, build_layers
 from protocols.material import Material, SeedStream, fresh_seed, plan_digest
 from protocols.plan import Plan, ServerWeights
 from protocols.site_kinds import CIRCA, POLY
+from protocols.transport.errors import ProtocolError
 
 CLIENT_SEED = "client_seed"
+MAX_ITEMS_PER_LAYER = 8     # offline items one layer may exchange (MaxPool: one per level)
 OP_CLASSES = {"Conv2d": "linear", "Linear": "linear", "Activation": "relu", "MaxPool": "pool",
               "SumPool": "pool", "Truncate": "trunc", "ToMasked": "linear", "Input": "io", "Output": "io",
               "MulConst": "linear", "Add": "linear", "Reshape": "linear"}
@@ -45,15 +47,16 @@ def _scope(chan, op, phase: str):
     return meter.scope(layer=op.name, op=op_class(op), phase=phase)
 
 
-def deal(plan: Plan, batch: int) -> tuple[Material, Material]:
+def deal(plan: Plan, batch: int, max_bytes: int | None = None) -> tuple[Material, Material]:
     """The dealer's job: one-time material for one inference of `plan` on `batch` inputs.
 
-    Needs only the public plan; never sees inputs, weights or outputs."""
+    Needs only the public plan; never sees inputs, weights or outputs. With `max_bytes`, the
+    two halves together may not grow past it (MaterialTooLarge: building stops there)."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     digest = plan_digest(plan.to_dict())
     seed = fresh_seed()
-    client, server = Material("client", digest, batch), Material("server", digest, batch)
+    client, server = Material.pair(digest, batch, max_bytes)
     client.put(CLIENT_SEED, seed)
     d = DealerState(plan, batch, client, server, SeedStream(seed))
     for layer in build_layers(plan, batch):
@@ -105,10 +108,22 @@ class _Party:
                 chan.send_array(self.plan.ring.pack(np.ascontiguousarray(arr)))
 
     def _recv_dict(self, chan) -> dict[str, np.ndarray]:
+        """The peer's offline bundle. Its size is bounded by the plan before anything is kept
+        (at most MAX_ITEMS_PER_LAYER items per layer, names unique); each item's dtype and
+        shape are checked where it is used (layers.take_offline)."""
         n = int(chan.recv_array(dtype=np.uint64, shape=(1,))[0])
+        if n > MAX_ITEMS_PER_LAYER * len(self.layers):
+            raise ProtocolError(f"the peer announces {n} offline items; this plan has at most "
+                                f"{MAX_ITEMS_PER_LAYER * len(self.layers)}")
         out = {}
         for _ in range(n):
-            key = chan.recv_array(dtype=np.uint8).tobytes().decode()
+            try:
+                key = chan.recv_array(dtype=np.uint8, shape=(None,)).tobytes().decode()
+            except UnicodeDecodeError:
+                raise ProtocolError("an offline item's name is not UTF-8") from None
+            if key in out or key.split("/", 1)[0] not in self.ops:
+                raise ProtocolError(f"unexpected offline item {key[:80]!r} from the peer "
+                                    f"({'a duplicate' if key in out else 'no layer of this plan has it'})")
             with self._item_scope(chan, key):
                 wire = chan.recv_array(dtype=np.uint64 if self.plan.ring.full else np.uint8)
                 out[key] = self.plan.ring.unpack(wire)     # flat: the layer checks its size and shape
@@ -140,7 +155,7 @@ class ServerRun(_Party):
                 with _scope(chan, layer.op, "offline"):
                     layer.server_offline(st)
         if st.inbox:
-            raise RuntimeError(f"unexpected offline messages from the client: {sorted(st.inbox)[:5]}")
+            raise ProtocolError(f"unexpected offline items from the client: {sorted(st.inbox)[:5]}")
         self.timings["offline_s"] = time.perf_counter() - t0
 
     def online(self, chan) -> None:

@@ -27,6 +27,7 @@ import pi_native
 from protocols import gates
 from protocols.fixed_point import RING64, Ring
 from protocols.material import Material, SeedStream
+from protocols.transport.errors import ProtocolError
 from protocols.plan import (CIRCA, IDENTITY, MASKED, POLY, RELU, Activation, Add, Conv2d, Input, Linear,
                             MaxPool, MulConst, Op, Output, Plan, PlanError, Reshape, ServerWeights, SumPool,
                             ToMasked, Truncate)
@@ -154,6 +155,20 @@ def shape_of(plan: Plan, tid: int, batch: int) -> tuple[int, ...]:
     return (batch,) + plan.tensor(tid).shape
 
 
+def take_offline(inbox: dict[str, np.ndarray], key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The client's offline message `key` (flat ring elements on the wire), checked: present,
+    uint64, as many elements as `shape` holds; returned in that shape (a wrong size would
+    otherwise broadcast into a silent wrong answer)."""
+    if key not in inbox:
+        raise ProtocolError(f"the client's offline messages lack item {key!r}")
+    v = inbox.pop(key)
+    n = int(np.prod(shape))
+    if v.dtype != U64 or v.size != n:
+        raise ProtocolError(f"offline item {key!r} from the client: expected {n} uint64 elements (shape "
+                            f"{tuple(shape)}), received {v.size} of dtype {v.dtype}")
+    return v.reshape(shape)
+
+
 # --------------------------------------------------------------------------------------------
 # Gate stages: open masked values, evaluate FSS keys, reshare outputs (shared by Activation
 # sites and MaxPool levels)
@@ -192,9 +207,7 @@ class GateStage:
     def server_offline(self, ss: ServerState) -> None:
         if not self.n:
             return
-        u = ss.inbox.pop(f"{self.label}/u")
-        if u.size != self.n:
-            raise PlanError(f"{self.label}: the client sent {u.size} openings, expected {self.n}")
+        u = take_offline(ss.inbox, f"{self.label}/u", (self.n,))
         ss.keep[f"{self.label}/o"] = u + take_ring(ss.material, f"{self.label}/r1", self.ring)
 
     def server_online(self, ss: ServerState, chan, a_in: np.ndarray) -> np.ndarray:
@@ -412,11 +425,8 @@ class ToMaskedLayer(Layer):
         cs.shares[self.op.output] = -s
 
     def server_offline(self, ss):
-        u = ss.inbox.pop(f"{self.op.name}/u")
-        n = self.batch * self.plan.tensor(self.op.output).size
-        if u.size != n:
-            raise PlanError(f"{self.op.name}: the client sent {u.size} elements, expected {n}")
-        ss.keep[f"{self.op.name}/u"] = u.reshape(shape_of(self.plan, self.op.output, self.batch))
+        ss.keep[f"{self.op.name}/u"] = take_offline(ss.inbox, f"{self.op.name}/u",
+                                                     shape_of(self.plan, self.op.output, self.batch))
 
     def server_online(self, ss, chan):
         ss.shares[self.op.output] = ss.shares[self.op.inputs[0]] + ss.keep.pop(f"{self.op.name}/u")

@@ -3,19 +3,28 @@
 Correlated randomness used twice leaks (two openings under one mask reveal the difference
 of two secrets), so reuse is an error enforced here, not a convention: every item can be
 taken once, and a bundle can be started once.
+
+Halves of one bundle belong together: the dealer gives both the same fresh `bundle_id`, and
+`bundle_digest` binds it to the plan and the batch. Before the offline phase the client
+and the server run `confirm_bundle`, a one-round commitment exchange, and refuse to go on
+when their halves come from different bundles (a dealer that restarted between the two
+requests would otherwise make two unrelated halves, and the inference a silent wrong answer).
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import os
+import threading
 
 import numpy as np
-
 import pi_native
 
-MATERIAL_FORMAT = 1
+from protocols.transport.frame import MessageType
+
+MATERIAL_FORMAT = 2
 
 
 class MaterialReuseError(RuntimeError):
@@ -23,7 +32,27 @@ class MaterialReuseError(RuntimeError):
 
 
 class MaterialMismatch(ValueError):
-    """Material does not belong to this plan, party or batch."""
+    """Material does not belong to this plan, party, batch or bundle."""
+
+
+class MaterialTooLarge(ValueError):
+    """Building material went past the bytes reserved for it."""
+
+
+class _Allowance:
+    """Bytes the two halves of one bundle may still take (shared, thread-safe)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.left = max_bytes
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def take(self, n: int, key: str) -> None:
+        with self._lock:
+            self.left -= n
+            if self.left < 0:
+                raise MaterialTooLarge(f"the preprocessing grew past its limit of {self.max_bytes / 1e6:.1f} MB "
+                                       f"(at item {key!r}); use a smaller batch or raise limits.max_material_bytes")
 
 
 def fresh_seed() -> bytes:
@@ -53,17 +82,36 @@ class SeedStream:
 class Material:
     """One party's preprocessing for one inference of one plan at one batch size."""
 
-    def __init__(self, party: str, plan_digest: str, batch: int, items: dict | None = None) -> None:
+    def __init__(self, party: str, plan_digest: str, batch: int, items: dict | None = None,
+                 bundle_id: str | None = None, allowance: _Allowance | None = None) -> None:
         if party not in ("client", "server"):
             raise ValueError(f"party must be 'client' or 'server', got {party!r}")
         self.party, self.plan_digest, self.batch = party, plan_digest, batch
+        self.bundle_id = bundle_id if bundle_id is not None else os.urandom(16).hex()
         self._items: dict[str, np.ndarray | bytes] = dict(items or {})
         self._taken: set[str] = set()
         self._started = False
+        self._allowance = allowance
+
+    @classmethod
+    def pair(cls, plan_digest: str, batch: int, max_bytes: int | None = None) -> tuple[Material, Material]:
+        """Empty client and server halves of one fresh bundle; with `max_bytes`, putting more
+        than that into the two together raises MaterialTooLarge."""
+        bundle_id = os.urandom(16).hex()
+        allowance = None if max_bytes is None else _Allowance(max_bytes)
+        return (cls("client", plan_digest, batch, bundle_id=bundle_id, allowance=allowance),
+                cls("server", plan_digest, batch, bundle_id=bundle_id, allowance=allowance))
+
+    @property
+    def bundle_digest(self) -> str:
+        """SHA-256 binding the bundle id to the plan and the batch (the same in both halves)."""
+        return bundle_digest(self.bundle_id, self.plan_digest, self.batch)
 
     def put(self, key: str, value) -> None:
         if key in self._items or key in self._taken:
             raise KeyError(f"material item {key!r} already present")
+        if self._allowance is not None:
+            self._allowance.take(value.nbytes if isinstance(value, np.ndarray) else len(value), key)
         self._items[key] = value
 
     def take(self, key: str):
@@ -97,13 +145,13 @@ class Material:
         arrays = {k: (v if isinstance(v, np.ndarray) else np.frombuffer(v, np.uint8)) for k, v in self._items.items()}
         kinds = {k: "array" if isinstance(v, np.ndarray) else "bytes" for k, v in self._items.items()}
         header = {"format": MATERIAL_FORMAT, "party": self.party, "plan": self.plan_digest,
-                  "batch": self.batch, "kinds": kinds}
+                  "batch": self.batch, "bundle": self.bundle_id, "digest": self.bundle_digest, "kinds": kinds}
         buf = io.BytesIO()
         np.savez(buf, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Material":
+    def from_bytes(cls, data: bytes) -> Material:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 header = json.loads(bytes(z["__header__"]).decode())
@@ -111,8 +159,37 @@ class Material:
         except Exception as exc:
             raise MaterialMismatch(f"malformed preprocessing material: {exc}") from exc
         if header.get("format") != MATERIAL_FORMAT:
-            raise MaterialMismatch(f"material format {header.get('format')} is not supported")
-        return cls(header["party"], header["plan"], int(header["batch"]), items)
+            raise MaterialMismatch(f"material format {header.get('format')} is not supported "
+                                   f"(this build reads format {MATERIAL_FORMAT}); run the same release everywhere")
+        try:
+            m = cls(header["party"], header["plan"], int(header["batch"]), items, bundle_id=str(header["bundle"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MaterialMismatch(f"malformed preprocessing material header: {exc}") from None
+        if header.get("digest") != m.bundle_digest:
+            raise MaterialMismatch("the preprocessing material's bundle digest does not match its id, plan and "
+                                   "batch: the material is corrupt")
+        return m
+
+
+def bundle_digest(bundle_id: str, plan_digest: str, batch: int) -> str:
+    return hashlib.sha256(f"pi-bundle\0{bundle_id}\0{plan_digest}\0{batch}".encode()).hexdigest()
+
+
+def _commitment(party: str, digest: str) -> bytes:
+    return hashlib.sha256(f"pi-bundle-commit\0{party}\0{digest}".encode()).digest()
+
+
+def confirm_bundle(chan, material: Material) -> None:
+    """Both parties call this before the offline phase: one round in which each sends a
+    commitment to its half's bundle digest (bound to its role, so echoing the peer's value
+    does not pass) and checks the peer's. Halves of different bundles raise MaterialMismatch
+    before anything derived from them is sent."""
+    other = "server" if material.party == "client" else "client"
+    theirs = chan.exchange(MessageType.DATA, _commitment(material.party, material.bundle_digest))
+    if not hmac.compare_digest(theirs, _commitment(other, material.bundle_digest)):
+        raise MaterialMismatch(
+            "the client and the server hold halves of different preprocessing bundles (the dealer restarted "
+            "or lost the session between their requests); this inference is refused before it starts: run it again")
 
 
 def plan_digest(plan_dict: dict) -> str:

@@ -23,16 +23,22 @@ import torch
 from protocols.dealer_service import fetch_material
 
 
-def _dealer_process(cert: str, key: str, threads: int, max_frame_size: int | None, conn) -> None:
+def _dealer_process(cert: str, key: str, server_cert: str, client_cert: str, threads: int,
+                    max_frame_size: int | None, conn) -> None:
     import pi_native
 
-    from protocols.dealer_service import DealerService
-    from protocols.transport.certs import TlsConfig
+    from protocols.dealer_service import DealerService, dealer_tls
+    from protocols.limits import Limits
+    from protocols.transport.certs import fingerprint
     from protocols.transport.channel import Listener
     pi_native.set_num_threads(threads)
     torch.set_num_threads(threads)
     extra = {} if max_frame_size is None else {"max_frame_size": max_frame_size}
-    service = DealerService(Listener("127.0.0.1", 0, TlsConfig(cert=Path(cert), key=Path(key)), **extra))
+    # A benchmark runs one inference at a time: its only bound is the frame size.
+    limits = Limits(max_batch=1 << 16, max_material_bytes=max_frame_size or (1 << 30),
+                    memory_budget_bytes=3 * (max_frame_size or (1 << 30)), budget_wait_s=600)
+    service = DealerService(Listener("127.0.0.1", 0, dealer_tls(cert, key, server_cert, client_cert), **extra),
+                            [fingerprint(server_cert)], limits=limits)
     conn.send(service.listener.port)
     conn.close()
     service.serve_forever()
@@ -54,7 +60,7 @@ def _server_process(bundle: str, cert: str, key: str, dealer_port: int, dealer_f
     pi_native.set_num_threads(threads)
     torch.set_num_threads(threads)
     model = pi.load(bundle)
-    dealer_tls = TlsConfig(peer_fingerprint=dealer_fp)
+    dealer_tls = TlsConfig(cert=Path(cert), key=Path(key), peer_fingerprint=dealer_fp)
     listener = Listener("127.0.0.1", 0, TlsConfig(cert=Path(cert), key=Path(key)), recv_timeout=3600)
     conn.send(listener.port)
     conn.close()
@@ -100,12 +106,14 @@ class Deployment:
         pi_native.set_num_threads(threads)
         server_cert = write_self_signed(work / "certs", "server", overwrite=True)
         dealer_cert = write_self_signed(work / "certs", "dealer", overwrite=True)
+        client_cert = write_self_signed(work / "certs", "client", overwrite=True)
         bundle = secure.save(work / "model.npz")
         ctx = mp.get_context("spawn")
         self.procs = []
         try:
             parent, child = ctx.Pipe()
-            dealer = ctx.Process(target=_dealer_process, args=(str(dealer_cert.cert), str(dealer_cert.key), threads,
+            dealer = ctx.Process(target=_dealer_process, args=(str(dealer_cert.cert), str(dealer_cert.key),
+                                                               str(server_cert.cert), str(client_cert.cert), threads,
                                                                max_frame_size, child), name="pi-bench-dealer", daemon=True)
             dealer.start()
             self.procs.append(dealer)
@@ -117,7 +125,7 @@ class Deployment:
             server.start()
             self.procs.append(server)
             server_port = self._port(parent, server)
-            self.dealer_tls = TlsConfig(peer_fingerprint=dealer_cert.fingerprint)
+            self.dealer_tls = TlsConfig(client_cert.cert, client_cert.key, peer_fingerprint=dealer_cert.fingerprint)
             self.meter = CostMeter("client")
             self.chan = connect("127.0.0.1", server_port, TlsConfig(peer_fingerprint=server_cert.fingerprint),
                                 timeout=60, recv_timeout=timeout, meter=self.meter)

@@ -175,9 +175,10 @@ class TlsConfig:
                          server; for a client only when the server requires client certificates.
     peer_fingerprint:    the peer certificate's fingerprint (or a list of accepted ones).
     require_client_cert: server only: mutual TLS, refuse clients without an accepted certificate.
-    peer_cert:           the peer's certificate PEM (several certificates allowed): trust anchor
-                         for chain verification, and the pin when `peer_fingerprint` is not given.
-                         Needed on a server with `require_client_cert=True`.
+    peer_cert:           the peer's certificate PEM file (several certificates per file allowed),
+                         or a list of such files: trust anchors for chain verification, and the
+                         pins when `peer_fingerprint` is not given. Needed on a server with
+                         `require_client_cert=True` (one file per accepted client, e.g.).
     server_name:         SNI sent by a client (not verified: pinning replaces hostname checks).
     allow_unpinned:      client only, INSECURE: connect without any pin (anyone in the middle can
                          read and change the traffic). For local experiments only.
@@ -188,7 +189,7 @@ class TlsConfig:
     key: Path | None = None
     peer_fingerprint: tuple[str, ...] | str | None = None
     require_client_cert: bool = False
-    peer_cert: Path | None = None
+    peer_cert: Path | tuple[Path, ...] | None = None
     server_name: str | None = None
     allow_unpinned: bool = False
 
@@ -198,7 +199,12 @@ class TlsConfig:
     def __post_init__(self) -> None:
         for name in ("cert", "key", "peer_cert"):
             v = getattr(self, name)
-            if v is not None:
+            if name == "peer_cert" and isinstance(v, (list, tuple)):
+                if not v or not all(isinstance(x, (str, os.PathLike)) and str(x) for x in v):
+                    raise ValueError(f"TlsConfig.peer_cert must be a file path or a non-empty list of them, "
+                                     f"got {v!r}")
+                object.__setattr__(self, name, tuple(Path(x) for x in v))
+            elif v is not None:
                 if not isinstance(v, (str, os.PathLike)) or not str(v):
                     raise ValueError(f"TlsConfig.{name} must be a file path, got {v!r}")
                 object.__setattr__(self, name, Path(v))
@@ -230,8 +236,11 @@ class TlsConfig:
         kw = dict(d)
         if base_dir is not None:
             for name in ("cert", "key", "peer_cert"):
-                if kw.get(name) is not None:
-                    kw[name] = Path(base_dir) / Path(kw[name]).expanduser()
+                v = kw.get(name)
+                if isinstance(v, list):
+                    kw[name] = [Path(base_dir) / Path(x).expanduser() for x in v]
+                elif v is not None:
+                    kw[name] = Path(base_dir) / Path(v).expanduser()
         return cls(**kw)
 
     @classmethod
@@ -253,7 +262,9 @@ class TlsConfig:
             "cert": None if self.cert is None else str(self.cert),
             "key": None if self.key is None else str(self.key),
             "peer_fingerprint": None if self.peer_fingerprint is None else list(self.peer_fingerprint),
-            "peer_cert": None if self.peer_cert is None else str(self.peer_cert),
+            "peer_cert": (None if self.peer_cert is None else
+                          [str(p) for p in self.peer_cert] if isinstance(self.peer_cert, tuple) else
+                          str(self.peer_cert)),
             "require_client_cert": self.require_client_cert,
             "server_name": self.server_name,
             "allow_unpinned": self.allow_unpinned,
@@ -264,9 +275,16 @@ class TlsConfig:
         """Accepted peer fingerprints: `peer_fingerprint`, else those of `peer_cert`, else ()."""
         if self.peer_fingerprint:
             return tuple(self.peer_fingerprint)
-        if self.peer_cert is not None:
-            return tuple(fingerprint_der(d) for d in _cert_ders(self.peer_cert))
-        return ()
+        return tuple(fingerprint_der(d) for p in self.peer_cert_files() for d in _cert_ders(p))
+
+    def peer_cert_files(self) -> tuple[Path, ...]:
+        if self.peer_cert is None:
+            return ()
+        return self.peer_cert if isinstance(self.peer_cert, tuple) else (self.peer_cert,)
+
+    def _load_peer_certs(self, ctx: ssl.SSLContext) -> None:
+        for p in self.peer_cert_files():
+            ctx.load_verify_locations(cafile=str(p))
 
     def check_peer(self, der: bytes | None, who: str) -> str:
         """Check the peer's DER certificate against the pins; returns its fingerprint."""
@@ -285,8 +303,7 @@ class TlsConfig:
 
     # ------------------------------------------------------------------ contexts
     def _check_files(self) -> None:
-        for name in ("cert", "key", "peer_cert"):
-            p = getattr(self, name)
+        for name, p in [("cert", self.cert), ("key", self.key)] + [("peer_cert", p) for p in self.peer_cert_files()]:
             if p is not None and not p.is_file():
                 raise FileNotFoundError(f"TLS {name} file {p} does not exist "
                                         f"(make one with protocols.transport.certs.write_self_signed)")
@@ -311,7 +328,7 @@ class TlsConfig:
         ctx.check_hostname = False  # pinning replaces hostname checks
         if self.peer_cert is not None:
             ctx.verify_mode = ssl.CERT_REQUIRED
-            ctx.load_verify_locations(cafile=str(self.peer_cert))
+            self._load_peer_certs(ctx)
         else:
             ctx.verify_mode = ssl.CERT_NONE  # the fingerprint pin is checked after the handshake
         return ctx
@@ -330,5 +347,5 @@ class TlsConfig:
         ctx.num_tickets = 0  # no session resumption
         if self.require_client_cert:
             ctx.verify_mode = ssl.CERT_REQUIRED
-            ctx.load_verify_locations(cafile=str(self.peer_cert))
+            self._load_peer_certs(ctx)
         return ctx

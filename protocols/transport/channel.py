@@ -58,6 +58,8 @@ from protocols.transport.frame import (
 )
 
 DEFAULT_TIMEOUT = 120.0  # seconds without progress from the peer
+DEFAULT_HANDSHAKE_TIMEOUT = 5.0  # seconds for the whole TLS handshake
+_FIRST_READ = 64 * 1024  # first buffer of a frame payload; it doubles as the bytes arrive
 MAX_ERROR_REASON = 4096  # bytes of an ERROR frame's reason that are kept
 
 
@@ -125,6 +127,11 @@ class Channel(abc.ABC):
     def _close_transport(self) -> None:
         ...
 
+    def _pending_error(self) -> str | None:
+        """After a failed send: the reason of an ERROR frame the peer sent before it hung up,
+        when that frame is the next one to read (a refusal: busy, bad request)."""
+        return None
+
     # ------------------------------------------------------------------ state
     @property
     def closed(self) -> bool:
@@ -163,6 +170,9 @@ class Channel(abc.ABC):
                                      f"check the peer") from None
             except PeerDisconnected as e:
                 self._tx_broken = str(e)
+                reason = self._pending_error()
+                if reason is not None:      # the peer said why it hung up: report that
+                    raise RemoteError(reason) from None
                 raise
             self.meter.record_sent(HEADER_SIZE + length, control=mt in CONTROL_TYPES)
         return HEADER_SIZE + length
@@ -192,26 +202,46 @@ class Channel(abc.ABC):
         return self._send_frame(MessageType.ERROR, [data], 0)
 
     # ------------------------------------------------------------------ receiving
-    def _read_exact(self, view: memoryview, timeout: float | None, what: str, started: bool) -> None:
+    def _read_exact(self, view: memoryview, timeout: float | None, what: str, started: bool,
+                    before: int = 0, total: int | None = None) -> None:
+        """Fill `view`. `before` bytes of a `total`-byte item arrived earlier (for messages)."""
+        total = len(view) + before if total is None else total
         try:
             got = self._read_into(view, timeout)
         except _Stalled as s:
-            if s.got == 0 and not started:
+            if s.got == 0 and before == 0 and not started:
                 raise ChannelTimeout(f"no data from the peer for {timeout:g} s while waiting for {what}; "
                                      f"raise the channel timeout or check the peer") from None
             self._rx_broken = f"timed out in the middle of {what}"
             raise ChannelTimeout(f"the peer stalled for {timeout:g} s in the middle of {what} "
-                                 f"({s.got} of {len(view)} bytes arrived); the channel is unusable") from None
+                                 f"({before + s.got} of {total} bytes arrived); the channel is unusable") from None
         except PeerDisconnected as e:
             self._rx_broken = str(e)
             raise
         if got < len(view):
-            if got == 0 and not started:
+            if got == 0 and before == 0 and not started:
                 self._rx_broken = "the peer closed the connection"
                 raise PeerDisconnected(f"the peer closed the connection while we waited for {what}")
             self._rx_broken = "the peer disconnected mid-frame"
-            raise PeerDisconnected(f"the peer disconnected mid-frame: {got} of {len(view)} bytes of "
+            raise PeerDisconnected(f"the peer disconnected mid-frame: {before + got} of {total} bytes of "
                                    f"{what} arrived")
+
+    def _read_payload(self, n: int, timeout: float | None, what: str) -> bytearray:
+        """The n payload bytes of a frame. The buffer grows with the bytes that arrive (at most
+        twice what arrived, plus the first chunk): a header alone never makes us allocate the
+        length it announces, so a peer that announces 1 GiB and sends nothing costs 64 KiB."""
+        buf = bytearray(min(n, _FIRST_READ))
+        got = 0
+        while True:
+            view = memoryview(buf)
+            try:
+                self._read_exact(view[got:], timeout, what, started=True, before=got, total=n)
+            finally:
+                view.release()   # a bytearray cannot be resized while a view of it is alive
+            got = len(buf)
+            if got == n:
+                return buf
+            buf.extend(bytes(min(n, 2 * got) - got))
 
     def _recv_raw(self, timeout: object, expect: MessageType | None) -> Frame:
         t = self._timeout(timeout)
@@ -227,11 +257,9 @@ class Channel(abc.ABC):
             except FrameError:
                 self._rx_broken = "received a malformed frame header"
                 raise
-            payload = bytearray(header.payload_length)
-            if header.payload_length:
-                self._read_exact(memoryview(payload), t,
-                                 f"the {header.payload_length}-byte payload of the {header.msg_type.name} frame",
-                                 started=True)
+            payload = self._read_payload(
+                header.payload_length, t,
+                f"the {header.payload_length}-byte payload of the {header.msg_type.name} frame")
             self.meter.record_received(header.frame_size)
             if header.msg_type == MessageType.BYE:
                 self._peer_closed = True
@@ -504,6 +532,20 @@ class TlsChannel(Channel):
             self._eof = True
         return n
 
+    def _pending_error(self) -> str | None:
+        while not self._eof and self._rx_error is None and len(self._rbuf) < self._rbuf_cap:
+            if not self._recv_some(None):
+                break
+        if len(self._rbuf) < HEADER_SIZE or self._rx_broken:
+            return None
+        try:
+            header = parse_header(self._rbuf[:HEADER_SIZE], self.max_frame_size)
+        except FrameError:
+            return None
+        if header.msg_type != MessageType.ERROR or len(self._rbuf) < header.frame_size:
+            return None
+        return bytes(self._rbuf[HEADER_SIZE:header.frame_size][:MAX_ERROR_REASON]).decode("utf-8", "replace")
+
     def _drain(self) -> None:
         """Move whatever the peer has sent into the buffer (called while a write is blocked)."""
         while not self._eof and self._rx_error is None and len(self._rbuf) < self._rbuf_cap:
@@ -528,6 +570,9 @@ class TlsChannel(Channel):
                 except (BlockingIOError, InterruptedError):
                     want_write = True
                 except (ssl.SSLError, OSError) as e:
+                    self._recv_some(None)   # the peer's alert (a refused certificate) says more
+                    if isinstance(self._rx_error, HandshakeError):
+                        raise self._rx_error from None
                     raise PeerDisconnected(f"the connection to the peer failed while sending: "
                                            f"{_describe_ssl_error(e)}") from None
                 left = None if timeout is None else timeout - (time.monotonic() - last)
@@ -584,6 +629,67 @@ def _check_host_port(host: object, port: object, allow_zero: bool) -> None:
         raise ValueError(f"port must be an int in {lo}..65535, got {port!r}")
 
 
+def _handshake_hint(text: str, server_side: bool) -> str:
+    """What a failed handshake most likely means, for the error message."""
+    t = text.upper()
+    if not server_side:
+        return "; the server's certificate is not the one in peer_cert" if "CERTIFICATE_VERIFY_FAILED" in t else ""
+    if "PEER_DID_NOT_RETURN_A_CERTIFICATE" in t:
+        return ("; the client sent no certificate and this server requires one (require_client_cert); "
+                "make one with `pi keys` and give it to the client")
+    if "CERTIFICATE" in t:
+        return "; the client's certificate is not in this server's peer_cert"
+    if "WRONG_VERSION_NUMBER" in t or "UNSUPPORTED_PROTOCOL" in t or "HTTP_REQUEST" in t:
+        return "; the client does not speak TLS 1.3"
+    return ""
+
+
+def _tls_handshake(raw: socket.socket, ctx: ssl.SSLContext, *, server_side: bool, who: str,
+                   timeout: float | None, server_hostname: str | None = None) -> ssl.SSLSocket:
+    """Run the TLS handshake on a connected socket within `timeout` seconds in all (a peer
+    that trickles bytes cannot stretch it). Closes `raw` and raises ChannelTimeout or
+    HandshakeError on failure. The one place that turns handshake failures into messages,
+    for both sides."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        raw.setblocking(False)
+        sock = ctx.wrap_socket(raw, server_side=server_side, do_handshake_on_connect=False,
+                               **({} if server_side else {"server_hostname": server_hostname}))
+    except (ssl.SSLError, OSError) as e:
+        raw.close()
+        raise HandshakeError(f"the TLS handshake with {who} failed: {_describe_ssl_error(e)}") from None
+    poll = select.poll()
+    while True:
+        try:
+            sock.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            mask = select.POLLIN
+        except ssl.SSLWantWriteError:
+            mask = select.POLLOUT
+        except ssl.SSLError as e:
+            sock.close()
+            text = _describe_ssl_error(e)
+            raise HandshakeError(f"the TLS handshake with {who} failed: {text}"
+                                 f"{_handshake_hint(text, server_side)}") from None
+        except OSError as e:
+            sock.close()
+            reason = e.strerror or str(e) or type(e).__name__
+            raise HandshakeError(f"the TLS handshake with {who} failed: {reason}"
+                                 + ("" if server_side else " (the server may be at its connection limit)")
+                                 ) from None
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            sock.close()
+            hint = "" if server_side else " (is a TLS server of this protocol listening there?)"
+            raise ChannelTimeout(f"the TLS handshake with {who} timed out after {timeout:g} s{hint}")
+        poll.register(sock.fileno(), mask)
+        poll.poll(None if left is None else max(1, int(left * 1000)))
+        poll.unregister(sock.fileno())
+    return sock
+
+
 def connect(host: str, port: int, tls: TlsConfig, timeout: float = 10.0, *,
             recv_timeout: float | None = DEFAULT_TIMEOUT, meter: CostMeter | None = None,
             max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> TlsChannel:
@@ -601,22 +707,8 @@ def connect(host: str, port: int, tls: TlsConfig, timeout: float = 10.0, *,
         raise ChannelTimeout(f"connecting to {where} timed out after {timeout:g} s") from None
     except OSError as e:
         raise HandshakeError(f"cannot connect to {where}: {e.strerror or e}") from None
-    try:
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock = ctx.wrap_socket(raw, server_hostname=tls.server_name)
-    except TimeoutError:
-        raw.close()
-        raise ChannelTimeout(f"the TLS handshake with {where} timed out after {timeout:g} s "
-                             f"(is a TLS server of this protocol listening there?)") from None
-    except ssl.SSLError as e:
-        raw.close()
-        hint = ""
-        if "CERTIFICATE_VERIFY_FAILED" in str(e):
-            hint = "; the server's certificate is not the one in peer_cert"
-        raise HandshakeError(f"the TLS handshake with {where} failed: {_describe_ssl_error(e)}{hint}") from None
-    except OSError as e:
-        raw.close()
-        raise HandshakeError(f"the TLS handshake with {where} failed: {e.strerror or e}") from None
+    sock = _tls_handshake(raw, ctx, server_side=False, who=where, timeout=timeout,
+                          server_hostname=tls.server_name)
     try:
         fp = tls.check_peer(sock.getpeercert(binary_form=True), "server")
     except Exception:
@@ -629,10 +721,14 @@ def connect(host: str, port: int, tls: TlsConfig, timeout: float = 10.0, *,
 class Listener:
     """A TLS server socket: `accept()` returns one `TlsChannel` per client.
 
-    port=0 picks a free port (see `address`). Use "::1" for IPv6 loopback."""
+    `accept()` runs the handshake on the calling thread; a server that must not be held up
+    by a slow peer takes the TCP connection with `accept_socket()` and runs `handshake()` on
+    another thread (protocols.transport.server does). port=0 picks a free port (see
+    `address`). Use "::1" for IPv6 loopback."""
 
-    def __init__(self, host: str, port: int, tls: TlsConfig, *, backlog: int = 16,
-                 handshake_timeout: float = 10.0, recv_timeout: float | None = DEFAULT_TIMEOUT,
+    def __init__(self, host: str, port: int, tls: TlsConfig, *, backlog: int = 128,
+                 handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+                 recv_timeout: float | None = DEFAULT_TIMEOUT,
                  max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         _check_host_port(host, port, allow_zero=True)
         if not isinstance(tls, TlsConfig):
@@ -657,10 +753,8 @@ class Listener:
     def port(self) -> int:
         return self.address[1]
 
-    def accept(self, timeout: float | None = None, *, meter: CostMeter | None = None) -> TlsChannel:
-        """Wait (at most `timeout` s; None: forever) for a client, then run the handshake.
-        A failed handshake raises HandshakeError / PeerVerificationError / ChannelTimeout and
-        leaves the listener usable."""
+    def accept_socket(self, timeout: float | None = None) -> tuple[socket.socket, tuple]:
+        """The next TCP connection (no handshake yet): (socket, address)."""
         timeout = _check_timeout(timeout)
         self._sock.settimeout(timeout)
         try:
@@ -668,29 +762,13 @@ class Listener:
         except TimeoutError:
             raise ChannelTimeout(f"no client connected to {self.address[0]}:{self.port} "
                                  f"within {timeout:g} s") from None
-        who = f"{addr[0]}:{addr[1]}"
-        try:
-            raw.settimeout(self.handshake_timeout)
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock = self._ctx.wrap_socket(raw, server_side=True)
-        except TimeoutError:
-            raw.close()
-            raise ChannelTimeout(f"the TLS handshake with client {who} timed out after "
-                                 f"{self.handshake_timeout:g} s") from None
-        except ssl.SSLError as e:
-            raw.close()
-            text = _describe_ssl_error(e)
-            hint = ""
-            if "PEER_DID_NOT_RETURN_A_CERTIFICATE" in text.upper():
-                hint = "; the client sent no certificate and this server requires one (require_client_cert)"
-            elif "CERTIFICATE" in text.upper():
-                hint = "; the client's certificate is not in this server's peer_cert"
-            elif "WRONG_VERSION_NUMBER" in text.upper() or "UNSUPPORTED_PROTOCOL" in text.upper():
-                hint = "; the client does not speak TLS 1.3"
-            raise HandshakeError(f"the TLS handshake with client {who} failed: {text}{hint}") from None
-        except OSError as e:
-            raw.close()
-            raise HandshakeError(f"the TLS handshake with client {who} failed: {e.strerror or e}") from None
+        return raw, addr
+
+    def handshake(self, raw: socket.socket, addr: tuple, *, meter: CostMeter | None = None) -> TlsChannel:
+        """The TLS handshake on an accepted connection, within `handshake_timeout` seconds;
+        with mutual TLS, the client's certificate is checked against the pins."""
+        sock = _tls_handshake(raw, self._ctx, server_side=True, who=f"client {addr[0]}:{addr[1]}",
+                              timeout=self.handshake_timeout)
         fp = ""
         if self.tls.require_client_cert:
             try:
@@ -700,6 +778,13 @@ class Listener:
                 raise
         return TlsChannel(sock, peer_fingerprint=fp, peer_address=addr[:2], meter=meter,
                           max_frame_size=self.max_frame_size, timeout=self.recv_timeout, party="server")
+
+    def accept(self, timeout: float | None = None, *, meter: CostMeter | None = None) -> TlsChannel:
+        """Wait (at most `timeout` s; None: forever) for a client, then run the handshake.
+        A failed handshake raises HandshakeError / PeerVerificationError / ChannelTimeout and
+        leaves the listener usable."""
+        raw, addr = self.accept_socket(timeout)
+        return self.handshake(raw, addr, meter=meter)
 
     def close(self) -> None:
         self._sock.close()

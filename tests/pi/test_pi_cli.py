@@ -72,7 +72,7 @@ def deployment(tmp_path_factory):
     from pi.assets import load_samples, save_sample_images
     d = tmp_path_factory.mktemp("pi-cli")
     fps = {}
-    for name in ("server", "dealer"):
+    for name in ("server", "dealer", "client"):
         res = pi("keys", "--name", name, cwd=d)
         assert res.returncode == 0, res.stderr
         fps[name] = fingerprint(res.stdout)
@@ -85,6 +85,7 @@ def deployment(tmp_path_factory):
     np.save(d / "x.npy", samples.inputs[:2].numpy())
     sport, dport = free_port(), free_port()
     procs = [subprocess.Popen(PI + ["dealer", "--cert", "certs/dealer.crt", "--key", "certs/dealer.key",
+                                    "--server-cert", "certs/server.crt", "--client-cert", "certs/client.crt",
                                     "--dealer-port", str(dport)], cwd=d, env=ENV,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     procs.append(subprocess.Popen(PI + ["serve", "--model", "model.npz", "--cert", "certs/server.crt",
@@ -95,7 +96,7 @@ def deployment(tmp_path_factory):
         wait_port(dport, procs[0])
         wait_port(sport, procs[1])
         flags = ["--server-port", sport, "--dealer-port", dport, "--server-fingerprint", fps["server"],
-                 "--dealer-fingerprint", fps["dealer"]]
+                 "--dealer-fingerprint", fps["dealer"], "--cert", "certs/client.crt", "--key", "certs/client.key"]
         yield {"dir": d, "flags": flags, "fps": fps, "labels": samples.labels, "ports": (sport, dport)}
     finally:
         for p in procs:
@@ -182,7 +183,8 @@ def test_infer_pin_and_connection_errors_are_one_line(deployment, capsys, monkey
     d, fps = deployment["dir"], deployment["fps"]
     monkeypatch.chdir(d)
     sport, dport = deployment["ports"]
-    base = ["x.npy", "--server-port", sport, "--dealer-port", dport]
+    base = ["x.npy", "--server-port", sport, "--dealer-port", dport, "--cert", "certs/client.crt",
+            "--key", "certs/client.key"]
     # The server's pin given the dealer's fingerprint (a 22-line traceback before).
     one_line_error(pi("infer", *base, "--server-fingerprint", fps["dealer"], "--dealer-fingerprint", fps["dealer"],
                       cwd=d), "fingerprint mismatch", "pi keys")
@@ -190,7 +192,7 @@ def test_infer_pin_and_connection_errors_are_one_line(deployment, capsys, monkey
                needles=["malformed fingerprint"])
     main_error(capsys, "infer", *base, "--server-fingerprint", fps["server"],
                needles=["no fingerprint pinned", "--dealer-fingerprint"])
-    main_error(capsys, "infer", "x.npy", "--server-port", free_port(), "--dealer-port", dport,
+    main_error(capsys, "infer", *base[:1], "--server-port", free_port(), "--dealer-port", dport, *base[5:],
                "--server-fingerprint", fps["server"], "--dealer-fingerprint", fps["dealer"],
                needles=["is the peer running?"])
     # The server is still serving after all of that.

@@ -7,6 +7,7 @@ import ssl
 import struct
 import threading
 import time
+from multiprocessing.pool import ThreadPool
 
 import numpy as np
 import pytest
@@ -15,14 +16,17 @@ from torch import nn
 
 import pi
 from pi.serving import SESSION_VERSION, Endpoint, InferenceServer, connect
-from protocols.dealer_service import DealerService, fetch_material
-from protocols.material import MaterialReuseError
+from protocols.dealer_service import DealerService, dealer_tls, fetch_material
+from protocols.limits import Limits
+from protocols.material import confirm_bundle
 from protocols.transport.certs import TlsConfig, write_self_signed
-from protocols.transport.channel import Listener, connect as tls_connect
+from protocols.transport.channel import Listener
+from protocols.transport.channel import connect as tls_connect
 from protocols.transport.errors import HandshakeError, RemoteError, TransportError
-from protocols.transport.frame import MessageType, encode_frame
+from protocols.transport.frame import MessageType
 
 RELU = "exact"
+LIMITS = Limits(max_batch=16)
 
 
 def small_model():
@@ -35,18 +39,25 @@ def deployment(tmp_path_factory, request):
     d = tmp_path_factory.mktemp("deploy")
     server_cert = write_self_signed(d, "server")
     dealer_cert = write_self_signed(d, "dealer")
-    dealer_listener = Listener("127.0.0.1", 0, TlsConfig(cert=dealer_cert.cert, key=dealer_cert.key))
-    dealer = DealerService(dealer_listener)
+    client_cert = write_self_signed(d, "client")
+    dealer_listener = Listener("127.0.0.1", 0, dealer_tls(dealer_cert.cert, dealer_cert.key, server_cert.cert,
+                                                          client_cert.cert))
+    dealer = DealerService(dealer_listener, [server_cert.fingerprint], limits=LIMITS)
     threading.Thread(target=dealer.serve_forever, daemon=True).start()
     model = small_model()
     secure = pi.compile(model, torch.zeros(1, 1, 4, 4), relu=RELU, ring_bits=request.param)
-    dealer_ep = Endpoint("127.0.0.1", dealer_listener.port, TlsConfig(peer_fingerprint=dealer_cert.fingerprint))
+    # The server's and the client's view of the dealer: pinned, with their own certificate.
+    dealer_ep = Endpoint("127.0.0.1", dealer_listener.port,
+                         TlsConfig(client_cert.cert, client_cert.key, peer_fingerprint=dealer_cert.fingerprint))
+    server_dealer_ep = Endpoint("127.0.0.1", dealer_listener.port,
+                                TlsConfig(server_cert.cert, server_cert.key, peer_fingerprint=dealer_cert.fingerprint))
     server_listener = Listener("127.0.0.1", 0, TlsConfig(cert=server_cert.cert, key=server_cert.key))
-    server = InferenceServer(secure, server_listener, dealer_ep, max_batch=16)
+    server = InferenceServer(secure, server_listener, server_dealer_ep, limits=LIMITS)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     server_ep = Endpoint("127.0.0.1", server_listener.port, TlsConfig(peer_fingerprint=server_cert.fingerprint))
     yield {"server": server, "dealer": dealer, "server_ep": server_ep, "dealer_ep": dealer_ep, "model": model,
-           "secure": secure, "dealer_cert": dealer_cert, "server_cert": server_cert}
+           "secure": secure, "dealer_cert": dealer_cert, "server_cert": server_cert, "client_cert": client_cert,
+           "server_dealer_ep": server_dealer_ep}
     server.stop()
     dealer.stop()
 
@@ -129,9 +140,11 @@ def test_wrong_input_shape_and_dtype_are_refused(deployment):
         chan.send(MessageType.HELLO, json.dumps({"version": SESSION_VERSION}).encode())
         spec = json.loads(chan.recv(MessageType.SPEC))
         chan.send(MessageType.DATA, json.dumps({"batch": 1}).encode())
+        chan.recv(MessageType.ACK)
         plan = pi.SecureModel.from_public_spec(spec["spec"]).plan
-        fetch_material(deployment["dealer_ep"].host, deployment["dealer_ep"].port, deployment["dealer_ep"].tls,
-                       "client", f"{spec['session']}-0", plan, 1)
+        material, _ = fetch_material(deployment["dealer_ep"].host, deployment["dealer_ep"].port,
+                                     deployment["dealer_ep"].tls, "client", f"{spec['session']}-0", plan, 1)
+        confirm_bundle(chan, material)                  # the halves match: the offline phase starts
         # One bad array, then the server's answer must be an ERROR frame that names the problem
         # (a timeout or a dropped connection would not match).
         sent = False
@@ -176,7 +189,22 @@ def test_dealer_never_hands_out_material_twice(deployment):
     with pytest.raises(RemoteError, match="already delivered"):
         fetch_material(ep.host, ep.port, ep.tls, "client", "session-reuse-1", plan, 1)
     with pytest.raises(RemoteError, match="batch must be"):
-        fetch_material(ep.host, ep.port, ep.tls, "server", "session-reuse-2", plan, 0)
+        srv = deployment["server_dealer_ep"]
+        fetch_material(srv.host, srv.port, srv.tls, "server", "session-reuse-2", plan, 0)
+
+
+def test_the_dealer_binds_the_role_to_the_certificate(deployment):
+    """A client that knows a session id cannot obtain the server's half; a peer without an
+    enrolled certificate gets nothing at all."""
+    ep, srv = deployment["dealer_ep"], deployment["server_dealer_ep"]
+    plan = deployment["secure"].plan
+    with pytest.raises(RemoteError, match="enrolled as a client; it cannot fetch the server's material"):
+        fetch_material(ep.host, ep.port, ep.tls, "server", "session-role-1", plan, 1)
+    anonymous = TlsConfig(peer_fingerprint=deployment["dealer_cert"].fingerprint)
+    with pytest.raises(TransportError, match="certificate"):
+        fetch_material(ep.host, ep.port, anonymous, "client", "session-role-1", plan, 1)
+    material, _ = fetch_material(srv.host, srv.port, srv.tls, "server", "session-role-1", plan, 1)
+    assert material.party == "server"
 
 
 def test_dealer_down_gives_a_clear_error(deployment, tmp_path):
@@ -266,7 +294,7 @@ def test_pi_serve_and_pi_connect_are_the_deployment_api(deployment, tmp_path):
     d = deployment
     bundle = d["secure"].save(tmp_path / "model.npz")
     server = pi.serve(pi.load(bundle), "127.0.0.1", 0, TlsConfig(cert=d["server_cert"].cert, key=d["server_cert"].key),
-                      d["dealer_ep"], block=False)
+                      d["server_dealer_ep"], block=False)
     try:
         ep = pi.Endpoint("127.0.0.1", server.listener.port, d["server_ep"].tls)
         x = torch.randn(3, 1, 4, 4)
@@ -305,3 +333,77 @@ def test_many_clients_at_once_each_in_its_own_session(deployment):
     for runs in results.values():
         for y, ref in runs[:-1]:
             np.testing.assert_allclose(y, ref, atol=2**-7)
+
+
+# ---------------------------------------------------------------- start-up checks, bundles, budgets
+
+def test_a_bundle_that_does_not_fit_its_plan_is_refused_with_the_layer_named(deployment, tmp_path):
+    from pi.serving import BundleError, validate_bundle
+    from protocols.plan import ServerWeights
+    good = pi.load(deployment["secure"].save(tmp_path / "good.npz"))
+    validate_bundle(good)
+    name = next(iter(good.weights.weights))
+    w, b = good.weights.weights, good.weights.biases
+    cases = {
+        "dtype int64, the plan needs uint64": ServerWeights({**w, name: w[name].astype(np.int64)}, b),
+        "no bias for layer": ServerWeights(w, {k: v for k, v in b.items() if k != name}),
+        "its plan does not have": ServerWeights({**w, "ghost": w[name]}, b),
+        "weights digest does not match": ServerWeights({**w, name: w[name] + np.uint64(1)}, b),
+    }
+    for message, weights in cases.items():
+        bad = pi.load(tmp_path / "good.npz")
+        bad.weights = weights
+        with pytest.raises(BundleError, match=message):
+            validate_bundle(bad)
+        with pytest.raises(BundleError, match=message):         # the server never starts on it
+            InferenceServer(bad, None, deployment["server_dealer_ep"])
+
+
+def test_halves_of_different_bundles_are_refused_before_the_offline_phase(deployment):
+    from protocols.engine import deal
+    from protocols.material import MaterialMismatch, confirm_bundle
+    from protocols.transport.channel import InProcessChannel
+    plan = deployment["secure"].plan
+    client, _ = deal(plan, 1)
+    _, server = deal(plan, 1)                           # a dealer that restarted in between
+    a, b = InProcessChannel.pair(timeout=5)
+    with ThreadPool(1) as pool:
+        fut = pool.apply_async(confirm_bundle, (b, server))
+        with pytest.raises(MaterialMismatch, match="different preprocessing bundles"):
+            confirm_bundle(a, client)
+        with pytest.raises(MaterialMismatch):
+            fut.get(5)
+    c, s = deal(plan, 1)                                # halves of one bundle pass
+    a, b = InProcessChannel.pair(timeout=5)
+    with ThreadPool(1) as pool:
+        fut = pool.apply_async(confirm_bundle, (b, s))
+        confirm_bundle(a, c)
+        fut.get(5)
+    assert c.bundle_id == s.bundle_id and c.bundle_digest == s.bundle_digest
+
+
+def test_the_memory_budget_waits_then_refuses():
+    from protocols.limits import BudgetExhausted, LimitError, MemoryBudget
+    budget = MemoryBudget(100, wait_s=0.2)
+    held = budget.reserve(80)
+    with pytest.raises(BudgetExhausted, match="busy: .* holds .* after waiting 0.2 s"):
+        budget.reserve(30)
+    with pytest.raises(LimitError, match="more than this process's whole budget"):
+        budget.reserve(101)
+    threading.Timer(0.05, held.release).start()        # a release lets a waiting request in
+    with budget.reserve(30):
+        assert budget.used == 30
+    assert budget.used == 0 and budget.peak == 80
+
+
+def test_public_disclosure_names_what_the_spec_reveals():
+    from pi.serving import public_disclosure
+    model = small_model()
+    plain = pi.compile(model, torch.zeros(1, 1, 4, 4), relu="exact")
+    lines = public_disclosure(plain.plan)
+    assert any("all logits" in line for line in lines) and not any("calibration" in line for line in lines)
+    calibrated = pi.compile(model, torch.zeros(1, 1, 4, 4), relu="exact", calibration=torch.randn(8, 1, 4, 4),
+                            output="label")
+    lines = public_disclosure(calibrated.plan)
+    assert any(line.startswith("calibration:") and "without --calibration" in line for line in lines)
+    assert any("the predicted label only" in line for line in lines)

@@ -61,6 +61,8 @@ class Seq(nn.Sequential):
     (nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)), (2, 6, 6)),
     (nn.Sequential(nn.Conv2d(2, 3, 1), nn.AvgPool2d(2)), (2, 6, 6)),
     (nn.Sequential(nn.Conv2d(2, 3, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()), (2, 6, 6)),
+    # scale 3f after the 1/36 pool feeds a Linear (scale 4f): the calibrated ring must hold it
+    (nn.Sequential(nn.Conv2d(2, 3, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)), (2, 6, 6)),
     (nn.Sequential(nn.Conv2d(2, 3, 1), nn.MaxPool2d(2)), (2, 6, 6)),
     (nn.Sequential(nn.Conv2d(2, 3, 1), nn.ReLU(), nn.MaxPool2d(3, 2)), (2, 7, 7)),
     (nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU()), (2, 5, 5)),

@@ -147,6 +147,20 @@ def test_a_narrow_plan_puts_only_l_bit_values_on_the_wire_and_in_the_shares(l, f
         assert np.abs(ring_sum.view(np.int64) - enc).max() > 2 ** (l - 2)
 
 
+@pytest.mark.parametrize("l", [64, 40, 37])
+def test_faithful_truncate_op_in_a_narrow_ring(l):
+    """The Truncate op (the FSS trunc gate over the whole l-bit ring) on negative and positive
+    values, then a linear layer, against plaintext."""
+    b = PlanBuilder((3,), FixedPoint(12, l))
+    w1, w2 = np.array([[1.0, -2.0, 0.5], [-3.0, 0.25, -1.0]]), np.array([[-1.0, 0.5], [0.25, -2.0]])
+    h = b.truncate(b.linear(b.input, w1, name="fc1"), 12)
+    plan = b.output(b.linear(h, w2, name="fc2"))
+    assert [op.kind for op in plan.ops].count("Truncate") == 1
+    x = np.array([[1.0, 2.0, -0.5], [-2.0, 0.5, 3.0]])
+    y = pi.SecureModel(plan, b.weights).run(x).numpy()
+    np.testing.assert_allclose(y, x @ w1.T @ w2.T, atol=2**-8)
+
+
 def test_the_meter_counts_ceil_l_over_8_bytes_per_element():
     """A gate layer's online bytes are exactly the two openings' frames: x̂ (server → client)
     and y0 (client → server), n elements of ceil(l/8) bytes each, plus frame and array
@@ -205,7 +219,9 @@ def test_compile_derives_the_ring_from_calibration_and_states_it():
     with torch.no_grad():
         np.testing.assert_allclose(sm.run(x).numpy(), model(x).double().numpy(), atol=2**-7)
     # An explicit width overrides; a width the calibrated values do not fit is refused.
-    assert pi.compile(model, x[:1], calibration=x, ring_bits=64).plan.ring_bits == 64
+    full = pi.compile(model, x[:1], calibration=x, ring_bits=64).plan
+    assert full.ring_bits == 64
+    assert [op.kind for op in sm.plan.ops] == [op.kind for op in full.ops]   # no extra ops, no extra rounds
     assert pi.compile(model, x[:1], calibration=x, ring_bits=l + 3).plan.ring_bits == l + 3
     big = x * 4096                           # values, not the scale budget, set this ring
     lb = pi.compile(model, x[:1], calibration=big).plan.ring_bits

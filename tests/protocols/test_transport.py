@@ -542,3 +542,88 @@ def test_tls_config_loading_and_validation(tmp_path, certs):
         TlsConfig(cert=certs["server"].cert)
     with pytest.raises(FileNotFoundError, match="missing.crt does not exist"):
         TlsConfig(tmp_path / "missing.crt", tmp_path / "missing.key").server_context()
+
+
+# ============================================================================ bounded resources
+
+def test_a_frame_buffer_grows_with_the_bytes_that_arrive():
+    """A header announcing 256 MiB followed by 1 KB costs kilobytes, not the announced length."""
+    import tracemalloc
+    a, b = InProcessChannel.pair(timeout=0.2)
+    a._write([memoryview(struct.pack("!4sBBHQ", MAGIC, 1, int(MessageType.DATA), 0, 256 << 20)),
+              memoryview(b"x" * 1000)], T)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ChannelTimeout, match=r"1000 of 268435456 bytes arrived"):
+            b.recv()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"receiving 1 KB of an announced 256 MiB frame allocated {peak} bytes"
+    # Whole frames of any size still arrive intact as the buffer doubles.
+    c, d = InProcessChannel.pair(timeout=T)
+    for n in (0, 1, 65535, 65536, 65537, 3 * 65536 + 5):
+        payload = os.urandom(n)
+        c.send(MessageType.DATA, payload)
+        assert d.recv(MessageType.DATA) == payload
+
+
+def test_the_handshake_deadline_covers_the_whole_handshake(certs, pool):
+    """A client that trickles one byte at a time cannot stretch the handshake past its deadline."""
+    srv = TlsConfig(certs["server"].cert, certs["server"].key)
+    with Listener(LOOPBACK, 0, srv, handshake_timeout=0.5) as lst:
+        fut = pool.submit(lst.accept, T)
+        with socket.create_connection((LOOPBACK, lst.port), timeout=T) as raw:
+            t0 = time.monotonic()
+            hello = b"\x16\x03\x01\x02\x00" + b"\x01" * 512     # a ClientHello, slowly
+            with pytest.raises(ChannelTimeout, match="timed out after 0.5 s"):
+                for byte in hello:
+                    if fut.done():
+                        fut.result()
+                    try:
+                        raw.send(bytes([byte]))
+                    except OSError:
+                        break
+                    time.sleep(0.05)
+                fut.result(T)
+            assert time.monotonic() - t0 < 2.0
+
+
+def test_connection_server_serves_each_peer_on_its_own_thread_and_refuses_beyond_its_cap(certs):
+    import threading
+
+    from protocols.transport.server import ConnectionServer
+    srv = TlsConfig(certs["server"].cert, certs["server"].key)
+    cli = TlsConfig(peer_fingerprint=certs["server"].fingerprint)
+
+    def echo(chan):
+        chan.send(MessageType.DATA, chan.recv(MessageType.DATA, timeout=T))
+
+    with Listener(LOOPBACK, 0, srv, handshake_timeout=T) as lst:
+        server = ConnectionServer(lst, echo, name="echo server", max_connections=1)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with socket.create_connection((LOOPBACK, lst.port)):     # holds the only slot, silently
+                time.sleep(0.2)
+                with connect(LOOPBACK, lst.port, cli, timeout=T, recv_timeout=T) as c:
+                    with pytest.raises(RemoteError, match=r"echo server is at its connection limit \(1 open"):
+                        c.recv()
+            time.sleep(0.2)                                           # the silent peer hung up: the slot is free
+            with connect(LOOPBACK, lst.port, cli, timeout=T, recv_timeout=T) as c:
+                c.send(MessageType.DATA, b"ping")
+                assert c.recv(MessageType.DATA) == b"ping"
+            assert server.refused == 1
+        finally:
+            server.stop()
+
+
+def test_mutual_tls_accepts_each_listed_client_certificate(certs, pool, tmp_path):
+    second = write_self_signed(tmp_path, "second_client")
+    srv = TlsConfig(certs["server"].cert, certs["server"].key, require_client_cert=True,
+                    peer_cert=[certs["client"].cert, second.cert])
+    assert srv.pins() == (certs["client"].fingerprint, second.fingerprint)
+    for who in (certs["client"], second):
+        cli = TlsConfig(who.cert, who.key, peer_fingerprint=certs["server"].fingerprint)
+        lst, fut, c = tls_pair(pool, srv, cli)
+        assert fut.result(T).peer_fingerprint == who.fingerprint
+        c.close(); lst.close()
