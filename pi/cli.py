@@ -10,6 +10,8 @@ import argparse
 import os
 import sys
 
+from pi.errors import error_line, user_errors
+
 DEBUG_ENV = "PI_DEBUG"   # set to 1 to see the traceback behind a one-line error
 
 
@@ -25,26 +27,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean bad input or a peer problem: one line, no traceback."""
-    from protocols.transport.errors import TransportError
-    from relu_budget.runs import RunError       # a bad run / policy directory (pi demo, pi bench)
-    return (ValueError, OSError, TransportError, OverflowError, RunError)
-
-
-def error_line(exc: BaseException) -> str:
-    """The one line a user sees for `exc`: its message, with the fix where we know it."""
-    from protocols.transport.errors import HandshakeError, PeerVerificationError
-    msg = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in msg:
-        msg = f"{exc.filename}: {msg}"
-    if isinstance(exc, PeerVerificationError) or (isinstance(exc, HandshakeError) and "fingerprint" in msg):
-        msg += " (pass the fingerprint `pi keys` printed for that peer, e.g. --server-fingerprint sha256:...)"
-    elif isinstance(exc, (ConnectionRefusedError,)) or (isinstance(exc, HandshakeError) and "refused" in msg):
-        msg += " (is the peer running? check --server-host/--server-port and --dealer-host/--dealer-port)"
-    return msg
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
@@ -53,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except _user_errors() as exc:
+    except user_errors() as exc:
         if os.environ.get(DEBUG_ENV):
             raise
         print(f"pi: error: {error_line(exc)}", file=sys.stderr)

@@ -162,7 +162,7 @@ def cmd_keys(args) -> int:
 
 
 def _fail(exc: Exception) -> int:
-    from pi.cli import error_line
+    from pi.errors import error_line
     print(f"pi: error: {error_line(exc)}", file=sys.stderr)
     return 2
 
