@@ -345,14 +345,19 @@ class CostMeter:
                 st[-1][1] = now
 
     # ------------------------------------------------------------------ recording (channels)
-    def record_sent(self, nbytes: int, *, control: bool = False) -> None:
-        """A frame of `nbytes` left this party. Data frames may open a round (see module doc);
-        control frames (ERROR, BYE) never do."""
+    @contextlib.contextmanager
+    def _frame(self, nbytes: int):
+        """(key, counters) of the current scope, under the lock, for one frame of nbytes."""
         if nbytes < 0:
             raise ValueError(f"nbytes must be >= 0, got {nbytes}")
         key = self.current_key()
         with self._lock:
-            c = self._counters(key)
+            yield key, self._counters(key)
+
+    def record_sent(self, nbytes: int, *, control: bool = False) -> None:
+        """A frame of `nbytes` left this party. Data frames may open a round (see module doc);
+        control frames (ERROR, BYE) never do."""
+        with self._frame(nbytes) as (key, c):
             c.bytes_sent += nbytes
             c.messages_sent += 1
             if not control and (self._round_open or key.phase != self._last_send_phase):
@@ -362,11 +367,7 @@ class CostMeter:
 
     def record_received(self, nbytes: int) -> None:
         """A frame of `nbytes` arrived; the next data send opens a new round."""
-        if nbytes < 0:
-            raise ValueError(f"nbytes must be >= 0, got {nbytes}")
-        key = self.current_key()
-        with self._lock:
-            c = self._counters(key)
+        with self._frame(nbytes) as (_key, c):
             c.bytes_received += nbytes
             c.messages_received += 1
             self._round_open = True

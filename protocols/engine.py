@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from protocols.layers import ClientState, DealerState, ServerState, build_layers
+from protocols.layers import ClientState, DealerState, ServerState, build_layers, unpack_from_peer
 from protocols.material import Material, SeedStream, fresh_seed, plan_digest
 from protocols.plan import Plan, ServerWeights
 from protocols.site_kinds import CIRCA, POLY
@@ -126,7 +126,7 @@ class _Party:
                                     f"({'a duplicate' if key in out else 'no layer of this plan has it'})")
             with self._item_scope(chan, key):
                 wire = chan.recv_array(dtype=np.uint64 if self.plan.ring.full else np.uint8)
-                out[key] = self.plan.ring.unpack(wire)     # flat: the layer checks its size and shape
+                out[key] = unpack_from_peer(self.plan.ring, wire)   # flat: the layer checks size and shape
         return out
 
 

@@ -1,5 +1,8 @@
 """Secure layers: what each party (and the dealer) does for every op of a plan.
 
+Over 500 lines on purpose: one class per plan op, and each keeps the dealer's, the client's and
+the server's steps of that op side by side, which is what a reader checks against each other.
+
 Every tensor is additively shared: the server holds `a`, the client `c`, a + c = v·2^scale
 mod 2^l (l = plan.ring_bits), and the client's share is always computable before the input
 arrives. That makes the online phase server-centric: the server does all linear algebra on
@@ -50,8 +53,16 @@ def ring_recv(chan, ring: Ring, shape: tuple[int, ...]) -> np.ndarray:
     """Receives prod(shape) ring elements sent by ring_send."""
     n = int(np.prod(shape))
     wire = ring.wire_shape(n)
-    return ring.unpack(chan.recv_array(dtype=np.uint8 if len(wire) > 1 else U64,
-                                       shape=shape if ring.full else wire), shape)
+    return unpack_from_peer(ring, chan.recv_array(dtype=np.uint8 if len(wire) > 1 else U64,
+                                                  shape=shape if ring.full else wire), shape)
+
+
+def unpack_from_peer(ring: Ring, wire: np.ndarray, shape=None) -> np.ndarray:
+    """Ring.unpack for what a peer sent: elements that are not l-bit values are its fault."""
+    try:
+        return ring.unpack(wire, shape)
+    except ValueError as exc:
+        raise ProtocolError(f"the peer sent malformed ring elements: {exc}") from None
 
 
 def put_ring(material: Material, key: str, x: np.ndarray, ring: Ring) -> None:

@@ -1,5 +1,8 @@
 """The secure plan: a model as a list of secure ops over ring tensors.
 
+Over 500 lines on purpose: the op types and the builder that checks their scales, states and
+ring width are one contract; split, each half would restate the other's rules.
+
 A `Plan` is public (what a client may know: shapes, op kinds, ReLU policy, fixed point); the
 server's weights live apart in `ServerWeights`. `PlanBuilder` turns float layers into ops and
 does the fixed-point bookkeeping: every tensor has a scale (fractional bits) and a sharing
@@ -24,7 +27,10 @@ from protocols.fixed_point import MAX_VALUE_BITS, RING_BITS, FixedPoint, Ring
 from protocols.site_kinds import CIRCA, CIRCA_MODES, IDENTITY, POLY, RELU, SITE_KINDS  # noqa: F401 (re-exported)
 
 MASKED, SHARED = "masked", "shared"
-PLAN_FORMAT = 1
+# Format 2 added the ring width (format-1 plans ran in Z_(2^64)); older readers refuse it
+# rather than run a narrow-ring plan at 64 bits.
+PLAN_FORMAT = 2
+READABLE_PLAN_FORMATS = (1, 2)
 MIN_MAGNITUDE_BITS = 10     # values up to ±2^10 at the largest scale a plan reaches
 # A calibrated ring is wide enough that the local truncations of one example all succeed
 # except with at most this probability (each fails with probability |v|/2^l).
@@ -287,8 +293,9 @@ class Plan:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":
-        if d.get("format") != PLAN_FORMAT:
-            raise PlanError(f"plan format {d.get('format')!r} is not supported (expected {PLAN_FORMAT})")
+        if d.get("format") not in READABLE_PLAN_FORMATS:
+            raise PlanError(f"plan format {d.get('format')!r} is not supported (expected one of "
+                            f"{READABLE_PLAN_FORMATS})")
         kinds = {c.__name__: c for c in OP_TYPES}
         ops = []
         for od in d["ops"]:

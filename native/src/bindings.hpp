@@ -24,6 +24,7 @@ void bind_prg(py::module_& m);
 void bind_ring(py::module_& m);
 void bind_fss(py::module_& m);
 void bind_allocation(py::module_& m);
+void bind_he(py::module_& m);
 void bind_gc(py::module_& m);
 
 }  // namespace pi_native

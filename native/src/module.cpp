@@ -13,5 +13,6 @@ PYBIND11_MODULE(pi_native, m) {
   bind_ring(m);
   bind_fss(m);
   bind_allocation(m);
+  bind_he(m);
   bind_gc(m);
 }

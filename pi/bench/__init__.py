@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-TARGETS = ["gemm", "native", "relu", "model", "gc"]
+TARGETS = ["gemm", "native", "relu", "model", "gc", "he"]
 
 
 def add_parser(sub: argparse._SubParsersAction, targets: list[str] | None = None) -> None:

@@ -72,6 +72,17 @@ def crypten_available() -> tuple[bool, str]:
     return True, ""
 
 
+def use_baseline(flag: str) -> tuple[bool, str]:
+    """`--crypten auto|on|off` → (run the baseline?, why not). `on` without a working CrypTen
+    stops the benchmark with the reason; `auto` runs it when it imports."""
+    if flag == "off":
+        return False, "disabled (--crypten off)"
+    ok, why = crypten_available()
+    if not ok and flag == "on":
+        raise SystemExit(f"--crypten on: {why}")
+    return ok, why
+
+
 # --------------------------------------------------------------------------------------------
 # The same network from crypten.nn modules
 # --------------------------------------------------------------------------------------------

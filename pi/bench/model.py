@@ -25,7 +25,7 @@ import torch
 
 from pi.bench import profiles
 from pi.bench.deployment import Deployment
-from pi.bench.results import format_table, markdown_table, versus_crypten, write_results
+from pi.bench.results import add_run_flags, format_table, markdown_table, versus_crypten, write_results
 from relu_budget.runs import load_run_or_policy
 
 NAME = "model"
@@ -289,31 +289,20 @@ def configure(p) -> None:
     p.add_argument("--resnet18-checkpoint", default=None, help=f"default: {RESNET18_CHECKPOINT}")
     p.add_argument("--crypten", default="auto", choices=["auto", "on", "off"],
                    help="CrypTen baseline: auto = when installed (benchmarks/setup_crypten.sh)")
-    p.add_argument("--threads", type=int, default=1, help="kernel threads per party process (both systems)")
-    p.add_argument("--max-load", type=float, default=None,
-                   help="first wait (up to --max-wait s) until the 1-minute load average is below this")
-    p.add_argument("--max-wait", type=float, default=600)
-    p.add_argument("--json", metavar="PATH", help="write rows (and a .md twin) here")
+    add_run_flags(p)
 
 
 def run(args) -> int:
     from pi.bench.crypten_baseline import PROVIDER_NOTE as CT_PROVIDER_NOTE
     from pi.bench.crypten_baseline import TRANSPORT_NOTE as CT_NOTE
-    from pi.bench.crypten_baseline import crypten_available
+    from pi.bench.crypten_baseline import use_baseline
     workloads = [w for w in args.workloads.split(",") if w]
     batches = _int_list(args.batches)
     eval_n = _per_workload(args.eval_images, workloads)
     ct_eval_n = _per_workload(args.crypten_eval_images, workloads)
     pols = [p for p in args.policies.split(",") if p]
     circa_ks = _int_list(args.circa_k)
-    use_crypten = args.crypten != "off"
-    why_not = ""
-    if use_crypten:
-        ok, why_not = crypten_available()
-        if not ok:
-            if args.crypten == "on":
-                raise SystemExit(f"--crypten on: {why_not}")
-            use_crypten = False
+    use_crypten, why_not = use_baseline(args.crypten)
     budget: dict[str, list[str]] = {}
     for spec in args.policy:
         w, d = spec.split("=", 1) if "=" in spec else ("default", spec)
@@ -325,7 +314,7 @@ def run(args) -> int:
     if use_crypten:
         notes += [CT_NOTE, CT_PROVIDER_NOTE, "CrypTen fixed point: 16 fractional bits (its default); ours: 12"]
     else:
-        notes.append(f"CrypTen baseline not run: {why_not or 'disabled (--crypten off)'}")
+        notes.append(f"CrypTen baseline not run: {why_not}")
     notes.append("network estimates: " + profiles.describe_all() + " (see pi/bench/profiles.py)")
     for w in workloads:
         model, meta = load_workload(w, args.resnet18_checkpoint)

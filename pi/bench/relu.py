@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from pi.bench import profiles
-from pi.bench.results import format_table, markdown_table, versus_crypten, write_results
+from pi.bench.results import add_run_flags, format_table, markdown_table, versus_crypten, write_results
 
 NAME = "relu"
 HELP = "per-ReLU online/offline bytes, rounds and µs: exact, Circa, identity, polynomial, CrypTen"
@@ -207,15 +207,11 @@ def configure(p) -> None:
     p.add_argument("--circa-k", default="8,12,16,20", help="Circa: low bits dropped (of 24 fractional bits)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--crypten", default="auto", choices=["auto", "on", "off"])
-    p.add_argument("--threads", type=int, default=1, help="kernel threads per party process (both systems)")
-    p.add_argument("--max-load", type=float, default=None,
-                   help="first wait (up to --max-wait s) until the 1-minute load average is below this")
-    p.add_argument("--max-wait", type=float, default=600)
-    p.add_argument("--json", metavar="PATH", help="write rows (and a .md twin) here")
+    add_run_flags(p)
 
 
 def run(args) -> int:
-    from pi.bench.crypten_baseline import PROVIDER_NOTE, TRANSPORT_NOTE, crypten_available
+    from pi.bench.crypten_baseline import PROVIDER_NOTE, TRANSPORT_NOTE, use_baseline
     from pi.bench.model import TRANSPORT_NOTE as PI_NOTE
     from pi.bench.model import wait_for_quiet
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -237,17 +233,10 @@ def run(args) -> int:
              "difference to the identity probe (dealer generation + key transfer + c+r0 message)",
              "err frac: fraction of outputs off by more than 2^-11 from the plaintext function"]
     rows = run_ours(kinds, sizes, args.repeats, args.threads)
-    use = args.crypten != "off"
+    use, why = use_baseline(args.crypten)
     if not use:
-        notes.append("CrypTen baseline not run: disabled (--crypten off)")
-    if use:
-        ok, why = crypten_available()
-        if not ok:
-            if args.crypten == "on":
-                raise SystemExit(f"--crypten on: {why}")
-            use = False
-            notes.append(f"CrypTen baseline not run: {why}")
-    if use:
+        notes.append(f"CrypTen baseline not run: {why}")
+    else:
         rows += run_crypten(sizes, args.repeats, args.threads)
         notes += [TRANSPORT_NOTE, "CrypTen: " + PROVIDER_NOTE + "; 16 fractional bits; x.relu() with no truncation"]
     notes.append("network estimates: " + profiles.describe_all())

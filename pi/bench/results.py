@@ -28,6 +28,16 @@ def time_runs(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
             "repeats": repeats}
 
 
+def add_run_flags(p) -> None:
+    """The flags of the end-to-end benchmarks (`pi bench model`, `pi bench relu`): threads, the
+    wait for a quiet machine, the result file."""
+    p.add_argument("--threads", type=int, default=1, help="kernel threads per party process (both systems)")
+    p.add_argument("--max-load", type=float, default=None,
+                   help="first wait (up to --max-wait s) until the 1-minute load average is below this")
+    p.add_argument("--max-wait", type=float, default=600)
+    p.add_argument("--json", metavar="PATH", help="write rows (and a .md twin) here")
+
+
 def versus_crypten(rows: list[dict], keys: Sequence[str], ratios: dict[str, str]) -> list[dict]:
     """Each of our rows against the CrypTen row with the same `keys` (e.g. workload and batch):
     for every `name: metric` of `ratios`, ours / CrypTen's."""

@@ -75,8 +75,11 @@ def section_reproduce(report_cmd: str, runs, audits, bench) -> Section:
             if r.get("optimize_command") and not any(x["command"] == r["optimize_command"] for x in rows):
                 rows.append({"what": f"audited run {r.get('label')}", "command": r["optimize_command"]})
     commands, work = portable_commands([r["command"] for r in rows], runs)
-    seen = set()
-    rows = [{**r, "command": c} for r, c in zip(rows, commands) if not (c in seen or seen.add(c))]
+    merged: dict[str, list[str]] = {}           # one row per command (a sweep makes many runs)
+    for r, c in zip(rows, commands):
+        merged.setdefault(c, []).append(r["what"])
+    rows = [{"what": w[0] + (f" and {len(w) - 1} more" if len(w) > 1 else ""), "command": c}
+            for c, w in merged.items()]
     s.data["commands"] = rows
     s.tables.append(Table("Commands (run from the repository root)", [("what", "what", "s"),
                                                                      ("command", "command", "s")], rows))

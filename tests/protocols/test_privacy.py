@@ -7,57 +7,24 @@ received element (l = 64, and the narrower ring calibration gives): the frequenc
 must match between the two inputs (two-proportion z-test) and be 1/2 (binomial test), with
 |z| < 5 over all positions (with ~1000 tests at |z| < 5 the chance of a false alarm is below
 1e-3)."""
-import threading
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
+from two_party import run_recorded
 
 import pi
-from protocols import engine
 from protocols.providers import PROVIDERS
-from protocols.transport.channel import InProcessChannel
 
 RUNS = 200
-
-
-class Recording:
-    """Wraps a channel and keeps a copy of every array received in the online phase."""
-
-    def __init__(self, chan):
-        self.chan, self.meter, self.seen, self.online = chan, None, [], False
-
-    def recv_array(self, *a, **k):
-        arr = self.chan.recv_array(*a, **k)
-        if self.online:
-            self.seen.append(np.array(arr, copy=True))
-        return arr
-
-    def __getattr__(self, name):
-        return getattr(self.chan, name)
 
 
 def views(sm, x, provider, runs):
     plan = sm.plan
     client_views, server_views = [], []
     for _ in range(runs):
-        cm, smat = PROVIDERS[provider]().preprocess(plan, 1)
-        a, b = InProcessChannel.pair()
-        rs, rc = Recording(a), Recording(b)
-        srun = engine.ServerRun(plan, sm.weights, smat, 1)
-        crun = engine.ClientRun(plan, cm, 1)
-
-        def server():
-            srun.offline(rs)
-            rs.online = True
-            srun.online(rs)
-        t = threading.Thread(target=server)
-        t.start()
-        crun.offline(rc)
-        rc.online = True
-        crun.online(rc, x)
-        t.join()
+        _y, _srun, _crun, rs, rc = run_recorded(plan, sm.weights, x, provider)
         # The client's last message is the output share the server sends: its result, not a view
         # to hide (it is the client's own output). Everything before it must look uniform.
         # At l < 64 ring elements arrive packed in ceil(l/8) bytes: back to uint64 elements.

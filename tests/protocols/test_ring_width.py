@@ -2,21 +2,18 @@
 the parties store at l < 64, decoding of negative values, the plan's range checks, and the
 width pi.compile derives from calibration. (The conformance, privacy and truncation-law
 suites run at two widths as well.)"""
-import threading
 
 import numpy as np
 import pytest
 import torch
+import two_party
 from torch import nn
 
 import pi
 from pi.compiler import compile_plan
-from protocols import engine
 from protocols.fixed_point import FixedPoint, Ring
 from protocols.material import plan_digest
 from protocols.plan import POLY, Plan, PlanBuilder, PlanError
-from protocols.providers import PROVIDERS
-from protocols.transport.channel import InProcessChannel
 from protocols.transport.frame import ARRAY_HEADER, HEADER_SIZE
 
 U64 = np.uint64
@@ -57,6 +54,17 @@ def test_ring_width_is_validated(bad):
         FixedPoint(12, bad)
 
 
+def test_a_peer_sending_elements_above_l_bits_gets_a_protocol_error():
+    from protocols.layers import ring_recv
+    from protocols.transport.errors import ProtocolError
+    a, b = InProcessChannel.pair()
+    wire = np.zeros((3, 5), np.uint8)
+    wire[1, 4] = 0x10                        # bit 36 in a 33-bit ring
+    a.send_array(wire)
+    with pytest.raises(ProtocolError, match="malformed ring elements.*exceed 33 bits"):
+        ring_recv(b, Ring(33), (3,))
+
+
 # -- the plan parameter --------------------------------------------------------------------
 
 def small_plan(l: int, frac_bits: int = 12) -> tuple[Plan, object]:
@@ -76,7 +84,10 @@ def test_ring_bits_is_in_the_plan_dict_and_digest_and_old_plans_load_as_64():
     assert plan_digest(d) != plan_digest(p64.to_dict())
     old = p64.to_dict()
     del old["ring_bits"]                     # a plan written before the parameter existed
+    old["format"] = 1
     assert Plan.from_dict(old).ring_bits == 64
+    with pytest.raises(PlanError, match="plan format 3 is not supported"):
+        Plan.from_dict({**d, "format": 3})
     with pytest.raises(PlanError, match="ring_bits must be an integer in 2..64"):
         Plan.from_dict({**d, "ring_bits": 80})
     spec = pi.SecureModel(p40, None).public_spec()
@@ -84,39 +95,9 @@ def test_ring_bits_is_in_the_plan_dict_and_digest_and_old_plans_load_as_64():
 
 
 def run_recorded(plan, weights, x):
-    """One inference with every online array each party receives recorded; returns
-    (output, server state, client state, received arrays)."""
-    client_mat, server_mat = PROVIDERS["dealer"]().preprocess(plan, x.shape[0])
-    a, b = InProcessChannel.pair()
-    seen = []
-
-    class Recording:
-        def __init__(self, chan):
-            self.chan, self.online = chan, False
-
-        def recv_array(self, *args, **kw):
-            arr = self.chan.recv_array(*args, **kw)
-            if self.online:
-                seen.append(arr)
-            return arr
-
-        def __getattr__(self, name):
-            return getattr(self.chan, name)
-    rs, rc = Recording(a), Recording(b)
-    srun = engine.ServerRun(plan, weights, server_mat, x.shape[0])
-    crun = engine.ClientRun(plan, client_mat, x.shape[0])
-
-    def server():
-        srun.offline(rs)
-        rs.online = True
-        srun.online(rs)
-    t = threading.Thread(target=server)
-    t.start()
-    crun.offline(rc)
-    rc.online = True
-    y = crun.online(rc, x)
-    t.join()
-    return y, srun.state, crun.state, seen
+    """(output, server state, client state, every array either party received online)."""
+    y, srun, crun, rs, rc = two_party.run_recorded(plan, weights, x)
+    return y, srun.state, crun.state, rs.seen + rc.seen
 
 
 def plain_small(x):

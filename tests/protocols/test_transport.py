@@ -1,4 +1,6 @@
-"""Transport: frames, in-process and TLS channels, certificates. Loopback only, short timeouts."""
+"""Transport: frames, in-process and TLS channels, certificates. Loopback only, short timeouts.
+
+Over 500 lines: one suite for the one transport stack, in the order of docs/transport.md."""
 from __future__ import annotations
 
 import concurrent.futures

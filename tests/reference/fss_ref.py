@@ -1,5 +1,8 @@
 """Pure-Python reference of the FSS gates of pi_native (docs/fss.md), bit for bit.
 
+Over 500 lines on purpose: it mirrors native/src/{dcf,gates}.cpp one function for one, so that
+the two read side by side.
+
 Slow on purpose: Python integers, one element at a time, written to be read next to the spec.
 Only the AES block function comes from pi_native (`aes128_encrypt` keyed by the dealer's seed for
 the keygen stream, `mmo_hash` for the fixed-key PRG); everything else is independent of the C++.
