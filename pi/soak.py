@@ -4,7 +4,9 @@ The dealer and the server run as OS processes started from the command line (the
 deployment runs them, with the default limits), the clients as threads of this process,
 each with its own session, looping over the embedded samples. Every answer is compared
 with the plaintext network the plan computes (`pi.compiler.plaintext_twin`): an answer is
-wrong when a logit is off by more than `--tolerance`. Reported: inferences per second,
+wrong when a logit is off by more than `--tolerance` (default 2^-3; the fixed-point error of
+the embedded model at 12 fractional bits is about 0.025 on its samples), or when the label
+differs where the plaintext top-2 margin exceeds twice the tolerance. Reported: inferences per second,
 latency p50/p95/max, errors, wrong answers, and the resident memory of the server and the
 dealer (peak, and growth from the end of the warm-up, `min(60 s, S/2)`, to the end).
 """
@@ -28,7 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--clients", type=int, default=8, help="concurrent clients, one session each")
     p.add_argument("--seconds", type=float, default=120.0, help="how long the clients run")
     p.add_argument("--batch", type=int, default=1, help="inputs per inference")
-    p.add_argument("--tolerance", type=float, default=2 ** -6, help="largest |secure - plaintext| logit")
+    p.add_argument("--tolerance", type=float, default=2 ** -3, help="largest |secure - plaintext| logit")
     p.add_argument("--workdir", default=None, help="keep certificates, bundle and logs here")
     p.add_argument("--json", default=None, help="write the result (with command, machine and load) here")
     p.set_defaults(func=run)
@@ -117,7 +119,10 @@ def _soak(args, server, dealer, inputs, reference, procs, connect) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
     wrong = [0]
+    worst = [0.0]
     n = len(inputs)
+    top2 = np.sort(reference, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 2 * args.tolerance
 
     def client(i: int) -> None:
         rng = np.random.default_rng(i)
@@ -130,10 +135,12 @@ def _soak(args, server, dealer, inputs, reference, procs, connect) -> dict:
                 t0 = time.perf_counter()
                 y = remote.run(inputs[idx]).numpy()
                 dt = time.perf_counter() - t0
-                bad = bool(np.abs(y - reference[idx]).max() > args.tolerance)
+                err = float(np.abs(y - reference[idx]).max())
+                flipped = (y.argmax(1) != reference[idx].argmax(1)) & clear[idx]
                 with lock:
                     latencies.append(dt)
-                    wrong[0] += bad
+                    wrong[0] += bool(err > args.tolerance or flipped.any())
+                    worst[0] = max(worst[0], err)
             except Exception as exc:          # counted and reported; the client reconnects
                 with lock:
                     errors.append(f"client {i}: {type(exc).__name__}: {exc}")
@@ -170,7 +177,7 @@ def _soak(args, server, dealer, inputs, reference, procs, connect) -> dict:
         "inferences": len(lat), "inferences_per_s": len(lat) / wall, "images_per_s": len(lat) * args.batch / wall,
         "latency_p50_s": statistics.median(lat) if lat else None, "latency_p95_s": pct(0.95),
         "latency_max_s": lat[-1] if lat else None, "errors": len(errors), "error_samples": errors[:5],
-        "wrong": wrong[0], "warmup_s": warmup,
+        "wrong": wrong[0], "max_abs_err": worst[0], "warmup_s": warmup,
         **{f"{role}_rss_mb_warm": at_warmup[role] / 1e6 for role in pids},
         **{f"{role}_rss_mb_end": end[role] / 1e6 for role in pids},
         **{f"{role}_rss_mb_peak": max(rss[role] + [end[role]]) / 1e6 for role in pids},
@@ -186,7 +193,8 @@ def _summary(r: dict) -> str:
         lines.append(f"  latency      p50 {r['latency_p50_s'] * 1e3:.0f} ms, p95 {r['latency_p95_s'] * 1e3:.0f} ms, "
                      f"max {r['latency_max_s'] * 1e3:.0f} ms")
     lines.append(f"  errors       {r['errors']}" + "".join(f"\n    {e}" for e in r["error_samples"]))
-    lines.append(f"  wrong        {r['wrong']} (|secure - plaintext| > {r['tolerance']:g} on some logit)")
+    lines.append(f"  wrong        {r['wrong']} (a logit off by more than {r['tolerance']:g}, or a clear label "
+                 f"flipped; largest |secure - plaintext| {r['max_abs_err']:.4f})")
     for role in ("server", "dealer"):
         lines.append(f"  {role:<6} RSS   {r[f'{role}_rss_mb_warm']:.0f} MB after {r['warmup_s']:g} s warm-up -> "
                      f"{r[f'{role}_rss_mb_end']:.0f} MB at the end ({r[f'{role}_rss_growth_pct']:+.1f} %), "

@@ -132,10 +132,10 @@ def run_workload(workload: str, ring_bits: int | None, repeats: int, checkpoint:
     return rows + [total]
 
 
-def reconstruction_trials(shapes: list[he.LayerShape], l: int, trials: int, rng) -> list[dict]:
-    """Errors over `trials` random (W, r) per shape (W uniform mod 2^l, a fresh key pair per
-    shape; r batched by 10 per query)."""
-    out = []
+def reconstruction_trials(shapes: list[he.LayerShape], l: int, trials: int, rng, out: list[dict],
+                          on_case=None) -> list[dict]:
+    """Appends to `out` the errors over `trials` random (W, r) per shape (W uniform mod 2^l,
+    a fresh key pair per shape; r batched by 10 per query); on_case() after each shape."""
     for shape in shapes:
         p = he.choose_params(shape, l)
         client, server = he.HEClient(), he.HEServer()
@@ -156,6 +156,8 @@ def reconstruction_trials(shapes: list[he.LayerShape], l: int, trials: int, rng)
                     "min_noise_bits_left": min_bits, "bound_bits": p.margin_bits,
                     "seconds": time.perf_counter() - t0})
         print(f"  trials {shape.describe()} l={l}: {errors} errors in {trials}", flush=True)
+        if on_case:
+            on_case()
     return out
 
 
@@ -184,43 +186,51 @@ def run(args) -> int:
         if w not in WORKLOADS:
             print(f"error: unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
             return 2
-    ring_bits = None if args.ring_bits == "calibrated" else int(args.ring_bits) \
-        if str(args.ring_bits).isdigit() else -1
-    if ring_bits is not None and not 2 <= ring_bits <= he.MAX_PLAIN_BITS:
-        print(f"error: --ring-bits must be 'calibrated' or an integer in 2..{he.MAX_PLAIN_BITS}")
-        return 2
+    ring_bits = None if args.ring_bits == "calibrated" else args.ring_bits
+    if ring_bits is not None:
+        if not str(ring_bits).isdigit() or not 2 <= int(ring_bits) <= he.MAX_PLAIN_BITS:
+            print(f"error: --ring-bits must be 'calibrated' or an integer in 2..{he.MAX_PLAIN_BITS}")
+            return 2
+        ring_bits = int(ring_bits)
     pi_native.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     load = os.getloadavg()[0]
     rows = []
     for w in workloads:
         rows += run_workload(w, ring_bits, args.repeats, args.resnet18_checkpoint, rng)
-    trials = []
+    trials: list[dict] = []
     if args.trials:
         seen = {}
         for w in workloads:
             for _, shape, _, _ in plan_layers(w, ring_bits, args.resnet18_checkpoint)[1]:
                 seen.setdefault(shape, None)
-        shapes = list(seen)
+        # A long run leaves what it has measured: the file is rewritten after every case.
+        partial = (lambda: _write(args, rows, trials, load, complete=False)) if args.json else None
         for l in (int(v) for v in args.trial_widths.split(",")):
-            trials += reconstruction_trials(shapes, l, args.trials, rng)
-    load_after = os.getloadavg()[0]
-    shown = [_display(r) for r in rows]
-    print(format_table(shown, COLUMNS))
+            reconstruction_trials(list(seen), l, args.trials, rng, trials, partial)
+    print(format_table([_display(r) for r in rows], COLUMNS))
     if trials:
         print(f"reconstruction: {sum(t['errors'] for t in trials)} errors over "
               f"{sum(t['trials'] for t in trials)} random (W, r) in {len(trials)} (shape, l) cases")
     if args.json:
-        extra = {"ring_bits": args.ring_bits, "kappa": he.KAPPA, "seal": he.he.SEAL_VERSION,
-                 "load_average_1min": [load, load_after], "reconstruction": trials}
-        md = markdown_table(shown, COLUMNS)
-        if trials:
-            md += "\n\nReconstruction over random (W, r), W uniform mod 2^l:\n\n" + markdown_table(
-                trials, [("shape", "shape", "s"), ("l", "l", "d"), ("trials", "trials", "d"), ("errors", "errors", "d"),
-                         ("min_noise_bits_left", "min noise bits left", ".1f"), ("bound_bits", "bound", ".1f")])
-        md += (f"\n\n1-minute load average before/after: {load:.2f} / {load_after:.2f} (shared machine). "
-               f"l = {args.ring_bits} (per workload: the `l` field), κ = {he.KAPPA}, SEAL {he.he.SEAL_VERSION}, batch 1, "
-               f"{args.threads} kernel thread(s).")
-        write_results(args.json, "HE linear-layer correlations (BFV, SEAL)", rows, extra=extra, markdown=md)
+        _write(args, rows, trials, load, complete=True)
         print(f"wrote {args.json}")
     return 0
+
+
+def _write(args, rows: list[dict], trials: list[dict], load: float, complete: bool) -> None:
+    load_after = os.getloadavg()[0]
+    shown = [_display(r) for r in rows]
+    extra = {"ring_bits": args.ring_bits, "kappa": he.KAPPA, "seal": he.he.SEAL_VERSION,
+             "load_average_1min": [load, load_after], "reconstruction": trials, "complete": complete}
+    md = markdown_table(shown, COLUMNS)
+    if trials:
+        md += "\n\nReconstruction over random (W, r), W uniform mod 2^l:\n\n" + markdown_table(
+            trials, [("shape", "shape", "s"), ("l", "l", "d"), ("trials", "trials", "d"), ("errors", "errors", "d"),
+                     ("min_noise_bits_left", "min noise bits left", ".1f"), ("bound_bits", "bound", ".1f")])
+    md += (f"\n\n1-minute load average before/after: {load:.2f} / {load_after:.2f} (shared machine). "
+           f"l = {args.ring_bits} (per workload: the `l` field), κ = {he.KAPPA}, SEAL {he.he.SEAL_VERSION}, "
+           f"batch 1, {args.threads} kernel thread(s).")
+    if not complete:
+        md += " **Partial: the run was still going when this file was written.**"
+    write_results(args.json, "HE linear-layer correlations (BFV, SEAL)", rows, extra=extra, markdown=md)

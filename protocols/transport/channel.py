@@ -1,5 +1,9 @@
 """Channels: how two parties exchange frames.
 
+Over 500 lines on purpose: the base class and its two implementations share all framing and
+accounting code, and the TLS handshake, `connect` and `Listener` make the one TLS channel;
+kept together, the in-process and TLS channels cannot drift apart in what they count.
+
 `Channel` is the one interface the protocols use. Two implementations share all the framing
 and accounting code in the base class, so they count bytes and rounds identically:
 

@@ -407,3 +407,26 @@ def test_public_disclosure_names_what_the_spec_reveals():
     lines = public_disclosure(calibrated.plan)
     assert any(line.startswith("calibration:") and "without --calibration" in line for line in lines)
     assert any("the predicted label only" in line for line in lines)
+
+
+def test_the_dealer_builds_material_outside_its_lock(deployment, monkeypatch):
+    """A slow build (a large bundle) does not hold up another session's request."""
+    import protocols.dealer_service as ds
+    slow_started = threading.Event()
+    real_deal = ds.deal
+
+    def deal(plan, batch, **kw):
+        if batch == 3:
+            slow_started.set()
+            time.sleep(3.0)
+        return real_deal(plan, batch, **kw)
+
+    monkeypatch.setattr(ds, "deal", deal)
+    ep, plan = deployment["dealer_ep"], deployment["secure"].plan
+    with ThreadPool(1) as pool:
+        slow = pool.apply_async(fetch_material, (ep.host, ep.port, ep.tls, "client", "session-slow-1", plan, 3))
+        assert slow_started.wait(5)
+        t0 = time.monotonic()
+        fetch_material(ep.host, ep.port, ep.tls, "client", "session-fast-1", plan, 1)
+        assert time.monotonic() - t0 < 2.0, "a slow build blocked another session"
+        slow.get(10)

@@ -19,10 +19,11 @@ def test_bench_he_rows(tmp_path, capsys):
     assert all(r["correct"] and r["noise_bits_left"] >= r["margin_bits"] >= 1 for r in layers)
     assert total["upload_bytes"] == total["public_key_bytes"] + sum(r["upload_bytes"] for r in layers)
     assert total["download_bytes"] == sum(r["download_bytes"] for r in layers)
-    assert doc["reconstruction"] and all(t["errors"] == 0 for t in doc["reconstruction"])
+    assert doc["complete"] and doc["reconstruction"] and all(t["errors"] == 0 for t in doc["reconstruction"])
     assert out.with_suffix(".md").read_text().startswith("# HE linear-layer")
 
 
 def test_bench_he_bad_ring_bits(capsys):
-    assert main(["bench", "he", "--ring-bits", "60"]) == 2
-    assert "--ring-bits" in capsys.readouterr().out
+    for bad in ("60", "x", "1"):
+        assert main(["bench", "he", "--ring-bits", bad]) == 2
+        assert "--ring-bits" in capsys.readouterr().out

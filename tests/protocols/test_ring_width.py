@@ -14,6 +14,7 @@ from pi.compiler import compile_plan
 from protocols.fixed_point import FixedPoint, Ring
 from protocols.material import plan_digest
 from protocols.plan import POLY, Plan, PlanBuilder, PlanError
+from protocols.transport.channel import InProcessChannel
 from protocols.transport.frame import ARRAY_HEADER, HEADER_SIZE
 
 U64 = np.uint64
