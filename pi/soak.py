@@ -102,12 +102,14 @@ def run(args) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
     result.update({"clients": args.clients, "seconds": args.seconds, "batch": args.batch,
-                   "tolerance": args.tolerance, "workdir": str(work)})
+                   "tolerance": args.tolerance})
+    if args.workdir:
+        result["workdir"] = args.workdir
     print(_summary(result))
     if args.json:
-        write_results(args.json, "soak", [result], extra={"load_before": result.pop("load_before"),
-                                                          "load_after": result.pop("load_after")},
-                      markdown=_summary(result))
+        load = {"load_before": result.pop("load_before"), "load_after": result.pop("load_after")}
+        write_results(args.json, "soak", [result], extra=load,
+                      markdown="```\n" + _summary(result) + "\n```\n\n" + _load_line(load))
         print(f"wrote {args.json}")
     ok = result["errors"] == 0 and result["wrong"] == 0
     return 0 if ok else 1
@@ -200,3 +202,10 @@ def _summary(r: dict) -> str:
                      f"{r[f'{role}_rss_mb_end']:.0f} MB at the end ({r[f'{role}_rss_growth_pct']:+.1f} %), "
                      f"peak {r[f'{role}_rss_mb_peak']:.0f} MB")
     return "\n".join(lines)
+
+
+def _load_line(load: dict) -> str:
+    fmt = lambda v: "/".join(f"{x:.2f}" for x in v) or "unknown"   # noqa: E731
+    return (f"Load average (1/5/15 min) before the run {fmt(load['load_before'])}, after it "
+            f"{fmt(load['load_after'])}; the dealer, the server and the 8 clients share the machine's cores "
+            "with whatever else runs.")

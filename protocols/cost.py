@@ -36,7 +36,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 
 KNOWN_OPS = frozenset({
     "linear",   # convolutions, dense layers, affine maps, additions
@@ -65,16 +65,6 @@ class ScopeKey:
     layer: str
     op: str
     phase: str
-
-
-@dataclass
-class _Counters:
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    messages_sent: int = 0
-    messages_received: int = 0
-    rounds: int = 0
-    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +96,11 @@ class CostRow:
                        self.messages_sent + other.messages_sent,
                        self.messages_received + other.messages_received,
                        max(self.rounds, other.rounds), max(self.seconds, other.seconds))
+
+
+# The meter's running counters of one key: CostRow's numbers, mutable (one list of fields).
+_Counters = make_dataclass("_Counters", [(f.name, f.type, f.default) for f in fields(CostRow)
+                                         if f.name not in {k.name for k in fields(ScopeKey)}])
 
 
 def format_bytes(n: float) -> str:

@@ -274,7 +274,7 @@ def fetch_material(host: str, port: int, tls, role: str, session: str, plan: Pla
         try:
             chan.send(MessageType.HELLO, json.dumps({"role": role, "session": session, "batch": batch,
                                                      "plan": plan.to_dict()}).encode())
-            payload = chan.recv(MessageType.PREPROCESSING, timeout=timeout)
+            payload = chan.recv_frame(MessageType.PREPROCESSING, timeout=timeout).payload   # no copy
         except (RemoteError, HandshakeError):
             raise
         except TransportError as exc:

@@ -5,6 +5,10 @@ A `GateSpec` names a gate and its public parameters; `keygen` is the dealer's si
 of g(x) + r_out mod 2^64, hence mod 2^l for the plan's ring (2^l divides 2^64); a gate reads
 only the low `input_bits` of x̂, which the ring must hold (then x̂ mod 2^l suffices). Multi-round gates (Circa's sign test, then its select) exchange their
 intermediate openings over the channel passed in.
+
+The `poly` gate (a degree-2 polynomial of the faithfully truncated input, one opening) is
+computed here in numpy: its key is four ring words per element, linear in the public x̂ (see
+`poly_key`), so it needs no native code.
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ import numpy as np
 
 import pi_native
 
-GATE_KINDS = ("relu", "circa", "trunc", "drelu")
+GATE_KINDS = ("relu", "circa", "trunc", "drelu", "poly")
+POLY_KEY_WORDS = 4              # A_0, A_1, B_0, B_1 per element (see poly_key)
 
 
 @dataclass(frozen=True)
@@ -45,14 +50,15 @@ class GateSpec:
     def input_bits(self) -> int:
         """The low bits of x̂ the gate reads (n + 1 for relu, trunc and circa at n < 64, n for
         drelu): a ring narrower than this cannot run the gate."""
-        return int(pi_native.online_cost(self.kind, **self.params())["input_bits"])
+        kind = "trunc" if self.kind == "poly" else self.kind        # poly reads x̂ as trunc does
+        return int(pi_native.online_cost(kind, **self.params())["input_bits"])
 
     def params(self) -> dict:
         if self.kind == "relu":
             return {"shift": self.shift, "n": self.n}
         if self.kind == "circa":
             return {"k": self.k, "mode": self.mode, "shift": self.shift, "n": self.n}
-        if self.kind == "trunc":
+        if self.kind in ("trunc", "poly"):
             return {"shift": self.shift, "n": self.n}
         return {"n": self.n}
 
@@ -80,8 +86,78 @@ def evaluate(spec: GateSpec, party: int, key: bytes, xhat: np.ndarray, chan) -> 
 
 
 def key_bytes(spec: GateSpec) -> int:
-    """Key bytes per element and party."""
+    """Key bytes per element and party (poly: the server's four 8-byte words; the client's
+    share comes from its seed)."""
+    if spec.kind == "poly":
+        return 8 * POLY_KEY_WORDS
     return int(pi_native.key_bytes_per_element(spec.kind, **spec.params()))
+
+
+# --------------------------------------------------------------------------------------------
+# The fused polynomial gate: y = c2·t² + c1·t + c0 with t the faithful truncation of x by s
+# --------------------------------------------------------------------------------------------
+
+def _trunc_geometry(spec: GateSpec) -> tuple[int, int]:
+    """(w, s): the ring the trunc expression works on and the effective shift (as the native
+    trunc gate: w = n + 1 below 64 bits, shifts beyond w − 2 computed as w − 2)."""
+    w = 64 if spec.n >= 64 else spec.n + 1
+    return w, min(spec.shift, w - 2)
+
+
+def _low(x: np.ndarray, bits: int) -> np.ndarray:
+    return x if bits >= 64 else x & np.uint64((1 << bits) - 1)
+
+
+def _pow2(e: int) -> np.uint64:
+    return np.uint64(0 if e >= 64 else 1 << e)
+
+
+def poly_key(spec: GateSpec, r_in: np.ndarray, r_out: np.ndarray, c2: np.ndarray, c1: np.ndarray,
+             c0: np.ndarray) -> np.ndarray:
+    """The dealer's (unshared) poly key, shape (4, n): rows A_0, A_1, B_0, B_1.
+
+    The trunc gate's output is t = H − R_p + e (docs/fss.md, `trunc`): H = (ẑ >> s) − (2^(w−2) >> s)
+    is public once x̂ is open, and so is p = bit_(w−1)(ẑ), which picks R_1 = R = r_w >> s or
+    R_0 = R − 2^(w−s)·bit_(w−1)(r). Then p(t) = c2·H² + (c1 − 2·c2·R_p)·H + (c2·R_p² − c1·R_p + c0)
+    is linear in H given H², so one opening suffices: A_p = c1 − 2·c2·R_p and
+    B_p = c2·R_p² − c1·R_p + c0 + r_out, and party 1 alone adds the public c2·H²."""
+    w, s = _trunc_geometry(spec)
+    r, ro = _u64(r_in), _u64(r_out)
+    c2, c1, c0 = _u64(c2), _u64(c1), _u64(c0)
+    rw = _low(r, w)
+    R1 = rw >> np.uint64(s)
+    R0 = R1 - ((rw >> np.uint64(w - 1)) & np.uint64(1)) * _pow2(w - s)
+    out = np.empty((POLY_KEY_WORDS, len(r)), np.uint64)
+    for p, R in ((0, R0), (1, R1)):
+        out[p] = c1 - np.uint64(2) * c2 * R
+        out[2 + p] = c2 * R * R - c1 * R + c0 + ro
+    return out
+
+
+def poly_opening_bits(spec: GateSpec) -> int:
+    """Bits of x̂ the poly gate reads: w − s, those of x̂ >> s (the 2^(w−2) offset has no bits
+    below s, so no carry comes up from them). The server opens only these."""
+    w, s = _trunc_geometry(spec)
+    return w - s
+
+
+def poly_opening(spec: GateSpec, xhat: np.ndarray) -> np.ndarray:
+    """What the server opens for poly sites: x̂ >> s mod 2^(w − s)."""
+    w, s = _trunc_geometry(spec)
+    return _low(_u64(xhat) >> np.uint64(s), w - s)
+
+
+def poly_eval(spec: GateSpec, party: int, key: np.ndarray, opened: np.ndarray, c2: np.ndarray | None) -> np.ndarray:
+    """This party's share of p(t) + r_out from the opening x̂ >> s mod 2^(w − s) (poly_opening;
+    key: its (4, n) share of poly_key; c2: the public quadratic coefficients, party 1 only)."""
+    w, s = _trunc_geometry(spec)
+    zs = _low(_u64(opened) + (_pow2(w - 2) >> np.uint64(s)), w - s)          # ẑ >> s
+    H = zs - (_pow2(w - 2) >> np.uint64(s))
+    p = ((zs >> np.uint64(w - s - 1)) & np.uint64(1)).astype(bool)
+    y = np.where(p, key[1], key[0]) * H + np.where(p, key[3], key[2])
+    if party == 1:
+        y += _u64(c2) * H * H
+    return y
 
 
 def extra_online_bytes(kind: str) -> float:

@@ -185,19 +185,48 @@ def take_offline(inbox: dict[str, np.ndarray], key: str, shape: tuple[int, ...])
 # sites and MaxPool levels)
 # --------------------------------------------------------------------------------------------
 
+def full_or(idx: np.ndarray, n: int):
+    """idx as an index: slice(None) when it is every position 0..n−1 in order, so that the
+    common all-exact layer reads and writes whole arrays instead of gathering copies."""
+    return slice(None) if len(idx) == n and (n == 0 or (idx[0] == 0 and idx[-1] == n - 1)) else idx
+
+
 class GateStage:
     """Opens n masked values to the client, evaluates one gate spec per index group, and
     gives the server the sum of both output shares (the value plus an output mask).
 
-    Wire (online): server → client x̂ (n ring elements); per gate, its own exchanges; client →
-    server y0 (n ring elements). Offline: client → server c + r0 (n ring elements)."""
+    specs: (spec, idx) per group, or (spec, idx, (c2, c1, c0)) for a `poly` group (its ring
+    coefficients per element). A poly group's client key share is drawn from the client's seed
+    (gates.poly_key); the server stores the rest, packed.
 
-    def __init__(self, label: str, specs: list[tuple[gates.GateSpec, np.ndarray]], n: int, ring: Ring) -> None:
-        for spec, _ in specs:
+    Wire (online): server → client x̂ of the non-poly sites (ring elements) and, per poly group,
+    x̂ >> s (gates.poly_opening: w − s bits each, packed), in the same flight; per gate, its own
+    exchanges; client → server y0 (n ring elements). Offline: client → server c + r0 (n ring
+    elements)."""
+
+    def __init__(self, label: str, specs: list[tuple], n: int, ring: Ring) -> None:
+        for spec, *_ in specs:
             if spec.input_bits > ring.bits:
                 raise PlanError(f"{label}: a {spec.kind} gate reads {spec.input_bits} bits of its input, more "
                                 f"than the {ring.bits}-bit ring holds")
-        self.label, self.specs, self.n, self.ring = label, specs, n, ring
+        self.label, self.n, self.ring = label, n, ring
+        self.specs = [(e[0], full_or(np.asarray(e[1]), n), *e[2:]) for e in specs]
+        # Positions whose whole x̂ is opened (every gate but poly), and each poly group's narrow ring.
+        opened = np.ones(n, bool)
+        for spec, idx, *_ in self.specs:
+            if spec.kind == "poly":
+                opened[idx] = False
+        self.full_pos = full_or(np.flatnonzero(opened), n)
+        self.n_full = int(opened.sum())
+        self.narrow = {gi: Ring(gates.poly_opening_bits(spec)) for gi, (spec, *_) in enumerate(self.specs)
+                       if spec.kind == "poly"}
+
+    def _count(self, gi: int) -> int:
+        idx = self.specs[gi][1]
+        return self.n if isinstance(idx, slice) else len(idx)
+
+    def _key(self, gi: int) -> str:
+        return f"{self.label}/key{gi}"
 
     def deal(self, d: DealerState, s_out: np.ndarray) -> None:
         if not self.n:
@@ -205,15 +234,25 @@ class GateStage:
         r = rand_u64(self.n)                                   # gate input masks: dealer only
         r0 = d.stream.draw(f"{self.label}/r0", self.n)         # the client's part of the opening
         put_ring(d.server, f"{self.label}/r1", r - r0, self.ring)
-        for gi, (spec, idx) in enumerate(self.specs):
+        for gi, (spec, idx, *coeffs) in enumerate(self.specs):
+            if spec.kind == "poly":
+                key = gates.poly_key(spec, r[idx], s_out[idx], *coeffs[0])
+                k0 = d.stream.draw(self._key(gi), key.size).reshape(key.shape)
+                put_ring(d.server, self._key(gi), key - k0, self.ring)
+                continue
             k0, k1 = gates.keygen(spec, r[idx], s_out[idx])
-            d.client.put(f"{self.label}/key{gi}", k0)
-            d.server.put(f"{self.label}/key{gi}", k1)
+            d.client.put(self._key(gi), k0)
+            d.server.put(self._key(gi), k1)
 
     def client_offline(self, cs: ClientState, c_in: np.ndarray) -> None:
         if not self.n:
             return
         cs.outbox[f"{self.label}/u"] = c_in + cs.stream.draw(f"{self.label}/r0", self.n)
+        for gi, (spec, idx, *_) in enumerate(self.specs):
+            if spec.kind == "poly":
+                m = self._count(gi)
+                cs.keep[self._key(gi)] = cs.stream.draw(self._key(gi), gates.POLY_KEY_WORDS * m) \
+                    .reshape(gates.POLY_KEY_WORDS, m)
 
     def server_offline(self, ss: ServerState) -> None:
         if not self.n:
@@ -221,23 +260,49 @@ class GateStage:
         u = take_offline(ss.inbox, f"{self.label}/u", (self.n,))
         ss.keep[f"{self.label}/o"] = u + take_ring(ss.material, f"{self.label}/r1", self.ring)
 
+    def _evaluate(self, party: int, xhat: np.ndarray, polys: dict, key_of, chan) -> np.ndarray:
+        """xhat: the opened x̂ (at the non-poly positions); polys: each poly group's opening."""
+        y = np.empty_like(xhat)
+        for gi, (spec, idx, *coeffs) in enumerate(self.specs):
+            if spec.kind == "poly":
+                c2 = coeffs[0][0] if party == 1 else None
+                y[idx] = gates.poly_eval(spec, party, key_of(gi, True), polys[gi], c2)
+            else:
+                y[idx] = gates.evaluate(spec, party, key_of(gi, False), xhat[idx], chan)
+        return y
+
     def server_online(self, ss: ServerState, chan, a_in: np.ndarray) -> np.ndarray:
         if not self.n:
             return a_in
         xhat = self.ring.reduce(a_in + ss.keep.pop(f"{self.label}/o"))   # both parties evaluate on this
-        ring_send(chan, self.ring, xhat)
-        y = np.empty_like(xhat)
-        for gi, (spec, idx) in enumerate(self.specs):
-            y[idx] = gates.evaluate(spec, 1, ss.material.take(f"{self.label}/key{gi}"), xhat[idx], chan)
-        return y + ring_recv(chan, self.ring, xhat.shape)
+        if self.n_full:
+            ring_send(chan, self.ring, xhat[self.full_pos])
+        polys = {}
+        for gi, ring in self.narrow.items():
+            spec, idx = self.specs[gi][:2]
+            polys[gi] = gates.poly_opening(spec, xhat[idx])
+            ring_send(chan, ring, polys[gi])
+
+        def key_of(gi, poly):
+            if poly:
+                return take_ring(ss.material, self._key(gi), self.ring).reshape(gates.POLY_KEY_WORDS, -1)
+            return ss.material.take(self._key(gi))
+        y = self._evaluate(1, xhat, polys, key_of, chan)
+        y += ring_recv(chan, self.ring, xhat.shape)
+        return y
 
     def client_online(self, cs: ClientState, chan) -> None:
         if not self.n:
             return
-        xhat = ring_recv(chan, self.ring, (self.n,))
-        y = np.empty_like(xhat)
-        for gi, (spec, idx) in enumerate(self.specs):
-            y[idx] = gates.evaluate(spec, 0, cs.material.take(f"{self.label}/key{gi}"), xhat[idx], chan)
+        if not self.narrow:
+            xhat = ring_recv(chan, self.ring, (self.n,))
+        else:
+            xhat = np.zeros(self.n, U64)
+            if self.n_full:
+                xhat[self.full_pos] = ring_recv(chan, self.ring, (self.n_full,))
+        polys = {gi: ring_recv(chan, ring, (self._count(gi),)) for gi, ring in self.narrow.items()}
+        y = self._evaluate(0, xhat, polys, lambda gi, poly: cs.keep.pop(self._key(gi)) if poly
+                           else cs.material.take(self._key(gi)), chan)
         ring_send(chan, self.ring, y)
 
 
@@ -397,7 +462,7 @@ class PrivateLinearLayer(Layer):
         w = ss.weights.weights[op.name]
         if w.shape != tuple(op.weight_shape):
             raise PlanError(f"{op.name}: server weight has shape {w.shape}, plan says {op.weight_shape}")
-        R = pi_native.Prg(ss.material.take(f"{op.name}/R_seed")).random_u64(w.size).reshape(w.shape)
+        R = pi_native.Prg(bytes(ss.material.take(f"{op.name}/R_seed"))).random_u64(w.size).reshape(w.shape)
         ss.outbox[f"{op.name}/W_hat"] = w + R                  # reduced mod 2^l on the wire
         ss.keep[f"{op.name}/T"] = take_ring(ss.material, f"{op.name}/T", self.ring, shape_of(self.plan, op.output,
                                                                                               self.batch))
@@ -487,46 +552,14 @@ def poly_coefficients(plan: Plan, op: Activation, batch: int, idx: np.ndarray) -
     return fp.encode(c[:, 2], scale=f), fp.encode(c[:, 1], scale=2 * f), fp.encode(c[:, 0], scale=3 * f)
 
 
-class PolyStage:
-    """Second stage of polynomial sites. The server holds x̂ = x + r2 (x at scale f, r2 a dealer
-    mask the client does not know); it sends x̂; each party evaluates a degree-2 key
-    y_b = [b = 1]·C2·x̂² + A_b·x̂ + B_b with A = C1 − 2·C2·r2, B = C2·r2² − C1·r2 + C0 + s_out,
-    and the client returns y0. Wire: S→C n and C→S n ring elements."""
-
-    def __init__(self, label: str, n: int, ring: Ring) -> None:
-        self.label, self.n, self.ring = label, n, ring
-
-    def deal(self, d: DealerState, r2: np.ndarray, coeffs, s_out: np.ndarray) -> None:
-        c2, c1, c0 = coeffs
-        a = c1 - U64(2) * c2 * r2
-        b = c2 * r2 * r2 - c1 * r2 + c0 + s_out
-        a0, b0 = d.stream.draw(f"{self.label}/a0", self.n), d.stream.draw(f"{self.label}/b0", self.n)
-        put_ring(d.server, f"{self.label}/a1", a - a0, self.ring)
-        put_ring(d.server, f"{self.label}/b1", b - b0, self.ring)
-
-    def server_online(self, ss: ServerState, chan, xhat: np.ndarray, c2: np.ndarray) -> np.ndarray:
-        xhat = self.ring.reduce(xhat)
-        ring_send(chan, self.ring, xhat)
-        a1, b1 = take_ring(ss.material, f"{self.label}/a1", self.ring), take_ring(ss.material, f"{self.label}/b1", self.ring)
-        y1 = c2 * xhat * xhat + a1 * xhat + b1
-        return y1 + ring_recv(chan, self.ring, xhat.shape)
-
-    def client_online(self, cs: ClientState, chan) -> None:
-        xhat = ring_recv(chan, self.ring, (self.n,))
-        ring_send(chan, self.ring, cs.keep.pop(f"{self.label}/a0") * xhat + cs.keep.pop(f"{self.label}/b0"))
-
-    def client_offline(self, cs: ClientState) -> None:
-        cs.keep[f"{self.label}/a0"] = cs.stream.draw(f"{self.label}/a0", self.n)
-        cs.keep[f"{self.label}/b0"] = cs.stream.draw(f"{self.label}/b0", self.n)
-
-
 class ActivationLayer(Layer):
     """Per-site exact ReLU / Circa / polynomial / identity, fused with the truncation.
 
-    Stage 1 opens every non-identity site once: ReLU and Circa gates give their final value,
-    polynomial sites a faithful truncation that the server receives masked by a dealer value
-    (stage 2, PolyStage, then evaluates the polynomial). Gate outputs are MASKED by masks the
-    client derives from its seed; identity sites are rescaled locally and keep their state.
+    One gate stage opens every non-identity site once: ReLU and Circa gates give their final
+    value at scale f, polynomial sites p(x >> shift) at scale 3f in the same round (the `poly`
+    gate fuses the faithful truncation into the degree-2 evaluation). Gate outputs are MASKED
+    by masks the client derives from its seed; identity sites are rescaled locally and keep
+    their state.
     """
 
     def __init__(self, plan, op: Activation, batch):
@@ -534,22 +567,27 @@ class ActivationLayer(Layer):
         size = plan.tensor(op.inputs[0]).size
         kinds = np.zeros(size, np.int8) if op.kinds is None else op.kinds.reshape(-1)
         kinds = np.tile(kinds, batch)
-        self.gate_idx = np.flatnonzero(kinds != IDENTITY)
+        total = len(kinds)
+        gate_idx = np.flatnonzero(kinds != IDENTITY)
+        kg = kinds[gate_idx]
+        poly_pos, plain_pos = np.flatnonzero(kg == POLY), np.flatnonzero(kg != POLY)
+        self.n_gates = len(gate_idx)
+        # Positions in the layer (…_idx) and within the gate sites (…_pos); whole-array slices
+        # where they cover everything.
+        self.gate_idx = full_or(gate_idx, total)
         self.id_idx = np.flatnonzero(kinds == IDENTITY)
-        self.poly_idx = np.flatnonzero(kinds == POLY)
-        kg = kinds[self.gate_idx]
-        self.poly_pos = np.flatnonzero(kg == POLY)          # positions of poly sites within the gate sites
-        self.plain_pos = np.flatnonzero(kg != POLY)
+        self.poly_idx, self.poly_pos = gate_idx[poly_pos], poly_pos
+        self.plain_idx, self.plain_pos = full_or(gate_idx[plain_pos], total), full_or(plain_pos, len(gate_idx))
         specs = []
         if (kg == RELU).any():
             specs.append((gates.GateSpec("relu", shift=op.shift, bits=op.value_bits), np.flatnonzero(kg == RELU)))
         if (kg == CIRCA).any():
             specs.append((gates.GateSpec("circa", shift=op.shift, k=op.circa_k, mode=op.circa_mode,
                                          bits=op.value_bits), np.flatnonzero(kg == CIRCA)))
-        if len(self.poly_pos):
-            specs.append((gates.GateSpec("trunc", shift=op.shift, bits=op.value_bits), self.poly_pos))
-        self.stage = GateStage(op.name, specs, len(self.gate_idx), self.ring)
-        self.poly_stage = PolyStage(f"{op.name}/poly", len(self.poly_idx), self.ring) if len(self.poly_idx) else None
+        if len(poly_pos):
+            specs.append((gates.GateSpec("poly", shift=op.shift, bits=op.value_bits), poly_pos,
+                          poly_coefficients(plan, op, batch, self.poly_idx)))
+        self.stage = GateStage(op.name, specs, len(gate_idx), self.ring)
         self.full_shape = shape_of(plan, op.output, batch)
         f = plan.fixed_point.frac_bits
         s_in, s_out = plan.tensor(op.inputs[0]).scale, plan.tensor(op.output).scale
@@ -557,29 +595,26 @@ class ActivationLayer(Layer):
         self.id_shift = s_in - s_out                      # identity sites: > 0 truncate, < 0 scale up
 
     def _s_out(self, stream: SeedStream) -> np.ndarray:
-        return stream.draw(f"{self.op.name}/s_out", len(self.gate_idx))
+        return stream.draw(f"{self.op.name}/s_out", self.n_gates)
 
     def _rescale_id(self, x: np.ndarray, truncate) -> np.ndarray:
         if self.id_shift > 0:
             return truncate(x, self.id_shift, self.ring)
         return x * U64(1 << -self.id_shift)
 
+    def _scale_plain(self, y: np.ndarray) -> np.ndarray:
+        """ReLU/Circa values (and masks) from scale f to the output scale (poly sites are there)."""
+        return y[self.plain_pos] if self.gate_up == 1 else y[self.plain_pos] * self.gate_up
+
     def deal(self, d):
         s_out = self._s_out(d.stream)
-        stage1_out = s_out.copy()
-        if self.poly_stage:
-            r2 = rand_u64(len(self.poly_pos))              # stage-2 mask: the client must not know it
-            stage1_out[self.poly_pos] = r2
-            s_poly = d.stream.draw(f"{self.op.name}/poly_s", len(self.poly_idx))
-            self.poly_stage.deal(d, r2, poly_coefficients(self.plan, self.op, self.batch, self.poly_idx), s_poly)
-        self.stage.deal(d, stage1_out)
+        self.stage.deal(d, s_out)
         if self.plan.tensor(self.op.output).state != MASKED:
             d.masks[self.op.output] = None
             return
-        mask = np.zeros(self.batch * self.plan.tensor(self.op.inputs[0]).size, U64)
-        mask[self.gate_idx[self.plain_pos]] = s_out[self.plain_pos] * self.gate_up
-        if self.poly_stage:
-            mask[self.poly_idx] = s_poly
+        mask = np.empty(self.batch * self.plan.tensor(self.op.inputs[0]).size, U64)
+        mask[self.plain_idx] = self._scale_plain(s_out)
+        mask[self.poly_idx] = s_out[self.poly_pos]
         if len(self.id_idx):
             m_in = d.masks[self.op.inputs[0]].reshape(-1)[self.id_idx]
             mask[self.id_idx] = self._rescale_id(m_in, lambda s, k, ring: ring.shr(s, k))
@@ -590,10 +625,8 @@ class ActivationLayer(Layer):
         self.stage.client_offline(cs, c_in[self.gate_idx])
         c_out = np.empty_like(c_in)
         s_out = self._s_out(cs.stream)
-        c_out[self.gate_idx[self.plain_pos]] = -(s_out[self.plain_pos] * self.gate_up)
-        if self.poly_stage:
-            self.poly_stage.client_offline(cs)
-            c_out[self.poly_idx] = -cs.stream.draw(f"{self.op.name}/poly_s", len(self.poly_idx))
+        c_out[self.plain_idx] = -self._scale_plain(s_out)
+        c_out[self.poly_idx] = -s_out[self.poly_pos]
         c_out[self.id_idx] = self._rescale_id(c_in[self.id_idx], trunc_client)
         cs.shares[self.op.output] = c_out.reshape(self.full_shape)
 
@@ -602,19 +635,18 @@ class ActivationLayer(Layer):
 
     def server_online(self, ss, chan):
         a_in = ss.shares[self.op.inputs[0]].reshape(-1)
-        a_out = np.empty_like(a_in)
         y = self.stage.server_online(ss, chan, a_in[self.gate_idx])
-        a_out[self.gate_idx[self.plain_pos]] = y[self.plain_pos] * self.gate_up
-        if self.poly_stage:
-            c2 = poly_coefficients(self.plan, self.op, self.batch, self.poly_idx)[0]
-            a_out[self.poly_idx] = self.poly_stage.server_online(ss, chan, y[self.poly_pos], c2)
+        if isinstance(self.plain_idx, slice) and self.gate_up == 1:
+            ss.shares[self.op.output] = y.reshape(self.full_shape)       # every site a ReLU/Circa gate
+            return
+        a_out = np.empty_like(a_in)
+        a_out[self.plain_idx] = self._scale_plain(y)
+        a_out[self.poly_idx] = y[self.poly_pos]
         a_out[self.id_idx] = self._rescale_id(a_in[self.id_idx], trunc_server)
         ss.shares[self.op.output] = a_out.reshape(self.full_shape)
 
     def client_online(self, cs, chan):
         self.stage.client_online(cs, chan)
-        if self.poly_stage:
-            self.poly_stage.client_online(cs, chan)
 
 
 class MaxPoolLayer(Layer):

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 import os
+import struct
 import threading
 
 import numpy as np
@@ -24,7 +24,14 @@ import pi_native
 
 from protocols.transport.frame import MessageType
 
-MATERIAL_FORMAT = 2
+MATERIAL_FORMAT = 3
+# Wire form: MAGIC, the header's length (u64 LE), the JSON header (party, plan digest, batch,
+# bundle id and digest, and per item: key, kind, dtype, shape, offset, length), then the items'
+# raw bytes, each at a 64-byte-aligned offset. One copy to write, none to read: items are views
+# of the payload.
+MAGIC = b"PIMAT\x00\x03\n"
+ALIGN = 64
+DTYPES = ("|u1", "<u8", "<i8", "|i1", "<f8")      # what material items are made of
 
 
 class MaterialReuseError(RuntimeError):
@@ -68,7 +75,7 @@ class SeedStream:
     def __init__(self, seed: bytes) -> None:
         if len(seed) != 16:
             raise ValueError(f"seed must be 16 bytes, got {len(seed)}")
-        self._seed = seed
+        self._seed = bytes(seed)
         self._used: set[str] = set()
 
     def draw(self, label: str, n: int) -> np.ndarray:
@@ -139,24 +146,53 @@ class Material:
     def nbytes(self) -> int:
         return sum(v.nbytes if isinstance(v, np.ndarray) else len(v) for v in self._items.values())
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self) -> bytearray:
         if self._started or self._taken:
             raise MaterialReuseError("material that was (partly) used cannot be serialized again")
-        arrays = {k: (v if isinstance(v, np.ndarray) else np.frombuffer(v, np.uint8)) for k, v in self._items.items()}
-        kinds = {k: "array" if isinstance(v, np.ndarray) else "bytes" for k, v in self._items.items()}
-        header = {"format": MATERIAL_FORMAT, "party": self.party, "plan": self.plan_digest,
-                  "batch": self.batch, "bundle": self.bundle_id, "digest": self.bundle_digest, "kinds": kinds}
-        buf = io.BytesIO()
-        np.savez(buf, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
-        return buf.getvalue()
+        arrays = {k: np.ascontiguousarray(v) if isinstance(v, np.ndarray) else np.frombuffer(v, np.uint8)
+                  for k, v in self._items.items()}
+        entries, offset = [], 0
+        for k, a in arrays.items():
+            a = arrays[k] = a.astype(a.dtype.newbyteorder("<"), copy=False)
+            entries.append([k, "array" if isinstance(self._items[k], np.ndarray) else "bytes", a.dtype.str,
+                            list(a.shape), offset, a.nbytes])
+            offset += -(-a.nbytes // ALIGN) * ALIGN
+        header = json.dumps({"format": MATERIAL_FORMAT, "party": self.party, "plan": self.plan_digest,
+                             "batch": self.batch, "bundle": self.bundle_id, "digest": self.bundle_digest,
+                             "items": entries}).encode()
+        start = -(-(len(MAGIC) + 8 + len(header)) // ALIGN) * ALIGN
+        out = bytearray(start + offset)
+        out[:len(MAGIC) + 8 + len(header)] = MAGIC + struct.pack("<Q", len(header)) + header
+        view = memoryview(out)
+        for (_, _, _, _, off, n), a in zip(entries, arrays.values()):
+            view[start + off:start + off + n] = a.reshape(-1).view(np.uint8)
+        return out
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Material:
+    def from_bytes(cls, data) -> "Material":
+        """Parses to_bytes' output; items are views of `data` (pass a bytearray to get writable
+        arrays). Malformed input raises MaterialMismatch."""
+        view = memoryview(data).cast("B")
         try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                header = json.loads(bytes(z["__header__"]).decode())
-                items = {k: (z[k] if kind == "array" else z[k].tobytes()) for k, kind in header["kinds"].items()}
-        except Exception as exc:
+            if bytes(view[:len(MAGIC)]) != MAGIC:
+                raise ValueError("not preprocessing material of this version (bad magic)")
+            (hlen,) = struct.unpack("<Q", view[len(MAGIC):len(MAGIC) + 8])
+            end = len(MAGIC) + 8 + hlen
+            if end > len(view):
+                raise ValueError("header runs past the end")
+            header = json.loads(bytes(view[len(MAGIC) + 8:end]).decode())
+            start = -(-end // ALIGN) * ALIGN
+            items = {}
+            for key, kind, dtype, shape, off, n in header["items"]:
+                if dtype not in DTYPES or kind not in ("array", "bytes"):
+                    raise ValueError(f"item {key!r}: unsupported dtype {dtype!r} or kind {kind!r}")
+                dt = np.dtype(dtype)
+                if off < 0 or n < 0 or off % ALIGN or start + off + n > len(view) or \
+                        n != dt.itemsize * int(np.prod(shape, dtype=np.int64)):
+                    raise ValueError(f"item {key!r}: inconsistent offset, length or shape")
+                chunk = view[start + off:start + off + n]
+                items[key] = np.frombuffer(chunk, dt).reshape(shape) if kind == "array" else chunk
+        except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as exc:
             raise MaterialMismatch(f"malformed preprocessing material: {exc}") from exc
         if header.get("format") != MATERIAL_FORMAT:
             raise MaterialMismatch(f"material format {header.get('format')} is not supported "

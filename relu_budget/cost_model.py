@@ -16,8 +16,8 @@ protocol notes (LLAMA-style FSS ReLU: ≈ 2.1 KB key per party at 64 bits, one r
 elements of 8 bytes online; identity sites are free: a local truncation).
 
 Measured row fields (all required): gate ("relu" | "circa" | "poly" | "identity"; "trunc" and
-"square", the two gates a degree-2 polynomial site runs one after the other in the engine,
-together make "poly" unless a "poly" row is given; other gates are ignored), n (input
+"square" make "poly" unless a "poly" row is given: the engine's poly gate opens x̂ once as
+trunc does and computes what trunc and square compute; other gates are ignored), n (input
 bit width of the gate, 64 in our ring; rows with n = 64 are preferred, else the largest n),
 k (Circa's dropped low bits; null otherwise), key_bytes (per site and party), keygen_per_s,
 eval_per_s (sites per second), online_bytes (per site, both directions), rounds (per layer).
@@ -46,6 +46,7 @@ from pathlib import Path
 
 from torch import nn
 
+from protocols.fixed_point import DEFAULT_FRAC_BITS
 from protocols.site_kinds import SITE_KINDS
 from relu_budget.models import count_relu_sites, dry_run, relu_sites
 
@@ -98,20 +99,25 @@ PROFILES = {
 
 # Defaults (see the module docstring for where they come from).
 DEFAULT_RELU = SiteCost(key_bytes=2100, online_bytes=16, rounds=1, keygen_per_s=0.5e6, eval_per_s=1.0e6)
-# Degree-2 polynomial, as the engine computes it: a faithful truncation gate (the input comes at
-# scale 2f) then a degree-2 key stage; each opens x̂ and returns y0 (16 B) in its own round.
+# Degree-2 polynomial, as the engine computes it: the poly gate fuses the faithful truncation
+# (the input comes at scale 2f) into the degree-2 evaluation, so a site is opened once (1 round):
+# x̂ >> f to the client (64 − f bits: 7 B at f = 12), y0 back (8 B); its key is 4 ring words on
+# the server and none on the client (the client's share comes from its seed): 16 B per party on
+# average at 64 bits.
 DEFAULT_TRUNC = SiteCost(key_bytes=16, online_bytes=16, rounds=1, keygen_per_s=20e6, eval_per_s=100e6)
 DEFAULT_SQUARE = SiteCost(key_bytes=16, online_bytes=16, rounds=1, keygen_per_s=20e6, eval_per_s=100e6)
+POLY_KEY_BYTES = 16.0     # per site and party, averaged over the two parties (32 B on the server)
+POLY_ONLINE_BYTES = math.ceil((RING_BITS - DEFAULT_FRAC_BITS) / 8) + RING_BITS // 8
 
 
-def sequential(a: SiteCost, b: SiteCost, source: str = "") -> SiteCost:
-    """Two gates one after the other on every site: bytes and rounds add, so do seconds."""
-    return SiteCost(key_bytes=a.key_bytes + b.key_bytes, online_bytes=a.online_bytes + b.online_bytes,
-                    rounds=a.rounds + b.rounds, keygen_per_s=1 / (1 / a.keygen_per_s + 1 / b.keygen_per_s),
-                    eval_per_s=1 / (1 / a.eval_per_s + 1 / b.eval_per_s), source=source)
+def fused_poly(trunc: SiteCost, square: SiteCost, source: str = "") -> SiteCost:
+    """The poly gate: trunc's round, x̂ >> f and y0 on the wire, both gates' compute, 4 words of key."""
+    return SiteCost(key_bytes=POLY_KEY_BYTES, online_bytes=POLY_ONLINE_BYTES, rounds=trunc.rounds,
+                    keygen_per_s=1 / (1 / trunc.keygen_per_s + 1 / square.keygen_per_s),
+                    eval_per_s=1 / (1 / trunc.eval_per_s + 1 / square.eval_per_s), source=source)
 
 
-DEFAULT_POLY = sequential(DEFAULT_TRUNC, DEFAULT_SQUARE)
+DEFAULT_POLY = fused_poly(DEFAULT_TRUNC, DEFAULT_SQUARE)
 DEFAULT_IDENTITY = SiteCost(key_bytes=0, online_bytes=0, rounds=0, keygen_per_s=math.inf, eval_per_s=math.inf)
 
 
@@ -236,7 +242,7 @@ class CostModel:
             model.sources.append(where)
         if parts and ("poly", None) not in gate_rows:
             trunc, square = parts.get("trunc", DEFAULT_TRUNC), parts.get("square", DEFAULT_SQUARE)
-            model.poly = sequential(trunc, square, f"trunc ({trunc.source or 'default'}) then square "
+            model.poly = fused_poly(trunc, square, f"trunc ({trunc.source or 'default'}) fused with square "
                                                    f"({square.source or 'default'})")
         return model
 

@@ -38,6 +38,8 @@ def run_metrics(result, splits, config, original_model, *, command: str, method:
     }
     out.update(extra)
     out.update({k: v for k, v in result.to_json().items() if k in ("history", "frontier", "extra", "cost")})
+    # How far the search ended from its budget (optimizers.common.budget_gap), at the top level.
+    out["budget_gap"] = (out.get("extra") or {}).get("budget_gap")
     return out
 
 

@@ -90,7 +90,9 @@ class Deployment:
     `infer(x)` runs one private inference and returns (decoded output, cost dict)."""
 
     def __init__(self, secure, threads: int = 1, workdir: str | os.PathLike | None = None,
-                 timeout: float = 600.0, max_frame_size: int | None = None) -> None:
+                 timeout: float = 600.0, max_frame_size: int | None = None, dealer_threads: int | None = None) -> None:
+        """threads: kernel threads of each party (client here, server); dealer_threads: the
+        dealer's (default: all cores; its key generation runs while both parties wait)."""
         import pi_native
 
         from protocols.cost import CostMeter
@@ -113,7 +115,8 @@ class Deployment:
         try:
             parent, child = ctx.Pipe()
             dealer = ctx.Process(target=_dealer_process, args=(str(dealer_cert.cert), str(dealer_cert.key),
-                                                               str(server_cert.cert), str(client_cert.cert), threads,
+                                                               str(server_cert.cert), str(client_cert.cert),
+                                                               dealer_threads or os.cpu_count() or 1,
                                                                max_frame_size, child), name="pi-bench-dealer", daemon=True)
             dealer.start()
             self.procs.append(dealer)
@@ -177,6 +180,30 @@ class Deployment:
                 "per_layer": [r.to_dict() for r in merged.per_layer],
                 "server_rows": [r.to_dict() for r in rep_s.per_layer]}
         return y, cost
+
+    def _pids(self) -> dict[str, int]:
+        return {"client": os.getpid(), **{p.name.removeprefix("pi-bench-"): p.pid for p in self.procs}}
+
+    def reset_peak_memory(self) -> None:
+        """Restarts each process's peak-RSS count (Linux: clear_refs 5), so that peak_memory()
+        covers what follows and not, for the client, everything this process did before."""
+        for pid in self._pids().values():
+            try:
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+            except OSError:
+                pass
+
+    def peak_memory(self) -> dict[str, int | None]:
+        """Peak resident set size (bytes) per process: client, dealer, server (None where
+        /proc does not say: not Linux)."""
+        out = {}
+        for name, pid in self._pids().items():
+            try:
+                line = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("VmHWM:"))
+                out[name] = int(line.split()[1]) * 1024
+            except (OSError, StopIteration, ValueError):
+                out[name] = None
+        return out
 
     def close(self) -> None:
         chan = getattr(self, "chan", None)

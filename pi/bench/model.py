@@ -14,6 +14,7 @@ Costs per inference (see docs/bench.md for the row schema):
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import os
 import statistics
@@ -30,7 +31,10 @@ from relu_budget.runs import load_run_or_policy
 
 NAME = "model"
 HELP = "end-to-end private inference (embedded model, ResNet-18-style) vs CrypTen, same run"
-WORKLOADS = ("default", "resnet18")
+WORKLOADS = ("default", "resnet18", "resnet18-full")
+# resnet18-full: ResNet-18 at full width (64–512 channels, 3×3 stride-1 stem) on 32×32×3 inputs,
+# 557 056 ReLUs per image; random weights and N(0, 1) inputs (a timing workload: no accuracy).
+FULL_SEED = 0
 RESNET18_CHECKPOINT = Path(__file__).resolve().parents[2] / "benchmarks" / "resnet18_fmnist.pt"
 TRANSPORT_NOTE = ("pi: dealer, server and client in 3 processes, TLS 1.3 on loopback (pinned self-signed "
                   "P-256 certificates); bytes are frames incl. headers, not TLS records")
@@ -39,13 +43,14 @@ ROW_FIELDS = ("system", "workload", "batch", "policy", "online_bytes", "offline_
               "rounds", "offline_rounds", "online_s", "online_s_min", "online_s_max", "offline_s",
               "offline_s_min", "offline_s_max", "repeats", "max_abs_err", "agreement", "accuracy",
               "plain_accuracy", "eval_images", "eval_batch", "lan_online_s", "wan_online_s", "lan_offline_s",
-              "wan_offline_s", "note")
+              "wan_offline_s", "ring_bits", "peak_rss_bytes", "note")
 COLUMNS = [("system", "system", "s"), ("workload", "workload", "s"), ("batch", "batch", "d"),
-           ("policy", "policy", "s"), ("online_kb", "online KB", ".1f"), ("offline_mb", "offline MB", ".2f"),
+           ("policy", "policy", "s"), ("ring_bits", "l", "d"), ("online_kb", "online KB", ".1f"), ("offline_mb", "offline MB", ".2f"),
            ("rounds", "rounds", "d"), ("online_ms", "online ms", ".1f"), ("online_range", "(min–max)", "s"),
            ("offline_ms", "offline ms", ".0f"), ("max_abs_err", "max|Δlogit|", ".4f"),
            ("agreement_pct", "agree %", ".2f"), ("accuracy_pct", "acc %", ".2f"), ("eval_images", "eval n", "d"),
-           ("lan_online_ms", "LAN ms", ".1f"), ("wan_online_ms", "WAN ms", ".0f")]
+           ("lan_online_ms", "LAN ms", ".1f"), ("wan_online_ms", "WAN ms", ".0f"),
+           ("rss_mb", "peak RSS MiB c/s/d", "s")]
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,7 +74,19 @@ def load_workload(name: str, checkpoint: str | None = None) -> tuple[torch.nn.Mo
         except ValueError:
             source = str(path)
         return model.eval(), {**meta, "source": source}
+    if name == "resnet18-full":
+        from relu_budget.models import ResNet, ResNetConfig
+        torch.manual_seed(FULL_SEED)
+        model = ResNet(ResNetConfig(in_channels=3, num_classes=10))      # the defaults: ResNet-18 at full width
+        return model.eval(), {"arch": "resnet18 (full width, 32×32×3)", "source": f"random weights (seed {FULL_SEED})",
+                              "input_shape": (3, 32, 32)}
     raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
+
+
+def random_images(shape: tuple[int, ...], n: int, seed: int = FULL_SEED) -> tuple[torch.Tensor, None, str]:
+    """N(0, 1) inputs for a random-weight workload (no labels)."""
+    g = torch.Generator().manual_seed(seed + 1)
+    return torch.randn((n, *shape), generator=g), None, f"N(0, 1) random inputs (seed {seed + 1})"
 
 
 def load_test_images(source: str, n: int) -> tuple[torch.Tensor, np.ndarray, str]:
@@ -100,17 +117,43 @@ def reference_model(model: torch.nn.Module, policy_name: str, policy_obj=None) -
     return ref
 
 
-def compile_policy(model, example, policy: str, circa_k: int | None, policy_obj=None):
+def load_calibration(source: str, n: int = 256) -> tuple[torch.Tensor, str]:
+    """Inputs that bound the activations for the calibrated ring width: Fashion-MNIST training
+    images (never the test images the rows are measured on), or the embedded samples."""
+    if source == "samples":
+        from pi.assets import load_samples
+        return load_samples().inputs, "the 32 embedded samples"
+    from relu_budget.data import load_fashion_mnist_raw, normalize_fashion
+    return normalize_fashion(load_fashion_mnist_raw()["train_images"][:n]), f"the first {n} Fashion-MNIST training images"
+
+
+def compile_policy(model, example, policy: str, circa_k: int | None, policy_obj=None, ring_bits="calibrated",
+                   calibration: torch.Tensor | None = None):
+    """pi.compile for one bench policy; ring_bits "calibrated" (the narrowest ring the
+    calibration inputs allow) or an int (64: the uncalibrated full ring)."""
     import pi
+    ring = {"ring_bits": ring_bits}
+    if ring_bits == "calibrated":
+        ring["calibration"] = calibration
     if policy_obj is not None:
-        return pi.compile(model, example, policy=policy_obj)
+        return pi.compile(model, example, policy=policy_obj, **ring)
     if policy == "exact":
-        return pi.compile(model, example, relu="exact")
+        return pi.compile(model, example, relu="exact", **ring)
     if policy == "identity":
-        return pi.compile(model, example, relu="identity")
+        return pi.compile(model, example, relu="identity", **ring)
     if policy.startswith("circa"):
-        return pi.compile(model, example, relu="circa", circa_k=circa_k, circa_mode="poszero")
+        return pi.compile(model, example, relu="circa", circa_k=circa_k, circa_mode="poszero", **ring)
     raise ValueError(f"unknown policy {policy!r}")
+
+
+def ring_bits_arg(s: str):
+    """--ring-bits: 'calibrated' or an integer width."""
+    if s == "calibrated":
+        return s
+    try:
+        return int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--ring-bits takes 'calibrated' or an integer (64: full ring), got {s!r}")
 
 
 def wait_for_quiet(max_load: float, max_wait_s: float) -> dict:
@@ -131,31 +174,35 @@ def _stats(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 
 
-def _eval_fields(logits: np.ndarray, plain: np.ndarray, labels: np.ndarray) -> dict:
+def _eval_fields(logits: np.ndarray, plain: np.ndarray, labels: np.ndarray | None) -> dict:
     n = len(logits)
+    scored = n and labels is not None
     return {"max_abs_err": float(np.abs(logits - plain[:n]).max()) if n else None,
             "agreement": float((logits.argmax(1) == plain[:n].argmax(1)).mean()) if n else None,
-            "accuracy": float((logits.argmax(1) == labels[:n]).mean()) if n else None,
-            "plain_accuracy": float((plain[:n].argmax(1) == labels[:n]).mean()) if n else None,
+            "accuracy": float((logits.argmax(1) == labels[:n]).mean()) if scored else None,
+            "plain_accuracy": float((plain[:n].argmax(1) == labels[:n]).mean()) if scored else None,
             "eval_images": n}
 
 
 def run_ours(workload: str, policy: str, secure, images: torch.Tensor, labels: np.ndarray, plain: np.ndarray,
              batches: list[int], repeats: int, eval_images: int, eval_batch: int, threads: int,
-             progress: bool = True) -> list[dict]:
+             progress: bool = True, dealer_threads: int | None = None, policy_dir: str | None = None) -> list[dict]:
     """Rows of our system for one (workload, policy): one per batch size."""
     rows = []
     n_relu = sum(r["relu"] + r["circa"] + r["poly"] for r in secure.layer_rows() if r["op"] in ("Activation", "MaxPool"))
-    with Deployment(secure, threads=threads) as dep:
+    peaks = {}
+    with Deployment(secure, threads=threads, dealer_threads=dealer_threads) as dep:
         dep.infer(images[:1])                                     # warm-up: imports, first TLS connections
         timing = {}
         for b in batches:
             runs = []
+            dep.reset_peak_memory()
             for i in range(repeats):
                 start = (i * b) % max(1, len(images) - b + 1)
                 _, c = dep.infer(images[start:start + b])
                 runs.append(c)
             timing[b] = runs
+            peaks[b] = dep.peak_memory()
         logits = []
         t0 = time.perf_counter()
         for s in range(0, eval_images, eval_batch):
@@ -177,7 +224,9 @@ def run_ours(workload: str, policy: str, secure, images: torch.Tensor, labels: n
                "offline_rounds": int(statistics.median(c["offline_rounds"] for c in runs)),
                "online_s": on, "online_s_min": on_min, "online_s_max": on_max,
                "offline_s": off, "offline_s_min": off_min, "offline_s_max": off_max,
-               "repeats": repeats, "gate_relus_per_image": n_relu, **ev, "eval_batch": eval_batch,
+               "repeats": repeats, "gate_relus_per_image": n_relu, "ring_bits": secure.plan.ring_bits,
+               "peak_rss_bytes": peaks[b], "policy_dir": policy_dir,
+               **ev, "eval_batch": eval_batch,
                "note": "dealer provider (secure if the dealer colludes with neither party)"}
         rows.append(profiles.add_estimates(row, "pi"))
     return rows
@@ -197,7 +246,7 @@ def run_crypten(workload: str, model, images: torch.Tensor, labels: np.ndarray, 
                "rounds": t["rounds"], "offline_rounds": None,
                "online_s": t["online_s"], "online_s_min": t["online_s_min"], "online_s_max": t["online_s_max"],
                "offline_s": None, "offline_s_min": None, "offline_s_max": None, "repeats": t["repeats"],
-               **ev, "eval_batch": eval_batch, "note": cb.PROVIDER_NOTE}
+               **ev, "eval_batch": eval_batch, "ring_bits": 64, "peak_rss_bytes": None, "note": cb.PROVIDER_NOTE}
         rows.append(profiles.add_estimates(row, "crypten"))
     return rows
 
@@ -213,6 +262,9 @@ def _display(row: dict) -> dict:
     d["accuracy_pct"] = None if row.get("accuracy") is None else 100 * row["accuracy"]
     d["lan_online_ms"] = None if row.get("lan_online_s") is None else row["lan_online_s"] * 1e3
     d["wan_online_ms"] = None if row.get("wan_online_s") is None else row["wan_online_s"] * 1e3
+    rss = row.get("peak_rss_bytes")
+    d["rss_mb"] = "/".join("?" if rss.get(p) is None else f"{rss[p] / 2**20:.0f}" for p in ("client", "server", "dealer")) \
+        if rss else None
     return d
 
 
@@ -290,6 +342,11 @@ def configure(p) -> None:
     p.add_argument("--crypten", default="auto", choices=["auto", "on", "off"],
                    help="CrypTen baseline: auto = when installed (benchmarks/setup_crypten.sh)")
     add_run_flags(p)
+    p.add_argument("--dealer-threads", type=int, default=None,
+                   help="the dealer process's kernel threads (default: all cores; it works while the parties wait)")
+    p.add_argument("--ring-bits", type=ring_bits_arg, default="calibrated",
+                   help="our ring width: 'calibrated' (default: the narrowest ring that Fashion-MNIST training "
+                        "images allow, see --images) or an integer, e.g. 64 for the uncalibrated full ring")
 
 
 def run(args) -> int:
@@ -300,6 +357,9 @@ def run(args) -> int:
     batches = _int_list(args.batches)
     eval_n = _per_workload(args.eval_images, workloads)
     ct_eval_n = _per_workload(args.crypten_eval_images, workloads)
+    for spec, n in ((args.eval_images, eval_n), (args.crypten_eval_images, ct_eval_n)):
+        if "resnet18-full" in n and "resnet18-full=" not in spec:
+            n["resnet18-full"] = 0        # random weights and inputs: timing only, unless asked
     pols = [p for p in args.policies.split(",") if p]
     circa_ks = _int_list(args.circa_k)
     use_crypten, why_not = use_baseline(args.crypten)
@@ -309,7 +369,8 @@ def run(args) -> int:
         budget.setdefault(w, []).append(d)
 
     load = wait_for_quiet(args.max_load, args.max_wait) if args.max_load else {"load_1min_at_start": os.getloadavg()[0]}
-    rows, notes = [], [TRANSPORT_NOTE, f"kernel threads per party process: {args.threads}",
+    rows, notes = [], [TRANSPORT_NOTE, f"kernel threads per party process: {args.threads}; dealer: "
+                       f"{args.dealer_threads or os.cpu_count()}",
                        f"1-minute load average at start: {load['load_1min_at_start']:.2f} (machine shared)"]
     if use_crypten:
         notes += [CT_NOTE, CT_PROVIDER_NOTE, "CrypTen fixed point: 16 fractional bits (its default); ours: 12"]
@@ -319,28 +380,38 @@ def run(args) -> int:
     for w in workloads:
         model, meta = load_workload(w, args.resnet18_checkpoint)
         n_images = max(eval_n[w], ct_eval_n[w] if use_crypten else 0, max(batches) * args.repeats, 1)
-        images, labels, source = load_test_images(args.images, n_images)
+        if w == "resnet18-full":
+            images, labels, source = random_images(meta["input_shape"], n_images)
+        else:
+            images, labels, source = load_test_images(args.images, n_images)
         notes.append(f"{w}: {meta.get('arch')} from {meta['source']}; images: {source}")
+        calibration = None
+        if args.ring_bits == "calibrated":
+            if w == "resnet18-full":
+                calibration, _, cal_source = random_images(meta["input_shape"], 64, seed=FULL_SEED + 100)
+            else:
+                calibration, cal_source = load_calibration(args.images)
+            notes.append(f"{w}: ring width calibrated on {cal_source} (each row's ring_bits)")
         example = images[:1]
         todo = []
         for p in pols:
             if p == "circa":
-                todo += [(f"circa-k{k}", k, None, model) for k in circa_ks]
+                todo += [(f"circa-k{k}", k, None, model, None) for k in circa_ks]
             else:
-                todo.append((p, None, None, model))
+                todo.append((p, None, None, model, None))
         for d in budget.get(w, []):
             pobj, run_model = load_run_or_policy(d)
-            todo.append((f"budget:{Path(d).name}", None, pobj, run_model or model))
+            todo.append((f"budget:{Path(d).name}", None, pobj, run_model or model, d))
             if run_model is not None:
                 notes.append(f"{w} budget:{Path(d).name}: the run's own fine-tuned weights and policy from {d}")
-        for name, k, pobj, net in todo:
+        for name, k, pobj, net, pdir in todo:
             ref = reference_model(net, name, pobj)
             with torch.no_grad():
                 plain = ref(images).double().numpy()
-            secure = compile_policy(net, example, name, k, pobj)
+            secure = compile_policy(net, example, name, k, pobj, args.ring_bits, calibration)
             print(f"[pi] {w} / {name}: batches {batches}, {args.repeats} runs each, {eval_n[w]} eval images", flush=True)
             rows += run_ours(w, name, secure, images, labels, plain, batches, args.repeats, eval_n[w],
-                             args.eval_batch, args.threads)
+                             args.eval_batch, args.threads, dealer_threads=args.dealer_threads, policy_dir=pdir)
         if use_crypten:
             with torch.no_grad():
                 plain = model(images).double().numpy()

@@ -93,8 +93,9 @@ def section_pareto(runs: list[dict], bench: dict, measured_runs: dict, failures:
                         and (r.get("arch") or "?", r.get("dataset") or "?") == (arch, dataset)), None)
         title = "pi bench model" if arch is None else f"{arch} on {dataset}"
         name = "pareto" if len(groups) == 1 else f"pareto-{len(s.figures)}"
-        s.figures.append((name, (f"{title}: test accuracy vs kept ReLUs, online latency and bytes. Lines: Pareto "
-                                 "fronts per method; o measured, x predicted by the cost model; dashed: the all-ReLU "
+        s.figures.append((name, (f"{title}: test accuracy vs online latency, bytes and kept ReLUs. Lines: Pareto "
+                                 "fronts per method; thick grey: the combined front of all methods (measured points "
+                                 "where there are any); o measured, x predicted by the cost model; dashed: the all-ReLU "
                                  "model; black diamonds: `pi bench model` rows of this network (secure accuracy on the "
                                  "benchmark's first test images, deployed latency)."),
                           pareto_figure(rows, bench_rows, title, teacher)))
@@ -216,9 +217,10 @@ def section_circa(bench: dict, faults: list[dict] | None, sim: list[dict] | None
             k = int(str(r["policy"]).split("k")[-1])
         except ValueError:
             continue
-        if r.get("accuracy") is not None:     # one legend entry per workload, not per point
+        if r.get("accuracy") is not None:     # one legend entry (and marker) per workload, not per point
             label = f"measured secure ({r['workload']})"
-            axes[1].plot([k], [100 * r["accuracy"]], "D", color="black",
+            workloads = list(dict.fromkeys(x["workload"] for x in model_circa))
+            axes[1].plot([k], [100 * r["accuracy"]], "Dsov^"[workloads.index(r["workload"]) % 5], color="black",
                          label=None if label in axes[1].get_legend_handles_labels()[1] else label)
     axes[1].set_xlabel("k")
     axes[1].set_ylabel("test accuracy (%)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -206,9 +207,36 @@ def evaluate_split(model: nn.Module, splits, split: str, config: OptimizeConfig,
             "accuracy_without_faults": plain["accuracy"], "circa_repeats": len(accs)}
 
 
+# A search whose own count ends above this multiple of the budget did not reach it: the final
+# cut to the budget then removes sites the search still considered alive.
+FAR_FROM_BUDGET = 1.5
+
+
+def budget_gap(method: str, search_kept: int | None, budget: int) -> dict | None:
+    """How far a search ended from its budget (search_kept: the sites its own criterion kept
+    at the end, before the cut to the budget), with a warning when it is far; None when the
+    method reports no search count."""
+    if search_kept is None:
+        return None
+    ratio = search_kept / max(budget, 1)
+    gap = {"search_kept": int(search_kept), "budget": int(budget), "ratio": round(ratio, 3),
+           "far": ratio > FAR_FROM_BUDGET}
+    if gap["far"]:
+        warnings.warn(f"{method}: the search ended with {search_kept} sites alive, {ratio:.1f}x the budget of "
+                      f"{budget}; the cut to the budget dropped sites it still needed (train longer or raise the "
+                      "penalty's growth)", stacklevel=3)
+    return gap
+
+
 def finish(method: str, model: nn.Module, splits, budget: int, config: OptimizeConfig, history: list[dict],
            *, frontier=None, extra=None, t0: float | None = None, circa_repeats: int = 1) -> OptimizeResult:
-    """Checks the budget, evaluates on validation and test, builds the policy and the cost."""
+    """Checks the budget, evaluates on validation and test, builds the policy and the cost.
+    extra["search_kept"] (if the method reports it) is checked against the budget: a far gap
+    warns and is recorded as extra["budget_gap"] (in the run's metrics)."""
+    extra = dict(extra or {})
+    gap = budget_gap(method, extra.get("search_kept"), budget)
+    if gap is not None:
+        extra["budget_gap"] = gap
     clear_replacements(model)
     model.eval()
     shape = splits.input_shape
@@ -226,7 +254,7 @@ def finish(method: str, model: nn.Module, splits, budget: int, config: OptimizeC
     except (ValueError, RuntimeError) as exc:  # the cost is informative: never lose a result over it
         cost = {"error": str(exc)}
     return OptimizeResult(method, model, policy, int(budget), counts, val, test, history, frontier,
-                          extra or {}, cost, time.time() - t0 if t0 else 0.0)
+                          extra, cost, time.time() - t0 if t0 else 0.0)
 
 
 def top_k_mask(scores: list[torch.Tensor], k: int) -> list[torch.Tensor]:

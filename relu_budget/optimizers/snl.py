@@ -181,8 +181,9 @@ def search_and_binarize(student: nn.Module, splits, budget: int, config: SNLConf
                       extra_loss=penalty, on_epoch_end=on_epoch_end, state=state, select_best=False,
                       store=store, progress=progress, schedule="constant")
     info = binarize(student, masks, budget, config)
+    alive = [row["alive"] for row in out["history"] if "alive" in row]
     info.update({"reached_budget_in_search": bool(out["state"].get("reached")), "final_lam": out["state"]["lam"],
-                 "search_epochs": out["epochs_run"]})
+                 "search_epochs": out["epochs_run"], "search_kept": alive[-1] if alive else None})
     from relu_budget.optimizers.training import site_meta
     store.save(f"{prefix}snl_binarized", {"model": student.state_dict(), "history": out["history"], "info": info,
                                           "site_meta": site_meta(student)})

@@ -62,8 +62,9 @@ def test_measured_rows_override_defaults(tmp_path):
     with pytest.warns(UserWarning, match="other.json"):
         cm = CostModel.load(tmp_path)
     assert cm.relu.key_bytes == 1999          # n = 64 preferred over n = 32
-    # A polynomial site is a truncation gate then a square stage: both keys, both openings.
-    assert (cm.poly.key_bytes, cm.poly.online_bytes, cm.poly.rounds) == (32, 32, 2)
+    # A polynomial site is the poly gate: one round, x̂ >> 12 (7 B) out and y0 (8 B) back, both
+    # gates' compute, the engine's key (4 ring words on the server, none on the client).
+    assert (cm.poly.key_bytes, cm.poly.online_bytes, cm.poly.rounds) == (16, 15, 1)
     assert cm.poly.eval_per_s == pytest.approx(1e6)
     assert cm.linear.macs_per_s == 4e9        # single thread, largest shape
     # Circa by m = 64 − k: measured points exactly, linear interpolation in between.

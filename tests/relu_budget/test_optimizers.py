@@ -440,3 +440,24 @@ def test_snl_lambda_schedules():
     assert snl.next_lambda(1.0, 900, 800, 2, 1000, 10, track) == pytest.approx(2.2)
     with pytest.raises(ValueError, match="lam_schedule"):
         snl.SNLConfig(lam_schedule="fast")
+
+
+def test_budget_gap_warns_only_when_the_search_ends_far_from_the_budget(recwarn):
+    from relu_budget.optimizers.common import FAR_FROM_BUDGET, budget_gap
+    assert budget_gap("snl", None, 100) is None
+    near = budget_gap("snl", int(FAR_FROM_BUDGET * 100), 100)
+    assert near == {"search_kept": 150, "budget": 100, "ratio": 1.5, "far": False} and not recwarn.list
+    with pytest.warns(UserWarning, match=r"snl: the search ended with 151 sites alive, 1\.5x the budget of 100"):
+        far = budget_gap("snl", 151, 100)
+    assert far["far"] is True
+
+
+def test_snl_that_misses_its_budget_warns_and_records_it(splits, teacher):
+    """λ far too small to shrink 2304 sites to 50 in 2 epochs: the run says so."""
+    cfg = snl.SNLConfig(**FAST, alpha_lr=0.05, lam=1e-9, lam_warmup_epochs=5)
+    with pytest.warns(UserWarning, match="the search ended with .* sites alive"):
+        res = optimize("snl", teacher, splits, 50, cfg, progress=False)
+    gap = res.extra["budget_gap"]
+    assert gap["far"] and gap["budget"] == 50 and gap["search_kept"] > 75
+    assert res.counts["kept"] == 50                     # the cut still honours the budget
+    assert res.to_json()["extra"]["budget_gap"] == gap

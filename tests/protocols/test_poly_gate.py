@@ -1,0 +1,123 @@
+"""The fused polynomial gate: p(x >> s) in one opening, bit-exact against the native trunc
+gate, and what a polynomial site costs online in the engine: one round, x̂ >> s to the client
+(w − s bits) and y0 back (one ring element): 15 B at 64 bits with s = 12, less than a ReLU's
+two ring elements in any ring."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import pi
+import pi_native
+from pi.compiler import SitePolicy, compile_plan
+from protocols import gates
+from protocols.fixed_point import FixedPoint
+from protocols.plan import POLY
+
+U64, I64 = np.uint64, np.int64
+
+
+def shares(rng, n):
+    return rng.integers(0, 2**64, n, dtype=U64, endpoint=False)
+
+
+@pytest.mark.parametrize("n,shift", [(64, 12), (64, 0), (64, 30), (40, 12), (30, 24), (40, 63)])
+def test_poly_gate_is_the_polynomial_of_the_native_trunc_gate(n, shift):
+    """Same masks, same x: y − r_out equals c2·t² + c1·t + c0 mod 2^64 for t the native trunc
+    gate's output on that x (its stochastic rounding included), for every element."""
+    rng = np.random.default_rng(n * 100 + shift)
+    m = 4000
+    lim = 1 << (62 if n == 64 else n - 1)
+    edges = [0, 1, -1, lim - 1, -lim, 1 << min(shift, 40), -(1 << min(shift, 40))]
+    x = np.concatenate([np.array(edges, I64), rng.integers(-lim, lim, m - len(edges), dtype=I64)])
+    r_in, r_out = shares(rng, m), shares(rng, m)
+    c2, c1, c0 = shares(rng, m), shares(rng, m), shares(rng, m)
+    xhat = x.view(U64) + r_in
+    k0, k1 = pi_native.gen_trunc(os.urandom(16), r_in, np.zeros(m, U64), shift=shift, n=n)
+    t = pi_native.eval_trunc(0, k0, xhat) + pi_native.eval_trunc(1, k1, xhat)
+    spec = gates.GateSpec("poly", shift=shift, bits=n)
+    key = gates.poly_key(spec, r_in, r_out, c2, c1, c0)
+    key0 = shares(rng, key.size).reshape(key.shape)
+    opened = gates.poly_opening(spec, xhat)          # what the server opens: x̂ >> s, w − s bits
+    assert int(opened.max()) < 1 << gates.poly_opening_bits(spec)
+    y = gates.poly_eval(spec, 0, key0, opened, None) + gates.poly_eval(spec, 1, key - key0, opened, c2)
+    np.testing.assert_array_equal(y - r_out, c2 * t * t + c1 * t + c0)
+    if n == 64 and shift == 12:   # and t is x >> s up to the rounding bit
+        d = t.view(I64) - (x >> shift)
+        assert set(np.unique(d)) <= {0, 1}
+
+
+def test_poly_gate_keys_are_shares():
+    """Each party's view of the key is one share of an additive sharing: the client's part is
+    its seed's, the server's the difference (uniform on its own)."""
+    spec = gates.GateSpec("poly", shift=12)
+    assert spec.input_bits == gates.GateSpec("trunc", shift=12).input_bits == 64
+    assert gates.GateSpec("poly", shift=12, bits=40).input_bits == 41
+    assert gates.key_bytes(spec) == 32
+
+
+class Probe(torch.nn.Module):
+    """x ↦ act(conv1x1(x)) with weight 1: the activation's input carries 2f fractional bits."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Conv2d(1, 1, 1, bias=False)
+        with torch.no_grad():
+            self.scale.weight.fill_(1.0)
+        self.act = torch.nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.scale(x))
+
+
+COEFFS = (0.2, 0.5, 0.2)     # c0, c1, c2
+
+
+def poly_probe(n, **compile_kw):
+    def policy(name, shape):
+        return SitePolicy(kinds=np.full(shape, POLY, np.int8), poly=np.array([COEFFS]))
+    plan, weights = compile_plan(Probe(), torch.zeros(1, 1, 1, n), site_policy=policy, fixed_point=FixedPoint(12),
+                                 **compile_kw)
+    return pi.SecureModel(plan, weights)
+
+
+def act_online(sm, elements, opening_bits):
+    """The activation layer's online cost (both parties merged): the element bytes of its two
+    messages (the poly opening, y0 back; frame and array headers removed), rounds."""
+    from protocols.fixed_point import Ring
+    from protocols.transport.frame import HEADER_SIZE, encode_array
+    (row,) = [r for r in sm.last_cost.per_layer if r["layer"] == "act" and r["phase"] == "online"]
+    assert row["messages_sent"] == 2
+    heads = sum(len(encode_array(ring.pack(np.zeros(elements, U64)))[0]) for ring in (Ring(opening_bits), sm.plan.ring))
+    return row["bytes_sent"] - 2 * HEADER_SIZE - heads, row["rounds"]
+
+
+@pytest.mark.parametrize("ring_bits", [64, "calibrated"])
+def test_poly_site_costs_one_opening_online_and_matches_plaintext(ring_bits):
+    n = 3000
+    x = torch.from_numpy(np.random.default_rng(5).standard_normal((2, 1, 1, n)))
+    kw = {"ring_bits": ring_bits} if ring_bits == 64 else {"ring_bits": "calibrated", "calibration": x.float()}
+    sm = poly_probe(n, **kw)
+    y = sm.run(x).numpy()
+    c0, c1, c2 = COEFFS
+    xv = x.numpy()
+    # t = x rounded to f bits (stochastic rounding: one ulp), squared: within a few ulps of p(x).
+    assert np.abs(y - (c0 + c1 * xv + c2 * xv * xv)).max() < 8 * 2.0 ** -12
+    (op,) = [o for o in sm.plan.ops if o.name == "act"]
+    spec = gates.GateSpec("poly", shift=op.shift, bits=op.value_bits)
+    bits = gates.poly_opening_bits(spec)
+    payload, rounds = act_online(sm, 2 * n, bits)
+    # x̂ >> s to the client (w − s bits, packed), y0 back (one ring element): one round.
+    per_site = (bits + 7) // 8 + sm.plan.ring.elem_bytes
+    assert payload == per_site * 2 * n           # batch 2
+    assert rounds == 1
+    if ring_bits == 64:
+        assert per_site == 15                    # an exact ReLU: 16
+    else:
+        assert sm.plan.ring_bits < 64 and per_site < 2 * sm.plan.ring.elem_bytes
+    # The client's key share comes from its seed: the dealer sends the client no poly key.
+    from protocols import engine
+    client, server = engine.deal(sm.plan, 1)
+    assert not any("key" in k for k in client._items)
+    assert server.nbytes >= gates.POLY_KEY_WORDS * sm.plan.ring.elem_bytes * n
