@@ -359,18 +359,20 @@ def _ring_frame(ring, shape: tuple[int, ...]) -> int:
 
 
 def _stage_actions(stage) -> tuple[list, list]:
-    """A GateStage (protocols.layers): the server opens x̂, Circa gates exchange their packed
-    sign bits (both send, then both receive), the client returns y0."""
+    """A GateStage (protocols.layers): the server opens x̂ (the whole ring element, or for a
+    polynomial group its narrow opening, in one flight), Circa gates exchange their packed sign
+    bits (both send, then both receive), the client returns y0."""
     if not stage.n:
         return [], []
-    x = ("send", _ring_frame(stage.ring, (stage.n,)))
-    client, server = [RECV], [x]
-    for spec, idx in stage.specs:
+    server = [("send", _ring_frame(stage.ring, (stage.n_full,)))] if stage.n_full else []
+    server += [("send", _ring_frame(ring, (stage._count(gi),))) for gi, ring in stage.narrow.items()]
+    client = [RECV]
+    for gi, (spec, *_) in enumerate(stage.specs):
         if spec.kind == "circa":
-            bits = ("send", _frame_bytes(((len(idx) + 7) // 8,), 1))
+            bits = ("send", _frame_bytes(((stage._count(gi) + 7) // 8,), 1))
             client += [bits, RECV]
             server += [bits, RECV]
-    return client + [x], server + [RECV]
+    return client + [("send", _ring_frame(stage.ring, (stage.n,)))], server + [RECV]
 
 
 RECV = ("recv", 0)
@@ -390,11 +392,7 @@ def _online_actions(layer) -> tuple[list, list]:
     if isinstance(layer, L.TruncateLayer):
         return _stage_actions(layer.stage)
     if isinstance(layer, L.ActivationLayer):
-        c, s = _stage_actions(layer.stage)
-        if layer.poly_stage:
-            y = ("send", _ring_frame(ring, (layer.poly_stage.n,)))
-            c, s = c + [RECV, y], s + [y, RECV]
-        return c, s
+        return _stage_actions(layer.stage)
     if isinstance(layer, L.MaxPoolLayer):
         c, s = [], []
         for _, stage in layer.levels:
