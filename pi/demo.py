@@ -27,6 +27,9 @@ def add_parser(sub) -> None:
     p.add_argument("--assets", default=None, help="directory with default_model.pt and samples.npz")
     p.add_argument("--workdir", default=None, help="keep certificates, bundle and logs here (default: a temporary "
                    "directory, removed at the end: it holds private keys)")
+    p.add_argument("--ring-bits", type=int, default=None, metavar="L",
+                   help="ring width (e.g. 64 for the uncalibrated full ring); default: the narrowest ring the "
+                        "samples' activation bounds allow")
     p.set_defaults(func=run)
 
 
@@ -108,7 +111,10 @@ def _run(args, work: Path) -> int:
     fashion = image_inputs("fashion-mnist")
     secure = pi.compile(model, samples.inputs[:1], policy=policy, relu=args.relu, circa_k=args.circa_k,
                         circa_mode=args.circa_mode, calibration=samples.inputs,
+                        ring_bits="calibrated" if args.ring_bits is None else args.ring_bits,
                         normalization=(fashion["mean"], fashion["std"]), classes=fashion["classes"])
+    how = "calibrated on the samples" if args.ring_bits is None else "--ring-bits"
+    print(f"ring: Z_2^{secure.plan.ring_bits} ({how})")
     secure.plan.meta.update({"arch": meta["arch"]})
     bundle = secure.save(work / "model.npz")
     sport, dport = _free_port(), _free_port()
