@@ -110,8 +110,11 @@ def test_model_bench_rows(tmp_path, monkeypatch):
     assert all(v > 10 * 2**20 for v in row["peak_rss_bytes"].values())
     assert any("CrypTen baseline not run: crypten is not installed (test)" in n for n in doc["notes"])
     assert doc["comparisons"] == []
-    # Only the agreement target can be judged without CrypTen; 2 images are too few for it.
-    assert [(t["value"], t["ok"]) for t in doc["targets"]] == [(1.0, False)]
+    # Only the agreement target exists without CrypTen; 2 images are too few to judge it, so
+    # it is neither met nor missed (it printed "[MISSED] ... 100%" before).
+    assert [(t["value"], t["ok"]) for t in doc["targets"]] == [(1.0, None)]
+    text = bench_model.report_text(doc["rows"], [], doc["targets"], [])
+    assert "MISSED" not in text and "[not judged] argmax agreement 100% on ≥ 1000 test images (this run: 2)" in text
 
 
 def test_comparisons_and_targets():
