@@ -8,7 +8,22 @@
     pi.serve(secure, host, port, tls, dealer)     # a server (pi.load a bundle first)
     remote = pi.connect(server, dealer)           # a client: remote.run(x)
 """
-from pi.secure_model import CostReport, SecureModel, compile, load
-from pi.serving import Endpoint, connect, serve
+import importlib
 
+# Resolved on first use, so that `pi --help` and the commands that need no torch start fast.
+_EXPORTS = {"compile": "pi.secure_model", "load": "pi.secure_model", "SecureModel": "pi.secure_model",
+            "CostReport": "pi.secure_model", "serve": "pi.serving", "connect": "pi.serving",
+            "Endpoint": "pi.serving"}
 __all__ = ["compile", "load", "serve", "connect", "Endpoint", "SecureModel", "CostReport"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pi' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

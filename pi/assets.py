@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ASSETS_ENV = "PI_ASSETS_DIR"
 
@@ -28,7 +27,8 @@ class Samples:
     inputs: torch.Tensor    # normalized float32 (N, 1, 28, 28), what the model takes
 
 
-def load_default_model(path=None) -> tuple[torch.nn.Module, dict]:
+def load_default_model(path=None):
+    """(the embedded default model, its checkpoint metadata)."""
     from relu_budget.train import load_checkpoint
 
     return load_checkpoint(assets_dir(path) / "default_model.pt")
@@ -40,3 +40,21 @@ def load_samples(path=None) -> Samples:
     with np.load(assets_dir(path) / "samples.npz") as f:
         images, labels = f["images"], f["labels"]
     return Samples(images, labels.astype(np.int64), normalize_fashion(images))
+
+
+def save_sample_images(directory: str | os.PathLike, n: int = 4, path=None) -> list[Path]:
+    """The first n embedded test samples as 8-bit grayscale PNGs, `{i}-{label}.png`, to try
+    `pi infer` with (their labels in the names)."""
+    import matplotlib.image as mpimg
+
+    from relu_budget.data import FASHION_CLASSES
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    with np.load(assets_dir(path) / "samples.npz") as f:
+        images, labels = f["images"][:n], f["labels"][:n]
+    files = []
+    for i, (img, y) in enumerate(zip(images, labels)):
+        name = FASHION_CLASSES[int(y)].lower().replace("/", "-").replace(" ", "-")
+        files.append(out / f"{i}-{name}.png")
+        mpimg.imsave(files[-1], img, cmap="gray", vmin=0, vmax=255)
+    return files

@@ -1,34 +1,44 @@
 """The `pi` command: serving, inference, benchmarks and reports.
 
 Each subcommand lives in its own module and registers itself through `add_parser(sub)`;
-this file only assembles them, so adding a command never touches the others.
+this file only assembles them, so adding a command never touches the others. Modules import
+torch inside the commands that need it, so `pi --help`, `pi keys` and `pi dealer` start fast.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from pi import bench, commands, demo, report, soak
+from pi.errors import error_line, user_errors
+
+DEBUG_ENV = "PI_DEBUG"   # set to 1 to see the traceback behind a one-line error
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    from pi import bench, commands, demo, report, soak
     parser = argparse.ArgumentParser(prog="pi", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, commands, bench, report, soak):
+    # The benchmark targets import torch; they are loaded only when `pi bench` is asked for.
+    wants_bench = argv is None or "bench" in argv
+    for module in (demo, commands, report, soak):
         module.add_parser(sub)
+    bench.add_parser(sub, targets=None if wants_bench else [])
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from relu_budget.runs import RunError
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except RunError as exc:       # a bad run / policy directory given to pi demo or pi bench
-        print(f"pi: error: {exc}", file=sys.stderr)
+    except user_errors() as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"pi: error: {error_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -12,17 +12,24 @@ from pi.config import ConfigError, DeployConfig, add_common_flags, add_limit_fla
 
 def add_parser(sub) -> None:
     p = sub.add_parser("compile", help="compile a trained checkpoint into a server bundle")
-    p.add_argument("checkpoint", help="relu_budget checkpoint (.pt) or 'default' for the embedded model")
+    p.add_argument("checkpoint", help="relu_budget checkpoint (.pt) or 'default' for the embedded model "
+                   "(a model of your own: compile it with pi.compile in Python, see docs/byom.md)")
     p.add_argument("--out", required=True, help="bundle path (.npz)")
     p.add_argument("--policy", help="ReLU policy directory from relu-budget")
-    p.add_argument("--relu", default="exact", choices=["exact", "circa", "identity"])
-    p.add_argument("--circa-k", type=int)
+    p.add_argument("--relu", default="exact", choices=["exact", "circa", "poly", "identity"],
+                   help="one site kind everywhere (without --policy)")
+    p.add_argument("--circa-k", type=int, help="Circa: low bits dropped (default: frac_bits + 4)")
     p.add_argument("--circa-mode", default="poszero", choices=["poszero", "negpass"])
     p.add_argument("--frac-bits", type=int)
     p.add_argument("--calibration", help=".npy batch of representative inputs (normalized); 'samples' uses "
-                   "the embedded samples. Bounds activations (x64 margin) so gates use fewer bits")
+                   "the embedded samples. Bounds activations (x64 margin) so gates use fewer bits, and sets "
+                   "the input range clients are held to")
     p.add_argument("--output", default="logits", choices=["logits", "label"],
                    help="what the client learns: the logits, or only the predicted label")
+    p.add_argument("--normalize", metavar="MEAN,STD",
+                   help="input normalization of pixel intensities in [0, 1] (default: the checkpoint's dataset's); "
+                        "per channel: m1,m2,m3,s1,s2,s3")
+    p.add_argument("--classes", help="comma-separated class names (default: the checkpoint's dataset's)")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("keys", help="make a self-signed TLS certificate and key (server, dealer and every "
@@ -47,8 +54,13 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("infer", help="private inference of one input as a client")
-    p.add_argument("inputs", nargs="+", help=".npy arrays (already normalized) or PNG images")
+    p.add_argument("inputs", nargs="+", help=".npy arrays (already normalized) or PNG images (normalized with "
+                   "the bundle's input contract)")
     p.add_argument("--logits", action="store_true", help="print the logits, not only the label")
+    p.add_argument("--out-of-range", default="refuse", choices=["refuse", "clip"],
+                   help="inputs beyond 8x the calibrated range: refuse them (default) or clip them, with a warning")
+    p.add_argument("--resize", action="store_true",
+                   help="scale images to the model's input size (default: refuse another size)")
     p.add_argument("--timeout", type=float, help="seconds to wait for a silent server or dealer (default 60)")
     add_common_flags(p)
     p.set_defaults(func=cmd_infer)
@@ -58,42 +70,100 @@ def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: expected comma-separated numbers") from None
+
+
+def _load_checkpoint(path: str):
+    """(model, meta) of a relu_budget checkpoint; anything else gets the way to compile it."""
+    from relu_budget.train import CHECKPOINT_FORMAT, load_checkpoint
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {p} does not exist")
+    import torch
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:
+        blob = None
+    if not (isinstance(blob, dict) and blob.get("format") == CHECKPOINT_FORMAT):
+        what = "a plain state_dict (weights without the architecture)" if isinstance(blob, dict) else \
+            "not a relu_budget checkpoint"
+        raise ValueError(f"{p} is {what}. `pi compile` reads checkpoints written by relu_budget "
+                         "(train.save_checkpoint); for a model of your own, build the nn.Module, load the weights "
+                         "and run `pi.compile(model, example, calibration=..., normalization=..., classes=...)"
+                         ".save('model.npz')` in Python (docs/byom.md)")
+    return load_checkpoint(p)
+
+
 def cmd_compile(args) -> int:
     import torch
 
     import pi
     from pi.assets import load_default_model, load_samples
+    from relu_budget.data import image_inputs
     if args.checkpoint == "default":
         model, meta = load_default_model()
         example = load_samples().inputs[:1]
     else:
-        from relu_budget.train import load_checkpoint
-        model, meta = load_checkpoint(args.checkpoint)
-        example = torch.zeros(1, model.config.in_channels, 28, 28)
+        model, meta = _load_checkpoint(args.checkpoint)
+        cfg = model.config
+        side = getattr(cfg, "image_size", 28)
+        example = torch.zeros(1, cfg.in_channels, side, side)
     calibration = None
     if args.calibration == "samples":
         calibration = load_samples().inputs
     elif args.calibration:
-        calibration = torch.from_numpy(np.load(args.calibration, allow_pickle=False)).float()
-    sm = pi.compile(model, example, policy=args.policy, relu=args.relu, circa_k=args.circa_k,
+        try:
+            calibration = torch.from_numpy(np.load(args.calibration, allow_pickle=False)).float()
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--calibration {args.calibration}: not a readable .npy array ({exc})") from None
+        if tuple(calibration.shape[1:]) != tuple(example.shape[1:]):
+            raise ValueError(f"--calibration {args.calibration}: shape {tuple(calibration.shape)}; the model takes a "
+                             f"batch (N, {', '.join(map(str, example.shape[1:]))})")
+    known = image_inputs(meta.get("dataset")) or {}
+    normalization = (known["mean"], known["std"]) if known else None
+    if args.normalize:
+        v = _floats(args.normalize, "--normalize")
+        if len(v) % 2:
+            raise ValueError(f"--normalize {args.normalize!r}: give MEAN,STD (or the means then the stds per channel)")
+        normalization = (v[:len(v) // 2], v[len(v) // 2:])
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else known.get("classes")
+    policy = args.policy
+    if policy:
+        from relu_budget.policy import load_policy
+        policy = load_policy(policy)          # a PolicyError names what is wrong with the directory
+    sm = pi.compile(model, example, policy=policy, relu=args.relu, circa_k=args.circa_k,
                     circa_mode=args.circa_mode, frac_bits=args.frac_bits, output=args.output,
-                    calibration=calibration)
+                    calibration=calibration, normalization=normalization, classes=classes)
     sm.plan.meta.update({"dataset": meta.get("dataset"), "arch": meta.get("arch")})
     sm.save(args.out)
     print(sm.summary())
+    c = sm.input_contract
+    print(f"input contract: shape {c.shape}, "
+          + (f"normalization mean {list(c.mean)} std {list(c.std)}, " if c.mean else "no normalization (PNG refused), ")
+          + (f"{len(c.classes)} class names, " if c.classes else "no class names, ")
+          + (f"calibrated range [{c.range[0]:.4g}, {c.range[1]:.4g}]" if c.range else "no calibration (full ring)"))
     print(f"wrote {args.out}")
     return 0
 
 
 def cmd_keys(args) -> int:
     from protocols.transport.certs import write_self_signed
-    files = write_self_signed(args.out, args.name, overwrite=args.overwrite)
+    try:
+        files = write_self_signed(args.out, args.name, overwrite=args.overwrite)
+    except FileExistsError as exc:
+        raise FileExistsError(f"{str(exc).split(';')[0]}; pass --overwrite to replace it (peers that pinned the "
+                              "old fingerprint then need the new one)") from None
     print(f"certificate {files.cert}\nkey         {files.key}\nfingerprint {files.fingerprint}")
     return 0
 
 
 def _fail(exc: Exception) -> int:
-    print(f"error: {exc}", file=sys.stderr)
+    from pi.errors import error_line
+    print(f"pi: error: {error_line(exc)}", file=sys.stderr)
     return 2
 
 
@@ -147,45 +217,33 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def load_input(path: str, plan) -> np.ndarray:
-    p = Path(path)
-    if p.suffix == ".npy":
-        x = np.load(p, allow_pickle=False).astype(np.float64)
-    elif p.suffix.lower() == ".png":
-        import matplotlib.image as mpimg
-        img = mpimg.imread(p)
-        if img.ndim == 3:
-            img = img[..., :3].mean(-1)
-        pre = plan.meta.get("preprocess") or {}
-        x = ((img - pre.get("mean", 0.0)) / pre.get("std", 1.0))[None].astype(np.float64)
-    else:
-        raise ValueError(f"{path}: inputs must be .npy arrays or .png images")
-    if x.shape != tuple(plan.input_shape) and x.shape[1:] != tuple(plan.input_shape):
-        raise ValueError(f"{path}: shape {x.shape} does not fit the model's input {tuple(plan.input_shape)}")
-    return x
-
-
 def cmd_infer(args) -> int:
+    import warnings
+
+    from pi.inputs import InputRangeWarning, load_input
     from pi.serving import connect
-    from protocols.material import MaterialMismatch
-    from protocols.transport.errors import TransportError
-    try:
-        cfg = DeployConfig.load(args.config).apply_flags(args)
-        client = connect(cfg.peer("server"), cfg.peer("dealer"), timeout=cfg.client_timeout)
-    except (ConfigError, ValueError, TransportError) as exc:
-        return _fail(exc)
-    with client:
-        classes = client.plan.meta.get("classes")
+    cfg = DeployConfig.load(args.config).apply_flags(args)
+    server, dealer = cfg.peer("server"), cfg.peer("dealer")
+    for path in args.inputs:                   # before connecting: a missing file costs nothing
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"input {path} does not exist")
+    with connect(server, dealer, timeout=cfg.client_timeout) as client, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputRangeWarning)
+        contract = client.spec.input_contract
+        label_only = client.plan.output_op.label_only
         for path in args.inputs:
+            x = load_input(path, contract, resize=args.resize, out_of_range=args.out_of_range)
+            for w in caught:
+                print(f"pi: warning: {w.message}", file=sys.stderr)
+            caught.clear()
             try:
-                y = client.run(load_input(path, client.plan))
-            except (ValueError, RuntimeError, TransportError, MaterialMismatch) as exc:
+                y = client.run(x, out_of_range=args.out_of_range)
+            except RuntimeError as exc:          # the server refused the inference: its reason
                 return _fail(exc)
-            label_only = client.plan.output_op.label_only
-            label = int(y[0]) if label_only else int(y.argmax(1)[0])
-            name = f" ({classes[label]})" if classes else ""
-            print(f"{path}: label {label}{name}" + (f"  logits {np.round(y[0].numpy(), 3).tolist()}" if args.logits and not label_only else ""))
-            c = client.last_cost
-            print(f"  online {c.online_bytes / 1e3:.1f} KB in {c.online_seconds:.3f} s, {c.rounds} rounds; "
-                  f"offline {c.offline_bytes / 1e6:.1f} MB")
+            labels = y.numpy().astype(int).reshape(-1) if label_only else y.argmax(1).numpy()
+            for i, label in enumerate(labels):
+                name = f"{path}[{i}]" if len(labels) > 1 else path
+                logits = f"  logits {np.round(y[i].numpy(), 3).tolist()}" if args.logits and not label_only else ""
+                print(f"{name}: {contract.class_name(int(label))} (label {int(label)}){logits}")
+            print(f"  cost {client.last_cost.line()}")
     return 0

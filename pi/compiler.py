@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -40,9 +41,52 @@ class UnsupportedOp(ValueError):
     """The model uses an op the secure engine cannot run; the message names node and op."""
 
 
-def _unsupported(node: fx.Node, what: str) -> UnsupportedOp:
-    return UnsupportedOp(f"node {node.name!r}: {what} is not supported by the secure engine. Supported: "
+class TrainModeWarning(UserWarning):
+    """pi.compile got a model in training mode; it compiles the evaluation-mode network."""
+
+
+# Activations the engine has no gate for; they are replaced in the model, then fine-tuned.
+_ACTIVATION_HINT = ("replace it with nn.ReLU (or a relu_budget ReluSite) and fine-tune for a few epochs; "
+                    "relu-budget autorep can also learn degree-2 polynomial replacements")
+_REPLACEMENT_HINTS = {name: _ACTIVATION_HINT for name in (
+    "ReLU6", "GELU", "SiLU", "Hardswish", "Hardsigmoid", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "Mish",
+    "Sigmoid", "Tanh", "Softplus", "relu6", "gelu", "silu", "hardswish", "leaky_relu", "elu", "selu",
+    "sigmoid", "tanh", "softplus", "mish", "hardtanh", "Hardtanh")}
+_REPLACEMENT_HINTS.update({
+    "Softmax": "drop it: the client gets the logits (or the label with output='label'), whose argmax is the "
+               "softmax's; apply softmax on the client",
+    "softmax": "drop it and apply softmax to the logits on the client",
+    "log_softmax": "drop it and apply log_softmax to the logits on the client",
+    "LogSoftmax": "drop it and apply log_softmax to the logits on the client",
+    "BatchNorm1d": "use it after a Linear as an affine layer folded into the Linear by hand, or remove it",
+    "LayerNorm": "the engine has no secure normalization; use BatchNorm2d (folded into the convolution)",
+    "GroupNorm": "the engine has no secure normalization; use BatchNorm2d (folded into the convolution)",
+    "Upsample": "the engine has no upsampling; use a strided/transposed design with Conv2d only",
+})
+
+
+def _unsupported(node: fx.Node, what: str, hint: str | None = None) -> UnsupportedOp:
+    fix = f" Fix: {hint}." if hint else ""
+    return UnsupportedOp(f"node {node.name!r}: {what} is not supported by the secure engine.{fix} Supported: "
                          + "; ".join(SUPPORTED))
+
+
+def _unsupported_call(node: fx.Node, what: str, name: str) -> UnsupportedOp:
+    return _unsupported(node, what, _REPLACEMENT_HINTS.get(name))
+
+
+def _conv_problems(m: nn.Conv2d) -> list[str]:
+    """The settings of a Conv2d the engine cannot run, each with what to use instead."""
+    out = []
+    if m.groups != 1:
+        out.append(f"groups={m.groups} (grouped/depthwise convolution; use groups=1)")
+    if _pair(m.dilation) != (1, 1):
+        out.append(f"dilation={m.dilation} (use dilation=1)")
+    if m.padding_mode != "zeros":
+        out.append(f"padding_mode={m.padding_mode!r} (use 'zeros')")
+    if isinstance(m.padding, str):
+        out.append(f"padding={m.padding!r} (give the padding as numbers)")
+    return out
 
 
 class _Tracer(fx.Tracer):
@@ -76,7 +120,24 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
     gates' input bit widths and the ring. Without it the full ring is assumed.
     ring_bits: the ring Z_(2^l) the plan runs in: an int, or "calibrated" (the narrowest ring
     the calibrated bounds allow, Plan.required_ring_bits); default "calibrated" when
-    calibration is given, else fixed_point's (64)."""
+    calibration is given, else fixed_point's (64).
+    A model in training mode is compiled as in evaluation mode (with a TrainModeWarning) and
+    left in the mode it came in."""
+    was_training = model.training
+    if was_training:
+        warnings.warn(f"{type(model).__name__} is in training mode; compiling its evaluation-mode network "
+                      "(BatchNorm running statistics, no dropout). Call model.eval() before pi.compile.",
+                      TrainModeWarning, stacklevel=3)
+    try:
+        return _compile_plan(model.eval(), example_input, site_policy=site_policy, fixed_point=fixed_point,
+                             calibration=calibration, margin_bits=margin_bits, label_only=label_only,
+                             ring_bits=ring_bits)
+    finally:
+        model.train(was_training)
+
+
+def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration, margin_bits, label_only,
+                  ring_bits):
     fixed_point = fixed_point or FixedPoint()
     if ring_bits is None:
         ring_bits = "calibrated" if calibration is not None else fixed_point.ring_bits
@@ -85,13 +146,13 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
             raise PlanError("ring_bits='calibrated' needs calibration inputs")
         kw = {"site_policy": site_policy, "calibration": calibration, "margin_bits": margin_bits,
               "label_only": label_only}
-        plan, weights = compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=RING_BITS, **kw)
+        plan, weights = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=RING_BITS, **kw)
         need = plan.required_ring_bits()
         # Rebuilt at that width: it is at least every private linear output's scale + 12, so the
         # builder inserts no truncation the full ring did not need (no extra ops or rounds).
         # An explicit narrower ring_bits may fit too, with faithful truncations inserted.
         if need < RING_BITS:
-            plan, weights = compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=need, **kw)
+            plan, weights = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=need, **kw)
         plan.meta["ring"] = "calibrated"
         return plan, weights
     if not isinstance(ring_bits, int) or isinstance(ring_bits, bool):
@@ -100,7 +161,6 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
         fixed_point = replace(fixed_point, ring_bits=ring_bits)
     except ValueError as exc:
         raise PlanError(str(exc)) from None
-    model = model.eval()
     if not list(model.children()):
         model = nn.Sequential(model)   # a bare layer: trace it as a one-layer network
     x = example_input if example_input.dim() == 4 or example_input.dim() == 2 else example_input.unsqueeze(0)
@@ -185,9 +245,9 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
             shape = tuple(values[node.args[0].name].shape[1:]) if node.args and isinstance(node.args[0], fx.Node) else ()
             from relu_budget.models import ReluSite
             if isinstance(m, nn.Conv2d):
-                if m.groups != 1 or _pair(m.dilation) != (1, 1) or m.padding_mode != "zeros":
-                    raise _unsupported(node, f"Conv2d with groups={m.groups}, dilation={m.dilation}, "
-                                             f"padding_mode={m.padding_mode}")
+                problems = _conv_problems(m)
+                if problems:
+                    raise _unsupported(node, f"Conv2d {name} with {', '.join(problems)}")
                 nxt = list(node.users)
                 if len(nxt) == 1 and nxt[0].op == "call_module" and isinstance(modules[nxt[0].target], nn.BatchNorm2d):
                     w, bias = _fold_bn(m, modules[nxt[0].target])
@@ -214,15 +274,23 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
                     raise _unsupported(node, f"ReluSite {name} still has a training-time replacement")
                 env[node.name] = relu(node, name, shape)
             elif isinstance(m, nn.AvgPool2d):
-                if m.ceil_mode or not m.count_include_pad:
-                    raise _unsupported(node, "AvgPool2d with ceil_mode or count_include_pad=False")
+                bad = [f"{k}={v}" for k, v, ok in (("ceil_mode", m.ceil_mode, not m.ceil_mode),
+                                                    ("count_include_pad", m.count_include_pad, m.count_include_pad))
+                       if not ok]
+                if bad:
+                    raise _unsupported(node, f"AvgPool2d {name} with {', '.join(bad)}",
+                                       "use ceil_mode=False and count_include_pad=True")
                 env[node.name] = b.avgpool(arg(node.args[0]), _pair(m.kernel_size), _pair(m.stride or m.kernel_size),
                                            _pair(m.padding), name=name)
             elif isinstance(m, nn.AdaptiveAvgPool2d):
                 env[node.name] = _adaptive(b, node, arg(node.args[0]), shape, m.output_size, name)
             elif isinstance(m, nn.MaxPool2d):
-                if m.ceil_mode or _pair(m.dilation) != (1, 1) or _pair(m.padding) != (0, 0):
-                    raise _unsupported(node, "MaxPool2d with padding, dilation or ceil_mode")
+                bad = [f"{k}={v}" for k, v, ok in (("padding", m.padding, _pair(m.padding) == (0, 0)),
+                                                    ("dilation", m.dilation, _pair(m.dilation) == (1, 1)),
+                                                    ("ceil_mode", m.ceil_mode, not m.ceil_mode)) if not ok]
+                if bad:
+                    raise _unsupported(node, f"MaxPool2d {name} with {', '.join(bad)}",
+                                       "use padding=0, dilation=1, ceil_mode=False (pad with a Conv2d before)")
                 env[node.name] = b.maxpool(arg(node.args[0]), _pair(m.kernel_size), _pair(m.stride or m.kernel_size),
                                            name=name)
             elif isinstance(m, nn.Flatten):
@@ -230,7 +298,7 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
             elif isinstance(m, (nn.Dropout, nn.Identity)):
                 env[node.name] = arg(node.args[0])
             else:
-                raise _unsupported(node, f"module {type(m).__name__} ({name})")
+                raise _unsupported_call(node, f"module {type(m).__name__} ({name})", type(m).__name__)
         elif node.op == "call_function":
             fn = node.target
             if fn in (operator.add, torch.add, operator.iadd):
@@ -248,14 +316,15 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
             elif fn is F.dropout:
                 env[node.name] = arg(node.args[0])
             else:
-                raise _unsupported(node, f"function {getattr(fn, '__name__', fn)}")
+                fname = getattr(fn, "__name__", str(fn))
+                raise _unsupported_call(node, f"function {fname}", fname)
         elif node.op == "call_method":
             if node.target in ("view", "reshape", "flatten"):
                 env[node.name] = b.reshape(arg(node.args[0]), tuple(values[node.name].shape[1:]), name=node.name)
             elif node.target in ("contiguous",):
                 env[node.name] = arg(node.args[0])
             else:
-                raise _unsupported(node, f"method Tensor.{node.target}")
+                raise _unsupported_call(node, f"method Tensor.{node.target}", str(node.target))
         elif node.op == "get_attr":
             raise _unsupported(node, f"a constant tensor attribute ({node.target})")
     raise UnsupportedOp("the traced graph has no output node")

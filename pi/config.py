@@ -26,9 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from pi.serving import DEFAULT_CLIENT_TIMEOUT, FIRST_FRAME_TIMEOUT, Endpoint
 from protocols.dealer_service import dealer_tls
 from protocols.limits import Limits
 from protocols.transport.certs import TlsConfig
@@ -37,6 +34,9 @@ from protocols.transport.server import DEFAULT_MAX_CONNECTIONS
 
 DEFAULT_SERVER = ("127.0.0.1", 7410)
 DEFAULT_DEALER = ("127.0.0.1", 7411)
+# Defaults of pi.serving, here so that reading a configuration imports no torch.
+DEFAULT_CLIENT_TIMEOUT = 60.0      # seconds a client waits for a silent server
+FIRST_FRAME_TIMEOUT = 10.0         # seconds a connected client has to say HELLO
 
 
 class ConfigError(ValueError):
@@ -65,6 +65,7 @@ class DeployConfig:
     def load(cls, path: str | Path | None) -> "DeployConfig":
         if path is None:
             return cls()
+        import yaml
         path = Path(path)
         try:
             doc = yaml.safe_load(path.read_text()) or {}
@@ -78,10 +79,16 @@ class DeployConfig:
             raise ConfigError(f"{path}: unknown sections {sorted(unknown)}")
         base = path.parent
         cfg = cls()
+        for name in ("server", "dealer", "tls", "pins", "fixed_point", "dealer_peers", "limits", "timeouts"):
+            if not isinstance(doc.get(name) or {}, dict):
+                raise ConfigError(f"{path}: section {name}: must be a mapping (see pi/config.py for the format)")
         for role in ("server", "dealer"):
             sec = doc.get(role) or {}
             setattr(cfg, f"{role}_host", str(sec.get("host", getattr(cfg, f"{role}_host"))))
-            setattr(cfg, f"{role}_port", int(sec.get("port", getattr(cfg, f"{role}_port"))))
+            port = sec.get("port", getattr(cfg, f"{role}_port"))
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+                raise ConfigError(f"{path}: {role}.port must be a port number (0..65535), got {port!r}")
+            setattr(cfg, f"{role}_port", port)
         tls = doc.get("tls") or {}
         cfg.cert = base / tls["cert"] if "cert" in tls else None
         cfg.key = base / tls["key"] if "key" in tls else None
@@ -135,6 +142,9 @@ class DeployConfig:
         if self.cert is None or self.key is None:
             raise ConfigError(f"the {role} needs its certificate and key (--cert/--key or tls: in the config; "
                               "make them with `pi keys`)")
+        for what, p in (("certificate", self.cert), ("key", self.key)):
+            if not Path(p).is_file():
+                raise ConfigError(f"the {role}'s {what} {p} does not exist; make it with `pi keys --name {role}`")
         return TlsConfig(cert=self.cert, key=self.key)
 
     def dealer_tls(self) -> TlsConfig:
@@ -148,11 +158,18 @@ class DeployConfig:
                 raise ConfigError(f"certificate file {p} does not exist")
         return dealer_tls(own.cert, own.key, self.server_cert, self.client_certs)
 
-    def peer(self, role: str) -> Endpoint:
+    def peer(self, role: str):
+        """The Endpoint (pi.serving) of the server or the dealer, with its pinned fingerprint."""
+        from pi.serving import Endpoint
+        from protocols.transport.certs import normalize_fingerprint
         pin = self.pins.get(role)
         if not pin:
             raise ConfigError(f"no fingerprint pinned for the {role} (--{role}-fingerprint or pins.{role}: "
                               "in the config); `pi keys` prints it")
+        try:
+            pin = normalize_fingerprint(pin)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"--{role}-fingerprint: {exc}") from None
         if role == "dealer" and (self.cert is None or self.key is None):
             raise ConfigError("the dealer requires this party's certificate (mutual TLS): give --cert/--key "
                               "(make them with `pi keys`) and have the dealer list the certificate")

@@ -3,6 +3,8 @@ with the server, the dealer and the client as separate OS processes talking TLS 
 """
 from __future__ import annotations
 
+import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -10,14 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-from tqdm.auto import tqdm
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="three-process private inference of the embedded model on 32 samples")
-    p.add_argument("--relu", default="exact", choices=["exact", "circa", "identity"],
-                   help="one site kind everywhere")
+    p.add_argument("--relu", default="exact", choices=["exact", "circa", "poly", "identity"],
+                   help="one site kind everywhere (poly: DaPa polynomials fitted on the samples, no training)")
     p.add_argument("--policy", default=None, metavar="DIR",
                    help="a relu-budget run directory (its fine-tuned weights and policy; a resnet-small run) "
                         "or a policy directory for the embedded model; overrides --relu")
@@ -26,7 +25,11 @@ def add_parser(sub) -> None:
     p.add_argument("--batch", type=int, default=8, help="samples per private inference")
     p.add_argument("--samples", type=int, default=32)
     p.add_argument("--assets", default=None, help="directory with default_model.pt and samples.npz")
-    p.add_argument("--workdir", default=None, help="keep certificates, bundle and logs here")
+    p.add_argument("--workdir", default=None, help="keep certificates, bundle and logs here (default: a temporary "
+                   "directory, removed at the end: it holds private keys)")
+    p.add_argument("--ring-bits", type=int, default=None, metavar="L",
+                   help="ring width (e.g. 64 for the uncalibrated full ring); default: the narrowest ring the "
+                        "samples' activation bounds allow")
     p.set_defaults(func=run)
 
 
@@ -40,53 +43,80 @@ def _wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout: float
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"process exited with code {proc.returncode}; its log ({log}):\n{log.read_text()}")
+            lines = log.read_text().strip().splitlines() or ["(no output)"]
+            raise ChildProcessError(f"the {log.stem} process exited with code {proc.returncode}: {lines[-1]} "
+                                    "(pass --workdir DIR to keep its full log)")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s; see {log}")
+    raise ChildProcessError(f"the {log.stem} process does not listen on port {port} after {timeout:.0f} s "
+                            "(pass --workdir DIR to keep its log)")
+
+
+def _policy_accuracy(directory: str) -> str:
+    """What is known of a policy's accuracy: a relu-budget run's test accuracy, else nothing."""
+    metrics = Path(directory) / "metrics.json"
+    try:
+        m = json.loads(metrics.read_text())
+        return f"run test accuracy {100 * m['test']['accuracy']:.2f}% ({m['method']}, {m['relus']} kept sites)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a bare policy: its accuracy is not recorded (see the plaintext column below)"
 
 
 def run(args) -> int:
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="pi-demo-"))
+    try:
+        return _run(args, work)
+    finally:
+        if not args.workdir:       # private keys and logs of a throwaway deployment
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args, work: Path) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
     import pi
     from pi.assets import load_default_model, load_samples
     from pi.serving import Endpoint, connect
     from protocols.transport.certs import TlsConfig, write_self_signed
-    from relu_budget.data import FASHION_CLASSES
+    from relu_budget.data import FASHION_CLASSES, image_inputs
 
     model, meta = load_default_model(args.assets)
     samples = load_samples(args.assets)
     policy, what = None, f"ReLU: {args.relu}"
+    header = (f"{meta['arch']} on Fashion-MNIST (plaintext test accuracy {100 * meta['test_accuracy']:.2f}%, "
+              f"{meta['relu_sites']} ReLU sites)")
     if args.policy:
         from relu_budget.runs import load_run_or_policy
         policy, run_model = load_run_or_policy(args.policy)
         model = run_model if run_model is not None else model
         kept = {k: v for k, v in policy.counts().items() if v}
         what = f"policy {args.policy} (sites: {', '.join(f'{v} {k}' for k, v in kept.items())})"
+        header = f"{meta['arch']} on Fashion-MNIST with policy {args.policy}: {_policy_accuracy(args.policy)}"
     n = min(args.samples, len(samples.labels))
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="pi-demo-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"Private inference demo: {meta['arch']} on Fashion-MNIST (plaintext test accuracy "
-          f"{100 * meta['test_accuracy']:.2f}%, {meta['relu_sites']} ReLU sites), {n} test images")
+    print(f"Private inference demo: {header}, {n} test images")
     print(f"{what}; server, dealer and client are separate processes over TLS 1.3 on localhost; "
-          f"work dir {work}\n")
+          f"work dir {work}" + ("" if args.workdir else " (removed at the end)") + "\n")
 
     # Certificates (self-signed, pinned by fingerprint) and the server's compiled bundle.
     server_cert = write_self_signed(work / "certs", "server", overwrite=True)
     dealer_cert = write_self_signed(work / "certs", "dealer", overwrite=True)
     client_cert = write_self_signed(work / "certs", "client", overwrite=True)
-    fp = pi.compile(model, samples.inputs[:1], relu="exact").fixed_point
-    circa_k = args.circa_k if args.circa_k is not None else fp.frac_bits + 4
     # Calibration on the samples bounds every activation (times a 64x margin), so the
     # comparison gates work on ~35 instead of 64 bits: about half the key material.
-    secure = pi.compile(model, samples.inputs[:1], policy=policy, relu=args.relu,
-                        circa_k=circa_k if args.relu == "circa" else None, circa_mode=args.circa_mode,
-                        calibration=samples.inputs)
-    secure.plan.meta.update({"classes": list(FASHION_CLASSES), "arch": meta["arch"]})
+    fashion = image_inputs("fashion-mnist")
+    secure = pi.compile(model, samples.inputs[:1], policy=policy, relu=args.relu, circa_k=args.circa_k,
+                        circa_mode=args.circa_mode, calibration=samples.inputs,
+                        ring_bits="calibrated" if args.ring_bits is None else args.ring_bits,
+                        normalization=(fashion["mean"], fashion["std"]), classes=fashion["classes"])
+    how = "calibrated on the samples" if args.ring_bits is None else "--ring-bits"
+    print(f"ring: Z_2^{secure.plan.ring_bits} ({how})")
+    secure.plan.meta.update({"arch": meta["arch"]})
     bundle = secure.save(work / "model.npz")
-
     sport, dport = _free_port(), _free_port()
     py = [sys.executable, "-m", "pi"]
     logs = {name: work / f"{name}.log" for name in ("dealer", "server")}
@@ -141,13 +171,16 @@ def run(args) -> int:
     correct = int((secure_pred == labels).sum())
     print(f"\nprivate = plaintext on {agree}/{n}; correct {correct}/{n}")
 
-    tot = lambda k: sum(getattr(c, k) for c in costs)
-    print(f"\nCost per inference of {args.batch} images (client's view: bytes both ways; rounds = round trips)")
-    print(f"{'inference':>9} {'online MB':>10} {'offline MB':>11} {'rounds':>7} {'online s':>9} {'offline s':>10}")
+    tot = lambda k: sum(getattr(c, k) for c in costs)  # noqa: E731
+    print("\nCost per inference (both parties: bytes in both directions; offline includes the dealer's "
+          "material for both; rounds = round trips)")
+    print(f"{'inference':>9} {'batch':>6} {'online MB':>10} {'offline MB':>11} {'rounds':>7} {'online s':>9} "
+          f"{'offline s':>10}")
     for i, c in enumerate(costs):
-        print(f"{i:>9} {c.online_bytes / 1e6:>10.3f} {c.offline_bytes / 1e6:>11.2f} {c.rounds:>7} "
+        print(f"{i:>9} {c.batch:>6} {c.online_bytes / 1e6:>10.3f} {c.offline_bytes / 1e6:>11.2f} {c.rounds:>7} "
               f"{c.online_seconds:>9.3f} {c.offline_seconds:>10.2f}")
-    print(f"{'total':>9} {tot('online_bytes') / 1e6:>10.3f} {tot('offline_bytes') / 1e6:>11.2f} "
+    print(f"{'total':>9} {n:>6} {tot('online_bytes') / 1e6:>10.3f} {tot('offline_bytes') / 1e6:>11.2f} "
           f"{'':>7} {tot('online_seconds'):>9.3f} {tot('offline_seconds'):>10.2f}")
-    print(f"\nlogs: {logs['server']}, {logs['dealer']}")
+    if args.workdir:
+        print(f"\nlogs: {logs['server']}, {logs['dealer']}")
     return 0 if agree == n or args.relu != "exact" or policy is not None else 1

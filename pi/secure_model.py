@@ -12,14 +12,22 @@ import numpy as np
 import torch
 
 from pi.compiler import RELU_CHOICES, SitePolicy, compile_plan
+from pi.inputs import InputContract
 from protocols import engine
 from protocols.fixed_point import DEFAULT_FRAC_BITS, FixedPoint
 from protocols.material import plan_digest
-from protocols.plan import (CIRCA, CIRCA_MODES, RELU, Activation, Conv2d, Linear,
+from protocols.plan import (CIRCA_MODES, RELU, Activation, Conv2d, Linear,
                             MaxPool, Plan, ServerWeights)
 from protocols.providers import get_provider
 
 BUNDLE_FORMAT = 1
+
+
+def default_circa_k(fp: FixedPoint) -> int:
+    """Circa's dropped low bits when none are given: frac_bits + 4, i.e. values below 16 in
+    magnitude (at one ulp of the truncated ring) may get a wrong sign; `pi bench` measures
+    the accuracy this keeps."""
+    return fp.frac_bits + 4
 
 
 def _global_policy(relu: str, circa_k, circa_mode: str):
@@ -28,8 +36,6 @@ def _global_policy(relu: str, circa_k, circa_mode: str):
     if circa_mode not in CIRCA_MODES:
         raise ValueError(f"circa_mode must be one of {', '.join(CIRCA_MODES)}, got {circa_mode!r}")
     code = RELU_CHOICES[relu]
-    if code == CIRCA and circa_k is None:
-        raise ValueError("relu='circa' needs circa_k (the number of low bits the sign test drops)")
 
     def policy(name, shape):
         if code == RELU:
@@ -41,7 +47,8 @@ def _global_policy(relu: str, circa_k, circa_mode: str):
 def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None, relu: str = "exact",
             circa_k: int | None = None, circa_mode: str = "poszero", provider: str = "dealer",
             frac_bits: int | None = None, calibration: torch.Tensor | None = None,
-            output: str = "logits", ring_bits: int | str | None = None) -> "SecureModel":
+            output: str = "logits", ring_bits: int | str | None = None, normalization: tuple | None = None,
+            classes: list[str] | None = None) -> "SecureModel":
     """Compiles a torch model for private inference.
 
     policy: a ReLU policy (path or object from relu-budget) saying per site what to compute;
@@ -50,12 +57,17 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
     distribution seen on `calibration` (or the example): DaPa, as AutoReP initializes it. A
     network not trained for it loses accuracy; `relu-budget optimize --method autorep` trains
     the polynomials and writes a policy.
-    calibration: representative inputs; bounds on every layer's magnitudes (with a 64x
-    margin) let the comparison gates work on fewer bits and the shares live in a narrower
-    ring. Inputs beyond them are not supported.
+    circa_k: Circa's dropped low bits (default frac_bits + 4, see default_circa_k).
+    calibration: representative inputs; bounds on the activations' magnitudes (with a 64x
+    margin) let the comparison gates work on fewer bits. Their range becomes the input
+    contract's: run() refuses inputs beyond 8x it (or clips them, with a warning). The bounds
+    also let the shares live in a narrower ring.
     ring_bits: the ring Z_(2^l): an int in 2..64, or "calibrated"; default "calibrated" when
     calibration is given, else 64.
     output: "logits", or "label" (the client learns only the argmax, via secure comparisons).
+    normalization: (mean, std) per channel (or one number each) that maps pixel intensities in
+    [0, 1] to the model's input; classes: one name per output. Both travel in the bundle's
+    input contract (pi.inputs) so that `pi infer image.png` can prepare images and name the class.
     """
     if output not in ("logits", "label"):
         raise ValueError(f"output must be 'logits' or 'label', got {output!r}")
@@ -64,15 +76,38 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
         from relu_budget.policy import load_policy  # the artifact written by relu-budget
         site_policy = load_policy(policy).site_policy
     else:
-        site_policy = _global_policy(relu, circa_k, circa_mode)
+        site_policy = _global_policy(relu, default_circa_k(fp) if circa_k is None else circa_k, circa_mode)
     get_provider(provider)  # validate early
+    example_input = torch.as_tensor(example_input)
     plan, weights = compile_plan(model, example_input, site_policy=site_policy, fixed_point=fp,
                                  calibration=calibration, label_only=output == "label", ring_bits=ring_bits)
+    mean, std = (None, None) if normalization is None else normalization
+    as_tuple = lambda v: None if v is None else tuple(float(a) for a in np.atleast_1d(np.asarray(v, float)))
+    cal = None if calibration is None else torch.as_tensor(calibration).detach().double()
+    contract = InputContract(tuple(plan.input_shape), str(example_input.dtype).removeprefix("torch."),
+                             as_tuple(mean), as_tuple(std), None if classes is None else tuple(map(str, classes)),
+                             None if cal is None else (float(cal.min()), float(cal.max())))
+    n_out = plan.tensor(plan.output_op.inputs[0]).size
+    if contract.classes is not None and len(contract.classes) != n_out:
+        raise ValueError(f"classes has {len(contract.classes)} names; the model has {n_out} outputs")
+    plan.meta["input"] = contract.to_dict()
     return SecureModel(plan, weights, provider=provider)
 
 
 @dataclass
 class CostReport:
+    """The cost of one inference of a batch, counted the same way everywhere (secure.run,
+    pi.connect / pi infer, pi demo, pi bench model):
+
+    online_bytes   all online traffic between client and server, both directions (frames with
+                   their 16-byte headers, as the meter counts them; TLS records not included)
+    offline_bytes  all offline traffic between them, both directions, plus the preprocessing
+                   material the dealer sends to both parties (its serialized size, as sent)
+    rounds         online rounds: flights each party opens (a send after having received),
+                   the maximum over the two parties; with strict request/response, round trips
+    batch          the number of inputs in this inference: the figures are for all of them
+    seconds        wall time of the client's phases (offline includes the dealer's work)
+    """
     online_bytes: int
     offline_bytes: int
     rounds: int
@@ -80,14 +115,35 @@ class CostReport:
     offline_seconds: float
     per_layer: list[dict]
     material_bytes: dict
+    batch: int = 1
+
+    @classmethod
+    def of_parties(cls, client, server, material_bytes: dict, batch: int, online_seconds: float,
+                   offline_seconds: float) -> "CostReport":
+        """Merges the two parties' meter reports (protocols.cost.CostReport): sent bytes add up
+        to the traffic in both directions, rounds take the maximum over the parties."""
+        merged = client.merge(server)
+        return cls(online_bytes=merged.online_bytes,
+                   offline_bytes=merged.offline_bytes + sum(material_bytes.values()),
+                   rounds=merged.rounds, online_seconds=online_seconds, offline_seconds=offline_seconds,
+                   per_layer=[r.to_dict() for r in merged.per_layer], material_bytes=dict(material_bytes),
+                   batch=batch)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
+    def line(self) -> str:
+        """One line: the figures pi infer and pi demo print."""
+        return (f"batch {self.batch}: online {self.online_bytes / 1e3:.1f} KB, {self.rounds} rounds, "
+                f"{self.online_seconds:.3f} s; offline {self.offline_bytes / 1e6:.2f} MB "
+                f"(both directions, dealer material for both parties), {self.offline_seconds:.2f} s")
+
     def table(self) -> str:
         def mb(b):
             return f"{b / 1e6:.2f} MB"
-        lines = [f"{'phase':<8} {'bytes':>12} {'seconds':>9}",
+        lines = [(f"one inference of a batch of {self.batch}; bytes in both directions, offline "
+                  "including the dealer's material for both parties"),
+                 f"{'phase':<8} {'bytes':>12} {'seconds':>9}",
                  f"{'offline':<8} {mb(self.offline_bytes):>12} {self.offline_seconds:>9.3f}",
                  f"{'online':<8} {mb(self.online_bytes):>12} {self.online_seconds:>9.3f}",
                  f"online rounds: {self.rounds}"]
@@ -106,24 +162,36 @@ class SecureModel:
     def fixed_point(self) -> FixedPoint:
         return self.plan.fixed_point
 
-    def run(self, x: torch.Tensor | np.ndarray, timeout: float = 600.0) -> torch.Tensor:
+    @property
+    def input_contract(self) -> InputContract:
+        """Shape, dtype, normalization, class names and calibrated range of the input."""
+        return InputContract.of_plan(self.plan)
+
+    def run(self, x: torch.Tensor | np.ndarray, timeout: float = 600.0, out_of_range: str = "refuse") -> torch.Tensor:
         """The full protocol in one process: dealer, server and client (two threads) over an
-        in-process channel that counts bytes and rounds like the TLS one. Returns the output."""
+        in-process channel that counts bytes and rounds like the TLS one. Returns the output.
+
+        x: one input or a batch, checked against the input contract (shape, dtype); values
+        beyond 8x the calibrated range (pi.inputs: what calibration's margin covers) are refused,
+        or clipped with an InputRangeWarning with out_of_range="clip"."""
         if self.weights is None:
             raise RuntimeError("this SecureModel holds no weights (a client-side spec): use pi.connect")
         from protocols.cost import CostMeter
+        from protocols.material import Material
         from protocols.transport.channel import InProcessChannel
 
-        x = torch.as_tensor(x).detach().double().numpy()
-        if x.shape == tuple(self.plan.input_shape):
-            x = x[None]
+        x = self.input_contract.check(x, out_of_range)
         batch = x.shape[0]
         engine.check_input(self.plan, x, batch)   # before any party starts
         provider = get_provider(self.provider)
         t0 = time.perf_counter()
-        client_mat, server_mat = provider.preprocess(self.plan, batch)
+        # Each half goes through its wire format, as the dealer service sends it: the bytes
+        # counted are the bytes a deployment moves.
+        payloads = dict(zip(("client", "server"), (m.to_bytes() for m in provider.preprocess(self.plan, batch))))
+        client_mat, server_mat = (Material.from_bytes(payloads[p]) for p in ("client", "server"))
         deal_s = time.perf_counter() - t0
-        material_bytes = {"client": client_mat.nbytes, "server": server_mat.nbytes}
+        material_bytes = {p: len(b) for p, b in payloads.items()}
+        del payloads
         meter_s, meter_c = CostMeter("server"), CostMeter("client")
         chan_s, chan_c = InProcessChannel.pair(meter_s, meter_c)
         result: dict = {}
@@ -155,76 +223,68 @@ class SecureModel:
         th.join(timeout)
         if errors:
             raise errors[0]
-        rep_s, rep_c = meter_s.report(), meter_c.report()
-        merged = rep_s.merge(rep_c)
-        self.last_cost = CostReport(
-            online_bytes=merged.online_bytes,
-            offline_bytes=merged.offline_bytes + sum(material_bytes.values()),
-            rounds=merged.rounds,
+        self.last_cost = CostReport.of_parties(
+            meter_c.report(), meter_s.report(), material_bytes, batch,
             online_seconds=max(result["client_t"]["online_s"], result.get("server_t", {}).get("online_s", 0)),
-            offline_seconds=deal_s + max(result["client_t"]["offline_s"], result.get("server_t", {}).get("offline_s", 0)),
-            per_layer=[r.to_dict() for r in merged.per_layer], material_bytes=material_bytes)
+            offline_seconds=deal_s + max(result["client_t"]["offline_s"],
+                                         result.get("server_t", {}).get("offline_s", 0)))
         return torch.from_numpy(y)
 
     # -- introspection --------------------------------------------------------------------
-    def summary(self) -> str:
-        rows = self.layer_rows()
+    def summary(self, batch: int = 1) -> str:
+        """Per layer: ReLU sites by kind, MACs and the predicted online bytes and rounds of one
+        inference of `batch` inputs, counted as CostReport counts them (run() measures the same)."""
+        rows = self.layer_rows(batch)
         head = f"{'layer':<24} {'op':<11} {'relu':>7} {'circa':>7} {'poly':>6} {'ident':>7} {'MMACs':>8} " \
                f"{'online KB':>10} {'rounds':>6}"
         lines = [head, "-" * len(head)]
         for r in rows:
             lines.append(f"{r['layer']:<24} {r['op']:<11} {r['relu']:>7} {r['circa']:>7} {r['poly']:>6} "
                          f"{r['identity']:>7} {r['macs'] / 1e6:>8.3f} {r['online_bytes'] / 1e3:>10.1f} {r['rounds']:>6}")
-        tot = {k: sum(r[k] for r in rows) for k in ("relu", "circa", "poly", "identity", "macs", "online_bytes", "rounds")}
+        tot = {k: sum(r[k] for r in rows) for k in ("relu", "circa", "poly", "identity", "macs", "online_bytes")}
         lines.append("-" * len(head))
         lines.append(f"{'total':<24} {'':<11} {tot['relu']:>7} {tot['circa']:>7} {tot['poly']:>6} {tot['identity']:>7} "
-                     f"{tot['macs'] / 1e6:>8.3f} {tot['online_bytes'] / 1e3:>10.1f} {tot['rounds']:>6}")
+                     f"{tot['macs'] / 1e6:>8.3f} {tot['online_bytes'] / 1e3:>10.1f} {self.predicted_rounds(batch):>6}")
+        lines.append(f"predicted for one inference of a batch of {batch}: online bytes in both directions; "
+                     "total rounds = the most any party opens (the input's and the output's flights form one "
+                     "round trip, so they are less than the column's sum)")
         how = " (narrowest ring for the calibrated bounds)" if self.plan.meta.get("ring") == "calibrated" else ""
-        lines.append(f"fixed point: {self.fixed_point.frac_bits} fractional bits in Z_2^{self.plan.ring_bits}{how}; "
-                     "predicted per example")
+        lines.append(f"fixed point: {self.fixed_point.frac_bits} fractional bits in Z_2^{self.plan.ring_bits}{how}")
         lines.append(f"local-truncation failure probability per example ≤ {self.truncation_failure_bound():.2e} "
                      "(gates and Truncate ops are faithful; identity sites truncate locally)")
         return "\n".join(lines)
+
+    def predicted_rounds(self, batch: int = 1) -> int:
+        """Online rounds of one inference, as the cost meter counts them (max over parties)."""
+        rows = self.layer_rows(batch)
+        return max(sum(r["client_rounds"] for r in rows), sum(r["server_rounds"] for r in rows))
 
     def truncation_failure_bound(self) -> float:
         """Upper bound on the probability that some local truncation of one example fails
         (Plan.truncation_failure_bound: |v|/2^l per truncated value)."""
         return self.plan.truncation_failure_bound()
 
-    def layer_rows(self) -> list[dict]:
-        """Per op: site counts by kind, MACs and predicted online bytes/rounds (per example)."""
-        from protocols import gates
+    def layer_rows(self, batch: int = 1) -> list[dict]:
+        """Per op: site counts by kind (per example), MACs (per example), and the predicted online
+        bytes (both directions, frames as metered) and rounds (the most either party opens) of
+        one inference of `batch` inputs. Local ops without sites are left out."""
         rows = []
-        eb = self.plan.ring.elem_bytes           # bytes per ring element on the wire
-        for op in self.plan.ops:
-            t_out = self.plan.tensor(op.output) if op.output >= 0 else None
+        for layer, nbytes, c_rounds, s_rounds in _predicted_rows(self.plan, batch):
+            op = layer.op
             row = {"layer": op.name, "op": op.kind, "relu": 0, "circa": 0, "poly": 0, "identity": 0, "macs": 0,
-                   "online_bytes": 0, "rounds": 0}
+                   "online_bytes": nbytes, "rounds": max(c_rounds, s_rounds),
+                   "client_rounds": c_rounds, "server_rounds": s_rounds}
             if isinstance(op, Activation):
-                counts = op.site_counts(self.plan.tensor(op.inputs[0]).size)
-                row.update(counts)
-                gate_sites = counts["relu"] + counts["circa"] + counts["poly"]
-                row["online_bytes"] = int(2 * eb * gate_sites + counts["circa"] * gates.extra_online_bytes("circa"))
-                row["rounds"] = 1 + (1 if counts["circa"] else 0) if gate_sites else 0
+                row.update(op.site_counts(self.plan.tensor(op.inputs[0]).size))
             elif isinstance(op, MaxPool):
-                n = t_out.size
-                levels = int(np.ceil(np.log2(op.kernel[0] * op.kernel[1])))
-                row["relu"] = n * (op.kernel[0] * op.kernel[1] - 1)
-                row["online_bytes"] = 2 * eb * row["relu"]
-                row["rounds"] = levels
+                k = op.kernel[0] * op.kernel[1]
+                row["relu"] = self.plan.tensor(op.output).size * (k - 1)
             elif isinstance(op, Conv2d):
                 oc, ic, kh, kw = op.weight_shape
-                row["macs"] = t_out.size * ic * kh * kw
+                row["macs"] = self.plan.tensor(op.output).size * ic * kh * kw
             elif isinstance(op, Linear):
                 row["macs"] = int(np.prod(op.weight_shape))
-            elif op.kind == "Output" and op.label_only:
-                c = self.plan.tensor(op.inputs[0]).size
-                row["relu"] = 0
-                row["online_bytes"], row["rounds"] = 2 * eb * (c * (c - 1) // 2 + c) + eb, 3
-            elif op.kind in ("Input", "Output"):
-                t = self.plan.tensor(op.output if op.kind == "Input" else op.inputs[0])
-                row["online_bytes"], row["rounds"] = eb * t.size, 1
-            if op.kind in ("Activation", "MaxPool", "Conv2d", "Linear", "Input", "Output"):
+            if op.kind in ("Activation", "MaxPool", "Conv2d", "Linear", "Input", "Output") or nbytes:
                 rows.append(row)
         return rows
 
@@ -282,3 +342,83 @@ def load(path: str | Path) -> SecureModel:
     model.weights = w
     model.recorded_digests = recorded     # None for bundles written before digests existed
     return model
+
+
+# -- predicted online traffic, frame by frame, as the engine's layers send it ---------------------
+
+def _frame_bytes(shape: tuple[int, ...], itemsize: int = 1) -> int:
+    """A frame carrying one array of this shape (frame header, array header, data)."""
+    from protocols.transport.frame import ARRAY_HEADER, HEADER_SIZE
+    return HEADER_SIZE + ARRAY_HEADER.size + 8 * len(shape) + itemsize * int(np.prod(shape))
+
+
+def _ring_frame(ring, shape: tuple[int, ...]) -> int:
+    """A frame of ring elements as protocols.layers.ring_send packs them."""
+    n = int(np.prod(shape))
+    return _frame_bytes(tuple(shape), 8) if ring.full else _frame_bytes(ring.wire_shape(n))
+
+
+def _stage_actions(stage) -> tuple[list, list]:
+    """A GateStage (protocols.layers): the server opens x̂ (the whole ring element, or for a
+    polynomial group its narrow opening, in one flight), Circa gates exchange their packed sign
+    bits (both send, then both receive), the client returns y0."""
+    if not stage.n:
+        return [], []
+    server = [("send", _ring_frame(stage.ring, (stage.n_full,)))] if stage.n_full else []
+    server += [("send", _ring_frame(ring, (stage._count(gi),))) for gi, ring in stage.narrow.items()]
+    client = [RECV]
+    for gi, (spec, *_) in enumerate(stage.specs):
+        if spec.kind == "circa":
+            bits = ("send", _frame_bytes(((stage._count(gi) + 7) // 8,), 1))
+            client += [bits, RECV]
+            server += [bits, RECV]
+    return client + [("send", _ring_frame(stage.ring, (stage.n,)))], server + [RECV]
+
+
+RECV = ("recv", 0)
+
+
+def _online_actions(layer) -> tuple[list, list]:
+    """(client's, server's) online sends and receives of one layer, in order."""
+    from protocols import layers as L
+    ring = layer.plan.ring
+    if isinstance(layer, L.InputLayer):
+        return [("send", _ring_frame(ring, L.shape_of(layer.plan, layer.op.output, layer.batch)))], [RECV]
+    if isinstance(layer, L.LabelOutputLayer):
+        (c1, s1), (c2, s2) = _stage_actions(layer.pairs), _stage_actions(layer.winner)
+        return c1 + c2 + [RECV], s1 + s2 + [("send", _ring_frame(ring, (layer.batch,)))]
+    if isinstance(layer, L.OutputLayer):
+        return [RECV], [("send", _ring_frame(ring, L.shape_of(layer.plan, layer.op.inputs[0], layer.batch)))]
+    if isinstance(layer, L.TruncateLayer):
+        return _stage_actions(layer.stage)
+    if isinstance(layer, L.ActivationLayer):
+        return _stage_actions(layer.stage)
+    if isinstance(layer, L.MaxPoolLayer):
+        c, s = [], []
+        for _, stage in layer.levels:
+            cs, ss = _stage_actions(stage)
+            c, s = c + cs, s + ss
+        return c, s
+    return [], []
+
+
+def _predicted_rows(plan: Plan, batch: int) -> list[tuple]:
+    """Per layer: (layer, online bytes sent by both, rounds the client opens, rounds the server
+    opens), with the cost meter's rule: a send opens a round when the party received something
+    since its previous send; each party's first online send opens one."""
+    from protocols import layers as secure_layers
+    out = []
+    received = {"client": True, "server": True}
+    for layer in secure_layers.build_layers(plan, batch):
+        nbytes, opened = 0, {"client": 0, "server": 0}
+        for party, actions in zip(("client", "server"), _online_actions(layer)):
+            for kind, b in actions:
+                if kind == "recv":
+                    received[party] = True
+                    continue
+                nbytes += b
+                if received[party]:
+                    opened[party] += 1
+                    received[party] = False
+        out.append((layer, nbytes, opened["client"], opened["server"]))
+    return out

@@ -2,13 +2,15 @@
 as a third process (protocols.dealer_service). Everything crosses TLS with pinned certificates;
 the dealer additionally requires each party's certificate (mutual TLS).
 
-Session protocol between client and server (after the TLS handshake), version 2:
-  client HELLO {"version": 2}                → server SPEC {"session": id, "spec": public spec,
+Session protocol between client and server (after the TLS handshake), version 3:
+  client HELLO {"version": 3}                → server SPEC {"session": id, "spec": public spec,
                                                             "max_batch": limit}
   per inference: client DATA {"batch": B}    → server ACK (or ERROR: batch over the limit, busy)
                  both fetch their half of the material from the dealer for session "<id>-<n>",
                  `confirm_bundle` (one round: both hold halves of one bundle), then the
-                 engine's offline and online phases
+                 engine's offline and online phases; the server ends with DATA
+                 {"material_bytes": n, "report": its cost report of the engine's phases}, so
+                 that the client reports the cost of both parties (pi.secure_model.CostReport)
   client BYE ends the session. Any error goes back as an ERROR frame; the server keeps serving.
 
 Resources: the server refuses to start on a bundle that does not fit its plan
@@ -28,9 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pi.config import DEFAULT_CLIENT_TIMEOUT, FIRST_FRAME_TIMEOUT
 from pi.secure_model import CostReport, SecureModel, bundle_digests
 from protocols import engine
 from protocols.cost import CostMeter
+from protocols.cost import CostReport as MeterReport
 from protocols.dealer_service import fetch_material
 from protocols.fixed_point import MAX_VALUE_BITS
 from protocols.limits import LimitError, Limits, MaterialEstimator, MemoryBudget
@@ -44,9 +48,7 @@ from protocols.transport.frame import MessageType
 from protocols.transport.server import DEFAULT_MAX_CONNECTIONS, ConnectionServer
 
 log = logging.getLogger("pi.server")
-SESSION_VERSION = 2
-DEFAULT_CLIENT_TIMEOUT = 60.0      # seconds a client waits for a silent server
-FIRST_FRAME_TIMEOUT = 10.0         # seconds a connected client has to say HELLO
+SESSION_VERSION = 3
 IDLE_TIMEOUT = 3600.0              # seconds a session may sit between inferences
 
 
@@ -131,6 +133,11 @@ def public_disclosure(plan) -> list[str]:
         lines.append(f"polynomial coefficients of {len(poly)} layers, per channel (fitted ones give each channel's "
                      "calibration mean and std exactly, trained ones the trained values); use a policy without "
                      "polynomial sites to keep them private")
+    contract = plan.meta.get("input") or {}
+    if contract.get("range") or contract.get("mean") or contract.get("classes"):
+        lines.append("input contract (pi.inputs): " + ", ".join(k for k, v in (
+            ("the calibration inputs' min and max", contract.get("range")), ("the normalization", contract.get("mean")),
+            ("the class names", contract.get("classes"))) if v))
     lines.append("output: " + ("the predicted label only" if plan.output_op.label_only else
                                "all logits (compile with --output label to reveal only the label)"))
     return lines
@@ -217,13 +224,16 @@ class InferenceServer:
         # The received frame and the arrays parsed from it live at once: twice the half.
         with self.budget.reserve(2 * server_bytes, f"inference {inference}"):
             chan.send(MessageType.ACK)
-            material, _ = fetch_material(self.dealer.host, self.dealer.port, self.dealer.tls, "server", inference,
-                                         self.model.plan, batch, timeout=self.dealer_timeout,
-                                         max_frame_size=max(server_bytes, 1 << 16))
+            material, nbytes = fetch_material(self.dealer.host, self.dealer.port, self.dealer.tls, "server",
+                                              inference, self.model.plan, batch, timeout=self.dealer_timeout,
+                                              max_frame_size=max(server_bytes, 1 << 16))
             run = engine.ServerRun(self.model.plan, self.model.weights, material, batch)
             confirm_bundle(chan, material)
+            chan.meter.reset()          # the inference's cost: the engine's phases, as secure.run counts
             run.offline(chan)
             run.online(chan)
+            chan.send(MessageType.DATA, json.dumps({"material_bytes": nbytes,
+                                                    "report": chan.meter.report().to_dict()}).encode())
 
 
 class RemoteModel:
@@ -265,13 +275,10 @@ class RemoteModel:
                                  f"{self.timeout:g} s (it may be stopped or overloaded); try again later or raise "
                                  f"the client's timeout ({exc})") from None
 
-    def run(self, x, progress=None) -> torch.Tensor:
-        """One private inference on a batch (or a single input). Returns the decoded output."""
-        x = torch.as_tensor(x).detach().double().numpy()
-        if x.shape == self.input_shape:
-            x = x[None]
-        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
-            raise ValueError(f"input has shape {x.shape}; the model takes {self.input_shape} (or a batch of them)")
+    def run(self, x, progress=None, out_of_range: str = "refuse") -> torch.Tensor:
+        """One private inference on a batch (or a single input). Returns the decoded output.
+        The input is checked against the model's input contract first (SecureModel.run)."""
+        x = self.spec.input_contract.check(x, out_of_range)
         engine.check_input(self.plan, x, x.shape[0])     # before anything is sent or spent
         if self.max_batch is not None and x.shape[0] > self.max_batch:
             raise ValueError(f"batch of {x.shape[0]} inputs exceeds the server's limit of {self.max_batch}; "
@@ -305,20 +312,21 @@ class RemoteModel:
         fetch_s = time.perf_counter() - t0
         run = engine.ClientRun(self.plan, material, batch)
         try:
-            with self.meter.scope(layer="session", op="setup", phase="offline"):
-                confirm_bundle(self.chan, material)
+            confirm_bundle(self.chan, material)
+            self.meter.reset()          # the inference's cost: the engine's phases, as on the server
             run.offline(self.chan)
             y = run.online(self.chan, x)
+            mine = self.meter.report()
+            theirs = _json(self.chan.recv(MessageType.DATA), "server cost report")
         except RemoteError as exc:
             raise RuntimeError(f"the server refused the inference: {exc}") from exc
-        rep = self.meter.report()
-        # The client's meter sees both directions: bytes sent plus bytes received.
-        self.last_cost = CostReport(online_bytes=rep.online_bytes + rep.online_bytes_received,
-                                    offline_bytes=rep.offline_bytes + rep.offline_bytes_received + nbytes,
-                                    rounds=rep.rounds, online_seconds=run.timings["online_s"],
-                                    offline_seconds=fetch_s + run.timings["offline_s"],
-                                    per_layer=[r.to_dict() for r in rep.per_layer],
-                                    material_bytes={"client": nbytes})
+        try:
+            server = MeterReport.from_dict(theirs["report"])
+            halves = {"client": nbytes, "server": int(theirs["material_bytes"])}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SessionError(f"the server's cost report is malformed: {exc}") from None
+        self.last_cost = CostReport.of_parties(mine, server, halves, batch, online_seconds=run.timings["online_s"],
+                                               offline_seconds=fetch_s + run.timings["offline_s"])
         return torch.from_numpy(np.asarray(y))
 
     def close(self) -> None:

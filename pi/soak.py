@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pi.bench.results import machine, write_results
 
@@ -52,6 +51,8 @@ def _load() -> list[float]:
 
 
 def run(args) -> int:
+    import torch     # here, not at the top: `pi --help` imports this module
+
     import pi
     from pi.assets import load_default_model, load_samples
     from pi.compiler import plaintext_twin

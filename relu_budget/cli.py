@@ -35,6 +35,10 @@ from relu_budget.runs import (
     x_value,
 )
 
+# relu_budget.models.ARCHITECTURES' names, here so that parsing imports no torch (a test keeps
+# the two in sync).
+ARCH_NAMES = ("resnet18", "resnet18-full", "resnet-small", "smallcnn")
+
 
 class CliError(Exception):
     """A user error: printed without a traceback, exit status 2."""
@@ -190,6 +194,19 @@ def train_teacher(model, splits, args, out: Path):
     return out_t
 
 
+def teacher_mismatch(path, teacher, arch: str, model) -> str:
+    """One line: how the --teacher checkpoint differs from what --arch builds, and the fix."""
+    if type(teacher) is not type(model):
+        return (f"--teacher {path} is a {type(teacher).__name__}, but --arch {arch} builds a "
+                f"{type(model).__name__}; pass the --arch the teacher was trained as")
+    theirs, ours = dataclasses.asdict(teacher.config), dataclasses.asdict(model.config)
+    diff = {k: v for k, v in theirs.items() if ours.get(k) != v}
+    fix = " ".join(f"--model-set {k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                   for k, v in diff.items())
+    shown = ", ".join(f"{k}={theirs[k]} (--arch {arch} builds {ours.get(k)})" for k in diff)
+    return f"--teacher {path} was built with {shown}; add {fix} to match it"
+
+
 def run_optimize(args) -> dict:
     from relu_budget.optimizers import METHODS, get_method
     from relu_budget.optimizers.common import resolve_budget
@@ -223,8 +240,7 @@ def run_optimize(args) -> dict:
     if args.teacher:
         teacher, _meta = load_checkpoint(args.teacher)
         if type(teacher) is not type(model) or teacher.config != model.config:
-            raise CliError(f"--teacher {args.teacher} is a {type(teacher).__name__} {teacher.config}, but --arch "
-                           f"{args.arch} builds {model.config}; they must match")
+            raise CliError(teacher_mismatch(args.teacher, teacher, args.arch, model))
         model.load_state_dict(teacher.state_dict())
         teacher_info = {"path": str(args.teacher)}
     else:
@@ -454,7 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     o = sub.add_parser("optimize", help="linearize a network to a budget and write its policy")
     o.add_argument("--method", required=True, help="deepreduce, snl, autorep, deepreshape or circa")
-    o.add_argument("--arch", default="resnet18")
+    o.add_argument("--arch", default="resnet18", choices=ARCH_NAMES,
+                   help=f"architecture: {', '.join(ARCH_NAMES)} (default resnet18; relu_budget/models.py)")
     o.add_argument("--dataset", default="fashion-mnist",
                    help="fashion-mnist, digits or synthetic; NAME-imbalanced: classes 5-9 at 10%% of their training data")
     o.add_argument("--data-dir", default=None)

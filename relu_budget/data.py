@@ -31,6 +31,18 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 # Per-channel statistics of the Fashion-MNIST training images (pixel values in [0, 1]).
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
+# How a dataset's images become model inputs, (intensity in [0, 1] − mean) / std, and its class
+# names: what a compiled bundle carries so that a client can send its own images.
+IMAGE_INPUTS = {
+    "fashion-mnist": {"mean": [FASHION_MEAN], "std": [FASHION_STD], "classes": list(FASHION_CLASSES)},
+    "digits": {"mean": [0.5], "std": [0.5], "classes": [str(i) for i in range(10)]},
+}
+
+
+def image_inputs(dataset: str | None) -> dict | None:
+    """{"mean", "std", "classes"} of a dataset's inputs (None: not an image dataset we know)."""
+    name = (dataset or "").removesuffix("-imbalanced")
+    return IMAGE_INPUTS.get(name)
 DATASETS = ("fashion-mnist", "digits", "synthetic")
 
 

@@ -11,11 +11,12 @@ import importlib
 TARGETS = ["gemm", "native", "relu", "model", "gc", "he"]
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, targets: list[str] | None = None) -> None:
+    """targets: the target modules to load (default all; `pi --help` loads none, they import torch)."""
     parser = sub.add_parser("bench", help="benchmarks (results as a table and optional JSON)")
-    targets = parser.add_subparsers(dest="target", required=True, metavar="TARGET")
-    for name in TARGETS:
+    subs = parser.add_subparsers(dest="target", required=True, metavar="TARGET")
+    for name in TARGETS if targets is None else targets:
         module = importlib.import_module(f"pi.bench.{name}")
-        p = targets.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        p = subs.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.configure(p)
         p.set_defaults(func=module.run)

@@ -34,9 +34,11 @@ def _dealer_process(cert: str, key: str, server_cert: str, client_cert: str, thr
     pi_native.set_num_threads(threads)
     torch.set_num_threads(threads)
     extra = {} if max_frame_size is None else {"max_frame_size": max_frame_size}
-    # A benchmark runs one inference at a time: its only bound is the frame size.
-    limits = Limits(max_batch=1 << 16, max_material_bytes=max_frame_size or (1 << 30),
-                    memory_budget_bytes=3 * (max_frame_size or (1 << 30)), budget_wait_s=600)
+    # A benchmark runs one inference at a time: its only bound is the frame size (per half, so
+    # the two halves of one inference may hold twice that).
+    frame = max_frame_size or (1 << 30)
+    limits = Limits(max_batch=1 << 16, max_material_bytes=2 * frame, memory_budget_bytes=3 * frame,
+                    budget_wait_s=600)
     service = DealerService(Listener("127.0.0.1", 0, dealer_tls(cert, key, server_cert, client_cert), **extra),
                             [fingerprint(server_cert)], limits=limits)
     conn.send(service.listener.port)

@@ -100,7 +100,8 @@ def _predicted_material(kind: str, n: int, circa_k: int | None) -> int:
     elif kind == "circa":
         per = pi_native.key_bytes_per_element("circa", k=circa_k, mode="poszero", shift=12)
     elif kind == "poly":
-        per = pi_native.key_bytes_per_element("trunc", shift=12) + 32
+        from protocols import gates
+        per = gates.key_bytes(gates.GateSpec("poly", shift=12))
     else:
         per = 0
     return n * (per + 24) + (1 << 20)
@@ -228,7 +229,7 @@ def run(args) -> int:
              f"1-minute load average at start: {load['load_1min_at_start']:.2f} (machine shared)",
              "pi: ReLU input at 24 fractional bits with the truncation to 12 fused into the gate; "
              "inputs N(0, 1); Circa in PosZero mode; polynomial p(x) = 0.1995 + 0.5x + 0.1995x² "
-             "(faithful truncation gate, then a degree-2 key stage)",
+             "(the poly gate: the faithful truncation fused into the degree-2 evaluation, one opening)",
              "pi online µs: the server's time inside the activation layer; offline µs and bytes: "
              "difference to the identity probe (dealer generation + key transfer + c+r0 message)",
              "err frac: fraction of outputs off by more than 2^-11 from the plaintext function"]

@@ -52,6 +52,12 @@ def test_profiles_estimate():
     assert math.isclose(row["wan_online_s"], 0.5 + 2 * 40e-3) and row["lan_offline_s"] is None
 
 
+def test_ring_bits_option():
+    assert bench_model.ring_bits_arg("calibrated") == "calibrated" and bench_model.ring_bits_arg("64") == 64
+    with pytest.raises(argparse.ArgumentTypeError, match="'calibrated' or an integer"):
+        bench_model.ring_bits_arg("wide")
+
+
 def test_per_workload_option():
     assert bench_model._per_workload("7", ["default", "resnet18"]) == {"default": 7, "resnet18": 7}
     assert bench_model._per_workload("default=5", ["default", "resnet18"]) == {"default": 5, "resnet18": 0}
@@ -98,10 +104,17 @@ def test_model_bench_rows(tmp_path, monkeypatch):
     assert row["agreement"] == 1.0 and row["eval_images"] == 2 and row["max_abs_err"] < 0.1
     assert row["offline_bytes"] > row["material_bytes"] > row["online_bytes"] > 0
     assert row["rounds"] >= 2 and row["repeats"] == 1
+    # The calibrated ring by default, recorded per row; peak memory of every process.
+    assert row["ring_bits"] < 64 and any("ring width calibrated" in n for n in doc["notes"])
+    assert set(row["peak_rss_bytes"]) == {"client", "server", "dealer"}
+    assert all(v > 10 * 2**20 for v in row["peak_rss_bytes"].values())
     assert any("CrypTen baseline not run: crypten is not installed (test)" in n for n in doc["notes"])
     assert doc["comparisons"] == []
-    # Only the agreement target can be judged without CrypTen; 2 images are too few for it.
-    assert [(t["value"], t["ok"]) for t in doc["targets"]] == [(1.0, False)]
+    # Only the agreement target exists without CrypTen; 2 images are too few to judge it, so
+    # it is neither met nor missed (it printed "[MISSED] ... 100%" before).
+    assert [(t["value"], t["ok"]) for t in doc["targets"]] == [(1.0, None)]
+    text = bench_model.report_text(doc["rows"], [], doc["targets"], [])
+    assert "MISSED" not in text and "[not judged] argmax agreement 100% on ≥ 1000 test images (this run: 2)" in text
 
 
 def test_comparisons_and_targets():

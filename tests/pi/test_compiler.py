@@ -40,12 +40,14 @@ def test_unsupported_ops_name_node_op_and_supported_list(model, match):
     assert "Supported:" in str(err.value) and "nn.Conv2d" in str(err.value)
 
 
-def test_bad_relu_choice_and_missing_circa_k():
-    m = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+def test_bad_relu_choice_and_default_circa_k():
+    m = nn.Sequential(nn.Linear(4, 4), nn.ReLU()).eval()
     with pytest.raises(ValueError, match="relu must be one of"):
         pi.compile(m, torch.zeros(1, 4), relu="gelu")
-    with pytest.raises(ValueError, match="circa_k"):
-        pi.compile(m, torch.zeros(1, 4), relu="circa")
+    # circa_k defaults as on the CLI: frac_bits + 4
+    sm = pi.compile(m, torch.zeros(1, 4), relu="circa")
+    act = next(op for op in sm.plan.ops if op.kind == "Activation")
+    assert act.circa_k == sm.fixed_point.frac_bits + 4
     with pytest.raises(ValueError, match="unknown provider"):
         pi.compile(m, torch.zeros(1, 4), provider="he")
 

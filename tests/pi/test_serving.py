@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import pi
-from pi.serving import Endpoint, InferenceServer, connect
+from pi.serving import SESSION_VERSION, Endpoint, InferenceServer, connect
 from protocols.dealer_service import DealerService, dealer_tls, fetch_material
 from protocols.limits import Limits
 from protocols.material import confirm_bundle
@@ -137,7 +137,7 @@ def test_wrong_input_shape_and_dtype_are_refused(deployment):
             client.run(torch.zeros(2, 1, 5, 5))        # checked before anything is sent
     # A client that lies on the wire: asks for batch 1, sends a float array as its input.
     with tls_connect(ep.host, ep.port, ep.tls) as chan:
-        chan.send(MessageType.HELLO, json.dumps({"version": 2}).encode())
+        chan.send(MessageType.HELLO, json.dumps({"version": SESSION_VERSION}).encode())
         spec = json.loads(chan.recv(MessageType.SPEC))
         chan.send(MessageType.DATA, json.dumps({"batch": 1}).encode())
         chan.recv(MessageType.ACK)
@@ -160,7 +160,7 @@ def test_wrong_input_shape_and_dtype_are_refused(deployment):
 def test_bad_batch_request_is_refused(deployment):
     ep = deployment["server_ep"]
     with tls_connect(ep.host, ep.port, ep.tls) as chan:
-        chan.send(MessageType.HELLO, json.dumps({"version": 2}).encode())
+        chan.send(MessageType.HELLO, json.dumps({"version": SESSION_VERSION}).encode())
         chan.recv(MessageType.SPEC)
         chan.send(MessageType.DATA, json.dumps({"batch": 10_000}).encode())
         with pytest.raises(RemoteError, match="batch"):
@@ -171,7 +171,7 @@ def test_client_disconnecting_mid_inference_does_not_hurt_others(deployment):
     ep = deployment["server_ep"]
     errors_before = deployment["server"].stats["errors"]
     chan = tls_connect(ep.host, ep.port, ep.tls)
-    chan.send(MessageType.HELLO, json.dumps({"version": 2}).encode())
+    chan.send(MessageType.HELLO, json.dumps({"version": SESSION_VERSION}).encode())
     chan.recv(MessageType.SPEC)
     chan.send(MessageType.DATA, json.dumps({"batch": 1}).encode())
     chan._close_transport()                             # vanish without BYE

@@ -197,7 +197,7 @@ def test_row8_pi_serve_refuses_a_broken_bundle_at_start_up(dep, fault, tmp_path)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     assert time.monotonic() - t0 <= BOUND_S + 10      # interpreter start-up (torch) included
     lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("pi: error: "), proc.stderr
     assert name[2:] in lines[0] and ("no weight" if fault == "missing" else "shape") in lines[0]
 
 

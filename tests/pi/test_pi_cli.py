@@ -1,0 +1,250 @@
+"""The `pi` command as a user runs it: the installed entry point in subprocesses (keys, compile,
+dealer, serve, infer, demo). Bad input gets one line on stderr, exit status 2, no traceback."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BIN = Path(sys.executable).parent
+PI = [str(BIN / "pi")] if (BIN / "pi").is_file() else [sys.executable, "-m", "pi"]
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+ENV.pop("PI_DEBUG", None)
+
+
+def pi(*args, cwd, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run(PI + [str(a) for a in args], cwd=cwd, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def one_line_error(res: subprocess.CompletedProcess, *needles: str) -> str:
+    """The result is a clean user error: status 2, a single `pi: error:` line, no traceback."""
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert "Traceback" not in res.stderr and len(lines) == 1, res.stderr
+    assert lines[0].startswith("pi: error: "), lines[0]
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def main_error(capsys, *args, needles=()) -> str:
+    """The same check on pi.cli.main in this process (the entry point's code, without paying
+    a process start-up per bad input; every command also has a subprocess case)."""
+    from pi.cli import main
+    capsys.readouterr()
+    assert main([str(a) for a in args]) == 2
+    err = capsys.readouterr().err
+    return one_line_error(subprocess.CompletedProcess(args, 2, "", err), *needles)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else proc.returncode
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def fingerprint(out: str) -> str:
+    return next(line.split()[-1] for line in out.splitlines() if line.startswith("fingerprint"))
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    """keys, compile, dealer and serve, all through the `pi` command."""
+    from pi.assets import load_samples, save_sample_images
+    d = tmp_path_factory.mktemp("pi-cli")
+    fps = {}
+    for name in ("server", "dealer", "client"):
+        res = pi("keys", "--name", name, cwd=d)
+        assert res.returncode == 0, res.stderr
+        fps[name] = fingerprint(res.stdout)
+    res = pi("compile", "default", "--calibration", "samples", "--out", "model.npz", cwd=d)
+    assert res.returncode == 0, res.stderr
+    assert "calibrated range" in res.stdout and "10 class names" in res.stdout
+    samples = load_samples()
+    for i, f in enumerate(save_sample_images(d, 3)):     # the README's way to get test images
+        f.rename(d / f"img{i}.png")
+    np.save(d / "x.npy", samples.inputs[:2].numpy())
+    sport, dport = free_port(), free_port()
+    procs = [subprocess.Popen(PI + ["dealer", "--cert", "certs/dealer.crt", "--key", "certs/dealer.key",
+                                    "--server-cert", "certs/server.crt", "--client-cert", "certs/client.crt",
+                                    "--dealer-port", str(dport)], cwd=d, env=ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs.append(subprocess.Popen(PI + ["serve", "--model", "model.npz", "--cert", "certs/server.crt",
+                                        "--key", "certs/server.key", "--dealer-fingerprint", fps["dealer"],
+                                        "--server-port", str(sport), "--dealer-port", str(dport)],
+                                  cwd=d, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        wait_port(dport, procs[0])
+        wait_port(sport, procs[1])
+        flags = ["--server-port", sport, "--dealer-port", dport, "--server-fingerprint", fps["server"],
+                 "--dealer-fingerprint", fps["dealer"], "--cert", "certs/client.crt", "--key", "certs/client.key"]
+        yield {"dir": d, "flags": flags, "fps": fps, "labels": samples.labels, "ports": (sport, dport)}
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+
+
+def test_help_and_keys_import_no_torch(tmp_path):
+    """Start-up: `pi --help`, `pi keys` and `pi dealer`'s parsing load no torch (it alone takes
+    about a second to import)."""
+    code = ("import sys, contextlib, io, pi.cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+            "    try:\n"
+            "        pi.cli.main({argv!r})\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print('torch' in sys.modules)")
+    for argv in (["--help"], ["keys", "--name", "x"], ["dealer"]):
+        res = subprocess.run([sys.executable, "-c", code.format(argv=argv)], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=60)
+        assert res.stdout.strip() == "False", (argv, res.stdout, res.stderr)
+    assert (tmp_path / "certs" / "x.crt").is_file()
+    res = pi("--help", cwd=tmp_path)
+    assert res.returncode == 0 and "compile" in res.stdout and "bench" in res.stdout
+    res = pi("bench", "--help", cwd=tmp_path)
+    assert res.returncode == 0 and "model" in res.stdout
+
+
+def test_infer_png_applies_normalization_and_names_the_class(deployment):
+    d, flags = deployment["dir"], deployment["flags"]
+    res = pi("infer", "img0.png", "img1.png", "img2.png", *flags, cwd=d)
+    assert res.returncode == 0, res.stderr
+    from relu_budget.data import FASHION_CLASSES
+    lines = [ln for ln in res.stdout.splitlines() if not ln.startswith("  ")]
+    want = [f"img{i}.png: {FASHION_CLASSES[y]} (label {y})" for i, y in enumerate(deployment["labels"][:3])]
+    assert lines == want, res.stdout
+    assert "warning" not in res.stderr     # images within the input limits are not clipped
+
+
+def test_infer_reports_the_cost_of_both_parties_like_the_api(deployment):
+    """pi infer counts what secure.run counts: both directions, both parties' material."""
+    import pi as pi_api
+    from pi.assets import load_samples
+    d, flags = deployment["dir"], deployment["flags"]
+    res = pi("infer", "x.npy", *flags, cwd=d)
+    assert res.returncode == 0, res.stderr
+    cost_line = next(ln for ln in res.stdout.splitlines() if ln.strip().startswith("cost"))
+    local = pi_api.load(d / "model.npz")
+    local.run(load_samples().inputs[:2])
+    c = local.last_cost
+    assert f"batch 2: online {c.online_bytes / 1e3:.1f} KB, {c.rounds} rounds" in cost_line, (cost_line, c)
+    assert f"offline {c.offline_bytes / 1e6:.2f} MB" in cost_line, (cost_line, c)
+
+
+def test_infer_bad_inputs_are_one_line(deployment, capsys, monkeypatch):
+    import matplotlib.image as mpimg
+    d = deployment["dir"]
+    monkeypatch.chdir(d)
+    np.save(d / "wrong.npy", np.zeros((1, 1, 32, 32)))
+    np.save(d / "big.npy", 1000 * np.load(d / "x.npy"))
+    (d / "notes.txt").write_text("hello")
+    mpimg.imsave(d / "big.png", np.random.default_rng(0).random((40, 40)), cmap="gray")
+    # A wrong shape ended in "PeerDisconnected ... (BYE)" before: the real entry point, in a process.
+    one_line_error(pi("infer", "wrong.npy", *deployment["flags"], cwd=d), "wrong.npy", "shape (1, 1, 32, 32)",
+                   "(1, 28, 28)")
+    for args, needles in [(["missing.png"], ["missing.png does not exist"]),
+                          (["notes.txt"], ["notes.txt", ".npy arrays", "PNG"]),
+                          (["big.png"], ["40x40", "28x28", "--resize"]),
+                          (["big.npy"], ["calibrated range", "--out-of-range clip"])]:
+        main_error(capsys, "infer", *args, *deployment["flags"], needles=needles)
+
+
+def test_infer_clips_out_of_range_inputs_with_a_warning(deployment):
+    d = deployment["dir"]
+    np.save(d / "big.npy", 1000 * np.load(d / "x.npy"))
+    res = pi("infer", "big.npy", "--out-of-range", "clip", *deployment["flags"], cwd=d)
+    assert res.returncode == 0, res.stderr
+    warn = [ln for ln in res.stderr.splitlines() if ln.startswith("pi: warning:")]
+    assert len(warn) == 1 and "8x the calibrated range" in warn[0] and "clipped" in warn[0], res.stderr
+
+
+def test_infer_pin_and_connection_errors_are_one_line(deployment, capsys, monkeypatch):
+    d, fps = deployment["dir"], deployment["fps"]
+    monkeypatch.chdir(d)
+    sport, dport = deployment["ports"]
+    base = ["x.npy", "--server-port", sport, "--dealer-port", dport, "--cert", "certs/client.crt",
+            "--key", "certs/client.key"]
+    # The server's pin given the dealer's fingerprint (a 22-line traceback before).
+    one_line_error(pi("infer", *base, "--server-fingerprint", fps["dealer"], "--dealer-fingerprint", fps["dealer"],
+                      cwd=d), "fingerprint mismatch", "pi keys")
+    main_error(capsys, "infer", *base, "--server-fingerprint", "sha256:abc", "--dealer-fingerprint", fps["dealer"],
+               needles=["malformed fingerprint"])
+    main_error(capsys, "infer", *base, "--server-fingerprint", fps["server"],
+               needles=["no fingerprint pinned", "--dealer-fingerprint"])
+    main_error(capsys, "infer", *base[:1], "--server-port", free_port(), "--dealer-port", dport, *base[5:],
+               "--server-fingerprint", fps["server"], "--dealer-fingerprint", fps["dealer"],
+               needles=["is the peer running?"])
+    # The server is still serving after all of that.
+    from pi.cli import main
+    assert main(["infer", "x.npy", *map(str, deployment["flags"])]) == 0
+
+
+def test_keys_serve_dealer_bad_input_is_one_line(deployment, capsys, monkeypatch):
+    d, fps = deployment["dir"], deployment["fps"]
+    monkeypatch.chdir(d)
+    one_line_error(pi("keys", "--name", "server", cwd=d), "already exists", "--overwrite")
+    one_line_error(pi("serve", "--model", "missing.npz", "--cert", "certs/server.crt", "--key", "certs/server.key",
+                      "--dealer-fingerprint", fps["dealer"], cwd=d), "missing.npz")
+    main_error(capsys, "serve", "--model", "model.npz", "--cert", "certs/nope.crt", "--key", "certs/server.key",
+               "--dealer-fingerprint", fps["dealer"], needles=["certs/nope.crt", "pi keys"])
+    main_error(capsys, "serve", "--model", "model.npz", "--cert", "certs/server.crt", "--key", "certs/server.key",
+               "--dealer-fingerprint", fps["dealer"], "--server-port", deployment["ports"][0],
+               needles=["Address already in use"])
+    (d / "bad.yaml").write_text("server: {port: seven}\n")
+    one_line_error(pi("dealer", "--config", "bad.yaml", cwd=d), "server.port", "port number")
+    main_error(capsys, "dealer", needles=["certificate and key", "pi keys"])
+
+
+def test_compile_bad_input_is_one_line(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from pi.assets import load_default_model
+    monkeypatch.chdir(tmp_path)
+    model, _ = load_default_model()
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    # A plain state_dict: "unsupported checkpoint format None" before; now how to compile one's own.
+    one_line_error(pi("compile", "weights.pt", "--out", "m.npz", cwd=tmp_path), "plain state_dict",
+                   "pi.compile(model", "docs/byom.md")
+    main_error(capsys, "compile", "missing.pt", "--out", "m.npz", needles=["missing.pt does not exist"])
+    main_error(capsys, "compile", "default", "--policy", tmp_path, "--out", "m.npz", needles=["no policy at"])
+    np.save(tmp_path / "cal.npy", np.zeros((4, 3, 28, 28), np.float32))
+    main_error(capsys, "compile", "default", "--calibration", "cal.npy", "--out", "m.npz",
+               needles=["shape (4, 3, 28, 28)"])
+    main_error(capsys, "compile", "default", "--normalize", "0.5", "--out", "m.npz", needles=["MEAN,STD"])
+
+
+def test_demo_policy_header_poly_and_no_leftover_keys(tmp_path):
+    """pi demo with a policy shows the policy's accuracy, --relu poly runs, and the temporary
+    work directory (private keys) is gone afterwards."""
+    snl = Path(__file__).resolve().parents[2] / "demos" / "assets" / "snl-10"
+    res = pi("demo", "--policy", snl, "--samples", "2", "--batch", "2", cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    head = res.stdout.splitlines()[0]
+    assert "run test accuracy" in head and "91.99" not in head, head
+    work = Path(next(w for w in res.stdout.split() if "pi-demo-" in w).rstrip(";"))
+    assert not work.exists(), work
+    from pi.cli import build_parser
+    assert build_parser(["demo"]).parse_args(["demo", "--relu", "poly"]).relu == "poly"
+    from pi.cli import main
+    assert main(["demo", "--policy", str(tmp_path)]) == 2
