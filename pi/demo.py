@@ -55,6 +55,17 @@ def _wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout: float
                             "(pass --workdir DIR to keep its log)")
 
 
+def stop_processes(procs) -> None:
+    """Terminate the demo's child processes, killing any that do not exit within 10 s."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def _policy_accuracy(directory: str) -> str:
     """What is known of a policy's accuracy: a relu-budget run's test accuracy, else nothing."""
     metrics = Path(directory) / "metrics.json"
@@ -148,13 +159,7 @@ def _run(args, work: Path) -> int:
                 bar.update(len(xb))
                 bar.set_postfix(offline=f"{costs[-1].offline_seconds:.1f}s", online=f"{costs[-1].online_seconds:.2f}s")
     finally:
-        for p in procs.values():
-            p.terminate()
-        for p in procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs.values())
 
     logits = torch.cat(outs)
     from pi.compiler import plaintext_twin   # the plaintext network the secure one computes

@@ -56,7 +56,7 @@ def run(args) -> int:
     import pi
     from pi.assets import load_default_model, load_samples
     from pi.compiler import plaintext_twin
-    from pi.demo import _free_port, _wait_listening
+    from pi.demo import _free_port, _wait_listening, stop_processes
     from pi.serving import Endpoint, connect
     from protocols.transport.certs import TlsConfig, write_self_signed
 
@@ -94,13 +94,7 @@ def run(args) -> int:
                                                         peer_fingerprint=certs["dealer"].fingerprint))
         result = _soak(args, server, dealer, samples.inputs, reference, procs, connect)
     finally:
-        for p in procs.values():
-            p.terminate()
-        for p in procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs.values())
     result.update({"clients": args.clients, "seconds": args.seconds, "batch": args.batch,
                    "tolerance": args.tolerance})
     if args.workdir:
