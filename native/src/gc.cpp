@@ -61,6 +61,16 @@ void tccr_hash(const Block* x, const Block* t, Block* out, size_t n) {
   gc_aes().mmo(out, n);  // π(y) ⊕ y with y = σ(x) ⊕ t
 }
 
+// Input wires of instances i0 .. i0 + lanes into the lane-interleaved wire array L (wire-major,
+// kLanes per wire): the garbler loads zero labels, the evaluator the active ones.
+static void load_inputs(const Circuit& c, Block* L, const Block* eval_in, const Block* garb_in,
+                        size_t i0, size_t lanes) {
+  for (size_t w = 0; w < lanes; ++w) {
+    for (uint32_t e = 0; e < c.n_eval; ++e) L[e * kLanes + w] = eval_in[(i0 + w) * c.n_eval + e];
+    for (uint32_t g = 0; g < c.n_garb; ++g) L[(c.n_eval + g) * kLanes + w] = garb_in[(i0 + w) * c.n_garb + g];
+  }
+}
+
 void garble(const Circuit& c, size_t count, Block delta, const Block* eval_zero, const Block* garb_zero,
             const uint8_t* priv, uint64_t and_base, uint8_t* body) {
   if (!lsb(delta)) throw std::invalid_argument("garble: delta must have its lsb set (point-and-permute)");
@@ -71,10 +81,7 @@ void garble(const Circuit& c, size_t count, Block delta, const Block* eval_zero,
     Block x[4 * kLanes], t[4 * kLanes], h[4 * kLanes];
     for (size_t i0 = begin; i0 < end; i0 += kLanes) {
       const size_t lanes = std::min(kLanes, end - i0);
-      for (size_t w = 0; w < lanes; ++w) {
-        for (uint32_t e = 0; e < c.n_eval; ++e) L[e * kLanes + w] = eval_zero[(i0 + w) * c.n_eval + e];
-        for (uint32_t g = 0; g < c.n_garb; ++g) L[(c.n_eval + g) * kLanes + w] = garb_zero[(i0 + w) * c.n_garb + g];
-      }
+      load_inputs(c, L.data(), eval_zero, garb_zero, i0, lanes);
       for (const Gate& g : c.gates) {
         Block* o = &L[g.out * kLanes];
         const Block* A = &L[g.a * kLanes];
@@ -155,10 +162,7 @@ void evaluate(const Circuit& c, size_t count, const uint8_t* body, const Block* 
     Block x[2 * kLanes], t[2 * kLanes], h[2 * kLanes];
     for (size_t i0 = begin; i0 < end; i0 += kLanes) {
       const size_t lanes = std::min(kLanes, end - i0);
-      for (size_t w = 0; w < lanes; ++w) {
-        for (uint32_t e = 0; e < c.n_eval; ++e) L[e * kLanes + w] = eval_labels[(i0 + w) * c.n_eval + e];
-        for (uint32_t g = 0; g < c.n_garb; ++g) L[(c.n_eval + g) * kLanes + w] = garb_labels[(i0 + w) * c.n_garb + g];
-      }
+      load_inputs(c, L.data(), eval_labels, garb_labels, i0, lanes);
       for (const Gate& g : c.gates) {
         Block* o = &L[g.out * kLanes];
         const Block* A = &L[g.a * kLanes];
