@@ -89,6 +89,10 @@ def test_stated_sizes():
     assert ands("trunc", 59, 0, None, 35, 12) == (56, 36)
     assert ands("circa", 59, 16, "poszero", 35) == (18, 0)
     assert ands("argmax", 42, 0, None, 35, 0, 10) == (956, 0)
+    assert ands("argmax", 64, 0, None, 64, 0, 10) == (1739, 0)
+    assert ands("trunc", 64, 0, None, 64, 1) == (125, 1)
+    assert ands("drelu", 59, 0, None, 35) == (34, 0)
+    assert ands("circa", 64, 40, "poszero") == (23, 0)
 
 
 # ---- plain netlists compute the functions --------------------------------------------------------
