@@ -234,23 +234,34 @@ def main(argv=None) -> dict:
 def reprice(out: Path, args) -> dict:
     """The finished sweep in OUT, its predicted costs recomputed (no training, no evaluation)."""
     from relu_budget import data
+    from relu_budget.train import load_checkpoint
     path = out / "results.json"
     if not path.is_file():
         raise SystemExit(f"--reprice: no {path}; run the sweep first")
     doc = json.loads(path.read_text())
     input_shape = data.load(doc["dataset"], data_dir=args.data_dir, seed=0).input_shape
+    # Runs whose weights are not kept are priced on the teacher's architecture with their policy
+    # (the cost depends on the architecture and the sites' kinds, not on the weights).
+    teacher = Path(args.teacher)
+    base = load_checkpoint(teacher)[0] if teacher.is_file() else None
+    stale = []
     for r in doc["rows"]:
         run_dir = out / r["dir"]
-        m = refresh_cost(run_dir, json.loads((run_dir / "metrics.json").read_text()), input_shape)
+        m = refresh_cost(run_dir, json.loads((run_dir / "metrics.json").read_text()), input_shape, base)
+        if m is None:
+            stale.append(r["dir"])
+            continue
         cost = m.get("cost") or {}
         r["online_seconds"] = cost.get("online_seconds")
         r["total_bytes"] = cost.get("online_bytes", 0) + cost.get("offline_bytes", 0)
     doc["repriced"] = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                       "command": "python benchmarks/optimizers_sweep.py " + " ".join(args.argv)}
+                       "command": "python benchmarks/optimizers_sweep.py " + " ".join(args.argv), "not_repriced": stale}
+    if stale:
+        print(f"not re-priced (no weights, and the teacher with their policy does not give their ReLU and MAC counts): {stale}")
     path.write_text(json.dumps(doc, indent=1))
     write_markdown(out / "results.md", doc)
     plot(out / "pareto.png", doc)
-    print(f"re-priced {len(doc['rows'])} runs: {path}, {out / 'results.md'}, {out / 'pareto.png'}")
+    print(f"re-priced {len(doc['rows']) - len(stale)} of {len(doc['rows'])} runs: {path}, {out / 'results.md'}, {out / 'pareto.png'}")
     return doc
 
 
@@ -262,17 +273,37 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def refresh_cost(run_dir: Path, m: dict, input_shape) -> dict:
+def refresh_cost(run_dir: Path, m: dict, input_shape, base=None) -> dict | None:
     """A run's predicted cost is derived, not measured: recompute it with today's cost model
     (the gate costs it is fed may have been re-measured, or its pricing fixed, since the run)
-    and write it back with the date when it changed."""
+    and write it back with the date when it changed. A run without its weights is priced on
+    `base` (same architecture) with its policy; None when that is not possible."""
+    import copy
+
     from relu_budget import runs
     from relu_budget.cost_model import CostModel
-    model, _policy, _ = runs.load_run(run_dir)
+    from relu_budget.policy import PolicyError, load_policy
+    if (run_dir / "model.pt").is_file():
+        model, _policy, _ = runs.load_run(run_dir)
+    elif base is None:
+        return None
+    else:
+        model = copy.deepcopy(base)
+        try:
+            load_policy(run_dir / "policy").apply(model)
+        except PolicyError:
+            return None
     cfg = m.get("config") or {}
-    cost = CostModel.load(cfg.get("results_dir"), profile=cfg.get("profile", "lan")).estimate(model, input_shape)
+    try:
+        cost = CostModel.load(cfg.get("results_dir"), profile=cfg.get("profile", "lan")).estimate(model, input_shape)
+    except RuntimeError:          # the policy's sites do not fit the base's layers
+        return None
     cost = cost.to_dict()
     cost.pop("per_layer", None)
+    old = m.get("cost") or {}
+    if not (run_dir / "model.pt").is_file() and \
+            (cost["relus"], cost["macs"]) != (m.get("relus"), old.get("macs", cost["macs"])):
+        return None               # another architecture (e.g. DeepReShape's widths): not this run's cost
     if cost != m.get("cost"):
         m["cost"] = cost
         m["cost_updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -298,8 +329,12 @@ def write_markdown(path: Path, doc: dict) -> None:
               f"{100 * doc['teacher']['test_accuracy']:.2f}%; {doc.get('run_seconds', 0) / 3600:.2f} h of training "
               "and evaluation in all (one thread per run)"), ""]
     if doc.get("repriced"):
+        stale = doc["repriced"].get("not_repriced") or []
         lines += [f"Predicted costs re-priced {doc['repriced']['date']} with today's cost model: "
-                  f"`{doc['repriced']['command']}`", ""]
+                  f"`{doc['repriced']['command']}`" + (f" (not re-priced: their weights are not kept, and the teacher "
+                                                       f"with their policy does not give their recorded ReLU and MAC "
+                                                       f"counts: {', '.join(stale)})"
+                                                       if stale else ""), ""]
     lines += [
              "| method | budget | kept sites | val % | test % | predicted online s (LAN) | predicted MB (online + offline) | run |",
              "|---|---:|---:|---:|---:|---:|---:|---|"]
