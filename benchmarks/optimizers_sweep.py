@@ -63,7 +63,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--arch", default="resnet18", help="architecture of the teacher trained with --teacher none")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     p.add_argument("--budgets", default=",".join(str(b) for b in DEFAULT_BUDGETS),
-                   help="fractions of the network's ReLU sites")
+                   help="fractions of the network's ReLU sites, or with --objective of the all-ReLU network's cost")
+    p.add_argument("--objective", default="relus", choices=("relus", "latency", "bytes"),
+                   help="what a budget limits: kept sites, or the predicted online latency (LAN) or online + "
+                        "offline bytes (each budget: that fraction of the all-ReLU network's); runs go to "
+                        "OUT/runs/<method>-<objective>-<percent> for latency and bytes")
     p.add_argument("--train-subset", type=int, default=20000)
     p.add_argument("--pretrain-epochs", type=int, default=10)
     p.add_argument("--epochs", type=int, default=3)
@@ -117,7 +121,7 @@ def main(argv=None) -> dict:
 
     from relu_budget import data, models, runs
     from relu_budget.optimizers import config_class, deepreduce, get_method
-    from relu_budget.optimizers.common import OptimizeConfig, site_totals
+    from relu_budget.optimizers.common import OptimizeConfig, cost_model_for, site_totals
     from relu_budget.optimizers.training import PhaseStore, train_phase
     from relu_budget.train import evaluate, load_checkpoint, save_checkpoint, seed_everything
 
@@ -142,7 +146,8 @@ def main(argv=None) -> dict:
         overrides.update(widths=(4, 8), blocks=(1, 1), strides=(1, 2))
     model = models.build(args.arch, **overrides)
     base = OptimizeConfig(epochs=args.epochs, finetune_epochs=args.finetune_epochs, batch_size=args.batch_size,
-                          seed=args.seed, train_subset=args.train_subset, lr=args.lr, finetune_lr=args.finetune_lr)
+                          seed=args.seed, train_subset=args.train_subset, lr=args.lr, finetune_lr=args.finetune_lr,
+                          objective=args.objective)
 
     # 1. The shared all-ReLU teacher.
     teacher_path = out / "teacher.pt" if args.teacher == "none" else Path(args.teacher)
@@ -160,6 +165,9 @@ def main(argv=None) -> dict:
     t_test = evaluate(teacher, splits.loader("test", 512))["accuracy"]
     total = site_totals(teacher, splits.input_shape)["total"]
     print(f"teacher: val {100 * t_val:.2f}%, test {100 * t_test:.2f}%, {total} ReLU sites")
+    # A cost budget is a fraction of the all-ReLU network's predicted cost in that unit.
+    full_cost = None if args.objective == "relus" else \
+        cost_model_for(base).estimate(teacher, splits.input_shape).value(args.objective)
 
     # 2. Stage criticality, once, shared by DeepReDuce and DeepReShape.
     criticality = None
@@ -174,7 +182,8 @@ def main(argv=None) -> dict:
     for method in methods:
         cls = config_class(method)
         for frac in budgets:
-            run_dir = out / "runs" / f"{method}-{100 * frac:g}"
+            run_dir = out / "runs" / run_name(method, args.objective, frac)
+            budget = frac if full_cost is None else frac * full_cost
             if (run_dir / "metrics.json").is_file():
                 m = json.loads((run_dir / "metrics.json").read_text())
                 if (run_dir / "model.pt").is_file():
@@ -185,20 +194,22 @@ def main(argv=None) -> dict:
                 config = cls(**{k: v for k, v in settings.items() if k in cls.field_names()})
                 start_model = teacher
                 if method == "circa":
-                    snl_dir = out / "runs" / f"snl-{100 * frac:g}"
+                    snl_dir = out / "runs" / run_name("snl", args.objective, frac)
                     if not (snl_dir / "model.pt").is_file():
                         raise SystemExit(f"circa at {frac:g} needs the snl run {snl_dir} first")
                     start_model, _pol, _m = runs.load_run(snl_dir)
                 t0 = time.time()
-                print(f"== {method} at {100 * frac:g}% ({int(frac * total)} sites)")
-                result = get_method(method).optimize(start_model, splits, frac, config=config, teacher=teacher,
+                print(f"== {method} at {100 * frac:g}% " + (f"({int(frac * total)} sites)" if full_cost is None
+                                                             else f"of the all-ReLU {args.objective} ({budget:.4g})"))
+                result = get_method(method).optimize(start_model, splits, budget, config=config, teacher=teacher,
                                                      progress=progress)
                 cmd = "python benchmarks/optimizers_sweep.py " + " ".join(args.argv)
                 m = runs.run_metrics(result, splits, config, teacher, command=cmd, method=method, arch=args.arch,
                                     budget_arg=frac, teacher=teacher_info, seconds=time.time() - t0,
                                     data_dir=args.data_dir)
                 runs.save_run(run_dir, result, m)
-            rows.append({"method": method, "budget_fraction": frac, "budget_sites": m["budget_sites"],
+            rows.append({"method": method, "budget_fraction": frac, "objective": args.objective, "budget": budget,
+                         "budget_sites": m["budget_sites"],
                          "relus": m["relus"], "val_accuracy": m["val"]["accuracy"],
                          "test_accuracy": m["test"]["accuracy"],
                          "test_accuracy_without_faults": m["test"].get("accuracy_without_faults"),
@@ -219,7 +230,8 @@ def main(argv=None) -> dict:
         "settings": {k: _shown(Path(v)) if k in ("teacher", "out") and v != "none" else v
                      for k, v in vars(args).items() if k != "argv"},
         "run_seconds": sum(r["seconds"] for r in rows),
-        "dataset": splits.name, "arch": args.arch, "total_sites": total,
+        "dataset": splits.name, "arch": args.arch, "total_sites": total, "objective": args.objective,
+        "all_relu_cost": full_cost,
         "teacher": teacher_info, "criticality": criticality, "rows": rows,
         "frontier": combined_frontier(rows),
         "wall_seconds": time.time() - t_start,
@@ -229,6 +241,10 @@ def main(argv=None) -> dict:
     plot(out / "pareto.png", doc)
     print(f"results: {out / 'results.json'}, {out / 'results.md'}, {out / 'pareto.png'}")
     return doc
+
+
+def run_name(method: str, objective: str, frac: float) -> str:
+    return f"{method}-{100 * frac:g}" if objective == "relus" else f"{method}-{objective}-{100 * frac:g}"
 
 
 def reprice(out: Path, args) -> dict:
@@ -328,6 +344,10 @@ def write_markdown(path: Path, doc: dict) -> None:
              (f"{doc['arch']} on {doc['dataset']}, {doc['total_sites']} ReLU sites; teacher test accuracy "
               f"{100 * doc['teacher']['test_accuracy']:.2f}%; {doc.get('run_seconds', 0) / 3600:.2f} h of training "
               "and evaluation in all (one thread per run)"), ""]
+    if doc.get("objective", "relus") != "relus":
+        unit = "s online (LAN)" if doc["objective"] == "latency" else "bytes online + offline"
+        lines += [f"Budgets limit the predicted {doc['objective']}: each is a fraction of the all-ReLU network's "
+                  f"{doc['all_relu_cost']:.4g} {unit}.", ""]
     if doc.get("repriced"):
         stale = doc["repriced"].get("not_repriced") or []
         lines += [f"Predicted costs re-priced {doc['repriced']['date']} with today's cost model: "

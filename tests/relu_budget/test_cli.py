@@ -134,6 +134,22 @@ def test_sweep_script_tiny(tmp_path):
     assert "re-priced" in (tmp_path / "results.md").read_text()
 
 
+def test_sweep_script_cost_objective(tmp_path):
+    """--objective latency: the budget is a fraction of the all-ReLU network's predicted latency,
+    and the run it gives is predicted within it."""
+    spec = importlib.util.spec_from_file_location("optimizers_sweep", ROOT / "benchmarks" / "optimizers_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    doc = sweep.main(["--tiny", "--out", str(tmp_path), "--methods", "snl", "--budgets", "0.9", "--objective", "latency",
+                      "--no-progress"])
+    (row,) = doc["rows"]
+    assert row["objective"] == "latency" and row["dir"] == "runs/snl-latency-90"
+    assert row["budget"] == pytest.approx(0.9 * doc["all_relu_cost"])
+    assert 0 < row["online_seconds"] <= row["budget"]
+    assert row["relus"] < doc["total_sites"]
+    assert "Budgets limit the predicted latency" in (tmp_path / "results.md").read_text()
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 def test_torchrun_ddp_with_gloo(tmp_path):
     out = tmp_path / "ddp"
