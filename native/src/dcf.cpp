@@ -10,7 +10,7 @@ namespace pi_native::fss {
 namespace {
 
 using bytes::ld64;
-using bytes::ldn;
+using bytes::ld_tail;
 using bytes::st64;
 using bytes::stn;
 inline Block ldb(const uint8_t* p) {
@@ -119,11 +119,15 @@ void dcf_eval_impl(int party, int bits, const uint8_t* keys, size_t stride, cons
         t[j] = (nb.lo & 1) ^ ((cwlo >> b) & t[j]);
         s[j].lo = (nb.lo ^ (cwlo & tm)) & kSeedMask;
         s[j].hi = nb.hi ^ (cwhi & tm);
+        // Value words of vb bytes, each read as the top of the 8 bytes that end with it (the
+        // level's 16-byte seed word precedes them).
+        const uint64_t v0 = ld_tail(r + 16, vb);
+        const uint64_t v1 = W == 2 ? ld_tail(r + 16 + vb, vb) : 0;
         if constexpr (W == 1) {
-          acc[j][0] += (b ? vbl.hi : vbl.lo) + (ldn(r + 16, vb) & tm);
+          acc[j][0] += (b ? vbl.hi : vbl.lo) + (v0 & tm);
         } else {
-          acc[j][0] += vbl.lo + (ldn(r + 16, vb) & tm);
-          acc[j][1] += vbl.hi + (ldn(r + 16 + vb, vb) & tm);
+          acc[j][0] += vbl.lo + (v0 & tm);
+          acc[j][1] += vbl.hi + (v1 & tm);
         }
       }
     }
@@ -134,7 +138,7 @@ void dcf_eval_impl(int party, int bits, const uint8_t* keys, size_t stride, cons
       const uint64_t tm = uint64_t{0} - t[j];
       const uint64_t conv[2] = {buf[j].lo, buf[j].hi};
       for (int w = 0; w < W; ++w) {
-        const uint64_t v = acc[j][w] + conv[w] + (ldn(kp[j] + fin + static_cast<size_t>(vb) * w, vb) & tm);
+        const uint64_t v = acc[j][w] + conv[w] + (ld_tail(kp[j] + fin + static_cast<size_t>(vb) * w, vb) & tm);
         out[(base + j) * W + w] = (v ^ sign) - sign;  // party 1 negates: y1 = -sum
       }
     }

@@ -18,7 +18,7 @@ using bytes::ld32;
 using bytes::ld64;
 using bytes::st32;
 using bytes::st64;
-using bytes::ldn;
+using bytes::ld_tail;
 using bytes::stn;
 inline uint64_t low_mask(int bits) { return bits >= 64 ? ~uint64_t{0} : ((uint64_t{1} << bits) - 1); }
 inline uint64_t pow2(int e) { return e >= 64 ? 0 : uint64_t{1} << e; }  // 2^e mod 2^64
@@ -381,12 +381,12 @@ void eval_keys(const KeyView& kv, const uint64_t* xhat, const uint64_t* yhat, ui
             const uint64_t p0 = (z >> mp) & 1, p1 = (z >> (w - 1)) & 1;
             const uint64_t Hp = (z >> s) - K;
             const uint8_t* c = kb + j * E + D;
-            const uint64_t A = ldn(c, V), U1 = U[2 * j], U2 = U[2 * j + 1];
+            const uint64_t A = ld_tail(c, V), U1 = U[2 * j], U2 = U[2 * j + 1];
             uint64_t y;
             if (!p0)
-              y = A * Hp + ldn(c + (p1 ? 2 * V : V), V) + Hp * U1 - U2;
+              y = A * Hp + ld_tail(c + (p1 ? 2 * V : V), V) + Hp * U1 - U2;
             else
-              y = ((Hp & p0mask) - A * Hp) + ldn(c + 3 * V, V) - Hp * U1 + U2;
+              y = ((Hp & p0mask) - A * Hp) + ld_tail(c + 3 * V, V) - Hp * U1 + U2;
             out[i0 + j] = y;
           }
           break;
@@ -398,7 +398,7 @@ void eval_keys(const KeyView& kv, const uint64_t* xhat, const uint64_t* yhat, ui
           for (size_t j = 0; j < cnt; ++j) {
             const uint64_t p0 = 1 ^ ((xhat[i0 + j] >> nb) & 1);
             const uint8_t* c = kb + j * E + D;
-            out[i0 + j] = p0 ? (p0mask & 1) + ldn(c + V, V) - U[j] : ldn(c, V) + U[j];
+            out[i0 + j] = p0 ? (p0mask & 1) + ld_tail(c + V, V) - U[j] : ld_tail(c, V) + U[j];
           }
           break;
         }
@@ -407,7 +407,7 @@ void eval_keys(const KeyView& kv, const uint64_t* xhat, const uint64_t* yhat, ui
           for (size_t j = 0; j < cnt; ++j) {
             const uint64_t z = (xhat[i0 + j] + O) & wmask;
             const uint8_t* c = kb + j * E;
-            out[i0 + j] = (((z >> s) - K) & p0mask) + ldn(c + (((z >> (w - 1)) & 1) ? V : 0), V);
+            out[i0 + j] = (((z >> s) - K) & p0mask) + ld_tail(c + (((z >> (w - 1)) & 1) ? V : 0), V);
           }
           break;
         }
@@ -459,7 +459,7 @@ void eval_bits(const KeyView& kv, const uint64_t* xhat, uint8_t* out) {
       }
       dcf_bit_eval(party, mp, kb, E, xin, out + i0, cnt);
       for (size_t j = 0; j < cnt; ++j) {
-        const uint64_t gamma = ldn(kb + j * E + D, V) & 1;
+        const uint64_t gamma = ld_tail(kb + j * E + D, V) & 1;
         const uint64_t pub = party == 0 ? (1 ^ pbit[j]) : 0;
         out[i0 + j] = static_cast<uint8_t>((out[i0 + j] ^ gamma ^ pub) & 1);
       }
@@ -484,9 +484,9 @@ void eval_circa_select(const KeyView& kv, const uint64_t* xhat, const uint8_t* o
       const uint64_t p1 = w - s >= 64 ? 0 : (z >> (w - 1)) & 1;
       const uint64_t Hp = (z >> s) - K;
       const uint8_t* c = kv.body + i * E + D;
-      const uint64_t rd = ldn(c + V, V);
+      const uint64_t rd = ld_tail(c + V, V);
       const uint64_t dhat = opened[i] & 1;
-      const uint64_t C = ldn(c + V * (2 + 2 * dhat + p1), V);
+      const uint64_t C = ld_tail(c + V * (2 + 2 * dhat + p1), V);
       out[i] = dhat ? (Hp & p0mask) - Hp * rd + C : Hp * rd + C;
     }
   });

@@ -36,6 +36,10 @@ inline uint64_t ldn(const uint8_t* p, int nb) {
   }
   return v;
 }
+// The nb-byte word at p (1 <= nb <= 8) as the top bytes of the 8 bytes that end at p + nb: one
+// load and a shift. Reads 8 - nb bytes before p, so the caller guarantees they are in the same
+// buffer (key words: the 32-byte batch header, or the seed, precedes every one of them).
+inline uint64_t ld_tail(const uint8_t* p, int nb) { return ld64(p + nb - 8) >> (64 - 8 * nb); }
 inline void stn(uint8_t* p, uint64_t v, int nb) {
   switch (nb) {
     case 8: std::memcpy(p, &v, 8); break;
