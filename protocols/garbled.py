@@ -23,7 +23,7 @@ Everything is one-time: a batch's labels, its evaluation and its product step ea
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -121,19 +121,34 @@ class GarblerBatch:
 
 @dataclass
 class EvaluatorBatch:
+    """What the evaluator keeps between the offline and the online phase (docs/gc.md, "What the
+    evaluator stores"): the tables, Circa's two product words and packed choice bits, and Circa's
+    share `a` (needed online by the product). Its input labels are not here: the IKNP receiver
+    recomputes them from its seeds, keeping 1 bit per label OT (its choice) until they are used."""
     spec: GcSpec
-    a: np.ndarray
-    c1: np.ndarray | None = None        # circa: choice bits and messages of the product OT
-    r_c1: np.ndarray | None = None
+    instances: int
+    a: np.ndarray | None = None         # circa only (the product uses it online)
+    c1: np.ndarray | None = None        # circa: product OT 1's random choice bits, packed
     tables: bytes | None = None
-    s01: tuple | None = None            # circa: (S0, S1) of the reverse product OT
+    d_s: np.ndarray | None = None       # circa: S0 − S1 (reverse product OT)
+    p_rs: np.ndarray | None = None      # circa: R_c1 + S0
+    r_c1: np.ndarray | None = None      # circa: R_c1, from offline() until receive() folds it into p_rs
     e: np.ndarray | None = None
     finished: bool = False
-    stored: dict = field(default_factory=dict)
 
     @property
-    def instances(self) -> int:
-        return self.a.size // self.spec.values
+    def stored_bytes(self) -> dict:
+        """Bytes this batch holds now, by part; `one_time` is what the offline phase left (all
+        but `share`, the linear layer's share that Circa keeps for the product)."""
+        spec = self.spec
+        labels_ots = self.instances * spec.info["n_eval"]
+        words = sum(v.nbytes for v in (self.d_s, self.p_rs, self.r_c1) if v is not None)
+        parts = {"tables": len(self.tables or b""),
+                 "choice_bits": (labels_ots + 7) // 8 if self.tables is not None else 0,
+                 "product": words + (0 if self.c1 is None else self.c1.nbytes),
+                 "share": 0 if self.a is None else self.a.nbytes}
+        parts["one_time"] = parts["tables"] + parts["choice_bits"] + parts["product"]
+        return parts
 
 
 class Garbler:
@@ -191,12 +206,13 @@ class Evaluator:
 
     def offline(self, spec: GcSpec, a) -> tuple[EvaluatorBatch, bytes]:
         a = _shares(a, spec, "a")
-        eb = EvaluatorBatch(spec, a)
+        eb = EvaluatorBatch(spec, a.size // spec.values)
         bits = share_bits(a, spec)
         if spec.circuit == "circa":
             c1 = np.frombuffer(os.urandom(a.size), np.uint8) & np.uint8(1)   # random choice bits
             msg = self.ot.extend(np.concatenate([c1, bits]))
-            eb.c1, eb.r_c1 = self.ot.random_ot(a.size, spec.l)   # product OT first, labels after
+            _, eb.r_c1 = self.ot.random_ot(a.size, spec.l)   # product OT first, labels after
+            eb.a, eb.c1 = a, np.packbits(c1)
         else:
             msg = self.ot.extend(bits)
         return eb, msg
@@ -205,8 +221,13 @@ class Evaluator:
         tables, rev_msg = message
         eb.tables = tables
         if eb.spec.circuit == "circa":
-            self.rev.extend(rev_msg, eb.a.size)
-            eb.s01 = self.rev.random_ot(eb.a.size, eb.spec.l)
+            if eb.r_c1 is None:
+                raise ValueError("this batch's tables were already received (one-time)")
+            self.rev.extend(rev_msg, eb.instances)
+            s0, s1 = self.rev.random_ot(eb.instances, eb.spec.l)
+            m = eb.spec.mask
+            eb.d_s, eb.p_rs = (s0 - s1) & m, (eb.r_c1 + s0) & m   # all the product needs later
+            eb.r_c1 = None
         return eb
 
     def evaluate(self, eb: EvaluatorBatch, labels: bytes):
@@ -217,10 +238,9 @@ class Evaluator:
         if eb.spec.circuit != "circa":
             return out
         eb.e = out
-        s0, s1 = eb.s01
-        m = eb.spec.mask
-        f = out ^ eb.c1
-        w = ((np.uint64(1) - np.uint64(2) * out.astype(np.uint64)) * eb.a + s0 - s1) & m
+        f = out ^ np.unpackbits(eb.c1, count=out.size)
+        w = ((np.uint64(1) - np.uint64(2) * out.astype(np.uint64)) * eb.a + eb.d_s) & eb.spec.mask
+        eb.d_s = eb.c1 = None
         return f, w
 
     def finish(self, eb: EvaluatorBatch, h) -> np.ndarray:
@@ -228,9 +248,8 @@ class Evaluator:
             raise ValueError("finish() is Circa's last step, once, after evaluate()")
         h = _shares(h, eb.spec, "h")
         e = eb.e.astype(np.uint64)
-        m_e = e * h - eb.r_c1
-        z = (m_e - eb.s01[0] + e * eb.a) & eb.spec.mask
-        eb.finished, eb.s01, eb.r_c1 = True, None, None
+        z = (e * h - eb.p_rs + e * eb.a) & eb.spec.mask     # M_e − S0 + e·a, M_e = e·h − R_c1
+        eb.finished, eb.p_rs, eb.a = True, None, None
         return z
 
 
@@ -248,10 +267,17 @@ def run(ga: Garbler, ev: Evaluator, spec: GcSpec, a, b):
 
 
 def stored_bytes(spec: GcSpec) -> dict:
-    """What the evaluator keeps from the offline phase per ReLU (docs/gc.md, "Storage")."""
+    """What the evaluator keeps from the offline phase per instance (docs/gc.md, "What the
+    evaluator stores"), in bytes (fractions: packed bits). `stored` is this implementation's
+    format: the tables with their decode bits, 1 bit per label OT (its choice; the labels are
+    recomputed from the 128 IKNP seeds it keeps per session), and for Circa the two product
+    words (uint64) and the packed random choice bit. `share` is Circa's own share `a` (8 B),
+    which the product needs online: the linear layer's share, counted apart. `with_labels`: the
+    same if the 16-B input labels were stored instead of the choice bits."""
     info = spec.info
     tables = info["table_bytes"] + info["decode_bytes"]
-    labels = 16 * info["n_eval"]
-    product = (3 * ((spec.l + 7) // 8) + 1) if spec.circuit == "circa" else 0   # R_c1, S0, S1, c1
-    return {"tables": tables, "labels": labels, "product": product,
-            "with_labels": tables + labels + product, "seeded": tables + product}
+    choice = info["n_eval"] / 8
+    product = (2 * 8 + 1 / 8) if spec.circuit == "circa" else 0.0   # S0 − S1, R_c1 + S0, c1
+    share = 8 if spec.circuit == "circa" else 0
+    return {"tables": tables, "choice_bits": choice, "labels": 16 * info["n_eval"], "product": product,
+            "share": share, "stored": tables + choice + product, "with_labels": tables + 16 * info["n_eval"] + product}
