@@ -1,6 +1,10 @@
-// Python bindings of the dealer-free ReLU core: base OT, IKNP, and garbled ReLU circuits over
+// Python bindings of the dealer-free ReLU core: base OT, IKNP, and garbled circuits over
 // additive shares (docs/gc.md). Thin: every buffer is checked here (type, size, header, session,
-// order) before a kernel runs, and kernels run with the GIL released.
+// order) before a kernel runs, and kernels run with the GIL released. One file on purpose: the
+// Garbler/Evaluator wrap the IKNP objects' state (Δ, cursors, session id) and the wire formats
+// below are checked against it, so the OT and GC bindings share these structs and helpers; the
+// sections are: buffer helpers, OT classes, garbling (Batch, Garbler), parsing + Evaluator,
+// module registration (with the test entries gc_*_raw, gc_eval_plain, gc_hash).
 //
 // Garbled batch ("tables", sent garbler → evaluator offline), little-endian:
 //   0 magic "PIGC"   4 version (2)   5 kind   6 l   7 k   8 mode   9 bits   10 shift   11 zero
