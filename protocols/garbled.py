@@ -17,7 +17,9 @@ Per batch (all values uint64, reduced mod 2^l; argmax: `classes` values per inst
     drelu: out = e,  gb.share = ρ,  e ⊕ ρ = [x ≥ 0]                  (one message)
     argmax: out = the first index of the maximum per instance (evaluator only; gb.share None)
     circa: out = (f, w) → G;  h, z_G = ga.finish(gb, f, w) → E;  z_E = ev.finish(eb, h);
-           z_E + z_G = d·x mod 2^l, d the truncated sign test (two correlated OTs, docs/gc.md)
+           z_E + z_G = d·x mod 2^l, d the truncated sign test (two correlated OTs, docs/gc.md);
+           with a shift s: out = (f, w, v), z_E + z_G = d·((x >> s) + e), e the rounding bit
+           (P(e = 1) = (x mod 2^s)/2^s), d and e with the dealer gate's laws (a third OT)
 Everything is one-time: a batch's labels, its evaluation and its product step each run once.
 """
 from __future__ import annotations
@@ -87,6 +89,25 @@ def _shares(values, spec: GcSpec, name: str) -> np.ndarray:
     return np.ascontiguousarray(v)
 
 
+def _circa_values(spec: GcSpec, v: np.ndarray, garbler: bool) -> np.ndarray:
+    """What Circa's product multiplies by d: the shares (shift 0), else the truncated shares
+    α = (a mod 2^n) >> s and β = ((b + 2^(n−1) − 1) mod 2^n) >> s − 2^(n−1−s) + 1 (docs/gc.md,
+    "Circa with a shift"): α + β − 2^(n−s)·w = (x >> s) + e, w the wrap the circuit outputs."""
+    if not spec.shift:
+        return v
+    n, s = spec.bits, spec.shift
+    low = np.uint64((1 << n) - 1) if n < 64 else np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+    if not garbler:
+        return (v & low) >> np.uint64(s)
+    off = np.uint64((1 << (n - 1)) - 1)
+    return ((((v + off) & low) >> np.uint64(s)) - np.uint64(1 << (n - 1 - s)) + np.uint64(1)) & spec.mask
+
+
+def _wrap_weight(spec: GcSpec) -> np.uint64:
+    """K = −2^(n−s) mod 2^l: the weight of d ∧ w in Circa's output with a shift."""
+    return np.uint64(((1 << spec.l) - (1 << (spec.bits - spec.shift))) % (1 << spec.l))
+
+
 def share_bits(a: np.ndarray, spec: GcSpec) -> np.ndarray:
     """The evaluator's input bits, value-major (instance, then class for argmax): bit w of value
     i is bit (input_shift + w) of a_i."""
@@ -110,12 +131,14 @@ class GarblerBatch:
     batch: object                       # pi_native.GarbledBatch (secret)
     rot: tuple | None = None            # circa: (R0, R1) of the product OT it sends
     s_rho: np.ndarray | None = None     # circa: S_ρ of the reverse product OT
+    s_rt: np.ndarray | None = None      # circa with a shift: S'_ρt of the third OT
     b: np.ndarray | None = None
     finished: bool = False
 
     @property
     def share(self) -> np.ndarray | None:
-        """relu/trunc: r; drelu/circa: ρ (before the product); argmax: None."""
+        """relu/trunc: r; drelu/circa: ρ (before the product; circa with a shift: (ρ, ρ_t) as
+        (count, 2)); argmax: None."""
         return self.batch.output_share
 
 
@@ -131,9 +154,11 @@ class EvaluatorBatch:
     c1: np.ndarray | None = None        # circa: product OT 1's random choice bits, packed
     tables: bytes | None = None
     d_s: np.ndarray | None = None       # circa: S0 − S1 (reverse product OT)
-    p_rs: np.ndarray | None = None      # circa: R_c1 + S0
+    d_t: np.ndarray | None = None       # circa with a shift: S'0 − S'1 (third OT)
+    p_rs: np.ndarray | None = None      # circa: R_c1 + S0 (+ S'0 with a shift)
     r_c1: np.ndarray | None = None      # circa: R_c1, from offline() until receive() folds it into p_rs
     e: np.ndarray | None = None
+    e_t: np.ndarray | None = None
     finished: bool = False
 
     @property
@@ -142,7 +167,7 @@ class EvaluatorBatch:
         but `share`, the linear layer's share that Circa keeps for the product)."""
         spec = self.spec
         labels_ots = self.instances * spec.info["n_eval"]
-        words = sum(v.nbytes for v in (self.d_s, self.p_rs, self.r_c1) if v is not None)
+        words = sum(v.nbytes for v in (self.d_s, self.d_t, self.p_rs, self.r_c1) if v is not None)
         parts = {"tables": len(self.tables or b""),
                  "choice_bits": (labels_ots + 7) // 8 if self.tables is not None else 0,
                  "product": words + (0 if self.c1 is None else self.c1.nbytes),
@@ -166,36 +191,48 @@ class Garbler:
         gb = GarblerBatch(spec, count, batch, rot)
         rev_msg = b""
         if spec.circuit == "circa":
-            rev_msg = self.rev.extend(batch.output_share)       # choice bits ρ
-            _, gb.s_rho = self.rev.random_ot(count, spec.l)
+            rho = batch.output_share                             # (ρ) or (ρ, ρ_t) per instance
+            rev_msg = self.rev.extend(rho.ravel())               # choice bits
+            _, sel = self.rev.random_ot(rho.size, spec.l)
+            gb.s_rho, gb.s_rt = (sel, None) if rho.ndim == 1 else (sel[0::2], sel[1::2])
         return gb, (batch.tables, rev_msg)
 
     def labels(self, gb: GarblerBatch, b) -> bytes:
         gb.b = _shares(b, gb.spec, "b")
         return gb.batch.encode(gb.b)
 
-    def finish(self, gb: GarblerBatch, f, w) -> tuple[np.ndarray, np.ndarray]:
+    def finish(self, gb: GarblerBatch, f, w, v=None) -> tuple[np.ndarray, np.ndarray]:
         """Circa's product step: returns (h for the evaluator, the garbler's output share)."""
         if gb.spec.circuit != "circa":
             raise ValueError("finish() is Circa's product step; relu and drelu end at evaluate()")
         if gb.finished or gb.b is None:
             raise ValueError("product step already done for this batch, or labels() not called yet")
+        if (v is None) != (not gb.spec.shift):
+            raise ValueError("finish() takes (f, w, v) for Circa with a shift, (f, w) without")
         f = np.asarray(f)
         w = _shares(w, gb.spec, "w")
+        if w.size != gb.count:
+            raise ValueError(f"w must have {gb.count} entries")
         if f.dtype != np.uint8 or f.shape != (gb.count,) or (f.size and f.max() > 1):
             raise ValueError(f"f must be {gb.count} uint8 bits")
         m = gb.spec.mask
         r0, r1 = gb.rot
-        rho = gb.share.astype(np.uint64)
+        share = gb.share.astype(np.uint64)
+        rho = share if share.ndim == 1 else share[:, 0]
         r_f = np.where(f == 1, r1, r0)
         r_nf = np.where(f == 1, r0, r1)
-        b = gb.b
+        b = _circa_values(gb.spec, gb.b, garbler=True)
         # s1 = ρb + R_f makes the evaluator's message for e = 0 zero; only e = 1's is sent.
         s1 = rho * b + r_f
         h = ((np.uint64(1) - np.uint64(2) * rho) * b - r_f + r_nf) & m
-        z = (s1 + gb.s_rho + rho * w) & m
-        gb.finished, gb.rot, gb.s_rho = True, None, None
-        return h, z
+        z = s1 + gb.s_rho + rho * w
+        if gb.spec.shift:             # + the garbler's share of K·(d ∧ w) (third OT, choice ρ_t)
+            v = _shares(v, gb.spec, "v")
+            if v.size != gb.count:
+                raise ValueError(f"v must have {gb.count} entries")
+            z = z + gb.s_rt + share[:, 1] * v
+        gb.finished, gb.rot, gb.s_rho, gb.s_rt = True, None, None, None
+        return h, z & m
 
 
 class Evaluator:
@@ -212,7 +249,7 @@ class Evaluator:
             c1 = np.frombuffer(os.urandom(a.size), np.uint8) & np.uint8(1)   # random choice bits
             msg = self.ot.extend(np.concatenate([c1, bits]))
             _, eb.r_c1 = self.ot.random_ot(a.size, spec.l)   # product OT first, labels after
-            eb.a, eb.c1 = a, np.packbits(c1)
+            eb.a, eb.c1 = _circa_values(spec, a, garbler=False), np.packbits(c1)
         else:
             msg = self.ot.extend(bits)
         return eb, msg
@@ -223,9 +260,14 @@ class Evaluator:
         if eb.spec.circuit == "circa":
             if eb.r_c1 is None:
                 raise ValueError("this batch's tables were already received (one-time)")
-            self.rev.extend(rev_msg, eb.instances)
-            s0, s1 = self.rev.random_ot(eb.instances, eb.spec.l)
+            per = 2 if eb.spec.shift else 1
+            self.rev.extend(rev_msg, per * eb.instances)
+            s0, s1 = self.rev.random_ot(per * eb.instances, eb.spec.l)
             m = eb.spec.mask
+            if per == 2:     # interleaved: the OT for ρ, then the one for ρ_t
+                eb.d_t = (s0[1::2] - s1[1::2]) & m
+                eb.r_c1 = eb.r_c1 + s0[1::2]
+                s0, s1 = s0[0::2], s1[0::2]
             eb.d_s, eb.p_rs = (s0 - s1) & m, (eb.r_c1 + s0) & m   # all the product needs later
             eb.r_c1 = None
         return eb
@@ -237,20 +279,28 @@ class Evaluator:
         eb.tables = None
         if eb.spec.circuit != "circa":
             return out
+        if out.ndim == 2:
+            out, eb.e_t = out[:, 0].copy(), out[:, 1].copy()
         eb.e = out
         f = out ^ np.unpackbits(eb.c1, count=out.size)
         w = ((np.uint64(1) - np.uint64(2) * out.astype(np.uint64)) * eb.a + eb.d_s) & eb.spec.mask
         eb.d_s = eb.c1 = None
-        return f, w
+        if eb.e_t is None:
+            return f, w
+        v = ((np.uint64(1) - np.uint64(2) * eb.e_t.astype(np.uint64)) * _wrap_weight(eb.spec) + eb.d_t) & eb.spec.mask
+        eb.d_t = None
+        return f, w, v
 
     def finish(self, eb: EvaluatorBatch, h) -> np.ndarray:
         if eb.spec.circuit != "circa" or eb.e is None or eb.finished:
             raise ValueError("finish() is Circa's last step, once, after evaluate()")
         h = _shares(h, eb.spec, "h")
         e = eb.e.astype(np.uint64)
-        z = (e * h - eb.p_rs + e * eb.a) & eb.spec.mask     # M_e − S0 + e·a, M_e = e·h − R_c1
+        z = e * h - eb.p_rs + e * eb.a      # M_e − S0 + e·a, M_e = e·h − R_c1
+        if eb.e_t is not None:              # + K·e_t − S'0 (S'0 is in p_rs)
+            z = z + eb.e_t.astype(np.uint64) * _wrap_weight(eb.spec)
         eb.finished, eb.p_rs, eb.a = True, None, None
-        return z
+        return z & eb.spec.mask
 
 
 def run(ga: Garbler, ev: Evaluator, spec: GcSpec, a, b):
@@ -277,7 +327,8 @@ def stored_bytes(spec: GcSpec) -> dict:
     info = spec.info
     tables = info["table_bytes"] + info["decode_bytes"]
     choice = info["n_eval"] / 8
-    product = (2 * 8 + 1 / 8) if spec.circuit == "circa" else 0.0   # S0 − S1, R_c1 + S0, c1
+    # S0 − S1, R_c1 + S0 (+ S'0), c1; with a shift also S'0 − S'1
+    product = ((3 if spec.shift else 2) * 8 + 1 / 8) if spec.circuit == "circa" else 0.0
     share = 8 if spec.circuit == "circa" else 0
     return {"tables": tables, "choice_bits": choice, "labels": 16 * info["n_eval"], "product": product,
             "share": share, "stored": tables + choice + product, "with_labels": tables + 16 * info["n_eval"] + product}

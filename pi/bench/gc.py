@@ -41,7 +41,8 @@ COLUMNS = [("circuit", "circuit", "s"), ("l", "l", "d"), ("bits", "n", "d"), ("k
 # below 2^34 (n = 35), shift 12, rings of 42 (calibrated) and 59 bits (SEAL's limit), 10 classes.
 DEFAULT_CONFIGS = ("relu:64,drelu:64,circa:64:40,circa:64:48,relu:40,circa:40:16,circa:40:20,"
                    "relu:42:bits=35:shift=12,trunc:42:bits=35:shift=12,drelu:42:bits=35,circa:42:11:bits=35,"
-                   "circa:42:16:bits=35,relu:59:bits=35:shift=12,circa:59:11:bits=35,circa:59:16:bits=35,"
+                   "circa:42:16:bits=35,circa:42:11:bits=35:shift=12,circa:42:16:bits=35:shift=12,"
+                   "relu:59:bits=35:shift=12,circa:59:11:bits=35,circa:59:16:bits=35,circa:59:16:bits=35:shift=12,"
                    "argmax:42:bits=35:classes=10")
 STORED_EXACT_64 = 6.5 * 1024
 STORED_CIRCA = 1024
@@ -174,11 +175,11 @@ def _relu_rows(ga, ev, specs, n: int, repeats: int, rng) -> list[dict]:
         rows.append({
             "circuit": spec.circuit, "l": spec.l, "bits": spec.bits, "k": spec.k if circa else None,
             "m": spec.bits - spec.k if circa else None, "mode": spec.mode,
-            "shift": spec.shift if spec.circuit in ("relu", "trunc") else None,
+            "shift": spec.shift if spec.circuit in ("relu", "trunc", "circa") else None,
             "classes": spec.classes or None,
             "and_gates": info["and_gates"] + info["andc_gates"], "half_gates": info["andc_gates"],
             "table_bytes": st["tables"], "label_bytes_online": 16 * info["n_garb"],
-            "ot_per_relu": info["n_eval"] + (2 if circa else 0),
+            "ot_per_relu": info["n_eval"] + ((3 if spec.shift else 2) if circa else 0),
             "stored_bytes_per_relu": st["stored"], "stored_bytes_with_labels": st["with_labels"],
             "share_bytes": st["share"],
             "garble_per_s": c / float(np.median(t_g)), "eval_per_s": c / float(np.median(t_e)),
@@ -262,7 +263,8 @@ def run(args) -> int:
             f"{threads} kernel thread(s); medians of {args.repeats} runs (the JSON also has the best run, "
             "`*_best_per_s`); the ReLU rows' runs are interleaved across rows.",
             "garble /s: the garbler's offline work; eval /s: the evaluator's online work (recompute its labels "
-            "from its IKNP seeds, evaluate, Circa's product step). Circa rows: PosZero, product by two OTs.",
+            "from its IKNP seeds, evaluate, Circa's product step). Circa rows: PosZero, product by two OTs "
+            "(three with a shift s).",
             "stored B: what the evaluator keeps per instance in this implementation: tables + decode bits, 1 bit "
             "per label OT (its labels are recomputed from its 128 IKNP seeds, 4 KB per session), Circa's two "
             "8-B product words and 1 choice bit (Circa also keeps its own 8-B share for the product: the linear "
@@ -304,14 +306,16 @@ def _targets(rows) -> dict:
         if r["circuit"] != "circa" or r["m"] > 24:
             continue
         base = next((e for e in rows if e["circuit"] == "relu" and e["l"] == r["l"] and e["bits"] == r["bits"]), None)
-        what = f"Circa l={r['l']} n={r['bits']} k={r['k']} (m={r['m']})"
+        what = f"Circa l={r['l']} n={r['bits']} k={r['k']}" + (f" s={r['shift']}" if r["shift"] else "") + \
+            f" (m={r['m']})"
         vs = f"exact l={r['l']} n={r['bits']}" + (f" s={base['shift']}" if base and base["shift"] else "")
         ratio = base["stored_bytes_per_relu"] / r["stored_bytes_per_relu"] if base else float("nan")
-        line(f"circa_l{r['l']}_n{r['bits']}_k{r['k']}_stored",
+        tag = f"circa_l{r['l']}_n{r['bits']}_k{r['k']}" + (f"_s{r['shift']}" if r["shift"] else "")
+        line(f"{tag}_stored",
              r["stored_bytes_per_relu"] <= STORED_CIRCA and base is not None and ratio >= 4.7,
              f"{what}: stored {r['stored_bytes_per_relu']:.1f} B (<= 1 KB), {ratio:.2f}x less than {vs} (>= 4.7x)")
         if base:
             speed = r["eval_per_s"] / base["eval_per_s"]
-            line(f"circa_l{r['l']}_n{r['bits']}_k{r['k']}_speed", speed >= 3,
+            line(f"{tag}_speed", speed >= 3,
                  f"{what} eval {speed:.1f}x faster than {vs} (>= 3x)")
     return out
