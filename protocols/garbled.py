@@ -39,7 +39,8 @@ MODES = ("poszero", "negpass")
 class GcSpec:
     """One circuit over shares in Z_(2^l). `bits` (default l): the caller guarantees
     |x| < 2^(bits−1), and the circuit reads only share bits below `bits`. `shift`: relu and trunc
-    output ⌊·/2^shift⌋. `k`, `mode`: Circa's sign test on bits k..bits−1. `classes`: argmax's C."""
+    output ⌊·/2^shift⌋, circa d·(⌊x/2^shift⌋ + e) (e the dealer's rounding bit). `k`, `mode`:
+    Circa's sign test on bits k..bits−1. `classes`: argmax's C."""
     circuit: str
     l: int = 64
     k: int = 0
