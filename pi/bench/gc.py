@@ -126,9 +126,13 @@ def _check(spec: GcSpec, x, out) -> None:
             ok = np.array_equal(ys, np.maximum(x, 0) >> spec.shift)
         elif spec.circuit == "trunc":
             ok = np.array_equal(ys, x >> spec.shift)
-        else:
-            far = np.abs(x) >= (1 << spec.k)
-            ok = np.array_equal(ys[far], np.maximum(x, 0)[far]) and bool(np.all((ys == 0) | (ys == x)))
+        else:   # circa: y = d·((x >> s) + e), e ∈ {0, 1} (0 without a shift); d exact for |x| > 2^k
+            t = x >> spec.shift
+            e = ys - t
+            far = np.abs(x) > (1 << spec.k)
+            ok = (bool(np.all((ys == 0) | (e == 0) | (e == 1 if spec.shift else False)))
+                  and not ys[far & (x < 0)].any()
+                  and bool(np.all((e[far & (x >= 0)] == 0) | (e[far & (x >= 0)] == (1 if spec.shift else 0)))))
     if not ok:
         raise AssertionError(f"{spec}: reconstructed outputs are wrong")
 
