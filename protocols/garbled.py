@@ -146,18 +146,18 @@ class GarblerBatch:
 @dataclass
 class EvaluatorBatch:
     """What the evaluator keeps between the offline and the online phase (docs/gc.md, "What the
-    evaluator stores"): the tables, Circa's two product words and packed choice bits, and Circa's
-    share `a` (needed online by the product). Its input labels are not here: the IKNP receiver
-    recomputes them from its seeds, keeping 1 bit per label OT (its choice) until they are used."""
+    evaluator stores"): the tables, Circa's product OT values (R_c1, S0, S1, with a shift also
+    S'0, S'1) and packed choice bits, and Circa's share `a` (needed online by the product). Its
+    input labels are not here: the IKNP receiver recomputes them from its seeds, keeping 1 bit per
+    label OT (its choice) until they are used."""
     spec: GcSpec
     instances: int
     a: np.ndarray | None = None         # circa only (the product uses it online)
     c1: np.ndarray | None = None        # circa: product OT 1's random choice bits, packed
+    r_c1: np.ndarray | None = None      # circa: product OT 1's message R_c1
     tables: bytes | None = None
-    d_s: np.ndarray | None = None       # circa: S0 − S1 (reverse product OT)
-    d_t: np.ndarray | None = None       # circa with a shift: S'0 − S'1 (third OT)
-    p_rs: np.ndarray | None = None      # circa: R_c1 + S0 (+ S'0 with a shift)
-    r_c1: np.ndarray | None = None      # circa: R_c1, from offline() until receive() folds it into p_rs
+    s01: tuple | None = None            # circa: (S0, S1) of the reverse product OT
+    s01_t: tuple | None = None          # circa with a shift: (S'0, S'1) of the third OT
     e: np.ndarray | None = None
     e_t: np.ndarray | None = None
     finished: bool = False
@@ -168,7 +168,7 @@ class EvaluatorBatch:
         but `share`, the linear layer's share that Circa keeps for the product)."""
         spec = self.spec
         labels_ots = self.instances * spec.info["n_eval"]
-        words = sum(v.nbytes for v in (self.d_s, self.d_t, self.p_rs, self.r_c1) if v is not None)
+        words = sum(v.nbytes for v in (self.r_c1, *(self.s01 or ()), *(self.s01_t or ())) if v is not None)
         parts = {"tables": len(self.tables or b""),
                  "choice_bits": (labels_ots + 7) // 8 if self.tables is not None else 0,
                  "product": words + (0 if self.c1 is None else self.c1.nbytes),
@@ -259,18 +259,15 @@ class Evaluator:
         tables, rev_msg = message
         eb.tables = tables
         if eb.spec.circuit == "circa":
-            if eb.r_c1 is None:
+            if eb.s01 is not None or eb.r_c1 is None:
                 raise ValueError("this batch's tables were already received (one-time)")
             per = 2 if eb.spec.shift else 1
             self.rev.extend(rev_msg, per * eb.instances)
             s0, s1 = self.rev.random_ot(per * eb.instances, eb.spec.l)
-            m = eb.spec.mask
             if per == 2:     # interleaved: the OT for ρ, then the one for ρ_t
-                eb.d_t = (s0[1::2] - s1[1::2]) & m
-                eb.r_c1 = eb.r_c1 + s0[1::2]
+                eb.s01_t = (s0[1::2], s1[1::2])
                 s0, s1 = s0[0::2], s1[0::2]
-            eb.d_s, eb.p_rs = (s0 - s1) & m, (eb.r_c1 + s0) & m   # all the product needs later
-            eb.r_c1 = None
+            eb.s01 = (s0, s1)
         return eb
 
     def evaluate(self, eb: EvaluatorBatch, labels: bytes):
@@ -284,12 +281,13 @@ class Evaluator:
             out, eb.e_t = out[:, 0].copy(), out[:, 1].copy()
         eb.e = out
         f = out ^ np.unpackbits(eb.c1, count=out.size)
-        w = ((np.uint64(1) - np.uint64(2) * out.astype(np.uint64)) * eb.a + eb.d_s) & eb.spec.mask
-        eb.d_s = eb.c1 = None
+        s0, s1 = eb.s01
+        w = ((np.uint64(1) - np.uint64(2) * out.astype(np.uint64)) * eb.a + s0 - s1) & eb.spec.mask
+        eb.c1 = None
         if eb.e_t is None:
             return f, w
-        v = ((np.uint64(1) - np.uint64(2) * eb.e_t.astype(np.uint64)) * _wrap_weight(eb.spec) + eb.d_t) & eb.spec.mask
-        eb.d_t = None
+        t0, t1 = eb.s01_t
+        v = ((np.uint64(1) - np.uint64(2) * eb.e_t.astype(np.uint64)) * _wrap_weight(eb.spec) + t0 - t1) & eb.spec.mask
         return f, w, v
 
     def finish(self, eb: EvaluatorBatch, h) -> np.ndarray:
@@ -297,10 +295,10 @@ class Evaluator:
             raise ValueError("finish() is Circa's last step, once, after evaluate()")
         h = _shares(h, eb.spec, "h")
         e = eb.e.astype(np.uint64)
-        z = e * h - eb.p_rs + e * eb.a      # M_e − S0 + e·a, M_e = e·h − R_c1
-        if eb.e_t is not None:              # + K·e_t − S'0 (S'0 is in p_rs)
-            z = z + eb.e_t.astype(np.uint64) * _wrap_weight(eb.spec)
-        eb.finished, eb.p_rs, eb.a = True, None, None
+        z = e * h - eb.r_c1 - eb.s01[0] + e * eb.a      # M_e − S0 + e·a, M_e = e·h − R_c1
+        if eb.e_t is not None:                          # + K·e_t − S'0
+            z = z + eb.e_t.astype(np.uint64) * _wrap_weight(eb.spec) - eb.s01_t[0]
+        eb.finished, eb.s01, eb.s01_t, eb.r_c1, eb.a = True, None, None, None, None
         return z & eb.spec.mask
 
 
@@ -321,15 +319,15 @@ def stored_bytes(spec: GcSpec) -> dict:
     """What the evaluator keeps from the offline phase per instance (docs/gc.md, "What the
     evaluator stores"), in bytes (fractions: packed bits). `stored` is this implementation's
     format: the tables with their decode bits, 1 bit per label OT (its choice; the labels are
-    recomputed from the 128 IKNP seeds it keeps per session), and for Circa the two product
-    words (uint64) and the packed random choice bit. `share` is Circa's own share `a` (8 B),
+    recomputed from the 128 IKNP seeds it keeps per session), and for Circa the product OT
+    values (R_c1, S0, S1, with a shift also S'0, S'1; uint64) and the packed random choice bit. `share` is Circa's own share `a` (8 B),
     which the product needs online: the linear layer's share, counted apart. `with_labels`: the
     same if the 16-B input labels were stored instead of the choice bits."""
     info = spec.info
     tables = info["table_bytes"] + info["decode_bytes"]
     choice = info["n_eval"] / 8
-    # S0 − S1, R_c1 + S0 (+ S'0), c1; with a shift also S'0 − S'1
-    product = ((3 if spec.shift else 2) * 8 + 1 / 8) if spec.circuit == "circa" else 0.0
+    # R_c1, S0, S1 (with a shift also S'0, S'1) as uint64, c1 packed
+    product = ((5 if spec.shift else 3) * 8 + 1 / 8) if spec.circuit == "circa" else 0.0
     share = 8 if spec.circuit == "circa" else 0
     return {"tables": tables, "choice_bits": choice, "labels": 16 * info["n_eval"], "product": product,
             "share": share, "stored": tables + choice + product, "with_labels": tables + 16 * info["n_eval"] + product}

@@ -224,15 +224,15 @@ def test_stored_bytes():
     assert s["tables"] == 188 * 32 + 16 + 8 and s["labels"] == 64 * 16 and s["choice_bits"] == 8
     assert s["stored"] == s["tables"] + 8 and s["with_labels"] == s["tables"] + 1024 and s["share"] == 0
     c = stored_bytes(GcSpec("circa", 64, 40, "poszero"))
-    assert c["tables"] == 23 * 32 + 1 and c["labels"] == 24 * 16 and c["product"] == 16.125 and c["share"] == 8
-    assert c["stored"] == 737 + 3 + 16.125
+    assert c["tables"] == 23 * 32 + 1 and c["labels"] == 24 * 16 and c["product"] == 24.125 and c["share"] == 8
+    assert c["stored"] == 737 + 3 + 24.125
 
 
 @pytest.mark.parametrize("spec", [GcSpec("relu", 42, shift=12, bits=35), GcSpec("circa", 59, 16, "negpass", bits=35),
                                   GcSpec("argmax", 42, bits=35, classes=10)])
 def test_batch_holds_what_stored_bytes_says(session, spec):
-    """The evaluator's batch between offline and online holds the tables, the product words and
-    packed bits, nothing per label: stored_bytes() times the count, plus the 64-B header and the
+    """The evaluator's batch between offline and online holds the tables, the product OT values
+    and packed bits, nothing per label: stored_bytes() times the count, plus the 64-B header and the
     rounding of packed bits."""
     ga, ev = session
     n = 200
