@@ -146,15 +146,15 @@ class GarblerBatch:
 @dataclass
 class EvaluatorBatch:
     """What the evaluator keeps between the offline and the online phase (docs/gc.md, "What the
-    evaluator stores"): the tables, Circa's product OT values (R_c1, S0, S1, with a shift also
-    S'0, S'1) and packed choice bits, and Circa's share `a` (needed online by the product). Its
-    input labels are not here: the IKNP receiver recomputes them from its seeds, keeping 1 bit per
-    label OT (its choice) until they are used."""
+    evaluator stores"): the tables, Circa's reverse-OT values (S0, S1, with a shift also S'0,
+    S'1), and Circa's share `a` (needed online by the product). Its input labels and Circa's
+    first product OT (c1, R_c1) are not here: they are IKNP OTs it receives, which the receiver
+    recomputes from its seeds when evaluate() reaches them, keeping 1 bit per OT (the choice)."""
     spec: GcSpec
     instances: int
     a: np.ndarray | None = None         # circa only (the product uses it online)
-    c1: np.ndarray | None = None        # circa: product OT 1's random choice bits, packed
-    r_c1: np.ndarray | None = None      # circa: product OT 1's message R_c1
+    c1: np.ndarray | None = None        # circa: product OT 1's choice bits and message R_c1,
+    r_c1: np.ndarray | None = None      #   taken in evaluate() (recomputed from the IKNP seeds)
     tables: bytes | None = None
     s01: tuple | None = None            # circa: (S0, S1) of the reverse product OT
     s01_t: tuple | None = None          # circa with a shift: (S'0, S'1) of the third OT
@@ -167,11 +167,11 @@ class EvaluatorBatch:
         """Bytes this batch holds now, by part; `one_time` is what the offline phase left (all
         but `share`, the linear layer's share that Circa keeps for the product)."""
         spec = self.spec
-        labels_ots = self.instances * spec.info["n_eval"]
+        labels_ots = self.instances * (spec.info["n_eval"] + (spec.circuit == "circa"))
         words = sum(v.nbytes for v in (self.r_c1, *(self.s01 or ()), *(self.s01_t or ())) if v is not None)
         parts = {"tables": len(self.tables or b""),
                  "choice_bits": (labels_ots + 7) // 8 if self.tables is not None else 0,
-                 "product": words + (0 if self.c1 is None else self.c1.nbytes),
+                 "product": words,
                  "share": 0 if self.a is None else self.a.nbytes}
         parts["one_time"] = parts["tables"] + parts["choice_bits"] + parts["product"]
         return parts
@@ -248,9 +248,10 @@ class Evaluator:
         bits = share_bits(a, spec)
         if spec.circuit == "circa":
             c1 = np.frombuffer(os.urandom(a.size), np.uint8) & np.uint8(1)   # random choice bits
+            # product OT first, labels after; its values are taken in evaluate(), when the
+            # receiver's cursor reaches them (taking them now would skip pending batches' labels)
             msg = self.ot.extend(np.concatenate([c1, bits]))
-            _, eb.r_c1 = self.ot.random_ot(a.size, spec.l)   # product OT first, labels after
-            eb.a, eb.c1 = _circa_values(spec, a, garbler=False), np.packbits(c1)
+            eb.a = _circa_values(spec, a, garbler=False)
         else:
             msg = self.ot.extend(bits)
         return eb, msg
@@ -259,7 +260,7 @@ class Evaluator:
         tables, rev_msg = message
         eb.tables = tables
         if eb.spec.circuit == "circa":
-            if eb.s01 is not None or eb.r_c1 is None:
+            if eb.s01 is not None or eb.finished:
                 raise ValueError("this batch's tables were already received (one-time)")
             per = 2 if eb.spec.shift else 1
             self.rev.extend(rev_msg, per * eb.instances)
@@ -273,6 +274,8 @@ class Evaluator:
     def evaluate(self, eb: EvaluatorBatch, labels: bytes):
         if eb.tables is None:
             raise ValueError("receive() the garbled tables first")
+        if eb.spec.circuit == "circa" and eb.r_c1 is None:
+            eb.c1, eb.r_c1 = self.ot.random_ot(eb.instances, eb.spec.l)
         out = self._gc.evaluate(eb.tables, labels)   # raises if this batch was evaluated already
         eb.tables = None
         if eb.spec.circuit != "circa":
@@ -280,7 +283,7 @@ class Evaluator:
         if out.ndim == 2:
             out, eb.e_t = out[:, 0].copy(), out[:, 1].copy()
         eb.e = out
-        f = out ^ np.unpackbits(eb.c1, count=out.size)
+        f = out ^ eb.c1
         s0, s1 = eb.s01
         w = ((np.uint64(1) - np.uint64(2) * out.astype(np.uint64)) * eb.a + s0 - s1) & eb.spec.mask
         eb.c1 = None
@@ -318,16 +321,18 @@ def run(ga: Garbler, ev: Evaluator, spec: GcSpec, a, b):
 def stored_bytes(spec: GcSpec) -> dict:
     """What the evaluator keeps from the offline phase per instance (docs/gc.md, "What the
     evaluator stores"), in bytes (fractions: packed bits). `stored` is this implementation's
-    format: the tables with their decode bits, 1 bit per label OT (its choice; the labels are
-    recomputed from the 128 IKNP seeds it keeps per session), and for Circa the product OT
-    values (R_c1, S0, S1, with a shift also S'0, S'1; uint64) and the packed random choice bit. `share` is Circa's own share `a` (8 B),
+    format: the tables with their decode bits, 1 bit per OT it receives (its choice: the labels
+    and Circa's R_c1 are recomputed from the 128 IKNP seeds it keeps per session), and for Circa
+    the reverse OT's values (S0, S1, with a shift also S'0, S'1; uint64). `share` is Circa's own share `a` (8 B),
     which the product needs online: the linear layer's share, counted apart. `with_labels`: the
-    same if the 16-B input labels were stored instead of the choice bits."""
+    same if the 16-B input labels (and R_c1, c1) were stored instead of the choice bits."""
     info = spec.info
+    circa = spec.circuit == "circa"
     tables = info["table_bytes"] + info["decode_bytes"]
-    choice = info["n_eval"] / 8
-    # R_c1, S0, S1 (with a shift also S'0, S'1) as uint64, c1 packed
-    product = ((5 if spec.shift else 3) * 8 + 1 / 8) if spec.circuit == "circa" else 0.0
+    choice = (info["n_eval"] + circa) / 8                      # + Circa's c1
+    product = (4 if spec.shift else 2) * 8 if circa else 0     # S0, S1 (+ S'0, S'1)
     share = 8 if spec.circuit == "circa" else 0
     return {"tables": tables, "choice_bits": choice, "labels": 16 * info["n_eval"], "product": product,
-            "share": share, "stored": tables + choice + product, "with_labels": tables + 16 * info["n_eval"] + product}
+            "share": share, "stored": tables + choice + product,
+            # if the labels (and Circa's R_c1, c1) were stored instead of recomputed
+            "with_labels": tables + 16 * info["n_eval"] + product + (8 + 1 / 8 if circa else 0)}
