@@ -146,18 +146,21 @@ class GarblerBatch:
 @dataclass
 class EvaluatorBatch:
     """What the evaluator keeps between the offline and the online phase (docs/gc.md, "What the
-    evaluator stores"): the tables, Circa's reverse-OT values (S0, S1, with a shift also S'0,
-    S'1), and Circa's share `a` (needed online by the product). Its input labels and Circa's
-    first product OT (c1, R_c1) are not here: they are IKNP OTs it receives, which the receiver
-    recomputes from its seeds when evaluate() reaches them, keeping 1 bit per OT (the choice)."""
+    evaluator stores"): the tables, Circa's reverse-OT words (S0 − S1 and S0, with a shift also
+    S'0 − S'1 and S'0) and packed choice bits c1, and Circa's share `a` (needed online by the
+    product). Its input labels and Circa's R_c1 are not here: the IKNP receiver recomputes them
+    from its seeds when evaluate() reaches them, keeping 1 bit per OT (its choice) until then."""
     spec: GcSpec
     instances: int
     a: np.ndarray | None = None         # circa only (the product uses it online)
-    c1: np.ndarray | None = None        # circa: product OT 1's choice bits and message R_c1,
-    r_c1: np.ndarray | None = None      #   taken in evaluate() (recomputed from the IKNP seeds)
+    c1: np.ndarray | None = None        # circa: product OT 1's random choice bits, packed
     tables: bytes | None = None
-    s01: tuple | None = None            # circa: (S0, S1) of the reverse product OT
-    s01_t: tuple | None = None          # circa with a shift: (S'0, S'1) of the third OT
+    d_s: np.ndarray | None = None       # circa: S0 − S1 (reverse product OT)
+    d_t: np.ndarray | None = None       # circa with a shift: S'0 − S'1 (third OT)
+    s0: np.ndarray | None = None        # circa: S0 (reverse product OT)
+    s0_t: np.ndarray | None = None      # circa with a shift: S'0 (third OT)
+    p_rs: np.ndarray | None = None      # circa: R_c1 + S0 (+ S'0 with a shift), from evaluate()
+    r_c1: np.ndarray | None = None      # circa: R_c1, taken from the OT in evaluate()
     e: np.ndarray | None = None
     e_t: np.ndarray | None = None
     finished: bool = False
@@ -167,11 +170,11 @@ class EvaluatorBatch:
         """Bytes this batch holds now, by part; `one_time` is what the offline phase left (all
         but `share`, the linear layer's share that Circa keeps for the product)."""
         spec = self.spec
-        labels_ots = self.instances * (spec.info["n_eval"] + (spec.circuit == "circa"))
-        words = sum(v.nbytes for v in (self.r_c1, *(self.s01 or ()), *(self.s01_t or ())) if v is not None)
+        labels_ots = self.instances * (spec.info["n_eval"] + (spec.circuit == "circa"))   # + c1's OT
+        words = sum(v.nbytes for v in (self.d_s, self.d_t, self.s0, self.s0_t, self.p_rs, self.r_c1) if v is not None)
         parts = {"tables": len(self.tables or b""),
                  "choice_bits": (labels_ots + 7) // 8 if self.tables is not None else 0,
-                 "product": words,
+                 "product": words + (0 if self.c1 is None else self.c1.nbytes),
                  "share": 0 if self.a is None else self.a.nbytes}
         parts["one_time"] = parts["tables"] + parts["choice_bits"] + parts["product"]
         return parts
@@ -248,10 +251,10 @@ class Evaluator:
         bits = share_bits(a, spec)
         if spec.circuit == "circa":
             c1 = np.frombuffer(os.urandom(a.size), np.uint8) & np.uint8(1)   # random choice bits
-            # product OT first, labels after; its values are taken in evaluate(), when the
-            # receiver's cursor reaches them (taking them now would skip pending batches' labels)
+            # product OT first, labels after; its R_c1 is taken in evaluate(), when the receiver's
+            # cursor reaches it (taking it now would skip the labels of batches still pending)
             msg = self.ot.extend(np.concatenate([c1, bits]))
-            eb.a = _circa_values(spec, a, garbler=False)
+            eb.a, eb.c1 = _circa_values(spec, a, garbler=False), np.packbits(c1)
         else:
             msg = self.ot.extend(bits)
         return eb, msg
@@ -260,22 +263,26 @@ class Evaluator:
         tables, rev_msg = message
         eb.tables = tables
         if eb.spec.circuit == "circa":
-            if eb.s01 is not None or eb.finished:
+            if eb.d_s is not None or eb.e is not None:
                 raise ValueError("this batch's tables were already received (one-time)")
             per = 2 if eb.spec.shift else 1
             self.rev.extend(rev_msg, per * eb.instances)
             s0, s1 = self.rev.random_ot(per * eb.instances, eb.spec.l)
+            m = eb.spec.mask
             if per == 2:     # interleaved: the OT for ρ, then the one for ρ_t
-                eb.s01_t = (s0[1::2], s1[1::2])
+                eb.d_t = (s0[1::2] - s1[1::2]) & m
+                eb.s0_t = s0[1::2]
                 s0, s1 = s0[0::2], s1[0::2]
-            eb.s01 = (s0, s1)
+            eb.d_s, eb.s0 = (s0 - s1) & m, s0      # all the product needs later (with R_c1)
         return eb
 
     def evaluate(self, eb: EvaluatorBatch, labels: bytes):
         if eb.tables is None:
             raise ValueError("receive() the garbled tables first")
-        if eb.spec.circuit == "circa" and eb.r_c1 is None:
-            eb.c1, eb.r_c1 = self.ot.random_ot(eb.instances, eb.spec.l)
+        if eb.spec.circuit == "circa" and eb.p_rs is None:
+            _, eb.r_c1 = self.ot.random_ot(eb.instances, eb.spec.l)
+            s0 = eb.s0 if eb.s0_t is None else eb.s0 + eb.s0_t
+            eb.p_rs = (eb.r_c1 + s0) & eb.spec.mask
         out = self._gc.evaluate(eb.tables, labels)   # raises if this batch was evaluated already
         eb.tables = None
         if eb.spec.circuit != "circa":
@@ -283,14 +290,13 @@ class Evaluator:
         if out.ndim == 2:
             out, eb.e_t = out[:, 0].copy(), out[:, 1].copy()
         eb.e = out
-        f = out ^ eb.c1
-        s0, s1 = eb.s01
-        w = ((np.uint64(1) - np.uint64(2) * out.astype(np.uint64)) * eb.a + s0 - s1) & eb.spec.mask
-        eb.c1 = None
+        f = out ^ np.unpackbits(eb.c1, count=out.size)
+        w = ((np.uint64(1) - np.uint64(2) * out.astype(np.uint64)) * eb.a + eb.d_s) & eb.spec.mask
+        eb.d_s = eb.c1 = None
         if eb.e_t is None:
             return f, w
-        t0, t1 = eb.s01_t
-        v = ((np.uint64(1) - np.uint64(2) * eb.e_t.astype(np.uint64)) * _wrap_weight(eb.spec) + t0 - t1) & eb.spec.mask
+        v = ((np.uint64(1) - np.uint64(2) * eb.e_t.astype(np.uint64)) * _wrap_weight(eb.spec) + eb.d_t) & eb.spec.mask
+        eb.d_t = None
         return f, w, v
 
     def finish(self, eb: EvaluatorBatch, h) -> np.ndarray:
@@ -298,10 +304,10 @@ class Evaluator:
             raise ValueError("finish() is Circa's last step, once, after evaluate()")
         h = _shares(h, eb.spec, "h")
         e = eb.e.astype(np.uint64)
-        z = e * h - eb.r_c1 - eb.s01[0] + e * eb.a      # M_e − S0 + e·a, M_e = e·h − R_c1
-        if eb.e_t is not None:                          # + K·e_t − S'0
-            z = z + eb.e_t.astype(np.uint64) * _wrap_weight(eb.spec) - eb.s01_t[0]
-        eb.finished, eb.s01, eb.s01_t, eb.r_c1, eb.a = True, None, None, None, None
+        z = e * h - eb.p_rs + e * eb.a      # M_e − S0 + e·a, M_e = e·h − R_c1
+        if eb.e_t is not None:              # + K·e_t − S'0 (S'0 is in p_rs)
+            z = z + eb.e_t.astype(np.uint64) * _wrap_weight(eb.spec)
+        eb.finished, eb.p_rs, eb.a, eb.s0, eb.s0_t, eb.r_c1 = True, None, None, None, None, None
         return z & eb.spec.mask
 
 
@@ -323,16 +329,16 @@ def stored_bytes(spec: GcSpec) -> dict:
     evaluator stores"), in bytes (fractions: packed bits). `stored` is this implementation's
     format: the tables with their decode bits, 1 bit per OT it receives (its choice: the labels
     and Circa's R_c1 are recomputed from the 128 IKNP seeds it keeps per session), and for Circa
-    the reverse OT's values (S0, S1, with a shift also S'0, S'1; uint64). `share` is Circa's own share `a` (8 B),
-    which the product needs online: the linear layer's share, counted apart. `with_labels`: the
-    same if the 16-B input labels (and R_c1, c1) were stored instead of the choice bits."""
+    the reverse OT's words (S0 − S1, S0; with a shift also S'0 − S'1, S'0; uint64) and the packed
+    choice bit c1. `share` is Circa's own share (8 B), which the product needs online: the linear
+    layer's share, counted apart. `with_labels`: the same if the 16-B input labels (and R_c1)
+    were stored instead of recomputed."""
     info = spec.info
     circa = spec.circuit == "circa"
     tables = info["table_bytes"] + info["decode_bytes"]
-    choice = (info["n_eval"] + circa) / 8                      # + Circa's c1
-    product = (4 if spec.shift else 2) * 8 if circa else 0     # S0, S1 (+ S'0, S'1)
-    share = 8 if spec.circuit == "circa" else 0
+    choice = (info["n_eval"] + circa) / 8                             # + c1's OT
+    product = ((4 if spec.shift else 2) * 8 + 1 / 8) if circa else 0.0   # words, c1 packed
+    share = 8 if circa else 0
     return {"tables": tables, "choice_bits": choice, "labels": 16 * info["n_eval"], "product": product,
             "share": share, "stored": tables + choice + product,
-            # if the labels (and Circa's R_c1, c1) were stored instead of recomputed
             "with_labels": tables + 16 * info["n_eval"] + product + (8 + 1 / 8 if circa else 0)}

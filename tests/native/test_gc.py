@@ -224,8 +224,8 @@ def test_stored_bytes():
     assert s["tables"] == 188 * 32 + 16 + 8 and s["labels"] == 64 * 16 and s["choice_bits"] == 8
     assert s["stored"] == s["tables"] + 8 and s["with_labels"] == s["tables"] + 1024 and s["share"] == 0
     c = stored_bytes(GcSpec("circa", 64, 40, "poszero"))
-    assert c["tables"] == 23 * 32 + 1 and c["labels"] == 24 * 16 and c["product"] == 16 and c["share"] == 8
-    assert c["stored"] == 737 + 25 / 8 + 16 and c["with_labels"] == 737 + 24 * 16 + 16 + 8 + 1 / 8
+    assert c["tables"] == 23 * 32 + 1 and c["labels"] == 24 * 16 and c["product"] == 16.125 and c["share"] == 8
+    assert c["stored"] == 737 + 25 / 8 + 16.125 and c["with_labels"] == 737 + 24 * 16 + 16.125 + 8.125
 
 
 @pytest.mark.parametrize("spec", [GcSpec("relu", 42, shift=12, bits=35), GcSpec("circa", 59, 16, "negpass", bits=35),
@@ -245,7 +245,7 @@ def test_batch_holds_what_stored_bytes_says(session, spec):
     assert held["tables"] == 64 + n * per["tables"]
     assert held["choice_bits"] == -(-n * (spec.info["n_eval"] + (spec.circuit == "circa")) // 8)
     assert held["choice_bits"] == -(-n * per["choice_bits"] // 1)
-    assert held["product"] == n * per["product"] and held["share"] == n * per["share"]
+    assert held["product"] == -(-n * per["product"] // 1) and held["share"] == n * per["share"]
     assert held["one_time"] == held["tables"] + held["choice_bits"] + held["product"]
     out = ev.evaluate(eb, ga.labels(gb, b))
     if spec.circuit == "circa":
