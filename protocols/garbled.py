@@ -170,10 +170,11 @@ class EvaluatorBatch:
         """Bytes this batch holds now, by part; `one_time` is what the offline phase left (all
         but `share`, the linear layer's share that Circa keeps for the product)."""
         spec = self.spec
-        labels_ots = self.instances * (spec.info["n_eval"] + (spec.circuit == "circa"))   # + c1's OT
+        labels_ots = self.instances * spec.info["n_eval"]
         words = sum(v.nbytes for v in (self.d_s, self.d_t, self.s0, self.s0_t, self.p_rs, self.r_c1) if v is not None)
         parts = {"tables": len(self.tables or b""),
-                 "choice_bits": (labels_ots + 7) // 8 if self.tables is not None else 0,
+                 "choice_bits": (labels_ots + self.instances * (spec.circuit == "circa") + 7) // 8  # + c1's OT
+                 if self.tables is not None else 0,
                  "product": words + (0 if self.c1 is None else self.c1.nbytes),
                  "share": 0 if self.a is None else self.a.nbytes}
         parts["one_time"] = parts["tables"] + parts["choice_bits"] + parts["product"]
@@ -260,10 +261,12 @@ class Evaluator:
         return eb, msg
 
     def receive(self, eb: EvaluatorBatch, message: tuple) -> EvaluatorBatch:
+        if eb.e is not None or eb.finished:
+            raise ValueError("this batch was already evaluated (one-time)")
         tables, rev_msg = message
         eb.tables = tables
         if eb.spec.circuit == "circa":
-            if eb.d_s is not None or eb.e is not None:
+            if eb.d_s is not None:
                 raise ValueError("this batch's tables were already received (one-time)")
             per = 2 if eb.spec.shift else 1
             self.rev.extend(rev_msg, per * eb.instances)
