@@ -16,12 +16,14 @@ copied to RESULTS/runs/ as soon as it is finished, and finished runs are skipped
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 EMBEDDED_SITES = 14_592
@@ -39,7 +41,10 @@ def main(argv=None) -> int:
     p.add_argument("--search-epochs", type=int, default=6)
     p.add_argument("--finetune-epochs", type=int, default=4)
     p.add_argument("--finetune-lr", type=float, default=0.01)
-    p.add_argument("--train-subset", type=int, default=None)
+    p.add_argument("--train-subset", type=int, default=None, help="train on this many examples (fixed per seed)")
+    p.add_argument("--val-subset", type=int, default=None,
+                   help="validate (selection, dual steps) on the first N validation images only")
+    p.add_argument("--audit-only", action="store_true", help="rebuild the audit from the finished runs only")
     p.add_argument("--penalty-dual-lr", type=float, default=0.1)
     p.add_argument("--drop-dual-lr", type=float, default=0.5)
     p.add_argument("--drop-tolerance", type=float, default=0.0)
@@ -53,10 +58,13 @@ def main(argv=None) -> int:
     from relu_budget.optimizers.common import site_totals
     from relu_budget.optimizers.training import PhaseStore, train_phase
     from relu_budget.runs import run_metrics, save_run
+    from relu_budget.fairness import predict_proba
     from relu_budget.train import evaluate, save_checkpoint, seed_everything
 
     command = "python benchmarks/fairness_experiment.py " + " ".join(sys.argv[1:] if argv is None else argv)
     splits = cli.load_splits("fashion-mnist-imbalanced", None, 0)
+    if args.val_subset:
+        splits = dataclasses.replace(splits, val=(splits.val[0][:args.val_subset], splits.val[1][:args.val_subset]))
     total = site_totals(cli.build_model(args.arch, splits, {}), splits.input_shape)["total"]
     budgets = [max(1, round(b * total / EMBEDDED_SITES)) for b in args.budgets]
     results = Path(args.results)
@@ -73,6 +81,9 @@ def main(argv=None) -> int:
         with log.open("a") as f:
             f.write(line + "\n")
 
+    if args.audit_only:
+        write_audit(args, splits, results, command)
+        return 0
     note(f"start: {command}; {args.arch}: {total} sites, budgets {budgets}")
     for seed in args.seeds:
         wdir = Path(args.work) / args.arch / f"seed{seed}"
@@ -92,6 +103,8 @@ def main(argv=None) -> int:
                  "val_accuracy": evaluate(teacher, splits.loader("val", 512))["accuracy"],
                  "test_accuracy": evaluate(teacher, splits.loader("test", 512))["accuracy"],
                  "train_seconds": round(time.time() - t0, 1), "epochs": args.teacher_epochs}
+        if not (wdir / "test_probs.npy").is_file():
+            np.save(wdir / "test_probs.npy", predict_proba(teacher, splits.test[0]).astype(np.float32))
         note(f"seed {seed}: teacher test {100 * tinfo['test_accuracy']:.2f}% ({tinfo['train_seconds']} s)")
         search_dir = wdir / "search_state"
         # Smallest budget first: its search never stops early, so larger budgets reuse a full search.
@@ -121,14 +134,52 @@ def main(argv=None) -> int:
                 metrics = run_metrics(result, splits, cfg, teacher, command=run_cmd, method="snl", arch=args.arch,
                                       budget_arg=str(budget), teacher=tinfo, seconds=time.time() - t0,
                                       experiment={"method": mname, "seed": seed, "budget_embedded": b_emb})
+                np.save(out / "test_probs.npy", predict_proba(result.model, splits.test[0]).astype(np.float32))
                 save_run(out, result, metrics)
                 dest = results / "runs" / f"{args.arch}-seed{seed}-{mname}-{b_emb}"
                 dest.mkdir(parents=True, exist_ok=True)
                 shutil.copy(out / "metrics.json", dest / "metrics.json")
                 note(f"seed {seed} {mname} {budget}: test {100 * result.test['accuracy']:.2f}% "
                      f"({metrics['seconds']:.0f} s)")
+        write_audit(args, splits, results, command)     # after every seed: partial results are usable
+        note(f"seed {seed}: audit written")
     note("done")
     return 0
+
+
+def write_audit(args, splits, results: Path, command: str) -> None:
+    """The `relu-budget audit` document of every finished run (test split, groups = classes),
+    from the test probabilities saved with each run and teacher (the same numbers `relu-budget
+    audit WORK/<arch>` computes, without evaluating every model again)."""
+    from relu_budget.fairness import audit, audit_markdown, plot_audit, plot_drop_curve, series_of
+    from relu_budget.runs import json_default
+    entries, refs = [], {}
+    for mpath in sorted((Path(args.work) / args.arch).glob("seed*/*/metrics.json")):
+        rdir = mpath.parent
+        m = json.loads(mpath.read_text())
+        tdir = Path(m["teacher"]["path"]).parent
+        rid = str(tdir / "teacher.pt")
+        if rid not in refs:
+            refs[rid] = {"probs": np.load(tdir / "test_probs.npy"), "label": f"all-ReLU ({tdir.name})",
+                         "path": rid, "relus": m["total_sites"], "seed": m["seed"]}
+        entries.append({"probs": np.load(rdir / "test_probs.npy"), "reference": rid, "label": f"{tdir.name}/{rdir.name}",
+                        "dir": str(rdir), "series": series_of(m), "method": m["method"], "relus": m["relus"],
+                        "total_sites": m["total_sites"], "budget_sites": m["budget_sites"], "seed": m["seed"],
+                        "train_dataset": m["dataset"],
+                        "fairness": {k: m["config"].get(k) for k in ("fairness_penalty", "drop_constraint", "dual_lr",
+                                                                     "tolerance")},
+                        "optimize_command": m["command"]})
+    if not entries:
+        return
+    x, y = splits.test
+    names = {str(i): c for i, c in enumerate(splits.classes)}
+    doc = audit(entries, refs, x, y.numpy(), group_names=names,
+                meta={"command": command + "  # audit of the finished runs", "dataset": "fashion-mnist",
+                      "split": "test"})
+    (results / "audit.json").write_text(json.dumps(doc, indent=1, default=json_default) + "\n")
+    (results / "audit.md").write_text("# Fairness audit\n\n" + audit_markdown(doc))
+    plot_audit(doc, results / "audit.png")
+    plot_drop_curve(doc, results / "drop_curve.png")
 
 
 if __name__ == "__main__":

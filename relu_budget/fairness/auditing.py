@@ -113,8 +113,10 @@ def audit(entries: Sequence[dict], references: Mapping[str, dict], x: torch.Tens
     """Audits models against their all-ReLU references on (x, y) with group labels.
 
     references: id → {"model": nn.Module, **info}; entries: [{"model": nn.Module, "reference":
-    id, "label": str, "series": str, "relus": int | None, **info}]. Group labels default to the
-    classes. Returns the audit document (plain data; see docs/fairness.md for its fields)."""
+    id, "label": str, "series": str, "relus": int | None, **info}]; instead of "model", "probs"
+    may give the model's class probabilities on (x, y) already computed (N × C). Group labels
+    default to the classes. Returns the audit document (plain data; see docs/fairness.md for
+    its fields)."""
     y = np.asarray(y)
     g, default_names, source = resolve_groups(y, groups)
     names = dict(group_names or default_names)
@@ -122,17 +124,17 @@ def audit(entries: Sequence[dict], references: Mapping[str, dict], x: torch.Tens
         raise AuditError("an audit needs at least one all-ReLU reference model")
     ref_docs = {}
     for rid, ref in references.items():
-        probs = predict_proba(ref["model"], x, batch_size, seed)
-        ref_docs[rid] = {"id": rid, **{k: v for k, v in ref.items() if k != "model"},
+        probs = _probs_of(ref, x, batch_size, seed)
+        ref_docs[rid] = {"id": rid, **{k: v for k, v in ref.items() if k not in ("model", "probs")},
                          "metrics": group_metrics(y, probs, g)}
     runs = []
     for e in entries:
         if e.get("reference") not in ref_docs:
             raise AuditError(f"{e.get('label')}: unknown reference {e.get('reference')!r} "
                              f"(known: {', '.join(ref_docs)})")
-        probs = predict_proba(e["model"], x, batch_size, seed)
+        probs = _probs_of(e, x, batch_size, seed)
         m = group_metrics(y, probs, g)
-        doc = {k: v for k, v in e.items() if k != "model"}
+        doc = {k: v for k, v in e.items() if k not in ("model", "probs")}
         doc.update({"metrics": m, "drop": accuracy_drop(m, ref_docs[e["reference"]]["metrics"])})
         runs.append(doc)
     runs.sort(key=lambda r: (r.get("series", ""), -(r.get("relus") or 0)))
@@ -142,6 +144,15 @@ def audit(entries: Sequence[dict], references: Mapping[str, dict], x: torch.Tens
             **(meta or {}), "n": len(y),
             "groups": {"source": source, "names": names, "counts": counts},
             "references": list(ref_docs.values()), "runs": runs, "curves": curves(runs)}
+
+
+def _probs_of(item: dict, x: torch.Tensor, batch_size: int, seed: int) -> np.ndarray:
+    if item.get("probs") is None:
+        return predict_proba(item["model"], x, batch_size, seed)
+    probs = np.asarray(item["probs"], dtype=np.float64)
+    if probs.ndim != 2 or len(probs) != len(x):
+        raise AuditError(f"{item.get('label', '?')}: probabilities of shape {probs.shape} for {len(x)} examples")
+    return probs
 
 
 def validate_audit(doc: dict, where: str = "audit") -> dict:

