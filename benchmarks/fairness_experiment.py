@@ -44,6 +44,8 @@ def main(argv=None) -> int:
     p.add_argument("--train-subset", type=int, default=None, help="train on this many examples (fixed per seed)")
     p.add_argument("--val-subset", type=int, default=None,
                    help="validate (selection, dual steps) on the first N validation images only")
+    p.add_argument("--test-subset", type=int, default=None,
+                   help="evaluate and audit on the first N test images only (the test split is shuffled)")
     p.add_argument("--audit-only", action="store_true", help="rebuild the audit from the finished runs only")
     p.add_argument("--penalty-dual-lr", type=float, default=0.1)
     p.add_argument("--drop-dual-lr", type=float, default=0.5)
@@ -65,6 +67,9 @@ def main(argv=None) -> int:
     splits = cli.load_splits("fashion-mnist-imbalanced", None, 0)
     if args.val_subset:
         splits = dataclasses.replace(splits, val=(splits.val[0][:args.val_subset], splits.val[1][:args.val_subset]))
+    if args.test_subset:
+        splits = dataclasses.replace(splits, test=(splits.test[0][:args.test_subset],
+                                                   splits.test[1][:args.test_subset]))
     total = site_totals(cli.build_model(args.arch, splits, {}), splits.input_shape)["total"]
     budgets = [max(1, round(b * total / EMBEDDED_SITES)) for b in args.budgets]
     results = Path(args.results)
