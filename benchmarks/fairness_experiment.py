@@ -48,7 +48,7 @@ def main(argv=None) -> int:
                    help="evaluate and audit on the first N test images only (the test split is shuffled)")
     p.add_argument("--audit-only", action="store_true", help="rebuild the audit from the finished runs only")
     p.add_argument("--penalty-dual-lr", type=float, default=0.1)
-    p.add_argument("--drop-dual-lr", type=float, default=0.5)
+    p.add_argument("--drop-dual-lr", type=float, default=0.3)
     p.add_argument("--drop-tolerance", type=float, default=0.0)
     p.add_argument("--work", required=True, help="run directories (weights; not committed)")
     p.add_argument("--results", required=True, help="where the runs' metrics.json are copied")

@@ -200,8 +200,6 @@ def optimize(model: nn.Module, splits, budget, config: CircaConfig | dict | None
         finally:
             circa_sim.attach(m, config.frac_bits, config.scale_bits)
     hooks["metric"] = metric
-    if getattr(hooks.get("extra_loss"), "primer", None) is not None:
-        hooks["extra_loss"].primer = metric
 
     circa_sim.attach(student, config.frac_bits, config.scale_bits)     # faults in training forwards
     try:

@@ -16,7 +16,7 @@ mkdir -p "$W"
 PY="$(pwd)/.venv/bin/python"
 OUT=benchmarks/results/fairness2/resnet-small
 ARGS=(--arch resnet-small --teacher-epochs 8 --search-epochs 2 --finetune-epochs 3 --train-subset 6000
-      --val-subset 2500 --penalty-dual-lr 0.1 --drop-dual-lr 0.05 --drop-tolerance 0 --work "$W")
+      --val-subset 2500 --penalty-dual-lr 0.1 --drop-dual-lr 0.3 --drop-tolerance 0 --work "$W")
 for s in 0 1 2; do
   OMP_NUM_THREADS=1 nice -n 10 "$PY" benchmarks/fairness_experiment.py "${ARGS[@]}" --seeds $s \
       --results "$W/progress-seed$s" > "$W/seed$s.log" 2>&1 &
