@@ -536,7 +536,7 @@ def test_audit_curves_across_seeds(teacher, splits, tmp_path):
     for s in range(2):
         for f in (0.5, 0.9):
             entries.append({"model": linearized(teacher, f, splits), "reference": f"t{s}", "label": f"{s}-{f}",
-                            "series": "lin", "relus": int(100 * (1 - f)), "budget_sites": int(100 * (1 - f)), "seed": s})
+                            "series": "lin", "relus": round(100 * (1 - f)), "budget_sites": round(100 * (1 - f)), "seed": s})
     doc = audit(entries, refs, x, y.numpy())
     cv = doc["curves"]["lin"]
     assert [p["budget_sites"] for p in cv] == [50, 10] and all(p["seeds"] == [0, 1] for p in cv)
