@@ -1,6 +1,8 @@
 // Python bindings of the dealer-free ReLU core: base OT, IKNP, and garbled ReLU circuits over
 // additive shares (docs/gc.md). Thin: every buffer is checked here (type, size, header, session,
 // order) before a kernel runs, and kernels run with the GIL released.
+// Over 500 lines on purpose: every binding checks its buffers against the wire formats below
+// before a kernel runs, and the checks are kept next to the one description of those formats.
 //
 // Garbled batch ("tables", sent garbler → evaluator offline), little-endian:
 //   0 magic "PIGC"   4 version (1)   5 kind   6 l   7 k   8 mode   9..11 zero
