@@ -20,7 +20,7 @@ import numpy as np
 
 import pi_native
 from pi.bench.model import wait_for_quiet
-from pi.bench.results import format_table, markdown_table, time_runs, write_results
+from pi.bench.results import format_table, time_runs, write_with_notes
 from protocols.garbled import GcSpec, connect, stored_bytes
 
 NAME = "gc"
@@ -239,14 +239,9 @@ def run(args) -> int:
             "from its IKNP seeds, evaluate, Circa's product step). Circa rows: PosZero, product by two OTs.",
             "stored B: tables + decode bits + the evaluator's 16-B input labels (+ Circa's product-OT values); "
             "stored B (seeded): without the labels, which this implementation recomputes from 128 seeds.",
-            f"Machine load (1-min load average) {load['load_1min_at_start']:.2f} at start, "
-            f"{load['load_1min_at_end']:.2f} at end, on {load['cores']} cores shared with other jobs.",
         ]
-        md = markdown_table(rows, COLUMNS) + "\n\n" + "\n".join(f"- {x}" for x in notes + targets["lines"])
-        write_results(args.json, "Dealer-free ReLUs: garbled circuits and OT (pi_native)", rows,
-                      extra={"load": load, "targets": {k: v for k, v in targets.items() if k != "lines"}},
-                      markdown=md)
-        print(f"wrote {args.json}")
+        write_with_notes(args.json, "Dealer-free ReLUs: garbled circuits and OT (pi_native)", rows, COLUMNS, notes,
+                         load, targets)
     return 0
 
 

@@ -110,6 +110,21 @@ def write_results(path: str | os.PathLike, name: str, rows: list[dict], extra: d
     return path
 
 
+def load_line(load: dict) -> str:
+    """The machine load over a run (`load_1min_at_start`, `load_1min_at_end`, `cores`), one sentence."""
+    return (f"Machine load (1-min load average) {load['load_1min_at_start']:.2f} at start, "
+            f"{load['load_1min_at_end']:.2f} at end, on {load['cores']} cores shared with other jobs.")
+
+
+def write_with_notes(path, name: str, rows: list[dict], columns, notes: list[str], load: dict, targets: dict) -> None:
+    """A result file with the load and the targets' verdicts (`targets["lines"]`, the rest is
+    stored); its Markdown twin is the table, then the notes, the load and the verdicts."""
+    lines = [*notes, load_line(load), *targets["lines"]]
+    write_results(path, name, rows, extra={"load": load, "targets": {k: v for k, v in targets.items() if k != "lines"}},
+                  markdown=markdown_table(rows, columns) + "\n\n" + "\n".join(f"- {x}" for x in lines))
+    print(f"wrote {path}")
+
+
 def markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> str:
     head = "| " + " | ".join(h for _, h, _ in columns) + " |"
     sep = "|" + "|".join("---:" for _ in columns) + "|"
