@@ -4,8 +4,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:       # the annotation only: loading the assets needs torch, importing this module does not
+    import torch
 
 ASSETS_ENV = "PI_ASSETS_DIR"
 

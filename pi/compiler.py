@@ -19,7 +19,7 @@ from torch import fx, nn
 from protocols.fixed_point import RING_BITS, FixedPoint
 from protocols.plan import Activation, Plan, PlanBuilder, PlanError, ServerWeights
 from protocols.site_kinds import CIRCA, IDENTITY, POLY, RELU
-from relu_budget.policy import SitePolicy  # noqa: F401 (pi.compiler.SitePolicy is public)
+from relu_budget.policy import SitePolicy  # also public as pi.compiler.SitePolicy
 
 # What the compiler understands: (torch op, how it is computed securely).
 SUPPORTED: dict[str, str] = {

@@ -62,7 +62,7 @@ class DeployConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     @classmethod
-    def load(cls, path: str | Path | None) -> "DeployConfig":
+    def load(cls, path: str | Path | None) -> DeployConfig:
         if path is None:
             return cls()
         import yaml
@@ -112,7 +112,7 @@ class DeployConfig:
             raise ConfigError(f"{path}: {exc}") from None
         return cfg
 
-    def apply_flags(self, args) -> "DeployConfig":
+    def apply_flags(self, args) -> DeployConfig:
         for name in ("server_host", "server_port", "dealer_host", "dealer_port", "cert", "key", "frac_bits"):
             v = getattr(args, name, None)
             if v is not None:

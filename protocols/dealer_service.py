@@ -217,7 +217,7 @@ class DealerService:
 def _try(fn, *args) -> None:
     try:
         fn(*args)
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 -- best effort on a peer that may be gone
         pass
 
 

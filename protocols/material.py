@@ -176,7 +176,7 @@ class Material:
         return out
 
     @classmethod
-    def from_bytes(cls, data) -> "Material":
+    def from_bytes(cls, data) -> Material:
         """Parses to_bytes' output; items are views of `data` (pass a bytearray to get writable
         arrays). Malformed input raises MaterialMismatch."""
         view = memoryview(data).cast("B")

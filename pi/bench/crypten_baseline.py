@@ -67,7 +67,7 @@ def crypten_available() -> tuple[bool, str]:
     install_import_stub()
     try:
         import crypten  # noqa: F401
-    except Exception as exc:  # a broken install must not break the benchmark of our system
+    except Exception as exc:  # noqa: BLE001 -- a broken install must not break the benchmark of our system
         return False, f"crypten does not import: {type(exc).__name__}: {exc}"
     return True, ""
 
@@ -271,7 +271,7 @@ def _party_entry(rank: int, port: int, workload: str, args: dict, out: mp.Queue,
         finally:
             crypten.uninit()
         out.put((rank, "ok", result))
-    except BaseException:
+    except BaseException:  # noqa: BLE001 -- the parent process reports the party's traceback
         out.put((rank, "error", traceback.format_exc()))
 
 

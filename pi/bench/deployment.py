@@ -212,7 +212,7 @@ class Deployment:
         if chan is not None:
             try:
                 chan.close()
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 -- best effort: the processes are ended next
                 pass
         for p in self.procs:
             if p.is_alive():

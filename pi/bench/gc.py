@@ -232,13 +232,13 @@ def run(args) -> int:
           f"({load['cores']} cores); {threads} kernel thread(s)")
     if args.json:
         notes = [
-            "Rates are per ReLU (AND gates for and-gate, OTs for ot-extension) on "
-            f"{threads} kernel thread(s); medians of {args.repeats} runs (the JSON also has the best run, "
-            "`*_best_per_s`); the ReLU rows' runs are interleaved across rows.",
-            "garble /s: the garbler's offline work; eval /s: the evaluator's online work (recompute its labels "
-            "from its IKNP seeds, evaluate, Circa's product step). Circa rows: PosZero, product by two OTs.",
-            "stored B: tables + decode bits + the evaluator's 16-B input labels (+ Circa's product-OT values); "
-            "stored B (seeded): without the labels, which this implementation recomputes from 128 seeds.",
+            ("Rates are per ReLU (AND gates for and-gate, OTs for ot-extension) on "
+             f"{threads} kernel thread(s); medians of {args.repeats} runs (the JSON also has the best run, "
+             "`*_best_per_s`); the ReLU rows' runs are interleaved across rows."),
+            ("garble /s: the garbler's offline work; eval /s: the evaluator's online work (recompute its labels "
+             "from its IKNP seeds, evaluate, Circa's product step). Circa rows: PosZero, product by two OTs."),
+            ("stored B: tables + decode bits + the evaluator's 16-B input labels (+ Circa's product-OT values); "
+             "stored B (seeded): without the labels, which this implementation recomputes from 128 seeds."),
         ]
         write_with_notes(args.json, "Dealer-free ReLUs: garbled circuits and OT (pi_native)", rows, COLUMNS, notes,
                          load, targets)

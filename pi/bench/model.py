@@ -369,8 +369,8 @@ def run(args) -> int:
         budget.setdefault(w, []).append(d)
 
     load = wait_for_quiet(args.max_load, args.max_wait) if args.max_load else {"load_1min_at_start": os.getloadavg()[0]}
-    rows, notes = [], [TRANSPORT_NOTE, f"kernel threads per party process: {args.threads}; dealer: "
-                       f"{args.dealer_threads or os.cpu_count()}",
+    rows, notes = [], [TRANSPORT_NOTE, (f"kernel threads per party process: {args.threads}; dealer: "
+                                        f"{args.dealer_threads or os.cpu_count()}"),
                        f"1-minute load average at start: {load['load_1min_at_start']:.2f} (machine shared)"]
     if use_crypten:
         notes += [CT_NOTE, CT_PROVIDER_NOTE, "CrypTen fixed point: 16 fractional bits (its default); ours: 12"]

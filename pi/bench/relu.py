@@ -223,15 +223,15 @@ def run(args) -> int:
         elif kind in ("exact", "identity", "poly"):
             kinds.append((kind, None))
         else:
-            raise SystemExit(f"unknown kind {kind!r}: use exact, circa, identity, poly")
+            raise ValueError(f"unknown kind {kind!r}: use exact, circa, identity, poly")
     load = wait_for_quiet(args.max_load, args.max_wait) if args.max_load else {"load_1min_at_start": os.getloadavg()[0]}
     notes = [PI_NOTE, f"kernel threads per party process: {args.threads}",
              f"1-minute load average at start: {load['load_1min_at_start']:.2f} (machine shared)",
-             "pi: ReLU input at 24 fractional bits with the truncation to 12 fused into the gate; "
-             "inputs N(0, 1); Circa in PosZero mode; polynomial p(x) = 0.1995 + 0.5x + 0.1995x² "
-             "(the poly gate: the faithful truncation fused into the degree-2 evaluation, one opening)",
-             "pi online µs: the server's time inside the activation layer; offline µs and bytes: "
-             "difference to the identity probe (dealer generation + key transfer + c+r0 message)",
+             ("pi: ReLU input at 24 fractional bits with the truncation to 12 fused into the gate; "
+              "inputs N(0, 1); Circa in PosZero mode; polynomial p(x) = 0.1995 + 0.5x + 0.1995x² "
+              "(the poly gate: the faithful truncation fused into the degree-2 evaluation, one opening)"),
+             ("pi online µs: the server's time inside the activation layer; offline µs and bytes: "
+              "difference to the identity probe (dealer generation + key transfer + c+r0 message)"),
              "err frac: fraction of outputs off by more than 2^-11 from the plaintext function"]
     rows = run_ours(kinds, sizes, args.repeats, args.threads)
     use, why = use_baseline(args.crypten)

@@ -10,7 +10,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 def time_runs(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:

@@ -29,7 +29,7 @@ def dealer_rd(k0, k1, count, elem):
     off = elem - 48 + 8  # the circa tail is [gamma, r_d share, 4 constants]
     rows0 = np.frombuffer(k0, np.uint8, offset=32).reshape(count, elem)
     rows1 = np.frombuffer(k1, np.uint8, offset=32).reshape(count, elem)
-    share = lambda rows: rows[:, off:off + 8].copy().view(U64)[:, 0]  # noqa: E731
+    share = lambda rows: rows[:, off:off + 8].copy().view(U64)[:, 0]
     return share(rows0) + share(rows1)
 
 

@@ -121,7 +121,7 @@ def test_extension_before_setup_and_bad_messages():
 
 
 def _u_bits(choices):
-    s, r = pair()
+    _, r = pair()
     u = r.extend(choices)
     return np.unpackbits(np.frombuffer(u, np.uint8)).reshape(128, -1)  # column i, bit j of OT j
 

@@ -54,7 +54,7 @@ def within(seconds: float, fn, *args, **kw):
     t0 = time.monotonic()
     try:
         out = fn(*args, **kw)
-    except Exception as exc:      # the caller checks which one
+    except Exception as exc:  # noqa: BLE001 -- the caller checks which one
         out = exc
     elapsed = time.monotonic() - t0
     assert elapsed <= seconds, f"{getattr(fn, '__name__', fn)} took {elapsed:.1f} s (bound {seconds} s)"
