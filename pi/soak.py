@@ -61,8 +61,7 @@ def run(args) -> int:
     from protocols.transport.certs import TlsConfig, write_self_signed
 
     if args.clients < 1 or args.seconds <= 0 or args.batch < 1:
-        print("error: --clients and --batch must be >= 1 and --seconds > 0", file=sys.stderr)
-        return 2
+        raise ValueError("--clients and --batch must be >= 1 and --seconds > 0")
     model, _ = load_default_model()
     samples = load_samples()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="pi-soak-"))

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from relu_budget import pareto
+from relu_budget.cli_parser import OneLineParser
 
 # The run format is library code (relu_budget.runs); `pi` reads runs through it too.
 from relu_budget.runs import (
@@ -373,7 +374,7 @@ def run_methods(_args) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="relu-budget", description="Optimize networks under a ReLU budget.")
+    p = OneLineParser(prog="relu-budget", description="Optimize networks under a ReLU budget.")
     sub = p.add_subparsers(dest="command", required=True)
 
     o = sub.add_parser("optimize", help="linearize a network to a budget and write its policy")

@@ -184,13 +184,11 @@ def run(args) -> int:
     workloads = [w for w in args.workloads.split(",") if w]
     for w in workloads:
         if w not in WORKLOADS:
-            print(f"error: unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
-            return 2
+            raise ValueError(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
     ring_bits = None if args.ring_bits == "calibrated" else args.ring_bits
     if ring_bits is not None:
         if not str(ring_bits).isdigit() or not 2 <= int(ring_bits) <= he.MAX_PLAIN_BITS:
-            print(f"error: --ring-bits must be 'calibrated' or an integer in 2..{he.MAX_PLAIN_BITS}")
-            return 2
+            raise ValueError(f"--ring-bits must be 'calibrated' or an integer in 2..{he.MAX_PLAIN_BITS}")
         ring_bits = int(ring_bits)
     pi_native.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
