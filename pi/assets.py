@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+# Local imports: torch (through relu_budget) and matplotlib are imported by the loaders only: `pi --help`
+# and the client side import this module without them.
+
 if TYPE_CHECKING:       # the annotation only: loading the assets needs torch, importing this module does not
     import torch
 

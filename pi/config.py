@@ -32,6 +32,9 @@ from protocols.transport.certs import TlsConfig
 from protocols.transport.channel import DEFAULT_HANDSHAKE_TIMEOUT
 from protocols.transport.server import DEFAULT_MAX_CONNECTIONS
 
+# Local imports: yaml (only with --config) and pi.serving (torch) are imported where used: `pi --help`
+# imports this module.
+
 DEFAULT_SERVER = ("127.0.0.1", 7410)
 DEFAULT_DEALER = ("127.0.0.1", 7411)
 # Defaults of pi.serving, here so that reading a configuration imports no torch.

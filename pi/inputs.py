@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+# Local imports: torch and matplotlib are imported where used: the client side (`pi infer`) checks inputs
+# without torch.
+
 OUT_OF_RANGE = ("clip", "refuse")
 HEADROOM = 8.0      # of the 64x (2^6) activation margin pi.compile leaves above calibration
 IMAGE_SUFFIXES = (".png",)

@@ -11,6 +11,8 @@ from pathlib import Path
 from relu_budget.allocation import pareto_front
 from relu_budget.runs import RunError, x_value
 
+# Local imports: matplotlib (about a second to import) is loaded only to draw the plot.
+
 X_LABELS = {"latency": "online latency (s), batch 1", "bytes": "online + offline bytes per inference",
             "relus": "kept ReLU sites"}
 

@@ -17,7 +17,9 @@ import time
 import numpy as np
 import pi_native
 
+from pi.bench.model import load_test_images, load_workload
 from pi.bench.results import format_table, markdown_table, write_results
+from pi.compiler import compile_plan
 from protocols import he
 
 NAME = "he"
@@ -48,9 +50,6 @@ def plan_layers(workload: str, ring_bits: int | None, checkpoint: str | None = N
     """The workload's plan in Z_2^l (l = ring_bits, or the calibrated width on the embedded
     samples when None, as pi.compile derives it) and, for every Conv2d/Linear, (op name,
     shape, weights mod 2^l, public weight bits)."""
-    from pi.bench.model import load_test_images, load_workload
-    from pi.compiler import compile_plan
-
     model, _ = load_workload(workload, checkpoint)
     x, _, _ = load_test_images("samples", 32)
     plan, weights = compile_plan(model, x[:1], calibration=x,

@@ -8,9 +8,12 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable, Sequence
+
+import numpy
+import pi_native
 
 
 def time_runs(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
@@ -55,8 +58,6 @@ def versus_crypten(rows: list[dict], keys: Sequence[str], ratios: dict[str, str]
 
 def machine() -> dict:
     """What the numbers were measured on."""
-    import pi_native
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -67,12 +68,7 @@ def machine() -> dict:
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "threads": pi_native.get_num_threads(),
             "aesni": pi_native.has_aesni(), "python": platform.python_version(),
-            "platform": platform.platform()}
-    try:
-        import numpy
-        info["numpy"] = numpy.__version__
-    except ImportError:
-        pass
+            "platform": platform.platform(), "numpy": numpy.__version__}
     return info
 
 

@@ -10,6 +10,8 @@ from pi.report.document import rel
 from pi.report.inputs import DEFAULT_RESULTS
 from pi.report.render import write_report
 
+# Local imports: torch and pi_native are imported by `run` only: `pi --help` imports this module.
+
 NAME = "report"
 HELP = "an HTML/Markdown/JSON report of optimizer runs, fairness audits and benchmarks"
 DESCRIPTION = "One self-contained HTML page (plus Markdown and JSON) from the project's results."
