@@ -9,6 +9,7 @@
 # Not part of `make test`: the setup alone takes minutes. WALK_SKIP_TEST=1 leaves out `make test`
 # (the whole suite, the longest step); WALK_SOAK_SECONDS (default 120) and WALK_OPT_SUBSET
 # (default 2000 training images for the scaled optimize) shorten those steps further.
+# WALK_FROM=STEP [DIR must then be an earlier run's directory] resumes at that step (no clone).
 set -uo pipefail
 
 REPO=${1:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -20,15 +21,22 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; }
 trap cleanup EXIT
 
-git clone -q "$REPO" "$DIR" || { echo "cannot clone $REPO into $DIR"; exit 1; }
+FROM=${WALK_FROM:-}
+if [ -z "$FROM" ]; then
+  git clone -q "$REPO" "$DIR" || { echo "cannot clone $REPO into $DIR"; exit 1; }
+fi
 cd "$DIR" || exit 1
 LOG=$DIR/walkthrough.log
 TSV=$DIR/walkthrough.tsv
-: > "$TSV"
+[ -n "$FROM" ] || : > "$TSV"
 
 # step NAME COMMAND...: runs COMMAND (a bash string), records its wall time, stops on failure.
 step() {
   local name=$1; shift
+  if [ -n "$FROM" ]; then
+    [ "$name" = "$FROM" ] || { echo "(skipped $name)"; return 0; }
+    FROM=
+  fi
   local t0=$SECONDS
   echo "== $name: $*" | tee -a "$LOG"
   if ! bash -c "$*" >> "$LOG" 2>&1; then
@@ -65,10 +73,10 @@ step keys "pi keys --name server > keys-server.txt && pi keys --name dealer > ke
     && pi keys --name client > keys-client.txt"
 fp() { awk '/^fingerprint/ {print $2}' "keys-$1.txt"; }
 step compile "pi compile default --calibration samples --out model.npz"
-pi dealer --cert certs/dealer.crt --key certs/dealer.key \
+[ -n "$FROM" ] || pi dealer --cert certs/dealer.crt --key certs/dealer.key \
           --server-cert certs/server.crt --client-cert certs/client.crt > dealer.log 2>&1 &
 PIDS+=($!)
-pi serve --model model.npz --cert certs/server.crt --key certs/server.key \
+[ -n "$FROM" ] || pi serve --model model.npz --cert certs/server.crt --key certs/server.key \
          --dealer-fingerprint "$(fp dealer)" > server.log 2>&1 &
 PIDS+=($!)
 step sample-images "python -c \"from pi.assets import save_sample_images; save_sample_images('images')\""
