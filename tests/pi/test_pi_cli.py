@@ -248,3 +248,19 @@ def test_demo_policy_header_poly_and_no_leftover_keys(tmp_path):
     assert build_parser(["demo"]).parse_args(["demo", "--relu", "poly"]).relu == "poly"
     from pi.cli import main
     assert main(["demo", "--policy", str(tmp_path)]) == 2
+
+
+def test_infer_preprocess_reports_offline_work_apart_from_online_latency(deployment):
+    """--preprocess N: N bundles first (one line: offline bytes, seconds, client storage per
+    inference), then each input's online cost; the inputs beyond N make their own bundle."""
+    d, flags = deployment["dir"], deployment["flags"]
+    res = pi("infer", "x.npy", "x.npy", "x.npy", "--preprocess", "2", *flags, cwd=d)
+    assert res.returncode == 0, res.stderr
+    pre = next(ln for ln in res.stdout.splitlines() if ln.startswith("preprocessed"))
+    assert pre.startswith("preprocessed 2 bundles for batches of 2: offline ") and "client stores" in pre, pre
+    costs = [ln for ln in res.stdout.splitlines() if ln.strip().startswith("cost")]
+    assert len(costs) == 3 and all("client stores" in c for c in costs), costs
+    assert ["ahead of time" in c for c in costs] == [True, True, False], costs
+    one_line_error(pi("infer", "x.npy", "--preprocess", "-1", *flags, cwd=d), "--preprocess -1")
+    one_line_error(pi("infer", "x.npy", "--provider", "two-party", *flags, cwd=d),
+                   "runs the dealer provider", "--provider dealer")
