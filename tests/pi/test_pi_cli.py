@@ -264,3 +264,41 @@ def test_infer_preprocess_reports_offline_work_apart_from_online_latency(deploym
     one_line_error(pi("infer", "x.npy", "--preprocess", "-1", *flags, cwd=d), "--preprocess -1")
     one_line_error(pi("infer", "x.npy", "--provider", "two-party", *flags, cwd=d),
                    "runs the dealer provider", "--provider dealer")
+
+
+def _process_tree(root: int) -> set[int]:
+    """root and its live descendants, from /proc (Linux)."""
+    parent = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+                parent[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    tree, grew = {root}, True
+    while grew:
+        kids = {p for p, pp in parent.items() if pp in tree} - tree
+        tree |= kids
+        grew = bool(kids)
+    return tree
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="counts processes through /proc")
+@pytest.mark.parametrize("provider,processes", [("two-party", 2), ("dealer", 3)])
+def test_demo_runs_exactly_the_parties_processes(tmp_path, provider, processes):
+    """pi demo --provider two-party: the client (the demo itself) and `pi serve`, nothing else;
+    the dealer demo adds the dealer. Counted from /proc while the demo runs; the table has the
+    client's stored bytes per inference."""
+    proc = subprocess.Popen(PI + ["demo", "--provider", provider, "--samples", "2", "--batch", "2"],
+                            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    most: set[int] = set()
+    while proc.poll() is None:
+        tree = _process_tree(proc.pid)
+        most = tree if len(tree) > len(most) else most
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert len(most) == processes, (most, out)
+    assert f"({provider} provider;" in out and "stored KB" in out and "private = plaintext on 2/2" in out, out
+    assert ("two-party setup" in out) == (provider == "two-party")
