@@ -164,8 +164,9 @@ class Evaluator:
         bits = share_bits(a, spec)
         if spec.circuit == "circa":
             c1 = np.frombuffer(os.urandom(a.size), np.uint8) & np.uint8(1)   # random choice bits
+            # product OT first, labels after; its values are taken in evaluate(), when the
+            # receiver's cursor reaches them (taking them now would skip pending batches' labels)
             msg = self.ot.extend(np.concatenate([c1, bits]))
-            eb.c1, eb.r_c1 = self.ot.random_ot(a.size, spec.l)   # product OT first, labels after
         else:
             msg = self.ot.extend(bits)
         return eb, msg
@@ -181,6 +182,8 @@ class Evaluator:
     def evaluate(self, eb: EvaluatorBatch, labels: bytes):
         if eb.tables is None:
             raise ValueError("receive() the garbled tables first")
+        if eb.spec.circuit == "circa" and eb.r_c1 is None:
+            eb.c1, eb.r_c1 = self.ot.random_ot(eb.a.size, eb.spec.l)
         out = self._gc.evaluate(eb.tables, labels)   # raises if this batch was evaluated already
         eb.tables = None
         if eb.spec.circuit != "circa":
