@@ -278,11 +278,12 @@ class SecureModel:
         from protocols.two_party import local
 
         meter_s, meter_c = CostMeter("server"), CostMeter("client")
-        y, server, client, _ = local.run(self.plan, self.weights, x, InProcessChannel.pair(meter_s, meter_c))
+        y, server, client, bundle = local.run(self.plan, self.weights, x, InProcessChannel.pair(meter_s, meter_c))
         phase = lambda key: max(server.timings[key], client.timings[key])
         self.last_cost = CostReport.of_parties(meter_c.report(), meter_s.report(), {}, x.shape[0],
                                                online_seconds=phase("online_s"),
-                                               offline_seconds=phase("setup_s") + phase("offline_s"))
+                                               offline_seconds=phase("setup_s") + phase("offline_s"),
+                                               stored_bytes=bundle.stored_bytes, provider=self.provider)
         return torch.from_numpy(y)
 
     # -- introspection --------------------------------------------------------------------

@@ -299,7 +299,9 @@ def _display(row: dict) -> dict:
     d["lan_online_ms"] = None if row.get("lan_online_s") is None else row["lan_online_s"] * 1e3
     d["wan_online_ms"] = None if row.get("wan_online_s") is None else row["wan_online_s"] * 1e3
     rss = row.get("peak_rss_bytes")
-    d["rss_mb"] = "/".join("?" if rss.get(p) is None else f"{rss[p] / 2**20:.0f}" for p in ("client", "server", "dealer")) \
+    # "-": no such process (two-party has no dealer); "?": /proc did not say
+    d["rss_mb"] = "/".join("-" if p not in rss else "?" if rss[p] is None else f"{rss[p] / 2**20:.0f}"
+                           for p in ("client", "server", "dealer")) \
         if rss else None
     return d
 

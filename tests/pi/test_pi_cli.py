@@ -266,6 +266,40 @@ def test_infer_preprocess_reports_offline_work_apart_from_online_latency(deploym
                    "runs the dealer provider", "--provider dealer")
 
 
+def test_two_party_compile_serve_infer_as_the_readme_says(deployment):
+    """The README's two-process commands: compile for two-party, serve without any dealer flag,
+    infer with --preprocess and only the server's pin; a ring too wide for the provider is one
+    line at compile time and at `pi serve --provider two-party`."""
+    d, fps = deployment["dir"], deployment["fps"]
+    res = pi("compile", "default", "--calibration", "samples", "--provider", "two-party", "--out", "model2.npz", cwd=d)
+    assert res.returncode == 0 and "provider: two-party" in res.stdout, res.stderr
+    sport = free_port()
+    proc = subprocess.Popen(PI + ["serve", "--model", "model2.npz", "--cert", "certs/server.crt", "--key",
+                                  "certs/server.key", "--server-port", str(sport)],
+                            cwd=d, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(sport, proc)
+        res = pi("infer", "img0.png", "img1.png", "--preprocess", "2", "--server-port", sport,
+                 "--server-fingerprint", fps["server"], cwd=d, timeout=300)
+        assert res.returncode == 0, res.stderr
+        from relu_budget.data import FASHION_CLASSES
+        for i, y in enumerate(deployment["labels"][:2]):
+            assert f"img{i}.png: {FASHION_CLASSES[y]} (label {y})" in res.stdout, res.stdout
+        assert res.stdout.startswith("preprocessed 2 bundles for batches of 1") and \
+            res.stdout.count("offline ahead of time") == 2, res.stdout
+        one_line_error(pi("infer", "img0.png", "--provider", "dealer", "--server-port", sport,
+                          "--server-fingerprint", fps["server"], "--dealer-fingerprint", fps["dealer"],
+                          "--cert", "certs/client.crt", "--key", "certs/client.key", cwd=d),
+                       "runs the two-party provider", "--provider two-party")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    res = pi("compile", "default", "--out", "wide.npz", cwd=d)          # no calibration: the 64-bit ring
+    assert res.returncode == 0, res.stderr
+    one_line_error(pi("serve", "--model", "wide.npz", "--provider", "two-party", "--cert", "certs/server.crt",
+                      "--key", "certs/server.key", "--server-port", free_port(), cwd=d), "at most 59 bits")
+
+
 def _process_tree(root: int) -> set[int]:
     """root and its live descendants, from /proc (Linux)."""
     parent = {}
