@@ -167,7 +167,8 @@ def section_network(measured: dict | None, measured_runs: dict, bench: dict) -> 
                                                            ("lan_online_us_per_relu", "LAN µs/ReLU", ".3f"),
                                                            ("wan_online_us_per_relu", "WAN µs/ReLU", ".3f")],
                               s.data["bench_relu"]))
-    two_party = [r for r in (bench.get("model") or {}).get("rows", []) if r.get("provider") == "two-party"]
+    tp_doc = bench.get("model_two_party") or {}
+    two_party = [r for r in tp_doc.get("rows", []) if r.get("provider") == "two-party"]
     s.data["two_party"] = two_party
     if two_party:
         s.tables.append(Table("Two-party provider (pi bench model: client and server alone, 2 processes; stored = "
@@ -180,12 +181,13 @@ def section_network(measured: dict | None, measured_runs: dict, bench: dict) -> 
                               two_party))
         verdict = {True: "met", False: "NOT met", None: "not judged"}
         s.notes += [f"Two-party target {verdict[t.get('ok')]}: {t['target']} (measured {t['value']:.4g})."
-                    for t in (bench.get("model") or {}).get("targets", []) if "two-party" in t["target"]]
+                    for t in tp_doc.get("targets", []) if "two-party" in t["target"]]
+        s.notes.append(f"Two-party rows from {rel(tp_doc['_path'])} ({tp_doc.get('command', '')}).")
     if not bench.get("model"):
         s.status = "partial"
         s.todo.append("pi bench model --json benchmarks/results/bench_model.json   # deployed (3 processes, TLS)")
-    elif not two_party:
-        s.notes.append("No two-party rows in the bench file: run `pi bench model --provider dealer,two-party`.")
+    if not two_party:
+        s.todo.append("pi bench model --provider dealer,two-party --json benchmarks/results/bench_model_two_party.json")
     return s
 
 
