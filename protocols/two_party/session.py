@@ -275,6 +275,8 @@ class ClientSession(_Session):
                 items = Flight.receive(chan, expected | ({BUNDLE_ITEM} if rnd == 0 else set()), scope_of)
             if rnd == 0:
                 bundle_id = items[BUNDLE_ITEM]
+                if len(bundle_id) != 16:
+                    raise ProtocolError(f"the server's bundle id has {len(bundle_id)} bytes, not 16")
             for layer, (ready, _) in zip(layers, sched):
                 if ready == rnd:
                     with _scope(chan, layer.op, "offline"):
