@@ -72,21 +72,22 @@ def test_received_messages_do_not_depend_on_the_secret_input(provider, width):
 
 # -- two-party: every array each party receives online, over many bundles of one session ------
 
-def two_party_views(plan, weights, x, runs):
+def two_party_views(plan, weights, x, runs, sites: int):
     """(client views, server views): per run, the bits of every array received online. Ring
     vectors (2-D packed arrays) contribute their l bits per element; byte strings their bits,
     garbler-label buffers without their public header (the last 16 bytes per label are the
-    labels). The client's last message (the server's output share) is its result, not a view."""
+    labels), Circa's bit vector f its `sites` bits without the padding. The client's last
+    message (the server's output share) is its result, not a view."""
     from two_party import record_bundles
     l = plan.ring_bits
     client_views, server_views = [], []
     for rs, rc in record_bundles(plan, weights, x, runs):
-        client_views.append(np.concatenate([view_bits(v, l) for v in rc[:-1]]))
-        server_views.append(np.concatenate([view_bits(v, l) for v in rs]))
+        client_views.append(np.concatenate([view_bits(v, l, sites) for v in rc[:-1]]))
+        server_views.append(np.concatenate([view_bits(v, l, sites) for v in rs]))
     return np.stack(client_views), np.stack(server_views)
 
 
-def view_bits(v: np.ndarray, l: int) -> np.ndarray:
+def view_bits(v: np.ndarray, l: int, sites: int) -> np.ndarray:
     if v.ndim == 2:                                        # packed ring elements: (n, ceil(l/8))
         wide = np.zeros((v.shape[0], 8), np.uint8)
         wide[:, :v.shape[1]] = v
@@ -95,7 +96,8 @@ def view_bits(v: np.ndarray, l: int) -> np.ndarray:
     if raw[:4] == b"PIGL":     # garbler labels: a public header (u32 labels per instance at 12, u64 count at 16)
         per, count = struct.unpack_from("<IQ", raw, 12)
         raw = raw[len(raw) - 16 * per * count:]
-    return np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little")
+    out = np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little")
+    return out[:sites] if len(raw) == (sites + 7) // 8 else out
 
 
 @pytest.mark.parametrize("relu", ["exact", "circa"])
@@ -108,8 +110,8 @@ def test_two_party_received_messages_do_not_depend_on_the_secret_input(relu, wid
     kw = {"calibration": torch.tensor(np.vstack([x_a, x_b]))} if width == "calibrated" else {}
     sm = pi.compile(model, torch.zeros(1, 4), provider="two-party", relu=relu, circa_k=4, **kw)
     assert (sm.plan.ring_bits < 59) == (width == "calibrated")
-    client_a, server_a = two_party_views(sm.plan, sm.weights, x_a, RUNS)
-    client_b, server_b = two_party_views(sm.plan, sm.weights, x_b, RUNS)
+    client_a, server_a = two_party_views(sm.plan, sm.weights, x_a, RUNS, sites=3)
+    client_b, server_b = two_party_views(sm.plan, sm.weights, x_b, RUNS, sites=3)
     for name, va, vb in (("client", client_a, client_b), ("server", server_a, server_b)):
         assert va.shape == vb.shape and va.shape[1] > 0
         z_diff, z_half = z_scores(va, vb)
