@@ -20,7 +20,6 @@ OT values (ClientBundle.stored_bytes counts them).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,7 +37,6 @@ from protocols.two_party.wire import peer_fault, recv_bits, recv_bytes, recv_rin
 
 U64 = np.uint64
 MAX_PACKED_BATCH = 4096     # a packed Linear batch must fit one polynomial's spatial positions
-_GC_FIELDS = {f.name for f in dataclasses.fields(GcSpec)}
 
 
 def gc_spec(circuit: str, ring: Ring, *, shift: int = 0, bits: int | None = None, k: int = 0,
@@ -49,19 +47,9 @@ def gc_spec(circuit: str, ring: Ring, *, shift: int = 0, bits: int | None = None
     so its rescaling is local (docs/two_party.md, the truncation law). `bits` bounds the inputs
     (|x| < 2^(bits − 1)): the circuit reads only the share bits below it."""
     bits = ring.bits if bits is None else min(int(bits), ring.bits)
-    kw = {}
-    if "bits" in _GC_FIELDS:
-        kw["bits"] = bits
-    if circuit in ("trunc", "argmax") and not {"shift", "classes"} <= _GC_FIELDS:
-        raise PlanError(f"the two-party provider needs the garbled '{circuit}' circuit (protocols.garbled), "
-                        "which this build does not have yet")
-    if circuit == "argmax":
-        return GcSpec("argmax", ring.bits, classes=classes, **kw), 0
-    if circuit in ("relu", "trunc"):
-        if "shift" in _GC_FIELDS:
-            return GcSpec(circuit, ring.bits, shift=shift, **kw), 0
-        return GcSpec(circuit, ring.bits), shift
-    return GcSpec(circuit, ring.bits, k=k, mode=mode, **kw), shift
+    if circuit == "circa":
+        return GcSpec("circa", ring.bits, k=k, mode=mode, bits=bits), shift
+    return GcSpec(circuit, ring.bits, shift=shift, bits=bits, classes=classes), 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -651,8 +639,8 @@ def schedule(layers: list[Layer]) -> list[tuple[int, int]]:
 
 def local_truncations(plan: Plan) -> list[tuple[int, int]]:
     """(sites, value_bits) per layer whose sites the two-party provider truncates locally:
-    identity sites (as the dealer engine), Circa sites (the product's rescale), and exact sites
-    where the garbled relu cannot shift. Each fails with probability |y|/2^l (docs/two_party.md)."""
+    identity sites (as the dealer engine) and Circa sites (the product's rescale). Each fails
+    with probability |y|/2^l (docs/two_party.md)."""
     out = []
     for op in plan.ops:
         if not isinstance(op, Activation):
@@ -661,8 +649,6 @@ def local_truncations(plan: Plan) -> list[tuple[int, int]]:
         local = n["circa"] if op.shift else 0
         if plan.tensor(op.inputs[0]).scale > plan.tensor(op.output).scale:
             local += n["identity"]
-        if op.shift and gc_spec("relu", plan.ring, shift=op.shift)[1]:
-            local += n["relu"]
         if local:
             out.append((local, op.gate_bits()))
     return out
