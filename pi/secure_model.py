@@ -81,9 +81,12 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
     if ring_bits is None and calibration is None:
         ring_bits = prov.max_ring_bits      # the widest ring the provider runs in
     example_input = torch.as_tensor(example_input)
-    plan, weights = compile_plan(model, example_input, site_policy=site_policy, fixed_point=fp,
-                                 calibration=calibration, label_only=output == "label", ring_bits=ring_bits,
-                                 max_ring_bits=prov.max_ring_bits)
+    kw = {"site_policy": site_policy, "fixed_point": fp, "calibration": calibration, "label_only": output == "label",
+          "max_ring_bits": prov.max_ring_bits}
+    plan, weights = compile_plan(model, example_input, ring_bits=ring_bits, **kw)
+    if plan.meta.get("ring") == "calibrated" and prov.calibrated_ring_bits(plan) != plan.ring_bits:
+        plan, weights = compile_plan(model, example_input, ring_bits=prov.calibrated_ring_bits(plan), **kw)
+        plan.meta["ring"] = "calibrated"
     if plan.ring_bits > prov.max_ring_bits:
         raise PlanError(f"the {prov.name} provider runs in rings of at most {prov.max_ring_bits} bits; this model "
                         f"needs Z_2^{plan.ring_bits}: pass ring_bits ≤ {prov.max_ring_bits} (faithful truncations "

@@ -29,6 +29,11 @@ class Provider(ABC):
     interactive: bool = False
     max_ring_bits: int = RING_BITS      # the widest ring Z_2^l its protocols run in
 
+    def calibrated_ring_bits(self, plan: Plan) -> int:
+        """The ring this provider runs a plan in whose calibrated width is plan.ring_bits (a
+        provider whose protocols truncate more sites locally may want a wider one)."""
+        return plan.ring_bits
+
 
 class DealtProvider(Provider):
     @abstractmethod
@@ -61,6 +66,12 @@ class TwoPartyProvider(InteractiveProvider):
     name = "two-party"
     security_note = "client and server alone (semi-honest): HE for linear layers, garbled circuits + OT for gates"
     max_ring_bits = 59                  # SEAL's plain modulus t = 2^l (protocols.he.MAX_PLAIN_BITS)
+
+    def calibrated_ring_bits(self, plan: Plan) -> int:
+        """The widest ring when some site truncates locally (Circa's product, identity sites):
+        a local truncation fails with probability |y|/2^l (docs/two_party.md)."""
+        from protocols.two_party.layers import local_truncations
+        return self.max_ring_bits if local_truncations(plan) else plan.ring_bits
 
     def server_session(self, plan: Plan, weights: ServerWeights):
         from protocols.two_party import ServerSession

@@ -103,3 +103,41 @@ def consume_twice(plan, weights, x):
         client.online(b, cb, x)
     with pytest.raises(ProtocolError, match="already consumed"):
         server.online(a, out["sb"])
+
+
+def record_bundles(plan, weights, x, runs: int):
+    """One two-party session, `runs` bundles made and used one after the other on input x;
+    per run, (arrays the server received online, arrays the client received online)."""
+    from protocols.two_party import ClientSession, ServerSession
+    a, b = InProcessChannel.pair()
+    rs, rc = Recording(a), Recording(b)
+    server, client = ServerSession(plan, weights), ClientSession(plan)
+    errors = []
+
+    def serve():
+        try:
+            server.setup(rs)
+            for _ in range(runs):
+                rs.online = False
+                sb = server.offline(rs, x.shape[0])
+                rs.online = True
+                server.online(rs, sb)
+        except BaseException as exc:
+            errors.append(exc)
+            a.close()
+    t = threading.Thread(target=serve)
+    t.start()
+    out = []
+    client.setup(rc)
+    for _ in range(runs):
+        rc.online = False
+        cb = client.offline(rc, x.shape[0])
+        rc.online, rc.seen = True, []
+        client.online(rc, cb, x)
+        out.append(rc.seen)
+    t.join()
+    if errors:
+        raise errors[0]
+    server_seen = rs.seen
+    per_run = len(server_seen) // runs
+    return [(server_seen[i * per_run:(i + 1) * per_run], out[i]) for i in range(runs)]

@@ -20,7 +20,6 @@ OT values (ClientBundle.stored_bytes counts them).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +36,7 @@ from protocols.transport.errors import ProtocolError
 from protocols.two_party.wire import peer_fault, recv_bits, recv_bytes, recv_ring, send_bits, send_bytes, send_ring
 
 U64 = np.uint64
-_GC_FIELDS = {f.name for f in dataclasses.fields(GcSpec)}
+MAX_PACKED_BATCH = 4096     # a packed Linear batch must fit one polynomial's spatial positions
 
 
 def gc_spec(circuit: str, ring: Ring, *, shift: int = 0, bits: int | None = None, k: int = 0,
@@ -48,19 +47,9 @@ def gc_spec(circuit: str, ring: Ring, *, shift: int = 0, bits: int | None = None
     so its rescaling is local (docs/two_party.md, the truncation law). `bits` bounds the inputs
     (|x| < 2^(bits − 1)): the circuit reads only the share bits below it."""
     bits = ring.bits if bits is None else min(int(bits), ring.bits)
-    kw = {}
-    if "bits" in _GC_FIELDS:
-        kw["bits"] = bits
-    if circuit in ("trunc", "argmax") and not {"shift", "classes"} <= _GC_FIELDS:
-        raise PlanError(f"the two-party provider needs the garbled '{circuit}' circuit (protocols.garbled), "
-                        "which this build does not have yet")
-    if circuit == "argmax":
-        return GcSpec("argmax", ring.bits, classes=classes, **kw), 0
-    if circuit in ("relu", "trunc"):
-        if "shift" in _GC_FIELDS:
-            return GcSpec(circuit, ring.bits, shift=shift, **kw), 0
-        return GcSpec(circuit, ring.bits), shift
-    return GcSpec(circuit, ring.bits, k=k, mode=mode, **kw), shift
+    if circuit == "circa":
+        return GcSpec("circa", ring.bits, k=k, mode=mode, bits=bits), shift
+    return GcSpec(circuit, ring.bits, shift=shift, bits=bits, classes=classes), 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,7 +65,7 @@ class ClientState:
     seed: bytes
     ev: garbled.Evaluator
     he: object                                   # protocols.he.HEClient
-    params: dict                                 # op name → he.LayerParams
+    params: dict                                 # op name → he.LayerParams (for this batch)
     stream: SeedStream | None = None
     shares: dict[int, np.ndarray] = field(default_factory=dict)
     keep: dict[str, object] = field(default_factory=dict)
@@ -88,7 +77,8 @@ class ServerState:
     batch: int
     ga: garbled.Garbler
     he: object                                   # protocols.he.HEServer
-    prepared: dict                               # op name → he.PreparedLayer
+    params: dict                                 # op name → he.LayerParams (for this batch)
+    prepare: object                              # (params, layer) → he.PreparedLayer (cached)
     weights: object                              # ServerWeights (ring-reduced)
     shares: dict[int, np.ndarray] = field(default_factory=dict)
     keep: dict[str, object] = field(default_factory=dict)
@@ -382,11 +372,29 @@ class LabelOutputLayer(Layer):
 class PrivateLinearLayer(Layer):
     """y = W·v + b, W the server's. Offline (HE): the client sends Enc(c_in), the server replies
     Enc(W·c_in − σ) and keeps σ; the client's output share is W·c_in − σ. Online the server
-    computes a_out = W·a_in + b + σ locally. Then a_out + c_out = W·(a_in + c_in) + b."""
+    computes a_out = W·a_in + b + σ locally. Then a_out + c_out = W·(a_in + c_in) + b.
+
+    A Linear layer on a batch of B > 1 is encoded as a 1×1 convolution over a (n_in, B, 1)
+    image: the whole batch shares a few ciphertexts instead of B of them."""
 
     def __init__(self, plan, op, batch):
         super().__init__(plan, op, batch)
-        self.shape = LayerShape.from_plan(plan, op)
+        self.packed = isinstance(op, Linear) and 1 < batch <= MAX_PACKED_BATCH
+        if self.packed:
+            n_out, n_in = op.weight_shape
+            self.he_shape = LayerShape.conv2d((n_in, batch, 1), (n_out, n_in, 1, 1))
+        else:
+            self.he_shape = LayerShape.from_plan(plan, op)
+
+    def to_he(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(self.batch, -1).T.reshape(1, -1, self.batch, 1) if self.packed else x
+
+    def from_he(self, y: np.ndarray) -> np.ndarray:
+        return y.reshape(-1, self.batch).T.reshape(shape_of(self.plan, self.op.output, self.batch)) \
+            if self.packed else y
+
+    def kernel(self, w: np.ndarray) -> np.ndarray:
+        return w.reshape(w.shape + (1, 1)) if self.packed else w
 
     def out_depth(self, depth_in):
         return depth_in + 1
@@ -402,22 +410,22 @@ class PrivateLinearLayer(Layer):
 
     def client_send(self, cs, flight):
         p = cs.params[self.op.name]
-        flight.put(f"{self.op.name}/query", cs.he.encrypt(p, self.ring.reduce(cs.shares[self.op.inputs[0]])))
+        flight.put(f"{self.op.name}/query", cs.he.encrypt(p, self.to_he(self.ring.reduce(cs.shares[self.op.inputs[0]]))))
 
     def server_reply(self, ss, items, flight):
+        p = ss.params[self.op.name]
         with peer_fault(f"{self.op.name}: HE query"):
-            reply, sigma = ss.he.respond(ss.prepared[self.op.name], items[f"{self.op.name}/query"])
-        if sigma.shape[0] != self.batch:
-            raise ProtocolError(f"{self.op.name}: the HE query is for batch {sigma.shape[0]}, not {self.batch}")
+            reply, sigma = ss.he.respond(ss.prepare(p, self), items[f"{self.op.name}/query"])
+        sigma = self.from_he(sigma)
+        if sigma.shape != shape_of(self.plan, self.op.output, self.batch):
+            raise ProtocolError(f"{self.op.name}: the HE query is for another batch size")
         ss.keep[f"{self.op.name}/sigma"] = sigma
         flight.put(f"{self.op.name}/reply", reply)
 
     def client_recv(self, cs, items):
         p = cs.params[self.op.name]
         with peer_fault(f"{self.op.name}: HE reply"):
-            c = cs.he.decrypt(p, items[f"{self.op.name}/reply"])
-        if c.shape != shape_of(self.plan, self.op.output, self.batch):
-            raise ProtocolError(f"{self.op.name}: the HE reply holds shape {c.shape}")
+            c = self.from_he(cs.he.decrypt(p, items[f"{self.op.name}/reply"]))
         cs.shares[self.op.output] = self.ring.reduce(c)
 
     def server_online(self, ss, chan):
@@ -627,6 +635,29 @@ def schedule(layers: list[Layer]) -> list[tuple[int, int]]:
     garbled_round = max((d for layer, d in zip(layers, ready) if layer.garbles), default=0)
     return [(garbled_round if layer.garbles else d, d if layer.uses_input else 0)
             for layer, d in zip(layers, ready)]
+
+
+def local_truncations(plan: Plan) -> list[tuple[int, int]]:
+    """(sites, value_bits) per layer whose sites the two-party provider truncates locally:
+    identity sites (as the dealer engine) and Circa sites (the product's rescale). Each fails
+    with probability |y|/2^l (docs/two_party.md)."""
+    out = []
+    for op in plan.ops:
+        if not isinstance(op, Activation):
+            continue
+        n = op.site_counts(plan.tensor(op.inputs[0]).size)
+        local = n["circa"] if op.shift else 0
+        if plan.tensor(op.inputs[0]).scale > plan.tensor(op.output).scale:
+            local += n["identity"]
+        if local:
+            out.append((local, op.gate_bits()))
+    return out
+
+
+def truncation_failure_bound(plan: Plan) -> float:
+    """Probability bound that some local truncation of one example fails in two-party mode:
+    Σ sites · 2^(b − 1 − l), |y| < 2^(b − 1) (b: the layer's calibrated value bits)."""
+    return min(1.0, sum(n * 2.0 ** (b - 1 - plan.ring_bits) for n, b in local_truncations(plan)))
 
 
 def ring_weights(plan: Plan, weights: ServerWeights) -> ServerWeights:

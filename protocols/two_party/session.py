@@ -34,10 +34,11 @@ from protocols.plan import Conv2d, Linear, Plan, PlanError, ServerWeights
 from protocols.transport.errors import ProtocolError
 from protocols.two_party.layers import (ClientState, ServerState, build_layers, ring_weights, schedule,
                                         weight_bits)
-from protocols.two_party.wire import Flight, recv_bytes, send_bytes
+from protocols.two_party.wire import Flight, peer_fault, recv_bytes, send_bytes
 
 MAX_RING_BITS = he.MAX_PLAIN_BITS       # SEAL's plain modulus: t = 2^l, l ≤ 59
 BUNDLE_ITEM = "-/bundle"
+KEY_ITEM = "-/public-key/"
 
 
 def check_plan(plan: Plan) -> None:
@@ -93,7 +94,8 @@ class _Session:
         self.digest = plan_digest(plan.to_dict()).encode()
         self.linear_ops = [op for op in plan.ops if isinstance(op, (Conv2d, Linear))]
         self.timings: dict[str, float] = {}
-        self.params: dict[str, he.LayerParams] = {}
+        self.wbits: dict[str, int] = {}
+        self.keyed: set[tuple] = set()          # HE chains whose public key the server has
         self._ready = False
         self._layers: dict[int, tuple] = {}
 
@@ -105,19 +107,21 @@ class _Session:
             self._layers[batch] = (layers, schedule(layers))
         return self._layers[batch]
 
-    def _set_params(self, wbits: list[int]) -> None:
+    def _params_for(self, batch: int) -> dict[str, he.LayerParams]:
+        """Each linear layer's HE parameters for a batch size (public: both sides compute them)."""
+        layers, _ = self._layers_for(batch)
         l = self.plan.ring_bits
-        for op, wb in zip(self.linear_ops, wbits):
-            self.params[op.name] = _params(he.LayerShape.from_plan(self.plan, op), l, int(wb))
+        return {layer.op.name: _params(layer.he_shape, l, self.wbits[layer.op.name])
+                for layer in layers if hasattr(layer, "he_shape")}
 
-    def _chains(self) -> list[tuple]:
-        """Distinct HE parameter chains, in op order (one public key each)."""
-        seen = []
-        for op in self.linear_ops:
-            c = self.params[op.name].chain
-            if c not in seen:
-                seen.append(c)
-        return seen
+    def _new_chains(self, params: dict) -> list[tuple[tuple, he.LayerParams]]:
+        """Parameter chains of `params` without a public key at the server yet, in op order
+        (one key each: the client sends it with its first flight that needs it)."""
+        out = []
+        for p in params.values():
+            if p.chain not in self.keyed and p.chain not in (c for c, _ in out):
+                out.append((p.chain, p))
+        return out
 
     def _scope_of(self, chan, phase: str):
         ops = {op.name: op for op in self.plan.ops}
@@ -152,44 +156,58 @@ class ServerSession(_Session):
             raise PlanError(f"the server's weights lack layers {missing[:5]}")
         self.ga: garbled.Garbler | None = None
         self.he = he.HEServer()
-        self.prepared: dict[str, he.PreparedLayer] = {}
+        self.prepared: dict[tuple, he.PreparedLayer] = {}
 
     def setup(self, chan) -> None:
         t0 = time.perf_counter()
         with _scope(chan, None, "offline", "setup"):
-            wbits = [weight_bits(self.plan, self.weights.weights[op.name]) for op in self.linear_ops]
+            self.wbits = {op.name: weight_bits(self.plan, self.weights.weights[op.name]) for op in self.linear_ops}
             self.ga = garbled.Garbler()
             send_bytes(chan, self.digest)
-            chan.send_array(np.asarray(wbits, dtype=np.uint8))
+            chan.send_array(np.asarray(list(self.wbits.values()), dtype=np.uint8))
             send_bytes(chan, self.ga.rev.base_message())
-            self._set_params(wbits)
-            chains = self._chains()
+            chains = self._new_chains(self._params_for(1))
             pks = [recv_bytes(chan) for _ in chains]
             ot_msg, rev_reply = recv_bytes(chan), recv_bytes(chan)
             try:
                 send_bytes(chan, self.ga.ot.base_reply(ot_msg))
                 self.ga.rev.base_finish(rev_reply)
-                for chain, pk in zip(chains, pks):
-                    self.he.set_public_key(next(p for p in self.params.values() if p.chain == chain), pk)
-                for op in self.linear_ops:
-                    self.prepared[op.name] = self.he.prepare(self.params[op.name], self.weights.weights[op.name])
             except (ValueError, RuntimeError) as exc:
-                raise ProtocolError(f"setup: the client's keys or base-OT messages were refused: {exc}") from None
+                raise ProtocolError(f"setup: the client's base-OT messages were refused: {exc}") from None
+            self._set_keys(chains, pks)
         self._ready = True
         self.timings["setup_s"] = time.perf_counter() - t0
+
+    def _set_keys(self, chains, pks) -> None:
+        for (chain, p), pk in zip(chains, pks):
+            with peer_fault("the client's HE public key"):
+                self.he.set_public_key(p, pk)
+            self.keyed.add(chain)
+
+    def _prepare(self, p: he.LayerParams, layer) -> he.PreparedLayer:
+        """The layer's kernels in NTT form for parameters p (once per parameter set)."""
+        key = (layer.op.name, p.digest())
+        if key not in self.prepared:
+            self.prepared[key] = self.he.prepare(p, layer.kernel(self.weights.weights[layer.op.name]))
+        return self.prepared[key]
 
     def offline(self, chan, batch: int) -> ServerBundle:
         if not self._ready:
             raise RuntimeError("call setup(chan) once before offline()")
         layers, sched = self._layers_for(batch)
         t0 = time.perf_counter()
-        st = ServerState(self.plan, batch, self.ga, self.he, self.prepared, self.weights)
+        params = self._params_for(batch)
+        st = ServerState(self.plan, batch, self.ga, self.he, params, self._prepare, self.weights)
         bundle_id = os.urandom(16)
         scope_of = self._scope_of(chan, "offline")
+        chains = self._new_chains(params)
         for rnd in range(self._rounds(sched)):
             expected = set().union(*(layer.client_names() for layer, (ready, _) in zip(layers, sched) if ready == rnd))
+            keys = [f"{KEY_ITEM}{i}" for i in range(len(chains))] if rnd == 0 else []
             with _scope(chan, None, "offline"):
-                items = Flight.receive(chan, expected, scope_of)
+                items = Flight.receive(chan, expected | set(keys), scope_of)
+            if keys:
+                self._set_keys(chains, [items[k] for k in keys])
             flight = Flight()
             if rnd == 0:
                 flight.put(BUNDLE_ITEM, bundle_id)
@@ -236,11 +254,11 @@ class ClientSession(_Session):
                 raise ProtocolError(f"the server announces weights of {int(wbits.max())} bits, more than the "
                                     f"{self.plan.ring_bits}-bit ring holds")
             rev_msg = recv_bytes(chan)
-            self._set_params([int(w) for w in wbits])
+            self.wbits = {op.name: int(w) for op, w in zip(self.linear_ops, wbits)}
             self.ev = garbled.Evaluator()
-            for chain in self._chains():
-                p = next(self.params[op.name] for op in self.linear_ops if self.params[op.name].chain == chain)
+            for chain, p in self._new_chains(self._params_for(1)):
                 send_bytes(chan, self.he.public_key(p))
+                self.keyed.add(chain)
             send_bytes(chan, self.ev.ot.base_message())
             try:
                 send_bytes(chan, self.ev.rev.base_reply(rev_msg))
@@ -257,11 +275,16 @@ class ClientSession(_Session):
         layers, sched = self._layers_for(batch)
         t0 = time.perf_counter()
         seed = fresh_seed()
-        st = ClientState(self.plan, batch, seed, self.ev, self.he, self.params, stream=SeedStream(seed))
+        params = self._params_for(batch)
+        st = ClientState(self.plan, batch, seed, self.ev, self.he, params, stream=SeedStream(seed))
         scope_of = self._scope_of(chan, "offline")
         bundle_id = b""
         for rnd in range(self._rounds(sched)):
             flight = Flight()
+            if rnd == 0:
+                for i, (chain, p) in enumerate(self._new_chains(params)):
+                    flight.put(f"{KEY_ITEM}{i}", self.he.public_key(p))
+                    self.keyed.add(chain)
             for layer, (ready, out_round) in zip(layers, sched):
                 with _scope(chan, layer.op, "offline"):
                     if out_round == rnd:
@@ -275,6 +298,8 @@ class ClientSession(_Session):
                 items = Flight.receive(chan, expected | ({BUNDLE_ITEM} if rnd == 0 else set()), scope_of)
             if rnd == 0:
                 bundle_id = items[BUNDLE_ITEM]
+                if len(bundle_id) != 16:
+                    raise ProtocolError(f"the server's bundle id has {len(bundle_id)} bytes, not 16")
             for layer, (ready, _) in zip(layers, sched):
                 if ready == rnd:
                     with _scope(chan, layer.op, "offline"):
