@@ -307,6 +307,7 @@ class Evaluator:
         if eb.e_t is not None:              # + K·e_t − S'0 (S'0 is in p_rs)
             z = z + eb.e_t.astype(np.uint64) * _wrap_weight(eb.spec)
         eb.finished, eb.p_rs, eb.a = True, None, None
+        eb.s0 = eb.s0_t = eb.r_c1 = None
         return z & eb.spec.mask
 
 
