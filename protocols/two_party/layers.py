@@ -132,10 +132,8 @@ class GateGroup:
         rev = items.get(f"{self.label}/rev", b"")
         with peer_fault(f"{self.label}: garbled tables"):
             cs.ev.receive(eb, (items[f"{self.label}/tables"], rev))
-        if self.circuit == "circa" and (eb.s01 is None or len(eb.s01[0]) != self.n):
+        if self.circuit == "circa" and (eb.s0 is None or len(eb.s0) != self.n):
             raise ProtocolError(f"{self.label}: the product OT message does not cover {self.n} sites")
-        if self.circuit != "circa":
-            eb.a = None          # the OT already took the share's bits; online needs only the tables
 
     def client_names(self) -> set[str]:
         return {f"{self.label}/ot"}
@@ -144,14 +142,11 @@ class GateGroup:
         return {f"{self.label}/tables"} | ({f"{self.label}/rev"} if self.circuit == "circa" else set())
 
     def stored_bytes(self, cs: ClientState) -> int:
-        """What the client keeps for this group: tables (+ decode bits), and for Circa its input
-        share a, the reverse OT's S0, S1 (ring elements) and the choice bits c1 (R_c1 is
-        recomputed from the OT seeds online, like the labels)."""
-        eb = cs.keep[self.label]
-        n = len(eb.tables)
-        if self.circuit == "circa":
-            n += 3 * self.n * self.ring.elem_bytes + (self.n + 7) // 8
-        return n
+        """What the client keeps for this group (garbled.EvaluatorBatch.stored_bytes): tables and
+        decode bits, 1 bit per label OT (its choice), and for Circa the product's words, choice
+        bits and the client's input share (R_c1 and the labels are recomputed from the OT seeds)."""
+        parts = cs.keep[self.label].stored_bytes
+        return parts["one_time"] + parts["share"]
 
     # -- online
     def server_send(self, ss: ServerState, a_in: np.ndarray, chan) -> None:
@@ -178,11 +173,10 @@ class GateGroup:
             return
         f_bits, w = out
         e = eb.e.astype(U64)
-        s0 = eb.s01[0]
         f = f_bits.astype(U64)
         # z_E = e·a + e·(V − u) + (1 − 2f)·R_c1 − S0  (docs/two_party.md, "Circa")
-        z_e = e * eb.a + e * vu + (U64(1) - U64(2) * f) * eb.r_c1 - s0
-        eb.finished, eb.s01, eb.r_c1, eb.a = True, None, None, None
+        z_e = e * eb.a + e * vu + (U64(1) - U64(2) * f) * eb.r_c1 - eb.s0
+        eb.finished, eb.s0, eb.r_c1, eb.p_rs, eb.a = True, None, None, None, None
         cs.keep[f"{self.label}/reply"] = (f_bits, self.ring.reduce(w), self.ring.reduce(z_e + s_out))
 
     def client_reply(self, cs: ClientState, chan) -> None:
@@ -354,10 +348,9 @@ class LabelOutputLayer(Layer):
     def client_recv(self, cs, items):
         with peer_fault(f"{self.label}: garbled tables"):
             cs.ev.receive(cs.keep[self.label], (items[f"{self.label}/tables"], b""))
-        cs.keep[self.label].a = None
 
     def stored_bytes(self, cs):
-        return len(cs.keep[self.label].tables)
+        return cs.keep[self.label].stored_bytes["one_time"]
 
     def server_online(self, ss, chan):
         send_bytes(chan, ss.ga.labels(ss.keep.pop(self.label), self.ring.reduce(ss.shares[self.op.inputs[0]].reshape(-1))))
