@@ -20,19 +20,22 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pi_native
 import torch
 
-from protocols.dealer_service import fetch_material
+import pi
+from protocols import engine
+from protocols.cost import CostMeter, CostReport
+from protocols.dealer_service import DealerService, dealer_tls, fetch_material
+from protocols.limits import Limits
+from protocols.transport.certs import TlsConfig, fingerprint, write_self_signed
+from protocols.transport.channel import Listener, connect
+from protocols.transport.errors import PeerDisconnected
+from protocols.transport.frame import MessageType
 
 
 def _dealer_process(cert: str, key: str, server_cert: str, client_cert: str, threads: int,
                     max_frame_size: int | None, conn) -> None:
-    import pi_native
-
-    from protocols.dealer_service import DealerService, dealer_tls
-    from protocols.limits import Limits
-    from protocols.transport.certs import fingerprint
-    from protocols.transport.channel import Listener
     pi_native.set_num_threads(threads)
     torch.set_num_threads(threads)
     extra = {} if max_frame_size is None else {"max_frame_size": max_frame_size}
@@ -52,15 +55,6 @@ def _server_process(bundle: str, cert: str, key: str, dealer_port: int, dealer_f
                     max_frame_size: int | None, conn) -> None:
     """Serves one client: per request, material from the dealer, the engine's offline and
     online phases, then this party's cost report."""
-    import pi_native
-
-    import pi
-    from protocols import engine
-    from protocols.cost import CostMeter
-    from protocols.transport.certs import TlsConfig
-    from protocols.transport.channel import Listener
-    from protocols.transport.errors import PeerDisconnected
-    from protocols.transport.frame import MessageType
     pi_native.set_num_threads(threads)
     torch.set_num_threads(threads)
     model = pi.load(bundle)
@@ -234,11 +228,6 @@ class Deployment(_Processes):
                  timeout: float = 600.0, max_frame_size: int | None = None, dealer_threads: int | None = None) -> None:
         """threads: kernel threads of each party (client here, server); dealer_threads: the
         dealer's (default: all cores; its key generation runs while both parties wait)."""
-        import pi_native
-
-        from protocols.cost import CostMeter
-        from protocols.transport.certs import TlsConfig, write_self_signed
-        from protocols.transport.channel import connect
         self._tmp = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="pi-bench-")
@@ -280,9 +269,6 @@ class Deployment(_Processes):
         self._n = 0
 
     def infer(self, x) -> tuple[np.ndarray, dict]:
-        from protocols import engine
-        from protocols.cost import CostReport
-        from protocols.transport.frame import MessageType
         x = np.asarray(torch.as_tensor(x).detach().double().numpy())
         if x.shape == tuple(self.plan.input_shape):
             x = x[None]
@@ -318,6 +304,6 @@ class Deployment(_Processes):
         if chan is not None:
             try:
                 chan.close()
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 -- best effort: the processes are ended next
                 pass
         self._stop_processes()

@@ -24,11 +24,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import pi
+from pi.assets import load_default_model, load_samples
+from pi.bench import crypten_baseline as cb
 from pi.bench import profiles
-from pi.bench.deployment import Deployment
+from pi.bench.crypten_baseline import PROVIDER_NOTE as CT_PROVIDER_NOTE
+from pi.bench.crypten_baseline import TRANSPORT_NOTE as CT_NOTE
+from pi.bench.crypten_baseline import use_baseline
+from pi.bench.deployment import Deployment, TwoPartyDeployment
 from pi.bench.results import add_run_flags, format_table, markdown_table, versus_crypten, write_results
 from protocols.transport.errors import TransportError
+from relu_budget.data import load_fashion_mnist_raw, normalize_fashion
+from relu_budget.models import IDENTITY, ResNet, ResNetConfig, relu_sites
 from relu_budget.runs import load_run_or_policy
+from relu_budget.train import load_checkpoint
 
 NAME = "model"
 HELP = "end-to-end private inference (embedded model, ResNet-18-style) vs CrypTen, same run"
@@ -64,11 +73,9 @@ COLUMNS = [("system", "system", "s"), ("provider", "provider", "s"), ("workload"
 
 def load_workload(name: str, checkpoint: str | None = None) -> tuple[torch.nn.Module, dict]:
     if name == "default":
-        from pi.assets import load_default_model
         model, meta = load_default_model()
         return model.eval(), {**meta, "source": "demos/assets/default_model.pt"}
     if name == "resnet18":
-        from relu_budget.train import load_checkpoint
         path = Path(checkpoint) if checkpoint else RESNET18_CHECKPOINT
         if not path.is_file():
             raise FileNotFoundError(f"no ResNet-18 checkpoint at {path}: train one with "
@@ -80,7 +87,6 @@ def load_workload(name: str, checkpoint: str | None = None) -> tuple[torch.nn.Mo
             source = str(path)
         return model.eval(), {**meta, "source": source}
     if name == "resnet18-full":
-        from relu_budget.models import ResNet, ResNetConfig
         torch.manual_seed(FULL_SEED)
         model = ResNet(ResNetConfig(in_channels=3, num_classes=10))      # the defaults: ResNet-18 at full width
         return model.eval(), {"arch": "resnet18 (full width, 32×32×3)", "source": f"random weights (seed {FULL_SEED})",
@@ -98,11 +104,9 @@ def load_test_images(source: str, n: int) -> tuple[torch.Tensor, np.ndarray, str
     """The first n test images (normalized) and labels: Fashion-MNIST's test set, or the 32
     embedded samples (`samples`, for quick runs and tests)."""
     if source == "samples":
-        from pi.assets import load_samples
         s = load_samples()
         return s.inputs[:n], s.labels[:n], f"embedded samples ({min(n, len(s.labels))} of 32)"
     if source == "fashion-mnist":
-        from relu_budget.data import load_fashion_mnist_raw, normalize_fashion
         raw = load_fashion_mnist_raw()
         return (normalize_fashion(raw["test_images"][:n]), raw["test_labels"][:n].astype(np.int64),
                 "Fashion-MNIST test set (first images)")
@@ -113,7 +117,6 @@ def reference_model(model: torch.nn.Module, policy_name: str, policy_obj=None) -
     """The plaintext network the secure one approximates: the policy applied to a copy
     (identity sites → identity; Circa sites are exact ReLU in plaintext)."""
     ref = copy.deepcopy(model).eval()
-    from relu_budget.models import IDENTITY, relu_sites
     if policy_name == "identity":
         for _, site in relu_sites(ref):
             site.set_kinds(IDENTITY)
@@ -126,9 +129,7 @@ def load_calibration(source: str, n: int = 256) -> tuple[torch.Tensor, str]:
     """Inputs that bound the activations for the calibrated ring width: Fashion-MNIST training
     images (never the test images the rows are measured on), or the embedded samples."""
     if source == "samples":
-        from pi.assets import load_samples
         return load_samples().inputs, "the 32 embedded samples"
-    from relu_budget.data import load_fashion_mnist_raw, normalize_fashion
     return normalize_fashion(load_fashion_mnist_raw()["train_images"][:n]), f"the first {n} Fashion-MNIST training images"
 
 
@@ -136,7 +137,6 @@ def compile_policy(model, example, policy: str, circa_k: int | None, policy_obj=
                    calibration: torch.Tensor | None = None, provider: str = "dealer"):
     """pi.compile for one bench policy and provider; ring_bits "calibrated" (the narrowest ring
     the calibration inputs allow) or an int (64: the uncalibrated full ring)."""
-    import pi
     ring = {"ring_bits": ring_bits, "provider": provider}
     if ring_bits == "calibrated":
         ring["calibration"] = calibration
@@ -214,7 +214,6 @@ def run_ours(workload: str, policy: str, secure, images: torch.Tensor, labels: n
              progress: bool = True, dealer_threads: int | None = None, policy_dir: str | None = None,
              provider: str = "dealer") -> list[dict]:
     """Rows of our system for one (workload, policy, provider): one per batch size."""
-    from pi.bench.deployment import TwoPartyDeployment
     rows = []
     n_relu = sum(r["relu"] + r["circa"] + r["poly"] for r in secure.layer_rows() if r["op"] in ("Activation", "MaxPool"))
     peaks = {}
@@ -268,7 +267,6 @@ def run_ours(workload: str, policy: str, secure, images: torch.Tensor, labels: n
 
 def run_crypten(workload: str, model, images: torch.Tensor, labels: np.ndarray, plain: np.ndarray,
                 batches: list[int], repeats: int, eval_images: int, eval_batch: int, threads: int) -> list[dict]:
-    from pi.bench import crypten_baseline as cb
     res = cb.model_costs(model, images.numpy(), batches, repeats, eval_images, eval_batch, threads)
     logits = res["logits"] if res["logits"] is not None else np.zeros((0, plain.shape[1]))
     ev = _eval_fields(logits, plain, labels)
@@ -434,9 +432,6 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from pi.bench.crypten_baseline import PROVIDER_NOTE as CT_PROVIDER_NOTE
-    from pi.bench.crypten_baseline import TRANSPORT_NOTE as CT_NOTE
-    from pi.bench.crypten_baseline import use_baseline
     workloads = [w for w in args.workloads.split(",") if w]
     batches = _int_list(args.batches)
     eval_n = _per_workload(args.eval_images, workloads)
@@ -459,8 +454,8 @@ def run(args) -> int:
         budget.setdefault(w, []).append(d)
 
     load = wait_for_quiet(args.max_load, args.max_wait) if args.max_load else {"load_1min_at_start": os.getloadavg()[0]}
-    rows, notes = [], [TRANSPORT_NOTE, f"kernel threads per party process: {args.threads}; dealer: "
-                       f"{args.dealer_threads or os.cpu_count()}",
+    rows, notes = [], [TRANSPORT_NOTE, (f"kernel threads per party process: {args.threads}; dealer: "
+                                        f"{args.dealer_threads or os.cpu_count()}"),
                        f"1-minute load average at start: {load['load_1min_at_start']:.2f} (machine shared)"]
     if "two-party" in providers:
         notes.append(TWO_PARTY_NOTE)

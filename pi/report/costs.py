@@ -5,6 +5,8 @@ from __future__ import annotations
 from pi.report.document import SECTIONS, Section, Table, rel
 from pi.report.plots import fig_png, pyplot
 
+# Local imports: pi.bench imports torch: it is imported where used, since `pi --help` imports pi.report.
+
 GATE_OPS = {"relu", "circa", "poly", "trunc", "select", "compare", "argmax", "mul"}
 # What the plan builder's own ops do, for the per-layer table: they have no torch module name.
 OP_WORDS = {"MulConst": "fixed-point scale-up", "Truncate": "fixed-point truncation", "ToMasked": "re-masking",

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pi.report.document import REPO_ROOT, ReportError, rel
+from relu_budget.runs import RUN_FORMAT
+
+# Local imports: torch-backed readers (policies, checkpoints, audits) are imported where used: `pi --help`
+# imports pi.report.
 
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results"
 WALK_DEPTH = 4                  # directories below the working directory searched for inputs
@@ -34,7 +38,6 @@ def read_json(path: Path) -> dict | None:
 
 def find_runs(paths: list[str] | None, results_dir: Path) -> list[dict]:
     """metrics.json of relu-budget runs under the given directories (default: results_dir)."""
-    from relu_budget.runs import RUN_FORMAT
     roots = [Path(p) for p in paths] if paths else [results_dir]
     runs = []
     for root in roots:
@@ -125,7 +128,6 @@ def _classify(files: list[Path]) -> tuple[list[dict], list[dict], dict[str, dict
     """Runs, audits and benchmark files among JSON files found by searching (unreadable or
     foreign files are not inputs, so they are passed over)."""
     from relu_budget.fairness import AUDIT_FORMAT, AuditError, validate_audit
-    from relu_budget.runs import RUN_FORMAT
     runs, audits = [], []
     for f in files:
         try:

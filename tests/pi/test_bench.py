@@ -271,7 +271,7 @@ def test_budget_policy_from_a_run_directory_uses_the_runs_own_weights(tmp_path, 
     save_checkpoint(run / "model.pt", model, {"method": "snl"})
     policy.save_policy(policy.from_model(model, (1, 28, 28)), run / "policy")
     (run / "metrics.json").write_text(json.dumps({"format": runs.RUN_FORMAT}))
-    pol, net = runs.load_run_or_policy(str(run))
+    _, net = runs.load_run_or_policy(str(run))
     assert net is not None
     for a, b in zip(net.parameters(), model.parameters()):
         assert torch.equal(a, b)

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pi.demo import _wait_listening as wait_listening   # the demo's wait for its dealer and server
+
 BIN = Path(sys.executable).parent
 PI = [str(BIN / "pi")] if (BIN / "pi").is_file() else [sys.executable, "-m", "pi"]
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
@@ -50,18 +52,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else proc.returncode
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"nothing listens on {port}")
-
-
 def fingerprint(out: str) -> str:
     return next(line.split()[-1] for line in out.splitlines() if line.startswith("fingerprint"))
 
@@ -87,14 +77,14 @@ def deployment(tmp_path_factory):
     procs = [subprocess.Popen(PI + ["dealer", "--cert", "certs/dealer.crt", "--key", "certs/dealer.key",
                                     "--server-cert", "certs/server.crt", "--client-cert", "certs/client.crt",
                                     "--dealer-port", str(dport)], cwd=d, env=ENV,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                              stdout=open(d / "dealer.log", "w"), stderr=subprocess.STDOUT)]
     procs.append(subprocess.Popen(PI + ["serve", "--model", "model.npz", "--cert", "certs/server.crt",
                                         "--key", "certs/server.key", "--dealer-fingerprint", fps["dealer"],
                                         "--server-port", str(sport), "--dealer-port", str(dport)],
-                                  cwd=d, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                  cwd=d, env=ENV, stdout=open(d / "server.log", "w"), stderr=subprocess.STDOUT))
     try:
-        wait_port(dport, procs[0])
-        wait_port(sport, procs[1])
+        wait_listening(dport, procs[0], d / "dealer.log")
+        wait_listening(sport, procs[1], d / "server.log")
         flags = ["--server-port", sport, "--dealer-port", dport, "--server-fingerprint", fps["server"],
                  "--dealer-fingerprint", fps["dealer"], "--cert", "certs/client.crt", "--key", "certs/client.key"]
         yield {"dir": d, "flags": flags, "fps": fps, "labels": samples.labels, "ports": (sport, dport)}

@@ -20,6 +20,7 @@ import yaml
 from torch import nn
 
 import pi
+from pi.demo import _wait_listening as wait_listening   # the demo's wait: the same processes
 from pi.serving import Endpoint, connect
 from protocols.limits import Limits, MaterialEstimator
 from protocols.material import plan_digest
@@ -53,7 +54,7 @@ def within(seconds: float, fn, *args, **kw):
     t0 = time.monotonic()
     try:
         out = fn(*args, **kw)
-    except Exception as exc:      # the caller checks which one
+    except Exception as exc:  # noqa: BLE001 -- the caller checks which one
         out = exc
     elapsed = time.monotonic() - t0
     assert elapsed <= seconds, f"{getattr(fn, '__name__', fn)} took {elapsed:.1f} s (bound {seconds} s)"
@@ -108,16 +109,7 @@ class Deployment:
         log = open(self.work / f"{role}.log", "a")
         self.procs[role] = subprocess.Popen(self.command(role), stdout=log, stderr=subprocess.STDOUT)
         port = self.dealer_port if role == "dealer" else self.server_port
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.procs[role].poll() is not None:
-                raise RuntimeError(f"{role} exited: {(self.work / f'{role}.log').read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{role} did not listen within 60 s")
+        wait_listening(port, self.procs[role], self.work / f"{role}.log")
 
     def kill(self, role: str) -> None:
         p = self.procs.pop(role)
