@@ -12,8 +12,8 @@ import pi_native
 from protocols.garbled import GcSpec, connect, run, share_bits
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from reference import gc_ref as ref  # noqa: E402
-from stats import family_z  # noqa: E402
+from reference import gc_ref as ref
+from stats import family_z
 
 U64 = np.uint64
 
@@ -300,7 +300,7 @@ def test_labels_of_another_spec_rejected_and_header_fuzz(session):
     a, b = split(rng.integers(-100, 100, 6), 16, rng)
     made = []
     for spec in specs:
-        eb, m1 = ev.offline(spec, a)
+        _eb, m1 = ev.offline(spec, a)
         gb, m2 = ga.offline(spec, 6, m1)
         made.append((m2[0], ga.labels(gb, b)))
     (t0, l0), (t1, l1) = made
