@@ -52,6 +52,7 @@ def versus_crypten(rows: list[dict], keys: Sequence[str], ratios: dict[str, str]
         if base is None:
             continue
         out.append({**{k: r[k] for k in keys}, "policy": r["policy"],
+                    **({"provider": r["provider"]} if "provider" in r else {}),
                     **{name: r[metric] / base[metric] for name, metric in ratios.items()}})
     return out
 

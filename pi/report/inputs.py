@@ -87,6 +87,9 @@ def find_bench(results_dir: Path) -> dict[str, dict]:
 
 
 def newest_bench(files) -> dict[str, dict]:
+    """Per kind, the newest file. `pi bench model` files with two-party rows are their own kind,
+    `model_two_party` (the two-party table and targets): the headline comparisons stay with the
+    newest dealer-only run."""
     found: dict[str, dict] = {}
     for f in files:
         try:
@@ -96,7 +99,9 @@ def newest_bench(files) -> dict[str, dict]:
         if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
             continue
         name = str(doc.get("benchmark", ""))
+        two_party = any(isinstance(r, dict) and r.get("provider") == "two-party" for r in doc["rows"])
         for kind, prefix in BENCH_KINDS.items():
+            kind = "model_two_party" if kind == "model" and two_party else kind
             if name.startswith(prefix) and (kind not in found or doc.get("date", "") > found[kind].get("date", "")):
                 doc["_path"] = str(f)
                 found[kind] = doc

@@ -62,14 +62,16 @@ def within(seconds: float, fn, *args, **kw):
 
 
 class Deployment:
-    """Certificates, a bundle, a YAML config and the two processes."""
+    """Certificates, a bundle, a YAML config and the processes: `pi dealer` and `pi serve` for
+    the dealer provider, `pi serve --provider two-party` alone for two-party."""
 
-    def __init__(self, work: Path) -> None:
-        self.work = work
+    def __init__(self, work: Path, provider: str = "dealer") -> None:
+        self.work, self.provider = work, provider
+        self.roles = ("server",) if provider == "two-party" else ("dealer", "server")
         certs = work / "certs"
         self.certs = {n: write_self_signed(certs, n) for n in ("server", "dealer", "client", "stranger")}
         self.model = small_model()
-        self.secure = pi.compile(self.model, torch.zeros(1, 1, 4, 4), relu="exact")
+        self.secure = pi.compile(self.model, torch.zeros(1, 1, 4, 4), relu="exact", provider=provider)
         self.bundle = self.secure.save(work / "model.npz")
         # Limits: batch 16 passes max_batch, but its material (about 3.2 MB) exceeds the
         # per-inference limit; the budget holds a few small inferences at once.
@@ -89,8 +91,8 @@ class Deployment:
             "max_connections": 128,
         }))
         self.procs: dict[str, subprocess.Popen] = {}
-        self.start("dealer")
-        self.start("server")
+        for role in self.roles:
+            self.start(role)
         self.baseline = {}
 
     def command(self, role: str, *extra: str) -> list[str]:
@@ -100,7 +102,7 @@ class Deployment:
         if role == "dealer":
             cmd += ["--expiry", "3"]
         else:
-            cmd += ["--model", str(self.bundle)]
+            cmd += ["--model", str(self.bundle), "--provider", self.provider]
         return cmd + list(extra)
 
     def start(self, role: str) -> None:
@@ -123,6 +125,8 @@ class Deployment:
     def endpoints(self, timeout: float = 3.0) -> tuple[Endpoint, Endpoint]:
         c = self.certs["client"]
         server = Endpoint("127.0.0.1", self.server_port, TlsConfig(peer_fingerprint=self.certs["server"].fingerprint))
+        if self.provider == "two-party":
+            return server, None
         dealer = Endpoint("127.0.0.1", self.dealer_port,
                           TlsConfig(c.cert, c.key, peer_fingerprint=self.certs["dealer"].fingerprint))
         return server, dealer
@@ -145,7 +149,7 @@ class Deployment:
 
     def check_memory(self, slack: int = 64 * MB) -> None:
         """Neither process grew past its memory budget (plus interpreter slack) since start."""
-        for role in ("server", "dealer"):
+        for role in self.roles:
             grown = rss(self.pid(role)) - self.baseline[role]
             assert grown <= self.limits.memory_budget_bytes + slack, \
                 f"{role} grew by {grown / MB:.0f} MB (budget {self.limits.memory_budget_bytes / MB:.0f} MB)"
