@@ -165,13 +165,15 @@ def make_config(method: str, args) -> object:
         v = getattr(args, name, None)
         if v is not None:
             values[name] = v
-    fair = {k: getattr(args, k, None) for k in ("fairness_penalty", "dual_lr", "tolerance")}
-    if any(v is not None for v in fair.values()):     # the fine-tuning penalty (relu_budget/fairness/mitigation.py)
+    fair = {k: getattr(args, k, None) for k in ("fairness_penalty", "drop_constraint", "dual_lr", "tolerance")}
+    if any(v is not None for v in fair.values()):     # fine-tuning mitigations (relu_budget/fairness/mitigation.py)
         if "fairness_penalty" not in {f.name for f in dataclasses.fields(cls)}:
-            raise CliError(f"--fairness-penalty/--dual-lr/--tolerance apply to SNL and AutoReP fine-tuning "
-                           f"(methods snl, autorep, and circa/deepreshape through SNL), not {method}")
-        if not fair["fairness_penalty"]:
-            raise CliError("--dual-lr and --tolerance need --fairness-penalty")
+            raise CliError(f"--fairness-penalty/--drop-constraint/--dual-lr/--tolerance apply to SNL, AutoReP and "
+                           f"Circa fine-tuning (methods snl, autorep, circa, and deepreshape through SNL), not {method}")
+        if fair["fairness_penalty"] and fair["drop_constraint"]:
+            raise CliError("--fairness-penalty and --drop-constraint are two mitigations: choose one")
+        if not (fair["fairness_penalty"] or fair["drop_constraint"]):
+            raise CliError("--dual-lr and --tolerance need --fairness-penalty or --drop-constraint")
         values.update({k: v for k, v in fair.items() if v is not None})
     values.update(parse_assignments(args.set, "--set"))
     try:
@@ -498,8 +500,13 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     o.add_argument("--fairness-penalty", action="store_true", default=None,
                    help="fine-tuning adds the group loss-gap penalty Σ_g γ_g|L_g − L| (groups: classes), dual ascent")
-    o.add_argument("--dual-lr", type=float, default=None, help="dual ascent step μ of the penalty (default 0.1)")
-    o.add_argument("--tolerance", type=float, default=None, help="loss gap tolerated per group (default 0)")
+    o.add_argument("--drop-constraint", action="store_true", default=None,
+                   help="fine-tuning constrains every class's loss increase against the all-ReLU teacher, "
+                        "L_g(student) − L_g(teacher) ≤ tolerance (Lagrangian, dual ascent)")
+    o.add_argument("--dual-lr", type=float, default=None,
+                   help="dual ascent step μ of the penalty or the constraint (default 0.1)")
+    o.add_argument("--tolerance", type=float, default=None,
+                   help="penalty: loss gap tolerated per group; constraint: loss increase τ tolerated (default 0)")
 
     e = sub.add_parser("eval", help="evaluate an optimize output directory")
     e.add_argument("dir")
