@@ -254,6 +254,18 @@ class PolySpec:
         return self._weights() < self.l
 
 
+def poly_cost(spec: PolySpec, n: int = 1) -> dict:
+    """Bytes and flights of n poly sites (docs/two_party.md): the IKNP message (offline, client →
+    server, 16 B per OT in 128-OT tiles), the corrections (online, server → client, packed bits),
+    W (online, client → server, one ring element each as Ring.pack sends it) and what the client
+    keeps between offline and online (its choice bits, packed, and one ring word per site)."""
+    lay = spec.layout
+    return {"ots": n * lay.k, "offline_bytes": 16 * 128 * (-(-n * lay.k // 128)),
+            "online_server_bytes": lay.correction_bytes(n), "online_client_bytes": n * ((spec.l + 7) // 8),
+            "client_stored_bytes": (n * lay.k + 7) // 8 + n * ((spec.l + 7) // 8),
+            "offline_flights": 1, "online_flights": 2}
+
+
 def _coeffs(coeffs, n: int, l: int) -> tuple[np.ndarray, ...]:
     if len(coeffs) != 3:
         raise ValueError("coefficients must be (c2, c1, c0)")

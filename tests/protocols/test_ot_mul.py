@@ -156,6 +156,26 @@ def test_poly_site_rounds_as_the_dealer_trunc(session, l, bits, shift):
     assert not e[0].any()           # x mod 2^s = 0: exact
 
 
+@pytest.mark.parametrize("l,bits,shift", [(42, 40, 12), (64, 64, 12), (16, 12, 3)])
+def test_poly_messages_have_the_documented_sizes(session, l, bits, shift):
+    server, client = session
+    rng = np.random.default_rng(8)
+    for n in (1, 37, 300):
+        x, a, c, coeffs, s_out = poly_case(rng, l, bits, n)
+        n = len(c)
+        spec = ot_mul.PolySpec(l, shift, bits)
+        cost = ot_mul.poly_cost(spec, n)
+        pcb, msg = ot_mul.poly_client_offline(client, spec, c, coeffs, s_out)
+        pb = ot_mul.poly_server_offline(server, spec, n, coeffs, msg)
+        corr = ot_mul.poly_server_online(server, pb, a)
+        W = ot_mul.poly_client_online(client, pcb, corr)
+        ot_mul.poly_server_finish(pb, W)
+        assert (len(msg), len(corr), pcb.stored_bytes) == \
+            (cost["offline_bytes"], cost["online_server_bytes"], cost["client_stored_bytes"])
+        from protocols.fixed_point import Ring
+        assert Ring(l).pack(W).nbytes == cost["online_client_bytes"]
+
+
 def test_poly_spec_refuses_values_wider_than_the_ring():
     with pytest.raises(ValueError, match="more than the 40-bit ring"):
         ot_mul.PolySpec(40, 12, 40)
