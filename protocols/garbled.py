@@ -1,18 +1,21 @@
 """Dealer-free ReLUs over additive shares in Z_(2^l): garbled circuits + OT (docs/gc.md).
 
 Two parties, no dealer: the **garbler** (the server) holds share b, the **evaluator** (the
-client) holds share a, a + b = x mod 2^l. Each side owns one object (`Garbler`, `Evaluator`);
-every step returns the bytes/arrays to send to the other side, so a transport can carry them.
+client) holds share a, a + b = x mod 2^l, |x| < 2^(bits−1) (the circuits read only the low
+`bits` bits of each share). Each side owns one object (`Garbler`, `Evaluator`); every step
+returns the bytes/arrays to send to the other side, so a transport can carry them.
 `connect()` runs the one-time OT setup (128 base OTs per direction) in-process.
 
-Per batch of ReLUs (all values uint64, reduced mod 2^l):
+Per batch (all values uint64, reduced mod 2^l; argmax: `classes` values per instance):
   offline   E: m1 = ev.offline(spec, a)             → G
             G: gb, m2 = ga.offline(spec, len(a), m1) → E (m2 = (tables, reverse-OT message))
             E: eb = ev.receive(m2)
   online    G: labels = ga.labels(gb, b)             → E
             E: out = ev.evaluate(eb, labels)
-    relu:  out = z,  gb.share = r,  z + r = ReLU(x) mod 2^l          (one message)
+    relu:  out = z,  gb.share = r,  z + r = ReLU(x) >> shift mod 2^l  (one message)
+    trunc: out = z,  gb.share = r,  z + r = x >> shift mod 2^l        (floor, exact)
     drelu: out = e,  gb.share = ρ,  e ⊕ ρ = [x ≥ 0]                  (one message)
+    argmax: out = the first index of the maximum per instance (evaluator only; gb.share None)
     circa: out = (f, w) → G;  h, z_G = ga.finish(gb, f, w) → E;  z_E = ev.finish(eb, h);
            z_E + z_G = d·x mod 2^l, d the truncated sign test (two correlated OTs, docs/gc.md)
 Everything is one-time: a batch's labels, its evaluation and its product step each run once.
@@ -26,27 +29,46 @@ import numpy as np
 
 import pi_native
 
-CIRCUITS = ("relu", "drelu", "circa")
+CIRCUITS = ("relu", "drelu", "circa", "trunc", "argmax")
 MODES = ("poszero", "negpass")
 
 
 @dataclass(frozen=True)
 class GcSpec:
+    """One circuit over shares in Z_(2^l). `bits` (default l): the caller guarantees
+    |x| < 2^(bits−1), and the circuit reads only share bits below `bits`. `shift`: relu and trunc
+    output ⌊·/2^shift⌋. `k`, `mode`: Circa's sign test on bits k..bits−1. `classes`: argmax's C."""
     circuit: str
     l: int = 64
     k: int = 0
     mode: str | None = None
+    shift: int = 0
+    bits: int | None = None
+    classes: int = 0
 
     def __post_init__(self) -> None:
         if self.circuit not in CIRCUITS:
             raise ValueError(f"circuit must be one of {CIRCUITS}, got {self.circuit!r}")
         if self.circuit == "circa" and self.mode not in MODES:
             raise ValueError(f"circa needs mode in {MODES}, got {self.mode!r}")
-        pi_native.gc_circuit(self.circuit, self.l, self.k, self.mode)  # checks l, k (ValueError)
+        for name in ("l", "k", "shift", "classes") + (("bits",) if self.bits is not None else ()):
+            if not isinstance(getattr(self, name), (int, np.integer)) or isinstance(getattr(self, name), bool):
+                raise TypeError(f"GcSpec.{name} must be an int, got {getattr(self, name)!r}")
+        if self.bits is None:
+            object.__setattr__(self, "bits", self.l)
+        object.__setattr__(self, "_info", pi_native.gc_circuit(*self._args()))   # validates (ValueError)
+
+    def _args(self) -> tuple:
+        return (self.circuit, int(self.l), int(self.k), self.mode, int(self.bits), int(self.shift), int(self.classes))
 
     @property
     def info(self) -> dict:
-        return pi_native.gc_circuit(self.circuit, self.l, self.k, self.mode)
+        return dict(self._info)
+
+    @property
+    def values(self) -> int:
+        """Share values per instance (argmax: classes, else 1)."""
+        return self._info["values"]
 
     @property
     def mask(self) -> np.uint64:
@@ -59,13 +81,17 @@ def _shares(values, spec: GcSpec, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be a 1-D numpy uint64 array of shares mod 2^{spec.l}, got {v.dtype} {v.shape}")
     if spec.l < 64 and v.size and int(v.max()) >> spec.l:
         raise ValueError(f"{name} must be reduced mod 2^{spec.l}")
+    if name in ("a", "b") and v.size % spec.values:
+        raise ValueError(f"{name} has {v.size} values, not a multiple of classes = {spec.values} "
+                         "(argmax takes the classes of each instance in a row)")
     return np.ascontiguousarray(v)
 
 
 def share_bits(a: np.ndarray, spec: GcSpec) -> np.ndarray:
-    """The evaluator's input bits, instance-major: bit w of instance i is bit (shift + w) of a_i."""
+    """The evaluator's input bits, value-major (instance, then class for argmax): bit w of value
+    i is bit (input_shift + w) of a_i."""
     info = spec.info
-    pos = np.arange(info["n_eval"], dtype=np.uint64) + np.uint64(info["input_shift"])
+    pos = np.arange(info["value_bits"], dtype=np.uint64) + np.uint64(info["input_shift"])
     return ((a[:, None] >> pos) & np.uint64(1)).astype(np.uint8).ravel()
 
 
@@ -88,8 +114,8 @@ class GarblerBatch:
     finished: bool = False
 
     @property
-    def share(self) -> np.ndarray:
-        """relu: r; drelu/circa: ρ (before the product)."""
+    def share(self) -> np.ndarray | None:
+        """relu/trunc: r; drelu/circa: ρ (before the product); argmax: None."""
         return self.batch.output_share
 
 
@@ -105,6 +131,10 @@ class EvaluatorBatch:
     finished: bool = False
     stored: dict = field(default_factory=dict)
 
+    @property
+    def instances(self) -> int:
+        return self.a.size // self.spec.values
+
 
 class Garbler:
     def __init__(self) -> None:
@@ -116,7 +146,8 @@ class Garbler:
         n_ot = count * spec.info["n_eval"] + (count if spec.circuit == "circa" else 0)
         self.ot.extend(message, n_ot)
         rot = self.ot.random_ot(count, spec.l) if spec.circuit == "circa" else None
-        batch = self._gc.garble(spec.circuit, spec.l, count, spec.k, spec.mode)
+        c, l, k, mode, bits, shift, classes = spec._args()
+        batch = self._gc.garble(c, l, count, k, mode, bits, shift, classes)
         gb = GarblerBatch(spec, count, batch, rot)
         rev_msg = b""
         if spec.circuit == "circa":
@@ -205,9 +236,9 @@ class Evaluator:
 
 def run(ga: Garbler, ev: Evaluator, spec: GcSpec, a, b):
     """Both sides in one process (tests, benchmark). Returns (evaluator's output, garbler's output):
-    relu (z, r), drelu (e, ρ), circa (z_E, z_G)."""
+    relu/trunc (z, r), drelu (e, ρ), circa (z_E, z_G), argmax (index, None)."""
     eb, m1 = ev.offline(spec, a)
-    gb, m2 = ga.offline(spec, eb.a.size, m1)
+    gb, m2 = ga.offline(spec, eb.instances, m1)
     ev.receive(eb, m2)
     out = ev.evaluate(eb, ga.labels(gb, b))
     if spec.circuit != "circa":

@@ -3,14 +3,14 @@
 // order) before a kernel runs, and kernels run with the GIL released.
 //
 // Garbled batch ("tables", sent garbler → evaluator offline), little-endian:
-//   0 magic "PIGC"   4 version (1)   5 kind   6 l   7 k   8 mode   9..11 zero
+//   0 magic "PIGC"   4 version (2)   5 kind   6 l   7 k   8 mode   9 bits   10 shift   11 zero
 //   12 u32 bytes per instance   16 u64 count   24 u64 first evaluator-label OT index
-//   32 u64 first hashed-gate index (tweaks)   40 16-B session id   56 u32 zero   60 u32 CRC-32 of 0..59
+//   32 u64 first hashed-gate index (tweaks)   40 16-B session id   56 u32 classes   60 u32 CRC-32 of 0..59
 //   64 count × [tables (32 B per AND, 16 B per ANDC) | output decode bits]
 // Garbler labels ("labels", sent online):
-//   0 magic "PIGL"   4 version (1)   5 kind   6 l   7 k   8 mode   9..11 zero   12 u32 labels per instance
-//   16 u64 count   24 u64 first hashed-gate index   32 16-B session id   48 u32 CRC-32 of 0..47
-//   52 count × labels × 16 B
+//   0 magic "PIGL"   4 version (2)   5..11 as above   12 u32 labels per instance
+//   16 u64 count   24 u64 first hashed-gate index   32 16-B session id   48 u32 classes   52 u32 CRC-32 of 0..51
+//   56 count × labels × 16 B
 #include <cstring>
 #include <limits>
 #include <string>
@@ -30,8 +30,8 @@ using gc::Kind;
 using gc::Mode;
 using gc::Spec;
 
-constexpr size_t kTablesHeader = 64, kLabelsHeader = 52;
-constexpr uint8_t kVersion = 1;
+constexpr size_t kTablesHeader = 64, kLabelsHeader = 56;
+constexpr uint8_t kVersion = 2;
 
 void st32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 void st64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
@@ -42,8 +42,10 @@ Kind parse_kind(const std::string& s) {
   if (s == "relu") return Kind::Relu;
   if (s == "drelu") return Kind::Drelu;
   if (s == "circa") return Kind::Circa;
+  if (s == "trunc") return Kind::Trunc;
+  if (s == "argmax") return Kind::Argmax;
   if (s == "and-layer") return Kind::AndLayer;
-  throw py::value_error("circuit must be 'relu', 'drelu', 'circa' or 'and-layer', got '" + s + "'");
+  throw py::value_error("circuit must be 'relu', 'drelu', 'circa', 'trunc', 'argmax' or 'and-layer', got '" + s + "'");
 }
 
 Mode parse_mode(const py::object& m) {
@@ -54,14 +56,32 @@ Mode parse_mode(const py::object& m) {
   throw py::value_error("mode must be 'poszero' or 'negpass', got '" + s + "'");
 }
 
-Spec make_spec(const std::string& kind, int l, int k, const py::object& mode) {
-  Spec s{parse_kind(kind), l, k, parse_mode(mode)};
+// bits = None means l (the circuit reads the whole share).
+Spec make_spec(const std::string& kind, int l, int k, const py::object& mode, const py::object& bits = py::none(),
+               int shift = 0, int classes = 0) {
+  Spec s{parse_kind(kind), l, k, parse_mode(mode), bits.is_none() ? l : bits.cast<int>(), shift, classes};
   try {
     gc::validate(s);
   } catch (const std::invalid_argument& e) {
     throw py::value_error(e.what());
   }
   return s;
+}
+
+// Bytes 5..11 of both headers (kind, l, k, mode, bits, shift, 0).
+void put_spec(uint8_t* p, const Spec& s) {
+  p[5] = static_cast<uint8_t>(s.kind);
+  p[6] = static_cast<uint8_t>(s.l);
+  p[7] = static_cast<uint8_t>(s.k);
+  p[8] = static_cast<uint8_t>(s.mode);
+  p[9] = static_cast<uint8_t>(s.bits);
+  p[10] = static_cast<uint8_t>(s.shift);
+  p[11] = 0;
+}
+bool same_spec(const uint8_t* p, const Spec& s, uint32_t classes) {
+  uint8_t q[12] = {};
+  put_spec(q, s);
+  return std::memcmp(p + 5, q + 5, 7) == 0 && classes == static_cast<uint32_t>(s.classes);
 }
 
 // A read-only view of bytes / bytearray / memoryview / 1-D uint8 array.
@@ -214,40 +234,39 @@ struct Batch {
   uint64_t and_base = 0;
   Block sid{}, delta{}, label_seed{};
   py::bytes tables;
-  std::vector<uint64_t> r;    // relu: the garbler's output share
-  std::vector<uint8_t> rho;   // drelu / circa: the garbler's output bit
+  std::vector<uint64_t> r;    // relu / trunc: the garbler's output share
+  std::vector<uint8_t> rho;   // drelu / circa: the garbler's output bit (argmax: none)
   bool encoded = false;
 
   py::bytes encode(const py::array& b) {
     if (encoded) throw py::value_error("this batch's garbler labels were already produced (one-time): garble a new batch");
     const gc::Circuit c = gc::build(spec);
-    auto v = shares(b, spec.l, "b", static_cast<py::ssize_t>(count));
-    const size_t ng = c.n_garb;
+    const size_t nv = static_cast<size_t>(gc::values_per_instance(spec));
+    auto v = shares(b, spec.l, "b", static_cast<py::ssize_t>(count * nv));
+    const size_t ng = c.n_garb, nb = static_cast<size_t>(gc::input_bits(spec));  // ng = nv · nb
     uint8_t* out = nullptr;
     py::bytes msg = new_bytes(kLabelsHeader + count * ng * 16, &out);
     std::memset(out, 0, kLabelsHeader);
     std::memcpy(out, "PIGL", 4);
     out[4] = kVersion;
-    out[5] = static_cast<uint8_t>(spec.kind);
-    out[6] = static_cast<uint8_t>(spec.l);
-    out[7] = static_cast<uint8_t>(spec.k);
-    out[8] = static_cast<uint8_t>(spec.mode);
+    put_spec(out, spec);
     st32(out + 12, static_cast<uint32_t>(ng));
     st64(out + 16, count);
     st64(out + 24, and_base);
     std::memcpy(out + 32, &sid, 16);
-    st32(out + 48, fss::crc32(out, 48));
+    st32(out + 48, static_cast<uint32_t>(spec.classes));
+    st32(out + 52, fss::crc32(out, 52));
     const uint64_t* bv = v.data();
     const int shift = gc::input_shift(spec);
     {
       py::gil_scoped_release nogil;
       std::vector<Block> zero(count * ng);
       aes_ctr(Aes128(reinterpret_cast<const uint8_t*>(&label_seed)), Block{0, 0}, zero.data(), zero.size());
-      for (size_t i = 0; i < count; ++i)
-        for (size_t w = 0; w < ng; ++w) {
-          Block lab = zero[i * ng + w];
+      for (size_t i = 0; i < count * nv; ++i)  // value i's wires are i·nb .. i·nb + nb − 1
+        for (size_t w = 0; w < nb; ++w) {
+          Block lab = zero[i * nb + w];
           if ((bv[i] >> (shift + w)) & 1) lab ^= delta;
-          std::memcpy(out + kLabelsHeader + (i * ng + w) * 16, &lab, 16);
+          std::memcpy(out + kLabelsHeader + (i * nb + w) * 16, &lab, 16);
         }
     }
     encoded = true;
@@ -261,11 +280,12 @@ struct PyGarbler {
   uint64_t next_gate = 0;
   explicit PyGarbler(PySender& s) : sender(s) {}
 
-  Batch garble(const std::string& kind, int l, py::ssize_t count, int k, const py::object& mode) {
+  Batch garble(const std::string& kind, int l, py::ssize_t count, int k, const py::object& mode,
+               const py::object& bits, int shift, int classes) {
     if (!sender.s.ready()) throw py::value_error("garbler: run the OT setup (base OTs) first");
     if (count < 0 || count > (py::ssize_t{1} << 40)) throw py::value_error("count must be in [0, 2^40]");
     Batch bt;
-    bt.spec = make_spec(kind, l, k, mode);
+    bt.spec = make_spec(kind, l, k, mode, bits, shift, classes);
     if (bt.spec.kind == Kind::AndLayer) throw py::value_error("and-layer is a benchmark circuit: use gc_garble_raw");
     bt.count = static_cast<size_t>(count);
     const gc::Circuit c = gc::build(bt.spec);
@@ -289,15 +309,13 @@ struct PyGarbler {
     std::memset(out, 0, kTablesHeader);
     std::memcpy(out, "PIGC", 4);
     out[4] = kVersion;
-    out[5] = static_cast<uint8_t>(bt.spec.kind);
-    out[6] = static_cast<uint8_t>(bt.spec.l);
-    out[7] = static_cast<uint8_t>(bt.spec.k);
-    out[8] = static_cast<uint8_t>(bt.spec.mode);
+    put_spec(out, bt.spec);
     st32(out + 12, static_cast<uint32_t>(stride));
     st64(out + 16, n);
     st64(out + 24, label_start);
     st64(out + 32, bt.and_base);
     std::memcpy(out + 40, &bt.sid, 16);
+    st32(out + 56, static_cast<uint32_t>(bt.spec.classes));
     st32(out + 60, fss::crc32(out, 60));
     {
       py::gil_scoped_release nogil;
@@ -309,15 +327,19 @@ struct PyGarbler {
       std::vector<Block> mask(n);
       aes_ctr(prg, Block{0, 1}, mask.data(), n);
       std::vector<uint8_t> priv(n * np);
-      if (bt.spec.kind == Kind::Relu) {
-        bt.r.resize(n);
+      if (bt.spec.kind == Kind::Relu || bt.spec.kind == Kind::Trunc) {
+        // The circuit adds r' (uniform) to a non-negative value; trunc's value is offset by
+        // 2^(n−1−shift) (circuits.cpp), which the garbler's share removes: r = −r' − offset.
         const uint64_t m = mask_of(l);
+        const uint64_t offset =
+            bt.spec.kind == Kind::Trunc ? uint64_t{1} << (bt.spec.bits - 1 - bt.spec.shift) : 0;
+        bt.r.resize(n);
         for (size_t i = 0; i < n; ++i) {
-          bt.r[i] = mask[i].lo & m;
-          const uint64_t rp = (0 - bt.r[i]) & m;  // r' = −r: the evaluator gets ReLU(x) − r
+          const uint64_t rp = mask[i].lo & m;
+          bt.r[i] = (0 - rp - offset) & m;
           for (size_t j = 0; j < np; ++j) priv[i * np + j] = static_cast<uint8_t>((rp >> j) & 1);
         }
-      } else {
+      } else if (np == 1) {
         bt.rho.resize(n);
         for (size_t i = 0; i < n; ++i) priv[i] = bt.rho[i] = static_cast<uint8_t>(mask[i].lo & 1);
       }
@@ -341,7 +363,9 @@ Header parse_tables(const Buf& t) {
   if (p[4] != kVersion) throw py::value_error("tables: unsupported version " + std::to_string(p[4]));
   if (fss::crc32(p, 60) != ld32(p + 60)) throw py::value_error("tables: header checksum mismatch (corrupted)");
   Header h;
-  h.spec = Spec{static_cast<Kind>(p[5]), p[6], p[7], static_cast<Mode>(p[8])};
+  if (p[11] != 0) throw py::value_error("tables: reserved header byte is not zero");
+  h.spec = Spec{static_cast<Kind>(p[5]), p[6], p[7], static_cast<Mode>(p[8]), p[9], p[10],
+                static_cast<int>(std::min<uint32_t>(ld32(p + 56), 1u << 30))};
   try {
     gc::validate(h.spec);
   } catch (const std::invalid_argument& e) {
@@ -372,12 +396,11 @@ struct PyEvaluator {
     if (!(h.sid == receiver.r.session_id()))
       throw py::value_error("tables belong to another OT session");
     // Labels message.
-    if (g.len < kLabelsHeader) throw py::value_error("labels: truncated (shorter than the 52-byte header)");
+    if (g.len < kLabelsHeader) throw py::value_error("labels: truncated (shorter than the 56-byte header)");
     const uint8_t* q = g.data;
     if (std::memcmp(q, "PIGL", 4) != 0 || q[4] != kVersion) throw py::value_error("labels: bad magic or version");
-    if (fss::crc32(q, 48) != ld32(q + 48)) throw py::value_error("labels: header checksum mismatch (corrupted)");
-    if (q[5] != static_cast<uint8_t>(h.spec.kind) || q[6] != h.spec.l || q[7] != h.spec.k ||
-        q[8] != static_cast<uint8_t>(h.spec.mode) || ld32(q + 12) != c.n_garb || ld64(q + 16) != h.count ||
+    if (fss::crc32(q, 52) != ld32(q + 52)) throw py::value_error("labels: header checksum mismatch (corrupted)");
+    if (!same_spec(q, h.spec, ld32(q + 48)) || ld32(q + 12) != c.n_garb || ld64(q + 16) != h.count ||
         ld64(q + 24) != h.and_base || std::memcmp(q + 32, &h.sid, 16) != 0)
       throw py::value_error("labels were produced for another garbled batch");
     if (g.len != kLabelsHeader + h.count * c.n_garb * 16)
@@ -395,7 +418,8 @@ struct PyEvaluator {
       if (!gl.empty()) std::memcpy(static_cast<void*>(gl.data()), q + kLabelsHeader, gl.size() * 16);
       gc::evaluate(c, n, t.data + kTablesHeader, el.data(), gl.data(), h.and_base, bits.data());
     }
-    if (h.spec.kind == Kind::Relu) {
+    if (h.spec.kind == Kind::Relu || h.spec.kind == Kind::Trunc || h.spec.kind == Kind::Argmax) {
+      // relu / trunc: the l bits of the evaluator's share z; argmax: the bits of the class index.
       py::array_t<uint64_t> out(static_cast<py::ssize_t>(n));
       uint64_t* o = out.mutable_data();
       for (size_t i = 0; i < n; ++i) {
@@ -424,6 +448,11 @@ py::dict circuit_info(const Spec& s) {
   d["decode_bytes"] = c.decode_bytes();
   d["outputs"] = c.outputs.size();
   d["input_shift"] = gc::input_shift(s);
+  d["values"] = gc::values_per_instance(s);
+  d["value_bits"] = gc::input_bits(s);
+  d["bits"] = s.bits;
+  d["shift"] = s.shift;
+  d["classes"] = s.classes;
   return d;
 }
 
@@ -524,34 +553,41 @@ void bind_gc(py::module_& m) {
       .def_property_readonly("count", [](const Batch& b) { return b.count; })
       .def_property_readonly("output_share",
                              [](const Batch& b) -> py::object {
-                               if (b.spec.kind == Kind::Relu)
+                               if (b.spec.kind == Kind::Relu || b.spec.kind == Kind::Trunc)
                                  return py::array_t<uint64_t>(static_cast<py::ssize_t>(b.r.size()), b.r.data());
+                               if (b.spec.kind == Kind::Argmax) return py::none();
                                return py::array_t<uint8_t>(static_cast<py::ssize_t>(b.rho.size()), b.rho.data());
                              },
-                             "relu: r with z + r = ReLU(x) mod 2^l; drelu/circa: ρ with e ⊕ ρ = the sign bit d.")
+                             "relu/trunc: r with z + r = (ReLU(x) or x) >> shift mod 2^l; drelu/circa: ρ with "
+                             "e ⊕ ρ = the sign bit d; argmax: None (the garbler learns nothing).")
       .def("encode", &Batch::encode, py::arg("b"),
            "The garbler's labels for its share b (uint64, reduced mod 2^l); one-time.");
 
   py::class_<PyGarbler>(m, "Garbler", "Garbles ReLU circuits with the Δ and the COTs of an IknpSender.")
       .def(py::init<PySender&>(), py::arg("sender"), py::keep_alive<1, 2>())
       .def("garble", &PyGarbler::garble, py::arg("circuit"), py::arg("l"), py::arg("count"), py::arg("k") = 0,
-           py::arg("mode") = py::none(),
-           "Garble `count` instances of relu / drelu / circa over Z_(2^l); consumes count × inputs COTs.");
+           py::arg("mode") = py::none(), py::arg("bits") = py::none(), py::arg("shift") = 0, py::arg("classes") = 0,
+           "Garble `count` instances of relu / trunc / drelu / circa / argmax over Z_(2^l) (bits = value bits, "
+           "default l); consumes count × input-wire COTs.");
 
   py::class_<PyEvaluator>(m, "Evaluator", "Evaluates garbled batches with the labels of an IknpReceiver.")
       .def(py::init<PyReceiver&>(), py::arg("receiver"), py::keep_alive<1, 2>())
       .def("evaluate", &PyEvaluator::evaluate, py::arg("tables"), py::arg("labels"),
-           "relu: z (uint64, z + r = ReLU(x) mod 2^l); drelu/circa: e (uint8, e ⊕ ρ = d). One-time per batch.");
+           "relu/trunc: z (uint64, z + r = the output mod 2^l); drelu/circa: e (uint8, e ⊕ ρ = d); argmax: the "
+           "class index (uint64). One-time per batch.");
 
   m.def("gc_circuit",
-        [](const std::string& kind, int l, int k, const py::object& mode) { return circuit_info(make_spec(kind, l, k, mode)); },
-        py::arg("circuit"), py::arg("l"), py::arg("k") = 0, py::arg("mode") = py::none(),
+        [](const std::string& kind, int l, int k, const py::object& mode, const py::object& bits, int shift, int classes) {
+          return circuit_info(make_spec(kind, l, k, mode, bits, shift, classes));
+        },
+        py::arg("circuit"), py::arg("l"), py::arg("k") = 0, py::arg("mode") = py::none(), py::arg("bits") = py::none(),
+        py::arg("shift") = 0, py::arg("classes") = 0,
         "Gate counts and sizes of a circuit.");
   m.def("gc_garble_raw",
         [](const std::string& kind, int l, int k, const py::object& mode, const py::bytes& delta,
            const py::array& eval_zero, const py::array& garb_zero, const py::array& priv, uint64_t and_base,
-           py::ssize_t count) {
-          const Spec s = make_spec(kind, l, k, mode);
+           py::ssize_t count, const py::object& bits, int shift, int classes) {
+          const Spec s = make_spec(kind, l, k, mode, bits, shift, classes);
           const gc::Circuit c = gc::build(s);
           const std::string d = delta;
           if (d.size() != 16) throw py::value_error("delta must be 16 bytes");
@@ -572,12 +608,14 @@ void bind_gc(py::module_& m) {
           return body;
         },
         py::arg("circuit"), py::arg("l"), py::arg("k"), py::arg("mode"), py::arg("delta"), py::arg("eval_zero"),
-        py::arg("garb_zero"), py::arg("priv"), py::arg("and_base"), py::arg("count"),
+        py::arg("garb_zero"), py::arg("priv"), py::arg("and_base"), py::arg("count"), py::arg("bits") = py::none(),
+        py::arg("shift") = 0, py::arg("classes") = 0,
         "Test/benchmark entry: garble with explicit Δ, zero labels and private bits; returns the body.");
   m.def("gc_evaluate_raw",
         [](const std::string& kind, int l, int k, const py::object& mode, const py::object& body,
-           const py::array& eval_labels, const py::array& garb_labels, uint64_t and_base, py::ssize_t count) {
-          const Spec s = make_spec(kind, l, k, mode);
+           const py::array& eval_labels, const py::array& garb_labels, uint64_t and_base, py::ssize_t count,
+           const py::object& bits, int shift, int classes) {
+          const Spec s = make_spec(kind, l, k, mode, bits, shift, classes);
           const gc::Circuit c = gc::build(s);
           if (count < 0) throw py::value_error("count must be non-negative");
           const size_t n = static_cast<size_t>(count);
@@ -595,12 +633,13 @@ void bind_gc(py::module_& m) {
           return out;
         },
         py::arg("circuit"), py::arg("l"), py::arg("k"), py::arg("mode"), py::arg("body"), py::arg("eval_labels"),
-        py::arg("garb_labels"), py::arg("and_base"), py::arg("count"),
+        py::arg("garb_labels"), py::arg("and_base"), py::arg("count"), py::arg("bits") = py::none(),
+        py::arg("shift") = 0, py::arg("classes") = 0,
         "Test/benchmark entry: evaluate a body from gc_garble_raw; returns output bits (count, outputs).");
   m.def("gc_eval_plain",
         [](const std::string& kind, int l, int k, const py::object& mode, const py::array& eval_bits,
-           const py::array& garb_bits, const py::array& priv) {
-          const Spec s = make_spec(kind, l, k, mode);
+           const py::array& garb_bits, const py::array& priv, const py::object& bits, int shift, int classes) {
+          const Spec s = make_spec(kind, l, k, mode, bits, shift, classes);
           const gc::Circuit c = gc::build(s);
           auto e = bits_from(eval_bits, c.n_eval, "eval_bits");
           auto g = bits_from(garb_bits, c.n_garb, "garb_bits");
@@ -610,7 +649,8 @@ void bind_gc(py::module_& m) {
           return out;
         },
         py::arg("circuit"), py::arg("l"), py::arg("k"), py::arg("mode"), py::arg("eval_bits"), py::arg("garb_bits"),
-        py::arg("priv"), "Plain boolean evaluation of one instance of the netlist.");
+        py::arg("priv"), py::arg("bits") = py::none(), py::arg("shift") = 0, py::arg("classes") = 0,
+        "Plain boolean evaluation of one instance of the netlist.");
   m.def("gc_hash",
         [](const py::array& x, const py::array& t) {
           const size_t n = static_cast<size_t>(x.size() / 16);

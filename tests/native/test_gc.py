@@ -306,6 +306,7 @@ def test_malformed_tables_and_labels_raise(session):
         (tables, labels[:-16], "truncated or padded"),
         (tables, labels[:20], "truncated"),
         (tables, labels[:17] + bytes([labels[17] ^ 1]) + labels[18:], "checksum"),
+        (tables[:4] + b"\x01" + tables[5:], labels, "version"),
     ]
     for t, g, msg in bad:
         with pytest.raises(ValueError, match=msg):
@@ -381,7 +382,7 @@ def _view_bits(session, b_value, n=4000, l=8):
     ev.receive(eb, m2)
     labels = ga.labels(gb, np.full(n, b_value, U64))
     z = ev.evaluate(eb, labels)
-    lab = np.frombuffer(labels, np.uint8, offset=52).reshape(n, l, 16)
+    lab = np.frombuffer(labels, np.uint8, offset=56).reshape(n, l, 16)
     tab = np.frombuffer(m2[0], np.uint8, offset=64).reshape(n, -1)
     return {"label_lsb": lab[:, :, 0] & 1, "label_bits": np.unpackbits(lab[:, :, 1:3], axis=2).reshape(n, -1),
             "table_bits": np.unpackbits(tab[:, :64], axis=1), "decode": np.unpackbits(tab[:, -1:], axis=1),

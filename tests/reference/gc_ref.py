@@ -70,20 +70,93 @@ def sign_net(n, cin):
     return g
 
 
-def relu_net(l):
-    g = Net(l, l, l)
-    a, b = list(range(l)), [l + i for i in range(l)]
+def _carry_out(g, a, b, cin):
+    n = len(a)
+    if n == 1:
+        return g.NOT(g.AND(g.NOT(a[0]), g.NOT(b[0]))) if cin else g.AND(a[0], b[0])
+    c = _carries(g, a, b, cin)
+    return g.XOR(c[n - 1], g.AND(g.XOR(a[n - 1], c[n - 1]), g.XOR(b[n - 1], c[n - 1])))
+
+
+def _value(g, n, v):
+    """Bits of a + b mod 2^n for value v (input wires v·n .. v·n + n − 1 per side)."""
+    a = [v * n + i for i in range(n)]
+    b = [g.ne + v * n + i for i in range(n)]
     c = _carries(g, a, b, 0)
-    x = [g.XOR(a[0], b[0])] + [g.XOR(g.XOR(a[i], b[i]), c[i]) for i in range(1, l)]
-    d = g.NOT(x[l - 1])
-    y = [g.AND(d, x[i]) for i in range(l - 1)]
-    carry = g.ANDC(y[0], 0)
+    return [g.XOR(a[0], b[0])] + [g.XOR(g.XOR(a[i], b[i]), c[i]) for i in range(1, n)]
+
+
+def _reshare(g, y, l):
+    """Outputs z = y + r' mod 2^l, y non-negative given by its low bits, r' the private bits."""
+    j = len(y)
+    if j == 0:
+        zero = g.XOR(0, 0)
+        g.outputs += [g.PNOT(zero, t) for t in range(l)]
+        return
     g.outputs.append(g.PNOT(y[0], 0))
-    for i in range(1, l - 1):
-        yc = g.XOR(y[i], carry)
-        g.outputs.append(g.PNOT(yc, i))
-        carry = g.XOR(carry, g.AND(yc, g.PNOT(carry, i)))
-    g.outputs.append(g.PNOT(carry, l - 1))
+    carry = g.ANDC(y[0], 0)
+    for t in range(1, l):
+        if t < j:
+            yc = g.XOR(y[t], carry)
+            g.outputs.append(g.PNOT(yc, t))
+            if t + 1 < l:
+                carry = g.XOR(carry, g.AND(yc, g.PNOT(carry, t)))
+        else:
+            g.outputs.append(g.PNOT(carry, t))
+            if t + 1 < l:
+                carry = g.ANDC(carry, t)
+
+
+def relu_net(l, n=None, s=0):
+    n = l if n is None else n
+    g = Net(n, n, l)
+    j = n - 1 - s
+    y = []
+    if j > 0:
+        x = _value(g, n, 0)
+        d = g.NOT(x[n - 1])
+        y = [g.AND(d, x[s + t]) for t in range(j)]
+    _reshare(g, y, l)
+    return g
+
+
+def trunc_net(l, n=None, s=0):
+    n = l if n is None else n
+    g = Net(n, n, l)
+    x = _value(g, n, 0)
+    x[n - 1] = g.NOT(x[n - 1])
+    _reshare(g, x[s:], l)
+    return g
+
+
+def index_bits(classes):
+    return (classes - 1).bit_length()
+
+
+def argmax_net(classes, n):
+    g = Net(classes * n, classes * n, 0)
+    L = index_bits(classes)
+    idx = [None] * L                       # None: the constant 0
+
+    def unsigned(v):
+        x = _value(g, n, v)
+        x[n - 1] = g.NOT(x[n - 1])
+        return x
+
+    cur = unsigned(0)
+    for i in range(1, classes):
+        u = unsigned(i)
+        gt = _carry_out(g, u, [g.NOT(w) for w in cur], 0)
+        if i + 1 < classes:
+            cur = [g.XOR(cur[t], g.AND(gt, g.XOR(u[t], cur[t]))) for t in range(n)]
+        for b in range(L):
+            ib = (i >> b) & 1
+            if idx[b] is None:
+                if ib:
+                    idx[b] = gt
+            else:
+                idx[b] = g.XOR(idx[b], g.AND(gt, g.NOT(idx[b]) if ib else idx[b]))
+    g.outputs += idx
     return g
 
 
@@ -94,15 +167,39 @@ def and_layer_net(l):
     return g
 
 
-def build(circuit, l, k=0, mode=None):
+def build(circuit, l, k=0, mode=None, bits=None, shift=0, classes=0):
+    n = l if bits is None else bits
     if circuit == "relu":
-        return relu_net(l)
+        return relu_net(l, n, shift)
+    if circuit == "trunc":
+        return trunc_net(l, n, shift)
     if circuit == "drelu":
-        return sign_net(l, 0)
+        return sign_net(n, 0)
     if circuit == "circa":
-        return sign_net(l - k, 1 if mode == "negpass" else 0)
+        return sign_net(n - k, 1 if mode == "negpass" else 0)
+    if circuit == "argmax":
+        return argmax_net(classes, n)
     if circuit == "and-layer":
         return and_layer_net(l)
+    raise ValueError(circuit)
+
+
+def and_count(circuit, l, k=0, bits=None, shift=0, classes=0):
+    """The AND / half-gate counts docs/gc.md states, from the formulas (not the netlists)."""
+    n = l if bits is None else bits
+    if circuit == "relu":
+        j = n - 1 - shift
+        return (n - 1 + 2 * j - 1, l - j) if j > 0 else (0, 0)
+    if circuit == "trunc":
+        j = min(n - shift, l - 1)
+        return (n - 1 + j - 1, l - j)
+    if circuit == "drelu":
+        return (n - 1, 0)
+    if circuit == "circa":
+        return (n - k - 1, 0)
+    if circuit == "argmax":
+        C = classes
+        return (C * (n - 1) + (C - 1) * n + (C - 2) * n + sum((i - 1).bit_length() for i in range(1, C)), 0)
     raise ValueError(circuit)
 
 
@@ -125,15 +222,30 @@ def bits(v, n, shift=0):
     return [(v >> (shift + i)) & 1 for i in range(n)]
 
 
-def relu_shares(a, b, r, l):
-    """Plain semantics of the relu circuit: z with z + r = ReLU(a + b) mod 2^l."""
-    return (max(signed(a + b, l), 0) - r) % (1 << l)
+def relu_shares(a, b, r, l, bits=None, shift=0):
+    """Plain semantics of the relu circuit: z with z + r = ReLU(x) >> shift mod 2^l, x the signed
+    value of (a + b) mod 2^bits."""
+    n = l if bits is None else bits
+    return ((max(signed(a + b, n), 0) >> shift) - r) % (1 << l)
 
 
-def circa_sign(a, b, l, k, mode):
-    """d = 1 − msb((a >> k) + (b >> k) + δ mod 2^m), δ = 1 for NegPass."""
-    m = l - k
-    t = ((a % (1 << l)) >> k) + ((b % (1 << l)) >> k) + (1 if mode == "negpass" else 0)
+def trunc_shares(a, b, r, l, bits=None, shift=0):
+    """z with z + r = ⌊x / 2^shift⌋ mod 2^l (Python's >> floors), x as in relu_shares."""
+    n = l if bits is None else bits
+    return ((signed(a + b, n) >> shift) - r) % (1 << l)
+
+
+def argmax_index(a, b, bits):
+    """First index of the maximum of the signed values (a_c + b_c) mod 2^bits."""
+    xs = [signed(x + y, bits) for x, y in zip(a, b)]
+    return xs.index(max(xs))
+
+
+def circa_sign(a, b, l, k, mode, bits=None):
+    """d = 1 − msb((a' >> k) + (b' >> k) + δ mod 2^m), a' = a mod 2^bits, m = bits − k, δ = 1 for NegPass."""
+    n = l if bits is None else bits
+    m = n - k
+    t = ((a % (1 << n)) >> k) + ((b % (1 << n)) >> k) + (1 if mode == "negpass" else 0)
     return 1 - ((t % (1 << m)) >> (m - 1))
 
 
