@@ -78,6 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "optimizers"))
     p.add_argument("--tiny", action="store_true", help="synthetic data and a tiny net: a smoke test in seconds")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--reprice", action="store_true",
+                   help="no training: re-price the runs of OUT/results.json with today's cost model (refresh_cost) "
+                        "and rewrite OUT's results; the rest of the document (accuracies, settings) is kept")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.tiny:
@@ -120,6 +123,8 @@ def main(argv=None) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.reprice:
+        return reprice(Path(args.out), args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     budgets = [float(b) for b in args.budgets.split(",")]
     if "circa" in methods and "snl" not in methods and not args.tiny:
@@ -226,6 +231,29 @@ def main(argv=None) -> dict:
     return doc
 
 
+def reprice(out: Path, args) -> dict:
+    """The finished sweep in OUT, its predicted costs recomputed (no training, no evaluation)."""
+    from relu_budget import data
+    path = out / "results.json"
+    if not path.is_file():
+        raise SystemExit(f"--reprice: no {path}; run the sweep first")
+    doc = json.loads(path.read_text())
+    input_shape = data.load(doc["dataset"], data_dir=args.data_dir, seed=0).input_shape
+    for r in doc["rows"]:
+        run_dir = out / r["dir"]
+        m = refresh_cost(run_dir, json.loads((run_dir / "metrics.json").read_text()), input_shape)
+        cost = m.get("cost") or {}
+        r["online_seconds"] = cost.get("online_seconds")
+        r["total_bytes"] = cost.get("online_bytes", 0) + cost.get("offline_bytes", 0)
+    doc["repriced"] = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                       "command": "python benchmarks/optimizers_sweep.py " + " ".join(args.argv)}
+    path.write_text(json.dumps(doc, indent=1))
+    write_markdown(out / "results.md", doc)
+    plot(out / "pareto.png", doc)
+    print(f"re-priced {len(doc['rows'])} runs: {path}, {out / 'results.md'}, {out / 'pareto.png'}")
+    return doc
+
+
 def _shown(path: Path) -> str:
     """A path as committed results show it: relative to the repository when inside it."""
     try:
@@ -268,13 +296,18 @@ def write_markdown(path: Path, doc: dict) -> None:
     lines = [f"# {doc['benchmark']}", "", f"Command: `{doc['command']}`  ", f"Date: {doc['date']}  ",
              (f"{doc['arch']} on {doc['dataset']}, {doc['total_sites']} ReLU sites; teacher test accuracy "
               f"{100 * doc['teacher']['test_accuracy']:.2f}%; {doc.get('run_seconds', 0) / 3600:.2f} h of training "
-              "and evaluation in all (one thread per run)"), "",
-             "| method | budget | kept sites | val % | test % | predicted online s (LAN) | run |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+              "and evaluation in all (one thread per run)"), ""]
+    if doc.get("repriced"):
+        lines += [f"Predicted costs re-priced {doc['repriced']['date']} with today's cost model: "
+                  f"`{doc['repriced']['command']}`", ""]
+    lines += [
+             "| method | budget | kept sites | val % | test % | predicted online s (LAN) | predicted MB (online + offline) | run |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in doc["rows"]:
         lat = "" if r["online_seconds"] is None else f"{r['online_seconds']:.3f}"
+        mb = "" if not r.get("total_bytes") else f"{r['total_bytes'] / 1e6:.1f}"
         lines.append(f"| {r['method']} | {100 * r['budget_fraction']:g}% | {r['relus']} | "
-                     f"{100 * r['val_accuracy']:.2f} | {100 * r['test_accuracy']:.2f} | {lat} | {r['dir']} |")
+                     f"{100 * r['val_accuracy']:.2f} | {100 * r['test_accuracy']:.2f} | {lat} | {mb} | {r['dir']} |")
     if doc.get("frontier"):
         lines += ["", "Combined frontier over all methods (not dominated in kept sites and validation accuracy):", "",
                   "| kept sites | method | budget | val % | test % | run |", "|---:|---|---:|---:|---:|---|"]

@@ -2,7 +2,8 @@
 
 A `GateSpec` names a gate and its public parameters; `keygen` is the dealer's side and
 `evaluate` a party's, given the public masked input x̂ = x + r_in. Outputs are additive shares
-of g(x) + r_out mod 2^64, hence mod 2^l for the plan's ring (2^l divides 2^64); a gate reads
+of g(x) + r_out mod 2^ring (`GateSpec.ring`, the plan's l: the keys store their ring words in
+ceil(l/8) bytes, and the bits above l of a share mean nothing); a gate reads
 only the low `input_bits` of x̂, which the ring must hold (then x̂ mod 2^l suffices). Multi-round gates (Circa's sign test, then its select) exchange their
 intermediate openings over the channel passed in.
 
@@ -30,6 +31,7 @@ class GateSpec:
     k: int | None = None          # Circa: low bits dropped by the sign test
     mode: str = "poszero"         # Circa: "poszero" | "negpass"
     bits: int = 64                # inputs satisfy |x| < 2^(bits − 1)
+    ring: int = 64                # output ring Z_(2^ring): the keys' ring words take ceil(ring/8) bytes
 
     def __post_init__(self) -> None:
         if self.kind not in GATE_KINDS:
@@ -55,12 +57,12 @@ class GateSpec:
 
     def params(self) -> dict:
         if self.kind == "relu":
-            return {"shift": self.shift, "n": self.n}
+            return {"shift": self.shift, "n": self.n, "ring": self.ring}
         if self.kind == "circa":
-            return {"k": self.k, "mode": self.mode, "shift": self.shift, "n": self.n}
+            return {"k": self.k, "mode": self.mode, "shift": self.shift, "n": self.n, "ring": self.ring}
         if self.kind in ("trunc", "poly"):
-            return {"shift": self.shift, "n": self.n}
-        return {"n": self.n}
+            return {"shift": self.shift, "n": self.n, "ring": self.ring}
+        return {"n": self.n, "ring": self.ring}
 
 
 def _u64(a) -> np.ndarray:

@@ -21,6 +21,7 @@ Per op, four roles (see docs/engine.md for the derivations):
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -210,7 +211,8 @@ class GateStage:
                 raise PlanError(f"{label}: a {spec.kind} gate reads {spec.input_bits} bits of its input, more "
                                 f"than the {ring.bits}-bit ring holds")
         self.label, self.n, self.ring = label, n, ring
-        self.specs = [(e[0], full_or(np.asarray(e[1]), n), *e[2:]) for e in specs]
+        # Keys for the plan's ring: their ring words take ceil(l/8) bytes, outputs are right mod 2^l.
+        self.specs = [(dataclasses.replace(e[0], ring=ring.bits), full_or(np.asarray(e[1]), n), *e[2:]) for e in specs]
         # Positions whose whole x̂ is opened (every gate but poly), and each poly group's narrow ring.
         opened = np.ones(n, bool)
         for spec, idx, *_ in self.specs:

@@ -24,7 +24,7 @@ import pi_native
 
 from protocols.transport.frame import MessageType
 
-MATERIAL_FORMAT = 3
+MATERIAL_FORMAT = 4     # 4: FSS keys of version 2 (ring words in ceil(l/8) bytes)
 # Wire form: MAGIC, the header's length (u64 LE), the JSON header (party, plan digest, batch,
 # bundle id and digest, and per item: key, kind, dtype, shape, offset, length), then the items'
 # raw bytes, each at a 64-byte-aligned offset. One copy to write, none to read: items are views

@@ -124,10 +124,11 @@ py::tuple generate(const GateParams& p, const py::bytes& seed, const uint64_t* a
 }
 
 py::tuple gen_masked(Gate gate, const py::bytes& seed, const py::array& r_in, const py::array& r_out, int shift = 0,
-                     int k = 0, CircaMode mode = CircaMode::None, int n = 64) {
+                     int k = 0, CircaMode mode = CircaMode::None, int n = 64, int ring = 64) {
   GateParams p;
   p.gate = gate;
   p.n = n;
+  p.out_bits = ring;
   p.shift = shift;
   p.k = k;
   p.mode = mode;
@@ -200,6 +201,8 @@ GateParams params_from_kwargs(const std::string& name, const py::kwargs& kw) {
       if (!py::isinstance<py::str>(item.second)) throw py::type_error("mode must be a str");
       p.mode = parse_mode(item.second.cast<std::string>());
       have_mode = true;
+    } else if (key == "ring" && takes_n) {
+      p.out_bits = small_int(item.second, "ring");
     } else if (key == "bits" && (p.gate == Gate::Dcf || p.gate == Gate::DcfBit)) {
       p.n = small_int(item.second, "bits");
       have_bits = true;
@@ -227,7 +230,8 @@ const char* kOnlineNote =
 const char* kNNote =
     " n (2..64, default 64): input bit width, the caller promises -2^(n-1) <= x < 2^(n-1); keys and "
     "evaluation then use only the low n (drelu) or n + 1 (relu, trunc, circa; 64 when n = 64) bits of "
-    "r_in and xhat. Outputs are full shares mod 2^64.";
+    "r_in and xhat. ring (1..64, default 64): the output ring Z_(2^ring); outputs are shares mod 2^ring (higher "
+    "bits meaningless), and each ring word of a key takes ceil(ring / 8) bytes.";
 
 }  // namespace
 
@@ -235,15 +239,15 @@ void bind_fss(py::module_& m) {
   // ---- gates ----------------------------------------------------------------------------------
   m.def(
       "gen_relu",
-      [](const py::bytes& seed, const py::array& r_in, const py::array& r_out, int shift, int n) {
-        return gen_masked(Gate::Relu, seed, r_in, r_out, shift, 0, CircaMode::None, n);
+      [](const py::bytes& seed, const py::array& r_in, const py::array& r_out, int shift, int n, int ring) {
+        return gen_masked(Gate::Relu, seed, r_in, r_out, shift, 0, CircaMode::None, n, ring);
       },
-      py::arg("seed"), py::arg("r_in"), py::arg("r_out"), py::arg("shift") = 0, py::arg("n") = 64,
+      py::arg("seed"), py::arg("r_in"), py::arg("r_out"), py::arg("shift") = 0, py::arg("n") = 64, py::arg("ring") = 64,
       (std::string("Dealer: ReLU keys. Returns (key0, key1); evaluating both on xhat = x + r_in gives y0 + y1 = "
       "(ReLU(x) >> shift) + e + r_out, e in {0, 1} (e = 0 when shift = 0; e = 1 with probability "
       "(x mod 2^shift) / 2^shift for x >= 0). Requires -2^(n-1) <= x < 2^(n-1); for n = 64 with shift > 0, "
       "-2^62 <= x < 2^62 (n = 64, shift = 0: every x). One ring DCF with a two-word payload on n - 1 bits "
-      "(62 for n = 64 with shift > 0); 2080 B per element and party at n = 64.") + kNNote).c_str());
+      "(62 for n = 64 with shift > 0); 2080 B per element and party at n = 64, ring = 64.") + kNNote).c_str());
   m.def(
       "eval_relu", [](int party, const py::object& key, const py::array& xhat) {
         return eval_ring(Gate::Relu, party, key, xhat);
@@ -253,10 +257,10 @@ void bind_fss(py::module_& m) {
 
   m.def(
       "gen_drelu",
-      [](const py::bytes& seed, const py::array& r_in, const py::array& r_out, int n) {
-        return gen_masked(Gate::Drelu, seed, r_in, r_out, 0, 0, CircaMode::None, n);
+      [](const py::bytes& seed, const py::array& r_in, const py::array& r_out, int n, int ring) {
+        return gen_masked(Gate::Drelu, seed, r_in, r_out, 0, 0, CircaMode::None, n, ring);
       },
-      py::arg("seed"), py::arg("r_in"), py::arg("r_out"), py::arg("n") = 64,
+      py::arg("seed"), py::arg("r_in"), py::arg("r_out"), py::arg("n") = 64, py::arg("ring") = 64,
       (std::string("Dealer: sign-test keys; y0 + y1 = 1{x >= 0} + r_out, exact for -2^(n-1) <= x < 2^(n-1) "
       "(every x at n = 64). One ring DCF on n - 1 bits.") + kNNote).c_str());
   m.def(
@@ -269,9 +273,11 @@ void bind_fss(py::module_& m) {
   m.def(
       "gen_circa",
       [](const py::bytes& seed, const py::array& r_in, const py::array& r_out, int k, const std::string& mode,
-         int shift, int n) { return gen_masked(Gate::Circa, seed, r_in, r_out, shift, k, parse_mode(mode), n); },
+         int shift, int n, int ring) {
+        return gen_masked(Gate::Circa, seed, r_in, r_out, shift, k, parse_mode(mode), n, ring);
+      },
       py::arg("seed"), py::arg("r_in"), py::arg("r_out"), py::arg("k"), py::arg("mode"), py::arg("shift") = 0,
-      py::arg("n") = 64,
+      py::arg("n") = 64, py::arg("ring") = 64,
       (std::string("Dealer: Circa stochastic-ReLU keys (sign test on x mod 2^n with its k low bits dropped, "
       "m = n - k bits, 0 <= k <= n - 2; mode 'poszero' or 'negpass'). After eval_circa_sign, the bit exchange "
       "and eval_circa_select: y0 + y1 = d * ((x >> shift) + e) + r_out, d the (possibly faulty) sign bit. "
@@ -316,13 +322,13 @@ void bind_fss(py::module_& m) {
 
   m.def(
       "gen_trunc",
-      [](const py::bytes& seed, const py::array& r_in, const py::array& r_out, int shift, int n) {
-        return gen_masked(Gate::Trunc, seed, r_in, r_out, shift, 0, CircaMode::None, n);
+      [](const py::bytes& seed, const py::array& r_in, const py::array& r_out, int shift, int n, int ring) {
+        return gen_masked(Gate::Trunc, seed, r_in, r_out, shift, 0, CircaMode::None, n, ring);
       },
-      py::arg("seed"), py::arg("r_in"), py::arg("r_out"), py::arg("shift"), py::arg("n") = 64,
+      py::arg("seed"), py::arg("r_in"), py::arg("r_out"), py::arg("shift"), py::arg("n") = 64, py::arg("ring") = 64,
       (std::string("Dealer: faithful truncation keys; y0 + y1 = (x >> shift) + e + r_out (arithmetic shift), "
       "e in {0, 1} with P(e = 1) = (x mod 2^shift) / 2^shift (unbiased stochastic rounding). Requires "
-      "-2^(n-1) <= x < 2^(n-1), and -2^62 <= x < 2^62 at n = 64 (then never a wrap error). 16 bytes per "
+      "-2^(n-1) <= x < 2^(n-1), and -2^62 <= x < 2^62 at n = 64 (then never a wrap error). 2 ceil(ring / 8) bytes per "
       "element and party.") + kNNote).c_str());
   m.def(
       "eval_trunc", [](int party, const py::object& key, const py::array& xhat) {
@@ -460,6 +466,7 @@ void bind_fss(py::module_& m) {
         d["mode"] = fss::mode_name(kv.params.mode);
         d["shift"] = kv.params.shift;
         d["words"] = kv.params.words;
+        d["ring"] = kv.params.out_bits;
         d["count"] = kv.count;
         d["bytes_per_element"] = kv.elem_bytes;
         return d;

@@ -10,7 +10,9 @@ namespace pi_native::fss {
 namespace {
 
 using bytes::ld64;
+using bytes::ldn;
 using bytes::st64;
+using bytes::stn;
 inline Block ldb(const uint8_t* p) {
   Block b;
   b.lo = ld64(p);
@@ -79,9 +81,9 @@ void expand_ring_pair(int words, const Block& sa, const Block& sb, RingNode& a, 
 
 template <int W>
 void dcf_eval_impl(int party, int bits, const uint8_t* keys, size_t stride, const uint64_t* x,
-                   uint64_t* out, size_t n) {
+                   uint64_t* out, size_t n, int vb) {
   constexpr int G = 8;
-  constexpr size_t rec = 16 + 8 * W;
+  const size_t rec = 16 + static_cast<size_t>(vb) * W;
   const Aes128& aes = fixed_key_aes();
   const Block tw_seed[2] = {tweak(0), tweak(1)};
   const Block tw_val[2] = {tweak(2), tweak(W == 2 ? 3 : 2)};
@@ -113,15 +115,15 @@ void dcf_eval_impl(int party, int bits, const uint8_t* keys, size_t stride, cons
         const uint64_t tm = uint64_t{0} - t[j];
         const uint64_t cwlo = ld64(r), cwhi = ld64(r + 8);
         const Block& nb = buf[2 * j];
-        const Block& vb = buf[2 * j + 1];
+        const Block& vbl = buf[2 * j + 1];
         t[j] = (nb.lo & 1) ^ ((cwlo >> b) & t[j]);
         s[j].lo = (nb.lo ^ (cwlo & tm)) & kSeedMask;
         s[j].hi = nb.hi ^ (cwhi & tm);
         if constexpr (W == 1) {
-          acc[j][0] += (b ? vb.hi : vb.lo) + (ld64(r + 16) & tm);
+          acc[j][0] += (b ? vbl.hi : vbl.lo) + (ldn(r + 16, vb) & tm);
         } else {
-          acc[j][0] += vb.lo + (ld64(r + 16) & tm);
-          acc[j][1] += vb.hi + (ld64(r + 24) & tm);
+          acc[j][0] += vbl.lo + (ldn(r + 16, vb) & tm);
+          acc[j][1] += vbl.hi + (ldn(r + 16 + vb, vb) & tm);
         }
       }
     }
@@ -132,7 +134,7 @@ void dcf_eval_impl(int party, int bits, const uint8_t* keys, size_t stride, cons
       const uint64_t tm = uint64_t{0} - t[j];
       const uint64_t conv[2] = {buf[j].lo, buf[j].hi};
       for (int w = 0; w < W; ++w) {
-        const uint64_t v = acc[j][w] + conv[w] + (ld64(kp[j] + fin + 8 * w) & tm);
+        const uint64_t v = acc[j][w] + conv[w] + (ldn(kp[j] + fin + static_cast<size_t>(vb) * w, vb) & tm);
         out[(base + j) * W + w] = (v ^ sign) - sign;  // party 1 negates: y1 = -sum
       }
     }
@@ -141,19 +143,20 @@ void dcf_eval_impl(int party, int bits, const uint8_t* keys, size_t stride, cons
 
 }  // namespace
 
-size_t dcf_key_bytes(int bits, int words) {
-  return 16 + static_cast<size_t>(bits) * (16 + 8 * static_cast<size_t>(words)) + 8 * static_cast<size_t>(words);
+size_t dcf_key_bytes(int bits, int words, int vbytes) {
+  const size_t v = static_cast<size_t>(vbytes) * static_cast<size_t>(words);
+  return 16 + static_cast<size_t>(bits) * (16 + v) + v;
 }
 
 void dcf_gen(int bits, int words, uint64_t alpha, const uint64_t* beta, Block s0, Block s1, uint8_t* k0,
-             uint8_t* k1) {
+             uint8_t* k1, int vbytes) {
   s0 = seed_of(s0);
   s1 = seed_of(s1);
   stb(k0, s0);
   stb(k1, s1);
   uint64_t t0 = 0, t1 = 1;
   uint64_t V[2] = {0, 0};
-  const size_t rec = 16 + 8 * static_cast<size_t>(words);
+  const size_t rec = 16 + static_cast<size_t>(vbytes) * static_cast<size_t>(words);
   RingNode e0, e1;
   for (int i = 0; i < bits; ++i) {
     const int a = bit_at(alpha, bits, i);
@@ -171,7 +174,7 @@ void dcf_gen(int bits, int words, uint64_t alpha, const uint64_t* beta, Block s0
     const Block packed{scw.lo | tcw[0] | (tcw[1] << 1), scw.hi};
     for (uint8_t* k : {k0, k1}) {
       stb(k + off, packed);
-      for (int w = 0; w < words; ++w) st64(k + off + 16 + 8 * w, vcw[w]);
+      for (int w = 0; w < words; ++w) stn(k + off + 16 + static_cast<size_t>(vbytes) * w, vcw[w], vbytes);
     }
     const uint64_t m0 = uint64_t{0} - t0, m1 = uint64_t{0} - t1;
     s0 = e0.s[keep] ^ and_mask(scw, m0);
@@ -185,17 +188,17 @@ void dcf_gen(int bits, int words, uint64_t alpha, const uint64_t* beta, Block s0
   const size_t fin = 16 + static_cast<size_t>(bits) * rec;
   for (int w = 0; w < words; ++w) {
     const uint64_t cw = neg_if(t1, c1[w] - c0[w] - V[w]);
-    st64(k0 + fin + 8 * w, cw);
-    st64(k1 + fin + 8 * w, cw);
+    stn(k0 + fin + static_cast<size_t>(vbytes) * w, cw, vbytes);
+    stn(k1 + fin + static_cast<size_t>(vbytes) * w, cw, vbytes);
   }
 }
 
 void dcf_eval(int party, int bits, int words, const uint8_t* keys, size_t stride, const uint64_t* x,
-              uint64_t* out, size_t n) {
+              uint64_t* out, size_t n, int vbytes) {
   if (words == 1)
-    dcf_eval_impl<1>(party, bits, keys, stride, x, out, n);
+    dcf_eval_impl<1>(party, bits, keys, stride, x, out, n, vbytes);
   else
-    dcf_eval_impl<2>(party, bits, keys, stride, x, out, n);
+    dcf_eval_impl<2>(party, bits, keys, stride, x, out, n, vbytes);
 }
 
 // Bit DCF --------------------------------------------------------------------------------------

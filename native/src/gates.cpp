@@ -18,6 +18,8 @@ using bytes::ld32;
 using bytes::ld64;
 using bytes::st32;
 using bytes::st64;
+using bytes::ldn;
+using bytes::stn;
 inline uint64_t low_mask(int bits) { return bits >= 64 ? ~uint64_t{0} : ((uint64_t{1} << bits) - 1); }
 inline uint64_t pow2(int e) { return e >= 64 ? 0 : uint64_t{1} << e; }  // 2^e mod 2^64
 
@@ -39,8 +41,8 @@ inline int eff_shift(const GateParams& p) { return std::min(p.shift, headroom_wi
 
 size_t gate_dcf_bytes(const GateParams& p) {
   switch (p.gate) {
-    case Gate::Relu: return dcf_key_bytes(relu_dcf_bits(p), 2);
-    case Gate::Drelu: return dcf_key_bytes(drelu_dcf_bits(p), 1);
+    case Gate::Relu: return dcf_key_bytes(relu_dcf_bits(p), 2, word_bytes(p));
+    case Gate::Drelu: return dcf_key_bytes(drelu_dcf_bits(p), 1, word_bytes(p));
     case Gate::Circa: return dcf_bit_key_bytes(circa_dcf_bits(p));
     case Gate::Dcf: return dcf_key_bytes(p.n, p.words);
     case Gate::DcfBit: return dcf_bit_key_bytes(p.n);
@@ -50,11 +52,12 @@ size_t gate_dcf_bytes(const GateParams& p) {
 
 std::string gate_str(Gate g) { return std::string("'") + gate_name(g) + "'"; }
 
-// Writes an additive sharing of v (party 0's share drawn from the element's stream).
-inline void put_shared(ElementRng& rng, uint8_t* o0, uint8_t* o1, uint64_t v) {
+// Writes an additive sharing of v, each share in nb bytes (party 0's share drawn from the
+// element's stream).
+inline void put_shared(ElementRng& rng, uint8_t* o0, uint8_t* o1, uint64_t v, int nb) {
   const uint64_t a = rng.word();
-  st64(o0, a);
-  st64(o1, v - a);
+  stn(o0, a, nb);
+  stn(o1, v - a, nb);
 }
 
 }  // namespace
@@ -125,6 +128,12 @@ void validate_params(const GateParams& p) {
   } else if (p.shift != 0) {
     throw std::invalid_argument("parameter shift does not apply to " + g);
   }
+  if (p.gate == Gate::Relu || p.gate == Gate::Drelu || p.gate == Gate::Circa || p.gate == Gate::Trunc) {
+    if (p.out_bits < 1 || p.out_bits > 64)
+      throw std::invalid_argument("output ring bits must be in [1, 64], got " + std::to_string(p.out_bits));
+  } else if (p.out_bits != 64) {
+    throw std::invalid_argument("gate " + g + " works on the full 64-bit output ring (out_bits=64)");
+  }
   if (p.gate == Gate::Dcf) {
     if (p.words != 1 && p.words != 2)
       throw std::invalid_argument("DCF payload must have 1 or 2 words, got " + std::to_string(p.words));
@@ -136,10 +145,10 @@ void validate_params(const GateParams& p) {
 size_t key_bytes_per_element(const GateParams& p) {
   validate_params(p);
   switch (p.gate) {
-    case Gate::Relu: return gate_dcf_bytes(p) + 4 * 8;
-    case Gate::Drelu: return gate_dcf_bytes(p) + 2 * 8;
-    case Gate::Circa: return gate_dcf_bytes(p) + 6 * 8;
-    case Gate::Trunc: return 2 * 8;
+    case Gate::Relu: return gate_dcf_bytes(p) + 4 * word_bytes(p);
+    case Gate::Drelu: return gate_dcf_bytes(p) + 2 * word_bytes(p);
+    case Gate::Circa: return gate_dcf_bytes(p) + 6 * word_bytes(p);
+    case Gate::Trunc: return 2 * word_bytes(p);
     case Gate::Square: return 2 * 8;
     case Gate::Mul: return 3 * 8;
     case Gate::Dcf: case Gate::DcfBit: return gate_dcf_bytes(p);
@@ -191,6 +200,7 @@ void write_header(uint8_t* out, const GateParams& p, int party, uint64_t count) 
   out[11] = static_cast<uint8_t>(p.words);
   st32(out + 12, static_cast<uint32_t>(key_bytes_per_element(p)));
   st64(out + 16, count);
+  out[24] = static_cast<uint8_t>(p.out_bits);
   st32(out + 28, crc32(out, 28));
 }
 
@@ -203,7 +213,7 @@ KeyView parse_keys(const uint8_t* data, size_t len) {
     throw std::invalid_argument("unsupported key batch version " + std::to_string(data[4]) + " (expected " +
                                 std::to_string(kKeyVersion) + ")");
   if (crc32(data, 28) != ld32(data + 28)) throw std::invalid_argument("key batch header checksum mismatch (corrupted header)");
-  if (ld32(data + 24) != 0) throw std::invalid_argument("key batch header: reserved field is not zero");
+  if (data[25] || data[26] || data[27]) throw std::invalid_argument("key batch header: reserved field is not zero");
   KeyView kv;
   kv.params.gate = static_cast<Gate>(data[5]);
   kv.party = data[6];
@@ -212,6 +222,7 @@ KeyView parse_keys(const uint8_t* data, size_t len) {
   kv.params.mode = static_cast<CircaMode>(data[9]);
   kv.params.shift = data[10];
   kv.params.words = data[11];
+  kv.params.out_bits = data[24];
   if (kv.party > 1) throw std::invalid_argument("key batch header: party must be 0 or 1");
   if (data[9] > 2) throw std::invalid_argument("key batch header: unknown circa mode " + std::to_string(data[9]));
   validate_params(kv.params);
@@ -237,6 +248,7 @@ void gen_keys(const GateParams& p, const uint8_t seed[16], const uint64_t* a, co
   validate_params(p);
   const size_t E = key_bytes_per_element(p);
   const size_t D = gate_dcf_bytes(p);
+  const int V = word_bytes(p);  // bytes per ring word in the keys
   const Aes128 aes(seed);
   const int s = eff_shift(p);
   const int w = gate_input_bits(p);  // the dealer reduces r_in mod 2^w (relu, trunc, circa's select)
@@ -272,10 +284,10 @@ void gen_keys(const GateParams& p, const uint8_t seed[16], const uint64_t* a, co
           const uint64_t sigma = q0 ? ~uint64_t{0} : 1;
           const uint64_t bv[2] = {sigma, sigma * Rt};
           const Block s0 = rng.seed(), s1 = rng.seed();
-          dcf_gen(mp, 2, alpha, bv, s0, s1, o0, o1);
+          dcf_gen(mp, 2, alpha, bv, s0, s1, o0, o1, V);
           const uint64_t B01 = ro - q0 * Rt;
           const uint64_t vals[4] = {q0, B01 + G, B01, ro - Rt + q0 * Rt};  // A, B00, B01, D1
-          for (int j = 0; j < 4; ++j) put_shared(rng, o0 + D + 8 * j, o1 + D + 8 * j, vals[j]);
+          for (int j = 0; j < 4; ++j) put_shared(rng, o0 + D + V * j, o1 + D + V * j, vals[j], V);
           break;
         }
         case Gate::Drelu: {
@@ -284,9 +296,9 @@ void gen_keys(const GateParams& p, const uint8_t seed[16], const uint64_t* a, co
           const uint64_t q0 = (r >> nb) & 1;
           const uint64_t bv[1] = {q0 ? ~uint64_t{0} : 1};
           const Block s0 = rng.seed(), s1 = rng.seed();
-          dcf_gen(nb, 1, r & low_mask(nb), bv, s0, s1, o0, o1);
-          put_shared(rng, o0 + D, o1 + D, ro + q0);
-          put_shared(rng, o0 + D + 8, o1 + D + 8, ro - q0);
+          dcf_gen(nb, 1, r & low_mask(nb), bv, s0, s1, o0, o1, V);
+          put_shared(rng, o0 + D, o1 + D, ro + q0, V);
+          put_shared(rng, o0 + D + V, o1 + D + V, ro - q0, V);
           break;
         }
         case Gate::Circa: {
@@ -298,8 +310,8 @@ void gen_keys(const GateParams& p, const uint8_t seed[16], const uint64_t* a, co
           dcf_bit_gen(mp, alpha, s0, s1, o0, o1);
           const uint64_t rd = rng.word() & 1;
           const uint64_t g0 = rng.word() & 1;
-          st64(o0 + D, g0);
-          st64(o1 + D, g0 ^ q ^ rd);
+          stn(o0 + D, g0, V);
+          stn(o1 + D, g0 ^ q ^ rd, V);
           // C[2*dhat + p1]; X = trunc's expression on the w-bit ring (n = 64, s = 0: X = xhat - r).
           const uint64_t rw = r & low_mask(w);
           const uint64_t R = rw >> s, Q = ((rw >> (w - 1)) & 1) * pow2(w - s);
@@ -308,28 +320,28 @@ void gen_keys(const GateParams& p, const uint8_t seed[16], const uint64_t* a, co
           C[1] = ro - R * rd;
           C[2] = ro - R + Q + R * rd - Q * rd;
           C[3] = ro - R + R * rd;
-          put_shared(rng, o0 + D + 8, o1 + D + 8, rd);
-          for (int j = 0; j < 4; ++j) put_shared(rng, o0 + D + 16 + 8 * j, o1 + D + 16 + 8 * j, C[j]);
+          put_shared(rng, o0 + D + V, o1 + D + V, rd, V);
+          for (int j = 0; j < 4; ++j) put_shared(rng, o0 + D + V * (2 + j), o1 + D + V * (2 + j), C[j], V);
           break;
         }
         case Gate::Trunc: {
           const uint64_t ro = r_out[i];
           const uint64_t rw = r & low_mask(w);
           const uint64_t R = rw >> s, Q = ((rw >> (w - 1)) & 1) * pow2(w - s);
-          put_shared(rng, o0, o1, ro - R + Q);  // p1 = 0
-          put_shared(rng, o0 + 8, o1 + 8, ro - R);  // p1 = 1
+          put_shared(rng, o0, o1, ro - R + Q, V);  // p1 = 0
+          put_shared(rng, o0 + V, o1 + V, ro - R, V);  // p1 = 1
           break;
         }
         case Gate::Square: {
-          put_shared(rng, o0, o1, r);
-          put_shared(rng, o0 + 8, o1 + 8, r * r + r_out[i]);
+          put_shared(rng, o0, o1, r, 8);
+          put_shared(rng, o0 + 8, o1 + 8, r * r + r_out[i], 8);
           break;
         }
         case Gate::Mul: {
           const uint64_t ry = b[i];
-          put_shared(rng, o0, o1, r);
-          put_shared(rng, o0 + 8, o1 + 8, ry);
-          put_shared(rng, o0 + 16, o1 + 16, r * ry + r_out[i]);
+          put_shared(rng, o0, o1, r, 8);
+          put_shared(rng, o0 + 8, o1 + 8, ry, 8);
+          put_shared(rng, o0 + 16, o1 + 16, r * ry + r_out[i], 8);
           break;
         }
       }
@@ -343,6 +355,7 @@ void gen_keys(const GateParams& p, const uint8_t seed[16], const uint64_t* a, co
 void eval_keys(const KeyView& kv, const uint64_t* xhat, const uint64_t* yhat, uint64_t* out) {
   const GateParams& p = kv.params;
   const size_t E = kv.elem_bytes, D = gate_dcf_bytes(p);
+  const int V = word_bytes(p);
   const uint8_t* body = kv.body;
   const int party = kv.party;
   const uint64_t p0mask = party == 0 ? ~uint64_t{0} : 0;  // selects terms only party 0 adds
@@ -362,18 +375,18 @@ void eval_keys(const KeyView& kv, const uint64_t* xhat, const uint64_t* yhat, ui
           const int mp = relu_dcf_bits(p);
           const uint64_t O = uint64_t{1} << mp, K = O >> s;
           for (size_t j = 0; j < cnt; ++j) xin[j] = (xhat[i0 + j] + O) & (O - 1);
-          dcf_eval(party, mp, 2, kb, E, xin, U, cnt);
+          dcf_eval(party, mp, 2, kb, E, xin, U, cnt, V);
           for (size_t j = 0; j < cnt; ++j) {
             const uint64_t z = (xhat[i0 + j] + O) & wmask;
             const uint64_t p0 = (z >> mp) & 1, p1 = (z >> (w - 1)) & 1;
             const uint64_t Hp = (z >> s) - K;
             const uint8_t* c = kb + j * E + D;
-            const uint64_t A = ld64(c), U1 = U[2 * j], U2 = U[2 * j + 1];
+            const uint64_t A = ldn(c, V), U1 = U[2 * j], U2 = U[2 * j + 1];
             uint64_t y;
             if (!p0)
-              y = A * Hp + ld64(c + (p1 ? 16 : 8)) + Hp * U1 - U2;
+              y = A * Hp + ldn(c + (p1 ? 2 * V : V), V) + Hp * U1 - U2;
             else
-              y = ((Hp & p0mask) - A * Hp) + ld64(c + 24) - Hp * U1 + U2;
+              y = ((Hp & p0mask) - A * Hp) + ldn(c + 3 * V, V) - Hp * U1 + U2;
             out[i0 + j] = y;
           }
           break;
@@ -381,11 +394,11 @@ void eval_keys(const KeyView& kv, const uint64_t* xhat, const uint64_t* yhat, ui
         case Gate::Drelu: {
           const int nb = drelu_dcf_bits(p);
           for (size_t j = 0; j < cnt; ++j) xin[j] = xhat[i0 + j] & low_mask(nb);
-          dcf_eval(party, nb, 1, kb, E, xin, U, cnt);
+          dcf_eval(party, nb, 1, kb, E, xin, U, cnt, V);
           for (size_t j = 0; j < cnt; ++j) {
             const uint64_t p0 = 1 ^ ((xhat[i0 + j] >> nb) & 1);
             const uint8_t* c = kb + j * E + D;
-            out[i0 + j] = p0 ? (p0mask & 1) + ld64(c + 8) - U[j] : ld64(c) + U[j];
+            out[i0 + j] = p0 ? (p0mask & 1) + ldn(c + V, V) - U[j] : ldn(c, V) + U[j];
           }
           break;
         }
@@ -394,7 +407,7 @@ void eval_keys(const KeyView& kv, const uint64_t* xhat, const uint64_t* yhat, ui
           for (size_t j = 0; j < cnt; ++j) {
             const uint64_t z = (xhat[i0 + j] + O) & wmask;
             const uint8_t* c = kb + j * E;
-            out[i0 + j] = (((z >> s) - K) & p0mask) + ld64(c + (((z >> (w - 1)) & 1) ? 8 : 0));
+            out[i0 + j] = (((z >> s) - K) & p0mask) + ldn(c + (((z >> (w - 1)) & 1) ? V : 0), V);
           }
           break;
         }
@@ -423,6 +436,7 @@ void eval_keys(const KeyView& kv, const uint64_t* xhat, const uint64_t* yhat, ui
 void eval_bits(const KeyView& kv, const uint64_t* xhat, uint8_t* out) {
   const GateParams& p = kv.params;
   const size_t E = kv.elem_bytes, D = gate_dcf_bytes(p);
+  const int V = word_bytes(p);
   const int party = kv.party;
   parallel_for(static_cast<size_t>(kv.count), kGrain, [&](size_t begin, size_t end) {
     uint64_t xin[kEvalBatch];
@@ -445,7 +459,7 @@ void eval_bits(const KeyView& kv, const uint64_t* xhat, uint8_t* out) {
       }
       dcf_bit_eval(party, mp, kb, E, xin, out + i0, cnt);
       for (size_t j = 0; j < cnt; ++j) {
-        const uint64_t gamma = ld64(kb + j * E + D) & 1;
+        const uint64_t gamma = ldn(kb + j * E + D, V) & 1;
         const uint64_t pub = party == 0 ? (1 ^ pbit[j]) : 0;
         out[i0 + j] = static_cast<uint8_t>((out[i0 + j] ^ gamma ^ pub) & 1);
       }
@@ -457,6 +471,7 @@ void eval_circa_select(const KeyView& kv, const uint64_t* xhat, const uint8_t* o
   const GateParams& p = kv.params;
   if (p.gate != Gate::Circa) throw std::invalid_argument("gate " + gate_str(p.gate) + " is not circa");
   const size_t E = kv.elem_bytes, D = gate_dcf_bytes(p);
+  const int V = word_bytes(p);
   const uint64_t p0mask = kv.party == 0 ? ~uint64_t{0} : 0;
   const int s = eff_shift(p);
   const int w = gate_input_bits(p);
@@ -469,9 +484,9 @@ void eval_circa_select(const KeyView& kv, const uint64_t* xhat, const uint8_t* o
       const uint64_t p1 = w - s >= 64 ? 0 : (z >> (w - 1)) & 1;
       const uint64_t Hp = (z >> s) - K;
       const uint8_t* c = kv.body + i * E + D;
-      const uint64_t rd = ld64(c + 8);
+      const uint64_t rd = ldn(c + V, V);
       const uint64_t dhat = opened[i] & 1;
-      const uint64_t C = ld64(c + 16 + 8 * (2 * dhat + p1));
+      const uint64_t C = ldn(c + V * (2 + 2 * dhat + p1), V);
       out[i] = dhat ? (Hp & p0mask) - Hp * rd + C : Hp * rd + C;
     }
   });

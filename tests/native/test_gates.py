@@ -465,6 +465,47 @@ def test_native_matches_reference_width_n(n, gate, params):
     assert_evals_match_reference(gate, keys, xhat, rng)
 
 
+@pytest.mark.parametrize("ring", [42, 33, 17, 8])
+@pytest.mark.parametrize("gate,params", N_GATES)
+def test_output_ring(ring, gate, params):
+    """Keys for the output ring Z_(2^ring) store each ring word in ceil(ring/8) bytes: the same
+    bytes as the reference's, the header says the ring, and each party's share equals, mod
+    2^ring, its share under the full-ring keys from the same seed (so the reconstruction is
+    that of the full ring's, mod 2^ring)."""
+    n = min(ring - 1, 40)
+    if gate == "circa" and params["k"] > n - 2:
+        params = {**params, "k": n - 2}
+    rng = np.random.default_rng(7000 + ring + len(gate) + params.get("shift", 0))
+    seed = bytes(rng.integers(0, 256, 16, dtype=np.uint8))
+    x = n_values(rng, 400, n, -(1 << (n - 1)) + (1 << params.get("k", 0)), (1 << (n - 1)) - (1 << params.get("k", 0)))
+    r_in, r_out = masks(rng, x.size)
+    keys = getattr(pi_native, "gen_" + gate)(seed, r_in, r_out, n=n, ring=ring, **params)
+    full = getattr(pi_native, "gen_" + gate)(seed, r_in, r_out, n=n, **params)
+    small = 12     # elements checked against the (slow) reference
+    ref_keys = getattr(ref, "gen_" + gate)(seed, r_in[:small], r_out[:small], n=n, ring=ring, **params)
+    info = pi_native.key_info(keys[0])
+    assert info["ring"] == ring and keys[0][24] == ring
+    assert info["bytes_per_element"] == pi_native.key_bytes_per_element(gate, n=n, ring=ring, **params) \
+        == ref.key_bytes_per_element(gate, n=n, ring=ring, **params) < pi_native.key_info(full[0])["bytes_per_element"]
+    head = 32 + small * info["bytes_per_element"]
+    for party in (0, 1):    # the first elements, byte for byte (the header's count differs)
+        assert keys[party][32:head] == ref_keys[party][32:]
+    xhat = x.view(U64) + r_in
+    low = U64((1 << ring) - 1)
+    opened = None
+    if gate == "circa":
+        opened = pi_native.eval_circa_sign(0, keys[0], xhat) ^ pi_native.eval_circa_sign(1, keys[1], xhat)
+        np.testing.assert_array_equal(opened, pi_native.eval_circa_sign(0, full[0], xhat)
+                                      ^ pi_native.eval_circa_sign(1, full[1], xhat))
+    for party in (0, 1):
+        if gate == "circa":
+            y, y64 = (pi_native.eval_circa_select(party, k[party], xhat, opened) for k in (keys, full))
+        else:
+            y, y64 = (getattr(pi_native, "eval_" + gate)(party, k[party], xhat) for k in (keys, full))
+        np.testing.assert_array_equal(y & low, y64 & low)
+    assert_evals_match_reference(gate, ref_keys, xhat[:small], rng)
+
+
 @pytest.mark.parametrize("n", [40, 17])
 def test_keys_ignore_mask_bits_above_the_width(n):
     """The dealer only uses r_in mod 2^w: keys are the same for masks that agree on the low w bits."""

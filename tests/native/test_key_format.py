@@ -43,16 +43,16 @@ BATCHES = batches()
 def test_header_layout():
     r = np.zeros(5, U64)
     k0, k1 = pi_native.gen_circa(os.urandom(16), r, r, k=40, mode="poszero", shift=7)
-    assert k0[:4] == b"PIFK" and k0[4] == 1 and k0[5] == 3
+    assert k0[:4] == b"PIFK" and k0[4] == 2 and k0[5] == 3
     assert (k0[6], k1[6]) == (0, 1)
-    n, k, mode, shift, words, elem, count, reserved, crc = struct.unpack_from("<BBBBBIQII", k0, 7)
-    assert (n, k, mode, shift, words, count, reserved) == (64, 40, 1, 7, 0, 5, 0)
+    n, k, mode, shift, words, elem, count, ring, reserved, crc = struct.unpack_from("<BBBBBIQB3sI", k0, 7)
+    assert (n, k, mode, shift, words, count, ring, reserved) == (64, 40, 1, 7, 0, 5, 64, b"\0\0\0")
     assert elem == pi_native.key_bytes_per_element("circa", k=40, mode="poszero", shift=7)
     assert crc == zlib.crc32(k0[:28])
     assert len(k0) == pi_native.FSS_KEY_HEADER_BYTES + 5 * elem
     info = pi_native.key_info(k1)
     assert info == {"gate": "circa", "party": 1, "n": 64, "k": 40, "mode": "poszero", "shift": 7, "words": 0,
-                    "count": 5, "bytes_per_element": elem}
+                    "ring": 64, "count": 5, "bytes_per_element": elem}
 
 
 @pytest.mark.parametrize("case", BATCHES, ids=[f"{b[0]}{b[1]}" for b in BATCHES])
@@ -100,9 +100,11 @@ def test_forged_headers_with_valid_checksum_raise():
     _, _, k0, _, ev = BATCHES[0]  # relu, 3 elements
     body = k0[32:]
     fields = list(struct.unpack_from("<4sBBBBBBBBIQI", k0, 0))
-    # index: 0 magic, 1 version, 2 gate, 3 party, 4 n, 5 k, 6 mode, 7 shift, 8 words, 9 elem, 10 count, 11 reserved
-    changes = [(1, 2), (2, 0), (2, 7), (2, 99), (3, 2), (4, 63), (4, 0), (5, 3), (6, 1), (6, 9), (7, 64),
-               (7, 200), (8, 1), (9, 2079), (9, 0), (10, 4), (10, 2), (10, 2**63), (10, 2**64 - 1), (11, 1)]
+    # index: 0 magic, 1 version, 2 gate, 3 party, 4 n, 5 k, 6 mode, 7 shift, 8 words, 9 elem, 10 count,
+    # 11 ring (byte 24) and reserved (bytes 25..27)
+    changes = [(1, 1), (1, 3), (2, 0), (2, 7), (2, 99), (3, 2), (4, 63), (4, 0), (5, 3), (6, 1), (6, 9), (7, 64),
+               (7, 200), (8, 1), (9, 2079), (9, 0), (10, 4), (10, 2), (10, 2**63), (10, 2**64 - 1), (11, 0),
+               (11, 1), (11, 42), (11, 65), (11, 64 | 1 << 8), (11, 64 | 1 << 24)]
     for idx, value in changes:
         f = list(fields)
         f[idx] = value
@@ -139,9 +141,9 @@ def test_random_garbage_raises():
         n = int(rng.integers(0, 400))
         junk = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
         if i % 3 == 0:
-            junk = b"PIFK\x01" + junk  # past the magic and version
+            junk = b"PIFK\x02" + junk  # past the magic and version
         if i % 3 == 1 and n >= 28:
-            junk = forge(b"PIFK\x01" + junk[5:28]) + junk[32:]  # and past the checksum
+            junk = forge(b"PIFK\x02" + junk[5:28]) + junk[32:]  # and past the checksum
         for fn in (lambda k: pi_native.eval_relu(0, k, x), pi_native.key_info,
                    lambda k: pi_native.eval_circa_sign(0, k, x)):
             with pytest.raises(ValueError):
@@ -162,12 +164,12 @@ def test_corrupted_body_never_crashes(case):
 
 @pytest.mark.parametrize("n", [64, 40, 33, 17, 2])
 def test_header_n_field(n):
-    """Byte 7 holds the input bit width; it sizes the keys (the layout is that of version 1)."""
+    """Byte 7 holds the input bit width; it sizes the keys."""
     r = np.zeros(4, U64)
     for gate, params in [("relu", {"shift": 3}), ("drelu", {}), ("trunc", {"shift": 1}),
                          ("circa", {"k": 0, "mode": "negpass"})]:
         k0, k1 = getattr(pi_native, "gen_" + gate)(os.urandom(16), r, r, n=n, **params)
-        assert k0[4] == 1 and k0[7] == k1[7] == n
+        assert k0[4] == 2 and k0[7] == k1[7] == n
         elem = struct.unpack_from("<I", k0, 12)[0]
         assert elem == pi_native.key_bytes_per_element(gate, n=n, **params) == ref_elem(gate, n, params)
         info = pi_native.key_info(k0)

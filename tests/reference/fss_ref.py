@@ -27,7 +27,7 @@ M64 = (1 << 64) - 1
 SEED_MASK = ((1 << 128) - 1) ^ 3  # the two low bits of a seed are zero
 HEADER = 32
 MAGIC = b"PIFK"
-VERSION = 1
+VERSION = 2
 GATE_IDS = {"relu": 1, "drelu": 2, "circa": 3, "trunc": 4, "square": 5, "mul": 6, "dcf": 16, "dcf_bit": 17}
 GATE_NAMES = {v: k for k, v in GATE_IDS.items()}
 MODES = {None: 0, "poszero": 1, "negpass": 2}
@@ -98,12 +98,18 @@ class ElementRng:
         return a, (value - a) & M64
 
 
-def w64(v):
-    return (v & M64).to_bytes(8, "little")
+def w64(v, nb=8):
+    """A ring word in nb little-endian bytes (its value mod 2^(8 nb))."""
+    return (v & M64).to_bytes(8, "little")[:nb]
 
 
-def r64(buf, off):
-    return int.from_bytes(buf[off:off + 8], "little")
+def r64(buf, off, nb=8):
+    return int.from_bytes(buf[off:off + nb], "little")
+
+
+def vbytes(ring):
+    """Bytes per ring word in keys for the output ring Z_(2^ring)."""
+    return (ring + 7) // 8
 
 
 def r128(buf, off):
@@ -112,8 +118,8 @@ def r128(buf, off):
 
 # ---- ring DCF --------------------------------------------------------------------------------
 
-def dcf_key_bytes(bits, words):
-    return 16 + bits * (16 + 8 * words) + 8 * words
+def dcf_key_bytes(bits, words, vb=8):
+    return 16 + bits * (16 + vb * words) + vb * words
 
 
 def _expand_ring(words, s):
@@ -127,7 +133,7 @@ def _expand_ring(words, s):
     return seeds, ts, vs
 
 
-def dcf_gen_one(bits, words, alpha, beta, s0, s1):
+def dcf_gen_one(bits, words, alpha, beta, s0, s1, vb=8):
     """One key pair for beta * [x < alpha]; returns (key0, key1) bytes."""
     s = [s0 & SEED_MASK, s1 & SEED_MASK]
     t = [0, 1]
@@ -147,32 +153,32 @@ def dcf_gen_one(bits, words, alpha, beta, s0, s1):
             vcw.append(c)
             V[w] = (V[w] - e[1][2][keep][w] + e[0][2][keep][w] + neg_if(t[1], c)) & M64
         tcw = [e[0][1][0] ^ e[1][1][0] ^ a ^ 1, e[0][1][1] ^ e[1][1][1] ^ a]
-        body += (scw | tcw[0] | tcw[1] << 1).to_bytes(16, "little") + b"".join(w64(c) for c in vcw)
+        body += (scw | tcw[0] | tcw[1] << 1).to_bytes(16, "little") + b"".join(w64(c, vb) for c in vcw)
         for p in range(2):
             new_s = e[p][0][keep] ^ (scw if t[p] else 0)
             new_t = e[p][1][keep] ^ (t[p] & tcw[keep])
             s[p], t[p] = new_s, new_t
     conv = mmo([s[0] ^ tweak(4), s[1] ^ tweak(4)])
     cwords = [[lo(c), hi(c)] for c in conv]
-    fin = b"".join(w64(neg_if(t[1], cwords[1][w] - cwords[0][w] - V[w])) for w in range(words))
+    fin = b"".join(w64(neg_if(t[1], cwords[1][w] - cwords[0][w] - V[w]), vb) for w in range(words))
     k0 = (s0 & SEED_MASK).to_bytes(16, "little") + body + fin
     k1 = (s1 & SEED_MASK).to_bytes(16, "little") + body + fin
     return k0, k1
 
 
-def dcf_eval_one(party, bits, words, key, x):
-    """Party's share (list of `words` ring elements) of beta * [x < alpha]."""
-    rec = 16 + 8 * words
+def dcf_eval_one(party, bits, words, key, x, vb=8):
+    """Party's share (list of `words` ring elements) of beta * [x < alpha] (mod 2^(8 vb))."""
+    rec = 16 + vb * words
     s = r128(key, 0) & SEED_MASK
     t = party
     acc = [0] * words
     for i in range(bits):
         b = (x >> (bits - 1 - i)) & 1
-        nb, vb = mmo([s ^ tweak(b), s ^ tweak(2 + b if words == 2 else 2)])
+        nb, vblock = mmo([s ^ tweak(b), s ^ tweak(2 + b if words == 2 else 2)])
         off = 16 + i * rec
         cw = r128(key, off)
-        vcw = [r64(key, off + 16 + 8 * w) for w in range(words)]
-        v = [hi(vb) if b else lo(vb)] if words == 1 else [lo(vb), hi(vb)]
+        vcw = [r64(key, off + 16 + vb * w, vb) for w in range(words)]
+        v = [hi(vblock) if b else lo(vblock)] if words == 1 else [lo(vblock), hi(vblock)]
         ns, nt = nb & SEED_MASK, nb & 1
         if t:
             ns ^= cw & SEED_MASK
@@ -184,7 +190,7 @@ def dcf_eval_one(party, bits, words, key, x):
     cwords = [lo(conv), hi(conv)]
     fin = 16 + bits * rec
     for w in range(words):
-        acc[w] = (acc[w] + cwords[w] + (r64(key, fin + 8 * w) if t else 0)) & M64
+        acc[w] = (acc[w] + cwords[w] + (r64(key, fin + vb * w, vb) if t else 0)) & M64
     return [neg_if(party, a) for a in acc]
 
 
@@ -307,14 +313,17 @@ def online_cost(gate, n=64, **_):
 
 # ---- key batches -----------------------------------------------------------------------------
 
-def key_bytes_per_element(gate, n=64, k=0, mode=None, shift=0, words=0):
+def key_bytes_per_element(gate, n=64, k=0, mode=None, shift=0, words=0, ring=64):
+    vb = vbytes(ring)
     if gate == "relu":
-        return dcf_key_bytes(relu_dcf_bits(n, shift), 2) + 32
+        return dcf_key_bytes(relu_dcf_bits(n, shift), 2, vb) + 4 * vb
     if gate == "drelu":
-        return dcf_key_bytes(n - 1, 1) + 16
+        return dcf_key_bytes(n - 1, 1, vb) + 2 * vb
     if gate == "circa":
-        return dcf_bit_key_bytes(n - k - 1) + 48
-    if gate in ("trunc", "square"):
+        return dcf_bit_key_bytes(n - k - 1) + 6 * vb
+    if gate == "trunc":
+        return 2 * vb
+    if gate == "square":
         return 16
     if gate == "mul":
         return 24
@@ -325,22 +334,23 @@ def key_bytes_per_element(gate, n=64, k=0, mode=None, shift=0, words=0):
     raise ValueError(gate)
 
 
-def header(gate, party, count, n=64, k=0, mode=None, shift=0, words=0):
-    elem = key_bytes_per_element(gate, n=n, k=k, mode=mode, shift=shift, words=words)
+def header(gate, party, count, n=64, k=0, mode=None, shift=0, words=0, ring=64):
+    elem = key_bytes_per_element(gate, n=n, k=k, mode=mode, shift=shift, words=words, ring=ring)
     h = struct.pack("<4sBBBBBBBBIQI", MAGIC, VERSION, GATE_IDS[gate], party, n, k, MODES[mode], shift, words,
-                    elem, count, 0)
+                    elem, count, ring)    # byte 24: the output ring, bytes 25..27 reserved
     return h + struct.pack("<I", zlib.crc32(h))
 
 
 def parse(key):
     """(params dict, party, count, element size, list of element key bytes)."""
-    magic, ver, gid, party, n, k, mode, shift, words, elem, count, _res = struct.unpack_from(
+    magic, ver, gid, party, n, k, mode, shift, words, elem, count, ring = struct.unpack_from(
         "<4sBBBBBBBBIQI", key, 0)
-    assert magic == MAGIC and ver == VERSION
+    assert magic == MAGIC and ver == VERSION and ring < 256
     assert struct.unpack_from("<I", key, 28)[0] == zlib.crc32(key[:28])
     assert len(key) == HEADER + count * elem
     mode_name = {0: None, 1: "poszero", 2: "negpass"}[mode]
-    params = {"gate": GATE_NAMES[gid], "n": n, "k": k, "mode": mode_name, "shift": shift, "words": words}
+    params = {"gate": GATE_NAMES[gid], "n": n, "k": k, "mode": mode_name, "shift": shift, "words": words,
+              "ring": ring}
     elems = [key[HEADER + i * elem: HEADER + (i + 1) * elem] for i in range(count)]
     return params, party, elems
 
@@ -354,12 +364,12 @@ def _batch(gate, per_element, params):
     return b"".join(k0), b"".join(k1)
 
 
-def _shares(rng, values):
+def _shares(rng, values, vb=8):
     out0, out1 = b"", b""
     for v in values:
         a, b = rng.share(v)
-        out0 += w64(a)
-        out1 += w64(b)
+        out0 += w64(a, vb)
+        out1 += w64(b, vb)
     return out0, out1
 
 
@@ -400,8 +410,8 @@ def eval_dcf_bit(party, key, x):
     return np.array([dcf_bit_eval_one(party, p["n"], e, u64(xi)) for e, xi in zip(elems, x)], dtype=np.uint8)
 
 
-def gen_relu(seed, r_in, r_out, shift=0, n=64):
-    s, w = _eff(shift, n), width(n)
+def gen_relu(seed, r_in, r_out, shift=0, n=64, ring=64):
+    s, w, vb = _eff(shift, n), width(n), vbytes(ring)
     h = relu_headroom(n, shift)
     mp = w - 1 - h
     elems = []
@@ -417,25 +427,25 @@ def gen_relu(seed, r_in, r_out, shift=0, n=64):
             G = big if top == 2 else 0
         sigma = M64 if q0 else 1
         s0, s1 = rng.seed_block(), rng.seed_block()
-        d0, d1 = dcf_gen_one(mp, 2, alpha, [sigma, sigma * Rt & M64], s0, s1)
+        d0, d1 = dcf_gen_one(mp, 2, alpha, [sigma, sigma * Rt & M64], s0, s1, vb)
         B01 = (ro - q0 * Rt) & M64
-        c0, c1 = _shares(rng, [q0, B01 + G, B01, ro - Rt + q0 * Rt])
+        c0, c1 = _shares(rng, [q0, B01 + G, B01, ro - Rt + q0 * Rt], vb)
         elems.append((d0 + c0, d1 + c1))
-    return _batch("relu", elems, {"shift": shift, "n": n})
+    return _batch("relu", elems, {"shift": shift, "n": n, "ring": ring})
 
 
-def gen_drelu(seed, r_in, r_out, n=64):
-    nb = n - 1
+def gen_drelu(seed, r_in, r_out, n=64, ring=64):
+    nb, vb = n - 1, vbytes(ring)
     elems = []
     for i, (r, ro) in enumerate(zip(r_in, r_out)):
         r, ro = u64(r), u64(ro)
         rng = ElementRng(seed, i)
         q0 = (r >> nb) & 1
         s0, s1 = rng.seed_block(), rng.seed_block()
-        d0, d1 = dcf_gen_one(nb, 1, r & mask(nb), [M64 if q0 else 1], s0, s1)
-        c0, c1 = _shares(rng, [ro + q0, ro - q0])
+        d0, d1 = dcf_gen_one(nb, 1, r & mask(nb), [M64 if q0 else 1], s0, s1, vb)
+        c0, c1 = _shares(rng, [ro + q0, ro - q0], vb)
         elems.append((d0 + c0, d1 + c1))
-    return _batch("drelu", elems, {"n": n})
+    return _batch("drelu", elems, {"n": n, "ring": ring})
 
 
 def _trunc_consts(r, s, w):
@@ -444,8 +454,8 @@ def _trunc_consts(r, s, w):
     return rw >> s, ((rw >> (w - 1)) << (w - s)) & M64
 
 
-def gen_circa(seed, r_in, r_out, k, mode, shift=0, n=64):
-    s, w = _eff(shift, n), width(n)
+def gen_circa(seed, r_in, r_out, k, mode, shift=0, n=64, ring=64):
+    s, w, vb = _eff(shift, n), width(n), vbytes(ring)
     mp = n - k - 1
     elems = []
     for i, (r, ro) in enumerate(zip(r_in, r_out)):
@@ -458,20 +468,20 @@ def gen_circa(seed, r_in, r_out, k, mode, shift=0, n=64):
         g0 = rng.word() & 1
         R, Q = _trunc_consts(r, s, w)  # (n = 64, s = 0: R = r, Q = 0, C[0] = C[1], C[2] = C[3])
         C = [ro - R * rd + Q * rd, ro - R * rd, ro - R + Q + R * rd - Q * rd, ro - R + R * rd]
-        c0, c1 = _shares(rng, [rd] + C)
-        elems.append((d0 + w64(g0) + c0, d1 + w64(g0 ^ q ^ rd) + c1))
-    return _batch("circa", elems, {"k": k, "mode": mode, "shift": shift, "n": n})
+        c0, c1 = _shares(rng, [rd] + C, vb)
+        elems.append((d0 + w64(g0, vb) + c0, d1 + w64(g0 ^ q ^ rd, vb) + c1))
+    return _batch("circa", elems, {"k": k, "mode": mode, "shift": shift, "n": n, "ring": ring})
 
 
-def gen_trunc(seed, r_in, r_out, shift, n=64):
-    s, w = _eff(shift, n), width(n)
+def gen_trunc(seed, r_in, r_out, shift, n=64, ring=64):
+    s, w, vb = _eff(shift, n), width(n), vbytes(ring)
     elems = []
     for i, (r, ro) in enumerate(zip(r_in, r_out)):
         r, ro = u64(r), u64(ro)
         rng = ElementRng(seed, i)
         R, Q = _trunc_consts(r, s, w)
-        elems.append(_shares(rng, [ro - R + Q, ro - R]))
-    return _batch("trunc", elems, {"shift": shift, "n": n})
+        elems.append(_shares(rng, [ro - R + Q, ro - R], vb))
+    return _batch("trunc", elems, {"shift": shift, "n": n, "ring": ring})
 
 
 def gen_square(seed, r_in, r_out):
@@ -505,14 +515,15 @@ def eval_relu(party, key, xhat):
     mp = relu_dcf_bits(n, p["shift"])
     O = 1 << mp
     K = O >> s
-    D = dcf_key_bytes(mp, 2)
+    vb = vbytes(p["ring"])
+    D = dcf_key_bytes(mp, 2, vb)
     out = []
     for e, xh in zip(elems, xhat):
         z = (u64(xh) + O) & mask(w)  # only the low w bits of x^ matter
-        U1, U2 = dcf_eval_one(party, mp, 2, e, z & (O - 1))
+        U1, U2 = dcf_eval_one(party, mp, 2, e, z & (O - 1), vb)
         p0, p1 = (z >> mp) & 1, z >> (w - 1)
         Hp = ((z >> s) - K) & M64
-        A, B00, B01, D1 = (r64(e, D + 8 * w) for w in range(4))
+        A, B00, B01, D1 = (r64(e, D + vb * j, vb) for j in range(4))
         if p0 == 0:
             y = A * Hp + (B01 if p1 else B00) + Hp * U1 - U2
         else:
@@ -523,14 +534,14 @@ def eval_relu(party, key, xhat):
 
 def eval_drelu(party, key, xhat):
     p, elems = _open(key, "drelu", party)
-    nb = p["n"] - 1
-    D = dcf_key_bytes(nb, 1)
+    nb, vb = p["n"] - 1, vbytes(p["ring"])
+    D = dcf_key_bytes(nb, 1, vb)
     out = []
     for e, xh in zip(elems, xhat):
         xh = u64(xh)
-        (U,) = dcf_eval_one(party, nb, 1, e, xh & mask(nb))
+        (U,) = dcf_eval_one(party, nb, 1, e, xh & mask(nb), vb)
         p0 = 1 ^ ((xh >> nb) & 1)
-        y = (1 - party) + r64(e, D + 8) - U if p0 else r64(e, D) + U
+        y = (1 - party) + r64(e, D + vb, vb) - U if p0 else r64(e, D, vb) + U
         out.append(y & M64)
     return np.array(out, dtype=np.uint64)
 
@@ -546,7 +557,7 @@ def eval_circa_sign(party, key, xhat):
         hd = (((u64(xh) & mask(n)) >> k) + delta) & mask(m)
         pb = (hd >> mp) & 1
         c = dcf_bit_eval_one(party, mp, e, hd & ((1 << mp) - 1))
-        gamma = r64(e, D) & 1
+        gamma = r64(e, D, vbytes(p["ring"])) & 1
         out.append(c ^ gamma ^ ((1 ^ pb) if party == 0 else 0))
     return np.array(out, dtype=np.uint8)
 
@@ -557,13 +568,14 @@ def eval_circa_select(party, key, xhat, opened):
     s, w = _eff(p["shift"], n), width(n)
     O = 1 << (w - 2)
     D = dcf_bit_key_bytes(n - p["k"] - 1)
+    vb = vbytes(p["ring"])
     out = []
     for e, xh, dh in zip(elems, xhat, opened):
         z = (u64(xh) + O) & mask(w)  # trunc's expression on the w-bit ring
         p1 = 0 if w - s >= 64 else z >> (w - 1)  # n = 64, s = 0: no wrap term, C_{d,0} is used
         Hp = ((z >> s) - (O >> s)) & M64
-        rd = r64(e, D + 8)
-        C = r64(e, D + 16 + 8 * (2 * int(dh) + p1))
+        rd = r64(e, D + vb, vb)
+        C = r64(e, D + vb * (2 + 2 * int(dh) + p1), vb)
         y = ((1 - party) * Hp - Hp * rd + C) if dh else (Hp * rd + C)
         out.append(y & M64)
     return np.array(out, dtype=np.uint64)
@@ -577,7 +589,8 @@ def eval_trunc(party, key, xhat):
     for e, xh in zip(elems, xhat):
         z = (u64(xh) + O) & mask(w)
         Hp = ((z >> s) - (O >> s)) & M64
-        out.append(((1 - party) * Hp + r64(e, 8 if z >> (w - 1) else 0)) & M64)
+        vb = vbytes(p["ring"])
+        out.append(((1 - party) * Hp + r64(e, vb if z >> (w - 1) else 0, vb)) & M64)
     return np.array(out, dtype=np.uint64)
 
 

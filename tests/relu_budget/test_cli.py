@@ -118,6 +118,20 @@ def test_sweep_script_tiny(tmp_path):
     # Finished runs are skipped on a second invocation.
     again = sweep.main(["--tiny", "--out", str(tmp_path), "--methods", "snl", "--budgets", "0.1", "--no-progress"])
     assert again["rows"][0]["test_accuracy"] == doc["rows"][0]["test_accuracy"]
+    # --reprice: a stale predicted cost (here forged) is recomputed, nothing is trained.
+    metrics = tmp_path / "runs/snl-10/metrics.json"
+    m = json.loads(metrics.read_text())
+    fresh = m["cost"]["online_seconds"]
+    m["cost"]["online_seconds"] = 999.0
+    metrics.write_text(json.dumps(m))
+    res = json.loads((tmp_path / "results.json").read_text())
+    res["rows"][0]["online_seconds"] = 999.0
+    (tmp_path / "results.json").write_text(json.dumps(res))
+    priced = sweep.main(["--tiny", "--out", str(tmp_path), "--reprice"])
+    assert priced["rows"][0]["online_seconds"] == pytest.approx(fresh)
+    assert json.loads(metrics.read_text())["cost"]["online_seconds"] == pytest.approx(fresh)
+    assert priced["rows"][0]["test_accuracy"] == doc["rows"][0]["test_accuracy"] and priced["repriced"]["date"]
+    assert "re-priced" in (tmp_path / "results.md").read_text()
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")

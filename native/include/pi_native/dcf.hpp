@@ -4,7 +4,10 @@
 // evaluating both keys at the same x yields additive shares of f(x). Two flavours:
 //
 //  * Ring DCF (`dcf_*`): payload of W in {1, 2} words of Z_(2^64), shares y0 + y1 = f(x) mod 2^64
-//    (party 1's output is negated, as in the recipe of docs/fss.md).
+//    (party 1's output is negated, as in the recipe of docs/fss.md). With value words of V < 8
+//    bytes, the value correction words are stored mod 2^(8V) and the shares are right mod 2^(8V)
+//    only (evaluation adds them and PRG words, so reduction mod 2^(8V) commutes with it): keys for
+//    a ring Z_(2^l) need V = ceil(l / 8).
 //  * Bit DCF (`dcf_bit_*`): payload beta = 1 in Z_2, shares y0 xor y1 = [x < alpha], with early
 //    termination: the last nu = min(7, bits) levels are replaced by one 128-bit leaf table, so
 //    evaluation costs (bits - nu) + 1 AES blocks instead of 2 * bits + 1.
@@ -18,8 +21,9 @@
 //   bit DCF:   T_0 / T_1 -> child blocks (t = bit 0, v = bit 1), T_2 -> 128-bit leaf table.
 //
 // Key layouts (little-endian, no padding):
-//   ring DCF:  root seed (16) | bits x [s_cw (16; lo bit 0 = t_cw^L, bit 1 = t_cw^R) | v_cw (8W)]
-//              | final cw (8W)                                         = 16 + bits*(16+8W) + 8W
+//   ring DCF:  root seed (16) | bits x [s_cw (16; lo bit 0 = t_cw^L, bit 1 = t_cw^R) | v_cw (VW)]
+//              | final cw (VW)                                         = 16 + bits*(16+VW) + VW
+//              (V: value bytes, 8 on the full ring)
 //   bit DCF:   root seed (16) | D x s_cw (16, t bits packed as above) | v_cw bits (8; bit i =
 //              level i) | leaf cw (16; bit j of the 128-bit table = entry j)  = 16 + 16D + 24,
 //              D = bits - nu.
@@ -36,17 +40,18 @@ constexpr uint64_t kSeedMask = ~uint64_t{3};  // low two bits of a seed's `lo` w
 inline Block tweak(uint64_t j) { return Block{0, j}; }
 
 // Ring DCF ---------------------------------------------------------------------------------
-size_t dcf_key_bytes(int bits, int words);
+// vbytes (1..8): bytes per value word (8: shares mod 2^64; fewer: mod 2^(8 vbytes)).
+size_t dcf_key_bytes(int bits, int words, int vbytes = 8);
 
 // One key pair: alpha < 2^bits (0 <= bits <= 64), beta[0..words). s0, s1: root seeds (low two
-// bits are cleared here). Writes dcf_key_bytes(bits, words) bytes to k0 and k1.
+// bits are cleared here). Writes dcf_key_bytes(bits, words, vbytes) bytes to k0 and k1.
 void dcf_gen(int bits, int words, uint64_t alpha, const uint64_t* beta, Block s0, Block s1,
-             uint8_t* k0, uint8_t* k1);
+             uint8_t* k0, uint8_t* k1, int vbytes = 8);
 
 // Evaluates n keys of one party: key i starts at keys + i*stride, input x[i] (< 2^bits),
 // output words out[i*words + j]. Single-threaded; batches 8 keys so 16 AES blocks are in flight.
 void dcf_eval(int party, int bits, int words, const uint8_t* keys, size_t stride,
-              const uint64_t* x, uint64_t* out, size_t n);
+              const uint64_t* x, uint64_t* out, size_t n, int vbytes = 8);
 
 // Bit DCF ----------------------------------------------------------------------------------
 int dcf_bit_leaf_bits(int bits);  // nu = min(7, bits)

@@ -10,11 +10,16 @@
 // of public and dealer bits), 64 when n = 64. Outputs stay additive shares mod 2^64.
 //
 // Key batch layout (little-endian):
-//   0  magic "PIFK"            4  version (1)        5  gate id        6  party (0/1)
+//   0  magic "PIFK"            4  version (2)        5  gate id        6  party (0/1)
 //   7  n (input bits)          8  k (circa)          9  mode (0 none, 1 poszero, 2 negpass)
 //   10 shift                   11 payload words (raw DCF only)
-//   12 u32 bytes per element   16 u64 element count  24 u32 reserved (0)
+//   12 u32 bytes per element   16 u64 element count  24 out_bits   25..27 reserved (0)
 //   28 u32 CRC-32 (IEEE) of bytes 0..27
+// Output ring (relu, drelu, circa, trunc; out_bits 1..64, header byte 24): outputs are shares
+// mod 2^out_bits, and every ring word a key holds (DCF value correction words, shares of masks
+// and constants) is stored in ceil(out_bits / 8) bytes; a plan in Z_(2^l) asks for out_bits = l.
+// Evaluation only adds and multiplies these words by public values, so the shares are right
+// mod 2^out_bits (bits above it are meaningless). Other gates: out_bits = 64.
 //   32 count x (bytes per element) element keys
 // Parsing checks every field, the checksum and the exact total length, and throws
 // std::invalid_argument (ValueError in Python) on anything else.
@@ -35,10 +40,14 @@ struct GateParams {
   CircaMode mode = CircaMode::None;
   int shift = 0;   // relu / circa / trunc: fused arithmetic right shift
   int words = 0;   // raw ring DCF: payload words (1 or 2)
+  int out_bits = 64;  // relu / drelu / circa / trunc: output ring Z_(2^out_bits), 1..64
 };
 
+// Bytes of one ring word in a key: ceil(out_bits / 8).
+inline int word_bytes(const GateParams& p) { return (p.out_bits + 7) / 8; }
+
 constexpr size_t kHeaderBytes = 32;
-constexpr uint8_t kKeyVersion = 1;
+constexpr uint8_t kKeyVersion = 2;
 
 const char* gate_name(Gate g);
 bool gate_from_name(const std::string& name, Gate* out);
