@@ -267,12 +267,19 @@ def poly_cost(spec: PolySpec, n: int = 1) -> dict:
 
 
 def _coeffs(coeffs, n: int, l: int) -> tuple[np.ndarray, ...]:
+    """(c2, c1, c0): uint64 ring elements (fixed-point encoded), scalars or one per site."""
     if len(coeffs) != 3:
         raise ValueError("coefficients must be (c2, c1, c0)")
-    out = tuple(np.broadcast_to(np.asarray(c, U64), (n,)) for c in coeffs)
-    if any(c.dtype != U64 for c in out):
-        raise ValueError("coefficients must be uint64 ring elements")
-    return out
+    out = []
+    for c in coeffs:
+        v = np.asarray(c)
+        if v.dtype != U64:
+            raise ValueError(f"coefficients must be uint64 ring elements (fixed-point encoded), got {v.dtype}")
+        try:
+            out.append(np.broadcast_to(v, (n,)))
+        except ValueError:
+            raise ValueError(f"coefficients must be scalars or have one element per site ({n})") from None
+    return tuple(out)
 
 
 def poly_client_terms(spec: PolySpec, c: np.ndarray, coeffs) -> tuple[np.ndarray, np.ndarray]:

@@ -233,8 +233,9 @@ def test_malformed_messages_are_value_errors(session):
             ot_mul.poly_server_finish(pb, bad_w)
     with pytest.raises(ValueError, match="choice bits"):
         client.offline(spec.layout, np.full((2, spec.layout.k), 2, np.uint8))
-    with pytest.raises(ValueError, match="coefficients"):
-        ot_mul.poly_client_offline(client, spec, c, coeffs[:2], s_out)
+    for bad_coeffs in (coeffs[:2], (coeffs[0].astype(np.float64), *coeffs[1:]), (coeffs[0][:-1], *coeffs[1:])):
+        with pytest.raises(ValueError, match="coefficients"):
+            ot_mul.poly_client_offline(client, spec, c, bad_coeffs, s_out)
     with pytest.raises(ValueError, match="weights"):
         ot_mul.Layout(16, (0, 16))
 
