@@ -17,13 +17,15 @@ Per batch (all values uint64, reduced mod 2^l; argmax: `classes` values per inst
     drelu: out = e,  gb.share = ρ,  e ⊕ ρ = [x ≥ 0]                  (one message)
     argmax: out = the first index of the maximum per instance (evaluator only; gb.share None)
     circa: out = (f, w) → G;  h, z_G = ga.finish(gb, f, w) → E;  z_E = ev.finish(eb, h);
-           z_E + z_G = d·x mod 2^l, d the truncated sign test (two correlated OTs, docs/gc.md)
+           z_E + z_G = d·x mod 2^l, d the truncated sign test (two correlated OTs, docs/gc.md);
+           with a shift s: out = (f, w, v), z_E + z_G = d·((x >> s) + e), e the rounding bit
+           (P(e = 1) = (x mod 2^s)/2^s), d and e with the dealer gate's laws (a third OT)
 Everything is one-time: a batch's labels, its evaluation and its product step each run once.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,7 +39,8 @@ MODES = ("poszero", "negpass")
 class GcSpec:
     """One circuit over shares in Z_(2^l). `bits` (default l): the caller guarantees
     |x| < 2^(bits−1), and the circuit reads only share bits below `bits`. `shift`: relu and trunc
-    output ⌊·/2^shift⌋. `k`, `mode`: Circa's sign test on bits k..bits−1. `classes`: argmax's C."""
+    output ⌊·/2^shift⌋, circa d·(⌊x/2^shift⌋ + e) (e the dealer's rounding bit). `k`, `mode`:
+    Circa's sign test on bits k..bits−1. `classes`: argmax's C."""
     circuit: str
     l: int = 64
     k: int = 0
@@ -87,6 +90,25 @@ def _shares(values, spec: GcSpec, name: str) -> np.ndarray:
     return np.ascontiguousarray(v)
 
 
+def _circa_values(spec: GcSpec, v: np.ndarray, garbler: bool) -> np.ndarray:
+    """What Circa's product multiplies by d: the shares (shift 0), else the truncated shares
+    α = (a mod 2^n) >> s and β = ((b + 2^(n−1) − 1) mod 2^n) >> s − 2^(n−1−s) + 1 (docs/gc.md,
+    "Circa with a shift"): α + β − 2^(n−s)·w = (x >> s) + e, w the wrap the circuit outputs."""
+    if not spec.shift:
+        return v
+    n, s = spec.bits, spec.shift
+    low = np.uint64((1 << n) - 1) if n < 64 else np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+    if not garbler:
+        return (v & low) >> np.uint64(s)
+    off = np.uint64((1 << (n - 1)) - 1)
+    return ((((v + off) & low) >> np.uint64(s)) - np.uint64(1 << (n - 1 - s)) + np.uint64(1)) & spec.mask
+
+
+def _wrap_weight(spec: GcSpec) -> np.uint64:
+    """K = −2^(n−s) mod 2^l: the weight of d ∧ w in Circa's output with a shift."""
+    return np.uint64(((1 << spec.l) - (1 << (spec.bits - spec.shift))) % (1 << spec.l))
+
+
 def share_bits(a: np.ndarray, spec: GcSpec) -> np.ndarray:
     """The evaluator's input bits, value-major (instance, then class for argmax): bit w of value
     i is bit (input_shift + w) of a_i."""
@@ -110,30 +132,49 @@ class GarblerBatch:
     batch: object                       # pi_native.GarbledBatch (secret)
     rot: tuple | None = None            # circa: (R0, R1) of the product OT it sends
     s_rho: np.ndarray | None = None     # circa: S_ρ of the reverse product OT
+    s_rt: np.ndarray | None = None      # circa with a shift: S'_ρt of the third OT
     b: np.ndarray | None = None
     finished: bool = False
 
     @property
     def share(self) -> np.ndarray | None:
-        """relu/trunc: r; drelu/circa: ρ (before the product); argmax: None."""
+        """relu/trunc: r; drelu/circa: ρ (before the product; circa with a shift: (ρ, ρ_t) as
+        (count, 2)); argmax: None."""
         return self.batch.output_share
 
 
 @dataclass
 class EvaluatorBatch:
+    """What the evaluator keeps between the offline and the online phase (docs/gc.md, "What the
+    evaluator stores"): the tables, Circa's two product words and packed choice bits, and Circa's
+    share `a` (needed online by the product). Its input labels are not here: the IKNP receiver
+    recomputes them from its seeds, keeping 1 bit per label OT (its choice) until they are used."""
     spec: GcSpec
-    a: np.ndarray
-    c1: np.ndarray | None = None        # circa: choice bits and messages of the product OT
-    r_c1: np.ndarray | None = None
+    instances: int
+    a: np.ndarray | None = None         # circa only (the product uses it online)
+    c1: np.ndarray | None = None        # circa: product OT 1's random choice bits, packed
     tables: bytes | None = None
-    s01: tuple | None = None            # circa: (S0, S1) of the reverse product OT
+    d_s: np.ndarray | None = None       # circa: S0 − S1 (reverse product OT)
+    d_t: np.ndarray | None = None       # circa with a shift: S'0 − S'1 (third OT)
+    p_rs: np.ndarray | None = None      # circa: R_c1 + S0 (+ S'0 with a shift)
+    r_c1: np.ndarray | None = None      # circa: R_c1, from offline() until receive() folds it into p_rs
     e: np.ndarray | None = None
+    e_t: np.ndarray | None = None
     finished: bool = False
-    stored: dict = field(default_factory=dict)
 
     @property
-    def instances(self) -> int:
-        return self.a.size // self.spec.values
+    def stored_bytes(self) -> dict:
+        """Bytes this batch holds now, by part; `one_time` is what the offline phase left (all
+        but `share`, the linear layer's share that Circa keeps for the product)."""
+        spec = self.spec
+        labels_ots = self.instances * spec.info["n_eval"]
+        words = sum(v.nbytes for v in (self.d_s, self.d_t, self.p_rs, self.r_c1) if v is not None)
+        parts = {"tables": len(self.tables or b""),
+                 "choice_bits": (labels_ots + 7) // 8 if self.tables is not None else 0,
+                 "product": words + (0 if self.c1 is None else self.c1.nbytes),
+                 "share": 0 if self.a is None else self.a.nbytes}
+        parts["one_time"] = parts["tables"] + parts["choice_bits"] + parts["product"]
+        return parts
 
 
 class Garbler:
@@ -151,36 +192,48 @@ class Garbler:
         gb = GarblerBatch(spec, count, batch, rot)
         rev_msg = b""
         if spec.circuit == "circa":
-            rev_msg = self.rev.extend(batch.output_share)       # choice bits ρ
-            _, gb.s_rho = self.rev.random_ot(count, spec.l)
+            rho = batch.output_share                             # (ρ) or (ρ, ρ_t) per instance
+            rev_msg = self.rev.extend(rho.ravel())               # choice bits
+            _, sel = self.rev.random_ot(rho.size, spec.l)
+            gb.s_rho, gb.s_rt = (sel, None) if rho.ndim == 1 else (sel[0::2], sel[1::2])
         return gb, (batch.tables, rev_msg)
 
     def labels(self, gb: GarblerBatch, b) -> bytes:
         gb.b = _shares(b, gb.spec, "b")
         return gb.batch.encode(gb.b)
 
-    def finish(self, gb: GarblerBatch, f, w) -> tuple[np.ndarray, np.ndarray]:
+    def finish(self, gb: GarblerBatch, f, w, v=None) -> tuple[np.ndarray, np.ndarray]:
         """Circa's product step: returns (h for the evaluator, the garbler's output share)."""
         if gb.spec.circuit != "circa":
             raise ValueError("finish() is Circa's product step; relu and drelu end at evaluate()")
         if gb.finished or gb.b is None:
             raise ValueError("product step already done for this batch, or labels() not called yet")
+        if (v is None) != (not gb.spec.shift):
+            raise ValueError("finish() takes (f, w, v) for Circa with a shift, (f, w) without")
         f = np.asarray(f)
         w = _shares(w, gb.spec, "w")
+        if w.size != gb.count:
+            raise ValueError(f"w must have {gb.count} entries")
         if f.dtype != np.uint8 or f.shape != (gb.count,) or (f.size and f.max() > 1):
             raise ValueError(f"f must be {gb.count} uint8 bits")
         m = gb.spec.mask
         r0, r1 = gb.rot
-        rho = gb.share.astype(np.uint64)
+        share = gb.share.astype(np.uint64)
+        rho = share if share.ndim == 1 else share[:, 0]
         r_f = np.where(f == 1, r1, r0)
         r_nf = np.where(f == 1, r0, r1)
-        b = gb.b
+        b = _circa_values(gb.spec, gb.b, garbler=True)
         # s1 = ρb + R_f makes the evaluator's message for e = 0 zero; only e = 1's is sent.
         s1 = rho * b + r_f
         h = ((np.uint64(1) - np.uint64(2) * rho) * b - r_f + r_nf) & m
-        z = (s1 + gb.s_rho + rho * w) & m
-        gb.finished, gb.rot, gb.s_rho = True, None, None
-        return h, z
+        z = s1 + gb.s_rho + rho * w
+        if gb.spec.shift:             # + the garbler's share of K·(d ∧ w) (third OT, choice ρ_t)
+            v = _shares(v, gb.spec, "v")
+            if v.size != gb.count:
+                raise ValueError(f"v must have {gb.count} entries")
+            z = z + gb.s_rt + share[:, 1] * v
+        gb.finished, gb.rot, gb.s_rho, gb.s_rt = True, None, None, None
+        return h, z & m
 
 
 class Evaluator:
@@ -191,12 +244,13 @@ class Evaluator:
 
     def offline(self, spec: GcSpec, a) -> tuple[EvaluatorBatch, bytes]:
         a = _shares(a, spec, "a")
-        eb = EvaluatorBatch(spec, a)
+        eb = EvaluatorBatch(spec, a.size // spec.values)
         bits = share_bits(a, spec)
         if spec.circuit == "circa":
             c1 = np.frombuffer(os.urandom(a.size), np.uint8) & np.uint8(1)   # random choice bits
             msg = self.ot.extend(np.concatenate([c1, bits]))
-            eb.c1, eb.r_c1 = self.ot.random_ot(a.size, spec.l)   # product OT first, labels after
+            _, eb.r_c1 = self.ot.random_ot(a.size, spec.l)   # product OT first, labels after
+            eb.a, eb.c1 = _circa_values(spec, a, garbler=False), np.packbits(c1)
         else:
             msg = self.ot.extend(bits)
         return eb, msg
@@ -205,8 +259,18 @@ class Evaluator:
         tables, rev_msg = message
         eb.tables = tables
         if eb.spec.circuit == "circa":
-            self.rev.extend(rev_msg, eb.a.size)
-            eb.s01 = self.rev.random_ot(eb.a.size, eb.spec.l)
+            if eb.r_c1 is None:
+                raise ValueError("this batch's tables were already received (one-time)")
+            per = 2 if eb.spec.shift else 1
+            self.rev.extend(rev_msg, per * eb.instances)
+            s0, s1 = self.rev.random_ot(per * eb.instances, eb.spec.l)
+            m = eb.spec.mask
+            if per == 2:     # interleaved: the OT for ρ, then the one for ρ_t
+                eb.d_t = (s0[1::2] - s1[1::2]) & m
+                eb.r_c1 = eb.r_c1 + s0[1::2]
+                s0, s1 = s0[0::2], s1[0::2]
+            eb.d_s, eb.p_rs = (s0 - s1) & m, (eb.r_c1 + s0) & m   # all the product needs later
+            eb.r_c1 = None
         return eb
 
     def evaluate(self, eb: EvaluatorBatch, labels: bytes):
@@ -216,22 +280,28 @@ class Evaluator:
         eb.tables = None
         if eb.spec.circuit != "circa":
             return out
+        if out.ndim == 2:
+            out, eb.e_t = out[:, 0].copy(), out[:, 1].copy()
         eb.e = out
-        s0, s1 = eb.s01
-        m = eb.spec.mask
-        f = out ^ eb.c1
-        w = ((np.uint64(1) - np.uint64(2) * out.astype(np.uint64)) * eb.a + s0 - s1) & m
-        return f, w
+        f = out ^ np.unpackbits(eb.c1, count=out.size)
+        w = ((np.uint64(1) - np.uint64(2) * out.astype(np.uint64)) * eb.a + eb.d_s) & eb.spec.mask
+        eb.d_s = eb.c1 = None
+        if eb.e_t is None:
+            return f, w
+        v = ((np.uint64(1) - np.uint64(2) * eb.e_t.astype(np.uint64)) * _wrap_weight(eb.spec) + eb.d_t) & eb.spec.mask
+        eb.d_t = None
+        return f, w, v
 
     def finish(self, eb: EvaluatorBatch, h) -> np.ndarray:
         if eb.spec.circuit != "circa" or eb.e is None or eb.finished:
             raise ValueError("finish() is Circa's last step, once, after evaluate()")
         h = _shares(h, eb.spec, "h")
         e = eb.e.astype(np.uint64)
-        m_e = e * h - eb.r_c1
-        z = (m_e - eb.s01[0] + e * eb.a) & eb.spec.mask
-        eb.finished, eb.s01, eb.r_c1 = True, None, None
-        return z
+        z = e * h - eb.p_rs + e * eb.a      # M_e − S0 + e·a, M_e = e·h − R_c1
+        if eb.e_t is not None:              # + K·e_t − S'0 (S'0 is in p_rs)
+            z = z + eb.e_t.astype(np.uint64) * _wrap_weight(eb.spec)
+        eb.finished, eb.p_rs, eb.a = True, None, None
+        return z & eb.spec.mask
 
 
 def run(ga: Garbler, ev: Evaluator, spec: GcSpec, a, b):
@@ -248,10 +318,18 @@ def run(ga: Garbler, ev: Evaluator, spec: GcSpec, a, b):
 
 
 def stored_bytes(spec: GcSpec) -> dict:
-    """What the evaluator keeps from the offline phase per ReLU (docs/gc.md, "Storage")."""
+    """What the evaluator keeps from the offline phase per instance (docs/gc.md, "What the
+    evaluator stores"), in bytes (fractions: packed bits). `stored` is this implementation's
+    format: the tables with their decode bits, 1 bit per label OT (its choice; the labels are
+    recomputed from the 128 IKNP seeds it keeps per session), and for Circa the two product
+    words (uint64) and the packed random choice bit. `share` is Circa's own share `a` (8 B),
+    which the product needs online: the linear layer's share, counted apart. `with_labels`: the
+    same if the 16-B input labels were stored instead of the choice bits."""
     info = spec.info
     tables = info["table_bytes"] + info["decode_bytes"]
-    labels = 16 * info["n_eval"]
-    product = (3 * ((spec.l + 7) // 8) + 1) if spec.circuit == "circa" else 0   # R_c1, S0, S1, c1
-    return {"tables": tables, "labels": labels, "product": product,
-            "with_labels": tables + labels + product, "seeded": tables + product}
+    choice = info["n_eval"] / 8
+    # S0 − S1, R_c1 + S0 (+ S'0), c1; with a shift also S'0 − S'1
+    product = ((3 if spec.shift else 2) * 8 + 1 / 8) if spec.circuit == "circa" else 0.0
+    share = 8 if spec.circuit == "circa" else 0
+    return {"tables": tables, "choice_bits": choice, "labels": 16 * info["n_eval"], "product": product,
+            "share": share, "stored": tables + choice + product, "with_labels": tables + 16 * info["n_eval"] + product}

@@ -1,6 +1,10 @@
-// Python bindings of the dealer-free ReLU core: base OT, IKNP, and garbled ReLU circuits over
+// Python bindings of the dealer-free ReLU core: base OT, IKNP, and garbled circuits over
 // additive shares (docs/gc.md). Thin: every buffer is checked here (type, size, header, session,
-// order) before a kernel runs, and kernels run with the GIL released.
+// order) before a kernel runs, and kernels run with the GIL released. One file on purpose: the
+// Garbler/Evaluator wrap the IKNP objects' state (Δ, cursors, session id) and the wire formats
+// below are checked against it, so the OT and GC bindings share these structs and helpers; the
+// sections are: buffer helpers, OT classes, garbling (Batch, Garbler), parsing + Evaluator,
+// module registration (with the test entries gc_*_raw, gc_eval_plain, gc_hash).
 //
 // Garbled batch ("tables", sent garbler → evaluator offline), little-endian:
 //   0 magic "PIGC"   4 version (2)   5 kind   6 l   7 k   8 mode   9 bits   10 shift   11 zero
@@ -258,6 +262,7 @@ struct Batch {
     st32(out + 52, fss::crc32(out, 52));
     const uint64_t* bv = v.data();
     const int shift = gc::input_shift(spec);
+    const uint64_t off = gc::garbler_offset(spec), lmask = mask_of(spec.l);
     {
       py::gil_scoped_release nogil;
       std::vector<Block> zero(count * ng);
@@ -265,7 +270,7 @@ struct Batch {
       for (size_t i = 0; i < count * nv; ++i)  // value i's wires are i·nb .. i·nb + nb − 1
         for (size_t w = 0; w < nb; ++w) {
           Block lab = zero[i * nb + w];
-          if ((bv[i] >> (shift + w)) & 1) lab ^= delta;
+          if ((((bv[i] + off) & lmask) >> (shift + w)) & 1) lab ^= delta;
           std::memcpy(out + kLabelsHeader + (i * nb + w) * 16, &lab, 16);
         }
     }
@@ -339,9 +344,10 @@ struct PyGarbler {
           bt.r[i] = (0 - rp - offset) & m;
           for (size_t j = 0; j < np; ++j) priv[i * np + j] = static_cast<uint8_t>((rp >> j) & 1);
         }
-      } else if (np == 1) {
-        bt.rho.resize(n);
-        for (size_t i = 0; i < n; ++i) priv[i] = bt.rho[i] = static_cast<uint8_t>(mask[i].lo & 1);
+      } else if (np > 0) {  // drelu / circa: ρ (circa with a shift: ρ, ρ_t)
+        bt.rho.resize(n * np);
+        for (size_t i = 0; i < n * np; ++i)
+          priv[i] = bt.rho[i] = static_cast<uint8_t>((mask[i / np].lo >> (i % np)) & 1);
       }
       gc::garble(c, n, bt.delta, ez.data(), gz.data(), priv.data(), bt.and_base, out + kTablesHeader);
     }
@@ -429,8 +435,10 @@ struct PyEvaluator {
       }
       return out;
     }
-    py::array_t<uint8_t> out(static_cast<py::ssize_t>(n));
-    std::memcpy(out.mutable_data(), bits.data(), n);
+    // drelu / circa: e (n,), circa with a shift: (e, e_t) as (n, 2)
+    py::array_t<uint8_t> out = no == 1 ? py::array_t<uint8_t>(static_cast<py::ssize_t>(n))
+                                       : py::array_t<uint8_t>({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(no)});
+    if (!bits.empty()) std::memcpy(out.mutable_data(), bits.data(), bits.size());
     return out;
   }
 };
@@ -448,6 +456,7 @@ py::dict circuit_info(const Spec& s) {
   d["decode_bytes"] = c.decode_bytes();
   d["outputs"] = c.outputs.size();
   d["input_shift"] = gc::input_shift(s);
+  d["garbler_offset"] = gc::garbler_offset(s);
   d["values"] = gc::values_per_instance(s);
   d["value_bits"] = gc::input_bits(s);
   d["bits"] = s.bits;
@@ -556,7 +565,9 @@ void bind_gc(py::module_& m) {
                                if (b.spec.kind == Kind::Relu || b.spec.kind == Kind::Trunc)
                                  return py::array_t<uint64_t>(static_cast<py::ssize_t>(b.r.size()), b.r.data());
                                if (b.spec.kind == Kind::Argmax) return py::none();
-                               return py::array_t<uint8_t>(static_cast<py::ssize_t>(b.rho.size()), b.rho.data());
+                               if (b.rho.size() == b.count)
+                                 return py::array_t<uint8_t>(static_cast<py::ssize_t>(b.rho.size()), b.rho.data());
+                               return py::array_t<uint8_t>({static_cast<py::ssize_t>(b.count), py::ssize_t{2}}, b.rho.data());
                              },
                              "relu/trunc: r with z + r = (ReLU(x) or x) >> shift mod 2^l; drelu/circa: ρ with "
                              "e ⊕ ρ = the sign bit d; argmax: None (the garbler learns nothing).")

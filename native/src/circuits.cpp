@@ -49,6 +49,30 @@ Circuit sign_circuit(int n, int cin) {
   return g.finish();
 }
 
+// Circa with a shift: the m-bit sum of the truncated shares, the garbler's offset by
+// 2^(n−1) − 1 (garbler_offset), plus δ. Its msb is the sign test on v = x − 1 (the offset's
+// 2^(n−1) flips the msb) and its carry out is the wrap w of the n-bit share sum. Outputs d ⊕ ρ and
+// (d ∧ w) ⊕ ρ_t: m − 1 + 1 + 1 ANDs (docs/gc.md, "Circa with a shift").
+Circuit circa_shift_circuit(int m, int cin) {
+  Builder g(m, m, 2);
+  std::vector<uint32_t> a(m), b(m);
+  for (int i = 0; i < m; ++i) a[i] = g.eval_in(i), b[i] = g.garb_in(i);
+  uint32_t d, w;
+  if (m == 1) {
+    d = g.XOR(a[0], b[0]);
+    if (cin) d = g.NOT(d);
+    w = cin ? g.NOT(g.AND(g.NOT(a[0]), g.NOT(b[0]))) : g.AND(a[0], b[0]);
+  } else {
+    const auto c = carries(g, a, b, cin);
+    const uint32_t ac = g.XOR(a[m - 1], c[m - 1]);
+    d = g.XOR(ac, b[m - 1]);
+    w = g.XOR(c[m - 1], g.AND(ac, g.XOR(b[m - 1], c[m - 1])));
+  }
+  g.output(g.PNOT(d, 0));
+  g.output(g.PNOT(g.AND(d, w), 1));
+  return g.finish();
+}
+
 // Outputs the l bits of z = y + r' mod 2^l for a non-negative y given by its j low bits (higher
 // bits zero) and the garbler's private r' (private bits 0 .. l−1). Bit t: z_t = y_t ⊕ r'_t ⊕ c_t;
 // carries c_{t+1} = maj(y_t, r'_t, c_t): c_1 = y_0 ∧ r'_0 (half-gate), one AND while y_t is a
@@ -182,7 +206,7 @@ void validate(const Spec& s) {
     if (s.k != 0) bad(name + " takes no k");
     if (s.mode != Mode::None) bad(name + " takes no mode");
   }
-  if (s.kind == Kind::Relu || s.kind == Kind::Trunc) {
+  if (s.kind == Kind::Relu || s.kind == Kind::Trunc || s.kind == Kind::Circa) {
     if (s.shift < 0 || s.shift > s.bits - 1)
       bad(name + ": shift must be in [0, bits - 1] = [0, " + std::to_string(s.bits - 1) + "], got " +
           std::to_string(s.shift));
@@ -203,7 +227,9 @@ Circuit build(const Spec& s) {
     case Kind::Relu: return relu_circuit(s.bits, s.shift, s.l);
     case Kind::Trunc: return trunc_circuit(s.bits, s.shift, s.l);
     case Kind::Drelu: return sign_circuit(s.bits, 0);
-    case Kind::Circa: return sign_circuit(s.bits - s.k, s.mode == Mode::NegPass ? 1 : 0);
+    case Kind::Circa:
+      return s.shift ? circa_shift_circuit(s.bits - s.k, s.mode == Mode::NegPass ? 1 : 0)
+                     : sign_circuit(s.bits - s.k, s.mode == Mode::NegPass ? 1 : 0);
     case Kind::Argmax: return argmax_circuit(s.classes, s.bits);
     case Kind::AndLayer: return and_layer(s.l);
   }
@@ -223,10 +249,13 @@ int private_bits(const Spec& s) {
   switch (s.kind) {
     case Kind::Relu:
     case Kind::Trunc: return s.l;
-    case Kind::Drelu:
-    case Kind::Circa: return 1;
+    case Kind::Drelu: return 1;
+    case Kind::Circa: return s.shift ? 2 : 1;
     default: return 0;
   }
+}
+uint64_t garbler_offset(const Spec& s) {
+  return s.kind == Kind::Circa && s.shift ? (uint64_t{1} << (s.bits - 1)) - 1 : 0;
 }
 int index_bits(int classes) {
   int b = 0;

@@ -148,7 +148,11 @@ std::vector<uint8_t> IknpReceiver::extend(const uint8_t* choices, size_t n) {
     }
   });
   chunks_.push_back(Chunk{extended_, n, first});
-  choices_.insert(choices_.end(), choices, choices + n);
+  // Choice bits are kept packed (1 bit per OT until it is used): part of what the evaluator stores.
+  const uint64_t at = extended_ - choice_base_;
+  choices_.resize((at + n + 63) / 64, 0);
+  for (size_t j = 0; j < n; ++j)
+    if (choices[j]) choices_[(at + j) / 64] |= uint64_t{1} << ((at + j) % 64);
   blocks_ += nb;
   extended_ += n;
   return u;
@@ -204,13 +208,17 @@ void IknpReceiver::take(uint64_t start, size_t n, Block* rows, uint8_t* choices)
       left -= k;
     }
   }
-  if (choices) std::memcpy(choices, choices_.data() + (start - choice_base_), n);
+  if (choices)
+    for (size_t j = 0; j < n; ++j) {
+      const uint64_t i = start - choice_base_ + j;
+      choices[j] = static_cast<uint8_t>((choices_[i / 64] >> (i % 64)) & 1);
+    }
   consumed_ += n;
-  // Forget what is consumed (choice bits; chunks wholly behind the cursor).
-  const uint64_t drop = consumed_ - choice_base_;
-  if (drop > (1u << 16) && drop * 2 > choices_.size()) {
+  // Forget what is consumed (choice bits, whole words; chunks wholly behind the cursor).
+  const uint64_t drop = (consumed_ - choice_base_) / 64;
+  if (drop > 1024 && drop * 2 > choices_.size()) {
     choices_.erase(choices_.begin(), choices_.begin() + static_cast<std::ptrdiff_t>(drop));
-    choice_base_ = consumed_;
+    choice_base_ += 64 * drop;
   }
   while (!chunks_.empty() && chunks_.front().ot_start + chunks_.front().n <= consumed_) chunks_.erase(chunks_.begin());
 }

@@ -221,9 +221,35 @@ def test_circa_relu_edges_and_no_fault_region(session, l, k, mode):
 
 def test_stored_bytes():
     s = stored_bytes(GcSpec("relu", 64))
-    assert s["tables"] == 188 * 32 + 16 + 8 and s["labels"] == 64 * 16 and s["seeded"] == s["tables"]
+    assert s["tables"] == 188 * 32 + 16 + 8 and s["labels"] == 64 * 16 and s["choice_bits"] == 8
+    assert s["stored"] == s["tables"] + 8 and s["with_labels"] == s["tables"] + 1024 and s["share"] == 0
     c = stored_bytes(GcSpec("circa", 64, 40, "poszero"))
-    assert c["tables"] == 23 * 32 + 1 and c["labels"] == 24 * 16 and c["product"] == 25
+    assert c["tables"] == 23 * 32 + 1 and c["labels"] == 24 * 16 and c["product"] == 16.125 and c["share"] == 8
+    assert c["stored"] == 737 + 3 + 16.125
+
+
+@pytest.mark.parametrize("spec", [GcSpec("relu", 42, shift=12, bits=35), GcSpec("circa", 59, 16, "negpass", bits=35),
+                                  GcSpec("argmax", 42, bits=35, classes=10)])
+def test_batch_holds_what_stored_bytes_says(session, spec):
+    """The evaluator's batch between offline and online holds the tables, the product words and
+    packed bits, nothing per label: stored_bytes() times the count, plus the 64-B header and the
+    rounding of packed bits."""
+    ga, ev = session
+    n = 200
+    rng = np.random.default_rng(1)
+    a, b = split(rng.integers(-1000, 1000, n * spec.values), spec.l, rng)
+    eb, m1 = ev.offline(spec, a)
+    gb, m2 = ga.offline(spec, n, m1)
+    ev.receive(eb, m2)
+    held, per = eb.stored_bytes, stored_bytes(spec)
+    assert held["tables"] == 64 + n * per["tables"]
+    assert held["choice_bits"] == -(-n * spec.info["n_eval"] // 8)
+    assert held["product"] == -(-n * per["product"] // 1) and held["share"] == n * per["share"]
+    assert held["one_time"] == held["tables"] + held["choice_bits"] + held["product"]
+    out = ev.evaluate(eb, ga.labels(gb, b))
+    if spec.circuit == "circa":
+        ev.finish(eb, ga.finish(gb, *out)[0])
+    assert eb.stored_bytes["one_time"] == 0 and eb.stored_bytes["share"] == 0   # all consumed
 
 
 # ---- hygiene ------------------------------------------------------------------------------------

@@ -278,7 +278,7 @@ def test_one_time_and_wrong_counts(session):
     (dict(circuit="drelu", l=40, shift=2), "takes no shift"), (dict(circuit="argmax", l=40, classes=1), "classes"),
     (dict(circuit="argmax", l=40, classes=70000), "classes"), (dict(circuit="relu", l=40, classes=3), "no classes"),
     (dict(circuit="circa", l=40, bits=20, k=20, mode="poszero"), "k must be"),
-    (dict(circuit="circa", l=40, k=3, mode="poszero", shift=2), "takes no shift"),
+    (dict(circuit="circa", l=40, k=3, mode="poszero", bits=20, shift=20), "shift must be"),
 ])
 def test_bad_parameters(kwargs, msg):
     with pytest.raises(ValueError, match=msg):

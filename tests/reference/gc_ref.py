@@ -70,6 +70,25 @@ def sign_net(n, cin):
     return g
 
 
+def circa_shift_net(m, cin):
+    """Circa with a shift: outputs d ⊕ ρ (msb of the m-bit sum) and (d ∧ w) ⊕ ρ_t (w its carry out)."""
+    g = Net(m, m, 2)
+    a, b = list(range(m)), [m + i for i in range(m)]
+    if m == 1:
+        d = g.XOR(a[0], b[0])
+        if cin:
+            d = g.NOT(d)
+        w = g.NOT(g.AND(g.NOT(a[0]), g.NOT(b[0]))) if cin else g.AND(a[0], b[0])
+    else:
+        c = _carries(g, a, b, cin)
+        ac = g.XOR(a[m - 1], c[m - 1])
+        d = g.XOR(ac, b[m - 1])
+        w = g.XOR(c[m - 1], g.AND(ac, g.XOR(b[m - 1], c[m - 1])))
+    g.outputs.append(g.PNOT(d, 0))
+    g.outputs.append(g.PNOT(g.AND(d, w), 1))
+    return g
+
+
 def _carry_out(g, a, b, cin):
     n = len(a)
     if n == 1:
@@ -176,7 +195,7 @@ def build(circuit, l, k=0, mode=None, bits=None, shift=0, classes=0):
     if circuit == "drelu":
         return sign_net(n, 0)
     if circuit == "circa":
-        return sign_net(n - k, 1 if mode == "negpass" else 0)
+        return (circa_shift_net if shift else sign_net)(n - k, 1 if mode == "negpass" else 0)
     if circuit == "argmax":
         return argmax_net(classes, n)
     if circuit == "and-layer":
@@ -196,7 +215,7 @@ def and_count(circuit, l, k=0, bits=None, shift=0, classes=0):
     if circuit == "drelu":
         return (n - 1, 0)
     if circuit == "circa":
-        return (n - k - 1, 0)
+        return (n - k + 1 if shift else n - k - 1, 0)
     if circuit == "argmax":
         C = classes
         return (C * (n - 1) + (C - 1) * n + (C - 2) * n + sum((i - 1).bit_length() for i in range(1, C)), 0)
@@ -247,6 +266,26 @@ def circa_sign(a, b, l, k, mode, bits=None):
     m = n - k
     t = ((a % (1 << n)) >> k) + ((b % (1 << n)) >> k) + (1 if mode == "negpass" else 0)
     return 1 - ((t % (1 << m)) >> (m - 1))
+
+
+def circa_shift_bits(a, b, l, k, mode, bits, shift):
+    """Circa with a shift: (d, w) from the shares. The garbler's share is offset by 2^(n−1) − 1, so
+    the m-bit sum of the truncated shares is ((x − 1 + 2^(n−1)) >> k) − γ + δ (+ 2^m·w): its msb is
+    the sign test on x − 1 and its carry out w the wrap of the n-bit share sum."""
+    n, m = bits, bits - k
+    bo = (b + (1 << (n - 1)) - 1) % (1 << l)
+    t = ((a % (1 << n)) >> k) + ((bo % (1 << n)) >> k) + (1 if mode == "negpass" else 0)
+    return (t >> (m - 1)) & 1, t >> m
+
+
+def circa_shift_output(a, b, l, k, mode, bits, shift):
+    """The value d·((x >> s) + e) the protocol's shares add up to, from the integer formulas of
+    docs/gc.md (α + β − 2^(n−s)·w), mod 2^l."""
+    n, s = bits, shift
+    d, w = circa_shift_bits(a, b, l, k, mode, bits, shift)
+    alpha = (a % (1 << n)) >> s
+    beta = (((b + (1 << (n - 1)) - 1) % (1 << n)) >> s) - (1 << (n - 1 - s)) + 1
+    return (d * (alpha + beta - (w << (n - s)))) % (1 << l)
 
 
 def circa_fault_probability(x, k, mode):

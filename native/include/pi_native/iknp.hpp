@@ -9,7 +9,7 @@
 // H the garbling hash (gc.hpp) with the OT-domain tweak Block{j, 2^63}.
 //
 // The receiver's t_j are a function of its 128 base-OT seeds only (t^i = AES-CTR under k_i^0),
-// so it keeps no rows: take() recomputes them. Both sides hand out OTs in increasing order and each
+// so it keeps no rows: take() recomputes them; per unused OT it keeps only its choice bit (packed). Both sides hand out OTs in increasing order and each
 // at most once: asking for an index below consumed() raises.
 // PRG for column i: AES-128 keyed by the 16-byte seed, counter mode over a per-session block
 // index (each extend() call uses fresh blocks); the column's bit j is bit j of the keystream.
@@ -56,7 +56,7 @@ class IknpReceiver {
   BaseSender base_;
   std::vector<Aes128> prg0_, prg1_;
   std::vector<Chunk> chunks_;
-  std::vector<uint8_t> choices_;  // choices_[j - choice_base_] for unconsumed j
+  std::vector<uint64_t> choices_;  // bit (j − choice_base_) is OT j's choice (choice_base_ % 64 = 0)
   uint64_t choice_base_ = 0, blocks_ = 0, extended_ = 0, consumed_ = 0;
   Block sid_{};
 };
