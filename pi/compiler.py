@@ -111,7 +111,7 @@ def _pair(v) -> tuple[int, int]:
 def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=None,
                  fixed_point: FixedPoint | None = None, calibration: torch.Tensor | None = None,
                  margin_bits: int = 6, label_only: bool = False,
-                 ring_bits: int | str | None = None) -> tuple[Plan, ServerWeights]:
+                 ring_bits: int | str | None = None, max_ring_bits: int = RING_BITS) -> tuple[Plan, ServerWeights]:
     """Traces `model` and builds (public plan, private weights).
 
     example_input: one input with or without a batch dimension. site_policy(name, shape) →
@@ -120,7 +120,10 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
     gates' input bit widths and the ring. Without it the full ring is assumed.
     ring_bits: the ring Z_(2^l) the plan runs in: an int, or "calibrated" (the narrowest ring
     the calibrated bounds allow, Plan.required_ring_bits); default "calibrated" when
-    calibration is given, else fixed_point's (64).
+    calibration is given, else fixed_point's (64). max_ring_bits: the widest ring the provider
+    runs in (two-party: 59); a calibrated width is capped there (with faithful truncations
+    inserted where a scale needs them; local truncations may then fail more often than the
+    target, see Plan.truncation_failure_bound).
     A model in training mode is compiled as in evaluation mode (with a TrainModeWarning) and
     left in the mode it came in."""
     was_training = model.training
@@ -131,13 +134,13 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
     try:
         return _compile_plan(model.eval(), example_input, site_policy=site_policy, fixed_point=fixed_point,
                              calibration=calibration, margin_bits=margin_bits, label_only=label_only,
-                             ring_bits=ring_bits)
+                             ring_bits=ring_bits, max_ring_bits=max_ring_bits)
     finally:
         model.train(was_training)
 
 
 def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration, margin_bits, label_only,
-                  ring_bits):
+                  ring_bits, max_ring_bits=RING_BITS):
     fixed_point = fixed_point or FixedPoint()
     if ring_bits is None:
         ring_bits = "calibrated" if calibration is not None else fixed_point.ring_bits
@@ -147,7 +150,7 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
         kw = {"site_policy": site_policy, "calibration": calibration, "margin_bits": margin_bits,
               "label_only": label_only}
         plan, weights = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=RING_BITS, **kw)
-        need = plan.required_ring_bits()
+        need = min(plan.required_ring_bits(), max_ring_bits)
         # Rebuilt at that width: it is at least every private linear output's scale + 12, so the
         # builder inserts no truncation the full ring did not need (no extra ops or rounds).
         # An explicit narrower ring_bits may fit too, with faithful truncations inserted.

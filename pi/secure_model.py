@@ -17,7 +17,7 @@ from protocols import engine
 from protocols.fixed_point import DEFAULT_FRAC_BITS, FixedPoint
 from protocols.material import plan_digest
 from protocols.plan import (CIRCA_MODES, RELU, Activation, Conv2d, Linear,
-                            MaxPool, Plan, ServerWeights)
+                            MaxPool, Plan, PlanError, ServerWeights)
 from protocols.providers import get_provider
 
 BUNDLE_FORMAT = 1
@@ -77,10 +77,20 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
         site_policy = load_policy(policy).site_policy
     else:
         site_policy = _global_policy(relu, default_circa_k(fp) if circa_k is None else circa_k, circa_mode)
-    get_provider(provider)  # validate early
+    prov = get_provider(provider)  # validate early
+    if ring_bits is None and calibration is None:
+        ring_bits = prov.max_ring_bits      # the widest ring the provider runs in
     example_input = torch.as_tensor(example_input)
-    plan, weights = compile_plan(model, example_input, site_policy=site_policy, fixed_point=fp,
-                                 calibration=calibration, label_only=output == "label", ring_bits=ring_bits)
+    kw = {"site_policy": site_policy, "fixed_point": fp, "calibration": calibration, "label_only": output == "label",
+          "max_ring_bits": prov.max_ring_bits}
+    plan, weights = compile_plan(model, example_input, ring_bits=ring_bits, **kw)
+    if plan.meta.get("ring") == "calibrated" and prov.calibrated_ring_bits(plan) != plan.ring_bits:
+        plan, weights = compile_plan(model, example_input, ring_bits=prov.calibrated_ring_bits(plan), **kw)
+        plan.meta["ring"] = "calibrated"
+    if plan.ring_bits > prov.max_ring_bits:
+        raise PlanError(f"the {prov.name} provider runs in rings of at most {prov.max_ring_bits} bits; this model "
+                        f"needs Z_2^{plan.ring_bits}: pass ring_bits ≤ {prov.max_ring_bits} (faithful truncations "
+                        "are inserted where a scale needs them)")
     mean, std = (None, None) if normalization is None else normalization
     as_tuple = lambda v: None if v is None else tuple(float(a) for a in np.atleast_1d(np.asarray(v, float)))
     cal = None if calibration is None else torch.as_tensor(calibration).detach().double()
@@ -184,6 +194,8 @@ class SecureModel:
         batch = x.shape[0]
         engine.check_input(self.plan, x, batch)   # before any party starts
         provider = get_provider(self.provider)
+        if provider.interactive:
+            return self._run_interactive(x)
         t0 = time.perf_counter()
         # Each half goes through its wire format, as the dealer service sends it: the bytes
         # counted are the bytes a deployment moves.
@@ -228,6 +240,21 @@ class SecureModel:
             online_seconds=max(result["client_t"]["online_s"], result.get("server_t", {}).get("online_s", 0)),
             offline_seconds=deal_s + max(result["client_t"]["offline_s"],
                                          result.get("server_t", {}).get("offline_s", 0)))
+        return torch.from_numpy(y)
+
+    def _run_interactive(self, x: np.ndarray) -> torch.Tensor:
+        """run() for a provider without a dealer: both sessions (setup, offline, online) over an
+        in-process channel pair; offline traffic is what the parties exchange."""
+        from protocols.cost import CostMeter
+        from protocols.transport.channel import InProcessChannel
+        from protocols.two_party import local
+
+        meter_s, meter_c = CostMeter("server"), CostMeter("client")
+        y, server, client, _ = local.run(self.plan, self.weights, x, InProcessChannel.pair(meter_s, meter_c))
+        phase = lambda key: max(server.timings[key], client.timings[key])
+        self.last_cost = CostReport.of_parties(meter_c.report(), meter_s.report(), {}, x.shape[0],
+                                               online_seconds=phase("online_s"),
+                                               offline_seconds=phase("setup_s") + phase("offline_s"))
         return torch.from_numpy(y)
 
     # -- introspection --------------------------------------------------------------------

@@ -146,9 +146,10 @@ class GarblerBatch:
 @dataclass
 class EvaluatorBatch:
     """What the evaluator keeps between the offline and the online phase (docs/gc.md, "What the
-    evaluator stores"): the tables, Circa's two product words and packed choice bits, and Circa's
-    share `a` (needed online by the product). Its input labels are not here: the IKNP receiver
-    recomputes them from its seeds, keeping 1 bit per label OT (its choice) until they are used."""
+    evaluator stores"): the tables, Circa's reverse-OT words (S0 − S1 and S0, with a shift also
+    S'0 − S'1 and S'0) and packed choice bits c1, and Circa's share `a` (needed online by the
+    product). Its input labels and Circa's R_c1 are not here: the IKNP receiver recomputes them
+    from its seeds when evaluate() reaches them, keeping 1 bit per OT (its choice) until then."""
     spec: GcSpec
     instances: int
     a: np.ndarray | None = None         # circa only (the product uses it online)
@@ -156,8 +157,10 @@ class EvaluatorBatch:
     tables: bytes | None = None
     d_s: np.ndarray | None = None       # circa: S0 − S1 (reverse product OT)
     d_t: np.ndarray | None = None       # circa with a shift: S'0 − S'1 (third OT)
-    p_rs: np.ndarray | None = None      # circa: R_c1 + S0 (+ S'0 with a shift)
-    r_c1: np.ndarray | None = None      # circa: R_c1, from offline() until receive() folds it into p_rs
+    s0: np.ndarray | None = None        # circa: S0 (reverse product OT)
+    s0_t: np.ndarray | None = None      # circa with a shift: S'0 (third OT)
+    p_rs: np.ndarray | None = None      # circa: R_c1 + S0 (+ S'0 with a shift), from evaluate()
+    r_c1: np.ndarray | None = None      # circa: R_c1, taken from the OT in evaluate()
     e: np.ndarray | None = None
     e_t: np.ndarray | None = None
     finished: bool = False
@@ -168,9 +171,10 @@ class EvaluatorBatch:
         but `share`, the linear layer's share that Circa keeps for the product)."""
         spec = self.spec
         labels_ots = self.instances * spec.info["n_eval"]
-        words = sum(v.nbytes for v in (self.d_s, self.d_t, self.p_rs, self.r_c1) if v is not None)
+        words = sum(v.nbytes for v in (self.d_s, self.d_t, self.s0, self.s0_t, self.p_rs, self.r_c1) if v is not None)
         parts = {"tables": len(self.tables or b""),
-                 "choice_bits": (labels_ots + 7) // 8 if self.tables is not None else 0,
+                 "choice_bits": (labels_ots + self.instances * (spec.circuit == "circa") + 7) // 8  # + c1's OT
+                 if self.tables is not None else 0,
                  "product": words + (0 if self.c1 is None else self.c1.nbytes),
                  "share": 0 if self.a is None else self.a.nbytes}
         parts["one_time"] = parts["tables"] + parts["choice_bits"] + parts["product"]
@@ -248,18 +252,21 @@ class Evaluator:
         bits = share_bits(a, spec)
         if spec.circuit == "circa":
             c1 = np.frombuffer(os.urandom(a.size), np.uint8) & np.uint8(1)   # random choice bits
+            # product OT first, labels after; its R_c1 is taken in evaluate(), when the receiver's
+            # cursor reaches it (taking it now would skip the labels of batches still pending)
             msg = self.ot.extend(np.concatenate([c1, bits]))
-            _, eb.r_c1 = self.ot.random_ot(a.size, spec.l)   # product OT first, labels after
             eb.a, eb.c1 = _circa_values(spec, a, garbler=False), np.packbits(c1)
         else:
             msg = self.ot.extend(bits)
         return eb, msg
 
     def receive(self, eb: EvaluatorBatch, message: tuple) -> EvaluatorBatch:
+        if eb.e is not None or eb.finished:
+            raise ValueError("this batch was already evaluated (one-time)")
         tables, rev_msg = message
         eb.tables = tables
         if eb.spec.circuit == "circa":
-            if eb.r_c1 is None:
+            if eb.d_s is not None:
                 raise ValueError("this batch's tables were already received (one-time)")
             per = 2 if eb.spec.shift else 1
             self.rev.extend(rev_msg, per * eb.instances)
@@ -267,15 +274,18 @@ class Evaluator:
             m = eb.spec.mask
             if per == 2:     # interleaved: the OT for ρ, then the one for ρ_t
                 eb.d_t = (s0[1::2] - s1[1::2]) & m
-                eb.r_c1 = eb.r_c1 + s0[1::2]
+                eb.s0_t = s0[1::2]
                 s0, s1 = s0[0::2], s1[0::2]
-            eb.d_s, eb.p_rs = (s0 - s1) & m, (eb.r_c1 + s0) & m   # all the product needs later
-            eb.r_c1 = None
+            eb.d_s, eb.s0 = (s0 - s1) & m, s0      # all the product needs later (with R_c1)
         return eb
 
     def evaluate(self, eb: EvaluatorBatch, labels: bytes):
         if eb.tables is None:
             raise ValueError("receive() the garbled tables first")
+        if eb.spec.circuit == "circa" and eb.p_rs is None:
+            _, eb.r_c1 = self.ot.random_ot(eb.instances, eb.spec.l)
+            s0 = eb.s0 if eb.s0_t is None else eb.s0 + eb.s0_t
+            eb.p_rs = (eb.r_c1 + s0) & eb.spec.mask
         out = self._gc.evaluate(eb.tables, labels)   # raises if this batch was evaluated already
         eb.tables = None
         if eb.spec.circuit != "circa":
@@ -300,7 +310,7 @@ class Evaluator:
         z = e * h - eb.p_rs + e * eb.a      # M_e − S0 + e·a, M_e = e·h − R_c1
         if eb.e_t is not None:              # + K·e_t − S'0 (S'0 is in p_rs)
             z = z + eb.e_t.astype(np.uint64) * _wrap_weight(eb.spec)
-        eb.finished, eb.p_rs, eb.a = True, None, None
+        eb.finished, eb.p_rs, eb.a, eb.s0, eb.s0_t, eb.r_c1 = True, None, None, None, None, None
         return z & eb.spec.mask
 
 
@@ -320,16 +330,18 @@ def run(ga: Garbler, ev: Evaluator, spec: GcSpec, a, b):
 def stored_bytes(spec: GcSpec) -> dict:
     """What the evaluator keeps from the offline phase per instance (docs/gc.md, "What the
     evaluator stores"), in bytes (fractions: packed bits). `stored` is this implementation's
-    format: the tables with their decode bits, 1 bit per label OT (its choice; the labels are
-    recomputed from the 128 IKNP seeds it keeps per session), and for Circa the two product
-    words (uint64) and the packed random choice bit. `share` is Circa's own share `a` (8 B),
-    which the product needs online: the linear layer's share, counted apart. `with_labels`: the
-    same if the 16-B input labels were stored instead of the choice bits."""
+    format: the tables with their decode bits, 1 bit per OT it receives (its choice: the labels
+    and Circa's R_c1 are recomputed from the 128 IKNP seeds it keeps per session), and for Circa
+    the reverse OT's words (S0 − S1, S0; with a shift also S'0 − S'1, S'0; uint64) and the packed
+    choice bit c1. `share` is Circa's own share (8 B), which the product needs online: the linear
+    layer's share, counted apart. `with_labels`: the same if the 16-B input labels (and R_c1)
+    were stored instead of recomputed."""
     info = spec.info
+    circa = spec.circuit == "circa"
     tables = info["table_bytes"] + info["decode_bytes"]
-    choice = info["n_eval"] / 8
-    # S0 − S1, R_c1 + S0 (+ S'0), c1; with a shift also S'0 − S'1
-    product = ((3 if spec.shift else 2) * 8 + 1 / 8) if spec.circuit == "circa" else 0.0
-    share = 8 if spec.circuit == "circa" else 0
+    choice = (info["n_eval"] + circa) / 8                             # + c1's OT
+    product = ((4 if spec.shift else 2) * 8 + 1 / 8) if circa else 0.0   # words, c1 packed
+    share = 8 if circa else 0
     return {"tables": tables, "choice_bits": choice, "labels": 16 * info["n_eval"], "product": product,
-            "share": share, "stored": tables + choice + product, "with_labels": tables + 16 * info["n_eval"] + product}
+            "share": share, "stored": tables + choice + product,
+            "with_labels": tables + 16 * info["n_eval"] + product + (8 + 1 / 8 if circa else 0)}

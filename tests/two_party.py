@@ -46,3 +46,98 @@ def run_recorded(plan, weights, x, provider: str = "dealer"):
     y = crun.online(rc, x)
     t.join()
     return y, srun, crun, rs, rc
+
+
+def run_recorded_two_party(plan, weights, x):
+    """run_recorded for the two-party provider: (client output, server session, client session,
+    server's Recording, client's Recording); the recordings start at the online phase."""
+    from protocols.two_party import ClientSession, ServerSession
+    a, b = InProcessChannel.pair()
+    rs, rc = Recording(a), Recording(b)
+    server, client = ServerSession(plan, weights), ClientSession(plan)
+    errors = []
+
+    def serve():
+        try:
+            server.setup(rs)
+            sb = server.offline(rs, x.shape[0])
+            rs.online = True
+            server.online(rs, sb)
+        except BaseException as exc:
+            errors.append(exc)
+            a.close()
+    t = threading.Thread(target=serve)
+    t.start()
+    client.setup(rc)
+    cb = client.offline(rc, x.shape[0])
+    rc.online = True
+    y = client.online(rc, cb, x)
+    t.join()
+    if errors:
+        raise errors[0]
+    return y, server, client, rs, rc
+
+
+def consume_twice(plan, weights, x):
+    """Makes one pair of two-party bundles, uses them once, and checks that a second use of
+    either is refused (ProtocolError) before anything is sent."""
+    import pytest
+
+    from protocols.transport.errors import ProtocolError
+    from protocols.two_party import ClientSession, ServerSession
+    a, b = InProcessChannel.pair()
+    server, client = ServerSession(plan, weights), ClientSession(plan)
+    out = {}
+
+    def serve():
+        server.setup(a)
+        out["sb"] = sb = server.offline(a, x.shape[0])
+        server.online(a, sb)
+    t = threading.Thread(target=serve)
+    t.start()
+    client.setup(b)
+    cb = client.offline(b, x.shape[0])
+    client.online(b, cb, x)
+    t.join()
+    with pytest.raises(ProtocolError, match="already consumed"):
+        client.online(b, cb, x)
+    with pytest.raises(ProtocolError, match="already consumed"):
+        server.online(a, out["sb"])
+
+
+def record_bundles(plan, weights, x, runs: int):
+    """One two-party session, `runs` bundles made and used one after the other on input x;
+    per run, (arrays the server received online, arrays the client received online)."""
+    from protocols.two_party import ClientSession, ServerSession
+    a, b = InProcessChannel.pair()
+    rs, rc = Recording(a), Recording(b)
+    server, client = ServerSession(plan, weights), ClientSession(plan)
+    errors = []
+
+    def serve():
+        try:
+            server.setup(rs)
+            for _ in range(runs):
+                rs.online = False
+                sb = server.offline(rs, x.shape[0])
+                rs.online = True
+                server.online(rs, sb)
+        except BaseException as exc:
+            errors.append(exc)
+            a.close()
+    t = threading.Thread(target=serve)
+    t.start()
+    out = []
+    client.setup(rc)
+    for _ in range(runs):
+        rc.online = False
+        cb = client.offline(rc, x.shape[0])
+        rc.online, rc.seen = True, []
+        client.online(rc, cb, x)
+        out.append(rc.seen)
+    t.join()
+    if errors:
+        raise errors[0]
+    server_seen = rs.seen
+    per_run = len(server_seen) // runs
+    return [(server_seen[i * per_run:(i + 1) * per_run], out[i]) for i in range(runs)]

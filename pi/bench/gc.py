@@ -6,8 +6,8 @@ bound n), `shift`, `and_gates` (hashed gates: ANDs plus half-gates), `table_byte
 + output decode bits), `label_bytes_online` (the garbler's labels for its share, sent online),
 `ot_per_relu` (evaluator-label OTs, + 2 product OTs for Circa), `stored_bytes_per_relu` (what the
 evaluator keeps from the offline phase in this implementation's format: tables, 1 bit per label
-OT — the labels are recomputed from its 128 IKNP seeds — and Circa's two product words and
-choice bit), `stored_bytes_with_labels` (the same if the 16-B labels were stored instead),
+OT it receives — the labels and Circa's R_c1 are recomputed from its 128 IKNP seeds — and
+Circa's reverse-OT words, 2 or 4 with a shift, and c1), `stored_bytes_with_labels` (the same if the 16-B labels were stored instead),
 `share_bytes` (Circa's own 8-B share, kept for the product: the linear layer's share).
 `garble_per_s`: the garbler's offline work (absorb the IKNP message, garble, product OTs);
 `eval_per_s`: the evaluator's online work (recompute its labels, evaluate, Circa's product step).
@@ -270,9 +270,9 @@ def run(args) -> int:
             "from its IKNP seeds, evaluate, Circa's product step). Circa rows: PosZero, product by two OTs "
             "(three with a shift s).",
             "stored B: what the evaluator keeps per instance in this implementation: tables + decode bits, 1 bit "
-            "per label OT (its labels are recomputed from its 128 IKNP seeds, 4 KB per session), Circa's two "
-            "8-B product words and 1 choice bit (Circa also keeps its own 8-B share for the product: the linear "
-            "layer's share, not counted). stored B if labels kept: the 16-B input labels instead of the bits.",
+            "per OT it receives (its labels and Circa's R_c1 are recomputed from its 128 IKNP seeds, 4 KB per "
+            "session), Circa's two 8-B reverse-OT words (four with a shift) and packed c1 (Circa also keeps its own 8-B share "
+            "for the product: the linear layer's share, not counted). stored B if labels kept: the 16-B input labels instead of the bits.",
             "n = bits: the value bound |x| < 2^(n-1) (circuits read n share bits); s = shift. The l = 42 / 59, "
             "n = 35, s = 12 rows are the embedded model's sites (calibrated ring 42; 59 = SEAL's limit).",
             f"Machine load (1-min load average) {load['load_1min_at_start']:.2f} at start, "

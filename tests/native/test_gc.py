@@ -225,14 +225,14 @@ def test_stored_bytes():
     assert s["stored"] == s["tables"] + 8 and s["with_labels"] == s["tables"] + 1024 and s["share"] == 0
     c = stored_bytes(GcSpec("circa", 64, 40, "poszero"))
     assert c["tables"] == 23 * 32 + 1 and c["labels"] == 24 * 16 and c["product"] == 16.125 and c["share"] == 8
-    assert c["stored"] == 737 + 3 + 16.125
+    assert c["stored"] == 737 + 25 / 8 + 16.125 and c["with_labels"] == 737 + 24 * 16 + 16.125 + 8.125
 
 
 @pytest.mark.parametrize("spec", [GcSpec("relu", 42, shift=12, bits=35), GcSpec("circa", 59, 16, "negpass", bits=35),
                                   GcSpec("argmax", 42, bits=35, classes=10)])
 def test_batch_holds_what_stored_bytes_says(session, spec):
-    """The evaluator's batch between offline and online holds the tables, the product words and
-    packed bits, nothing per label: stored_bytes() times the count, plus the 64-B header and the
+    """The evaluator's batch between offline and online holds the tables, the product OT values
+    and packed bits, nothing per label: stored_bytes() times the count, plus the 64-B header and the
     rounding of packed bits."""
     ga, ev = session
     n = 200
@@ -243,7 +243,8 @@ def test_batch_holds_what_stored_bytes_says(session, spec):
     ev.receive(eb, m2)
     held, per = eb.stored_bytes, stored_bytes(spec)
     assert held["tables"] == 64 + n * per["tables"]
-    assert held["choice_bits"] == -(-n * spec.info["n_eval"] // 8)
+    assert held["choice_bits"] == -(-n * (spec.info["n_eval"] + (spec.circuit == "circa")) // 8)
+    assert held["choice_bits"] == -(-n * per["choice_bits"] // 1)
     assert held["product"] == -(-n * per["product"] // 1) and held["share"] == n * per["share"]
     assert held["one_time"] == held["tables"] + held["choice_bits"] + held["product"]
     out = ev.evaluate(eb, ga.labels(gb, b))
@@ -253,6 +254,31 @@ def test_batch_holds_what_stored_bytes_says(session, spec):
 
 
 # ---- hygiene ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shift", [0, 3])
+def test_circa_batches_made_ahead(session, shift):
+    """Several Circa batches offline before any is evaluated (bundles made ahead): each product
+    OT is taken when the receiver's cursor reaches it, so every batch still evaluates right."""
+    ga, ev = session
+    spec = GcSpec("circa", 24, 4, "poszero", shift=shift, bits=16)
+    rng = np.random.default_rng(12)
+    made = []
+    for _ in range(3):
+        x = rng.integers(-3000, 3000, 40)
+        x = x[np.abs(x) > 17]
+        a, b = split(x, 24, rng)
+        eb, m1 = ev.offline(spec, a)
+        gb, m2 = ga.offline(spec, x.size, m1)
+        made.append((x, b, eb, gb, m2))
+    for x, b, eb, gb, m2 in made:
+        ev.receive(eb, m2)
+    for x, b, eb, gb, _ in made:
+        out = ev.evaluate(eb, ga.labels(gb, b))
+        h, z_g = ga.finish(gb, *out)
+        y = signed_np((ev.finish(eb, h) + z_g) & U64((1 << 24) - 1), 24)
+        e = y - (np.maximum(x, 0) >> shift)
+        assert np.all((e == 0) | ((e == 1) & (x > 0) & (shift > 0)))
+
 
 def test_one_time_material(session):
     ga, ev = session

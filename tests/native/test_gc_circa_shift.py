@@ -53,7 +53,7 @@ def test_counts_and_sizes():
             assert (net.and_gates, net.nw) == (info["and_gates"], info["n_wires"])
             assert ref.and_count("circa", l, k, n, s) == (n - k + 1, 0)
     st = stored_bytes(GcSpec("circa", 59, 16, "poszero", shift=12, bits=35))
-    assert st["tables"] == 32 * 20 + 1 and st["product"] == 24.125 and st["choice_bits"] == 19 / 8
+    assert st["tables"] == 32 * 20 + 1 and st["product"] == 32.125 and st["choice_bits"] == 20 / 8
 
 
 @pytest.mark.parametrize("l,n,k,s", [(9, 6, 2, 1), (12, 8, 3, 5), (8, 8, 5, 7), (10, 5, 4, 2)])

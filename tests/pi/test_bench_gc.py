@@ -20,7 +20,7 @@ def test_gc_bench_rows(tmp_path):
     assert rows["relu"]["and_gates"] == 3 * 16 - 3 and rows["circa"]["and_gates"] == 7
     assert rows["relu"]["stored_bytes_per_relu"] == 32 * 44 + 16 + 2 + 16 / 8     # tables, 1 bit per label OT
     assert rows["relu"]["stored_bytes_with_labels"] == 32 * 44 + 16 + 2 + 16 * 16
-    assert rows["circa"]["stored_bytes_per_relu"] == 32 * 7 + 1 + 1 + 16.125 and rows["circa"]["share_bytes"] == 8
+    assert rows["circa"]["stored_bytes_per_relu"] == 32 * 7 + 1 + 9 / 8 + 16.125 and rows["circa"]["share_bytes"] == 8
     assert rows["trunc"]["and_gates"] == 11 + 8 + 11 and rows["trunc"]["bits"] == 12 and rows["trunc"]["shift"] == 3
     assert rows["argmax"]["classes"] == 4 and rows["argmax"]["relus"] == 64 // 4
     assert rows["circa"]["ot_per_relu"] == 8 + 2 and rows["circa"]["label_bytes_online"] == 8 * 16

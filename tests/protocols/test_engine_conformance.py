@@ -1,7 +1,8 @@
 """The conformance suite: every secure layer and small networks against plaintext, privacy
 of the messages each party receives, one-time material. Runs against every provider, and at
-two ring widths: Z_2^64 (uncalibrated) and the narrowest ring pi.compile derives from
-calibration on the test inputs (asserted below 64 bits)."""
+two ring widths: the provider's widest ring (uncalibrated: Z_2^64 for the dealer, Z_2^59 for
+two-party) and the narrowest ring pi.compile derives from calibration on the test inputs
+(asserted below that)."""
 import numpy as np
 import pytest
 import torch
@@ -11,8 +12,8 @@ import pi
 from protocols import engine
 from protocols.fixed_point import FixedPoint
 from protocols.material import MaterialReuseError
-from protocols.plan import CIRCA, IDENTITY, RELU, PlanBuilder
-from protocols.providers import PROVIDERS
+from protocols.plan import CIRCA, IDENTITY, RELU, PlanBuilder, PlanError
+from protocols.providers import PROVIDERS, get_provider
 from relu_budget import models
 
 FP = FixedPoint(12)
@@ -26,24 +27,38 @@ def provider(request):
     return request.param
 
 
-@pytest.fixture(params=[64, "calibrated"], ids=["ring64", "ring-calibrated"])
-def width(request):
-    return request.param
+@pytest.fixture(params=["full", "calibrated"], ids=["ring-full", "ring-calibrated"])
+def width(request, provider):
+    """(provider, width): the provider's widest ring, or calibrated."""
+    return provider, request.param
 
 
 def ring_kw(width, calibration) -> dict:
-    """compile arguments for a ring width: 64 without calibration, or calibrated on `calibration`."""
-    return {"ring_bits": 64} if width == 64 else {"ring_bits": "calibrated", "calibration": calibration}
+    """compile arguments for a width: the provider's widest ring without calibration, or
+    calibrated on `calibration`."""
+    provider, w = width
+    if w == "full":
+        return {"ring_bits": get_provider(provider).max_ring_bits}
+    return {"ring_bits": "calibrated", "calibration": calibration}
+
+
+def plan_kw(width, calibration) -> dict:
+    """ring_kw for pi.compiler.compile_plan, which needs the provider's widest ring too."""
+    return ring_kw(width, calibration) | {"max_ring_bits": get_provider(width[0]).max_ring_bits}
 
 
 def check_width(plan, width):
-    if width == 64:
-        assert plan.ring_bits == 64
-    else:   # the second width must really be narrower, or the suite would test 64 twice
-        assert plan.ring_bits < 64 and plan.meta["ring"] == "calibrated", plan.ring_bits
+    provider, w = width
+    full = get_provider(provider).max_ring_bits
+    if w == "full":
+        assert plan.ring_bits == full
+    else:   # the second width must really be narrower, or the suite would test the full ring twice
+        # (two-party: unless the calibrated width reaches its cap, 59 bits)
+        assert plan.meta["ring"] == "calibrated"
+        assert plan.ring_bits < full or (provider == "two-party" and plan.ring_bits == full), plan.ring_bits
 
 
-def secure(model, x, provider, width=64, **kw):
+def secure(model, x, provider, width, **kw):
     torch.manual_seed(0)
     sm = pi.compile(model.eval(), x[:1], provider=provider, **ring_kw(width, x), **kw)
     check_width(sm.plan, width)
@@ -52,6 +67,13 @@ def secure(model, x, provider, width=64, **kw):
 
 class Seq(nn.Sequential):
     pass
+
+
+def two_party_has_ot_mul() -> bool:
+    """Whether this build has two-party multiplications (protocols.ot_mul), which the two-party
+    provider needs for polynomial sites."""
+    import importlib.util
+    return importlib.util.find_spec("protocols.ot_mul") is not None
 
 
 @pytest.mark.parametrize("layer,shape", [
@@ -112,7 +134,7 @@ def test_mixed_per_site_policy(provider, width):
     def policy(name, shape):
         site = dict(model.named_modules())[name]
         return SitePolicy(kinds=None if site.kind_map is None else site.kind_map.numpy())
-    plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=policy, fixed_point=FP, **ring_kw(width, x))
+    plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=policy, fixed_point=FP, **plan_kw(width, x))
     check_width(plan, width)
     sm = pi.SecureModel(plan, weights, provider)
     y = sm.run(x)
@@ -125,11 +147,13 @@ def test_mixed_per_site_policy(provider, width):
 
 
 def test_online_cost_only_pays_for_kept_sites(provider, width):
-    """The activation layer's online traffic, exactly: each party sends one frame holding one
-    ring element per kept site (x̂ one way, y0 the other), nothing for identity sites, and no
-    round at all when every site is identity."""
+    """The activation layer's online traffic, exactly, and nothing for identity sites (no round at
+    all when every site is identity). Dealer: each party sends one frame holding one ring element
+    per kept site (x̂ one way, y0 the other). Two-party: the server sends one frame of its input
+    labels (a 56-byte header, then 16 bytes per label), the client one frame of re-shared outputs."""
     from pi.compiler import SitePolicy
     from protocols.transport.frame import ARRAY_HEADER, HEADER_SIZE
+    from protocols.two_party.layers import gc_spec
     torch.manual_seed(4)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3)).eval()
     x = torch.randn(1, 1, 4, 4)
@@ -137,18 +161,23 @@ def test_online_cost_only_pays_for_kept_sites(provider, width):
         kinds = np.full((4, 4, 4), IDENTITY, np.int8)
         kinds.reshape(-1)[:kept] = RELU
         plan, weights = pi.compiler.compile_plan(model, x, site_policy=lambda name, shape: SitePolicy(kinds=kinds),
-                                                 fixed_point=FP, **ring_kw(width, x))
+                                                 fixed_point=FP, **plan_kw(width, x))
         sm = pi.SecureModel(plan, weights, provider)
         sm.run(x)
         # uint64 on Z_2^64, else (n, elem_bytes) uint8 (protocols.fixed_point): one 8-byte dim each
         eb, ndim = plan.ring.elem_bytes, len(plan.ring.wire_shape(kept))
         frame = HEADER_SIZE + ARRAY_HEADER.size + 8 * ndim
         (act,) = [r for r in sm.last_cost.per_layer if r["layer"] == "1" and r["phase"] == "online"]
-        if kept:
-            assert (act["bytes_sent"], act["rounds"]) == (2 * (frame + eb * kept), 1), kept
-        else:
+        if not kept:
             assert (act["bytes_sent"], act["rounds"]) == (0, 0)
             assert sm.last_cost.rounds == 1                # input and output travel in one round
+        elif provider == "dealer":
+            assert (act["bytes_sent"], act["rounds"]) == (2 * (frame + eb * kept), 1), kept
+        else:
+            act_op = plan.ops[2]
+            spec, _ = gc_spec("relu", plan.ring, shift=act_op.shift, bits=act_op.value_bits)
+            labels = HEADER_SIZE + ARRAY_HEADER.size + 8 + 56 + 16 * spec.info["n_garb"] * kept   # docs/gc.md, Formats
+            assert (act["bytes_sent"], act["rounds"]) == (labels + frame + eb * kept, 1), kept
 
 
 def test_material_is_consumed_once(provider, width):
@@ -156,6 +185,10 @@ def test_material_is_consumed_once(provider, width):
     x = torch.randn(8, 4)
     sm = pi.compile(model, x[:1], provider=provider, **ring_kw(width, x))
     check_width(sm.plan, width)
+    if get_provider(provider).interactive:
+        from two_party import consume_twice
+        consume_twice(sm.plan, sm.weights, x[:1].numpy())
+        return
     client, server = PROVIDERS[provider]().preprocess(sm.plan, 1)
     engine.ClientRun(sm.plan, client, 1)
     with pytest.raises(MaterialReuseError):
@@ -173,7 +206,12 @@ def test_thousand_random_inferences_agree_with_plaintext_argmax(provider, width)
     from relu_budget import data, train
     splits = data.synthetic(n_train=512, n_val=64, n_test=1000, seed=7)
     train.seed_everything(0)
-    model = models.build("smallcnn", image_size=12, num_classes=4, channels=(4, 8), hidden=16)
+    if get_provider(provider).interactive:
+        # two-party: HE encrypts each image's convolution input on its own (a Linear layer packs
+        # the batch), so a small MLP keeps this test's CPU time modest
+        model = nn.Sequential(nn.Flatten(), nn.Linear(144, 16), nn.ReLU(), nn.Linear(16, 4))
+    else:
+        model = models.build("smallcnn", image_size=12, num_classes=4, channels=(4, 8), hidden=16)
     train.fit(model, splits, train.TrainConfig(epochs=3, lr=0.01, optimizer="adam", batch_size=32, progress=False))
     model.eval()
     x = splits.test[0]
@@ -192,7 +230,9 @@ def test_thousand_random_inferences_agree_with_plaintext_argmax(provider, width)
 
 
 def test_polynomial_sites_match_plaintext(provider, width):
-    """Per-channel degree-2 polynomials on some sites, exact ReLU and identity on others."""
+    """Per-channel degree-2 polynomials on some sites, exact ReLU and identity on others (the
+    two-party provider refuses them with a PlanError naming the missing piece until it has
+    two-party multiplications)."""
     torch.manual_seed(6)
     model = models.build("smallcnn", image_size=8, channels=(3, 4), hidden=10).eval()
     rng = np.random.default_rng(1)
@@ -207,8 +247,12 @@ def test_polynomial_sites_match_plaintext(provider, width):
         if site.kind_map is None:
             return SitePolicy()
         return SitePolicy(kinds=site.kind_map.numpy(), poly=site.poly_coeffs.double().numpy())
-    plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=policy, fixed_point=FP, **ring_kw(width, x))
+    plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=policy, fixed_point=FP, **plan_kw(width, x))
     check_width(plan, width)
+    if provider == "two-party" and not two_party_has_ot_mul():
+        with pytest.raises(PlanError, match="ot_mul"):
+            pi.SecureModel(plan, weights, provider).run(x)
+        return
     y = pi.SecureModel(plan, weights, provider).run(x)
     with torch.no_grad():
         expected = model(x).double()
@@ -244,16 +288,31 @@ def test_label_only_output_reveals_the_argmax(provider, width):
 
 
 def test_offline_traffic_is_charged_to_the_layers_that_cause_it(provider, width):
-    """The offline bundle is one flight each way, but each item's bytes land on its layer's row:
-    a private linear layer's masked weights (ceil(l/8) bytes per weight), an activation's c + r."""
+    """The offline flights carry many layers' items, but each item's bytes land on its layer's
+    row. Dealer (one flight each way): a private linear layer's masked weights (ceil(l/8) bytes
+    per weight), an activation's c + r. Two-party (two round trips: HE, then garbling): a linear
+    layer's HE query and reply, an activation's OT message and garbled tables."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16, 3)).eval()
     sm, _ = secure(model, torch.randn(2, 1, 6, 6), provider, width)
     eb = sm.plan.ring.elem_bytes
     rows = [r for r in sm.last_cost.per_layer if r["phase"] == "offline"]
     by_layer = {r["layer"]: r for r in rows}
-    for name, numel in (("0", 4 * 9), ("3", 3 * 64)):
-        assert eb * numel <= by_layer[name]["bytes_sent"] < eb * numel + 200, by_layer[name]
-    assert by_layer["1"]["op"] == "relu" and by_layer["1"]["bytes_sent"] >= eb * 2 * 4 * 16
-    bundle = [r for r in rows if r["op"] == "setup"]
-    assert sum(r["bytes_sent"] for r in bundle) < 1000 and sum(r["rounds"] for r in bundle) >= 1
+    exchange = [r for r in rows if r["layer"] == "offline-exchange"]
+    if provider == "dealer":
+        for name, numel in (("0", 4 * 9), ("3", 3 * 64)):
+            assert eb * numel <= by_layer[name]["bytes_sent"] < eb * numel + 200, by_layer[name]
+        assert by_layer["1"]["op"] == "relu" and by_layer["1"]["bytes_sent"] >= eb * 2 * 4 * 16
+        assert sum(r["bytes_sent"] for r in exchange) < 1000 and sum(r["rounds"] for r in exchange) >= 1
+        return
+    from protocols import he
+    from protocols.two_party.layers import gc_spec
+    for op in (sm.plan.ops[1], sm.plan.ops[-2]):
+        p = he.choose_params(he.LayerShape.from_plan(sm.plan, op), sm.plan.ring_bits, 8)
+        sent = by_layer[op.name]["bytes_sent"]
+        assert p.query_bytes(2) // 2 < sent < 2 * (p.query_bytes(2) + p.reply_bytes(2)), (op.name, sent)
+    act = sm.plan.ops[2]
+    spec, _ = gc_spec("relu", sm.plan.ring, shift=act.shift, bits=act.value_bits)
+    per_site = spec.info["table_bytes"] + 16 * spec.info["n_eval"] // 8
+    assert by_layer[act.name]["op"] == "relu" and by_layer[act.name]["bytes_sent"] >= 2 * 64 * per_site
+    assert sum(r["bytes_sent"] for r in exchange) < 1000 and max(r["rounds"] for r in exchange) == 2

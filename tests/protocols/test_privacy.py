@@ -8,6 +8,8 @@ must match between the two inputs (two-proportion z-test) and be 1/2 (binomial t
 |z| < 5 over all positions (with ~1000 tests at |z| < 5 the chance of a false alarm is below
 1e-3)."""
 
+import struct
+
 import numpy as np
 import pytest
 import torch
@@ -50,7 +52,7 @@ def z_scores(b1: np.ndarray, b2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("width", [64, "calibrated"])
-@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+@pytest.mark.parametrize("provider", sorted(p for p in PROVIDERS if not PROVIDERS[p].interactive))
 def test_received_messages_do_not_depend_on_the_secret_input(provider, width):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
@@ -64,5 +66,58 @@ def test_received_messages_do_not_depend_on_the_secret_input(provider, width):
     for name, va, vb in (("client", client_a, client_b), ("server", server_a, server_b)):
         assert va.shape == vb.shape and va.shape[1] > 0
         z_diff, z_half = z_scores(bits(va, sm.plan.ring_bits), bits(vb, sm.plan.ring_bits))
+        assert np.abs(z_diff).max() < 5, f"{name}'s view depends on the input (max |z| {np.abs(z_diff).max():.1f})"
+        assert np.abs(z_half).max() < 5, f"{name}'s view is not uniform (max |z| {np.abs(z_half).max():.1f})"
+
+
+# -- two-party: every array each party receives online, over many bundles of one session ------
+
+def two_party_views(plan, weights, x, runs, sites: int):
+    """(client views, server views): per run, the bits of every array received online. Ring
+    vectors (2-D packed arrays) contribute their l bits per element; byte strings their bits,
+    garbler-label buffers without their public header (the last 16 bytes per label are the
+    labels), Circa's bit vector f its `sites` bits without the padding. The client's last
+    message (the server's output share) is its result, not a view."""
+    from two_party import record_bundles
+    l = plan.ring_bits
+    client_views, server_views = [], []
+    for rs, rc in record_bundles(plan, weights, x, runs):
+        client_views.append(np.concatenate([view_bits(v, l, sites) for v in rc[:-1]]))
+        server_views.append(np.concatenate([view_bits(v, l, sites) for v in rs]))
+    return np.stack(client_views), np.stack(server_views)
+
+
+def view_bits(v: np.ndarray, l: int, sites: int) -> np.ndarray:
+    if v.ndim == 2:                                        # packed ring elements: (n, ceil(l/8))
+        wide = np.zeros((v.shape[0], 8), np.uint8)
+        wide[:, :v.shape[1]] = v
+        return bits(wide.reshape(1, -1).view(np.uint64), l)[0]
+    raw = v.tobytes()
+    if raw[:4] == b"PIGL":     # garbler labels: a public header (u32 labels per instance at 12, u64 count at 16)
+        per, count = struct.unpack_from("<IQ", raw, 12)
+        raw = raw[len(raw) - 16 * per * count:]
+    out = np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little")
+    return out[:sites] if len(raw) == (sites + 7) // 8 else out
+
+
+@pytest.mark.parametrize("relu", ["exact", "circa"])
+@pytest.mark.parametrize("width", ["full", "narrow"])
+def test_two_party_received_messages_do_not_depend_on_the_secret_input(relu, width):
+    """At 59 bits and in a narrower ring (exact: the calibrated one; Circa, which the provider
+    runs at 59 bits because of its local rescale: an explicit 40)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
+    x_a = np.array([[3.0, -2.0, 0.5, 1.0]])
+    x_b = np.array([[-7.0, 4.0, 0.0, -0.25]])
+    kw = {}
+    if width == "narrow":
+        kw = {"calibration": torch.tensor(np.vstack([x_a, x_b])), "ring_bits": "calibrated" if relu == "exact" else 40}
+    sm = pi.compile(model, torch.zeros(1, 4), provider="two-party", relu=relu, circa_k=4, **kw)
+    assert (sm.plan.ring_bits < 59) == (width == "narrow")
+    client_a, server_a = two_party_views(sm.plan, sm.weights, x_a, RUNS, sites=3)
+    client_b, server_b = two_party_views(sm.plan, sm.weights, x_b, RUNS, sites=3)
+    for name, va, vb in (("client", client_a, client_b), ("server", server_a, server_b)):
+        assert va.shape == vb.shape and va.shape[1] > 0
+        z_diff, z_half = z_scores(va, vb)
         assert np.abs(z_diff).max() < 5, f"{name}'s view depends on the input (max |z| {np.abs(z_diff).max():.1f})"
         assert np.abs(z_half).max() < 5, f"{name}'s view is not uniform (max |z| {np.abs(z_half).max():.1f})"
