@@ -7,6 +7,9 @@ from pi.report.document import SECTIONS, Section, Table, pct, rel
 from pi.report.measure import circa_gaussian_rate, circa_law
 from pi.report.plots import fig_png, pareto_figure, pyplot
 
+# Local imports: relu_budget.fairness imports torch: it is imported where used, since `pi --help` imports
+# pi.report.
+
 
 def series_name(run: dict) -> str:
     from relu_budget.fairness import series_of
@@ -152,7 +155,31 @@ def section_fairness(audits: list[dict]) -> Section:
         fig = plot_audit(a)
         s.figures.append((f"fairness-{len(s.figures)}", (f"{rel(a['_path'])}: per-group accuracy, accuracy drop "
                           "(worst group and overall) and per-group decision margin vs kept ReLUs."), fig_png(fig)))
+        section_fairness_curves(s, a)
     return s
+
+
+def section_fairness_curves(s: Section, a: dict) -> None:
+    """The audit's worst-group drop vs budget across seeds (mean, 95 % interval), when some
+    point has more than one seed."""
+    from relu_budget.fairness import curves, plot_drop_curve
+    cv = a.get("curves") or curves(a["runs"])
+    if not any(len(p["seeds"]) > 1 for pts in cv.values() for p in pts):
+        return
+    rows = [{"series": series, "budget": p["budget_sites"], "seeds": len(p["seeds"]),
+             **{f"{k}_pts": 100 * p[k]["mean"] for k in ("worst_drop", "overall_drop", "accuracy", "gap")},
+             **{f"{k}_ci": 100 * (p[k]["half"] or 0.0) for k in ("worst_drop", "overall_drop", "accuracy")}}
+            for series, pts in cv.items() for p in pts]
+    s.data.setdefault("curves", []).append({"path": rel(a["_path"]), "rows": rows})
+    s.tables.append(Table(f"{rel(a['_path'])}: worst-group drop vs budget across seeds (mean and 95 % interval "
+                          "half-width, points).",
+                          [("series", "series", "s"), ("budget", "kept ReLUs", ",d"), ("seeds", "seeds", "d"),
+                           ("worst_drop_pts", "worst drop", ".2f"), ("worst_drop_ci", "±", ".2f"),
+                           ("overall_drop_pts", "overall drop", ".2f"), ("overall_drop_ci", "±", ".2f"),
+                           ("accuracy_pts", "acc %", ".2f"), ("accuracy_ci", "±", ".2f"),
+                           ("gap_pts", "acc max−min", ".2f")], rows))
+    s.figures.append((f"fairness-{len(s.figures)}", f"{rel(a['_path'])}: worst-group and overall accuracy drop vs "
+                      "budget, mean and 95 % interval over seeds.", fig_png(plot_drop_curve(a))))
 
 
 def section_circa(bench: dict, faults: list[dict] | None, sim: list[dict] | None, runs: list[dict]) -> Section:

@@ -19,8 +19,12 @@ so its gradient reaches the weights (the published code detaches it, which makes
 for the weights; the tests check that ours is not). It is a batch-aware loss hook for
 `train.fit(extra_loss=...)` and `optimizers.training.train_phase(extra_loss=...)`, which call
 `hook(model, logits, targets)` when the hook has `uses_batch = True`; its `on_epoch_end` does
-the dual step. SNL and AutoReP use it in fine-tuning when their config has
-`fairness_penalty=True` (`relu-budget optimize --fairness-penalty --dual-lr --tolerance`).
+the dual step. `GroupDropConstraint` instead bounds every group's loss increase against the
+all-ReLU teacher, L_g(student) − L_g(teacher) ≤ τ, by its Lagrangian Σ_g λ_g·(L_g − ref_g − τ)
+with dual ascent on λ: it re-weights the groups' losses and never raises one (the penalty can
+level down). SNL, AutoReP and Circa use one of them in fine-tuning when their config has
+`fairness_penalty=True` or `drop_constraint=True` (`relu-budget optimize --fairness-penalty |
+--drop-constraint [--dual-lr --tolerance]`).
 """
 from __future__ import annotations
 
@@ -33,7 +37,11 @@ from relu_budget.fairness.auditing import (
     accuracy_drop,
     audit,
     audit_markdown,
+    curves,
+    curves_markdown,
     group_metrics,
+    mean_interval,
+    plot_drop_curve,
     plot_audit,
     predict_proba,
     resolve_groups,
@@ -48,9 +56,17 @@ from relu_budget.fairness.metrics import (
     log_loss_score,
     margin_score,
 )
-from relu_budget.fairness.mitigation import FairnessSettings, GroupLossPenalty, finetune_hooks
+from relu_budget.fairness.mitigation import (
+    FairnessSettings,
+    GroupDropConstraint,
+    GroupLossPenalty,
+    check_settings,
+    finetune_hooks,
+    reference_group_losses,
+)
 
-__all__ = ["AUDIT_FORMAT", "AUDIT_METRICS", "AUDIT_VERSION", "AuditError", "FairnessSettings", "GroupLossPenalty",
-           "MetricFrame", "accuracy_drop", "accuracy_score", "audit", "audit_markdown", "decision_margins",
+__all__ = ["AUDIT_FORMAT", "AUDIT_METRICS", "AUDIT_VERSION", "AuditError", "FairnessSettings", "GroupDropConstraint", "GroupLossPenalty",
+           "MetricFrame", "accuracy_drop", "accuracy_score", "audit", "audit_markdown", "check_settings", "curves", "curves_markdown",
+           "decision_margins", "mean_interval", "plot_drop_curve",
            "finetune_hooks", "group_metrics", "log_loss_score", "margin_score", "plot_audit", "predict_proba",
-           "resolve_groups", "run_audit_command", "series_of", "validate_audit"]
+           "reference_group_losses", "resolve_groups", "run_audit_command", "series_of", "validate_audit"]

@@ -113,8 +113,10 @@ def audit(entries: Sequence[dict], references: Mapping[str, dict], x: torch.Tens
     """Audits models against their all-ReLU references on (x, y) with group labels.
 
     references: id → {"model": nn.Module, **info}; entries: [{"model": nn.Module, "reference":
-    id, "label": str, "series": str, "relus": int | None, **info}]. Group labels default to the
-    classes. Returns the audit document (plain data; see docs/fairness.md for its fields)."""
+    id, "label": str, "series": str, "relus": int | None, **info}]; instead of "model", "probs"
+    may give the model's class probabilities on (x, y) already computed (N × C). Group labels
+    default to the classes. Returns the audit document (plain data; see docs/fairness.md for
+    its fields)."""
     y = np.asarray(y)
     g, default_names, source = resolve_groups(y, groups)
     names = dict(group_names or default_names)
@@ -122,17 +124,17 @@ def audit(entries: Sequence[dict], references: Mapping[str, dict], x: torch.Tens
         raise AuditError("an audit needs at least one all-ReLU reference model")
     ref_docs = {}
     for rid, ref in references.items():
-        probs = predict_proba(ref["model"], x, batch_size, seed)
-        ref_docs[rid] = {"id": rid, **{k: v for k, v in ref.items() if k != "model"},
+        probs = _probs_of(ref, x, batch_size, seed)
+        ref_docs[rid] = {"id": rid, **{k: v for k, v in ref.items() if k not in ("model", "probs")},
                          "metrics": group_metrics(y, probs, g)}
     runs = []
     for e in entries:
         if e.get("reference") not in ref_docs:
             raise AuditError(f"{e.get('label')}: unknown reference {e.get('reference')!r} "
                              f"(known: {', '.join(ref_docs)})")
-        probs = predict_proba(e["model"], x, batch_size, seed)
+        probs = _probs_of(e, x, batch_size, seed)
         m = group_metrics(y, probs, g)
-        doc = {k: v for k, v in e.items() if k != "model"}
+        doc = {k: v for k, v in e.items() if k not in ("model", "probs")}
         doc.update({"metrics": m, "drop": accuracy_drop(m, ref_docs[e["reference"]]["metrics"])})
         runs.append(doc)
     runs.sort(key=lambda r: (r.get("series", ""), -(r.get("relus") or 0)))
@@ -141,7 +143,16 @@ def audit(entries: Sequence[dict], references: Mapping[str, dict], x: torch.Tens
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **(meta or {}), "n": len(y),
             "groups": {"source": source, "names": names, "counts": counts},
-            "references": list(ref_docs.values()), "runs": runs}
+            "references": list(ref_docs.values()), "runs": runs, "curves": curves(runs)}
+
+
+def _probs_of(item: dict, x: torch.Tensor, batch_size: int, seed: int) -> np.ndarray:
+    if item.get("probs") is None:
+        return predict_proba(item["model"], x, batch_size, seed)
+    probs = np.asarray(item["probs"], dtype=np.float64)
+    if probs.ndim != 2 or len(probs) != len(x):
+        raise AuditError(f"{item.get('label', '?')}: probabilities of shape {probs.shape} for {len(x)} examples")
+    return probs
 
 
 def validate_audit(doc: dict, where: str = "audit") -> dict:
@@ -179,21 +190,24 @@ def audit_markdown(doc: dict) -> str:
                  f"{doc['groups']['source']} ({len(order)} groups: "
                  + ", ".join(f"{k} = {names[k]} (n={doc['groups']['counts'].get(k, 0)})" for k in order) + ")")
     lines += ["", "### Summary (accuracy in %, drop = all-ReLU reference − model, in points)", "",
-              ("| model | series | kept ReLUs | accuracy | worst-group acc (group) | acc max−min | acc min/max | "
+              ("| model | series | seed | kept ReLUs | accuracy | worst-group acc (group) | acc max−min | acc min/max | "
               "worst-group drop (group) | mean drop | overall drop | min group margin |"),
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for ref in doc["references"]:
         a = ref["metrics"]["accuracy"]
-        lines.append(f"| {ref.get('label', ref['id'])} (reference) | all-ReLU | {ref.get('relus', '-')} | "
+        lines.append(f"| {ref.get('label', ref['id'])} (reference) | all-ReLU | - | {ref.get('relus', '-')} | "
                      f"{_pct(a['overall'])} | {_pct(a['group_min'])} ({names.get(a['argmin'], a['argmin'])}) | "
                      f"{_pct(a['difference'])} | {a['ratio']:.3f} | - | - | - | "
                      f"{ref['metrics']['margin']['group_min']:.3f} |")
     for r in doc["runs"]:
         a, d = r["metrics"]["accuracy"], r["drop"]
-        lines.append(f"| {r.get('label', '?')} | {r.get('series', '')} | {r.get('relus', '-')} | {_pct(a['overall'])} | "
+        lines.append(f"| {r.get('label', '?')} | {r.get('series', '')} | {r.get('seed', '-')} | {r.get('relus', '-')} | "
+                     f"{_pct(a['overall'])} | "
                      f"{_pct(a['group_min'])} ({names.get(a['argmin'], a['argmin'])}) | {_pct(a['difference'])} | "
                      f"{a['ratio']:.3f} | {_pct(d['worst'])} ({names.get(d['worst_group'], d['worst_group'])}) | "
                      f"{_pct(d['mean'])} | {_pct(d['overall'])} | {r['metrics']['margin']['group_min']:.3f} |")
+    if doc["runs"]:
+        lines += ["", curves_markdown(doc).rstrip("\n")]
     for metric, title, fmt in (("accuracy", "Per-group accuracy (%)", _pct),
                                ("margin", "Per-group mean decision margin (top-1 − top-2 probability)",
                                 lambda v: f"{v:.3f}")):
@@ -277,12 +291,123 @@ def plot_audit(doc: dict, path=None, *, figsize=(13, 4.2)):
 
 def series_of(metrics: dict) -> str:
     """How runs are grouped into curves: the method, plus '+fairness (μ=…, tol=…)' with the
-    penalty (runs with other penalty settings are other curves)."""
+    loss-gap penalty or '+drop-constraint (μ=…, τ=…)' with the drop constraint (runs with other
+    settings are other curves; seeds are not part of the series)."""
     cfg = metrics.get("config") or {}
+    method = metrics.get("method", "?")
+    if cfg.get("drop_constraint"):
+        return f"{method} +drop-constraint (μ={cfg.get('dual_lr', 0.1):g}, τ={cfg.get('tolerance', 0.0):g})"
     if not cfg.get("fairness_penalty"):
-        return metrics.get("method", "?")
+        return method
     tol = f", tol={cfg['tolerance']:g}" if cfg.get("tolerance") else ""
-    return f"{metrics.get('method', '?')} +fairness (μ={cfg.get('dual_lr', 0.1):g}{tol})"
+    return f"{method} +fairness (μ={cfg.get('dual_lr', 0.1):g}{tol})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Curves across seeds: mean and 95 % interval per series and budget
+# ---------------------------------------------------------------------------------------------
+
+# Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom (normal beyond).
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042]
+
+
+def mean_interval(values: Sequence[float]) -> dict:
+    """Mean and 95 % t-interval of the mean over independent runs (seeds): {mean, half, lo, hi,
+    n, values}; half is None for a single run."""
+    v = np.asarray(list(values), dtype=float)
+    if v.size == 0:
+        raise AuditError("no values to summarize")
+    mean = float(v.mean())
+    half = None
+    if v.size > 1:
+        t = _T975[v.size - 2] if v.size - 1 <= len(_T975) else 1.96
+        half = float(t * v.std(ddof=1) / math.sqrt(v.size))
+    return {"mean": mean, "half": half, "lo": None if half is None else mean - half,
+            "hi": None if half is None else mean + half, "n": int(v.size), "values": [float(x) for x in v]}
+
+
+CURVE_METRICS = {   # curve field → value of one audited run
+    "worst_drop": lambda r: r["drop"]["worst"],
+    "overall_drop": lambda r: r["drop"]["overall"],
+    "accuracy": lambda r: r["metrics"]["accuracy"]["overall"],
+    "gap": lambda r: r["metrics"]["accuracy"]["difference"],
+    "worst_group_accuracy": lambda r: r["metrics"]["accuracy"]["group_min"],
+    "min_group_margin": lambda r: r["metrics"]["margin"]["group_min"],
+}
+
+
+def curves(runs: Sequence[dict]) -> dict:
+    """The audited runs grouped by series and budget (kept sites), across seeds: per point the
+    seeds and, for every CURVE_METRICS field, `mean_interval` over the seeds. Ordered by budget."""
+    points: dict[str, dict] = {}
+    for r in runs:
+        key = r.get("budget_sites") if r.get("budget_sites") is not None else r.get("relus")
+        points.setdefault(r.get("series", "runs"), {}).setdefault(key, []).append(r)
+    out = {}
+    for series, by_budget in sorted(points.items()):
+        rows = []
+        for budget, rs in sorted(by_budget.items(), key=lambda kv: -(kv[0] or 0)):
+            rows.append({"budget_sites": budget, "relus": rs[0].get("relus"), "seeds": [r.get("seed") for r in rs],
+                         **{k: mean_interval([f(r) for r in rs]) for k, f in CURVE_METRICS.items()}})
+        out[series] = rows
+    return out
+
+
+def _ci(m: dict, scale: float = 100.0, digits: int = 2) -> str:
+    if m["half"] is None:
+        return f"{scale * m['mean']:.{digits}f}"
+    return f"{scale * m['mean']:.{digits}f} ± {scale * m['half']:.{digits}f}"
+
+
+def curves_markdown(doc: dict) -> str:
+    """The worst-group drop vs budget table across seeds (mean ± 95 % half-width)."""
+    cv = doc.get("curves") or curves(doc["runs"])
+    lines = ["### Worst-group drop vs budget across seeds (mean ± 95 % interval half-width, t over seeds)", "",
+             "| series | kept ReLUs | seeds | worst-group drop (pts) | overall drop (pts) | accuracy % | "
+             "acc max−min (pts) | worst-group acc % | min group margin |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for series, rows in cv.items():
+        for p in rows:
+            lines.append(f"| {series} | {p['budget_sites']} | {len(p['seeds'])} | {_ci(p['worst_drop'])} | "
+                         f"{_ci(p['overall_drop'])} | {_ci(p['accuracy'])} | {_ci(p['gap'])} | "
+                         f"{_ci(p['worst_group_accuracy'])} | {_ci(p['min_group_margin'], 1.0, 3)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_drop_curve(doc: dict, path=None, *, figsize=(6.5, 4.2)):
+    """The worst-group accuracy drop (solid) and overall drop (dotted) vs kept ReLUs, one colour
+    per series, mean over seeds with 95 % interval bars. Saves to `path`; returns the figure."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cv = doc.get("curves") or curves(doc["runs"])
+    fig, ax = plt.subplots(figsize=figsize)
+    for i, (series, rows) in enumerate(cv.items()):
+        rows = sorted(rows, key=lambda p: p["budget_sites"] or 0)
+        xs = [(p["budget_sites"] or 0) * (1 + 0.03 * (i - (len(cv) - 1) / 2)) for p in rows]   # dodge the bars
+        for field, style, label in (("worst_drop", "-o", f"{series}: worst group"),
+                                    ("overall_drop", ":s", f"{series}: overall")):
+            ys = [100 * p[field]["mean"] for p in rows]
+            err = [100 * (p[field]["half"] or 0.0) for p in rows]
+            ax.errorbar(xs, ys, yerr=err, fmt=style, color=f"C{i}", capsize=3, ms=4, label=label,
+                        alpha=1.0 if field == "worst_drop" else 0.6)
+    n = sorted({len(p["seeds"]) for rows in cv.values() for p in rows})
+    ax.set_title(f"accuracy drop vs all-ReLU (mean, 95 % interval over {'/'.join(map(str, n))} seeds)", fontsize=9)
+    ax.set_xlabel("kept ReLU sites (budget)")
+    ax.set_ylabel("drop (points)")
+    ax.axhline(0, color="gray", lw=0.8)
+    if cv and all((p["budget_sites"] or 0) > 0 for rows in cv.values() for p in rows):
+        ax.set_xscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6.5)
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
 
 
 def run_audit_command(args, load_run, load_splits) -> dict:
@@ -330,8 +455,9 @@ def run_audit_command(args, load_run, load_splits) -> dict:
         entries.append({"model": model, "reference": rid, "label": str(rdir), "dir": str(rdir),
                         "series": series_of(m), "method": m.get("method"), "relus": m.get("relus"),
                         "total_sites": m.get("total_sites"), "budget_sites": m.get("budget_sites"),
-                        "train_dataset": m.get("dataset"),
-                        "fairness": {k: cfg.get(k) for k in ("fairness_penalty", "dual_lr", "tolerance")},
+                        "seed": m.get("seed", cfg.get("seed")), "train_dataset": m.get("dataset"),
+                        "fairness": {k: cfg.get(k) for k in ("fairness_penalty", "drop_constraint", "dual_lr",
+                                                             "tolerance")},
                         "optimize_command": m.get("command")})
     meta = {"command": "relu-budget " + " ".join(args.argv), "dataset": dataset, "split": args.split}
     doc = audit(entries, references, x, y.numpy(), groups, group_names=names, batch_size=args.batch_size,
@@ -343,8 +469,9 @@ def run_audit_command(args, load_run, load_splits) -> dict:
         (out / "audit.json").write_text(json.dumps(doc, indent=1) + "\n")
         (out / "audit.md").write_text("# Fairness audit\n\n" + md)
         plot_audit(doc, out / "audit.png")
+        plot_drop_curve(doc, out / "drop_curve.png")
         print(md)
-        print(f"wrote {out}/audit.json, audit.md, audit.png")
+        print(f"wrote {out}/audit.json, audit.md, audit.png, drop_curve.png")
     else:
         print(md)
     return doc

@@ -53,7 +53,7 @@ NAME = "autorep"
 
 
 @dataclass
-class AutoRePConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tuning penalty (fairness/mitigation.py)
+class AutoRePConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tuning mitigations (fairness/mitigation.py)
     lam: float = 100.0              # budget penalty weight λ
     threshold: float = 0.003        # hysteresis t
     alpha_lr: float = 1e-3          # Adam learning rate of α
@@ -284,7 +284,7 @@ def optimize(model: nn.Module, splits, budget, config: AutoRePConfig | dict | No
     ft_groups = [{"params": weights, "lr": config.finetune_lr}, {"params": coeffs, "lr": config.finetune_lr}]
     for a in alphas:
         a.requires_grad_(False)
-    hooks = finetune_hooks(config, splits)
+    hooks = finetune_hooks(config, splits, teacher=teacher)
     hooks["extra_loss"] = _plus(in_range, hooks.get("extra_loss"))
     ft = train_phase(student, splits, config, name="autorep_finetune", epochs=config.finetune_epochs,
                      optimizer=config.finetune_optimizer, lr=config.finetune_lr, teacher=teacher,

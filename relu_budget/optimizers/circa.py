@@ -16,7 +16,9 @@ simulated in the forward pass (relu_budget.circa_sim has the fault law).
    the tolerance is halved and the allocation redone (up to `tolerance_retries` times) while the
    combined drop exceeds it.
 4. Circa-aware fine-tuning: the faults are drawn in every training forward pass; model
-   selection uses the validation accuracy with (seeded) faults.
+   selection uses the validation accuracy with (seeded) faults. With `fairness_penalty` or
+   `drop_constraint` this fine-tuning (like SNL's before it) adds that mitigation, and selects
+   epochs by its validation criterion (with faults).
 
 The final metrics are with simulated faults (averaged over `sim_repeats` draws) and also
 report `accuracy_without_faults`. Kept sites (ReLU + Circa) equal the budget of the base.
@@ -32,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from relu_budget import circa_sim
+from relu_budget.fairness import finetune_hooks
 from relu_budget.allocation import allocate
 from relu_budget.models import CIRCA, RELU, relu_sites
 from relu_budget.optimizers import snl
@@ -184,19 +187,26 @@ def optimize(model: nn.Module, splits, budget, config: CircaConfig | dict | None
         store.save("circa_selection", {"model": student.state_dict(), "site_meta": site_meta(student),
                                        "info": info["selection"]})
 
-    def metric(m):
+    # Fault-aware fine-tuning, with the fairness mitigation if configured (its loss hook sees the
+    # faulty training forwards; its validation metric simulates faults itself).
+    hooks = finetune_hooks(config, splits, lambda m: evaluate_split(m, splits, "val", config, config.sim_repeats),
+                           teacher)
+    inner = hooks["metric"]
+
+    def metric(m):   # validation simulates faults with its own seed: the training simulation steps aside
         circa_sim.detach(m)
         try:
-            return evaluate_split(m, splits, "val", config, config.sim_repeats)
+            return inner(m)
         finally:
             circa_sim.attach(m, config.frac_bits, config.scale_bits)
+    hooks["metric"] = metric
 
     circa_sim.attach(student, config.frac_bits, config.scale_bits)     # faults in training forwards
     try:
         ft = train_phase(student, splits, config, name="circa_finetune",
                          epochs=config.finetune_epochs if config.circa_epochs is None else config.circa_epochs,
                          optimizer=config.finetune_optimizer, lr=config.finetune_lr, teacher=teacher, store=store,
-                         progress=progress, metric=metric)
+                         progress=progress, **hooks)
     finally:
         circa_sim.detach(student)
     info["finetune_best"] = ft["best"]

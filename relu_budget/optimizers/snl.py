@@ -16,7 +16,9 @@ Per-channel masks keep whole channels (largest α first, skipping channels that 
 fit), so the count is ≤ B there.
 
 Phase 2: the policy is fixed; fine-tune with CE + KD (SGD, lr 1e-3, momentum 0.9, wd 5e-4,
-cosine), keeping the epoch with the best validation accuracy (never test).
+cosine), keeping the epoch with the best validation accuracy (never test). With
+`fairness_penalty` or `drop_constraint` the fine-tuning adds that mitigation
+(relu_budget/fairness/mitigation.py).
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ NAME = "snl"
 
 
 @dataclass
-class SNLConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tuning penalty (fairness/mitigation.py)
+class SNLConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tuning mitigations (fairness/mitigation.py)
     lam: float = 1e-5               # L1 weight on Σα (per site); short schedules: 1e-4 (docs)
     lam_growth: float = 1.1
     lam_warmup_epochs: int = 5      # λ may grow only from this epoch on
@@ -55,6 +57,7 @@ class SNLConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fine-tu
     fill_to_budget: bool = True     # binarize to exactly B sites (pixel granularity)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.lam_schedule not in ("stall", "track"):
             raise ValueError(f"lam_schedule must be 'stall' or 'track', got {self.lam_schedule!r}")
         if self.granularity not in ("pixel", "channel"):

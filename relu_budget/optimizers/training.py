@@ -158,7 +158,8 @@ def train_phase(model: nn.Module, splits, config: OptimizeConfig, *, name: str, 
 
     loss = CE (or distillation when `teacher`) + extra_loss(model) (or extra_loss(model,
     logits, labels) for a hook with `uses_batch`). After every epoch the validation accuracy
-    is measured (`metric(model)` if given); `on_epoch_end(epoch, row,
+    is measured (`metric(model)` if given; when it returns a `score`, epochs are selected by the
+    score instead of the accuracy, and rows carry it as `val_score`); `on_epoch_end(epoch, row,
     state)` may change `state` (plain data, saved with the checkpoint) and return True to stop.
     With select_best the weights of the best validation epoch are restored at the end.
     Returns {"history", "best", "state", "epochs_run"}. A finished phase found in `store` is
@@ -184,6 +185,7 @@ def train_phase(model: nn.Module, splits, config: OptimizeConfig, *, name: str, 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     val_loader = splits.loader("val", config.eval_batch_size)
     history, best, best_state, start = [], {"val_accuracy": -1.0, "epoch": 0}, None, 0
+    best_score = -math.inf
     partial = store.load(name, "partial")
     if partial is not None:
         load_model_state(model, partial["model"], partial.get("site_meta"))
@@ -191,6 +193,8 @@ def train_phase(model: nn.Module, splits, config: OptimizeConfig, *, name: str, 
         sched.load_state_dict(partial["scheduler"])
         history, best, start = partial["history"], partial["best"], partial["epoch"]
         best_state = partial.get("best_model")
+        if best["epoch"] > 0:
+            best_score = best.get("score", best["val_accuracy"])
         state.update(partial.get("state", {}))
         torch.set_rng_state(partial["rng"])
     rank, world = dist_info()
@@ -216,15 +220,21 @@ def train_phase(model: nn.Module, splits, config: OptimizeConfig, *, name: str, 
         row = {"phase": name, "epoch": epoch + 1, "train_loss": train_loss,
                "val_accuracy": val["accuracy"], "val_loss": val["loss"],
                "lr": opt.param_groups[0]["lr"]}
+        if "score" in val:
+            row["val_score"] = val["score"]
         stop = bool(on_epoch_end(epoch + 1, row, state)) if on_epoch_end is not None else False
         history.append(row)
         if show:
             extra = " ".join(f"{k}={v}" for k, v in row.items() if k not in
-                             ("phase", "epoch", "train_loss", "val_accuracy", "val_loss", "lr"))
+                             ("phase", "epoch", "train_loss", "val_accuracy", "val_loss", "lr", "val_score"))
             tqdm.write(f"{name} epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.4f}, "
                        f"val acc {100 * row['val_accuracy']:.2f}% {extra}")
-        if select_best and row["val_accuracy"] > best["val_accuracy"]:
+        score = row.get("val_score", row["val_accuracy"])
+        if select_best and score > best_score:
             best = {"val_accuracy": row["val_accuracy"], "epoch": epoch + 1}
+            if "val_score" in row:
+                best["score"] = row["val_score"]
+            best_score = score
             best_state = snapshot(model)
         epochs_run = epoch + 1
         store.save(name, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -247,8 +257,10 @@ def finetune(model: nn.Module, splits, config: OptimizeConfig, teacher, store: P
     """Phase 2 of every method: the policy is fixed, weights are fine-tuned with CE + KD,
     the best validation epoch is kept. With `config.fairness_penalty`, the group loss-gap
     penalty with dual ascent is added and the epoch with the best worst-group validation
-    accuracy is kept (relu_budget/fairness/mitigation.py)."""
+    accuracy is kept; with `config.drop_constraint`, the per-group drop constraint against
+    `teacher` and the epoch with the smallest worst-group validation accuracy drop
+    (relu_budget/fairness/mitigation.py)."""
     from relu_budget.fairness import finetune_hooks
     return train_phase(model, splits, config, name=name, epochs=config.finetune_epochs if epochs is None else epochs,
                        optimizer=config.finetune_optimizer, lr=config.finetune_lr, teacher=teacher,
-                       store=store, progress=progress, **finetune_hooks(config, splits, metric))
+                       store=store, progress=progress, **finetune_hooks(config, splits, metric, teacher))

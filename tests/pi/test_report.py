@@ -173,7 +173,7 @@ def test_report_numbers_come_from_the_inputs(inputs, built):
     assert re.search(r"\| \d+\.\d\d % \|", md) and re.search(r"\d+(\.\d+)? (KB|MB) \|", md)
     # Per-layer rows carry people's names: no builder-internal op name is shown.
     names = [r["name"] for r in secs["layers"]["data"]["rows"]]
-    assert any(n.startswith("fixed-point") or n.startswith("residual add") for n in names)
+    assert any(n.startswith(("fixed-point", "residual add")) for n in names)
     assert not any(re.fullmatch(r"(upscale|to_masked|trunc|add|pool)_?\d*", n) for n in names), names
     for s in sections:
         for name, _c, _png in s.figures:
@@ -233,7 +233,7 @@ def test_reproduce_commands_point_where_the_runs_are_now(tmp_path):
     runs = [{"_dir": str(run), "command": f"relu-budget optimize --budget 5% --out {gone}/runs/snl-5 "
                                            f"--teacher {gone}/runs/teacher.pt"}]
     cmds, work = portable_commands([runs[0]["command"], f"relu-budget audit {gone}/runs/snl-5 --out audit"], runs)
-    assert f"--out {str(run)}" in cmds[0] or "--out kept/snl-5" in cmds[0]
+    assert f"--out {run!s}" in cmds[0] or "--out kept/snl-5" in cmds[0]
     assert "/tmp/gone" not in " ".join(cmds) and work
     assert "--teacher WORK/runs/teacher.pt" in cmds[0] and cmds[1].startswith("relu-budget audit " + cmds[0].split("--out ")[1].split()[0])
 
@@ -247,3 +247,34 @@ def test_best_per_budget_picks_the_most_accurate_run_of_each_budget():
     assert [(r["budget"], r["best"], r["runner_up"]) for r in best] == [(100, "autorep", "snl (80.00 %)"),
                                                                          (10, "deepreduce", "-")]
     assert best[0]["budget_share"] == 0.1 and best[0]["cost_source"] == "predicted"
+
+
+def test_fairness_section_shows_the_drop_curve_across_seeds(tmp_path):
+    """An audit whose series have several seeds per budget: the fairness section adds the
+    worst-group drop vs budget table (mean and 95 % half-width over seeds) and its figure."""
+    from pi.report.tradeoffs import section_fairness
+    from relu_budget.fairness import audit, mean_interval
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+
+    def probs(noise):   # class probabilities that are right except on a `noise` share
+        p = np.full((len(y), 3), 0.1)
+        wrong = rng.random(len(y)) < noise
+        p[np.arange(len(y)), np.where(wrong, (y + 1) % 3, y)] = 0.8
+        return p
+    refs = {f"t{s}": {"probs": probs(0.05), "relus": 100} for s in range(3)}
+    entries = [{"probs": probs(0.05 + 0.1 * b / 50), "reference": f"t{s}", "label": f"s{s}-b{b}", "series": "snl",
+                "relus": b, "budget_sites": b, "seed": s} for s in range(3) for b in (10, 50)]
+    doc = audit(entries, refs, np.zeros((len(y), 1)), y)
+    doc["_path"] = str(tmp_path / "audit.json")
+    sec = section_fairness([doc])
+    curve = sec.data["curves"][0]["rows"]
+    assert [(r["budget"], r["seeds"]) for r in curve] == [(50, 3), (10, 3)]
+    want = mean_interval([r["drop"]["worst"] for r in doc["runs"] if r["budget_sites"] == 10])
+    assert curve[1]["worst_drop_pts"] == pytest.approx(100 * want["mean"])
+    assert curve[1]["worst_drop_ci"] == pytest.approx(100 * want["half"])
+    assert any("across seeds" in t.title for t in sec.tables) and len(sec.figures) == 2
+    # One seed per point: no curve table (the per-run table already says it all).
+    single = audit(entries[:2], {"t0": refs["t0"]}, np.zeros((len(y), 1)), y)
+    single["_path"] = doc["_path"]
+    assert "curves" not in section_fairness([single]).data and len(section_fairness([single]).figures) == 1

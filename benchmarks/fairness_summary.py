@@ -1,0 +1,117 @@
+"""Summary of a `relu-budget audit` of the fairness experiment (benchmarks/fairness_experiment.py):
+per budget and method, mean and 95 % interval over seeds of the worst-class drop, the
+majority (classes 0-4) / minority (5-9) drops and the overall accuracy, and the target check:
+does the drop constraint cut the worst-group drop against the all-ReLU teacher by >= 30 %
+relative to plain SNL, at <= 0.5 point of overall accuracy, with the 95 % intervals of the
+worst-group drop not overlapping?
+
+    python benchmarks/fairness_summary.py AUDIT.json [AUDIT.json ...] > summary.md
+
+The two-group view is computed from the per-class test accuracies and margins: the test split
+has 1 000 images per class, so a group's accuracy is the mean of its classes' accuracies.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from relu_budget.fairness import mean_interval
+
+MINORITY = {"5", "6", "7", "8", "9"}
+LABELS = {"snl": "plain SNL", "+fairness": "loss-gap penalty", "+drop-constraint": "drop constraint"}
+
+
+def method_of(series: str) -> str:
+    for key in ("+drop-constraint", "+fairness"):
+        if key in series:
+            return key
+    return "snl"
+
+
+def per_run(run: dict, ref: dict) -> dict:
+    acc, racc = run["metrics"]["accuracy"]["by_group"], ref["metrics"]["accuracy"]["by_group"]
+    maj = [g for g in acc if g not in MINORITY]
+    mino = [g for g in acc if g in MINORITY]
+    d_maj = np.mean([racc[g] for g in maj]) - np.mean([acc[g] for g in maj])
+    d_min = np.mean([racc[g] for g in mino]) - np.mean([acc[g] for g in mino])
+    return {"worst_class_drop": run["drop"]["worst"], "worst_class": run["drop"]["worst_group"],
+            "two_group_worst_drop": max(d_maj, d_min), "majority_drop": d_maj, "minority_drop": d_min,
+            "accuracy": run["metrics"]["accuracy"]["overall"], "overall_drop": run["drop"]["overall"],
+            "gap": run["metrics"]["accuracy"]["difference"],
+            "minority_margin_drop": np.mean([run["drop"]["margin_by_group"][g] for g in mino])}
+
+
+def ci(m: dict, scale=100.0) -> str:
+    return f"{scale * m['mean']:.2f}" + ("" if m["half"] is None else f" ± {scale * m['half']:.2f}")
+
+
+def summarize(doc: dict) -> str:
+    refs = {r["id"]: r for r in doc["references"]}
+    names = doc["groups"]["names"]
+    table: dict[tuple, list[dict]] = {}
+    for r in doc["runs"]:
+        table.setdefault((r["budget_sites"], method_of(r["series"])), []).append(
+            {**per_run(r, refs[r["reference"]]), "seed": r.get("seed")})
+    arch = {r.get("optimize_command", "").split("--arch ")[-1].split()[0] for r in doc["runs"]} if doc["runs"] else set()
+    lines = [f"## {', '.join(sorted(arch))}: {len(refs)} teachers (one per seed)", ""]
+    t_acc = mean_interval([ref["metrics"]["accuracy"]["overall"] for ref in refs.values()])
+    t_min = mean_interval([ref["metrics"]["accuracy"]["group_min"] for ref in refs.values()])
+    lines.append(f"All-ReLU teachers: test accuracy {ci(t_acc)} %, worst class {ci(t_min)} %.")
+    lines += ["", "Mean ± 95 % interval half-width over seeds (t, n − 1 df); drops in points vs each seed's teacher.",
+              "", "| kept sites | method | seeds | worst-class drop | worst class (per seed) | two-group worst drop | "
+              "majority drop | minority drop | overall accuracy % | acc max−min |",
+              "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    budgets = sorted({b for b, _ in table}, reverse=True)
+    verdicts = []
+    for b in budgets:
+        for m in ("snl", "+fairness", "+drop-constraint"):
+            rs = table.get((b, m))
+            if not rs:
+                continue
+            s = {k: mean_interval([r[k] for r in rs]) for k in ("worst_class_drop", "two_group_worst_drop",
+                                                                  "majority_drop", "minority_drop", "accuracy", "gap")}
+            lines.append(f"| {b} | {LABELS[m]} | {len(rs)} | {ci(s['worst_class_drop'])} | "
+                         f"{', '.join(names.get(r['worst_class'], r['worst_class']) for r in rs)} | "
+                         f"{ci(s['two_group_worst_drop'])} | {ci(s['majority_drop'])} | {ci(s['minority_drop'])} | "
+                         f"{ci(s['accuracy'])} | {ci(s['gap'])} |")
+        plain, drop = table.get((b, "snl")), table.get((b, "+drop-constraint"))
+        if plain and drop:
+            for key, what in (("worst_class_drop", "worst class"), ("two_group_worst_drop", "two groups")):
+                p = mean_interval([r[key] for r in plain])
+                d = mean_interval([r[key] for r in drop])
+                pa = mean_interval([r["accuracy"] for r in plain])
+                da = mean_interval([r["accuracy"] for r in drop])
+                cut = 1 - d["mean"] / p["mean"] if p["mean"] > 0 else float("nan")
+                apart = (p["lo"] is not None and d["hi"] is not None and d["hi"] < p["lo"])
+                acc_cost = 100 * (pa["mean"] - da["mean"])
+                ok = cut >= 0.30 and acc_cost <= 0.5 and apart
+                verdicts.append(f"| {b} | {what} | {100 * p['mean']:.2f} [{_lo_hi(p)}] | {100 * d['mean']:.2f} "
+                                f"[{_lo_hi(d)}] | {100 * cut:.0f} % | {acc_cost:+.2f} | "
+                                f"{'yes' if apart else 'no'} | {'**met**' if ok else 'not met'} |")
+    if verdicts:
+        lines += ["", "Target: drop constraint vs plain SNL, worst-group drop cut ≥ 30 %, overall accuracy cost ≤ 0.5 "
+                  "point, 95 % intervals of the worst-group drop not overlapping.", "",
+                  "| kept sites | groups | plain: worst drop [95 %] | constraint: worst drop [95 %] | cut | "
+                  "accuracy cost (pts) | intervals apart | target |", "|---:|---|---:|---:|---:|---:|---|---|", *verdicts]
+    return "\n".join(lines) + "\n"
+
+
+def _lo_hi(m: dict) -> str:
+    return "-" if m["lo"] is None else f"{100 * m['lo']:.2f}, {100 * m['hi']:.2f}"
+
+
+def main(argv=None) -> int:
+    paths = sys.argv[1:] if argv is None else argv
+    if not paths:
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        return 2
+    for p in paths:
+        with open(p) as f:
+            print(summarize(json.load(f)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
