@@ -14,7 +14,7 @@ import importlib
 _EXPORTS = {"compile": "pi.secure_model", "load": "pi.secure_model", "SecureModel": "pi.secure_model",
             "CostReport": "pi.secure_model", "serve": "pi.serving", "connect": "pi.serving",
             "Endpoint": "pi.serving"}
-__all__ = ["compile", "load", "serve", "connect", "Endpoint", "SecureModel", "CostReport"]
+__all__ = ["CostReport", "Endpoint", "SecureModel", "compile", "connect", "load", "serve"]
 
 
 def __getattr__(name):

@@ -4,8 +4,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+# Local imports: torch (through relu_budget) and matplotlib are imported by the loaders only: `pi --help`
+# and the client side import this module without them.
+
+if TYPE_CHECKING:       # the annotation only: loading the assets needs torch, importing this module does not
+    import torch
 
 ASSETS_ENV = "PI_ASSETS_DIR"
 

@@ -11,13 +11,14 @@ import os
 import sys
 
 from pi.errors import error_line, user_errors
+from relu_budget.cli_parser import OneLineParser
 
 DEBUG_ENV = "PI_DEBUG"   # set to 1 to see the traceback behind a one-line error
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     from pi import bench, commands, demo, report, soak
-    parser = argparse.ArgumentParser(prog="pi", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="pi", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # The benchmark targets import torch; they are loaded only when `pi bench` is asked for.
     wants_bench = argv is None or "bench" in argv

@@ -9,6 +9,9 @@ import numpy as np
 
 from pi.config import ConfigError, DeployConfig, add_common_flags, add_limit_flags
 
+PROVIDER_HELP = ("dealer: a third process makes the one-time material (secure if it colludes with neither "
+                 "party); two-party: client and server alone (HE + garbled circuits, rings of at most 59 bits)")
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("compile", help="compile a trained checkpoint into a server bundle")
@@ -30,6 +33,8 @@ def add_parser(sub) -> None:
                    help="input normalization of pixel intensities in [0, 1] (default: the checkpoint's dataset's); "
                         "per channel: m1,m2,m3,s1,s2,s3")
     p.add_argument("--classes", help="comma-separated class names (default: the checkpoint's dataset's)")
+    p.add_argument("--provider", default="dealer", choices=["dealer", "two-party"],
+                   help="the preprocessing the bundle is compiled for (sets its ring width limit); " + PROVIDER_HELP)
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("keys", help="make a self-signed TLS certificate and key (server, dealer and every "
@@ -49,6 +54,10 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("serve", help="serve a compiled model to clients")
     p.add_argument("--model", required=True, help="server bundle from `pi compile`")
+    p.add_argument("--provider", choices=["dealer", "two-party"],
+                   help="default: the bundle's (from `pi compile --provider`); two-party needs no dealer. " + PROVIDER_HELP)
+    p.add_argument("--max-stored", type=int, default=None,
+                   help="preprocessed bundles one client connection may hold (default 64)")
     add_common_flags(p)
     add_limit_flags(p)
     p.set_defaults(func=cmd_serve)
@@ -62,6 +71,13 @@ def add_parser(sub) -> None:
     p.add_argument("--resize", action="store_true",
                    help="scale images to the model's input size (default: refuse another size)")
     p.add_argument("--timeout", type=float, help="seconds to wait for a silent server or dealer (default 60)")
+    p.add_argument("--provider", choices=["dealer", "two-party"],
+                   help="the provider the client expects (default: the server's; a mismatch is refused). "
+                        "two-party needs no dealer flags")
+    p.add_argument("--preprocess", type=int, default=0, metavar="N",
+                   help="first run N offline phases (before any input is read into the protocol): N one-time "
+                        "bundles on each side, used in order by the inferences that follow; prints the offline "
+                        "work and the client's stored bytes per inference apart from each input's online latency")
     add_common_flags(p)
     p.set_defaults(func=cmd_infer)
 
@@ -137,7 +153,7 @@ def cmd_compile(args) -> int:
         policy = load_policy(policy)          # a PolicyError names what is wrong with the directory
     sm = pi.compile(model, example, policy=policy, relu=args.relu, circa_k=args.circa_k,
                     circa_mode=args.circa_mode, frac_bits=args.frac_bits, output=args.output,
-                    calibration=calibration, normalization=normalization, classes=classes)
+                    calibration=calibration, normalization=normalization, classes=classes, provider=args.provider)
     sm.plan.meta.update({"dataset": meta.get("dataset"), "arch": meta.get("arch")})
     sm.save(args.out)
     print(sm.summary())
@@ -146,7 +162,7 @@ def cmd_compile(args) -> int:
           + (f"normalization mean {list(c.mean)} std {list(c.std)}, " if c.mean else "no normalization (PNG refused), ")
           + (f"{len(c.classes)} class names, " if c.classes else "no class names, ")
           + (f"calibrated range [{c.range[0]:.4g}, {c.range[1]:.4g}]" if c.range else "no calibration (full ring)"))
-    print(f"wrote {args.out}")
+    print(f"provider: {sm.provider}; wrote {args.out}")
     return 0
 
 
@@ -197,15 +213,19 @@ def cmd_serve(args) -> int:
     from protocols.transport.channel import Listener
     from protocols.transport.errors import TransportError
     _logging()
+    from pi.sessions import is_interactive
     try:
         cfg = DeployConfig.load(args.config).apply_flags(args)
-        tls, dealer = cfg.own_tls("server"), cfg.peer("dealer")
         model = pi.load(args.model)
-        # Validates the bundle (weights, shapes, dtypes, digests) before anything listens.
+        provider = args.provider or model.provider
+        tls = cfg.own_tls("server")
+        dealer = None if is_interactive(provider) else cfg.peer("dealer")
+        stored = {} if args.max_stored is None else {"max_stored": args.max_stored}
+        # Validates the bundle (weights, shapes, dtypes, digests, the provider's ring) before anything listens.
         server = InferenceServer(model, Listener(cfg.server_host, cfg.server_port, tls,
                                                  handshake_timeout=cfg.handshake_timeout),
-                                 dealer, limits=cfg.limits, max_connections=cfg.max_connections,
-                                 first_frame_timeout=cfg.first_frame_timeout)
+                                 dealer, provider=provider, limits=cfg.limits, max_connections=cfg.max_connections,
+                                 first_frame_timeout=cfg.first_frame_timeout, **stored)
     except (ConfigError, FileNotFoundError, ValueError, TransportError) as exc:
         return _fail(exc)
     for line in public_disclosure(model.plan):
@@ -222,17 +242,38 @@ def cmd_infer(args) -> int:
 
     from pi.inputs import InputRangeWarning, load_input
     from pi.serving import connect
+    from pi.sessions import DealerRequired
     cfg = DeployConfig.load(args.config).apply_flags(args)
-    server, dealer = cfg.peer("server"), cfg.peer("dealer")
+    server = cfg.peer("server")
+    dealer, no_dealer = None, None
+    if args.provider != "two-party":
+        try:
+            dealer = cfg.peer("dealer")
+        except ConfigError as exc:
+            if args.provider == "dealer":
+                raise
+            no_dealer = exc     # fine if the server runs two-party; the reason if it runs the dealer
+    if args.preprocess < 0:
+        raise ValueError(f"--preprocess {args.preprocess}: give a number of bundles (0: none)")
     for path in args.inputs:                   # before connecting: a missing file costs nothing
         if not Path(path).is_file():
             raise FileNotFoundError(f"input {path} does not exist")
-    with connect(server, dealer, timeout=cfg.client_timeout) as client, warnings.catch_warnings(record=True) as caught:
+    try:
+        client = connect(server, dealer, timeout=cfg.client_timeout, provider=args.provider)
+    except DealerRequired:
+        raise no_dealer from None
+    with client, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InputRangeWarning)
         contract = client.spec.input_contract
         label_only = client.plan.output_op.label_only
-        for path in args.inputs:
-            x = load_input(path, contract, resize=args.resize, out_of_range=args.out_of_range)
+        xs = [load_input(path, contract, resize=args.resize, out_of_range=args.out_of_range) for path in args.inputs]
+        if args.preprocess:
+            batch = len(xs[0])           # every input is a checked batch
+            try:
+                print(client.preprocess(args.preprocess, batch).line())
+            except RuntimeError as exc:
+                return _fail(exc)
+        for path, x in zip(args.inputs, xs):
             for w in caught:
                 print(f"pi: warning: {w.message}", file=sys.stderr)
             caught.clear()

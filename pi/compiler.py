@@ -19,7 +19,9 @@ from torch import fx, nn
 from protocols.fixed_point import RING_BITS, FixedPoint
 from protocols.plan import Activation, Plan, PlanBuilder, PlanError, ServerWeights
 from protocols.site_kinds import CIRCA, IDENTITY, POLY, RELU
-from relu_budget.policy import SitePolicy  # noqa: F401 (pi.compiler.SitePolicy is public)
+from relu_budget.dapa import dapa_coefficients
+from relu_budget.models import ReluSite
+from relu_budget.policy import SitePolicy  # also public as pi.compiler.SitePolicy
 
 # What the compiler understands: (torch op, how it is computed securely).
 SUPPORTED: dict[str, str] = {
@@ -91,7 +93,6 @@ def _conv_problems(m: nn.Conv2d) -> list[str]:
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        from relu_budget.models import ReluSite
         return isinstance(m, ReluSite) or super().is_leaf_module(m, qualname)
 
 
@@ -189,7 +190,6 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
         interp.run(x)
     bounds: dict[str, float] = {}
     channel_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}   # for fitted polynomials
-    from relu_budget.models import ReluSite
     act_inputs = {n.args[0].name for n in graph.nodes if n.args and isinstance(n.args[0], fx.Node) and (
         (n.op == "call_module" and isinstance(modules[n.target], (nn.ReLU, ReluSite)))
         or (n.op == "call_function" and n.target in (F.relu, torch.relu)))}
@@ -246,7 +246,6 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
             m = modules[node.target]
             name = node.target
             shape = tuple(values[node.args[0].name].shape[1:]) if node.args and isinstance(node.args[0], fx.Node) else ()
-            from relu_budget.models import ReluSite
             if isinstance(m, nn.Conv2d):
                 problems = _conv_problems(m)
                 if problems:
@@ -337,7 +336,6 @@ def plaintext_twin(model: nn.Module, plan: Plan) -> nn.Module:
     """A copy of `model` that computes in plaintext what `plan` computes securely: every
     ReLU layer's sites get the plan's kinds and polynomial coefficients (Circa sites stay
     exact ReLU: their faults are the secure side's). The reference for secure outputs."""
-    from relu_budget.models import ReluSite
     twin = copy.deepcopy(model).eval()
     modules = dict(twin.named_modules())
     for op in plan.ops:
@@ -355,7 +353,6 @@ def plaintext_twin(model: nn.Module, plan: Plan) -> nn.Module:
 def _fitted_polynomial(stats: tuple[torch.Tensor, torch.Tensor], name: str) -> np.ndarray:
     """Per-channel DaPa coefficients (c0, c1, c2): the least-squares degree-2 fit of ReLU
     under N(μ_c, σ_c²), with μ_c and σ_c of the activation's input on the calibration data."""
-    from relu_budget.dapa import dapa_coefficients
     mean, std = stats
     if not bool((std > 0).all()):
         raise PlanError(f"activation {name}: a channel's input is constant on the calibration data, so no "

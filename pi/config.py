@@ -32,6 +32,9 @@ from protocols.transport.certs import TlsConfig
 from protocols.transport.channel import DEFAULT_HANDSHAKE_TIMEOUT
 from protocols.transport.server import DEFAULT_MAX_CONNECTIONS
 
+# Local imports: yaml (only with --config) and pi.serving (torch) are imported where used: `pi --help`
+# imports this module.
+
 DEFAULT_SERVER = ("127.0.0.1", 7410)
 DEFAULT_DEALER = ("127.0.0.1", 7411)
 # Defaults of pi.serving, here so that reading a configuration imports no torch.
@@ -62,7 +65,7 @@ class DeployConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     @classmethod
-    def load(cls, path: str | Path | None) -> "DeployConfig":
+    def load(cls, path: str | Path | None) -> DeployConfig:
         if path is None:
             return cls()
         import yaml
@@ -112,7 +115,7 @@ class DeployConfig:
             raise ConfigError(f"{path}: {exc}") from None
         return cfg
 
-    def apply_flags(self, args) -> "DeployConfig":
+    def apply_flags(self, args) -> DeployConfig:
         for name in ("server_host", "server_port", "dealer_host", "dealer_port", "cert", "key", "frac_bits"):
             v = getattr(args, name, None)
             if v is not None:

@@ -1,9 +1,12 @@
 """`pi demo`: private inference of the embedded default model on its 32 Fashion-MNIST samples,
-with the server, the dealer and the client as separate OS processes talking TLS on localhost.
+each party its own OS process talking TLS on localhost: server, dealer and client with the
+dealer provider; server and client alone with `--provider two-party` (this process is the
+client, `pi serve` the server).
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -14,7 +17,8 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="three-process private inference of the embedded model on 32 samples")
+    p = sub.add_parser("demo", help="private inference of the embedded model on 32 samples, each party its own "
+                       "process (three with the dealer, two with --provider two-party)")
     p.add_argument("--relu", default="exact", choices=["exact", "circa", "poly", "identity"],
                    help="one site kind everywhere (poly: DaPa polynomials fitted on the samples, no training)")
     p.add_argument("--policy", default=None, metavar="DIR",
@@ -22,6 +26,8 @@ def add_parser(sub) -> None:
                         "or a policy directory for the embedded model; overrides --relu")
     p.add_argument("--circa-k", type=int, default=None, help="Circa: low bits dropped (default: frac_bits + 4)")
     p.add_argument("--circa-mode", default="poszero", choices=["poszero", "negpass"])
+    p.add_argument("--provider", default="dealer", choices=["dealer", "two-party"],
+                   help="dealer: server, dealer and client processes; two-party: server and client alone")
     p.add_argument("--batch", type=int, default=8, help="samples per private inference")
     p.add_argument("--samples", type=int, default=32)
     p.add_argument("--assets", default=None, help="directory with default_model.pt and samples.npz")
@@ -110,7 +116,9 @@ def _run(args, work: Path) -> int:
     n = min(args.samples, len(samples.labels))
     work.mkdir(parents=True, exist_ok=True)
     print(f"Private inference demo: {header}, {n} test images")
-    print(f"{what}; server, dealer and client are separate processes over TLS 1.3 on localhost; "
+    two_party = args.provider == "two-party"
+    parties = "server and client (no third party)" if two_party else "server, dealer and client"
+    print(f"{what}; {parties} are separate processes over TLS 1.3 on localhost; "
           f"work dir {work}" + ("" if args.workdir else " (removed at the end)") + "\n")
 
     # Certificates (self-signed, pinned by fingerprint) and the server's compiled bundle.
@@ -123,34 +131,39 @@ def _run(args, work: Path) -> int:
     secure = pi.compile(model, samples.inputs[:1], policy=policy, relu=args.relu, circa_k=args.circa_k,
                         circa_mode=args.circa_mode, calibration=samples.inputs,
                         ring_bits="calibrated" if args.ring_bits is None else args.ring_bits,
-                        normalization=(fashion["mean"], fashion["std"]), classes=fashion["classes"])
+                        normalization=(fashion["mean"], fashion["std"]), classes=fashion["classes"],
+                        provider=args.provider)
     how = "calibrated on the samples" if args.ring_bits is None else "--ring-bits"
     print(f"ring: Z_2^{secure.plan.ring_bits} ({how})")
     secure.plan.meta.update({"arch": meta["arch"]})
     bundle = secure.save(work / "model.npz")
     sport, dport = _free_port(), _free_port()
     py = [sys.executable, "-m", "pi"]
-    logs = {name: work / f"{name}.log" for name in ("dealer", "server")}
+    roles = ("server",) if two_party else ("dealer", "server")
+    logs = {name: work / f"{name}.log" for name in roles}
     procs = {}
     try:
-        procs["dealer"] = subprocess.Popen(
-            py + ["dealer", "--dealer-port", str(dport), "--cert", str(dealer_cert.cert), "--key", str(dealer_cert.key),
-                  "--server-cert", str(server_cert.cert), "--client-cert", str(client_cert.cert)],
-            stdout=open(logs["dealer"], "w"), stderr=subprocess.STDOUT)
+        if not two_party:
+            procs["dealer"] = subprocess.Popen(
+                py + ["dealer", "--dealer-port", str(dport), "--cert", str(dealer_cert.cert),
+                      "--key", str(dealer_cert.key), "--server-cert", str(server_cert.cert),
+                      "--client-cert", str(client_cert.cert)],
+                stdout=open(logs["dealer"], "w"), stderr=subprocess.STDOUT)
+        dealer_flags = [] if two_party else ["--dealer-port", str(dport), "--dealer-fingerprint", dealer_cert.fingerprint]
         procs["server"] = subprocess.Popen(
-            py + ["serve", "--model", str(bundle), "--server-port", str(sport), "--dealer-port", str(dport),
-                  "--cert", str(server_cert.cert), "--key", str(server_cert.key),
-                  "--dealer-fingerprint", dealer_cert.fingerprint],
+            py + ["serve", "--model", str(bundle), "--server-port", str(sport), "--provider", args.provider,
+                  "--cert", str(server_cert.cert), "--key", str(server_cert.key), *dealer_flags],
             stdout=open(logs["server"], "w"), stderr=subprocess.STDOUT)
-        _wait_listening(dport, procs["dealer"], logs["dealer"])
-        _wait_listening(sport, procs["server"], logs["server"])
-        print(f"dealer pid {procs['dealer'].pid} on :{dport}, server pid {procs['server'].pid} on :{sport}")
+        for role in roles:
+            _wait_listening(dport if role == "dealer" else sport, procs[role], logs[role])
+        print(", ".join(f"{role} pid {procs[role].pid} on :{dport if role == 'dealer' else sport}" for role in roles)
+              + f"; client pid {os.getpid()} (this process)")
 
         server = Endpoint("127.0.0.1", sport, TlsConfig(peer_fingerprint=server_cert.fingerprint))
-        dealer = Endpoint("127.0.0.1", dport, TlsConfig(client_cert.cert, client_cert.key,
-                                                        peer_fingerprint=dealer_cert.fingerprint))
+        dealer = None if two_party else Endpoint("127.0.0.1", dport, TlsConfig(
+            client_cert.cert, client_cert.key, peer_fingerprint=dealer_cert.fingerprint))
         outs, costs = [], []
-        with connect(server, dealer) as client, \
+        with connect(server, dealer, provider=args.provider) as client, \
                 tqdm(total=n, desc="private inference", unit="img") as bar:
             for start in range(0, n, args.batch):
                 xb = samples.inputs[start:start + args.batch]
@@ -177,15 +190,20 @@ def _run(args, work: Path) -> int:
     print(f"\nprivate = plaintext on {agree}/{n}; correct {correct}/{n}")
 
     tot = lambda k: sum(getattr(c, k) for c in costs)  # noqa: E731
-    print("\nCost per inference (both parties: bytes in both directions; offline includes the dealer's "
-          "material for both; rounds = round trips)")
+    offline_what = "offline is what client and server exchange (no third party)" if two_party else \
+        "offline includes the dealer's material for both"
+    print(f"\nCost per inference ({args.provider} provider; both parties: bytes in both directions; {offline_what}; "
+          "rounds = round trips; stored = what the client keeps per inference between its offline and online phase)")
     print(f"{'inference':>9} {'batch':>6} {'online MB':>10} {'offline MB':>11} {'rounds':>7} {'online s':>9} "
-          f"{'offline s':>10}")
+          f"{'offline s':>10} {'stored KB':>10}")
     for i, c in enumerate(costs):
         print(f"{i:>9} {c.batch:>6} {c.online_bytes / 1e6:>10.3f} {c.offline_bytes / 1e6:>11.2f} {c.rounds:>7} "
-              f"{c.online_seconds:>9.3f} {c.offline_seconds:>10.2f}")
+              f"{c.online_seconds:>9.3f} {c.offline_seconds:>10.2f} {c.stored_bytes / 1e3:>10.1f}")
     print(f"{'total':>9} {n:>6} {tot('online_bytes') / 1e6:>10.3f} {tot('offline_bytes') / 1e6:>11.2f} "
-          f"{'':>7} {tot('online_seconds'):>9.3f} {tot('offline_seconds'):>10.2f}")
+          f"{'':>7} {tot('online_seconds'):>9.3f} {tot('offline_seconds'):>10.2f} {tot('stored_bytes') / 1e3:>10.1f}")
+    if two_party:
+        print(f"two-party setup (once per connection: HE keys, base OTs): {client.setup_bytes / 1e6:.2f} MB, "
+              f"{client.setup_seconds:.2f} s")
     if args.workdir:
-        print(f"\nlogs: {logs['server']}, {logs['dealer']}")
+        print("\nlogs: " + ", ".join(str(logs[r]) for r in roles))
     return 0 if agree == n or args.relu != "exact" or policy is not None else 1

@@ -1,17 +1,17 @@
 """How the `pi` commands report a user's or a peer's error: one line that says what to do."""
 from __future__ import annotations
 
+from protocols.transport.errors import HandshakeError, PeerVerificationError, TransportError
+from relu_budget.runs import RunError  # a bad run / policy directory (pi demo, pi bench)
+
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input or a peer problem (not a bug): one line, no traceback."""
-    from protocols.transport.errors import TransportError
-    from relu_budget.runs import RunError       # a bad run / policy directory (pi demo, pi bench)
     return (ValueError, OSError, TransportError, OverflowError, RunError)
 
 
 def error_line(exc: BaseException) -> str:
     """The one line a user sees for `exc`: its message, with the fix where we know it."""
-    from protocols.transport.errors import HandshakeError, PeerVerificationError
     msg = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in msg:
         msg = f"{exc.filename}: {msg}"

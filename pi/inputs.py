@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+# Local imports: torch and matplotlib are imported where used: the client side (`pi infer`) checks inputs
+# without torch.
+
 OUT_OF_RANGE = ("clip", "refuse")
 HEADROOM = 8.0      # of the 64x (2^6) activation margin pi.compile leaves above calibration
 IMAGE_SUFFIXES = (".png",)
@@ -62,14 +65,14 @@ class InputContract:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "InputContract":
+    def from_dict(cls, d: dict) -> InputContract:
         def tup(v, kind=float):
             return None if v is None else tuple(kind(x) for x in v)
         return cls(tuple(int(s) for s in d["shape"]), str(d.get("dtype", "float32")), tup(d.get("mean")),
                    tup(d.get("std")), tup(d.get("classes"), str), tup(d.get("range")))
 
     @classmethod
-    def of_plan(cls, plan) -> "InputContract":
+    def of_plan(cls, plan) -> InputContract:
         """The contract a plan carries (plans compiled before contracts existed: the shape only)."""
         d = plan.meta.get("input")
         return cls.from_dict(d) if d else cls(tuple(plan.input_shape))

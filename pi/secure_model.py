@@ -117,6 +117,11 @@ class CostReport:
                    the maximum over the two parties; with strict request/response, round trips
     batch          the number of inputs in this inference: the figures are for all of them
     seconds        wall time of the client's phases (offline includes the dealer's work)
+    stored_bytes   what the client keeps between the offline and the online phase for this
+                   inference (dealer: its half of the material; two-party: the provider's count)
+    provider       "dealer" or "two-party"
+    preprocessed   the offline phase ran ahead of time (RemoteModel.preprocess): the online
+                   figures are the latency the input saw
     """
     online_bytes: int
     offline_bytes: int
@@ -126,10 +131,13 @@ class CostReport:
     per_layer: list[dict]
     material_bytes: dict
     batch: int = 1
+    stored_bytes: int | None = None
+    provider: str = "dealer"
+    preprocessed: bool = False
 
     @classmethod
     def of_parties(cls, client, server, material_bytes: dict, batch: int, online_seconds: float,
-                   offline_seconds: float) -> "CostReport":
+                   offline_seconds: float, stored_bytes: int | None = None, provider: str = "dealer") -> "CostReport":
         """Merges the two parties' meter reports (protocols.cost.CostReport): sent bytes add up
         to the traffic in both directions, rounds take the maximum over the parties."""
         merged = client.merge(server)
@@ -137,26 +145,48 @@ class CostReport:
                    offline_bytes=merged.offline_bytes + sum(material_bytes.values()),
                    rounds=merged.rounds, online_seconds=online_seconds, offline_seconds=offline_seconds,
                    per_layer=[r.to_dict() for r in merged.per_layer], material_bytes=dict(material_bytes),
-                   batch=batch)
+                   batch=batch, stored_bytes=stored_bytes, provider=provider)
+
+    @classmethod
+    def of_phases(cls, offline, online, material_bytes: dict, batch: int, online_seconds: float,
+                  offline_seconds: float, stored_bytes: int | None, provider: str,
+                  preprocessed: bool = False) -> "CostReport":
+        """From the merged meter reports of an inference's offline phase and of its online
+        phase, which may have run at different times (a preprocessed bundle)."""
+        rows = [r for r in offline.per_layer if r.phase == "offline"] + \
+            [r for r in online.per_layer if r.phase == "online"]
+        return cls(online_bytes=online.online_bytes,
+                   offline_bytes=offline.offline_bytes + sum(material_bytes.values()),
+                   rounds=online.rounds, online_seconds=online_seconds, offline_seconds=offline_seconds,
+                   per_layer=[r.to_dict() for r in rows], material_bytes=dict(material_bytes), batch=batch,
+                   stored_bytes=stored_bytes, provider=provider, preprocessed=preprocessed)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
+    def _offline_what(self) -> str:
+        return "both directions, dealer material for both parties" if self.provider == "dealer" else \
+            "both directions, client and server alone"
+
     def line(self) -> str:
         """One line: the figures pi infer and pi demo print."""
+        stored = "" if self.stored_bytes is None else f"; client stores {self.stored_bytes / 1e3:.1f} KB"
+        ahead = " ahead of time" if self.preprocessed else ""
         return (f"batch {self.batch}: online {self.online_bytes / 1e3:.1f} KB, {self.rounds} rounds, "
-                f"{self.online_seconds:.3f} s; offline {self.offline_bytes / 1e6:.2f} MB "
-                f"(both directions, dealer material for both parties), {self.offline_seconds:.2f} s")
+                f"{self.online_seconds:.3f} s; offline{ahead} {self.offline_bytes / 1e6:.2f} MB "
+                f"({self._offline_what()}), {self.offline_seconds:.2f} s{stored}")
 
     def table(self) -> str:
         def mb(b):
             return f"{b / 1e6:.2f} MB"
-        lines = [(f"one inference of a batch of {self.batch}; bytes in both directions, offline "
-                  "including the dealer's material for both parties"),
+        lines = [(f"one inference of a batch of {self.batch} ({self.provider} provider); bytes in "
+                  f"{self._offline_what()}"),
                  f"{'phase':<8} {'bytes':>12} {'seconds':>9}",
                  f"{'offline':<8} {mb(self.offline_bytes):>12} {self.offline_seconds:>9.3f}",
                  f"{'online':<8} {mb(self.online_bytes):>12} {self.online_seconds:>9.3f}",
                  f"online rounds: {self.rounds}"]
+        if self.stored_bytes is not None:
+            lines.append(f"client storage for this inference: {self.stored_bytes / 1e3:.1f} KB")
         return "\n".join(lines)
 
 
@@ -239,7 +269,8 @@ class SecureModel:
             meter_c.report(), meter_s.report(), material_bytes, batch,
             online_seconds=max(result["client_t"]["online_s"], result.get("server_t", {}).get("online_s", 0)),
             offline_seconds=deal_s + max(result["client_t"]["offline_s"],
-                                         result.get("server_t", {}).get("offline_s", 0)))
+                                         result.get("server_t", {}).get("offline_s", 0)),
+            stored_bytes=material_bytes["client"])
         return torch.from_numpy(y)
 
     def _run_interactive(self, x: np.ndarray) -> torch.Tensor:
@@ -250,11 +281,12 @@ class SecureModel:
         from protocols.two_party import local
 
         meter_s, meter_c = CostMeter("server"), CostMeter("client")
-        y, server, client, _ = local.run(self.plan, self.weights, x, InProcessChannel.pair(meter_s, meter_c))
+        y, server, client, bundle = local.run(self.plan, self.weights, x, InProcessChannel.pair(meter_s, meter_c))
         phase = lambda key: max(server.timings[key], client.timings[key])
         self.last_cost = CostReport.of_parties(meter_c.report(), meter_s.report(), {}, x.shape[0],
                                                online_seconds=phase("online_s"),
-                                               offline_seconds=phase("setup_s") + phase("offline_s"))
+                                               offline_seconds=phase("setup_s") + phase("offline_s"),
+                                               stored_bytes=bundle.stored_bytes, provider=self.provider)
         return torch.from_numpy(y)
 
     # -- introspection --------------------------------------------------------------------

@@ -1,22 +1,34 @@
-"""Real deployments: `serve` (the server process) and `connect` (the client), with the dealer
-as a third process (protocols.dealer_service). Everything crosses TLS with pinned certificates;
-the dealer additionally requires each party's certificate (mutual TLS).
+"""Real deployments: `serve` (the server process) and `connect` (the client). With the
+`dealer` provider a third process (protocols.dealer_service) makes the one-time material;
+with `two-party` the client and the server make it between themselves (pi.sessions).
+Everything crosses TLS with pinned certificates; the dealer additionally requires each
+party's certificate (mutual TLS).
 
-Session protocol between client and server (after the TLS handshake), version 3:
-  client HELLO {"version": 3}                → server SPEC {"session": id, "spec": public spec,
-                                                            "max_batch": limit}
-  per inference: client DATA {"batch": B}    → server ACK (or ERROR: batch over the limit, busy)
-                 both fetch their half of the material from the dealer for session "<id>-<n>",
-                 `confirm_bundle` (one round: both hold halves of one bundle), then the
-                 engine's offline and online phases; the server ends with DATA
-                 {"material_bytes": n, "report": its cost report of the engine's phases}, so
-                 that the client reports the cost of both parties (pi.secure_model.CostReport)
+Session protocol between client and server (after the TLS handshake), version 4:
+  client HELLO {"version": 4, "provider": name or null}
+      → server SPEC {"session": id, "spec": public spec, "provider": its provider, "max_batch": limit,
+                     "max_stored": bundles it keeps per connection}
+        (or ERROR: another version, or a provider other than the server's)
+  the provider's setup, once per connection (two-party: HE public keys and base OTs)
+  offline phase: client DATA {"op": "offline", "batch": B} → server ACK (or ERROR: batch over the
+                 limit, store full, busy), the provider's offline phase (dealer: both fetch their
+                 half for inference "<id>-<n>" and `confirm_bundle`, then the engine's offline
+                 phase), then server DATA {"material_bytes": n, "report": its cost report}.
+                 Each side appends the bundle to its store.
+  online phase:  client DATA {"op": "online", "batch": B}, then at once the provider's online
+                 phase on the oldest stored bundle (the server refuses with ERROR when its oldest
+                 bundle is for another batch or there is none), then server DATA {"report": ...}.
+  An inference without preprocessing is one offline request followed by one online request;
+  `RemoteModel.preprocess(n)` (`pi infer --preprocess N`) makes n bundles first. The client
+  reports the cost of both parties (pi.secure_model.CostReport), the offline figures being
+  those of the bundle the inference consumed.
   client BYE ends the session. Any error goes back as an ERROR frame; the server keeps serving.
 
 Resources: the server refuses to start on a bundle that does not fit its plan
-(`validate_bundle`); each connection runs on its own thread (protocols.transport.server); a
-client must send its HELLO within `first_frame_timeout`; each inference reserves its half of
-the material from the process's memory budget before fetching it.
+(`validate_bundle`) or its provider; each connection runs on its own thread
+(protocols.transport.server); a client must send its HELLO within `first_frame_timeout`; a
+connection keeps at most `max_stored` bundles; with the dealer each bundle reserves its half
+of the material from the process's memory budget before fetching it, until it is consumed.
 """
 from __future__ import annotations
 
@@ -25,6 +37,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,14 +45,15 @@ import torch
 
 from pi.config import DEFAULT_CLIENT_TIMEOUT, FIRST_FRAME_TIMEOUT
 from pi.secure_model import CostReport, SecureModel, bundle_digests
+from pi.sessions import client_party, is_interactive, server_party
 from protocols import engine
 from protocols.cost import CostMeter
 from protocols.cost import CostReport as MeterReport
-from protocols.dealer_service import fetch_material
 from protocols.fixed_point import MAX_VALUE_BITS
 from protocols.limits import LimitError, Limits, MaterialEstimator, MemoryBudget
-from protocols.material import MaterialMismatch, confirm_bundle, plan_digest
+from protocols.material import MaterialMismatch, plan_digest
 from protocols.plan import Activation, Conv2d, Linear, MaxPool
+from protocols.providers import get_provider
 from protocols.transport.certs import TlsConfig
 from protocols.transport.channel import Listener
 from protocols.transport.channel import connect as tls_connect
@@ -48,8 +62,9 @@ from protocols.transport.frame import MessageType
 from protocols.transport.server import DEFAULT_MAX_CONNECTIONS, ConnectionServer
 
 log = logging.getLogger("pi.server")
-SESSION_VERSION = 3
+SESSION_VERSION = 4
 IDLE_TIMEOUT = 3600.0              # seconds a session may sit between inferences
+DEFAULT_MAX_STORED = 64            # preprocessed bundles one connection may hold
 
 
 class SessionError(ValueError):
@@ -144,32 +159,55 @@ def public_disclosure(plan) -> list[str]:
 
 
 class InferenceServer:
-    """Serves one SecureModel to many clients at once, one thread and session per client."""
+    """Serves one SecureModel to many clients at once, one thread and session per client.
 
-    def __init__(self, model: SecureModel, listener: Listener, dealer: Endpoint, *, limits: Limits | None = None,
+    provider: "dealer" (material from the dealer service at `dealer`) or "two-party" (no
+    third party: `dealer` is not used); default: the provider the bundle was compiled for.
+    max_stored: preprocessed bundles one connection may hold at once."""
+
+    def __init__(self, model: SecureModel, listener: Listener, dealer: Endpoint | None = None, *,
+                 provider: str | None = None, limits: Limits | None = None,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS, first_frame_timeout: float = FIRST_FRAME_TIMEOUT,
-                 idle_timeout: float = IDLE_TIMEOUT, dealer_timeout: float = 60.0) -> None:
+                 idle_timeout: float = IDLE_TIMEOUT, dealer_timeout: float = 60.0,
+                 max_stored: int = DEFAULT_MAX_STORED) -> None:
         validate_bundle(model)
+        self.provider = provider or model.provider
+        get_provider(self.provider)                      # an unknown name: one line naming the known ones
         self.model, self.listener, self.dealer = model, listener, dealer
         self.limits = limits or Limits()
         self.first_frame_timeout, self.idle_timeout, self.dealer_timeout = \
             first_frame_timeout, idle_timeout, dealer_timeout
+        if not isinstance(max_stored, int) or max_stored < 1:
+            raise ValueError(f"max_stored must be a positive int, got {max_stored!r}")
+        self.max_stored = max_stored
         self.budget = MemoryBudget(self.limits.memory_budget_bytes, self.limits.budget_wait_s)
         self.digest = plan_digest(model.plan.to_dict())
-        self.estimator = MaterialEstimator(self.limits)
-        self.estimator.per_example(model.plan, self.digest)    # the plan deals, within the limits
+        self.estimator = None
+        if is_interactive(self.provider):
+            self._party("check")                         # the plan fits the provider (ring width, ...)
+        else:
+            if dealer is None:
+                raise ValueError("the dealer provider needs the dealer's address and fingerprint "
+                                 "(--dealer-host/--dealer-port/--dealer-fingerprint), or serve with "
+                                 "--provider two-party")
+            self.estimator = MaterialEstimator(self.limits)
+            self.estimator.per_example(model.plan, self.digest)    # the plan deals, within the limits
         self.connections = ConnectionServer(listener, self._session, name="server", max_connections=max_connections)
         self.stats = {"sessions": 0, "inferences": 0, "errors": 0}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+
+    def _party(self, sid: str):
+        return server_party(self.provider, self.model.plan, self.model.weights, self.dealer, sid,
+                            timeout=self.dealer_timeout)
 
     def stop(self) -> None:
         self._stop.set()
         self.connections.stop()
 
     def serve_forever(self) -> None:
-        log.info("serving %s on %s:%d (limits %s)", self.model.plan.meta.get("source", "model"),
-                 *self.listener.address, self.limits.to_dict())
+        log.info("serving %s with the %s provider on %s:%d (limits %s)", self.model.plan.meta.get("source", "model"),
+                 self.provider, *self.listener.address, self.limits.to_dict())
         self.connections.serve_forever()
 
     def _count(self, key: str) -> None:
@@ -182,31 +220,45 @@ class InferenceServer:
         self._count("sessions")
         log.info("session %s: client %s connected", sid, peer)
         busy = True
+        store: deque = deque()          # (Bundle, Reservation or None), oldest first
         with chan:
             try:
                 hello = _json(chan.recv(MessageType.HELLO, timeout=self.first_frame_timeout), "HELLO")
                 if hello.get("version") != SESSION_VERSION:
                     raise SessionError(f"session protocol version {hello.get('version')!r} is not supported "
                                        f"(this server speaks {SESSION_VERSION}); run the same release as the server")
+                asked = hello.get("provider")
+                if asked is not None and asked != self.provider:
+                    raise SessionError(f"this server runs the {self.provider} provider, the client asked for "
+                                       f"{str(asked)[:40]!r}: connect with --provider {self.provider}")
                 chan.send(MessageType.SPEC, json.dumps({"session": sid, "spec": self.model.public_spec(),
-                                                        "max_batch": self.limits.max_batch}).encode())
-                n = 0
+                                                        "provider": self.provider, "max_batch": self.limits.max_batch,
+                                                        "max_stored": self.max_stored}).encode())
+                party = self._party(sid)
+                with chan.meter.scope(layer="session", op="setup", phase="offline"):
+                    party.setup(chan)
                 while not self._stop.is_set():
                     busy = False
                     frame = chan.recv_frame(timeout=self.idle_timeout)   # a BYE raises PeerDisconnected
                     busy = True
                     if frame.msg_type != MessageType.DATA:
-                        raise SessionError(f"expected an inference request, got a {frame.msg_type.name} frame")
-                    batch = self.limits.check_batch(_json(bytes(frame.payload), "inference request").get("batch"))
+                        raise SessionError(f"expected an offline or online request, got a {frame.msg_type.name} frame")
+                    request = _json(bytes(frame.payload), "request")
+                    batch = self.limits.check_batch(request.get("batch"))
                     t0 = time.perf_counter()
-                    self._infer(chan, f"{sid}-{n}", batch)
-                    n += 1
-                    self._count("inferences")
-                    log.info("session %s: inference %d (batch %d) done in %.2f s", sid, n, batch,
-                             time.perf_counter() - t0)
+                    if request.get("op") == "offline":
+                        self._offline(chan, party, store, batch, sid)
+                    elif request.get("op") == "online":
+                        self._online(chan, party, store, batch)
+                        self._count("inferences")
+                        log.info("session %s: inference (batch %d) done in %.2f s online", sid, batch,
+                                 time.perf_counter() - t0)
+                    else:
+                        raise SessionError(f"unknown request {str(request.get('op'))[:40]!r}; expected 'offline' "
+                                           "or 'online'")
             except PeerDisconnected:
                 if chan.peer_closed and not busy:
-                    log.info("session %s: closed by the client", sid)
+                    log.info("session %s: closed by the client (%d unused bundles discarded)", sid, len(store))
                 else:
                     self._count("errors")
                     log.warning("session %s: the client disconnected mid-inference; its material is discarded", sid)
@@ -218,53 +270,118 @@ class InferenceServer:
                 self._count("errors")
                 log.exception("session %s: internal error", sid)
                 _quietly(chan.send_error, f"server internal error: {type(exc).__name__}")
+            finally:
+                for _, reservation in store:            # unused one-time material dies with the session
+                    if reservation is not None:
+                        reservation.release()
+                store.clear()
 
-    def _infer(self, chan, inference: str, batch: int) -> None:
-        _, server_bytes = self.estimator.estimate(self.model.plan, self.digest, batch)
-        # The received frame and the arrays parsed from it live at once: twice the half.
-        with self.budget.reserve(2 * server_bytes, f"inference {inference}"):
+    def _offline(self, chan, party, store: deque, batch: int, sid: str) -> None:
+        if len(store) >= self.max_stored:
+            raise LimitError(f"this connection already holds {len(store)} preprocessed bundles, the server's limit "
+                             f"(max_stored); run inferences to use them before preprocessing more")
+        reservation = None
+        if self.estimator is not None:
+            _, server_bytes = self.estimator.estimate(self.model.plan, self.digest, batch)
+            # The received frame and the arrays parsed from it live at once: twice the half,
+            # then the half itself until the bundle is consumed.
+            reservation = self.budget.reserve(2 * server_bytes, f"a bundle of session {sid}")
+        try:
             chan.send(MessageType.ACK)
-            material, nbytes = fetch_material(self.dealer.host, self.dealer.port, self.dealer.tls, "server",
-                                              inference, self.model.plan, batch, timeout=self.dealer_timeout,
-                                              max_frame_size=max(server_bytes, 1 << 16))
-            run = engine.ServerRun(self.model.plan, self.model.weights, material, batch)
-            confirm_bundle(chan, material)
-            chan.meter.reset()          # the inference's cost: the engine's phases, as secure.run counts
-            run.offline(chan)
-            run.online(chan)
-            chan.send(MessageType.DATA, json.dumps({"material_bytes": nbytes,
+            chan.meter.reset()          # the bundle's cost: the provider's offline phase
+            with chan.meter.scope(layer="session", op="setup", phase="offline"):
+                bundle = party.offline(chan, batch)
+            if reservation is not None:
+                reservation.release(server_bytes)
+            chan.send(MessageType.DATA, json.dumps({"material_bytes": bundle.material_bytes,
                                                     "report": chan.meter.report().to_dict()}).encode())
+        except BaseException:
+            if reservation is not None:
+                reservation.release()
+            raise
+        store.append((bundle, reservation))
+
+    def _online(self, chan, party, store: deque, batch: int) -> None:
+        if not store:
+            raise SessionError("no preprocessed bundle is left on this connection: request an offline phase first")
+        if store[0][0].batch != batch:
+            raise SessionError(f"the oldest preprocessed bundle is for a batch of {store[0][0].batch}, this inference "
+                               f"has {batch}: bundles are used in the order they were made")
+        bundle, reservation = store.popleft()
+        try:
+            chan.meter.reset()
+            party.online(chan, bundle)
+            chan.send(MessageType.DATA, json.dumps({"report": chan.meter.report().to_dict()}).encode())
+        finally:
+            if reservation is not None:
+                reservation.release()
+
+
+@dataclass
+class Preprocessed:
+    """What `RemoteModel.preprocess` made: `bundles` one-time bundles for batches of `batch`.
+    Bytes are both directions (with a dealer, its material for both parties included);
+    `stored_bytes` is what the client keeps per inference until it is used."""
+    bundles: int
+    batch: int
+    offline_bytes: int
+    offline_seconds: float
+    stored_bytes: int
+
+    def line(self) -> str:
+        return (f"preprocessed {self.bundles} bundles for batches of {self.batch}: offline "
+                f"{self.offline_bytes / 1e6:.2f} MB, {self.offline_seconds:.2f} s; the client stores "
+                f"{self.stored_bytes / 1e3:.1f} KB per inference")
 
 
 class RemoteModel:
     """The client's handle on a served model (from `pi.connect`).
 
+    `provider`: the provider the client expects (None: whatever the server runs; a mismatch
+    is refused by the server). `dealer`: needed only when the server uses the dealer.
     `timeout`: the longest the client waits for any progress from the server or the dealer
     (a stopped or frozen server gives a clear ChannelTimeout after it)."""
 
-    def __init__(self, server: Endpoint, dealer: Endpoint, timeout: float = DEFAULT_CLIENT_TIMEOUT) -> None:
+    def __init__(self, server: Endpoint, dealer: Endpoint | None = None, timeout: float = DEFAULT_CLIENT_TIMEOUT,
+                 provider: str | None = None) -> None:
+        if provider is not None:
+            get_provider(provider)
         self.server, self.dealer, self.timeout = server, dealer, timeout
         self.meter = CostMeter("client")
         self.chan = tls_connect(server.host, server.port, server.tls, timeout=timeout, recv_timeout=timeout,
                                 meter=self.meter)
         try:
             with self.meter.scope(layer="session", op="setup", phase="offline"):
-                self.chan.send(MessageType.HELLO, json.dumps({"version": SESSION_VERSION}).encode())
+                self.chan.send(MessageType.HELLO, json.dumps({"version": SESSION_VERSION,
+                                                              "provider": provider}).encode())
                 answer = _json(self._silent_server(self.chan.recv, MessageType.SPEC), "SPEC")
+                self.session = answer["session"]
+                self.provider = answer.get("provider", "dealer")
+                self.max_batch, self.max_stored = answer.get("max_batch"), answer.get("max_stored")
+                self.spec = SecureModel.from_public_spec(answer["spec"])
+                self.plan = self.spec.plan
+                t0 = time.perf_counter()
+                self.party = client_party(self.provider, self.plan, dealer, self.session, timeout)
+                self._silent_server(self.party.setup, self.chan)
+            setup = self.meter.report()
+            # Once per connection (two-party: HE keys and base OTs), not per inference.
+            self.setup_bytes = setup.offline_bytes + setup.offline_bytes_received
+            self.setup_seconds = time.perf_counter() - t0
         except BaseException:
             _quietly(self.chan.close)
             raise
-        self.session = answer["session"]
-        self.max_batch = answer.get("max_batch")
-        self.spec = SecureModel.from_public_spec(answer["spec"])
-        self.plan = self.spec.plan
-        self._n = 0
+        self._store: deque = deque()         # (Bundle, merged offline report, material halves)
         self._failed: str | None = None      # set when an inference broke off: the session is over
         self.last_cost: CostReport | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.plan.input_shape)
+
+    @property
+    def stored(self) -> int:
+        """Preprocessed bundles not used yet."""
+        return len(self._store)
 
     def _silent_server(self, fn, *args, **kw):
         """Runs fn; a ChannelTimeout becomes one that says the server went silent."""
@@ -275,62 +392,99 @@ class RemoteModel:
                                  f"{self.timeout:g} s (it may be stopped or overloaded); try again later or raise "
                                  f"the client's timeout ({exc})") from None
 
-    def run(self, x, progress=None, out_of_range: str = "refuse") -> torch.Tensor:
-        """One private inference on a batch (or a single input). Returns the decoded output.
-        The input is checked against the model's input contract first (SecureModel.run)."""
-        x = self.spec.input_contract.check(x, out_of_range)
-        engine.check_input(self.plan, x, x.shape[0])     # before anything is sent or spent
-        if self.max_batch is not None and x.shape[0] > self.max_batch:
-            raise ValueError(f"batch of {x.shape[0]} inputs exceeds the server's limit of {self.max_batch}; "
-                             "split it")
+    def _guarded(self, fn, *args):
         if self._failed:
             raise TransportError(f"this session is closed after a failed inference ({self._failed}); "
                                  "connect again")
         try:
-            return self._silent_server(self._run, x)
+            return self._silent_server(fn, *args)
         except Exception as exc:
-            # Half an inference cannot be resumed (its material is spent): end the session.
+            # Half a phase cannot be resumed (its one-time material is spent): end the session.
             self._failed = f"{type(exc).__name__}: {exc}"
             _quietly(self.chan.close)
             raise
 
+    def _check_batch(self, batch: int) -> None:
+        if self.max_batch is not None and batch > self.max_batch:
+            raise ValueError(f"batch of {batch} inputs exceeds the server's limit of {self.max_batch}; split it")
+
+    def preprocess(self, n: int, batch: int = 1) -> Preprocessed:
+        """Runs n offline phases now, before any input exists: each leaves one one-time bundle
+        on both sides, used (once, in order) by the next n run() calls with batches of `batch`."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"the number of bundles to preprocess must be a positive int, got {n!r}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        self._check_batch(batch)
+        if self._store and self._store[-1][0].batch != batch:
+            raise ValueError(f"this connection holds bundles for batches of {self._store[-1][0].batch}; use them "
+                             "before preprocessing for another batch size")
+        if self.max_stored is not None and len(self._store) + n > self.max_stored:
+            raise ValueError(f"the server keeps at most {self.max_stored} preprocessed bundles per connection "
+                             f"({len(self._store)} held now); preprocess fewer")
+        made = []
+        for _ in range(n):
+            made.append(self._guarded(self._offline, batch))
+        return Preprocessed(n, batch, sum(off.offline_bytes + sum(h.values()) for _, off, h in made),
+                            sum(b.offline_s for b, _, _ in made), max(b.stored_bytes for b, _, _ in made))
+
+    def _offline(self, batch: int):
+        self.meter.reset()
+        with self.meter.scope(layer="session", op="setup", phase="offline"):
+            self.chan.send(MessageType.DATA, json.dumps({"op": "offline", "batch": batch}).encode())
+            self.chan.recv(MessageType.ACK)      # the server accepted the batch: now the offline phase
+            try:
+                bundle = self.party.offline(self.chan, batch)
+                mine = self.meter.report()
+                theirs = _json(self.chan.recv(MessageType.DATA), "server cost report")
+            except RemoteError as exc:
+                raise RuntimeError(f"the server refused the inference: {exc}") from exc
+        try:
+            server = MeterReport.from_dict(theirs["report"])
+            halves = {"client": bundle.material_bytes, "server": int(theirs["material_bytes"])}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SessionError(f"the server's cost report is malformed: {exc}") from None
+        item = (bundle, mine.merge(server), halves)
+        self._store.append(item)
+        return item
+
+    def run(self, x, progress=None, out_of_range: str = "refuse") -> torch.Tensor:
+        """One private inference on a batch (or a single input). Returns the decoded output.
+        The input is checked against the model's input contract first (SecureModel.run). It
+        uses the oldest preprocessed bundle if there is one, else runs an offline phase first."""
+        x = self.spec.input_contract.check(x, out_of_range)
+        engine.check_input(self.plan, x, x.shape[0])     # before anything is sent or spent
+        self._check_batch(x.shape[0])
+        if self._store and self._store[0][0].batch != x.shape[0]:
+            raise ValueError(f"the preprocessed bundles are for batches of {self._store[0][0].batch}, this input is a "
+                             f"batch of {x.shape[0]}: use inputs of that size first, or connect again")
+        return self._guarded(self._run, x)
+
     def _run(self, x: np.ndarray) -> torch.Tensor:
         batch = x.shape[0]
-        self.meter.reset()
-        t0 = time.perf_counter()
-        with self.meter.scope(layer="session", op="setup", phase="offline"):
-            self.chan.send(MessageType.DATA, json.dumps({"batch": batch}).encode())
-            self.chan.recv(MessageType.ACK)      # the server accepted the batch: now fetch
+        preprocessed = bool(self._store)
+        if not preprocessed:
+            self._offline(batch)
+        bundle, offline, halves = self._store.popleft()
+        self.chan.send(MessageType.DATA, json.dumps({"op": "online", "batch": batch}).encode())
+        self.meter.reset()          # the inference's online cost: the provider's online phase
         try:
-            material, nbytes = fetch_material(self.dealer.host, self.dealer.port, self.dealer.tls, "client",
-                                              f"{self.session}-{self._n}", self.plan, batch, timeout=self.timeout)
-        except (TransportError, ValueError) as exc:
-            # The server is waiting for this inference's offline messages: tell it why none come.
-            _quietly(self.chan.send_error, f"the client got no material from its dealer: {exc}")
-            raise
-        self._n += 1
-        fetch_s = time.perf_counter() - t0
-        run = engine.ClientRun(self.plan, material, batch)
-        try:
-            confirm_bundle(self.chan, material)
-            self.meter.reset()          # the inference's cost: the engine's phases, as on the server
-            run.offline(self.chan)
-            y = run.online(self.chan, x)
+            y, online_s = self.party.online(self.chan, bundle, x)
             mine = self.meter.report()
             theirs = _json(self.chan.recv(MessageType.DATA), "server cost report")
         except RemoteError as exc:
             raise RuntimeError(f"the server refused the inference: {exc}") from exc
         try:
-            server = MeterReport.from_dict(theirs["report"])
-            halves = {"client": nbytes, "server": int(theirs["material_bytes"])}
+            online = mine.merge(MeterReport.from_dict(theirs["report"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise SessionError(f"the server's cost report is malformed: {exc}") from None
-        self.last_cost = CostReport.of_parties(mine, server, halves, batch, online_seconds=run.timings["online_s"],
-                                               offline_seconds=fetch_s + run.timings["offline_s"])
+        self.last_cost = CostReport.of_phases(offline, online, halves, batch, online_seconds=online_s,
+                                              offline_seconds=bundle.offline_s, stored_bytes=bundle.stored_bytes,
+                                              provider=self.provider, preprocessed=preprocessed)
         return torch.from_numpy(np.asarray(y))
 
     def close(self) -> None:
-        self.chan.close()       # says BYE
+        self.chan.close()       # says BYE; unused bundles die with the session on both sides
 
     def __enter__(self):
         return self
@@ -346,10 +500,11 @@ def _quietly(fn, *args) -> None:
         pass
 
 
-def serve(model: SecureModel, host: str, port: int, tls: TlsConfig, dealer: Endpoint, block: bool = True,
-          **options) -> InferenceServer:
+def serve(model: SecureModel, host: str, port: int, tls: TlsConfig, dealer: Endpoint | None = None,
+          block: bool = True, **options) -> InferenceServer:
     """Starts an inference server; with block=False it runs in a background thread.
-    `options` go to InferenceServer (limits, max_connections, timeouts)."""
+    `dealer` is needed for the dealer provider only. `options` go to InferenceServer
+    (provider, limits, max_connections, timeouts, max_stored)."""
     server = InferenceServer(model, Listener(host, port, tls), dealer, **options)
     if block:
         server.serve_forever()
@@ -358,7 +513,9 @@ def serve(model: SecureModel, host: str, port: int, tls: TlsConfig, dealer: Endp
     return server
 
 
-def connect(server: Endpoint, dealer: Endpoint, timeout: float = DEFAULT_CLIENT_TIMEOUT) -> RemoteModel:
-    """Connects to a `pi serve` server (and its dealer) as a client. `dealer.tls` must carry
-    the client's certificate (the dealer requires mutual TLS)."""
-    return RemoteModel(server, dealer, timeout)
+def connect(server: Endpoint, dealer: Endpoint | None = None, timeout: float = DEFAULT_CLIENT_TIMEOUT,
+            provider: str | None = None) -> RemoteModel:
+    """Connects to a `pi serve` server as a client. With the dealer provider, `dealer.tls` must
+    carry the client's certificate (the dealer requires mutual TLS); with two-party no dealer
+    is needed. `provider`: the one the client expects (None: the server's)."""
+    return RemoteModel(server, dealer, timeout, provider)

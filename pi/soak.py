@@ -61,8 +61,7 @@ def run(args) -> int:
     from protocols.transport.certs import TlsConfig, write_self_signed
 
     if args.clients < 1 or args.seconds <= 0 or args.batch < 1:
-        print("error: --clients and --batch must be >= 1 and --seconds > 0", file=sys.stderr)
-        return 2
+        raise ValueError("--clients and --batch must be >= 1 and --seconds > 0")
     model, _ = load_default_model()
     samples = load_samples()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="pi-soak-"))
@@ -137,7 +136,7 @@ def _soak(args, server, dealer, inputs, reference, procs, connect) -> dict:
                     latencies.append(dt)
                     wrong[0] += bool(err > args.tolerance or flipped.any())
                     worst[0] = max(worst[0], err)
-            except Exception as exc:          # counted and reported; the client reconnects
+            except Exception as exc:  # noqa: BLE001 -- counted and reported; the client reconnects
                 with lock:
                     errors.append(f"client {i}: {type(exc).__name__}: {exc}")
                 if remote is not None:
@@ -199,7 +198,7 @@ def _summary(r: dict) -> str:
 
 
 def _load_line(load: dict) -> str:
-    fmt = lambda v: "/".join(f"{x:.2f}" for x in v) or "unknown"   # noqa: E731
+    fmt = lambda v: "/".join(f"{x:.2f}" for x in v) or "unknown"
     return (f"Load average (1/5/15 min) before the run {fmt(load['load_before'])}, after it "
             f"{fmt(load['load_after'])}; the dealer, the server and the 8 clients share the machine's cores "
             "with whatever else runs.")

@@ -35,6 +35,7 @@ from protocols.material import (
     MaterialReuseError,
     MaterialTooLarge,
     plan_digest,
+    take_once,
 )
 from protocols.plan import Plan
 from protocols.transport.certs import TlsConfig, normalize_fingerprint
@@ -174,12 +175,9 @@ class DealerService:
         if entry.digest != digest or entry.batch != batch:
             raise DealerRequestError(f"session {sid}: the {role} asked for a different plan or batch than its peer")
         with self._lock:
-            if role in entry.delivered:
-                raise MaterialReuseError(f"session {sid}: the {role}'s material was already delivered")
-            if role not in entry.halves:
-                raise DealerRequestError(f"session {sid}: the {role}'s material expired uncollected")
-            entry.delivered.add(role)
-            return entry.halves.pop(role)
+            return take_once(entry.halves, entry.delivered, role,
+                             f"session {sid}: the {role}'s material was already delivered",
+                             DealerRequestError(f"session {sid}: the {role}'s material expired uncollected"))
 
     def _build(self, sid: str, entry: _Session, plan_dict: dict) -> None:
         """Reserve, then build both halves outside the service lock; waiters see `ready`."""
@@ -219,7 +217,7 @@ class DealerService:
 def _try(fn, *args) -> None:
     try:
         fn(*args)
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 -- best effort on a peer that may be gone
         pass
 
 

@@ -1,5 +1,9 @@
 """Dealer-free linear-layer correlations from BFV homomorphic encryption (SEAL 4.1).
 
+Over 500 lines on purpose: the encoding, the parameter choice (noise bounds that depend on the
+encoding's group sizes) and the two parties' steps are one correctness argument; each part
+states the invariant the next relies on, so they are read together with docs/he.md.
+
 For one Conv2d or Linear layer with weights W (the server's) and a random r (the client's),
 both mod 2^l, the two parties end with additive shares of W·r mod 2^l:
 

@@ -62,6 +62,17 @@ class _Allowance:
                                        f"(at item {key!r}); use a smaller batch or raise limits.max_material_bytes")
 
 
+def take_once(items: dict, taken: set, key, reused: str, missing: Exception):
+    """Pops `key` from `items` and remembers it in `taken`: one-time material is handed out
+    once. A second take raises MaterialReuseError(reused); a key never present raises `missing`."""
+    if key in taken:
+        raise MaterialReuseError(reused)
+    if key not in items:
+        raise missing
+    taken.add(key)
+    return items.pop(key)
+
+
 def fresh_seed() -> bytes:
     """16 bytes from the OS CSPRNG."""
     return os.urandom(16)
@@ -122,12 +133,8 @@ class Material:
         self._items[key] = value
 
     def take(self, key: str):
-        if key in self._taken:
-            raise MaterialReuseError(f"{self.party} material {key!r} was already consumed")
-        if key not in self._items:
-            raise MaterialMismatch(f"{self.party} material has no item {key!r}")
-        self._taken.add(key)
-        return self._items.pop(key)
+        return take_once(self._items, self._taken, key, f"{self.party} material {key!r} was already consumed",
+                         MaterialMismatch(f"{self.party} material has no item {key!r}"))
 
     def has(self, key: str) -> bool:
         return key in self._items
@@ -169,7 +176,7 @@ class Material:
         return out
 
     @classmethod
-    def from_bytes(cls, data) -> "Material":
+    def from_bytes(cls, data) -> Material:
         """Parses to_bytes' output; items are views of `data` (pass a bytearray to get writable
         arrays). Malformed input raises MaterialMismatch."""
         view = memoryview(data).cast("B")

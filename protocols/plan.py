@@ -19,12 +19,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
 from protocols.fixed_point import MAX_VALUE_BITS, RING_BITS, FixedPoint, Ring
-from protocols.site_kinds import CIRCA, CIRCA_MODES, IDENTITY, POLY, RELU, SITE_KINDS  # noqa: F401 (re-exported)
+from protocols.site_kinds import CIRCA, CIRCA_MODES, IDENTITY, POLY, RELU, SITE_KINDS  # also re-exported
 
 MASKED, SHARED = "masked", "shared"
 # Format 2 added the ring width (format-1 plans ran in Z_(2^64)); older readers refuse it
@@ -292,7 +292,7 @@ class Plan:
                 "ops": [op_dict(op) for op in self.ops]}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Plan":
+    def from_dict(cls, d: dict) -> Plan:
         if d.get("format") not in READABLE_PLAN_FORMATS:
             raise PlanError(f"plan format {d.get('format')!r} is not supported (expected one of "
                             f"{READABLE_PLAN_FORMATS})")
@@ -416,7 +416,7 @@ class PlanBuilder:
         weight = np.asarray(weight, dtype=np.float64)
         if weight.ndim != 4 or len(t.shape) != 3 or weight.shape[1] != t.shape[0]:
             raise PlanError(f"conv2d {name}: weight {weight.shape} does not fit input {t.shape}")
-        c, h, w = t.shape
+        _, h, w = t.shape
         oh = (h + 2 * padding[0] - weight.shape[2]) // stride[0] + 1
         ow = (w + 2 * padding[1] - weight.shape[3]) // stride[1] + 1
         if oh < 1 or ow < 1:

@@ -24,6 +24,9 @@ import sys
 import time
 from pathlib import Path
 
+from relu_budget import pareto
+from relu_budget.cli_parser import OneLineParser
+
 # The run format is library code (relu_budget.runs); `pi` reads runs through it too.
 from relu_budget.runs import (
     RunError,
@@ -32,7 +35,6 @@ from relu_budget.runs import (
     load_run,
     run_metrics,
     save_run,
-    x_value,
 )
 
 # relu_budget.models.ARCHITECTURES' names, here so that parsing imports no torch (a test keeps
@@ -314,46 +316,21 @@ def run_eval(args) -> dict:
 # pareto
 # ---------------------------------------------------------------------------------------------
 
-X_LABELS = {"latency": "online latency (s), batch 1", "bytes": "online + offline bytes per inference",
-            "relus": "kept ReLU sites"}
-
-
 def run_pareto(args) -> dict:
-    """Per method and over all methods together (`all_front`): the runs no other run beats in
-    both cost and accuracy. Cost: measured online latency or bytes when a `pi bench model`
-    result file (--measured) has a row for every run (its `policy_dir`, batch 1), otherwise
-    the cost model's prediction for all of them (one axis never mixes the two; the row's
-    `source` says which); or kept sites (--x relus)."""
-    from relu_budget.allocation import pareto_front
+    """Prints the Pareto table of the runs (relu_budget.pareto) and writes its plot and JSON."""
     runs = collect_runs(args.dirs)
-    measured = measured_costs(args.measured) if args.x != "relus" else {}
+    measured = pareto.measured_costs(args.measured) if args.x != "relus" else {}
     if measured and not all(Path(r["_dir"]).resolve() in measured for r in runs):
         missing = sum(Path(r["_dir"]).resolve() not in measured for r in runs)
         print(f"{missing} of {len(runs)} runs have no measured row in {args.measured}: the cost model's predictions "
               "are used for all (measure them with `pi bench model --policy DIR ...`)")
         measured = {}
-    key = f"{args.metric}"
-    by_method: dict[str, list[dict]] = {}
-    for r in runs:
-        by_method.setdefault(r["method"], []).append(r)
-    table = {}
-    for method, rs in sorted(by_method.items()):
-        table[method] = []
-        for r in rs:
-            x, source = pareto_x(r, args.x, measured)
-            table[method].append({"dir": r["_dir"], "x": x, "source": source, "relus": r["relus"],
-                                  "val_accuracy": r["val"]["accuracy"], "test_accuracy": r["test"]["accuracy"]})
-        table[method].sort(key=lambda row: row["x"])
-        front = set(pareto_front([(row["x"], row[f"{key}_accuracy"]) for row in table[method]]))
-        for i, row in enumerate(table[method]):
-            row["front"] = i in front
-    every = [row for rows in table.values() for row in rows]
-    combined = set(pareto_front([(row["x"], row[f"{key}_accuracy"]) for row in every])) if every else set()
-    for i, row in enumerate(every):
-        row["all_front"] = i in combined
-    teacher = all_relu_accuracy(runs, key)
+    key = args.metric
+    table = pareto.pareto_table(runs, args.x, key, measured)
+    teacher = pareto.all_relu_accuracy(runs, key)
     unit = {"latency": "s", "bytes": "B", "relus": "sites"}[args.x]
-    print(f"x: {X_LABELS[args.x]}" + (f"; all-ReLU {key} accuracy {100 * teacher:.2f}%" if teacher is not None else ""))
+    print(f"x: {pareto.X_LABELS[args.x]}"
+          + (f"; all-ReLU {key} accuracy {100 * teacher:.2f}%" if teacher is not None else ""))
     print(f"{'method':<12} {'x (' + unit + ')':>12} {'source':<9} {'relus':>9} {'val %':>7} {'test %':>7}  front  all  dir")
     for method, rows in table.items():
         for row in rows:
@@ -361,79 +338,11 @@ def run_pareto(args) -> dict:
                   f"{100 * row['test_accuracy']:>7.2f}  {'*' if row['front'] else ' ':^5}  {'*' if row['all_front'] else ' ':^3}"
                   f"  {row['dir']}")
     if args.plot:
-        plot_pareto(table, args.plot, args.x, args.metric, runs if args.candidates else None, teacher)
+        pareto.plot_pareto(table, args.plot, args.x, args.metric, runs if args.candidates else None, teacher)
         print(f"plot written to {args.plot}")
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1))
     return table
-
-
-def measured_costs(path: str | None) -> dict[str, dict]:
-    """Run directory (resolved) → measured costs at batch 1 from a `pi bench model` result file
-    (its rows' `policy_dir`); {} when there is no such file."""
-    if not path or not Path(path).is_file():
-        return {}
-    try:
-        rows = json.loads(Path(path).read_text()).get("rows") or []
-    except (OSError, ValueError, AttributeError) as exc:
-        raise CliError(f"--measured {path}: not a `pi bench model` result file ({exc})") from exc
-    return {Path(r["policy_dir"]).resolve(): r for r in rows if isinstance(r, dict) and r.get("system") == "pi"
-            and r.get("batch") == 1 and r.get("policy_dir")}
-
-
-def pareto_x(run: dict, x: str, measured: dict[str, dict]) -> tuple[float, str]:
-    """(cost, "measured" | "predicted" | "count") of one run on the x axis."""
-    row = measured.get(Path(run["_dir"]).resolve())
-    if row is not None and x == "latency":
-        return float(row["online_s"]), "measured"
-    if row is not None and x == "bytes":
-        return float(row["online_bytes"] + (row.get("offline_bytes") or 0)), "measured"
-    return x_value(run, x), "count" if x == "relus" else "predicted"
-
-
-def all_relu_accuracy(runs: list[dict], split: str) -> float | None:
-    """The all-ReLU network's accuracy (the runs' teacher), when the runs record it."""
-    accs = {(r.get("teacher") or {}).get(f"{split}_accuracy") for r in runs} - {None}
-    return max(accs) if accs else None
-
-
-def plot_pareto(table: dict, path: str, x: str, metric: str, runs_with_candidates=None,
-                all_relu: float | None = None) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, rows in sorted(table.items()):
-        xs = [r["x"] for r in rows]
-        ys = [100 * r[f"{metric}_accuracy"] for r in rows]
-        line = ax.plot(xs, ys, "o", alpha=0.35)[0]
-        fx = [r["x"] for r in rows if r["front"]]
-        fy = [100 * r[f"{metric}_accuracy"] for r in rows if r["front"]]
-        ax.plot(fx, fy, "-o", color=line.get_color(), label=method)
-    best = sorted((r["x"], 100 * r[f"{metric}_accuracy"]) for rows in table.values() for r in rows if r["all_front"])
-    if best:
-        ax.plot([p[0] for p in best], [p[1] for p in best], "-", color="black", lw=2, alpha=0.6,
-                label="combined front", zorder=0)
-    if all_relu is not None:
-        ax.axhline(100 * all_relu, color="gray", ls="--", lw=1, label="all-ReLU")
-    if runs_with_candidates:
-        for r in runs_with_candidates:
-            cands = [c for c in (r.get("frontier") or []) if c.get("trained") and c.get(f"{metric}_accuracy")]
-            if cands and x == "relus":
-                ax.plot([c["relus"] for c in cands], [100 * c[f"{metric}_accuracy"] for c in cands], "x",
-                        color="gray", alpha=0.5)
-    sources = {r["source"] for rows in table.values() for r in rows}
-    label = X_LABELS[x] + ("" if x == "relus" else f" ({' / '.join(sorted(sources))})")
-    ax.set_xlabel(label)
-    if all(r["x"] > 0 for rows in table.values() for r in rows):
-        ax.set_xscale("log")
-    ax.set_ylabel(f"{metric} accuracy (%)")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,7 +376,7 @@ def run_methods(_args) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="relu-budget", description="Optimize networks under a ReLU budget.")
+    p = OneLineParser(prog="relu-budget", description="Optimize networks under a ReLU budget.")
     sub = p.add_subparsers(dest="command", required=True)
 
     o = sub.add_parser("optimize", help="linearize a network to a budget and write its policy")

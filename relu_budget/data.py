@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+# Local imports: scikit-learn (slow to import) is loaded only for the digits dataset.
+
 DATA_DIR_ENV = "PI_FASHION_MNIST_DIR"
 DEFAULT_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = {

@@ -16,6 +16,8 @@ import yaml
 
 from protocols.site_kinds import CIRCA, CIRCA_MODES, POLY, SITE_KINDS
 
+# Local imports: torch and the model zoo are imported where used: a policy file is read without them.
+
 FORMAT = "relu-policy"
 VERSION = 1
 

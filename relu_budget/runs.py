@@ -14,6 +14,9 @@ import math
 import os
 from pathlib import Path
 
+# Local imports: the torch-backed modules (policy, train, optimizers) are imported where used: `relu-budget
+# --help` and `pi`'s error handling import this module.
+
 RUN_FORMAT = "relu-budget-run"
 RUN_VERSION = 1
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from relu_budget.models import from_config, model_config
+from relu_budget.models import count_relu_sites, from_config, model_config
 
 CHECKPOINT_FORMAT = 1
 
@@ -171,7 +171,6 @@ def fit(model: nn.Module, splits, cfg: TrainConfig, teacher: nn.Module | None = 
 def training_record(model: nn.Module, fit_result: dict, test: dict, *, arch: str, dataset: str, epochs: int,
                     seed: int, seconds: float, command: str, input_shape=(1, 28, 28)) -> dict:
     """The metadata a trained checkpoint carries (and its .json twin shows, with the history)."""
-    from relu_budget.models import count_relu_sites
     return {"arch": arch, "dataset": dataset, "test_accuracy": test["accuracy"],
             "best_val_accuracy": fit_result["best"]["val_accuracy"], "best_epoch": fit_result["best"]["epoch"],
             "epochs": epochs, "seed": seed,

@@ -1,6 +1,6 @@
 // Python bindings of the dealer-free ReLU core: base OT, IKNP, and garbled circuits over
 // additive shares (docs/gc.md). Thin: every buffer is checked here (type, size, header, session,
-// order) before a kernel runs, and kernels run with the GIL released. One file on purpose: the
+// order) before a kernel runs, and kernels run with the GIL released. Over 500 lines, one file on purpose: the
 // Garbler/Evaluator wrap the IKNP objects' state (Δ, cursors, session id) and the wire formats
 // below are checked against it, so the OT and GC bindings share these structs and helpers; the
 // sections are: buffer helpers, OT classes, garbling (Batch, Garbler), parsing + Evaluator,

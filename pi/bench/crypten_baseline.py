@@ -35,6 +35,14 @@ import traceback
 import types
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from pi.compiler import _fold_bn, _Tracer
+from relu_budget.models import ReluSite
+
+# Local imports: crypten is imported only after install_import_stub() and inside the party processes.
 
 CRYPTEN_VERSION = "0.4.1"
 PROVIDER_NOTE = ("CrypTen TFP provider: triples are generated inside party 0 during the online phase "
@@ -67,7 +75,7 @@ def crypten_available() -> tuple[bool, str]:
     install_import_stub()
     try:
         import crypten  # noqa: F401
-    except Exception as exc:  # a broken install must not break the benchmark of our system
+    except Exception as exc:  # noqa: BLE001 -- a broken install must not break the benchmark of our system
         return False, f"crypten does not import: {type(exc).__name__}: {exc}"
     return True, ""
 
@@ -95,13 +103,6 @@ def graph_steps(model, example) -> tuple[list[tuple], dict, str]:
     """Walks the model's torch.fx graph like pi.compile does. Returns (steps, layers, output):
     steps are (out, kind, layer name or None, input names); layers map names to
     (kind, parameters) with BatchNorm folded into the preceding convolution."""
-    import torch
-    import torch.nn.functional as F
-    from torch import fx, nn
-
-    from pi.compiler import _fold_bn, _Tracer
-    from relu_budget.models import ReluSite
-
     model = model.eval()
     graph = _Tracer().trace(model)
     gm = fx.GraphModule(model, graph)
@@ -192,8 +193,6 @@ def build_crypten_model(steps, layers, output, with_weights: bool = True):
     """A crypten.nn.Module running `steps`; parameters are the given weights (the server, rank
     0) or zeros of the same shapes (the client, whose values CrypTen ignores on encryption)."""
     import crypten.nn as cnn
-    import torch
-
     class FxGraph(cnn.Module):
         def __init__(self):
             super().__init__()
@@ -257,7 +256,6 @@ def _party_entry(rank: int, port: int, workload: str, args: dict, out: mp.Queue,
     os.environ.update({"DISTRIBUTED_BACKEND": "gloo", "RENDEZVOUS": f"tcp://127.0.0.1:{port}",
                        "WORLD_SIZE": "2", "RANK": str(rank), "GLOO_SOCKET_IFNAME": "lo"})
     try:
-        import torch
         torch.set_num_threads(threads)
         install_import_stub()
         import warnings
@@ -271,7 +269,7 @@ def _party_entry(rank: int, port: int, workload: str, args: dict, out: mp.Queue,
         finally:
             crypten.uninit()
         out.put((rank, "ok", result))
-    except BaseException:
+    except BaseException:  # noqa: BLE001 -- the parent process reports the party's traceback
         out.put((rank, "error", traceback.format_exc()))
 
 
@@ -327,7 +325,6 @@ def _measure(fn):
 
 def _relu_workload(rank: int, args: dict) -> dict:
     import crypten
-    import torch
     out = {}
     for n in args["sizes"]:
         g = torch.Generator().manual_seed(1234 + n)
@@ -346,7 +343,6 @@ def _relu_workload(rank: int, args: dict) -> dict:
 
 def _model_workload(rank: int, args: dict) -> dict:
     import crypten
-    import torch
     steps, layers, output = args["graph"]
     model = build_crypten_model(steps, layers, output, with_weights=(rank == 0))
     model.encrypt(src=0)
@@ -405,7 +401,6 @@ def model_costs(model, images: np.ndarray, batches: list[int], repeats: int, eva
                 eval_batch: int, threads: int = 1) -> dict:
     """CrypTen private inference of `model` (all-exact ReLU). Returns {"timing": {batch:
     combined costs}, "logits": client logits of the first eval_images images}."""
-    import torch
     graph = graph_steps(model, torch.as_tensor(images[:1]))
     n_needed = max(eval_images, max(batches) * repeats)
     args = {"graph": graph, "images": np.asarray(images[:n_needed], dtype=np.float32), "batches": list(batches),

@@ -1,6 +1,8 @@
-"""Our system as deployed, for the benchmarks: the dealer (protocols.dealer_service.DealerService)
-and the server run as separate OS processes, the client in this one; every link is TLS 1.3 over
-loopback with pinned self-signed certificates; the engine is the one `pi serve` runs.
+"""Our system as deployed, for the benchmarks. `Deployment` (the dealer provider): the dealer
+(protocols.dealer_service.DealerService) and the server run as separate OS processes, the
+client in this one; every link is TLS 1.3 over loopback with pinned self-signed certificates;
+the engine is the one `pi serve` runs. `TwoPartyDeployment`: `pi serve --provider two-party`'s
+server in its own process and `pi.connect` here, nothing else.
 
 The only difference from `pi serve` is a bench session protocol: after each inference the
 server sends its own cost report to the client, so that both parties' meters are merged
@@ -18,19 +20,22 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pi_native
 import torch
 
-from protocols.dealer_service import fetch_material
+import pi
+from protocols import engine
+from protocols.cost import CostMeter, CostReport
+from protocols.dealer_service import DealerService, dealer_tls, fetch_material
+from protocols.limits import Limits
+from protocols.transport.certs import TlsConfig, fingerprint, write_self_signed
+from protocols.transport.channel import Listener, connect
+from protocols.transport.errors import PeerDisconnected
+from protocols.transport.frame import MessageType
 
 
 def _dealer_process(cert: str, key: str, server_cert: str, client_cert: str, threads: int,
                     max_frame_size: int | None, conn) -> None:
-    import pi_native
-
-    from protocols.dealer_service import DealerService, dealer_tls
-    from protocols.limits import Limits
-    from protocols.transport.certs import fingerprint
-    from protocols.transport.channel import Listener
     pi_native.set_num_threads(threads)
     torch.set_num_threads(threads)
     extra = {} if max_frame_size is None else {"max_frame_size": max_frame_size}
@@ -50,15 +55,6 @@ def _server_process(bundle: str, cert: str, key: str, dealer_port: int, dealer_f
                     max_frame_size: int | None, conn) -> None:
     """Serves one client: per request, material from the dealer, the engine's offline and
     online phases, then this party's cost report."""
-    import pi_native
-
-    import pi
-    from protocols import engine
-    from protocols.cost import CostMeter
-    from protocols.transport.certs import TlsConfig
-    from protocols.transport.channel import Listener
-    from protocols.transport.errors import PeerDisconnected
-    from protocols.transport.frame import MessageType
     pi_native.set_num_threads(threads)
     torch.set_num_threads(threads)
     model = pi.load(bundle)
@@ -86,7 +82,144 @@ def _server_process(bundle: str, cert: str, key: str, dealer_port: int, dealer_f
                                                     **run.timings}).encode())
 
 
-class Deployment:
+def _two_party_server_process(bundle: str, cert: str, key: str, threads: int, conn) -> None:
+    """`pi serve --provider two-party` as a library call: the real server (pi.serving)."""
+    import pi_native
+
+    import pi
+    from pi.serving import InferenceServer
+    from protocols.limits import Limits
+    from protocols.transport.certs import TlsConfig
+    from protocols.transport.channel import Listener
+    pi_native.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    server = InferenceServer(pi.load(bundle), Listener("127.0.0.1", 0, TlsConfig(cert=Path(cert), key=Path(key))),
+                             None, provider="two-party", limits=Limits(max_batch=1 << 16), idle_timeout=3600)
+    conn.send(server.listener.port)
+    conn.close()
+    server.serve_forever()
+
+
+class _Processes:
+    """Child processes, their ports and peak memory (shared by both deployments)."""
+
+    def _port(self, conn, proc) -> int:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if conn.poll(0.2):
+                return int(conn.recv())
+            if not proc.is_alive():
+                raise RuntimeError(f"{proc.name} exited with code {proc.exitcode} before listening")
+        raise RuntimeError(f"{proc.name} did not start listening within 120 s")
+
+    def _pids(self) -> dict[str, int]:
+        return {"client": os.getpid(), **{p.name.removeprefix("pi-bench-"): p.pid for p in self.procs}}
+
+    def reset_peak_memory(self) -> None:
+        """Restarts each process's peak-RSS count (Linux: clear_refs 5), so that peak_memory()
+        covers what follows and not, for the client, everything this process did before."""
+        for pid in self._pids().values():
+            try:
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+            except OSError:
+                pass
+
+    def peak_memory(self) -> dict[str, int | None]:
+        """Peak resident set size (bytes) per process: client, server (and dealer) (None where
+        /proc does not say: not Linux)."""
+        out = {}
+        for name, pid in self._pids().items():
+            try:
+                line = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("VmHWM:"))
+                out[name] = int(line.split()[1]) * 1024
+            except (OSError, StopIteration, ValueError):
+                out[name] = None
+        return out
+
+    def _stop_processes(self) -> None:
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class TwoPartyDeployment(_Processes):
+    """The two-party provider as deployed: `pi serve --provider two-party` (pi.serving's
+    InferenceServer) in its own process, the client (pi.connect) in this one, TLS 1.3 on
+    loopback, no third process. The connection's setup (HE keys, base OTs) runs once, before
+    the first inference; each `infer(x)` runs one offline and one online phase (or only the
+    online phase on a bundle from `preprocess(n, batch)`) and returns (output, cost dict)
+    with the same keys as Deployment.infer plus stored_bytes."""
+
+    def __init__(self, secure, threads: int = 1, workdir: str | os.PathLike | None = None,
+                 timeout: float = 3600.0) -> None:
+        import pi_native
+
+        from pi.serving import Endpoint, connect
+        from protocols.transport.certs import TlsConfig, write_self_signed
+        self._tmp = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="pi-bench-")
+            workdir = self._tmp.name
+        work = Path(workdir)
+        self.plan, self.procs, self.client = secure.plan, [], None
+        pi_native.set_num_threads(threads)
+        cert = write_self_signed(work / "certs", "server", overwrite=True)
+        bundle = secure.save(work / "model.npz")
+        try:
+            parent, child = mp.get_context("spawn").Pipe()
+            server = mp.get_context("spawn").Process(target=_two_party_server_process,
+                                                     args=(str(bundle), str(cert.cert), str(cert.key), threads, child),
+                                                     name="pi-bench-server", daemon=True)
+            server.start()
+            self.procs.append(server)
+            port = self._port(parent, server)
+            self.client = connect(Endpoint("127.0.0.1", port, TlsConfig(peer_fingerprint=cert.fingerprint)), None,
+                                  timeout=timeout, provider="two-party")
+        except BaseException:
+            self.close()
+            raise
+        self.setup_bytes, self.setup_s = self.client.setup_bytes, self.client.setup_seconds
+
+    def preprocess(self, n: int, batch: int):
+        return self.client.preprocess(n, batch)
+
+    def infer(self, x) -> tuple[np.ndarray, dict]:
+        x = np.asarray(torch.as_tensor(x).detach().double().numpy())
+        if x.shape == tuple(self.plan.input_shape):
+            x = x[None]
+        y = self.client.run(x).numpy()
+        c = self.client.last_cost
+        offline_rounds = sum(r["rounds"] for r in c.per_layer if r["phase"] == "offline")
+        return y, {"online_bytes": c.online_bytes, "offline_bytes": c.offline_bytes, "material_bytes": 0,
+                   "rounds": c.rounds, "offline_rounds": offline_rounds, "online_s": c.online_seconds,
+                   "offline_s": c.offline_seconds, "stored_bytes": c.stored_bytes, "preprocessed": c.preprocessed,
+                   "per_layer": c.per_layer}
+
+    def close(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.close()
+            except Exception:
+                pass
+            self.client = None
+        self._stop_processes()
+
+
+class Deployment(_Processes):
     """Dealer and server processes plus a client in this process, for one SecureModel.
 
     `infer(x)` runs one private inference and returns (decoded output, cost dict)."""
@@ -95,11 +228,6 @@ class Deployment:
                  timeout: float = 600.0, max_frame_size: int | None = None, dealer_threads: int | None = None) -> None:
         """threads: kernel threads of each party (client here, server); dealer_threads: the
         dealer's (default: all cores; its key generation runs while both parties wait)."""
-        import pi_native
-
-        from protocols.cost import CostMeter
-        from protocols.transport.certs import TlsConfig, write_self_signed
-        from protocols.transport.channel import connect
         self._tmp = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="pi-bench-")
@@ -140,19 +268,7 @@ class Deployment:
         self.session = secrets.token_hex(8)
         self._n = 0
 
-    def _port(self, conn, proc) -> int:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if conn.poll(0.2):
-                return int(conn.recv())
-            if not proc.is_alive():
-                raise RuntimeError(f"{proc.name} exited with code {proc.exitcode} before listening")
-        raise RuntimeError(f"{proc.name} did not start listening within 120 s")
-
     def infer(self, x) -> tuple[np.ndarray, dict]:
-        from protocols import engine
-        from protocols.cost import CostReport
-        from protocols.transport.frame import MessageType
         x = np.asarray(torch.as_tensor(x).detach().double().numpy())
         if x.shape == tuple(self.plan.input_shape):
             x = x[None]
@@ -175,7 +291,7 @@ class Deployment:
         merged = rep_c.merge(rep_s)
         cost = {"online_bytes": merged.online_bytes,
                 "offline_bytes": merged.offline_bytes + nbytes_c + srv["material_bytes"],
-                "material_bytes": nbytes_c + srv["material_bytes"],
+                "material_bytes": nbytes_c + srv["material_bytes"], "stored_bytes": nbytes_c,
                 "rounds": merged.rounds, "offline_rounds": merged.offline_rounds,
                 "online_s": run.timings["online_s"], "offline_s": offline_s, "fetch_s": fetch_s,
                 "server_online_s": srv.get("online_s"),
@@ -183,51 +299,11 @@ class Deployment:
                 "server_rows": [r.to_dict() for r in rep_s.per_layer]}
         return y, cost
 
-    def _pids(self) -> dict[str, int]:
-        return {"client": os.getpid(), **{p.name.removeprefix("pi-bench-"): p.pid for p in self.procs}}
-
-    def reset_peak_memory(self) -> None:
-        """Restarts each process's peak-RSS count (Linux: clear_refs 5), so that peak_memory()
-        covers what follows and not, for the client, everything this process did before."""
-        for pid in self._pids().values():
-            try:
-                Path(f"/proc/{pid}/clear_refs").write_text("5")
-            except OSError:
-                pass
-
-    def peak_memory(self) -> dict[str, int | None]:
-        """Peak resident set size (bytes) per process: client, dealer, server (None where
-        /proc does not say: not Linux)."""
-        out = {}
-        for name, pid in self._pids().items():
-            try:
-                line = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("VmHWM:"))
-                out[name] = int(line.split()[1]) * 1024
-            except (OSError, StopIteration, ValueError):
-                out[name] = None
-        return out
-
     def close(self) -> None:
         chan = getattr(self, "chan", None)
         if chan is not None:
             try:
                 chan.close()
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 -- best effort: the processes are ended next
                 pass
-        for p in self.procs:
-            if p.is_alive():
-                p.terminate()
-        for p in self.procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join(5)
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        self._stop_processes()

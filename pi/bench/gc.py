@@ -23,7 +23,7 @@ import numpy as np
 
 import pi_native
 from pi.bench.model import wait_for_quiet
-from pi.bench.results import format_table, markdown_table, time_runs, write_results
+from pi.bench.results import format_table, time_runs, write_with_notes
 from protocols.garbled import GcSpec, connect, stored_bytes
 
 NAME = "gc"
@@ -262,27 +262,23 @@ def run(args) -> int:
           f"({load['cores']} cores); {threads} kernel thread(s)")
     if args.json:
         notes = [
-            "Rates are per instance (a ReLU; one argmax over C values; AND gates for and-gate, OTs for "
-            "ot-extension) on "
-            f"{threads} kernel thread(s); medians of {args.repeats} runs (the JSON also has the best run, "
-            "`*_best_per_s`); the ReLU rows' runs are interleaved across rows.",
-            "garble /s: the garbler's offline work; eval /s: the evaluator's online work (recompute its labels "
-            "from its IKNP seeds, evaluate, Circa's product step). Circa rows: PosZero, product by two OTs "
-            "(three with a shift s).",
-            "stored B: what the evaluator keeps per instance in this implementation: tables + decode bits, 1 bit "
-            "per OT it receives (its labels and Circa's R_c1 are recomputed from its 128 IKNP seeds, 4 KB per "
-            "session), Circa's two 8-B reverse-OT words (four with a shift) and packed c1 (Circa also keeps its own 8-B share "
-            "for the product: the linear layer's share, not counted). stored B if labels kept: the 16-B input labels instead of the bits.",
-            "n = bits: the value bound |x| < 2^(n-1) (circuits read n share bits); s = shift. The l = 42 / 59, "
-            "n = 35, s = 12 rows are the embedded model's sites (calibrated ring 42; 59 = SEAL's limit).",
-            f"Machine load (1-min load average) {load['load_1min_at_start']:.2f} at start, "
-            f"{load['load_1min_at_end']:.2f} at end, on {load['cores']} cores shared with other jobs.",
+            ("Rates are per instance (a ReLU; one argmax over C values; AND gates for and-gate, OTs for "
+             "ot-extension) on "
+             f"{threads} kernel thread(s); medians of {args.repeats} runs (the JSON also has the best run, "
+             "`*_best_per_s`); the ReLU rows' runs are interleaved across rows."),
+            ("garble /s: the garbler's offline work; eval /s: the evaluator's online work (recompute its labels "
+             "from its IKNP seeds, evaluate, Circa's product step). Circa rows: PosZero, product by two OTs "
+             "(three with a shift s)."),
+            ("stored B: what the evaluator keeps per instance in this implementation: tables + decode bits, 1 bit "
+             "per OT it receives (its labels and Circa's R_c1 are recomputed from its 128 IKNP seeds, 4 KB per "
+             "session), Circa's two 8-B reverse-OT words (four with a shift) and packed c1 (Circa also keeps its own "
+             "8-B share for the product: the linear layer's share, not counted). stored B if labels kept: the 16-B "
+             "input labels instead of the bits."),
+            ("n = bits: the value bound |x| < 2^(n-1) (circuits read n share bits); s = shift. The l = 42 / 59, "
+             "n = 35, s = 12 rows are the embedded model's sites (calibrated ring 42; 59 = SEAL's limit)."),
         ]
-        md = markdown_table(rows, COLUMNS) + "\n\n" + "\n".join(f"- {x}" for x in notes + targets["lines"])
-        write_results(args.json, "Dealer-free ReLUs: garbled circuits and OT (pi_native)", rows,
-                      extra={"load": load, "targets": {k: v for k, v in targets.items() if k != "lines"}},
-                      markdown=md)
-        print(f"wrote {args.json}")
+        write_with_notes(args.json, "Dealer-free ReLUs: garbled circuits and OT (pi_native)", rows, COLUMNS, notes,
+                         load, targets)
     return 0
 
 

@@ -32,10 +32,10 @@ def run(args) -> int:
             b = rng.integers(0, 2**64, (n, n), dtype=np.uint64, endpoint=False)
             if not np.array_equal(pi_native.ring_matmul(a, b), a @ b):
                 raise AssertionError(f"ring_matmul disagrees with numpy at {n}×{n}×{n}")
-            ref = time_runs(lambda: a @ b, args.repeats)
+            ref = time_runs(lambda a=a, b=b: a @ b, args.repeats)
             for t in thread_counts:
                 pi_native.set_num_threads(t)
-                nat = time_runs(lambda: pi_native.ring_matmul(a, b), args.repeats)
+                nat = time_runs(lambda a=a, b=b: pi_native.ring_matmul(a, b), args.repeats)
                 macs = n ** 3
                 rows.append({"shape": f"{n}×{n}×{n}", "m": n, "k": n, "n": n, "threads": t,
                              "native_ms": 1e3 * nat["median_s"], "native_min_ms": 1e3 * nat["min_s"],

@@ -17,7 +17,9 @@ import time
 import numpy as np
 import pi_native
 
+from pi.bench.model import load_test_images, load_workload
 from pi.bench.results import format_table, markdown_table, write_results
+from pi.compiler import compile_plan
 from protocols import he
 
 NAME = "he"
@@ -48,9 +50,6 @@ def plan_layers(workload: str, ring_bits: int | None, checkpoint: str | None = N
     """The workload's plan in Z_2^l (l = ring_bits, or the calibrated width on the embedded
     samples when None, as pi.compile derives it) and, for every Conv2d/Linear, (op name,
     shape, weights mod 2^l, public weight bits)."""
-    from pi.bench.model import load_test_images, load_workload
-    from pi.compiler import compile_plan
-
     model, _ = load_workload(workload, checkpoint)
     x, _, _ = load_test_images("samples", 32)
     plan, weights = compile_plan(model, x[:1], calibration=x,
@@ -184,13 +183,11 @@ def run(args) -> int:
     workloads = [w for w in args.workloads.split(",") if w]
     for w in workloads:
         if w not in WORKLOADS:
-            print(f"error: unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
-            return 2
+            raise ValueError(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
     ring_bits = None if args.ring_bits == "calibrated" else args.ring_bits
     if ring_bits is not None:
         if not str(ring_bits).isdigit() or not 2 <= int(ring_bits) <= he.MAX_PLAIN_BITS:
-            print(f"error: --ring-bits must be 'calibrated' or an integer in 2..{he.MAX_PLAIN_BITS}")
-            return 2
+            raise ValueError(f"--ring-bits must be 'calibrated' or an integer in 2..{he.MAX_PLAIN_BITS}")
         ring_bits = int(ring_bits)
     pi_native.set_num_threads(args.threads)
     rng = np.random.default_rng(0)

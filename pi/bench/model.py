@@ -24,10 +24,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import pi
+from pi.assets import load_default_model, load_samples
+from pi.bench import crypten_baseline as cb
 from pi.bench import profiles
-from pi.bench.deployment import Deployment
+from pi.bench.crypten_baseline import PROVIDER_NOTE as CT_PROVIDER_NOTE
+from pi.bench.crypten_baseline import TRANSPORT_NOTE as CT_NOTE
+from pi.bench.crypten_baseline import use_baseline
+from pi.bench.deployment import Deployment, TwoPartyDeployment
 from pi.bench.results import add_run_flags, format_table, markdown_table, versus_crypten, write_results
+from protocols.transport.errors import TransportError
+from relu_budget.data import load_fashion_mnist_raw, normalize_fashion
+from relu_budget.models import IDENTITY, ResNet, ResNetConfig, relu_sites
 from relu_budget.runs import load_run_or_policy
+from relu_budget.train import load_checkpoint
 
 NAME = "model"
 HELP = "end-to-end private inference (embedded model, ResNet-18-style) vs CrypTen, same run"
@@ -38,16 +48,20 @@ FULL_SEED = 0
 RESNET18_CHECKPOINT = Path(__file__).resolve().parents[2] / "benchmarks" / "resnet18_fmnist.pt"
 TRANSPORT_NOTE = ("pi: dealer, server and client in 3 processes, TLS 1.3 on loopback (pinned self-signed "
                   "P-256 certificates); bytes are frames incl. headers, not TLS records")
+TWO_PARTY_NOTE = ("pi two-party: server (pi.serving, as `pi serve --provider two-party`) and client in 2 processes, "
+                  "TLS 1.3 on loopback; stored_bytes = what the client keeps per inference between its offline and "
+                  "online phase (dealer rows: its half of the dealer's material)")
 # The documented row schema (docs/bench.md); tests check every row carries these keys.
-ROW_FIELDS = ("system", "workload", "batch", "policy", "online_bytes", "offline_bytes", "material_bytes",
+ROW_FIELDS = ("system", "provider", "workload", "batch", "policy", "online_bytes", "offline_bytes", "material_bytes",
+              "stored_bytes",
               "rounds", "offline_rounds", "online_s", "online_s_min", "online_s_max", "offline_s",
               "offline_s_min", "offline_s_max", "repeats", "max_abs_err", "agreement", "accuracy",
               "plain_accuracy", "eval_images", "eval_batch", "lan_online_s", "wan_online_s", "lan_offline_s",
               "wan_offline_s", "ring_bits", "peak_rss_bytes", "note")
-COLUMNS = [("system", "system", "s"), ("workload", "workload", "s"), ("batch", "batch", "d"),
+COLUMNS = [("system", "system", "s"), ("provider", "provider", "s"), ("workload", "workload", "s"), ("batch", "batch", "d"),
            ("policy", "policy", "s"), ("ring_bits", "l", "d"), ("online_kb", "online KB", ".1f"), ("offline_mb", "offline MB", ".2f"),
            ("rounds", "rounds", "d"), ("online_ms", "online ms", ".1f"), ("online_range", "(min–max)", "s"),
-           ("offline_ms", "offline ms", ".0f"), ("max_abs_err", "max|Δlogit|", ".4f"),
+           ("offline_ms", "offline ms", ".0f"), ("stored_kb", "stored KB", ".1f"), ("max_abs_err", "max|Δlogit|", ".4f"),
            ("agreement_pct", "agree %", ".2f"), ("accuracy_pct", "acc %", ".2f"), ("eval_images", "eval n", "d"),
            ("lan_online_ms", "LAN ms", ".1f"), ("wan_online_ms", "WAN ms", ".0f"),
            ("rss_mb", "peak RSS MiB c/s/d", "s")]
@@ -59,11 +73,9 @@ COLUMNS = [("system", "system", "s"), ("workload", "workload", "s"), ("batch", "
 
 def load_workload(name: str, checkpoint: str | None = None) -> tuple[torch.nn.Module, dict]:
     if name == "default":
-        from pi.assets import load_default_model
         model, meta = load_default_model()
         return model.eval(), {**meta, "source": "demos/assets/default_model.pt"}
     if name == "resnet18":
-        from relu_budget.train import load_checkpoint
         path = Path(checkpoint) if checkpoint else RESNET18_CHECKPOINT
         if not path.is_file():
             raise FileNotFoundError(f"no ResNet-18 checkpoint at {path}: train one with "
@@ -75,7 +87,6 @@ def load_workload(name: str, checkpoint: str | None = None) -> tuple[torch.nn.Mo
             source = str(path)
         return model.eval(), {**meta, "source": source}
     if name == "resnet18-full":
-        from relu_budget.models import ResNet, ResNetConfig
         torch.manual_seed(FULL_SEED)
         model = ResNet(ResNetConfig(in_channels=3, num_classes=10))      # the defaults: ResNet-18 at full width
         return model.eval(), {"arch": "resnet18 (full width, 32×32×3)", "source": f"random weights (seed {FULL_SEED})",
@@ -93,11 +104,9 @@ def load_test_images(source: str, n: int) -> tuple[torch.Tensor, np.ndarray, str
     """The first n test images (normalized) and labels: Fashion-MNIST's test set, or the 32
     embedded samples (`samples`, for quick runs and tests)."""
     if source == "samples":
-        from pi.assets import load_samples
         s = load_samples()
         return s.inputs[:n], s.labels[:n], f"embedded samples ({min(n, len(s.labels))} of 32)"
     if source == "fashion-mnist":
-        from relu_budget.data import load_fashion_mnist_raw, normalize_fashion
         raw = load_fashion_mnist_raw()
         return (normalize_fashion(raw["test_images"][:n]), raw["test_labels"][:n].astype(np.int64),
                 "Fashion-MNIST test set (first images)")
@@ -108,7 +117,6 @@ def reference_model(model: torch.nn.Module, policy_name: str, policy_obj=None) -
     """The plaintext network the secure one approximates: the policy applied to a copy
     (identity sites → identity; Circa sites are exact ReLU in plaintext)."""
     ref = copy.deepcopy(model).eval()
-    from relu_budget.models import IDENTITY, relu_sites
     if policy_name == "identity":
         for _, site in relu_sites(ref):
             site.set_kinds(IDENTITY)
@@ -121,18 +129,15 @@ def load_calibration(source: str, n: int = 256) -> tuple[torch.Tensor, str]:
     """Inputs that bound the activations for the calibrated ring width: Fashion-MNIST training
     images (never the test images the rows are measured on), or the embedded samples."""
     if source == "samples":
-        from pi.assets import load_samples
         return load_samples().inputs, "the 32 embedded samples"
-    from relu_budget.data import load_fashion_mnist_raw, normalize_fashion
     return normalize_fashion(load_fashion_mnist_raw()["train_images"][:n]), f"the first {n} Fashion-MNIST training images"
 
 
 def compile_policy(model, example, policy: str, circa_k: int | None, policy_obj=None, ring_bits="calibrated",
-                   calibration: torch.Tensor | None = None):
-    """pi.compile for one bench policy; ring_bits "calibrated" (the narrowest ring the
-    calibration inputs allow) or an int (64: the uncalibrated full ring)."""
-    import pi
-    ring = {"ring_bits": ring_bits}
+                   calibration: torch.Tensor | None = None, provider: str = "dealer"):
+    """pi.compile for one bench policy and provider; ring_bits "calibrated" (the narrowest ring
+    the calibration inputs allow) or an int (64: the uncalibrated full ring)."""
+    ring = {"ring_bits": ring_bits, "provider": provider}
     if ring_bits == "calibrated":
         ring["calibration"] = calibration
     if policy_obj is not None:
@@ -184,14 +189,37 @@ def _eval_fields(logits: np.ndarray, plain: np.ndarray, labels: np.ndarray | Non
             "eval_images": n}
 
 
+PROVIDER_NOTES = {
+    "dealer": "dealer provider (secure if the dealer colludes with neither party)",
+    "two-party": "two-party provider: client and server alone (HE linear layers, garbled-circuit gates, OT); "
+                 "offline per inference, the connection's one-time setup not included (setup_bytes, setup_s)",
+}
+
+
+def _activation_sites(secure) -> int:
+    """ReLU sites of the activation layers per image (exact + Circa + polynomial), max-pool
+    comparisons not included: the denominator of the per-ReLU figures."""
+    return sum(r["relu"] + r["circa"] + r["poly"] for r in secure.layer_rows() if r["op"] == "Activation")
+
+
+def _relu_online(cost: dict) -> tuple[float, int]:
+    """(seconds, bytes) of the online phase spent in activation layers (op classes relu,
+    circa, poly of the merged per-layer rows: seconds the max over parties, bytes both ways)."""
+    rows = [r for r in cost.get("per_layer", []) if r["phase"] == "online" and r["op"] in ("relu", "circa", "poly")]
+    return sum(r["seconds"] for r in rows), sum(r["bytes_sent"] for r in rows)
+
+
 def run_ours(workload: str, policy: str, secure, images: torch.Tensor, labels: np.ndarray, plain: np.ndarray,
              batches: list[int], repeats: int, eval_images: int, eval_batch: int, threads: int,
-             progress: bool = True, dealer_threads: int | None = None, policy_dir: str | None = None) -> list[dict]:
-    """Rows of our system for one (workload, policy): one per batch size."""
+             progress: bool = True, dealer_threads: int | None = None, policy_dir: str | None = None,
+             provider: str = "dealer") -> list[dict]:
+    """Rows of our system for one (workload, policy, provider): one per batch size."""
     rows = []
     n_relu = sum(r["relu"] + r["circa"] + r["poly"] for r in secure.layer_rows() if r["op"] in ("Activation", "MaxPool"))
     peaks = {}
-    with Deployment(secure, threads=threads, dealer_threads=dealer_threads) as dep:
+    dep = TwoPartyDeployment(secure, threads=threads) if provider == "two-party" else \
+        Deployment(secure, threads=threads, dealer_threads=dealer_threads)
+    with dep:
         dep.infer(images[:1])                                     # warm-up: imports, first TLS connections
         timing = {}
         for b in batches:
@@ -209,40 +237,45 @@ def run_ours(workload: str, policy: str, secure, images: torch.Tensor, labels: n
             y, _ = dep.infer(images[s:min(s + eval_batch, eval_images)])
             logits.append(np.asarray(y))
             if progress and len(logits) % 25 == 0:
-                print(f"  … {workload}/{policy}: {s + eval_batch}/{eval_images} images "
+                print(f"  … {workload}/{policy}/{provider}: {s + eval_batch}/{eval_images} images "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
         logits = np.concatenate(logits) if logits else np.zeros((0, plain.shape[1]))
+        setup = {"setup_bytes": getattr(dep, "setup_bytes", None), "setup_s": getattr(dep, "setup_s", None)}
     ev = _eval_fields(logits, plain, labels)
     for b, runs in timing.items():
         on, on_min, on_max = _stats([c["online_s"] for c in runs])
         off, off_min, off_max = _stats([c["offline_s"] for c in runs])
-        row = {"system": "pi", "workload": workload, "batch": b, "policy": policy,
+        relu = [_relu_online(c) for c in runs]
+        row = {"system": "pi", "provider": provider, "workload": workload, "batch": b, "policy": policy,
                "online_bytes": int(statistics.median(c["online_bytes"] for c in runs)),
                "offline_bytes": int(statistics.median(c["offline_bytes"] for c in runs)),
                "material_bytes": int(statistics.median(c["material_bytes"] for c in runs)),
+               "stored_bytes": int(statistics.median(c["stored_bytes"] for c in runs)),
                "rounds": int(statistics.median(c["rounds"] for c in runs)),
                "offline_rounds": int(statistics.median(c["offline_rounds"] for c in runs)),
                "online_s": on, "online_s_min": on_min, "online_s_max": on_max,
                "offline_s": off, "offline_s_min": off_min, "offline_s_max": off_max,
+               "relu_online_s": statistics.median(t for t, _ in relu),
+               "relu_online_bytes": int(statistics.median(n for _, n in relu)),
+               "activation_sites_per_image": _activation_sites(secure),
                "repeats": repeats, "gate_relus_per_image": n_relu, "ring_bits": secure.plan.ring_bits,
-               "peak_rss_bytes": peaks[b], "policy_dir": policy_dir,
-               **ev, "eval_batch": eval_batch,
-               "note": "dealer provider (secure if the dealer colludes with neither party)"}
+               "peak_rss_bytes": peaks[b], "policy_dir": policy_dir, **setup,
+               **ev, "eval_batch": eval_batch, "note": PROVIDER_NOTES[provider]}
         rows.append(profiles.add_estimates(row, "pi"))
     return rows
 
 
 def run_crypten(workload: str, model, images: torch.Tensor, labels: np.ndarray, plain: np.ndarray,
                 batches: list[int], repeats: int, eval_images: int, eval_batch: int, threads: int) -> list[dict]:
-    from pi.bench import crypten_baseline as cb
     res = cb.model_costs(model, images.numpy(), batches, repeats, eval_images, eval_batch, threads)
     logits = res["logits"] if res["logits"] is not None else np.zeros((0, plain.shape[1]))
     ev = _eval_fields(logits, plain, labels)
     rows = []
     for b in batches:
         t = res["timing"][b]
-        row = {"system": "crypten", "workload": workload, "batch": b, "policy": "exact",
+        row = {"system": "crypten", "provider": "crypten-tfp", "workload": workload, "batch": b, "policy": "exact",
                "online_bytes": int(t["online_bytes"]), "offline_bytes": None, "material_bytes": None,
+               "stored_bytes": None,
                "rounds": t["rounds"], "offline_rounds": None,
                "online_s": t["online_s"], "online_s_min": t["online_s_min"], "online_s_max": t["online_s_max"],
                "offline_s": None, "offline_s_min": None, "offline_s_max": None, "repeats": t["repeats"],
@@ -258,12 +291,15 @@ def _display(row: dict) -> dict:
     d["online_ms"] = row["online_s"] * 1e3
     d["online_range"] = f"{row['online_s_min'] * 1e3:.1f}–{row['online_s_max'] * 1e3:.1f}"
     d["offline_ms"] = None if row.get("offline_s") is None else row["offline_s"] * 1e3
+    d["stored_kb"] = None if row.get("stored_bytes") is None else row["stored_bytes"] / 1e3
     d["agreement_pct"] = None if row.get("agreement") is None else 100 * row["agreement"]
     d["accuracy_pct"] = None if row.get("accuracy") is None else 100 * row["accuracy"]
     d["lan_online_ms"] = None if row.get("lan_online_s") is None else row["lan_online_s"] * 1e3
     d["wan_online_ms"] = None if row.get("wan_online_s") is None else row["wan_online_s"] * 1e3
     rss = row.get("peak_rss_bytes")
-    d["rss_mb"] = "/".join("?" if rss.get(p) is None else f"{rss[p] / 2**20:.0f}" for p in ("client", "server", "dealer")) \
+    # "-": no such process (two-party has no dealer); "?": /proc did not say
+    d["rss_mb"] = "/".join("-" if p not in rss else "?" if rss[p] is None else f"{rss[p] / 2**20:.0f}"
+                           for p in ("client", "server", "dealer")) \
         if rss else None
     return d
 
@@ -278,21 +314,24 @@ def comparisons(rows: list[dict]) -> list[dict]:
 def targets(rows: list[dict], comps: list[dict]) -> list[dict]:
     """The project's performance targets on the embedded model (batch 1): measured value and verdict."""
     out = []
-    c = next((c for c in comps if c["workload"] == "default" and c["batch"] == 1 and c["policy"] == "exact"), None)
+    dealer = lambda r: r.get("provider", "dealer") == "dealer"  # noqa: E731  (rows of older runs have none)
+    c = next((c for c in comps if c["workload"] == "default" and c["batch"] == 1 and c["policy"] == "exact"
+              and dealer(c)), None)
     if c is not None:
         out += [{"target": "online bytes ≤ 1/20 of CrypTen", "value": c["online_bytes_ratio"],
                  "ok": c["online_bytes_ratio"] <= 1 / 20},
                 {"target": "online time ≤ 1/5 of CrypTen", "value": c["online_s_ratio"], "ok": c["online_s_ratio"] <= 1 / 5},
                 {"target": "rounds ≤ 1/3 of CrypTen", "value": c["rounds_ratio"], "ok": c["rounds_ratio"] <= 1 / 3}]
     ex = next((r for r in rows if r["system"] == "pi" and r["workload"] == "default" and r["batch"] == 1
-               and r["policy"] == "exact"), None)
+               and r["policy"] == "exact" and dealer(r)), None)
     if ex is not None and ex.get("agreement") is not None:
         # Judged on 1000 images or more; on fewer the run says nothing about the target.
         out.append({"target": f"argmax agreement 100% on ≥ 1000 test images (this run: {ex['eval_images']})",
                     "value": ex["agreement"],
                     "ok": None if ex["eval_images"] < 1000 else ex["agreement"] == 1.0})
         for r in rows:
-            if r["system"] == "pi" and r["workload"] == "default" and r["batch"] == 1 and r["policy"].startswith("circa"):
+            if r["system"] == "pi" and r["workload"] == "default" and r["batch"] == 1 and r["policy"].startswith("circa") \
+                    and dealer(r):
                 drop = 100 * (ex["accuracy"] - r["accuracy"]) if r.get("accuracy") is not None else None
                 ratio = ex["offline_bytes"] / r["offline_bytes"]
                 out.append({"target": f"{r['policy']}: accuracy within 0.5 points of all-exact "
@@ -300,6 +339,45 @@ def targets(rows: list[dict], comps: list[dict]) -> list[dict]:
                             "ok": drop is not None and drop <= 0.5})
                 out.append({"target": f"{r['policy']}: preprocessing bytes ≥ 3x below all-exact", "value": ratio,
                             "ok": ratio >= 3.0})
+    return out + two_party_targets(rows)
+
+
+def two_party_targets(rows: list[dict]) -> list[dict]:
+    """The two-party provider's targets (Circa's claims in its own setting), on the embedded
+    model at batch 1, all-Circa (the first circa-k row) against all-exact."""
+    def row(system, provider, policy):
+        return next((r for r in rows if r["system"] == system and r.get("provider") == provider
+                     and r["workload"] == "default" and r["batch"] == 1 and policy(r["policy"])), None)
+    ex = row("pi", "two-party", lambda p: p == "exact")
+    ci = row("pi", "two-party", lambda p: p.startswith("circa"))
+    ct = row("crypten", "crypten-tfp", lambda p: p == "exact")
+    out = []
+    if ex is not None and ci is not None:
+        stored = ex["stored_bytes"] / ci["stored_bytes"]
+        relu_t = ex["relu_online_s"] / ci["relu_online_s"] if ci["relu_online_s"] else float("inf")
+        out += [{"target": f"two-party {ci['policy']} vs exact: client storage ≥ 4.7x smaller", "value": stored,
+                 "ok": stored >= 4.7},
+                {"target": f"two-party {ci['policy']} vs exact: online ReLU time ≥ 3x lower", "value": relu_t,
+                 "ok": relu_t >= 3.0}]
+    for r, need in ((ex, 1.0), (ci, 0.99)):
+        if r is not None and r.get("agreement") is not None:
+            out.append({"target": f"two-party {r['policy']}: argmax agreement ≥ {100 * need:g}% on ≥ 1000 images "
+                                  f"(this run: {r['eval_images']})", "value": r["agreement"],
+                        "ok": None if r["eval_images"] < 1000 else r["agreement"] >= need})
+    if ci is not None:
+        sites = ci["activation_sites_per_image"]
+        per_relu = ci["relu_online_bytes"] / sites
+        out += [{"target": f"two-party {ci['policy']}: online ≤ 100 ms", "value": ci["online_s"],
+                 "ok": ci["online_s"] <= 0.1},
+                {"target": f"two-party {ci['policy']}: ≤ 300 online bytes per ReLU (activation layers' online "
+                           f"bytes / {sites} sites)", "value": per_relu, "ok": per_relu <= 300},
+                {"target": f"two-party {ci['policy']}: client storage ≤ 1 KB per ReLU site (all it stores / "
+                           f"{sites} sites)", "value": ci["stored_bytes"] / sites,
+                 "ok": ci["stored_bytes"] / sites <= 1000}]
+        if ct is not None:
+            ratio = ci["rounds"] / ct["rounds"]
+            out.append({"target": f"two-party {ci['policy']}: online rounds ≤ 1/3 of CrypTen's", "value": ratio,
+                        "ok": ratio <= 1 / 3})
     return out
 
 
@@ -325,6 +403,8 @@ def _per_workload(s: str, workloads: list[str]) -> dict[str, int]:
 def configure(p) -> None:
     p.add_argument("--workloads", default="default,resnet18", help=f"comma-separated from {', '.join(WORKLOADS)}")
     p.add_argument("--batches", default="1,8", help="batch sizes, comma-separated")
+    p.add_argument("--provider", default="dealer",
+                   help="our providers, comma-separated: dealer, two-party (every policy runs with each)")
     p.add_argument("--policies", default="exact,circa",
                    help="exact, circa (one row per --circa-k), identity; comma-separated")
     p.add_argument("--circa-k", default="16", help="Circa: low bits dropped, comma-separated for several rows")
@@ -335,6 +415,8 @@ def configure(p) -> None:
     p.add_argument("--eval-images", default="1000",
                    help="test images for agreement/accuracy of our system: N or default=N,resnet18=M")
     p.add_argument("--eval-batch", type=int, default=8, help="batch size of the accuracy pass")
+    p.add_argument("--two-party-eval-images", default=None,
+                   help="test images through the two-party provider (default: --eval-images): N or per workload")
     p.add_argument("--crypten-eval-images", default="100", help="test images through CrypTen (slower): N or per workload")
     p.add_argument("--images", default="fashion-mnist", choices=["fashion-mnist", "samples"],
                    help="test images: Fashion-MNIST's test set, or the 32 embedded samples")
@@ -350,17 +432,20 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from pi.bench.crypten_baseline import PROVIDER_NOTE as CT_PROVIDER_NOTE
-    from pi.bench.crypten_baseline import TRANSPORT_NOTE as CT_NOTE
-    from pi.bench.crypten_baseline import use_baseline
     workloads = [w for w in args.workloads.split(",") if w]
     batches = _int_list(args.batches)
     eval_n = _per_workload(args.eval_images, workloads)
+    tp_eval_n = _per_workload(args.two_party_eval_images or args.eval_images, workloads)
     ct_eval_n = _per_workload(args.crypten_eval_images, workloads)
-    for spec, n in ((args.eval_images, eval_n), (args.crypten_eval_images, ct_eval_n)):
+    for spec, n in ((args.eval_images, eval_n), (args.crypten_eval_images, ct_eval_n),
+                    (args.two_party_eval_images or args.eval_images, tp_eval_n)):
         if "resnet18-full" in n and "resnet18-full=" not in spec:
             n["resnet18-full"] = 0        # random weights and inputs: timing only, unless asked
     pols = [p for p in args.policies.split(",") if p]
+    providers = [p for p in args.provider.split(",") if p]
+    for prov in providers:
+        if prov not in PROVIDER_NOTES:
+            raise ValueError(f"--provider {prov!r}: choose from {', '.join(PROVIDER_NOTES)}")
     circa_ks = _int_list(args.circa_k)
     use_crypten, why_not = use_baseline(args.crypten)
     budget: dict[str, list[str]] = {}
@@ -369,9 +454,11 @@ def run(args) -> int:
         budget.setdefault(w, []).append(d)
 
     load = wait_for_quiet(args.max_load, args.max_wait) if args.max_load else {"load_1min_at_start": os.getloadavg()[0]}
-    rows, notes = [], [TRANSPORT_NOTE, f"kernel threads per party process: {args.threads}; dealer: "
-                       f"{args.dealer_threads or os.cpu_count()}",
+    rows, notes = [], [TRANSPORT_NOTE, (f"kernel threads per party process: {args.threads}; dealer: "
+                                        f"{args.dealer_threads or os.cpu_count()}"),
                        f"1-minute load average at start: {load['load_1min_at_start']:.2f} (machine shared)"]
+    if "two-party" in providers:
+        notes.append(TWO_PARTY_NOTE)
     if use_crypten:
         notes += [CT_NOTE, CT_PROVIDER_NOTE, "CrypTen fixed point: 16 fractional bits (its default); ours: 12"]
     else:
@@ -379,7 +466,7 @@ def run(args) -> int:
     notes.append("network estimates: " + profiles.describe_all() + " (see pi/bench/profiles.py)")
     for w in workloads:
         model, meta = load_workload(w, args.resnet18_checkpoint)
-        n_images = max(eval_n[w], ct_eval_n[w] if use_crypten else 0, max(batches) * args.repeats, 1)
+        n_images = max(eval_n[w], tp_eval_n[w], ct_eval_n[w] if use_crypten else 0, max(batches) * args.repeats, 1)
         if w == "resnet18-full":
             images, labels, source = random_images(meta["input_shape"], n_images)
         else:
@@ -408,10 +495,18 @@ def run(args) -> int:
             ref = reference_model(net, name, pobj)
             with torch.no_grad():
                 plain = ref(images).double().numpy()
-            secure = compile_policy(net, example, name, k, pobj, args.ring_bits, calibration)
-            print(f"[pi] {w} / {name}: batches {batches}, {args.repeats} runs each, {eval_n[w]} eval images", flush=True)
-            rows += run_ours(w, name, secure, images, labels, plain, batches, args.repeats, eval_n[w],
-                             args.eval_batch, args.threads, dealer_threads=args.dealer_threads, policy_dir=pdir)
+            for prov in providers:
+                n_eval = eval_n[w] if prov == "dealer" else tp_eval_n[w]
+                print(f"[pi {prov}] {w} / {name}: batches {batches}, {args.repeats} runs each, {n_eval} eval images",
+                      flush=True)
+                try:
+                    secure = compile_policy(net, example, name, k, pobj, args.ring_bits, calibration, prov)
+                    rows += run_ours(w, name, secure, images, labels, plain, batches, args.repeats, n_eval,
+                                     args.eval_batch, args.threads, dealer_threads=args.dealer_threads, policy_dir=pdir,
+                                     provider=prov)
+                except (ValueError, RuntimeError, OSError, TransportError) as exc:   # a plan the provider cannot run
+                    notes.append(f"{w} / {name} / {prov}: not measured: {type(exc).__name__}: {exc}")
+                    print(f"  not measured: {exc}", flush=True)
         if use_crypten:
             with torch.no_grad():
                 plain = model(images).double().numpy()
@@ -433,8 +528,8 @@ def run(args) -> int:
 
 
 def _comp_table(comps: list[dict], md: bool) -> str:
-    cols = [("workload", "workload", "s"), ("batch", "batch", "d"), ("policy", "pi policy", "s"),
-            ("online_bytes_ratio", "online bytes ×", ".4f"), ("online_s_ratio", "online time ×", ".3f"),
+    cols = [("provider", "provider", "s"), ("workload", "workload", "s"), ("batch", "batch", "d"),
+            ("policy", "pi policy", "s"), ("online_bytes_ratio", "online bytes ×", ".4f"), ("online_s_ratio", "online time ×", ".3f"),
             ("rounds_ratio", "rounds ×", ".3f"), ("lan_ratio", "LAN ×", ".3f"), ("wan_ratio", "WAN ×", ".3f")]
     return markdown_table(comps, cols) if md else format_table(comps, cols)
 
@@ -444,7 +539,7 @@ def report_text(rows, comps, tgts, notes) -> str:
     if comps:
         parts += ["", "pi / CrypTen (same run, lower is better):", _comp_table(comps, False)]
     if tgts:
-        parts += ["", "targets (embedded model, batch 1):"]
+        parts += ["", "targets (embedded model, batch 1; two-party: its provider's rows):"]
         verdict = {True: "ok", False: "MISSED", None: "not judged"}
         parts += [f"  [{verdict[t['ok']]}] {t['target']}: {t['value']:.4g}" for t in tgts]
     parts += ["", *[f"- {n}" for n in notes]]
@@ -456,7 +551,7 @@ def report_markdown(rows, comps, tgts, notes) -> str:
     if comps:
         parts += ["", "Ratios pi / CrypTen (same run, lower is better):", "", _comp_table(comps, True)]
     if tgts:
-        parts += ["", "Targets (embedded model, batch 1):", ""]
+        parts += ["", "Targets (embedded model, batch 1; two-party: its provider's rows):", ""]
         verdict = {True: "✅", False: "❌ missed", None: "– not judged"}
         parts += [f"- {verdict[t['ok']]} {t['target']}: {t['value']:.4g}" for t in tgts]
     parts += ["", "Notes:", "", *[f"- {n}" for n in notes]]

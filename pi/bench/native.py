@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 import pi_native
-from pi.bench.results import format_table, markdown_table, time_runs, write_results
+from pi.bench.results import format_table, time_runs, write_with_notes
 
 NAME = "native"
 HELP = "FSS gates (relu, drelu, circa, trunc, square, mul): key bytes, keygen/eval rates, online cost"
@@ -194,14 +194,8 @@ def run(args) -> int:
                  ("x^ bits read: low bits of each party's share of x^ the gate uses (n for drelu, n + 1 for "
                   "relu, trunc and circa when n < 64). Online bytes count both parties: packed = ceil(bits / 8) "
                   "bytes per share (+ 2 sign bits for circa), 8-B words = what the engine sends today."),
-                 (f"Machine load (1-min load average) {load['load_1min_at_start']:.2f} at start, "
-                  f"{load['load_1min_at_end']:.2f} at end, on {load['cores']} cores shared with other jobs; "
-                  "rows of the same gate at n = 64 and n = 40 were timed back to back.")]
-        md = (markdown_table(rows, COLUMNS) + "\n\n" + "\n".join(f"- {line}" for line in notes + targets["lines"]))
-        write_results(args.json, "FSS gates of pi_native (dealer model)", rows,
-                      extra={"load": load, "targets": {k: v for k, v in targets.items() if k != "lines"}},
-                      markdown=md)
-        print(f"wrote {args.json}")
+                 "Rows of the same gate at n = 64 and n = 40 were timed back to back."]
+        write_with_notes(args.json, "FSS gates of pi_native (dealer model)", rows, COLUMNS, notes, load, targets)
     return 0
 
 

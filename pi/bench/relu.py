@@ -24,11 +24,23 @@ import os
 import statistics
 
 import numpy as np
+import pi_native
 import torch
 from torch import nn
 
+from pi.bench import crypten_baseline as cb
 from pi.bench import profiles
+from pi.bench.crypten_baseline import PROVIDER_NOTE, TRANSPORT_NOTE, use_baseline
+from pi.bench.deployment import Deployment
+from pi.bench.model import TRANSPORT_NOTE as PI_NOTE
+from pi.bench.model import wait_for_quiet
 from pi.bench.results import add_run_flags, format_table, markdown_table, versus_crypten, write_results
+from pi.compiler import SitePolicy, compile_plan
+from pi.secure_model import SecureModel
+from protocols import gates
+from protocols.fixed_point import DEFAULT_FRAC_BITS, FixedPoint
+from protocols.plan import CIRCA, IDENTITY, POLY
+from relu_budget.models import ReluSite
 
 NAME = "relu"
 HELP = "per-ReLU online/offline bytes, rounds and µs: exact, Circa, identity, polynomial, CrypTen"
@@ -51,7 +63,6 @@ class ReluProbe(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        from relu_budget.models import ReluSite
         self.scale = nn.Conv2d(1, 1, 1, bias=False)
         with torch.no_grad():
             self.scale.weight.fill_(1.0)
@@ -63,11 +74,6 @@ class ReluProbe(nn.Module):
 
 def probe_model(kind: str, n: int, circa_k: int | None = None):
     """A SecureModel of the probe with every site of the given kind."""
-    from pi.compiler import SitePolicy, compile_plan
-    from pi.secure_model import SecureModel
-    from protocols.fixed_point import DEFAULT_FRAC_BITS, FixedPoint
-    from protocols.plan import CIRCA, IDENTITY, POLY
-
     def policy(name, shape):
         if kind == "exact":
             return SitePolicy()
@@ -94,13 +100,11 @@ def reference(kind: str, x: np.ndarray) -> np.ndarray:
 
 def _predicted_material(kind: str, n: int, circa_k: int | None) -> int:
     """Bytes of dealer material per party (upper estimate), to pick the frame limit."""
-    import pi_native
     if kind == "exact":
         per = pi_native.key_bytes_per_element("relu", shift=12)
     elif kind == "circa":
         per = pi_native.key_bytes_per_element("circa", k=circa_k, mode="poszero", shift=12)
     elif kind == "poly":
-        from protocols import gates
         per = gates.key_bytes(gates.GateSpec("poly", shift=12))
     else:
         per = 0
@@ -115,7 +119,6 @@ def measure_ours(kind: str, n: int, repeats: int, threads: int, circa_k: int | N
                  seed: int = 0) -> dict:
     """Runs the probe `repeats` times (+1 warm-up) over TLS; per-run layer costs and the
     output error against the plaintext function."""
-    from pi.bench.deployment import Deployment
     secure = probe_model(kind, n, circa_k)
     x = np.random.default_rng(seed + n).standard_normal((1, 1, 1, n))
     limit = None
@@ -168,7 +171,6 @@ def run_ours(kinds: list[tuple[str, int | None]], sizes: list[int], repeats: int
 
 
 def run_crypten(sizes: list[int], repeats: int, threads: int) -> list[dict]:
-    from pi.bench import crypten_baseline as cb
     print(f"[crypten] sizes {sizes}", flush=True)
     res = cb.relu_costs(sizes, repeats, threads)
     rows = []
@@ -212,9 +214,6 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from pi.bench.crypten_baseline import PROVIDER_NOTE, TRANSPORT_NOTE, use_baseline
-    from pi.bench.model import TRANSPORT_NOTE as PI_NOTE
-    from pi.bench.model import wait_for_quiet
     sizes = [int(s) for s in args.sizes.split(",") if s]
     kinds = []
     for kind in [k for k in args.kinds.split(",") if k]:
@@ -223,15 +222,15 @@ def run(args) -> int:
         elif kind in ("exact", "identity", "poly"):
             kinds.append((kind, None))
         else:
-            raise SystemExit(f"unknown kind {kind!r}: use exact, circa, identity, poly")
+            raise ValueError(f"unknown kind {kind!r}: use exact, circa, identity, poly")
     load = wait_for_quiet(args.max_load, args.max_wait) if args.max_load else {"load_1min_at_start": os.getloadavg()[0]}
     notes = [PI_NOTE, f"kernel threads per party process: {args.threads}",
              f"1-minute load average at start: {load['load_1min_at_start']:.2f} (machine shared)",
-             "pi: ReLU input at 24 fractional bits with the truncation to 12 fused into the gate; "
-             "inputs N(0, 1); Circa in PosZero mode; polynomial p(x) = 0.1995 + 0.5x + 0.1995x² "
-             "(the poly gate: the faithful truncation fused into the degree-2 evaluation, one opening)",
-             "pi online µs: the server's time inside the activation layer; offline µs and bytes: "
-             "difference to the identity probe (dealer generation + key transfer + c+r0 message)",
+             ("pi: ReLU input at 24 fractional bits with the truncation to 12 fused into the gate; "
+              "inputs N(0, 1); Circa in PosZero mode; polynomial p(x) = 0.1995 + 0.5x + 0.1995x² "
+              "(the poly gate: the faithful truncation fused into the degree-2 evaluation, one opening)"),
+             ("pi online µs: the server's time inside the activation layer; offline µs and bytes: "
+              "difference to the identity probe (dealer generation + key transfer + c+r0 message)"),
              "err frac: fraction of outputs off by more than 2^-11 from the plaintext function"]
     rows = run_ours(kinds, sizes, args.repeats, args.threads)
     use, why = use_baseline(args.crypten)

@@ -8,9 +8,12 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+
+import numpy
+import pi_native
 
 
 def time_runs(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
@@ -49,14 +52,13 @@ def versus_crypten(rows: list[dict], keys: Sequence[str], ratios: dict[str, str]
         if base is None:
             continue
         out.append({**{k: r[k] for k in keys}, "policy": r["policy"],
+                    **({"provider": r["provider"]} if "provider" in r else {}),
                     **{name: r[metric] / base[metric] for name, metric in ratios.items()}})
     return out
 
 
 def machine() -> dict:
     """What the numbers were measured on."""
-    import pi_native
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -67,12 +69,7 @@ def machine() -> dict:
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "threads": pi_native.get_num_threads(),
             "aesni": pi_native.has_aesni(), "python": platform.python_version(),
-            "platform": platform.platform()}
-    try:
-        import numpy
-        info["numpy"] = numpy.__version__
-    except ImportError:
-        pass
+            "platform": platform.platform(), "numpy": numpy.__version__}
     return info
 
 
@@ -108,6 +105,21 @@ def write_results(path: str | os.PathLike, name: str, rows: list[dict], extra: d
                   f"AES-NI {'yes' if m['aesni'] else 'no'}\n\n")
         path.with_suffix(".md").write_text(header + markdown + "\n")
     return path
+
+
+def load_line(load: dict) -> str:
+    """The machine load over a run (`load_1min_at_start`, `load_1min_at_end`, `cores`), one sentence."""
+    return (f"Machine load (1-min load average) {load['load_1min_at_start']:.2f} at start, "
+            f"{load['load_1min_at_end']:.2f} at end, on {load['cores']} cores shared with other jobs.")
+
+
+def write_with_notes(path, name: str, rows: list[dict], columns, notes: list[str], load: dict, targets: dict) -> None:
+    """A result file with the load and the targets' verdicts (`targets["lines"]`, the rest is
+    stored); its Markdown twin is the table, then the notes, the load and the verdicts."""
+    lines = [*notes, load_line(load), *targets["lines"]]
+    write_results(path, name, rows, extra={"load": load, "targets": {k: v for k, v in targets.items() if k != "lines"}},
+                  markdown=markdown_table(rows, columns) + "\n\n" + "\n".join(f"- {x}" for x in lines))
+    print(f"wrote {path}")
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> str:

@@ -14,6 +14,8 @@ from pi.report.provenance import section_machine, section_overview, section_repr
 from pi.report.summary import section_summary
 from pi.report.tradeoffs import section_circa, section_fairness, section_pareto
 
+# Local imports: torch and the assets are imported where used: `pi --help` imports pi.report.
+
 
 @dataclass
 class ReportOptions:

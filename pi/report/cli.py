@@ -6,9 +6,11 @@ import shlex
 import sys
 
 from pi.report.build import ReportOptions, build_report
-from pi.report.document import ReportError, rel
+from pi.report.document import rel
 from pi.report.inputs import DEFAULT_RESULTS
 from pi.report.render import write_report
+
+# Local imports: torch and pi_native are imported by `run` only: `pi --help` imports this module.
 
 NAME = "report"
 HELP = "an HTML/Markdown/JSON report of optimizer runs, fairness audits and benchmarks"
@@ -38,8 +40,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     if args.committed and args.results_dir:
-        print("pi report: error: --committed and --results-dir both say where to look; give one", file=sys.stderr)
-        return 2
+        raise ValueError("--committed and --results-dir both say where to look; give one")
     import torch
     torch.set_num_threads(args.threads)
     try:
@@ -52,12 +53,8 @@ def run(args) -> int:
     opts = ReportOptions(runs=args.runs, audits=args.audits, results_dir=args.results_dir, committed=args.committed,
                          measure=not args.no_measure, circa_images=args.circa_images,
                          circa_elements=args.circa_elements, command=cmd)
-    try:
-        doc, sections = build_report(opts)
-        paths = write_report(doc, sections, args.out)
-    except ReportError as exc:
-        print(f"pi report: error: {exc}", file=sys.stderr)
-        return 2
+    doc, sections = build_report(opts)          # a ReportError is a ValueError: pi's one-line error
+    paths = write_report(doc, sections, args.out)
     for s in sections:
         print(f"  {s.id:<10} {s.status}" + (f"  (to fill: {s.todo[0]})" if s.todo else ""))
     print("wrote " + ", ".join(rel(p) for p in paths))

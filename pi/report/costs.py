@@ -5,6 +5,8 @@ from __future__ import annotations
 from pi.report.document import SECTIONS, Section, Table, rel
 from pi.report.plots import fig_png, pyplot
 
+# Local imports: pi.bench imports torch: it is imported where used, since `pi --help` imports pi.report.
+
 GATE_OPS = {"relu", "circa", "poly", "trunc", "select", "compare", "argmax", "mul"}
 # What the plan builder's own ops do, for the per-layer table: they have no torch module name.
 OP_WORDS = {"MulConst": "fixed-point scale-up", "Truncate": "fixed-point truncation", "ToMasked": "re-masking",
@@ -134,7 +136,8 @@ def section_network(measured: dict | None, measured_runs: dict, bench: dict) -> 
     for d, m in sorted(measured_runs.items()):
         rows.append({"what": f"{rel(d)} (in process)", **estimates(m)})
     for r in (bench.get("model") or {}).get("rows", []):
-        rows.append({"what": f"pi bench model: {r.get('system')} {r.get('workload')}/{r.get('policy')} "
+        system = r.get("system") if r.get("system") != "pi" else f"pi {r.get('provider', 'dealer')}"
+        rows.append({"what": f"pi bench model: {system} {r.get('workload')}/{r.get('policy')} "
                              f"batch {r.get('batch')} (deployed)",
                      "online_s": r.get("online_s"), "online_bytes": r.get("online_bytes"), "rounds": r.get("rounds"),
                      "lan_online_s": r.get("lan_online_s"), "wan_online_s": r.get("wan_online_s"),
@@ -166,9 +169,27 @@ def section_network(measured: dict | None, measured_runs: dict, bench: dict) -> 
                                                            ("lan_online_us_per_relu", "LAN µs/ReLU", ".3f"),
                                                            ("wan_online_us_per_relu", "WAN µs/ReLU", ".3f")],
                               s.data["bench_relu"]))
+    tp_doc = bench.get("model_two_party") or {}
+    two_party = [r for r in tp_doc.get("rows", []) if r.get("provider") == "two-party"]
+    s.data["two_party"] = two_party
+    if two_party:
+        s.tables.append(Table("Two-party provider (pi bench model: client and server alone, 2 processes; stored = "
+                              "what the client keeps per inference between its offline and online phase)",
+                              [("workload", "workload", "s"), ("policy", "policy", "s"), ("batch", "batch", "d"),
+                               ("online_s", "online time", "ms"), ("online_bytes", "online bytes", "B"),
+                               ("rounds", "rounds", "d"), ("offline_s", "offline time", "ms"),
+                               ("offline_bytes", "offline bytes", "B"), ("stored_bytes", "stored", "B"),
+                               ("lan_online_s", "LAN online time", "ms"), ("wan_online_s", "WAN online time", "ms")],
+                              two_party))
+        verdict = {True: "met", False: "NOT met", None: "not judged"}
+        s.notes += [f"Two-party target {verdict[t.get('ok')]}: {t['target']} (measured {t['value']:.4g})."
+                    for t in tp_doc.get("targets", []) if "two-party" in t["target"]]
+        s.notes.append(f"Two-party rows from {rel(tp_doc['_path'])} ({tp_doc.get('command', '')}).")
     if not bench.get("model"):
         s.status = "partial"
         s.todo.append("pi bench model --json benchmarks/results/bench_model.json   # deployed (3 processes, TLS)")
+    if not two_party:
+        s.todo.append("pi bench model --provider dealer,two-party --json benchmarks/results/bench_model_two_party.json")
     return s
 
 

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pi.report.document import REPO_ROOT, ReportError, rel
+from relu_budget.runs import RUN_FORMAT
+
+# Local imports: torch-backed readers (policies, checkpoints, audits) are imported where used: `pi --help`
+# imports pi.report.
 
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results"
 WALK_DEPTH = 4                  # directories below the working directory searched for inputs
@@ -34,7 +38,6 @@ def read_json(path: Path) -> dict | None:
 
 def find_runs(paths: list[str] | None, results_dir: Path) -> list[dict]:
     """metrics.json of relu-budget runs under the given directories (default: results_dir)."""
-    from relu_budget.runs import RUN_FORMAT
     roots = [Path(p) for p in paths] if paths else [results_dir]
     runs = []
     for root in roots:
@@ -84,6 +87,9 @@ def find_bench(results_dir: Path) -> dict[str, dict]:
 
 
 def newest_bench(files) -> dict[str, dict]:
+    """Per kind, the newest file. `pi bench model` files with two-party rows are their own kind,
+    `model_two_party` (the two-party table and targets): the headline comparisons stay with the
+    newest dealer-only run."""
     found: dict[str, dict] = {}
     for f in files:
         try:
@@ -93,7 +99,9 @@ def newest_bench(files) -> dict[str, dict]:
         if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
             continue
         name = str(doc.get("benchmark", ""))
+        two_party = any(isinstance(r, dict) and r.get("provider") == "two-party" for r in doc["rows"])
         for kind, prefix in BENCH_KINDS.items():
+            kind = "model_two_party" if kind == "model" and two_party else kind
             if name.startswith(prefix) and (kind not in found or doc.get("date", "") > found[kind].get("date", "")):
                 doc["_path"] = str(f)
                 found[kind] = doc
@@ -120,7 +128,6 @@ def _classify(files: list[Path]) -> tuple[list[dict], list[dict], dict[str, dict
     """Runs, audits and benchmark files among JSON files found by searching (unreadable or
     foreign files are not inputs, so they are passed over)."""
     from relu_budget.fairness import AUDIT_FORMAT, AuditError, validate_audit
-    from relu_budget.runs import RUN_FORMAT
     runs, audits = [], []
     for f in files:
         try:

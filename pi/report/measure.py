@@ -3,9 +3,16 @@ rate on the native gates and its simulated accuracy effect, and this machine.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import platform
+import statistics
+
+import numpy as np
+
+# Local imports: torch, pi and the relu_budget models are imported inside the measurements: `pi --help`
+# imports pi.report.
 
 CIRCA_KS = (12, 14, 16, 18, 20, 22, 24)
 
@@ -13,8 +20,6 @@ CIRCA_KS = (12, 14, 16, 18, 20, 22, 24)
 def measure_secure(model, example, policy=None, repeats: int = 3) -> dict:
     """Compiles and runs a model in process (dealer, server and client threads): the median of
     `repeats` runs of online/offline seconds, bytes, rounds and the per-layer meter rows."""
-    import statistics
-
     import pi
     sm = pi.compile(model, example, policy=policy)
     runs = []
@@ -33,7 +38,6 @@ def measure_secure(model, example, policy=None, repeats: int = 3) -> dict:
 def measure_circa_faults(ks=CIRCA_KS, sigma_log2: int = 24, n: int = 200_000, mode: str = "poszero") -> list[dict]:
     """Fault rate of the native Circa gates on x ~ N(0, σ²) ulps: the fraction of outputs that
     differ from ReLU(x) (the x = 0 'fault' is invisible and not counted)."""
-    import numpy as np
     import pi_native
     rng = np.random.default_rng(12345)          # ML-style randomness for the test inputs only
     rows = []
@@ -71,8 +75,6 @@ def circa_law(k: int, sigma_ulps: float) -> float:
 def simulate_circa_accuracy(model, images, labels, ks=CIRCA_KS, seed: int = 0) -> list[dict]:
     """Plaintext accuracy of a model with every ReLU a Circa site (PosZero), faults drawn from
     the law at the engine's scale (relu_budget.circa_sim), one draw per k."""
-    import copy
-
     import torch
 
     from relu_budget import circa_sim

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+# Local imports: matplotlib is imported inside the plots (about a second): `pi --help` imports pi.report.
+
 
 def fig_png(fig) -> bytes:
     import matplotlib.pyplot as plt

@@ -9,6 +9,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from pi.report.document import ReportError, Section, fmt
 
 CSS = """
@@ -132,7 +134,6 @@ def json_default(x):
     if isinstance(x, set):
         return sorted(x)
     try:
-        import numpy as np
         if isinstance(x, np.generic):
             return x.item()
     except ImportError:

@@ -39,8 +39,10 @@ def headline_ratios(bench: dict) -> tuple[list[dict], list[str]]:
     for c in model.get("comparisons") or []:
         if c.get("batch") == 1:
             rows.append({k: c.get(k) for k in ("workload", "policy", "online_bytes_ratio", "online_s_ratio",
-                                               "rounds_ratio", "lan_ratio", "wan_ratio")})
-    head = next((r for r in rows if r["workload"] == "default" and r["policy"] == "exact"), None)
+                                               "rounds_ratio", "lan_ratio", "wan_ratio")}
+                        | {"provider": c.get("provider", "dealer")})
+    head = next((r for r in rows if r["workload"] == "default" and r["policy"] == "exact"
+                 and r["provider"] == "dealer"), None)
     if head:
         lines.append(f"End to end (`pi bench model`, embedded model, every ReLU exact, batch 1), against CrypTen: "
                      f"online bytes {human_ratio(head['online_bytes_ratio'])}, online time "
@@ -82,8 +84,8 @@ def section_summary(sections: list[Section], origins: dict[str, str], fallback: 
     s.notes += lines
     if rows:
         s.tables.append(Table("Ours / CrypTen, end to end, batch 1 (`pi bench model`; below 1 is better for us)",
-                              [("workload", "workload", "s"), ("policy", "ReLU policy", "s"),
-                               ("online_bytes_ratio", "online bytes", "x"), ("online_s_ratio", "online time", "x"),
+                              [("provider", "provider", "s"), ("workload", "workload", "s"),
+                               ("policy", "ReLU policy", "s"), ("online_bytes_ratio", "online bytes", "x"), ("online_s_ratio", "online time", "x"),
                                ("rounds_ratio", "rounds", "x"), ("lan_ratio", "LAN estimate", "x"),
                                ("wan_ratio", "WAN estimate", "x")], rows))
     missing = [{"section": x.title, "status": x.status,

@@ -7,6 +7,9 @@ from pi.report.document import SECTIONS, Section, Table, pct, rel
 from pi.report.measure import circa_gaussian_rate, circa_law
 from pi.report.plots import fig_png, pareto_figure, pyplot
 
+# Local imports: relu_budget.fairness imports torch: it is imported where used, since `pi --help` imports
+# pi.report.
+
 
 def series_name(run: dict) -> str:
     from relu_budget.fairness import series_of

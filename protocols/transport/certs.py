@@ -28,6 +28,8 @@ from typing import Any
 
 from protocols.transport.errors import PeerVerificationError
 
+# Local imports: cryptography and yaml are imported where used: `pi --help` imports this module.
+
 KEY_TYPES = ("ecdsa-p256", "ed25519")
 _FP_RE = re.compile(r"^[0-9a-f]{64}$")
 _PEM_CERT_RE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)

@@ -360,7 +360,7 @@ class Channel(abc.ABC):
             if not self._closed:
                 self._closed = True
                 self._close_transport()
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 -- a finalizer must not raise
             pass
 
 

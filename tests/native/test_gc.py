@@ -1,6 +1,5 @@
 """Garbled ReLU circuits (docs/gc.md): netlists, bit-for-bit agreement with the Python reference,
 end-to-end correctness over shares, session hygiene, malformed input, and the evaluator's view."""
-import os
 import pathlib
 import sys
 
@@ -11,7 +10,7 @@ import pi_native
 from protocols.garbled import GcSpec, connect, run, share_bits, stored_bytes
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from reference import gc_ref as ref  # noqa: E402
+from reference import gc_ref as ref
 
 U64 = np.uint64
 
@@ -308,10 +307,10 @@ def test_other_session_and_other_batch_rejected(session):
     spec = GcSpec("drelu", 8)
     rng = np.random.default_rng(4)
     a, b = split(rng.integers(-100, 100, 10), 8, rng)
-    eb, m1 = ev.offline(spec, a)
+    _eb, m1 = ev.offline(spec, a)
     gb, m2 = ga.offline(spec, 10, m1)
-    eb2, m1b = ev2.offline(spec, a)
-    gb2, m2b = ga2.offline(spec, 10, m1b)
+    _eb2, m1b = ev2.offline(spec, a)
+    gb2, _m2b = ga2.offline(spec, 10, m1b)
     with pytest.raises(ValueError, match="another OT session"):
         ev2._gc.evaluate(m2[0], ga.labels(gb, b))
     with pytest.raises(ValueError, match="another garbled batch"):
@@ -341,7 +340,7 @@ def _fresh_batch(session, spec, n=12):
     ga, ev = session
     rng = np.random.default_rng(n)
     a, b = split(rng.integers(-50, 50, n), spec.l, rng)
-    eb, m1 = ev.offline(spec, a)
+    _eb, m1 = ev.offline(spec, a)
     gb, m2 = ga.offline(spec, n, m1)
     return ev, m2[0], ga.labels(gb, b)
 
@@ -407,7 +406,7 @@ def test_bad_shares_and_parameters(session):
         GcSpec("maxpool", 16)
     rng = np.random.default_rng(1)
     a, _ = split(np.zeros(4, np.int64), 8, rng)
-    eb, m1 = ev.offline(GcSpec("relu", 8), a)
+    _eb, m1 = ev.offline(GcSpec("relu", 8), a)
     gb, _ = ga.offline(GcSpec("relu", 8), 4, m1)
     with pytest.raises(ValueError, match="has 3 entries"):
         gb.batch.encode(np.zeros(3, U64))

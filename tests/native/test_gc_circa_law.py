@@ -12,12 +12,11 @@ import sys
 import numpy as np
 import pytest
 
-import pi_native
 from protocols.garbled import GcSpec, connect, run
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from reference import fss_ref  # noqa: E402
-from reference import gc_ref as ref  # noqa: E402
+from reference import fss_ref
+from reference import gc_ref as ref
 
 U64 = np.uint64
 
@@ -39,7 +38,7 @@ def sign_bits(session, x, l, k, mode, rng, n=None):
     n = l if n is None else n
     spec = GcSpec("circa", l, k, mode, bits=n)
     a, b = split(x, l, rng)
-    eb, m1 = ev.offline(spec, a)
+    _eb, m1 = ev.offline(spec, a)
     # the garbled circuit only: consume the product OT the protocol puts first, then garble
     ga.ot.extend(m1, x.size * (n - k + 1))
     ga.ot.random_ot(x.size, l)

@@ -12,8 +12,8 @@ import pi_native
 from protocols.garbled import GcSpec, connect, run, stored_bytes
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from reference import fss_ref  # noqa: E402
-from reference import gc_ref as ref  # noqa: E402
+from reference import fss_ref
+from reference import gc_ref as ref
 
 U64 = np.uint64
 

@@ -5,6 +5,8 @@ import pytest
 
 import pi_native
 
+from stats import family_z   # Bonferroni: 4.5 sigma on each of 2048 indices failed 1.4 % of correct runs
+
 
 def rows_int(a):
     return [int.from_bytes(r.tobytes(), "little") for r in a]
@@ -119,16 +121,9 @@ def test_extension_before_setup_and_bad_messages():
 
 
 def _u_bits(choices):
-    s, r = pair()
+    _, r = pair()
     u = r.extend(choices)
     return np.unpackbits(np.frombuffer(u, np.uint8)).reshape(128, -1)  # column i, bit j of OT j
-
-
-def _family_z(count: int, alpha: float = 1e-6) -> float:
-    """Two-sided z threshold for `count` simultaneous checks with family false-alarm rate alpha
-    (Bonferroni): a 4.5-sigma bound on each of 2048 indices would fail 1.4 % of correct runs."""
-    from scipy.stats import norm
-    return float(norm.isf(alpha / (2 * count)))
 
 
 def test_sender_view_independent_of_choice_bits():
@@ -143,13 +138,13 @@ def test_sender_view_independent_of_choice_bits():
     total = 128 * n
     for name, bits in views.items():
         mean = bits.mean()
-        assert abs(mean - 0.5) < _family_z(1) * np.sqrt(0.25 / total), name
+        assert abs(mean - 0.5) < family_z(1) * np.sqrt(0.25 / total), name
         col = bits.mean(axis=1)   # per column
-        assert np.all(np.abs(col - 0.5) < _family_z(128) * np.sqrt(0.25 / n)), name
+        assert np.all(np.abs(col - 0.5) < family_z(128) * np.sqrt(0.25 / n)), name
     c = rng.integers(0, 2, n).astype(np.uint8)
     bits = _u_bits(c).astype(np.int8) * 2 - 1
     cs = c.astype(np.int8) * 2 - 1
     corr = (bits[:, :n] * cs).mean(axis=1)
-    assert np.all(np.abs(corr) < _family_z(128) / np.sqrt(n))
+    assert np.all(np.abs(corr) < family_z(128) / np.sqrt(n))
     diff = views["zeros"].mean(axis=0) - views["ones"].mean(axis=0)   # per OT index, across columns
-    assert np.all(np.abs(diff) < _family_z(n) * np.sqrt(0.5 / 128))
+    assert np.all(np.abs(diff) < family_z(n) * np.sqrt(0.5 / 128))

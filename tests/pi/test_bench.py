@@ -117,6 +117,49 @@ def test_model_bench_rows(tmp_path, monkeypatch):
     assert "MISSED" not in text and "[not judged] argmax agreement 100% on ≥ 1000 test images (this run: 2)" in text
 
 
+def test_model_bench_rows_for_both_providers(tmp_path, monkeypatch):
+    """--provider dealer,two-party: a row per provider, each with its provider and the client's
+    stored bytes; the two-party row has no dealer process and reports its one-time setup."""
+    from protocols.providers import PROVIDERS
+    if "two-party" not in PROVIDERS:
+        pytest.skip("the two-party provider is not in this build")
+    monkeypatch.setattr(cb, "crypten_available", lambda: (False, "crypten is not installed (test)"))
+    out = tmp_path / "model.json"
+    args = _args(bench_model, ["--workloads", "default", "--images", "samples", "--batches", "1", "--repeats", "1",
+                               "--eval-images", "2", "--eval-batch", "2", "--policies", "exact",
+                               "--provider", "dealer,two-party", "--json", str(out)])
+    assert bench_model.run(args) == 0
+    doc = json.loads(out.read_text())
+    _check_schema(doc["rows"], bench_model.ROW_FIELDS)
+    dealer, two = doc["rows"]
+    assert (dealer["provider"], two["provider"]) == ("dealer", "two-party")
+    assert 0 < dealer["stored_bytes"] < dealer["material_bytes"]        # the client's half
+    assert two["stored_bytes"] > 0 and two["material_bytes"] == 0 and two["agreement"] == 1.0
+    assert set(two["peak_rss_bytes"]) == {"client", "server"} and two["setup_bytes"] > 0 and dealer["setup_bytes"] is None
+    assert 0 < two["relu_online_bytes"] < two["online_bytes"] and two["activation_sites_per_image"] == 14592
+    assert any("pi two-party: server" in n for n in doc["notes"])
+    assert "two-party" in bench_model.report_text(doc["rows"], [], doc["targets"], [])
+
+
+def test_two_party_targets_judge_circa_against_exact():
+    base = {"system": "pi", "provider": "two-party", "workload": "default", "batch": 1, "activation_sites_per_image": 1000,
+            "eval_images": 1000}
+    rows = [{**base, "policy": "exact", "stored_bytes": 5_000_000, "relu_online_s": 0.30, "online_s": 0.4,
+             "relu_online_bytes": 400_000, "rounds": 9, "agreement": 1.0},
+            {**base, "policy": "circa-k22", "stored_bytes": 900_000, "relu_online_s": 0.09, "online_s": 0.09,
+             "relu_online_bytes": 250_000, "rounds": 9, "agreement": 0.995},
+            {"system": "crypten", "provider": "crypten-tfp", "workload": "default", "batch": 1, "policy": "exact",
+             "rounds": 40}]
+    got = {t["target"].split(": ", 1)[1].split(" (")[0]: t["ok"] for t in bench_model.two_party_targets(rows)}
+    assert all(got.values()) and len(got) == 8, got
+    rows[1].update(stored_bytes=1_100_000, relu_online_s=0.2, online_s=0.2, relu_online_bytes=350_000, rounds=14,
+                   agreement=0.98)
+    got = {t["target"].split(": ", 1)[1].split(" (")[0]: t["ok"] for t in bench_model.two_party_targets(rows)}
+    assert not any(v for k, v in got.items() if not k.startswith("argmax agreement ≥ 100%")), got
+    rows[0]["eval_images"] = rows[1]["eval_images"] = 64          # too few images: not judged
+    assert [t["ok"] for t in bench_model.two_party_targets(rows) if "agreement" in t["target"]] == [None, None]
+
+
 def test_comparisons_and_targets():
     base = {"workload": "default", "batch": 1, "lan_online_s": 1.0, "wan_online_s": 2.0}
     rows = [{**base, "system": "crypten", "policy": "exact", "online_bytes": 1000, "online_s": 1.0, "rounds": 30},
@@ -228,7 +271,7 @@ def test_budget_policy_from_a_run_directory_uses_the_runs_own_weights(tmp_path, 
     save_checkpoint(run / "model.pt", model, {"method": "snl"})
     policy.save_policy(policy.from_model(model, (1, 28, 28)), run / "policy")
     (run / "metrics.json").write_text(json.dumps({"format": runs.RUN_FORMAT}))
-    pol, net = runs.load_run_or_policy(str(run))
+    _, net = runs.load_run_or_policy(str(run))
     assert net is not None
     for a, b in zip(net.parameters(), model.parameters()):
         assert torch.equal(a, b)

@@ -37,4 +37,4 @@ def test_gc_bench_bad_arguments(argv, capsys):
         main(["bench", "gc", *argv])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("pi bench gc: error: argument")
+    assert len(err) == 1 and err[0].startswith("pi: error: argument") and "pi bench gc --help" in err[0]

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pi.demo import _wait_listening as wait_listening   # the demo's wait for its dealer and server
+
 BIN = Path(sys.executable).parent
 PI = [str(BIN / "pi")] if (BIN / "pi").is_file() else [sys.executable, "-m", "pi"]
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
@@ -50,18 +52,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else proc.returncode
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"nothing listens on {port}")
-
-
 def fingerprint(out: str) -> str:
     return next(line.split()[-1] for line in out.splitlines() if line.startswith("fingerprint"))
 
@@ -87,14 +77,14 @@ def deployment(tmp_path_factory):
     procs = [subprocess.Popen(PI + ["dealer", "--cert", "certs/dealer.crt", "--key", "certs/dealer.key",
                                     "--server-cert", "certs/server.crt", "--client-cert", "certs/client.crt",
                                     "--dealer-port", str(dport)], cwd=d, env=ENV,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                              stdout=open(d / "dealer.log", "w"), stderr=subprocess.STDOUT)]
     procs.append(subprocess.Popen(PI + ["serve", "--model", "model.npz", "--cert", "certs/server.crt",
                                         "--key", "certs/server.key", "--dealer-fingerprint", fps["dealer"],
                                         "--server-port", str(sport), "--dealer-port", str(dport)],
-                                  cwd=d, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                  cwd=d, env=ENV, stdout=open(d / "server.log", "w"), stderr=subprocess.STDOUT))
     try:
-        wait_port(dport, procs[0])
-        wait_port(sport, procs[1])
+        wait_listening(dport, procs[0], d / "dealer.log")
+        wait_listening(sport, procs[1], d / "server.log")
         flags = ["--server-port", sport, "--dealer-port", dport, "--server-fingerprint", fps["server"],
                  "--dealer-fingerprint", fps["dealer"], "--cert", "certs/client.crt", "--key", "certs/client.key"]
         yield {"dir": d, "flags": flags, "fps": fps, "labels": samples.labels, "ports": (sport, dport)}
@@ -248,3 +238,91 @@ def test_demo_policy_header_poly_and_no_leftover_keys(tmp_path):
     assert build_parser(["demo"]).parse_args(["demo", "--relu", "poly"]).relu == "poly"
     from pi.cli import main
     assert main(["demo", "--policy", str(tmp_path)]) == 2
+
+
+def test_infer_preprocess_reports_offline_work_apart_from_online_latency(deployment):
+    """--preprocess N: N bundles first (one line: offline bytes, seconds, client storage per
+    inference), then each input's online cost; the inputs beyond N make their own bundle."""
+    d, flags = deployment["dir"], deployment["flags"]
+    res = pi("infer", "x.npy", "x.npy", "x.npy", "--preprocess", "2", *flags, cwd=d)
+    assert res.returncode == 0, res.stderr
+    pre = next(ln for ln in res.stdout.splitlines() if ln.startswith("preprocessed"))
+    assert pre.startswith("preprocessed 2 bundles for batches of 2: offline ") and "client stores" in pre, pre
+    costs = [ln for ln in res.stdout.splitlines() if ln.strip().startswith("cost")]
+    assert len(costs) == 3 and all("client stores" in c for c in costs), costs
+    assert ["ahead of time" in c for c in costs] == [True, True, False], costs
+    one_line_error(pi("infer", "x.npy", "--preprocess", "-1", *flags, cwd=d), "--preprocess -1")
+    one_line_error(pi("infer", "x.npy", "--provider", "two-party", *flags, cwd=d),
+                   "runs the dealer provider", "--provider dealer")
+
+
+def test_two_party_compile_serve_infer_as_the_readme_says(deployment):
+    """The README's two-process commands: compile for two-party, serve without any dealer flag,
+    infer with --preprocess and only the server's pin; a ring too wide for the provider is one
+    line at compile time and at `pi serve --provider two-party`."""
+    d, fps = deployment["dir"], deployment["fps"]
+    res = pi("compile", "default", "--calibration", "samples", "--provider", "two-party", "--out", "model2.npz", cwd=d)
+    assert res.returncode == 0 and "provider: two-party" in res.stdout, res.stderr
+    sport = free_port()
+    proc = subprocess.Popen(PI + ["serve", "--model", "model2.npz", "--cert", "certs/server.crt", "--key",
+                                  "certs/server.key", "--server-port", str(sport)],
+                            cwd=d, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(sport, proc)
+        res = pi("infer", "img0.png", "img1.png", "--preprocess", "2", "--server-port", sport,
+                 "--server-fingerprint", fps["server"], cwd=d, timeout=300)
+        assert res.returncode == 0, res.stderr
+        from relu_budget.data import FASHION_CLASSES
+        for i, y in enumerate(deployment["labels"][:2]):
+            assert f"img{i}.png: {FASHION_CLASSES[y]} (label {y})" in res.stdout, res.stdout
+        assert res.stdout.startswith("preprocessed 2 bundles for batches of 1") and \
+            res.stdout.count("offline ahead of time") == 2, res.stdout
+        one_line_error(pi("infer", "img0.png", "--provider", "dealer", "--server-port", sport,
+                          "--server-fingerprint", fps["server"], "--dealer-fingerprint", fps["dealer"],
+                          "--cert", "certs/client.crt", "--key", "certs/client.key", cwd=d),
+                       "runs the two-party provider", "--provider two-party")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    res = pi("compile", "default", "--out", "wide.npz", cwd=d)          # no calibration: the 64-bit ring
+    assert res.returncode == 0, res.stderr
+    one_line_error(pi("serve", "--model", "wide.npz", "--provider", "two-party", "--cert", "certs/server.crt",
+                      "--key", "certs/server.key", "--server-port", free_port(), cwd=d), "at most 59 bits")
+
+
+def _process_tree(root: int) -> set[int]:
+    """root and its live descendants, from /proc (Linux)."""
+    parent = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+                parent[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    tree, grew = {root}, True
+    while grew:
+        kids = {p for p, pp in parent.items() if pp in tree} - tree
+        tree |= kids
+        grew = bool(kids)
+    return tree
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="counts processes through /proc")
+@pytest.mark.parametrize("provider,processes", [("two-party", 2), ("dealer", 3)])
+def test_demo_runs_exactly_the_parties_processes(tmp_path, provider, processes):
+    """pi demo --provider two-party: the client (the demo itself) and `pi serve`, nothing else;
+    the dealer demo adds the dealer. Counted from /proc while the demo runs; the table has the
+    client's stored bytes per inference."""
+    proc = subprocess.Popen(PI + ["demo", "--provider", provider, "--samples", "2", "--batch", "2"],
+                            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    most: set[int] = set()
+    while proc.poll() is None:
+        tree = _process_tree(proc.pid)
+        most = tree if len(tree) > len(most) else most
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert len(most) == processes, (most, out)
+    assert f"({provider} provider;" in out and "stored KB" in out and "private = plaintext on 2/2" in out, out
+    assert ("two-party setup" in out) == (provider == "two-party")

@@ -173,7 +173,7 @@ def test_report_numbers_come_from_the_inputs(inputs, built):
     assert re.search(r"\| \d+\.\d\d % \|", md) and re.search(r"\d+(\.\d+)? (KB|MB) \|", md)
     # Per-layer rows carry people's names: no builder-internal op name is shown.
     names = [r["name"] for r in secs["layers"]["data"]["rows"]]
-    assert any(n.startswith("fixed-point") or n.startswith("residual add") for n in names)
+    assert any(n.startswith(("fixed-point", "residual add")) for n in names)
     assert not any(re.fullmatch(r"(upscale|to_masked|trunc|add|pool)_?\d*", n) for n in names), names
     for s in sections:
         for name, _c, _png in s.figures:
@@ -233,7 +233,7 @@ def test_reproduce_commands_point_where_the_runs_are_now(tmp_path):
     runs = [{"_dir": str(run), "command": f"relu-budget optimize --budget 5% --out {gone}/runs/snl-5 "
                                            f"--teacher {gone}/runs/teacher.pt"}]
     cmds, work = portable_commands([runs[0]["command"], f"relu-budget audit {gone}/runs/snl-5 --out audit"], runs)
-    assert f"--out {str(run)}" in cmds[0] or "--out kept/snl-5" in cmds[0]
+    assert f"--out {run!s}" in cmds[0] or "--out kept/snl-5" in cmds[0]
     assert "/tmp/gone" not in " ".join(cmds) and work
     assert "--teacher WORK/runs/teacher.pt" in cmds[0] and cmds[1].startswith("relu-budget audit " + cmds[0].split("--out ")[1].split()[0])
 

@@ -139,7 +139,7 @@ def test_wrong_input_shape_and_dtype_are_refused(deployment):
     with tls_connect(ep.host, ep.port, ep.tls) as chan:
         chan.send(MessageType.HELLO, json.dumps({"version": SESSION_VERSION}).encode())
         spec = json.loads(chan.recv(MessageType.SPEC))
-        chan.send(MessageType.DATA, json.dumps({"batch": 1}).encode())
+        chan.send(MessageType.DATA, json.dumps({"op": "offline", "batch": 1}).encode())
         chan.recv(MessageType.ACK)
         plan = pi.SecureModel.from_public_spec(spec["spec"]).plan
         material, _ = fetch_material(deployment["dealer_ep"].host, deployment["dealer_ep"].port,
@@ -162,7 +162,7 @@ def test_bad_batch_request_is_refused(deployment):
     with tls_connect(ep.host, ep.port, ep.tls) as chan:
         chan.send(MessageType.HELLO, json.dumps({"version": SESSION_VERSION}).encode())
         chan.recv(MessageType.SPEC)
-        chan.send(MessageType.DATA, json.dumps({"batch": 10_000}).encode())
+        chan.send(MessageType.DATA, json.dumps({"op": "offline", "batch": 10_000}).encode())
         with pytest.raises(RemoteError, match="batch"):
             chan.recv_frame(timeout=10)
 
@@ -173,7 +173,7 @@ def test_client_disconnecting_mid_inference_does_not_hurt_others(deployment):
     chan = tls_connect(ep.host, ep.port, ep.tls)
     chan.send(MessageType.HELLO, json.dumps({"version": SESSION_VERSION}).encode())
     chan.recv(MessageType.SPEC)
-    chan.send(MessageType.DATA, json.dumps({"batch": 1}).encode())
+    chan.send(MessageType.DATA, json.dumps({"op": "offline", "batch": 1}).encode())
     chan._close_transport()                             # vanish without BYE
     deadline = time.monotonic() + 20
     while deployment["server"].stats["errors"] == errors_before and time.monotonic() < deadline:
@@ -430,3 +430,156 @@ def test_the_dealer_builds_material_outside_its_lock(deployment, monkeypatch):
         fetch_material(ep.host, ep.port, ep.tls, "client", "session-fast-1", plan, 1)
         assert time.monotonic() - t0 < 2.0, "a slow build blocked another session"
         slow.get(10)
+
+
+# ---------------------------------------------------------------- both providers: preprocessing, robustness
+
+def _two_party_available() -> bool:
+    from protocols.providers import PROVIDERS
+    return "two-party" in PROVIDERS
+
+
+@pytest.fixture(scope="module", params=["dealer", "two-party"])
+def served(request, deployment, tmp_path_factory):
+    """A server of each provider (ring 40 and 64 for the dealer through `deployment`; the
+    two-party one at ring 40, no dealer anywhere): dict with server, server_ep, dealer_ep
+    (None for two-party), provider, model."""
+    if request.param == "dealer":
+        yield {**deployment, "provider": "dealer"}
+        return
+    if not _two_party_available():
+        pytest.skip("the two-party provider is not in this build")
+    d = tmp_path_factory.mktemp("two-party")
+    cert = write_self_signed(d, "server")
+    model = small_model()
+    secure = pi.compile(model, torch.zeros(1, 1, 4, 4), relu=RELU, ring_bits=40, provider="two-party")
+    listener = Listener("127.0.0.1", 0, TlsConfig(cert=cert.cert, key=cert.key))
+    server = InferenceServer(secure, listener, None, limits=LIMITS, max_stored=4)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield {"server": server, "server_ep": Endpoint("127.0.0.1", listener.port, TlsConfig(peer_fingerprint=cert.fingerprint)),
+           "dealer_ep": None, "provider": "two-party", "model": model, "secure": secure}
+    server.stop()
+
+
+def _hello(chan, **extra):
+    chan.send(MessageType.HELLO, json.dumps({"version": SESSION_VERSION, **extra}).encode())
+    return json.loads(chan.recv(MessageType.SPEC))
+
+
+def _wait_errors(server, before, seconds=20):
+    deadline = time.monotonic() + seconds
+    while server.stats["errors"] == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return server.stats["errors"] > before
+
+
+def test_preprocessed_bundles_are_used_once_each_in_order(served):
+    xs = [torch.randn(2, 1, 4, 4) for _ in range(4)]
+    with connect(served["server_ep"], served["dealer_ep"], provider=served["provider"]) as client:
+        assert client.provider == served["provider"]
+        made = client.preprocess(3, batch=2)
+        assert (made.bundles, made.batch, client.stored) == (3, 2, 3)
+        assert made.stored_bytes > 0 and made.offline_bytes > 0
+        for i, x in enumerate(xs):
+            y = client.run(x)
+            np.testing.assert_allclose(y.numpy(), plain(served, x), atol=2**-7)
+            cost = client.last_cost
+            # three inferences on stored bundles (online work only), the fourth makes its own
+            assert cost.preprocessed == (i < 3) and client.stored == max(0, 2 - i)
+            assert cost.provider == served["provider"] and cost.stored_bytes > 0 and cost.online_bytes > 0
+            assert cost.offline_bytes > 0 and cost.rounds > 0
+        with pytest.raises(ValueError, match="batches of 2"):
+            client.preprocess(1, batch=2)
+            client.run(torch.randn(3, 1, 4, 4))        # bundles are for batch 2: refused before sending
+        client.run(torch.randn(2, 1, 4, 4))            # the session goes on
+    if served["provider"] == "dealer":                  # every bundle came from the dealer exactly once
+        ep = served["dealer_ep"]
+        for n in range(3):
+            with pytest.raises(RemoteError, match="already delivered"):
+                fetch_material(ep.host, ep.port, ep.tls, "client", f"{client.session}-{n}", served["secure"].plan, 2)
+
+
+def test_the_server_holds_at_most_max_stored_bundles_per_connection(served):
+    with connect(served["server_ep"], served["dealer_ep"]) as client:
+        limit = client.max_stored
+        with pytest.raises(ValueError, match=f"at most {limit} preprocessed bundles"):
+            client.preprocess(limit + 1)                 # the client knows the limit: nothing is spent
+        client.max_stored = None                         # a client that ignores it: the server refuses
+        client.preprocess(limit)
+        with pytest.raises(RemoteError, match="max_stored"):
+            client.preprocess(1)
+    healthy(served)
+
+
+def test_an_online_request_without_a_bundle_is_refused(served):
+    ep = served["server_ep"]
+    if served["provider"] == "two-party":
+        pytest.skip("a two-party client must first run the setup (HE keys, base OTs): see the garbage test")
+    with tls_connect(ep.host, ep.port, ep.tls) as chan:
+        _hello(chan)
+        chan.send(MessageType.DATA, json.dumps({"op": "online", "batch": 1}).encode())
+        with pytest.raises(RemoteError, match="no preprocessed bundle"):
+            chan.recv_frame(timeout=10)
+    healthy(served)
+
+
+def test_a_provider_mismatch_is_named_in_one_line(served):
+    other = {"dealer": "two-party", "two-party": "dealer"}[served["provider"]]
+    ep = served["server_ep"]
+    with tls_connect(ep.host, ep.port, ep.tls) as chan:
+        with pytest.raises(RemoteError, match=f"runs the {served['provider']} provider.*--provider {served['provider']}"):
+            _hello(chan, provider=other)
+    with tls_connect(ep.host, ep.port, ep.tls) as chan:
+        with pytest.raises(RemoteError, match="version 3 is not supported"):
+            _hello(chan, version=3)
+    healthy(served)
+
+
+def test_garbage_after_the_hello_gets_an_error_and_the_server_keeps_serving(served):
+    before = served["server"].stats["errors"]
+    ep = served["server_ep"]
+    with tls_connect(ep.host, ep.port, ep.tls) as chan:
+        _hello(chan)
+        chan.send_array(np.arange(7, dtype=np.float32))      # neither a setup message nor a request
+        with pytest.raises((RemoteError, TransportError)):
+            while True:
+                chan.recv_frame(timeout=10)
+    assert _wait_errors(served["server"], before)
+    healthy(served)
+
+
+@pytest.mark.parametrize("phase", ["offline", "online"])
+def test_a_client_vanishing_mid_phase_does_not_hurt_others(served, phase, monkeypatch):
+    """The client hangs up inside the offline phase (after its first offline message) or
+    inside the online phase (after its first online message): the server logs an error,
+    discards that connection's material and serves the next client."""
+    from pi import sessions
+    before = served["server"].stats["errors"]
+    client = connect(served["server_ep"], served["dealer_ep"])
+    if phase == "online":
+        client.preprocess(1)
+    chan = client.chan
+    real_send = chan.send_array
+    sent = {"n": 0}
+
+    def send_then_vanish(arr, *a, **k):
+        out = real_send(arr, *a, **k)
+        sent["n"] += 1
+        if sent["n"] == 1:
+            chan._close_transport()
+            raise ConnectionAbortedError(f"vanished in the {phase} phase")
+        return out
+
+    monkeypatch.setattr(chan, "send_array", send_then_vanish)
+    with pytest.raises(Exception):
+        client.run(torch.zeros(1, 1, 4, 4))
+    assert sent["n"] == 1
+    assert _wait_errors(served["server"], before)
+    healthy(served)
+
+
+def healthy(dep):
+    x = torch.randn(2, 1, 4, 4)
+    with connect(dep["server_ep"], dep["dealer_ep"]) as client:
+        y = client.run(x)
+    np.testing.assert_allclose(y.numpy(), plain(dep, x), atol=2**-7)

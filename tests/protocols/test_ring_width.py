@@ -57,7 +57,6 @@ def test_ring_width_is_validated(bad):
 
 def test_a_peer_sending_elements_above_l_bits_gets_a_protocol_error():
     from protocols.layers import ring_recv
-    from protocols.transport.channel import InProcessChannel
     from protocols.transport.errors import ProtocolError
     a, b = InProcessChannel.pair()
     wire = np.zeros((3, 5), np.uint8)

@@ -397,31 +397,27 @@ def test_mutual_tls_refuses_client_without_certificate(certs, pool):
     srv = TlsConfig(certs["server"].cert, certs["server"].key, require_client_cert=True,
                     peer_cert=certs["client"].cert)
     no_cert = TlsConfig(peer_fingerprint=certs["server"].fingerprint)
-    with Listener(LOOPBACK, 0, srv) as lst:
+
+    def refused(lst, client_tls, server_says, client_says):
+        """The server's accept fails with `server_says`; the client sees a refusal at its next read."""
         fut = pool.submit(lst.accept, T)
         try:  # TLS 1.3: the client may finish its handshake before the server checks its certificate
-            c = connect(LOOPBACK, lst.port, no_cert, timeout=T, recv_timeout=T)
+            c = connect(LOOPBACK, lst.port, client_tls, timeout=T, recv_timeout=T)
         except HandshakeError:
             c = None
-        with pytest.raises(HandshakeError, match="client sent no certificate and this server requires one"):
+        with pytest.raises(HandshakeError, match=server_says):
             fut.result(T)
         if c is not None:
-            with pytest.raises(TransportError, match="refused this party's TLS certificate|connection"):
+            with pytest.raises(TransportError, match=client_says):
                 c.recv(timeout=T)
             c.close()
+
+    with Listener(LOOPBACK, 0, srv) as lst:
+        refused(lst, no_cert, "client sent no certificate and this server requires one",
+                "refused this party's TLS certificate|connection")
         # a client with an untrusted certificate is refused too; the listener keeps working
         other = TlsConfig(certs["other"].cert, certs["other"].key, peer_fingerprint=certs["server"].fingerprint)
-        fut = pool.submit(lst.accept, T)
-        try:
-            c = connect(LOOPBACK, lst.port, other, timeout=T, recv_timeout=T)
-        except HandshakeError:
-            c = None
-        with pytest.raises(HandshakeError, match="certificate"):
-            fut.result(T)
-        if c is not None:
-            with pytest.raises(TransportError):
-                c.recv(timeout=T)
-            c.close()
+        refused(lst, other, "certificate", "")
 
 
 def test_tls_disconnect_mid_frame_and_timeouts(certs, pool):

@@ -20,6 +20,7 @@ import yaml
 from torch import nn
 
 import pi
+from pi.demo import _wait_listening as wait_listening   # the demo's wait: the same processes
 from pi.serving import Endpoint, connect
 from protocols.limits import Limits, MaterialEstimator
 from protocols.material import plan_digest
@@ -53,7 +54,7 @@ def within(seconds: float, fn, *args, **kw):
     t0 = time.monotonic()
     try:
         out = fn(*args, **kw)
-    except Exception as exc:      # the caller checks which one
+    except Exception as exc:  # noqa: BLE001 -- the caller checks which one
         out = exc
     elapsed = time.monotonic() - t0
     assert elapsed <= seconds, f"{getattr(fn, '__name__', fn)} took {elapsed:.1f} s (bound {seconds} s)"
@@ -61,14 +62,16 @@ def within(seconds: float, fn, *args, **kw):
 
 
 class Deployment:
-    """Certificates, a bundle, a YAML config and the two processes."""
+    """Certificates, a bundle, a YAML config and the processes: `pi dealer` and `pi serve` for
+    the dealer provider, `pi serve --provider two-party` alone for two-party."""
 
-    def __init__(self, work: Path) -> None:
-        self.work = work
+    def __init__(self, work: Path, provider: str = "dealer") -> None:
+        self.work, self.provider = work, provider
+        self.roles = ("server",) if provider == "two-party" else ("dealer", "server")
         certs = work / "certs"
         self.certs = {n: write_self_signed(certs, n) for n in ("server", "dealer", "client", "stranger")}
         self.model = small_model()
-        self.secure = pi.compile(self.model, torch.zeros(1, 1, 4, 4), relu="exact")
+        self.secure = pi.compile(self.model, torch.zeros(1, 1, 4, 4), relu="exact", provider=provider)
         self.bundle = self.secure.save(work / "model.npz")
         # Limits: batch 16 passes max_batch, but its material (about 3.2 MB) exceeds the
         # per-inference limit; the budget holds a few small inferences at once.
@@ -88,8 +91,8 @@ class Deployment:
             "max_connections": 128,
         }))
         self.procs: dict[str, subprocess.Popen] = {}
-        self.start("dealer")
-        self.start("server")
+        for role in self.roles:
+            self.start(role)
         self.baseline = {}
 
     def command(self, role: str, *extra: str) -> list[str]:
@@ -99,23 +102,14 @@ class Deployment:
         if role == "dealer":
             cmd += ["--expiry", "3"]
         else:
-            cmd += ["--model", str(self.bundle)]
+            cmd += ["--model", str(self.bundle), "--provider", self.provider]
         return cmd + list(extra)
 
     def start(self, role: str) -> None:
         log = open(self.work / f"{role}.log", "a")
         self.procs[role] = subprocess.Popen(self.command(role), stdout=log, stderr=subprocess.STDOUT)
         port = self.dealer_port if role == "dealer" else self.server_port
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.procs[role].poll() is not None:
-                raise RuntimeError(f"{role} exited: {(self.work / f'{role}.log').read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{role} did not listen within 60 s")
+        wait_listening(port, self.procs[role], self.work / f"{role}.log")
 
     def kill(self, role: str) -> None:
         p = self.procs.pop(role)
@@ -131,6 +125,8 @@ class Deployment:
     def endpoints(self, timeout: float = 3.0) -> tuple[Endpoint, Endpoint]:
         c = self.certs["client"]
         server = Endpoint("127.0.0.1", self.server_port, TlsConfig(peer_fingerprint=self.certs["server"].fingerprint))
+        if self.provider == "two-party":
+            return server, None
         dealer = Endpoint("127.0.0.1", self.dealer_port,
                           TlsConfig(c.cert, c.key, peer_fingerprint=self.certs["dealer"].fingerprint))
         return server, dealer
@@ -153,7 +149,7 @@ class Deployment:
 
     def check_memory(self, slack: int = 64 * MB) -> None:
         """Neither process grew past its memory budget (plus interpreter slack) since start."""
-        for role in ("server", "dealer"):
+        for role in self.roles:
             grown = rss(self.pid(role)) - self.baseline[role]
             assert grown <= self.limits.memory_budget_bytes + slack, \
                 f"{role} grew by {grown / MB:.0f} MB (budget {self.limits.memory_budget_bytes / MB:.0f} MB)"

@@ -20,7 +20,7 @@ import pytest
 import torch
 from harness import BOUND_S, MB, free_port, rss, within
 
-from pi import serving
+from pi import serving, sessions
 from pi.secure_model import SecureModel
 from pi.serving import connect
 from protocols import engine
@@ -40,7 +40,7 @@ def _sessions_served(dep, role: str) -> list[str]:
 # ---------------------------------------------------------------- 1: dealer restarted mid-inference
 
 def test_row1_dealer_restart_between_the_two_fetches_is_an_error_not_an_answer(dep, monkeypatch):
-    original = serving.fetch_material
+    original = sessions.fetch_material
     restarted = {}
 
     def restart_then_fetch(host, port, tls, role, session, *rest, **kw):
@@ -55,7 +55,7 @@ def test_row1_dealer_restart_between_the_two_fetches_is_an_error_not_an_answer(d
             restarted["at"] = time.monotonic()
         return original(host, port, tls, role, session, *rest, **kw)
 
-    monkeypatch.setattr(serving, "fetch_material", restart_then_fetch)
+    monkeypatch.setattr(sessions, "fetch_material", restart_then_fetch)
     with connect(*dep.endpoints(), timeout=3.0) as client:
         with pytest.raises(MaterialMismatch, match="halves of different preprocessing bundles"):
             client.run(torch.randn(2, 1, 4, 4))
@@ -209,7 +209,7 @@ def test_row9_the_server_refuses_bogus_offline_items(dep, tamper):
     with tls_connect(server.host, server.port, server.tls, recv_timeout=BOUND_S) as chan:
         chan.send(MessageType.HELLO, json.dumps({"version": serving.SESSION_VERSION}).encode())
         spec = json.loads(chan.recv(MessageType.SPEC))
-        chan.send(MessageType.DATA, json.dumps({"batch": 1}).encode())
+        chan.send(MessageType.DATA, json.dumps({"op": "offline", "batch": 1}).encode())
         chan.recv(MessageType.ACK)
         plan = SecureModel.from_public_spec(spec["spec"]).plan
         material, _ = fetch_material(dealer.host, dealer.port, dealer.tls, "client", f"{spec['session']}-0", plan, 1)
