@@ -99,7 +99,7 @@ def key_bytes(spec: GateSpec) -> int:
 # The fused polynomial gate: y = c2·t² + c1·t + c0 with t the faithful truncation of x by s
 # --------------------------------------------------------------------------------------------
 
-def _trunc_geometry(spec: GateSpec) -> tuple[int, int]:
+def trunc_geometry(spec: GateSpec) -> tuple[int, int]:
     """(w, s): the ring the trunc expression works on and the effective shift (as the native
     trunc gate: w = n + 1 below 64 bits, shifts beyond w − 2 computed as w − 2)."""
     w = 64 if spec.n >= 64 else spec.n + 1
@@ -123,7 +123,7 @@ def poly_key(spec: GateSpec, r_in: np.ndarray, r_out: np.ndarray, c2: np.ndarray
     R_0 = R − 2^(w−s)·bit_(w−1)(r). Then p(t) = c2·H² + (c1 − 2·c2·R_p)·H + (c2·R_p² − c1·R_p + c0)
     is linear in H given H², so one opening suffices: A_p = c1 − 2·c2·R_p and
     B_p = c2·R_p² − c1·R_p + c0 + r_out, and party 1 alone adds the public c2·H²."""
-    w, s = _trunc_geometry(spec)
+    w, s = trunc_geometry(spec)
     r, ro = _u64(r_in), _u64(r_out)
     c2, c1, c0 = _u64(c2), _u64(c1), _u64(c0)
     rw = _low(r, w)
@@ -139,20 +139,20 @@ def poly_key(spec: GateSpec, r_in: np.ndarray, r_out: np.ndarray, c2: np.ndarray
 def poly_opening_bits(spec: GateSpec) -> int:
     """Bits of x̂ the poly gate reads: w − s, those of x̂ >> s (the 2^(w−2) offset has no bits
     below s, so no carry comes up from them). The server opens only these."""
-    w, s = _trunc_geometry(spec)
+    w, s = trunc_geometry(spec)
     return w - s
 
 
 def poly_opening(spec: GateSpec, xhat: np.ndarray) -> np.ndarray:
     """What the server opens for poly sites: x̂ >> s mod 2^(w − s)."""
-    w, s = _trunc_geometry(spec)
+    w, s = trunc_geometry(spec)
     return _low(_u64(xhat) >> np.uint64(s), w - s)
 
 
 def poly_eval(spec: GateSpec, party: int, key: np.ndarray, opened: np.ndarray, c2: np.ndarray | None) -> np.ndarray:
     """This party's share of p(t) + r_out from the opening x̂ >> s mod 2^(w − s) (poly_opening;
     key: its (4, n) share of poly_key; c2: the public quadratic coefficients, party 1 only)."""
-    w, s = _trunc_geometry(spec)
+    w, s = trunc_geometry(spec)
     zs = _low(_u64(opened) + (_pow2(w - 2) >> np.uint64(s)), w - s)          # ẑ >> s
     H = zs - (_pow2(w - 2) >> np.uint64(s))
     p = ((zs >> np.uint64(w - s - 1)) & np.uint64(1)).astype(bool)

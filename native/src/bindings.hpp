@@ -26,5 +26,6 @@ void bind_fss(py::module_& m);
 void bind_allocation(py::module_& m);
 void bind_he(py::module_& m);
 void bind_gc(py::module_& m);
+void bind_ot_mul(py::module_& m);
 
 }  // namespace pi_native

@@ -15,4 +15,5 @@ PYBIND11_MODULE(pi_native, m) {
   bind_allocation(m);
   bind_he(m);
   bind_gc(m);
+  bind_ot_mul(m);
 }

@@ -33,6 +33,7 @@ from protocols.material import SeedStream
 from protocols.plan import (CIRCA, IDENTITY, POLY, RELU, Activation, Add, Conv2d, Input, Linear, MaxPool, MulConst,
                             Op, Output, Plan, PlanError, Reshape, ServerWeights, SumPool, ToMasked, Truncate)
 from protocols.transport.errors import ProtocolError
+from protocols.two_party.poly import PolyGroup
 from protocols.two_party.wire import peer_fault, recv_bits, recv_bytes, recv_ring, send_bits, send_bytes, send_ring
 
 U64 = np.uint64
@@ -69,6 +70,7 @@ class ClientState:
     stream: SeedStream | None = None
     shares: dict[int, np.ndarray] = field(default_factory=dict)
     keep: dict[str, object] = field(default_factory=dict)
+    mul: object = None                           # protocols.ot_mul side (plans with polynomial sites)
 
 
 @dataclass
@@ -82,6 +84,7 @@ class ServerState:
     weights: object                              # ServerWeights (ring-reduced)
     shares: dict[int, np.ndarray] = field(default_factory=dict)
     keep: dict[str, object] = field(default_factory=dict)
+    mul: object = None                           # protocols.ot_mul side (plans with polynomial sites)
 
 
 def shape_of(plan: Plan, tid: int, batch: int) -> tuple[int, ...]:
@@ -460,11 +463,12 @@ class TruncateLayer(Layer):
 
 
 class ActivationLayer(Layer):
-    """Per-site exact ReLU / Circa / identity (/ polynomial, not yet in two-party mode).
+    """Per-site exact ReLU / Circa / polynomial / identity.
 
     Exact sites: the garbled relu with the truncation by `shift` fused. Circa sites: the garbled
     truncated sign test, the product d·x and a local rescale. All gate groups of a layer share
     one online round: the server's labels in one flight, the client's replies in the next.
+    Polynomial sites: one batch of OT products (two_party.poly), in the same flights.
     Identity sites are rescaled locally, as in the dealer engine."""
 
     def __init__(self, plan, op: Activation, batch):
@@ -472,9 +476,6 @@ class ActivationLayer(Layer):
         size = plan.tensor(op.inputs[0]).size
         kinds = np.zeros(size, np.int8) if op.kinds is None else op.kinds.reshape(-1)
         kinds = np.tile(kinds, batch)
-        if (kinds == POLY).any():
-            raise PlanError(f"activation {op.name}: polynomial sites need two-party multiplications "
-                            "(protocols.ot_mul), which this build does not have yet; use the dealer provider")
         self.relu_idx = np.flatnonzero(kinds == RELU)
         self.circa_idx = np.flatnonzero(kinds == CIRCA)
         self.id_idx = np.flatnonzero(kinds == IDENTITY)
@@ -486,6 +487,9 @@ class ActivationLayer(Layer):
             self.gate_groups.append((GateGroup(f"{op.name}/circa", "circa", len(self.circa_idx), self.ring,
                                                shift=op.shift, bits=op.gate_bits(), k=op.circa_k,
                                                mode=op.circa_mode), self.circa_idx))
+        poly_idx = np.flatnonzero(kinds == POLY)
+        if len(poly_idx):
+            self.gate_groups.append((PolyGroup(f"{op.name}/poly", plan, op, batch, poly_idx), poly_idx))
         self.full_shape = shape_of(plan, op.output, batch)
         f = plan.fixed_point.frac_bits
         s_in, s_out = plan.tensor(op.inputs[0]).scale, plan.tensor(op.output).scale
@@ -497,6 +501,10 @@ class ActivationLayer(Layer):
     def groups(self):
         return [g for g, _ in self.gate_groups]
 
+    def _up(self, g):
+        """ReLU/Circa outputs go from scale f to the output scale; polynomial sites are there."""
+        return U64(1) if isinstance(g, PolyGroup) else self.gate_up
+
     def _rescale_id(self, x, truncate):
         if self.id_shift > 0:
             return truncate(x, self.id_shift, self.ring)
@@ -505,7 +513,7 @@ class ActivationLayer(Layer):
     def client_out(self, cs):
         c_out = np.empty(int(np.prod(self.full_shape)), U64)
         for g, idx in self.gate_groups:
-            c_out[idx] = g.client_out(cs) * self.gate_up
+            c_out[idx] = g.client_out(cs) * self._up(g)
         if len(self.id_idx):
             c_in = cs.shares[self.op.inputs[0]].reshape(-1)
             c_out[self.id_idx] = self._rescale_id(c_in[self.id_idx], trunc_client)
@@ -522,7 +530,7 @@ class ActivationLayer(Layer):
             g.server_send(ss, a_in[idx], chan)
         a_out = np.empty_like(a_in)
         for g, idx in self.gate_groups:
-            a_out[idx] = g.server_recv(ss, chan) * self.gate_up
+            a_out[idx] = g.server_recv(ss, chan) * self._up(g)
         a_out[self.id_idx] = self._rescale_id(a_in[self.id_idx], trunc_server)
         ss.shares[self.op.output] = self.ring.reduce(a_out).reshape(self.full_shape)
 

@@ -27,13 +27,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from protocols import garbled, he
+from protocols import garbled, he, ot_mul
 from protocols.engine import check_input, op_class
 from protocols.material import SeedStream, fresh_seed, plan_digest
 from protocols.plan import Conv2d, Linear, Plan, PlanError, ServerWeights
 from protocols.transport.errors import ProtocolError
 from protocols.two_party.layers import (ClientState, ServerState, build_layers, ring_weights, schedule,
                                         weight_bits)
+from protocols.two_party.poly import has_poly
 from protocols.two_party.wire import Flight, peer_fault, recv_bytes, send_bytes
 
 MAX_RING_BITS = he.MAX_PLAIN_BITS       # SEAL's plain modulus: t = 2^l, l ≤ 59
@@ -155,6 +156,7 @@ class ServerSession(_Session):
         if missing:
             raise PlanError(f"the server's weights lack layers {missing[:5]}")
         self.ga: garbled.Garbler | None = None
+        self.mul: ot_mul.Server | None = None
         self.he = he.HEServer()
         self.prepared: dict[tuple, he.PreparedLayer] = {}
 
@@ -163,15 +165,19 @@ class ServerSession(_Session):
         with _scope(chan, None, "offline", "setup"):
             self.wbits = {op.name: weight_bits(self.plan, self.weights.weights[op.name]) for op in self.linear_ops}
             self.ga = garbled.Garbler()
+            self.mul = ot_mul.Server() if has_poly(self.plan) else None     # its own OT session
             send_bytes(chan, self.digest)
             chan.send_array(np.asarray(list(self.wbits.values()), dtype=np.uint8))
             send_bytes(chan, self.ga.rev.base_message())
             chains = self._new_chains(self._params_for(1))
             pks = [recv_bytes(chan) for _ in chains]
             ot_msg, rev_reply = recv_bytes(chan), recv_bytes(chan)
+            mul_msg = recv_bytes(chan) if self.mul else None
             try:
                 send_bytes(chan, self.ga.ot.base_reply(ot_msg))
                 self.ga.rev.base_finish(rev_reply)
+                if self.mul:
+                    send_bytes(chan, self.mul.ot.base_reply(mul_msg))
             except (ValueError, RuntimeError) as exc:
                 raise ProtocolError(f"setup: the client's base-OT messages were refused: {exc}") from None
             self._set_keys(chains, pks)
@@ -197,7 +203,7 @@ class ServerSession(_Session):
         layers, sched = self._layers_for(batch)
         t0 = time.perf_counter()
         params = self._params_for(batch)
-        st = ServerState(self.plan, batch, self.ga, self.he, params, self._prepare, self.weights)
+        st = ServerState(self.plan, batch, self.ga, self.he, params, self._prepare, self.weights, mul=self.mul)
         bundle_id = os.urandom(16)
         scope_of = self._scope_of(chan, "offline")
         chains = self._new_chains(params)
@@ -242,6 +248,7 @@ class ClientSession(_Session):
     def __init__(self, plan: Plan) -> None:
         super().__init__(plan)
         self.ev: garbled.Evaluator | None = None
+        self.mul: ot_mul.Client | None = None
         self.he = he.HEClient()
 
     def setup(self, chan) -> None:
@@ -256,14 +263,19 @@ class ClientSession(_Session):
             rev_msg = recv_bytes(chan)
             self.wbits = {op.name: int(w) for op, w in zip(self.linear_ops, wbits)}
             self.ev = garbled.Evaluator()
+            self.mul = ot_mul.Client() if has_poly(self.plan) else None
             for chain, p in self._new_chains(self._params_for(1)):
                 send_bytes(chan, self.he.public_key(p))
                 self.keyed.add(chain)
             send_bytes(chan, self.ev.ot.base_message())
             try:
                 send_bytes(chan, self.ev.rev.base_reply(rev_msg))
+                if self.mul:
+                    send_bytes(chan, self.mul.ot.base_message())
                 reply = recv_bytes(chan)
                 self.ev.ot.base_finish(reply)
+                if self.mul:
+                    self.mul.ot.base_finish(recv_bytes(chan))
             except (ValueError, RuntimeError) as exc:
                 raise ProtocolError(f"setup: the server's base-OT messages were refused: {exc}") from None
         self._ready = True
@@ -276,7 +288,7 @@ class ClientSession(_Session):
         t0 = time.perf_counter()
         seed = fresh_seed()
         params = self._params_for(batch)
-        st = ClientState(self.plan, batch, seed, self.ev, self.he, params, stream=SeedStream(seed))
+        st = ClientState(self.plan, batch, seed, self.ev, self.he, params, stream=SeedStream(seed), mul=self.mul)
         scope_of = self._scope_of(chan, "offline")
         bundle_id = b""
         for rnd in range(self._rounds(sched)):
