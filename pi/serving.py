@@ -1,4 +1,6 @@
-"""Real deployments: `serve` (the server process) and `connect` (the client). With the
+"""Real deployments: `serve` (the server process) and `connect` (the client).
+
+Over 500 lines on purpose: both ends of one session protocol, read side by side. With the
 `dealer` provider a third process (protocols.dealer_service) makes the one-time material;
 with `two-party` the client and the server make it between themselves (pi.sessions).
 Everything crosses TLS with pinned certificates; the dealer additionally requires each

@@ -1,5 +1,8 @@
 """`pi bench model`: end-to-end private inference, our system and CrypTen in the same run.
 
+Over 500 lines on purpose: one row schema, and the workloads, providers, targets and the
+result file that all read it, kept where a reader checks them against each other.
+
 Our system runs as deployed (pi.bench.deployment: dealer and server processes, the client
 here, TLS 1.3 on loopback, both parties' cost reports merged).
 

@@ -1,5 +1,8 @@
 """Two-party layers: what the client and the server do for every op of a plan, without a dealer.
 
+Over 500 lines on purpose: one class per plan op, each with the client's and the server's
+steps side by side, which is what a reader checks against each other.
+
 Shares as in the dealer engine: the server holds `a`, the client `c`, a + c = v·2^scale mod 2^l,
 and **the client's share of every tensor is known before the input exists**. Here it comes
 from the client itself: its input mask, the decrypted HE replies of the linear layers, and the

@@ -1,6 +1,8 @@
 """Deployment over real TLS sockets on loopback: a dealer service and an inference server in
 threads, clients that behave and clients that do not. The server must answer every bad peer
-with a clear error and keep serving the others."""
+with a clear error and keep serving the others.
+
+Over 500 lines on purpose: every test runs for both providers against one fixture set."""
 import json
 import socket
 import ssl
