@@ -266,9 +266,9 @@ def test_two_party_compile_serve_infer_as_the_readme_says(deployment):
     sport = free_port()
     proc = subprocess.Popen(PI + ["serve", "--model", "model2.npz", "--cert", "certs/server.crt", "--key",
                                   "certs/server.key", "--server-port", str(sport)],
-                            cwd=d, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=d, env=ENV, stdout=(d / "server2.log").open("w"), stderr=subprocess.STDOUT)
     try:
-        wait_port(sport, proc)
+        wait_listening(sport, proc, d / "server2.log")
         res = pi("infer", "img0.png", "img1.png", "--preprocess", "2", "--server-port", sport,
                  "--server-fingerprint", fps["server"], cwd=d, timeout=300)
         assert res.returncode == 0, res.stderr
