@@ -90,7 +90,7 @@ def _shares(values, spec: GcSpec, name: str) -> np.ndarray:
     return np.ascontiguousarray(v)
 
 
-def _circa_values(spec: GcSpec, v: np.ndarray, garbler: bool) -> np.ndarray:
+def circa_values(spec: GcSpec, v: np.ndarray, garbler: bool) -> np.ndarray:
     """What Circa's product multiplies by d: the shares (shift 0), else the truncated shares
     α = (a mod 2^n) >> s and β = ((b + 2^(n−1) − 1) mod 2^n) >> s − 2^(n−1−s) + 1 (docs/gc.md,
     "Circa with a shift"): α + β − 2^(n−s)·w = (x >> s) + e, w the wrap the circuit outputs."""
@@ -104,7 +104,7 @@ def _circa_values(spec: GcSpec, v: np.ndarray, garbler: bool) -> np.ndarray:
     return ((((v + off) & low) >> np.uint64(s)) - np.uint64(1 << (n - 1 - s)) + np.uint64(1)) & spec.mask
 
 
-def _wrap_weight(spec: GcSpec) -> np.uint64:
+def wrap_weight(spec: GcSpec) -> np.uint64:
     """K = −2^(n−s) mod 2^l: the weight of d ∧ w in Circa's output with a shift."""
     return np.uint64(((1 << spec.l) - (1 << (spec.bits - spec.shift))) % (1 << spec.l))
 
@@ -226,7 +226,7 @@ class Garbler:
         rho = share if share.ndim == 1 else share[:, 0]
         r_f = np.where(f == 1, r1, r0)
         r_nf = np.where(f == 1, r0, r1)
-        b = _circa_values(gb.spec, gb.b, garbler=True)
+        b = circa_values(gb.spec, gb.b, garbler=True)
         # s1 = ρb + R_f makes the evaluator's message for e = 0 zero; only e = 1's is sent.
         s1 = rho * b + r_f
         h = ((np.uint64(1) - np.uint64(2) * rho) * b - r_f + r_nf) & m
@@ -255,7 +255,7 @@ class Evaluator:
             # product OT first, labels after; its R_c1 is taken in evaluate(), when the receiver's
             # cursor reaches it (taking it now would skip the labels of batches still pending)
             msg = self.ot.extend(np.concatenate([c1, bits]))
-            eb.a, eb.c1 = _circa_values(spec, a, garbler=False), np.packbits(c1)
+            eb.a, eb.c1 = circa_values(spec, a, garbler=False), np.packbits(c1)
         else:
             msg = self.ot.extend(bits)
         return eb, msg
@@ -298,7 +298,7 @@ class Evaluator:
         eb.d_s = eb.c1 = None
         if eb.e_t is None:
             return f, w
-        v = ((np.uint64(1) - np.uint64(2) * eb.e_t.astype(np.uint64)) * _wrap_weight(eb.spec) + eb.d_t) & eb.spec.mask
+        v = ((np.uint64(1) - np.uint64(2) * eb.e_t.astype(np.uint64)) * wrap_weight(eb.spec) + eb.d_t) & eb.spec.mask
         eb.d_t = None
         return f, w, v
 
@@ -309,7 +309,7 @@ class Evaluator:
         e = eb.e.astype(np.uint64)
         z = e * h - eb.p_rs + e * eb.a      # M_e − S0 + e·a, M_e = e·h − R_c1
         if eb.e_t is not None:              # + K·e_t − S'0 (S'0 is in p_rs)
-            z = z + eb.e_t.astype(np.uint64) * _wrap_weight(eb.spec)
+            z = z + eb.e_t.astype(np.uint64) * wrap_weight(eb.spec)
         eb.finished, eb.p_rs, eb.a, eb.s0, eb.s0_t, eb.r_c1 = True, None, None, None, None, None
         return z & eb.spec.mask
 

@@ -67,12 +67,6 @@ class TwoPartyProvider(InteractiveProvider):
     security_note = "client and server alone (semi-honest): HE for linear layers, garbled circuits + OT for gates"
     max_ring_bits = 59                  # SEAL's plain modulus t = 2^l (protocols.he.MAX_PLAIN_BITS)
 
-    def calibrated_ring_bits(self, plan: Plan) -> int:
-        """The widest ring when some site truncates locally (Circa's product, identity sites):
-        a local truncation fails with probability |y|/2^l (docs/two_party.md)."""
-        from protocols.two_party.layers import local_truncations
-        return self.max_ring_bits if local_truncations(plan) else plan.ring_bits
-
     def server_session(self, plan: Plan, weights: ServerWeights):
         from protocols.two_party import ServerSession
         return ServerSession(plan, weights)

@@ -44,16 +44,13 @@ MAX_PACKED_BATCH = 4096     # a packed Linear batch must fit one polynomial's sp
 
 
 def gc_spec(circuit: str, ring: Ring, *, shift: int = 0, bits: int | None = None, k: int = 0,
-            mode: str | None = None, classes: int = 0) -> tuple[GcSpec, int]:
-    """(the garbled circuit for a gate, the shift left to do locally afterwards).
-
-    relu and trunc shift inside the circuit (faithful); Circa's product is outside the circuit,
-    so its rescaling is local (docs/two_party.md, the truncation law). `bits` bounds the inputs
-    (|x| < 2^(bits − 1)): the circuit reads only the share bits below it."""
+            mode: str | None = None, classes: int = 0) -> GcSpec:
+    """The garbled circuit for a gate. Every circuit shifts faithfully inside (Circa: the
+    product d·((x >> shift) + e), the dealer gate's semantics, docs/gc.md), so no gate output
+    is truncated locally. `bits` bounds the inputs (|x| < 2^(bits − 1)): the circuit reads only
+    the share bits below it."""
     bits = ring.bits if bits is None else min(int(bits), ring.bits)
-    if circuit == "circa":
-        return GcSpec("circa", ring.bits, k=k, mode=mode, bits=bits), shift
-    return GcSpec(circuit, ring.bits, shift=shift, bits=bits, classes=classes), 0
+    return GcSpec(circuit, ring.bits, k=k, mode=mode, shift=shift, bits=bits, classes=classes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,22 +99,20 @@ class GateGroup:
     """`n` instances of one circuit over the shares of an op's input (server: garbler input,
     client: evaluator input). Relu/trunc: the client's output z (z + r = g(x), the server keeps
     r) is re-shared as z + s_out → server, so the server holds g(x) + s_out and the client
-    −s_out, drawn from its seed offline. Circa: the product d·x in the same online round
-    (`_circa_*`, docs/two_party.md), re-shared the same way; then the local rescale by
-    `self.local_shift`.
+    −s_out, drawn from its seed offline. Circa: the product d·((x >> shift) + e) in the same
+    online round (docs/two_party.md, "Circa in one round"), re-shared the same way.
 
     Online: server → client the garbler's labels (+ Circa: V − u), one flight; client → server
-    q = z + s_out (+ Circa: f, w), one flight."""
+    q = z + s_out (+ Circa: f, w, and with a shift v), one flight."""
 
     def __init__(self, label: str, circuit: str, n: int, ring: Ring, **spec_kw) -> None:
         self.label, self.circuit, self.n, self.ring = label, circuit, n, ring
-        self.spec, self.local_shift = gc_spec(circuit, ring, **spec_kw)
+        self.spec = gc_spec(circuit, ring, **spec_kw)
 
     # -- offline
     def client_out(self, cs: ClientState) -> np.ndarray:
-        """The client's output share: −s_out (locally rescaled where the circuit does not shift)."""
-        s_out = cs.stream.draw(f"{self.label}/s_out", self.n)
-        return trunc_client(-s_out, self.local_shift, self.ring) if self.local_shift else self.ring.reduce(-s_out)
+        """The client's output share: −s_out."""
+        return self.ring.reduce(-cs.stream.draw(f"{self.label}/s_out", self.n))
 
     def client_send(self, cs: ClientState, c_in: np.ndarray, flight) -> None:
         """Queues the OT message for the client's input share (the evaluator's choice bits)."""
@@ -161,9 +156,17 @@ class GateGroup:
         send_bytes(chan, ss.ga.labels(gb, b))
         if self.circuit == "circa":
             r0, r1 = gb.rot
-            rho = gb.share.astype(U64)
-            # V = (1 − 2ρ)·b, masked by u = R1 − R0 (the client holds only R_c1)
-            send_ring(chan, self.ring, (U64(1) - U64(2) * rho) * b - (r1 - r0))
+            rho = self._rho(gb)[0]
+            # V = (1 − 2ρ)·β (β: the garbler's truncated share with a shift, else b), masked by
+            # u = R1 − R0 (the client holds only R_c1)
+            beta = garbled.circa_values(self.spec, b, garbler=True)
+            send_ring(chan, self.ring, (U64(1) - U64(2) * rho) * beta - (r1 - r0))
+
+    @staticmethod
+    def _rho(gb) -> tuple[np.ndarray, np.ndarray | None]:
+        """Circa's garbler output bits: (ρ, ρ_t), ρ_t (the wrap bit's mask) only with a shift."""
+        share = gb.share.astype(U64)
+        return (share, None) if share.ndim == 1 else (share[:, 0], share[:, 1])
 
     def client_online(self, cs: ClientState, stream: SeedStream, chan) -> None:
         """Receives this group's flight part, evaluates, returns nothing: queues the reply in
@@ -177,38 +180,43 @@ class GateGroup:
         if self.circuit != "circa":
             cs.keep[f"{self.label}/reply"] = (self.ring.reduce(out + s_out),)
             return
-        f_bits, w = out
+        f_bits, w = out[:2]
         e = eb.e.astype(U64)
         f = f_bits.astype(U64)
-        # z_E = e·a + e·(V − u) + (1 − 2f)·R_c1 − S0  (docs/two_party.md, "Circa")
+        # z_E = e·α + e·(V − u) + (1 − 2f)·R_c1 − S0  (docs/two_party.md, "Circa"; α = eb.a)
         z_e = e * eb.a + e * vu + (U64(1) - U64(2) * f) * eb.r_c1 - eb.s0
-        eb.finished, eb.s0, eb.r_c1, eb.p_rs, eb.a = True, None, None, None, None
-        cs.keep[f"{self.label}/reply"] = (f_bits, self.ring.reduce(w), self.ring.reduce(z_e + s_out))
+        if self.spec.shift:      # + K·e_t − S'0: the evaluator's share of K·(d ∧ w) (third OT)
+            z_e = z_e + eb.e_t.astype(U64) * garbled.wrap_weight(self.spec) - eb.s0_t
+        eb.finished, eb.s0, eb.s0_t, eb.r_c1, eb.p_rs, eb.a = True, None, None, None, None, None
+        cs.keep[f"{self.label}/reply"] = (f_bits, *(self.ring.reduce(x) for x in out[1:]), self.ring.reduce(z_e + s_out))
 
     def client_reply(self, cs: ClientState, chan) -> None:
         reply = cs.keep.pop(f"{self.label}/reply")
         if self.circuit == "circa":
             send_bits(chan, reply[0])
-            send_ring(chan, self.ring, reply[1])
+            for word in reply[1:-1]:         # w, and with a shift v
+                send_ring(chan, self.ring, word)
         send_ring(chan, self.ring, reply[-1])
 
     def server_recv(self, ss: ServerState, chan) -> np.ndarray:
-        """The server's share of g(x) + s_out (after the local rescale, if any)."""
+        """The server's share of g(x) + s_out."""
         gb = ss.keep.pop(self.label)
-        if self.circuit == "circa":
-            f = recv_bits(chan, self.n, f"{self.label}: f").astype(U64)
-            w = recv_ring(chan, self.ring, self.n, f"{self.label}: w")
+        if self.circuit != "circa":
             q = recv_ring(chan, self.ring, self.n, f"{self.label}: q")
-            r0, r1 = gb.rot
-            rho = gb.share.astype(U64)
-            # z_G = ρ·b + (f ? R1 : −R0) + ρ·w + S_ρ
-            y = rho * gb.b + np.where(f == 1, r1, -r0) + rho * w + gb.s_rho + q
-            gb.finished, gb.rot, gb.s_rho = True, None, None
-        else:
-            q = recv_ring(chan, self.ring, self.n, f"{self.label}: q")
-            y = gb.share + q
-        y = self.ring.reduce(y)
-        return trunc_server(y, self.local_shift, self.ring) if self.local_shift else y
+            return self.ring.reduce(gb.share + q)
+        f = recv_bits(chan, self.n, f"{self.label}: f").astype(U64)
+        w = recv_ring(chan, self.ring, self.n, f"{self.label}: w")
+        v = recv_ring(chan, self.ring, self.n, f"{self.label}: v") if self.spec.shift else None
+        q = recv_ring(chan, self.ring, self.n, f"{self.label}: q")
+        r0, r1 = gb.rot
+        rho, rho_t = self._rho(gb)
+        beta = garbled.circa_values(self.spec, gb.b, garbler=True)
+        # z_G = ρ·β + (f ? R1 : −R0) + ρ·w + S_ρ  (+ S'_ρt + ρ_t·v with a shift)
+        y = rho * beta + np.where(f == 1, r1, -r0) + rho * w + gb.s_rho + q
+        if v is not None:
+            y = y + gb.s_rt + rho_t * v
+        gb.finished, gb.rot, gb.s_rho, gb.s_rt = True, None, None, None
+        return self.ring.reduce(y)
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,7 +334,7 @@ class LabelOutputLayer(Layer):
     def __init__(self, plan, op, batch):
         super().__init__(plan, op, batch)
         self.classes = plan.tensor(op.inputs[0]).size
-        self.spec, _ = gc_spec("argmax", self.ring, classes=self.classes)
+        self.spec = gc_spec("argmax", self.ring, classes=self.classes)
         self.label = f"{op.name}/argmax"
 
     def client_out(self, cs):
@@ -639,29 +647,6 @@ def schedule(layers: list[Layer]) -> list[tuple[int, int]]:
     garbled_round = max((d for layer, d in zip(layers, ready) if layer.garbles), default=0)
     return [(garbled_round if layer.garbles else d, d if layer.uses_input else 0)
             for layer, d in zip(layers, ready)]
-
-
-def local_truncations(plan: Plan) -> list[tuple[int, int]]:
-    """(sites, value_bits) per layer whose sites the two-party provider truncates locally:
-    identity sites (as the dealer engine) and Circa sites (the product's rescale). Each fails
-    with probability |y|/2^l (docs/two_party.md)."""
-    out = []
-    for op in plan.ops:
-        if not isinstance(op, Activation):
-            continue
-        n = op.site_counts(plan.tensor(op.inputs[0]).size)
-        local = n["circa"] if op.shift else 0
-        if plan.tensor(op.inputs[0]).scale > plan.tensor(op.output).scale:
-            local += n["identity"]
-        if local:
-            out.append((local, op.gate_bits()))
-    return out
-
-
-def truncation_failure_bound(plan: Plan) -> float:
-    """Probability bound that some local truncation of one example fails in two-party mode:
-    Σ sites · 2^(b − 1 − l), |y| < 2^(b − 1) (b: the layer's calibrated value bits)."""
-    return min(1.0, sum(n * 2.0 ** (b - 1 - plan.ring_bits) for n, b in local_truncations(plan)))
 
 
 def ring_weights(plan: Plan, weights: ServerWeights) -> ServerWeights:

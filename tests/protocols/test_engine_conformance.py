@@ -175,7 +175,7 @@ def test_online_cost_only_pays_for_kept_sites(provider, width):
             assert (act["bytes_sent"], act["rounds"]) == (2 * (frame + eb * kept), 1), kept
         else:
             act_op = plan.ops[2]
-            spec, _ = gc_spec("relu", plan.ring, shift=act_op.shift, bits=act_op.value_bits)
+            spec = gc_spec("relu", plan.ring, shift=act_op.shift, bits=act_op.value_bits)
             labels = HEADER_SIZE + ARRAY_HEADER.size + 8 + 56 + 16 * spec.info["n_garb"] * kept   # docs/gc.md, Formats
             assert (act["bytes_sent"], act["rounds"]) == (labels + frame + eb * kept, 1), kept
 
@@ -312,7 +312,7 @@ def test_offline_traffic_is_charged_to_the_layers_that_cause_it(provider, width)
         sent = by_layer[op.name]["bytes_sent"]
         assert p.query_bytes(2) // 2 < sent < 2 * (p.query_bytes(2) + p.reply_bytes(2)), (op.name, sent)
     act = sm.plan.ops[2]
-    spec, _ = gc_spec("relu", sm.plan.ring, shift=act.shift, bits=act.value_bits)
+    spec = gc_spec("relu", sm.plan.ring, shift=act.shift, bits=act.value_bits)
     per_site = spec.info["table_bytes"] + 16 * spec.info["n_eval"] // 8
     assert by_layer[act.name]["op"] == "relu" and by_layer[act.name]["bytes_sent"] >= 2 * 64 * per_site
     assert sum(r["bytes_sent"] for r in exchange) < 1000 and max(r["rounds"] for r in exchange) == 2
