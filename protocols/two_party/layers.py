@@ -180,7 +180,7 @@ class GateGroup:
         if self.circuit != "circa":
             cs.keep[f"{self.label}/reply"] = (self.ring.reduce(out + s_out),)
             return
-        f_bits, w = out[:2]
+        f_bits = out[0]             # (f, w) or, with a shift, (f, w, v): all go to the server
         e = eb.e.astype(U64)
         f = f_bits.astype(U64)
         # z_E = e·α + e·(V − u) + (1 − 2f)·R_c1 − S0  (docs/two_party.md, "Circa"; α = eb.a)
