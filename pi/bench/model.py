@@ -38,7 +38,9 @@ from pi.bench.deployment import Deployment, TwoPartyDeployment
 from pi.bench.results import add_run_flags, format_table, markdown_table, versus_crypten, write_results
 from protocols.transport.errors import TransportError
 from relu_budget.data import load_fashion_mnist_raw, normalize_fashion
-from relu_budget.models import IDENTITY, ResNet, ResNetConfig, relu_sites
+from protocols.plan import Activation
+from relu_budget.models import CIRCA, IDENTITY, ResNet, ResNetConfig, relu_sites
+from relu_budget.policy import LayerPolicy, ReluPolicy
 from relu_budget.runs import load_run_or_policy
 from relu_budget.train import load_checkpoint
 
@@ -152,6 +154,23 @@ def compile_policy(model, example, policy: str, circa_k: int | None, policy_obj=
     if policy.startswith("circa"):
         return pi.compile(model, example, relu="circa", circa_k=circa_k, circa_mode="poszero", **ring)
     raise ValueError(f"unknown policy {policy!r}")
+
+
+def circa_by_bounds(model, example, m: int, ring_bits="calibrated", calibration: torch.Tensor | None = None,
+                    provider: str = "dealer") -> ReluPolicy:
+    """All-Circa with k per layer from the calibrated bounds: k = the layer's value bits − m,
+    so every layer's sign test reads the top m bits of its own range, and faults only below
+    2^(1 − m) of its bound (2^(−m − 5) of the largest value calibration saw: the bound has a 64x
+    margin). Agreement follows m, not the layers' scales; a uniform k would fault far more
+    often in a layer whose values are small (docs/bench.md)."""
+    exact = compile_policy(model, example, "exact", None, None, ring_bits, calibration, provider)
+    layers = {}
+    for op in exact.plan.ops:
+        if isinstance(op, Activation):
+            shape = tuple(exact.plan.tensor(op.inputs[0]).shape)
+            layers[op.name] = LayerPolicy(op.name, shape, np.full(shape, CIRCA, np.int8),
+                                          max(1, op.value_bits - m), "poszero")
+    return ReluPolicy(layers, {"circa": f"k = value_bits - {m} per layer"})
 
 
 def ring_bits_arg(s: str):
@@ -347,12 +366,13 @@ def targets(rows: list[dict], comps: list[dict]) -> list[dict]:
 
 def two_party_targets(rows: list[dict]) -> list[dict]:
     """The two-party provider's targets (Circa's claims in its own setting), on the embedded
-    model at batch 1, all-Circa (the first circa-k row) against all-exact."""
+    model at batch 1, all-Circa (the first circa-m row, k per layer from the bounds, else the
+    first circa-k row) against all-exact."""
     def row(system, provider, policy):
         return next((r for r in rows if r["system"] == system and r.get("provider") == provider
                      and r["workload"] == "default" and r["batch"] == 1 and policy(r["policy"])), None)
     ex = row("pi", "two-party", lambda p: p == "exact")
-    ci = row("pi", "two-party", lambda p: p.startswith("circa"))
+    ci = row("pi", "two-party", lambda p: p.startswith("circa-m")) or row("pi", "two-party", lambda p: p.startswith("circa"))
     ct = row("crypten", "crypten-tfp", lambda p: p == "exact")
     out = []
     if ex is not None and ci is not None:
@@ -411,6 +431,8 @@ def configure(p) -> None:
     p.add_argument("--policies", default="exact,circa",
                    help="exact, circa (one row per --circa-k), identity; comma-separated")
     p.add_argument("--circa-k", default="16", help="Circa: low bits dropped, comma-separated for several rows")
+    p.add_argument("--circa-m", default="",
+                   help="Circa with k per layer = its calibrated value bits − m (rows circa-mM), comma-separated")
     p.add_argument("--policy", action="append", default=[], metavar="[WORKLOAD=]DIR",
                    help="an optimized policy from relu-budget: a run directory (its own weights and policy) or a "
                         "policy directory (applied to the workload's weights); repeatable; default workload: default")
@@ -449,7 +471,7 @@ def run(args) -> int:
     for prov in providers:
         if prov not in PROVIDER_NOTES:
             raise ValueError(f"--provider {prov!r}: choose from {', '.join(PROVIDER_NOTES)}")
-    circa_ks = _int_list(args.circa_k)
+    circa_ks, circa_ms = _int_list(args.circa_k), _int_list(args.circa_m)
     use_crypten, why_not = use_baseline(args.crypten)
     budget: dict[str, list[str]] = {}
     for spec in args.policy:
@@ -487,6 +509,8 @@ def run(args) -> int:
         for p in pols:
             if p == "circa":
                 todo += [(f"circa-k{k}", k, None, model, None) for k in circa_ks]
+                todo += [(f"circa-m{m}", None, circa_by_bounds(model, example, m, args.ring_bits, calibration),
+                          model, None) for m in circa_ms]
             else:
                 todo.append((p, None, None, model, None))
         for d in budget.get(w, []):
