@@ -111,7 +111,7 @@ class DealerClient:
             # The server is waiting for this inference's offline messages: tell it why none come.
             try:
                 chan.send_error(f"the client got no material from its dealer: {exc}")
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 -- best effort: the dealer's error is raised next
                 pass
             raise
         run = engine.ClientRun(self.plan, material, batch)

@@ -63,7 +63,7 @@ def run_recorded_two_party(plan, weights, x):
             sb = server.offline(rs, x.shape[0])
             rs.online = True
             server.online(rs, sb)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the caller's thread
             errors.append(exc)
             a.close()
     t = threading.Thread(target=serve)
@@ -122,7 +122,7 @@ def record_bundles(plan, weights, x, runs: int):
                 sb = server.offline(rs, x.shape[0])
                 rs.online = True
                 server.online(rs, sb)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the caller's thread
             errors.append(exc)
             a.close()
     t = threading.Thread(target=serve)

@@ -365,8 +365,8 @@ def curves_markdown(doc: dict) -> str:
     """The worst-group drop vs budget table across seeds (mean ± 95 % half-width)."""
     cv = doc.get("curves") or curves(doc["runs"])
     lines = ["### Worst-group drop vs budget across seeds (mean ± 95 % interval half-width, t over seeds)", "",
-             "| series | kept ReLUs | seeds | worst-group drop (pts) | overall drop (pts) | accuracy % | "
-             "acc max−min (pts) | worst-group acc % | min group margin |",
+             ("| series | kept ReLUs | seeds | worst-group drop (pts) | overall drop (pts) | accuracy % | "
+              "acc max−min (pts) | worst-group acc % | min group margin |"),
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for series, rows in cv.items():
         for p in rows:

@@ -12,7 +12,7 @@ import pi
 from protocols import engine
 from protocols.fixed_point import FixedPoint
 from protocols.material import MaterialReuseError
-from protocols.plan import CIRCA, IDENTITY, RELU, PlanBuilder, PlanError
+from protocols.plan import IDENTITY, RELU, PlanError
 from protocols.providers import PROVIDERS, get_provider
 from relu_budget import models
 
@@ -98,7 +98,7 @@ def test_layers_match_plaintext(provider, width, layer, shape):
             m.running_var.uniform_(0.5, 2)
             m.weight.data.uniform_(0.5, 1.5)
     x = torch.randn(3, *shape)
-    sm, y = secure(layer, x, provider, width)
+    _sm, y = secure(layer, x, provider, width)
     with torch.no_grad():
         expected = layer.eval()(x).double()
     assert y.shape == expected.shape
@@ -113,7 +113,7 @@ def test_residual_network_matches_plaintext(provider, width):
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 2)
     x = torch.randn(2, 1, 28, 28)
-    sm, y = secure(model, x, provider, width)
+    _sm, y = secure(model, x, provider, width)
     with torch.no_grad():
         expected = model.eval()(x).double()
     assert float((y - expected).abs().max()) < 4 * TOL
@@ -160,7 +160,7 @@ def test_online_cost_only_pays_for_kept_sites(provider, width):
     for kept in (64, 40, 1, 0):
         kinds = np.full((4, 4, 4), IDENTITY, np.int8)
         kinds.reshape(-1)[:kept] = RELU
-        plan, weights = pi.compiler.compile_plan(model, x, site_policy=lambda name, shape: SitePolicy(kinds=kinds),
+        plan, weights = pi.compiler.compile_plan(model, x, site_policy=lambda name, shape, kinds=kinds: SitePolicy(kinds=kinds),
                                                  fixed_point=FP, **plan_kw(width, x))
         sm = pi.SecureModel(plan, weights, provider)
         sm.run(x)

@@ -167,7 +167,7 @@ def test_poly_messages_have_the_documented_sizes(session, l, bits, shift):
     server, client = session
     rng = np.random.default_rng(8)
     for n in (1, 37, 300):
-        x, a, c, coeffs, s_out = poly_case(rng, l, bits, n)
+        _x, a, c, coeffs, s_out = poly_case(rng, l, bits, n)
         n = len(c)
         spec = ot_mul.PolySpec(l, shift, bits)
         cost = ot_mul.poly_cost(spec, n)
@@ -194,7 +194,7 @@ def test_poly_spec_refuses_values_wider_than_the_ring():
 def test_each_batch_is_used_once(session):
     server, client = session
     rng = np.random.default_rng(3)
-    x, a, c, coeffs, s_out = poly_case(rng, 42, 40, 20)
+    _x, a, c, coeffs, s_out = poly_case(rng, 42, 40, 20)
     spec = ot_mul.PolySpec(42, 12, 40)
     pcb, msg = ot_mul.poly_client_offline(client, spec, c, coeffs, s_out)
     pb = ot_mul.poly_server_offline(server, spec, len(c), coeffs, msg)
@@ -208,7 +208,7 @@ def test_each_batch_is_used_once(session):
     with pytest.raises(ValueError, match="once per batch"):
         ot_mul.poly_server_finish(pb, W)
     # The same IKNP message again: the server's OTs are fresh ones, so the client's cannot match.
-    pcb2, msg2 = ot_mul.poly_client_offline(client, spec, c, coeffs, s_out)
+    pcb2, _msg2 = ot_mul.poly_client_offline(client, spec, c, coeffs, s_out)
     pb2 = ot_mul.poly_server_offline(server, spec, len(c), coeffs, msg)          # replayed
     y = ot_mul.poly_server_finish(pb2, ot_mul.poly_client_online(client, pcb2, ot_mul.poly_server_online(server, pb2, a)))
     assert np.mean(((y - s_out) & ring_mask(42)) == dealer_poly(spec, a, c, coeffs)) < 0.2   # garbage, not a reuse
@@ -218,7 +218,7 @@ def test_each_batch_is_used_once(session):
 def test_malformed_messages_are_value_errors(session):
     server, client = session
     rng = np.random.default_rng(4)
-    x, a, c, coeffs, s_out = poly_case(rng, 42, 40, 7)
+    _x, a, c, coeffs, s_out = poly_case(rng, 42, 40, 7)
     n = len(c)
     spec = ot_mul.PolySpec(42, 12, 40)
     pcb, msg = ot_mul.poly_client_offline(client, spec, c, coeffs, s_out)

@@ -131,7 +131,7 @@ def test_row4_a_giant_announced_frame_allocates_nothing(dep):
 # ---------------------------------------------------------------- 5: who may fetch which half
 
 def test_row5_the_dealer_gives_each_certificate_only_its_own_role(dep):
-    server, dealer = dep.endpoints()
+    _server, dealer = dep.endpoints()
     plan = dep.secure.plan
     out, _ = within(BOUND_S, fetch_material, dealer.host, dealer.port, dealer.tls, "server", "row5-session-1", plan, 1)
     assert isinstance(out, RemoteError) and "enrolled as a client; it cannot fetch the server's material" in str(out)

@@ -121,7 +121,7 @@ def test_a_client_vanishing_mid_phase(tp, phase, monkeypatch):
 
 def test_tampered_offline_messages_are_refused(tp):
     """A client that completes the setup, then sends an offline message of the wrong size."""
-    server, _ = tp.endpoints()
+    _server, _ = tp.endpoints()
     with _raw(tp) as chan:
         spec = _hello(chan)
         plan = SecureModel.from_public_spec(spec["spec"]).plan
