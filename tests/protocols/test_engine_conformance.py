@@ -12,9 +12,10 @@ import pi
 from protocols import engine
 from protocols.fixed_point import FixedPoint
 from protocols.material import MaterialReuseError
-from protocols.plan import IDENTITY, RELU, PlanError
+from protocols.plan import IDENTITY, POLY, RELU, PlanError
 from protocols.providers import PROVIDERS, get_provider
 from relu_budget import models
+from tiny_models import mixed_site_cnn
 
 FP = FixedPoint(12)
 # A secure output differs from plaintext by fixed-point rounding of weights and inputs and
@@ -233,20 +234,7 @@ def test_polynomial_sites_match_plaintext(provider, width):
     """Per-channel degree-2 polynomials on some sites, exact ReLU and identity on others (the
     two-party provider refuses them with a PlanError naming the missing piece until it has
     two-party multiplications)."""
-    torch.manual_seed(6)
-    model = models.build("smallcnn", image_size=8, channels=(3, 4), hidden=10).eval()
-    rng = np.random.default_rng(1)
-    kinds = rng.choice([RELU, 2, IDENTITY], size=(3, 8, 8)).astype(np.int8)
-    coeffs = torch.tensor([[0.1, 0.5, 0.25], [-0.2, 1.0, 0.1], [0.0, 0.8, -0.05]])
-    model.relu1.set_kinds(torch.from_numpy(kinds), coeffs)
-    x = torch.randn(3, 1, 8, 8)
-    from pi.compiler import SitePolicy
-
-    def policy(name, shape):
-        site = dict(model.named_modules())[name]
-        if site.kind_map is None:
-            return SitePolicy()
-        return SitePolicy(kinds=site.kind_map.numpy(), poly=site.poly_coeffs.double().numpy())
+    model, x, policy = mixed_site_cnn([RELU, POLY, IDENTITY])
     plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=policy, fixed_point=FP, **plan_kw(width, x))
     check_width(plan, width)
     if provider == "two-party" and not two_party_has_ot_mul():
