@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import pi_native
-from protocols import gates
+from protocols import gates, op_layers
 from protocols.fixed_point import RING64, Ring
 from protocols.material import Material, SeedStream
+from protocols.op_layers import max_tree, pool_windows, tree_pairs
 from protocols.transport.errors import ProtocolError
-from protocols.plan import (CIRCA, IDENTITY, MASKED, POLY, RELU, Activation, Add, Conv2d, Input, Linear,
-                            MaxPool, MulConst, Op, Output, Plan, PlanError, Reshape, ServerWeights, SumPool,
-                            ToMasked, Truncate)
+from protocols.plan import (CIRCA, IDENTITY, MASKED, POLY, RELU, Activation, Add, Conv2d, MaxPool, MulConst, Op, Plan,
+                            PlanError, Reshape, ServerWeights, SumPool, Truncate)
 
 U64 = np.uint64
 
@@ -657,44 +657,24 @@ class MaxPoolLayer(Layer):
 
     def __init__(self, plan, op: MaxPool, batch):
         super().__init__(plan, op, batch)
-        c, h, w = plan.tensor(op.inputs[0]).shape
-        (kh, kw), (sh, sw) = op.kernel, op.stride
-        oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
-        # Flat input indices of every window element: (kh·kw, batch·c·oh·ow).
-        base = (np.arange(batch)[:, None, None, None] * c * h * w + np.arange(c)[None, :, None, None] * h * w
-                + (np.arange(oh) * sh)[None, None, :, None] * w + (np.arange(ow) * sw)[None, None, None, :])
-        self.windows = np.stack([(base + i * w + j).reshape(-1) for i in range(kh) for j in range(kw)])
+        self.windows = pool_windows(plan, op, batch)
         self.levels = []
-        width = len(self.windows)
-        level = 0
-        while width > 1:
-            pairs = width // 2
+        for level, pairs in enumerate(tree_pairs(len(self.windows))):
             n = pairs * self.windows.shape[1]
             spec = (gates.GateSpec("relu", shift=0, bits=op.value_bits), np.arange(n))
             self.levels.append((pairs, GateStage(f"{op.name}/L{level}", [spec], n, self.ring)))
-            width = pairs + (width % 2)
-            level += 1
         self.full_shape = shape_of(plan, op.output, batch)
 
-    def _tree(self, x: np.ndarray, step):
-        """Runs the max tree on one party's view; `step(level, stage, diff, b)` returns that
-        party's share of max(a, b) given its shares of a − b and b."""
-        vals = [x[idx] for idx in self.windows]
-        for level, (pairs, stage) in enumerate(self.levels):
-            a = np.concatenate([vals[2 * i] for i in range(pairs)])
-            b = np.concatenate([vals[2 * i + 1] for i in range(pairs)])
-            m = step(level, stage, a - b, b)
-            nxt = list(np.split(m, pairs))
-            if len(vals) % 2:
-                nxt.append(vals[-1])
-            vals = nxt
-        return vals[0].reshape(self.full_shape)
+    def _tree(self, x: np.ndarray, step) -> np.ndarray:
+        """Runs the max tree on one party's view; `step(stage, diff, b)` returns that party's
+        share of max(a, b) given its shares of a − b and b."""
+        return max_tree(x, self.windows, self.levels, step).reshape(self.full_shape)
 
     def deal(self, d):
         m_in = d.masks.get(self.op.inputs[0])
         x = np.zeros(self.batch * self.plan.tensor(self.op.inputs[0]).size, U64) if m_in is None else m_in.reshape(-1)
 
-        def step(level, stage, diff, b):
+        def step(stage, diff, b):
             s_out = d.stream.draw(f"{stage.label}/s_out", stage.n)
             stage.deal(d, s_out)
             return b + s_out          # the client's share of max(a, b) is c_b − s_out
@@ -703,7 +683,7 @@ class MaxPoolLayer(Layer):
         d.masks[self.op.output] = None if m_in is None else out
 
     def client_offline(self, cs):
-        def step(level, stage, diff, b):
+        def step(stage, diff, b):
             stage.client_offline(cs, diff)
             return b - cs.stream.draw(f"{stage.label}/s_out", stage.n)
         cs.shares[self.op.output] = self._tree(cs.shares[self.op.inputs[0]].reshape(-1), step)
@@ -714,23 +694,16 @@ class MaxPoolLayer(Layer):
 
     def server_online(self, ss, chan):
         ss.shares[self.op.output] = self._tree(
-            ss.shares[self.op.inputs[0]].reshape(-1), lambda level, stage, diff, b: b + stage.server_online(ss, chan, diff))
+            ss.shares[self.op.inputs[0]].reshape(-1), lambda stage, diff, b: b + stage.server_online(ss, chan, diff))
 
     def client_online(self, cs, chan):
         for _, stage in self.levels:
             stage.client_online(cs, chan)
 
 
-LAYERS = {Input: InputLayer, Output: OutputLayer, Conv2d: PrivateLinearLayer, Linear: PrivateLinearLayer,
-          ToMasked: ToMaskedLayer, Truncate: TruncateLayer, Activation: ActivationLayer, MaxPool: MaxPoolLayer,
-          SumPool: Layer, MulConst: Layer, Add: Layer, Reshape: Layer}
+LAYERS = op_layers.layer_table(input=InputLayer, output=OutputLayer, linear=PrivateLinearLayer, to_masked=ToMaskedLayer,
+                               truncate=TruncateLayer, activation=ActivationLayer, max_pool=MaxPoolLayer, public=Layer)
 
 
 def build_layers(plan: Plan, batch: int) -> list[Layer]:
-    out = []
-    for op in plan.ops:
-        cls = LabelOutputLayer if isinstance(op, Output) and op.label_only else LAYERS.get(type(op))
-        if cls is None:
-            raise PlanError(f"op {op.name}: no secure layer for {op.kind}")
-        out.append(cls(plan, op, batch))
-    return out
+    return op_layers.build_layers(plan, batch, LAYERS, LabelOutputLayer, "secure")

@@ -1,8 +1,5 @@
 """Two-party layers: what the client and the server do for every op of a plan, without a dealer.
 
-Over 500 lines on purpose: one class per plan op, each with the client's and the server's
-steps side by side, which is what a reader checks against each other.
-
 Shares as in the dealer engine: the server holds `a`, the client `c`, a + c = v·2^scale mod 2^l,
 and **the client's share of every tensor is known before the input exists**. Here it comes
 from the client itself: its input mask, the decrypted HE replies of the linear layers, and the
@@ -23,200 +20,21 @@ OT values (ClientBundle.stored_bytes counts them).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from protocols import garbled
-from protocols.fixed_point import Ring
-from protocols.garbled import GcSpec
+from protocols import op_layers
 from protocols.he import LayerShape
 from protocols.layers import private_linear, public_op, trunc_client, trunc_server
 from protocols.material import SeedStream
-from protocols.plan import (CIRCA, IDENTITY, POLY, RELU, Activation, Add, Conv2d, Input, Linear, MaxPool, MulConst,
-                            Op, Output, Plan, PlanError, Reshape, ServerWeights, SumPool, ToMasked, Truncate)
+from protocols.op_layers import max_tree, pool_windows, tree_pairs
+from protocols.plan import CIRCA, IDENTITY, POLY, RELU, Activation, Linear, MaxPool, Op, Plan, ServerWeights, Truncate
 from protocols.transport.errors import ProtocolError
+from protocols.two_party.gates import ClientState, GateGroup, ServerState, gc_spec, shape_of
 from protocols.two_party.poly import PolyGroup
-from protocols.two_party.wire import peer_fault, recv_bits, recv_bytes, recv_ring, send_bits, send_bytes, send_ring
+from protocols.two_party.wire import peer_fault, recv_bytes, recv_ring, send_bytes, send_ring
 
 U64 = np.uint64
 MAX_PACKED_BATCH = 4096     # a packed Linear batch must fit one polynomial's spatial positions
-
-
-def gc_spec(circuit: str, ring: Ring, *, shift: int = 0, bits: int | None = None, k: int = 0,
-            mode: str | None = None, classes: int = 0) -> GcSpec:
-    """The garbled circuit for a gate. Every circuit shifts faithfully inside (Circa: the
-    product d·((x >> shift) + e), the dealer gate's semantics, docs/gc.md), so no gate output
-    is truncated locally. `bits` bounds the inputs (|x| < 2^(bits − 1)): the circuit reads only
-    the share bits below it."""
-    bits = ring.bits if bits is None else min(int(bits), ring.bits)
-    return GcSpec(circuit, ring.bits, k=k, mode=mode, shift=shift, bits=bits, classes=classes)
-
-
-# --------------------------------------------------------------------------------------------
-# Per-bundle states
-# --------------------------------------------------------------------------------------------
-
-@dataclass
-class ClientState:
-    """The client's side of one bundle. Offline: `shares` (its share of every tensor, dropped at
-    the end) and `keep` (what the online phase needs); `seed` regenerates its masks."""
-    plan: Plan
-    batch: int
-    seed: bytes
-    ev: garbled.Evaluator
-    he: object                                   # protocols.he.HEClient
-    params: dict                                 # op name → he.LayerParams (for this batch)
-    stream: SeedStream | None = None
-    shares: dict[int, np.ndarray] = field(default_factory=dict)
-    keep: dict[str, object] = field(default_factory=dict)
-    mul: object = None                           # protocols.ot_mul side (plans with polynomial sites)
-
-
-@dataclass
-class ServerState:
-    plan: Plan
-    batch: int
-    ga: garbled.Garbler
-    he: object                                   # protocols.he.HEServer
-    params: dict                                 # op name → he.LayerParams (for this batch)
-    prepare: object                              # (params, layer) → he.PreparedLayer (cached)
-    weights: object                              # ServerWeights (ring-reduced)
-    shares: dict[int, np.ndarray] = field(default_factory=dict)
-    keep: dict[str, object] = field(default_factory=dict)
-    mul: object = None                           # protocols.ot_mul side (plans with polynomial sites)
-
-
-def shape_of(plan: Plan, tid: int, batch: int) -> tuple[int, ...]:
-    return (batch,) + plan.tensor(tid).shape
-
-
-# --------------------------------------------------------------------------------------------
-# Garbled-circuit gate groups: one batch per (layer, circuit), its output re-shared by the client
-# --------------------------------------------------------------------------------------------
-
-class GateGroup:
-    """`n` instances of one circuit over the shares of an op's input (server: garbler input,
-    client: evaluator input). Relu/trunc: the client's output z (z + r = g(x), the server keeps
-    r) is re-shared as z + s_out → server, so the server holds g(x) + s_out and the client
-    −s_out, drawn from its seed offline. Circa: the product d·((x >> shift) + e) in the same
-    online round (docs/two_party.md, "Circa in one round"), re-shared the same way.
-
-    Online: server → client the garbler's labels (+ Circa: V − u), one flight; client → server
-    q = z + s_out (+ Circa: f, w, and with a shift v), one flight."""
-
-    def __init__(self, label: str, circuit: str, n: int, ring: Ring, **spec_kw) -> None:
-        self.label, self.circuit, self.n, self.ring = label, circuit, n, ring
-        self.spec = gc_spec(circuit, ring, **spec_kw)
-
-    # -- offline
-    def client_out(self, cs: ClientState) -> np.ndarray:
-        """The client's output share: −s_out."""
-        return self.ring.reduce(-cs.stream.draw(f"{self.label}/s_out", self.n))
-
-    def client_send(self, cs: ClientState, c_in: np.ndarray, flight) -> None:
-        """Queues the OT message for the client's input share (the evaluator's choice bits)."""
-        eb, msg = cs.ev.offline(self.spec, self.ring.reduce(c_in))
-        cs.keep[self.label] = eb
-        flight.put(f"{self.label}/ot", msg)
-
-    def server_reply(self, ss: ServerState, items: dict, flight) -> None:
-        with peer_fault(f"{self.label}: OT message"):
-            gb, (tables, rev) = ss.ga.offline(self.spec, self.n, items[f"{self.label}/ot"])
-        ss.keep[self.label] = gb
-        flight.put(f"{self.label}/tables", tables)
-        if self.circuit == "circa":
-            flight.put(f"{self.label}/rev", rev)
-
-    def client_recv(self, cs: ClientState, items: dict) -> None:
-        eb = cs.keep[self.label]
-        rev = items.get(f"{self.label}/rev", b"")
-        with peer_fault(f"{self.label}: garbled tables"):
-            cs.ev.receive(eb, (items[f"{self.label}/tables"], rev))
-        if self.circuit == "circa" and (eb.s0 is None or len(eb.s0) != self.n):
-            raise ProtocolError(f"{self.label}: the product OT message does not cover {self.n} sites")
-
-    def client_names(self) -> set[str]:
-        return {f"{self.label}/ot"}
-
-    def server_names(self) -> set[str]:
-        return {f"{self.label}/tables"} | ({f"{self.label}/rev"} if self.circuit == "circa" else set())
-
-    def stored_bytes(self, cs: ClientState) -> int:
-        """What the client keeps for this group (garbled.EvaluatorBatch.stored_bytes): tables and
-        decode bits, 1 bit per label OT (its choice), and for Circa the product's words, choice
-        bits and the client's input share (R_c1 and the labels are recomputed from the OT seeds)."""
-        parts = cs.keep[self.label].stored_bytes
-        return parts["one_time"] + parts["share"]
-
-    # -- online
-    def server_send(self, ss: ServerState, a_in: np.ndarray, chan) -> None:
-        gb = ss.keep[self.label]
-        b = self.ring.reduce(a_in)
-        send_bytes(chan, ss.ga.labels(gb, b))
-        if self.circuit == "circa":
-            r0, r1 = gb.rot
-            rho = self._rho(gb)[0]
-            # V = (1 − 2ρ)·β (β: the garbler's truncated share with a shift, else b), masked by
-            # u = R1 − R0 (the client holds only R_c1)
-            beta = garbled.circa_values(self.spec, b, garbler=True)
-            send_ring(chan, self.ring, (U64(1) - U64(2) * rho) * beta - (r1 - r0))
-
-    @staticmethod
-    def _rho(gb) -> tuple[np.ndarray, np.ndarray | None]:
-        """Circa's garbler output bits: (ρ, ρ_t), ρ_t (the wrap bit's mask) only with a shift."""
-        share = gb.share.astype(U64)
-        return (share, None) if share.ndim == 1 else (share[:, 0], share[:, 1])
-
-    def client_online(self, cs: ClientState, stream: SeedStream, chan) -> None:
-        """Receives this group's flight part, evaluates, returns nothing: queues the reply in
-        cs.keep[label + '/reply'] for client_reply (all groups reply in one flight)."""
-        eb = cs.keep.pop(self.label)
-        labels = recv_bytes(chan)
-        vu = recv_ring(chan, self.ring, self.n, f"{self.label}: V − u") if self.circuit == "circa" else None
-        with peer_fault(f"{self.label}: garbler labels"):
-            out = cs.ev.evaluate(eb, labels)
-        s_out = stream.draw(f"{self.label}/s_out", self.n)
-        if self.circuit != "circa":
-            cs.keep[f"{self.label}/reply"] = (self.ring.reduce(out + s_out),)
-            return
-        f_bits = out[0]             # (f, w) or, with a shift, (f, w, v): all go to the server
-        e = eb.e.astype(U64)
-        f = f_bits.astype(U64)
-        # z_E = e·α + e·(V − u) + (1 − 2f)·R_c1 − S0  (docs/two_party.md, "Circa"; α = eb.a)
-        z_e = e * eb.a + e * vu + (U64(1) - U64(2) * f) * eb.r_c1 - eb.s0
-        if self.spec.shift:      # + K·e_t − S'0: the evaluator's share of K·(d ∧ w) (third OT)
-            z_e = z_e + eb.e_t.astype(U64) * garbled.wrap_weight(self.spec) - eb.s0_t
-        eb.finished, eb.s0, eb.s0_t, eb.r_c1, eb.p_rs, eb.a = True, None, None, None, None, None
-        cs.keep[f"{self.label}/reply"] = (f_bits, *(self.ring.reduce(x) for x in out[1:]), self.ring.reduce(z_e + s_out))
-
-    def client_reply(self, cs: ClientState, chan) -> None:
-        reply = cs.keep.pop(f"{self.label}/reply")
-        if self.circuit == "circa":
-            send_bits(chan, reply[0])
-            for word in reply[1:-1]:         # w, and with a shift v
-                send_ring(chan, self.ring, word)
-        send_ring(chan, self.ring, reply[-1])
-
-    def server_recv(self, ss: ServerState, chan) -> np.ndarray:
-        """The server's share of g(x) + s_out."""
-        gb = ss.keep.pop(self.label)
-        if self.circuit != "circa":
-            q = recv_ring(chan, self.ring, self.n, f"{self.label}: q")
-            return self.ring.reduce(gb.share + q)
-        f = recv_bits(chan, self.n, f"{self.label}: f").astype(U64)
-        w = recv_ring(chan, self.ring, self.n, f"{self.label}: w")
-        v = recv_ring(chan, self.ring, self.n, f"{self.label}: v") if self.spec.shift else None
-        q = recv_ring(chan, self.ring, self.n, f"{self.label}: q")
-        r0, r1 = gb.rot
-        rho, rho_t = self._rho(gb)
-        beta = garbled.circa_values(self.spec, gb.b, garbler=True)
-        # z_G = ρ·β + (f ? R1 : −R0) + ρ·w + S_ρ  (+ S'_ρt + ρ_t·v with a shift)
-        y = rho * beta + np.where(f == 1, r1, -r0) + rho * w + gb.s_rho + q
-        if v is not None:
-            y = y + gb.s_rt + rho_t * v
-        gb.finished, gb.rot, gb.s_rho, gb.s_rt = True, None, None, None
-        return self.ring.reduce(y)
 
 
 # --------------------------------------------------------------------------------------------
@@ -559,36 +377,20 @@ class MaxPoolLayer(Layer):
 
     def __init__(self, plan, op: MaxPool, batch):
         super().__init__(plan, op, batch)
-        c, h, w = plan.tensor(op.inputs[0]).shape
-        (kh, kw), (sh, sw) = op.kernel, op.stride
-        oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
-        base = (np.arange(batch)[:, None, None, None] * c * h * w + np.arange(c)[None, :, None, None] * h * w
-                + (np.arange(oh) * sh)[None, None, :, None] * w + (np.arange(ow) * sw)[None, None, None, :])
-        self.windows = np.stack([(base + i * w + j).reshape(-1) for i in range(kh) for j in range(kw)])
+        self.windows = pool_windows(plan, op, batch)
         # a − b of two values below 2^(value_bits − 1) needs one bit more
         bits = min(op.value_bits + 1, self.ring.bits)
-        self.levels: list[tuple[int, GateGroup]] = []
-        width, level = len(self.windows), 0
-        while width > 1:
-            pairs = width // 2
-            self.levels.append((pairs, GateGroup(f"{op.name}/L{level}", "relu", pairs * self.windows.shape[1],
-                                                 self.ring, shift=0, bits=bits)))
-            width, level = pairs + width % 2, level + 1
+        self.levels: list[tuple[int, GateGroup]] = [
+            (pairs, GateGroup(f"{op.name}/L{level}", "relu", pairs * self.windows.shape[1], self.ring, shift=0, bits=bits))
+            for level, pairs in enumerate(tree_pairs(len(self.windows)))]
         self.full_shape = shape_of(plan, op.output, batch)
 
     def groups(self):
         return [g for _, g in self.levels]
 
     def _tree(self, x, step):
-        vals = [x[idx] for idx in self.windows]
-        for level, (pairs, g) in enumerate(self.levels):
-            a = np.concatenate([vals[2 * i] for i in range(pairs)])
-            b = np.concatenate([vals[2 * i + 1] for i in range(pairs)])
-            nxt = list(np.split(self.ring.reduce(step(g, a - b, b)), pairs))
-            if len(vals) % 2:
-                nxt.append(vals[-1])
-            vals = nxt
-        return vals[0].reshape(self.full_shape)
+        return max_tree(x, self.windows, self.levels,
+                        lambda g, diff, b: self.ring.reduce(step(g, diff, b))).reshape(self.full_shape)
 
     def client_out(self, cs):
         def step(g, diff, b):
@@ -612,19 +414,12 @@ class MaxPoolLayer(Layer):
             g.client_reply(cs, chan)
 
 
-LAYERS = {Input: InputLayer, Output: OutputLayer, Conv2d: PrivateLinearLayer, Linear: PrivateLinearLayer,
-          ToMasked: PassLayer, Truncate: TruncateLayer, Activation: ActivationLayer, MaxPool: MaxPoolLayer,
-          SumPool: Layer, MulConst: Layer, Add: Layer, Reshape: Layer}
+LAYERS = op_layers.layer_table(input=InputLayer, output=OutputLayer, linear=PrivateLinearLayer, to_masked=PassLayer,
+                               truncate=TruncateLayer, activation=ActivationLayer, max_pool=MaxPoolLayer, public=Layer)
 
 
 def build_layers(plan: Plan, batch: int) -> list[Layer]:
-    out = []
-    for op in plan.ops:
-        cls = LabelOutputLayer if isinstance(op, Output) and op.label_only else LAYERS.get(type(op))
-        if cls is None:
-            raise PlanError(f"op {op.name}: no two-party layer for {op.kind}")
-        out.append(cls(plan, op, batch))
-    return out
+    return op_layers.build_layers(plan, batch, LAYERS, LabelOutputLayer, "two-party")
 
 
 def schedule(layers: list[Layer]) -> list[tuple[int, int]]:

@@ -32,8 +32,8 @@ from protocols.engine import check_input, op_class
 from protocols.material import SeedStream, fresh_seed, plan_digest
 from protocols.plan import Conv2d, Linear, Plan, PlanError, ServerWeights
 from protocols.transport.errors import ProtocolError
-from protocols.two_party.layers import (ClientState, ServerState, build_layers, ring_weights, schedule,
-                                        weight_bits)
+from protocols.two_party.gates import ClientState, ServerState
+from protocols.two_party.layers import build_layers, ring_weights, schedule, weight_bits
 from protocols.two_party.poly import has_poly
 from protocols.two_party.wire import Flight, peer_fault, recv_bytes, send_bytes
 

@@ -154,7 +154,7 @@ def test_online_cost_only_pays_for_kept_sites(provider, width):
     labels (a 56-byte header, then 16 bytes per label), the client one frame of re-shared outputs."""
     from pi.compiler import SitePolicy
     from protocols.transport.frame import ARRAY_HEADER, HEADER_SIZE
-    from protocols.two_party.layers import gc_spec
+    from protocols.two_party.gates import gc_spec
     torch.manual_seed(4)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3)).eval()
     x = torch.randn(1, 1, 4, 4)
@@ -294,7 +294,7 @@ def test_offline_traffic_is_charged_to_the_layers_that_cause_it(provider, width)
         assert sum(r["bytes_sent"] for r in exchange) < 1000 and sum(r["rounds"] for r in exchange) >= 1
         return
     from protocols import he
-    from protocols.two_party.layers import gc_spec
+    from protocols.two_party.gates import gc_spec
     for op in (sm.plan.ops[1], sm.plan.ops[-2]):
         p = he.choose_params(he.LayerShape.from_plan(sm.plan, op), sm.plan.ring_bits, 8)
         sent = by_layer[op.name]["bytes_sent"]

@@ -16,7 +16,7 @@ from protocols.plan import CIRCA, IDENTITY, RELU, PlanBuilder, PlanError
 from protocols.transport.channel import InProcessChannel
 from protocols.transport.errors import PeerDisconnected, ProtocolError, TransportError
 from protocols.two_party import ClientSession, ServerSession, local
-from protocols.two_party.layers import gc_spec
+from protocols.two_party.gates import gc_spec
 
 
 
