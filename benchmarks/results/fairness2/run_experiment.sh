@@ -9,7 +9,9 @@
 #
 # SEEDS (default 0 1 2 3 4): the seeds to run (finished runs in WORKDIR are kept, so seeds can be
 # added later; the audit and summary cover every seed in WORKDIR). JOBS (default 2): seeds run at
-# once. NOTE: an extra line for the summary (how the seeds were run).
+# once. NOTE: an extra line for the summary (how the seeds were run). ARCH (default resnet-small):
+# the network; the budgets are scaled to its site count by the driver (resnet18: 2232 / 7439 /
+# 22316 sites), results in benchmarks/results/fairness2/$ARCH.
 #
 # Scaled down to fit a shared 2-core machine (see README.md here): every training phase uses a
 # fixed 6 000-image subset of the imbalanced training set (per seed), validation the first 2 500
@@ -19,8 +21,9 @@ set -euo pipefail
 W=${1:-/tmp/fair2s}
 mkdir -p "$W"
 PY="$(pwd)/.venv/bin/python"
-OUT=benchmarks/results/fairness2/resnet-small
-ARGS=(--arch resnet-small --teacher-epochs 8 --search-epochs 2 --finetune-epochs 3 --train-subset 6000
+ARCH=${ARCH:-resnet-small}
+OUT=benchmarks/results/fairness2/$ARCH
+ARGS=(--arch "$ARCH" --teacher-epochs 8 --search-epochs 2 --finetune-epochs 3 --train-subset 6000
       --val-subset 2500 --penalty-dual-lr 0.1 --drop-dual-lr 0.3 --drop-tolerance 0 --work "$W")
 JOBS=${JOBS:-2}
 for s in ${SEEDS:-0 1 2 3 4}; do
@@ -33,7 +36,7 @@ wait
 # target check are computed from it by the summary), and the runs' metrics.
 "$PY" benchmarks/fairness_experiment.py "${ARGS[@]}" --results "$OUT" --audit-only
 mkdir -p "$OUT/runs"
-for d in "$W"/resnet-small/seed*/*/metrics.json; do
+for d in "$W/$ARCH"/seed*/*/metrics.json; do
   r="$OUT/runs/$(basename "$(dirname "$(dirname "$d")")")-$(basename "$(dirname "$d")")"
   mkdir -p "$r" && cp "$d" "$r/"
 done
