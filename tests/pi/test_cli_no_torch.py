@@ -41,11 +41,18 @@ def torch_free(stderr: str) -> None:
     assert last == "torch imported: False", stderr
 
 
-def run_pi(*args, cwd, timeout=120) -> subprocess.CompletedProcess:
+def run_pi(*args, cwd, timeout=120, ok=True) -> subprocess.CompletedProcess:
     res = subprocess.run(pi_cmd(*args), cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
-    assert res.returncode == 0, (args, res.stdout, res.stderr)
+    assert (res.returncode == 0) == ok, (args, res.stdout, res.stderr)
     torch_free(res.stderr)
     return res
+
+
+def one_line(res: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit status 2 and one `pi: error:` line (besides the wrapper's), naming the needles."""
+    lines = res.stderr.strip().splitlines()[:-1]
+    assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith("pi: error: ") and all(n in lines[0] for n in needles), (needles, lines[0])
 
 
 def small_model() -> nn.Module:
@@ -62,8 +69,10 @@ def test_help_and_keys_need_no_torch(tmp_path):
 
 @pytest.mark.parametrize("provider", ["dealer", "two-party"])
 def test_serve_and_infer_need_no_torch(tmp_path, provider):
-    """A served bundle answers `pi infer` on a PNG and a .npy as the plaintext model does, and
-    neither the client, the server nor the dealer ever imported torch."""
+    """A served bundle answers `pi infer` on a PNG and a .npy as the plaintext model does, bad
+    inputs get one line each (a pinned fingerprint that does not match, a wrong shape or image
+    size, a missing file, values far beyond the calibrated range), and neither the client, the
+    server nor the dealer ever imported torch."""
     model = small_model()
     cal = torch.randn(32, 1, 4, 4)
     pi.compile(model, cal[:1], calibration=cal, normalization=(0.5, 0.25), classes=CLASSES,
@@ -96,6 +105,7 @@ def test_serve_and_infer_need_no_torch(tmp_path, provider):
     try:
         wait_listening(sport, procs["server"], tmp_path / "server.log")
         res = run_pi("infer", "x.png", "x.npy", "--logits", *client_flags, cwd=tmp_path, timeout=300)
+        bad_inputs(tmp_path, client_flags, wrong_pin=c["client"].fingerprint)
     finally:
         for p in procs.values():
             p.send_signal(signal.SIGINT)
@@ -113,3 +123,17 @@ def test_serve_and_infer_need_no_torch(tmp_path, provider):
             assert f": {CLASSES[label]} (label {label})  logits " in row, (row, logits)
             got = np.array(json.loads(row.split("logits ", 1)[1]))      # a printed list of floats
             np.testing.assert_allclose(got, logits, atol=0.01)
+
+
+def bad_inputs(d, flags: list, wrong_pin: str) -> None:
+    np.save(d / "wrong.npy", np.zeros((1, 1, 5, 5)))
+    np.save(d / "big.npy", 1000 * np.load(d / "x.npy"))
+    mpimg.imsave(d / "big.png", np.zeros((6, 6)), cmap="gray")
+    for inputs, needles in ((["wrong.npy"], ["shape (1, 1, 5, 5)", "(1, 4, 4)"]),
+                            (["missing.png"], ["missing.png does not exist"]),
+                            (["big.npy"], ["calibrated range", "--out-of-range clip"]),
+                            (["big.png"], ["6x6", "4x4", "--resize"])):
+        one_line(run_pi("infer", *inputs, *flags, cwd=d, ok=False), *needles)
+    i = flags.index("--server-fingerprint") + 1
+    pinned = flags[:i] + [wrong_pin] + flags[i + 1:]
+    one_line(run_pi("infer", "x.npy", *pinned, cwd=d, ok=False), "fingerprint mismatch", "pi keys")
