@@ -346,8 +346,8 @@ def write_markdown(path: Path, doc: dict) -> None:
               "and evaluation in all (one thread per run)"), ""]
     if doc.get("objective", "relus") != "relus":
         unit = "s online (LAN)" if doc["objective"] == "latency" else "bytes online + offline"
-        lines += [f"Budgets limit the predicted {doc['objective']}: each is a fraction of the all-ReLU network's "
-                  f"{doc['all_relu_cost']:.4g} {unit}.", ""]
+        lines += [(f"Budgets limit the predicted {doc['objective']}: each is a fraction of the all-ReLU network's "
+                   f"{doc['all_relu_cost']:.4g} {unit}."), ""]
     if doc.get("repriced"):
         stale = doc["repriced"].get("not_repriced") or []
         lines += [f"Predicted costs re-priced {doc['repriced']['date']} with today's cost model: "

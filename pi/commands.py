@@ -102,7 +102,7 @@ def _load_checkpoint(path: str):
     import torch
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 -- whatever torch.load fails on is "not a checkpoint", said below
         blob = None
     if not (isinstance(blob, dict) and blob.get("format") == CHECKPOINT_FORMAT):
         what = "a plain state_dict (weights without the architecture)" if isinstance(blob, dict) else \

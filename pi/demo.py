@@ -205,7 +205,7 @@ def _run(args, work: Path) -> int:
     correct = int((secure_pred == labels).sum())
     print(f"\nprivate = plaintext on {agree}/{n}; correct {correct}/{n}")
 
-    tot = lambda k: sum(getattr(c, k) for c in costs)  # noqa: E731
+    tot = lambda k: sum(getattr(c, k) for c in costs)
     offline_what = "offline is what client and server exchange (no third party)" if two_party else \
         "offline includes the dealer's material for both"
     print(f"\nCost per inference ({args.provider} provider; both parties: bytes in both directions; {offline_what}; "

@@ -54,7 +54,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
             circa_k: int | None = None, circa_mode: str = "poszero", provider: str = "dealer",
             frac_bits: int | None = None, calibration: torch.Tensor | None = None,
             output: str = "logits", ring_bits: int | str | None = None, normalization: tuple | None = None,
-            classes: list[str] | None = None) -> "SecureModel":
+            classes: list[str] | None = None) -> SecureModel:
     """Compiles a torch model for private inference.
 
     policy: a ReLU policy (path or object from relu-budget) saying per site what to compute;
@@ -146,7 +146,7 @@ class CostReport:
 
     @classmethod
     def of_parties(cls, client, server, material_bytes: dict, batch: int, online_seconds: float,
-                   offline_seconds: float, stored_bytes: int | None = None, provider: str = "dealer") -> "CostReport":
+                   offline_seconds: float, stored_bytes: int | None = None, provider: str = "dealer") -> CostReport:
         """Merges the two parties' meter reports (protocols.cost.CostReport): sent bytes add up
         to the traffic in both directions, rounds take the maximum over the parties."""
         merged = client.merge(server)
@@ -159,7 +159,7 @@ class CostReport:
     @classmethod
     def of_phases(cls, offline, online, material_bytes: dict, batch: int, online_seconds: float,
                   offline_seconds: float, stored_bytes: int | None, provider: str,
-                  preprocessed: bool = False) -> "CostReport":
+                  preprocessed: bool = False) -> CostReport:
         """From the merged meter reports of an inference's offline phase and of its online
         phase, which may have run at different times (a preprocessed bundle)."""
         rows = [r for r in offline.per_layer if r.phase == "offline"] + \
@@ -254,7 +254,7 @@ class SecureModel:
                 run.offline(chan_s)
                 run.online(chan_s)
                 result["server_t"] = run.timings
-            except BaseException as exc:  # surfaced below
+            except BaseException as exc:  # noqa: BLE001 -- re-raised in the caller's thread below
                 errors.append(exc)
                 chan_s.close()
 
@@ -350,7 +350,7 @@ class SecureModel:
                 k = op.kernel[0] * op.kernel[1]
                 row["relu"] = self.plan.tensor(op.output).size * (k - 1)
             elif isinstance(op, Conv2d):
-                oc, ic, kh, kw = op.weight_shape
+                _oc, ic, kh, kw = op.weight_shape
                 row["macs"] = self.plan.tensor(op.output).size * ic * kh * kw
             elif isinstance(op, Linear):
                 row["macs"] = int(np.prod(op.weight_shape))
@@ -363,7 +363,7 @@ class SecureModel:
         return {"format": BUNDLE_FORMAT, "plan": self.plan.to_dict(), "provider": self.provider}
 
     @classmethod
-    def from_public_spec(cls, spec: dict) -> "SecureModel":
+    def from_public_spec(cls, spec: dict) -> SecureModel:
         if spec.get("format") != BUNDLE_FORMAT:
             raise ValueError(f"spec format {spec.get('format')!r} is not supported (expected {BUNDLE_FORMAT})")
         return cls(Plan.from_dict(spec["plan"]), None, spec.get("provider", "dealer"))

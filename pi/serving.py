@@ -510,7 +510,7 @@ def _is_tensor(x) -> bool:
 def _quietly(fn, *args) -> None:
     try:
         fn(*args)
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 -- best effort on a peer that may be gone
         pass
 
 

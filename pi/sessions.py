@@ -57,7 +57,28 @@ def is_interactive(provider: str) -> bool:
     return bool(getattr(get_provider(provider), "interactive", False))
 
 
-class DealerServer:
+class _DealerParty:
+    """What both parties do with the dealer provider: each inference's material (named
+    `session-n`) comes from the dealer service, then its offline messages go to the peer."""
+
+    session: str
+    n: int
+
+    def setup(self, chan) -> None:
+        pass        # nothing to agree on with the peer: the dealer correlates the material
+
+    def offline(self, chan, batch: int) -> Bundle:
+        t0 = time.perf_counter()
+        inference = f"{self.session}-{self.n}"
+        self.n += 1
+        material, nbytes = self._fetch(chan, inference, batch)
+        run = self._run(material, batch)
+        confirm_bundle(chan, material)
+        run.offline(chan)
+        return Bundle(batch, run, nbytes, nbytes, time.perf_counter() - t0)
+
+
+class DealerServer(_DealerParty):
     """The server's side with the dealer provider: material from the dealer service."""
 
     def __init__(self, plan, weights, dealer, session: str, timeout: float = 60.0,
@@ -68,19 +89,12 @@ class DealerServer:
         self.plan, self.weights, self.dealer, self.session = plan, weights, dealer, session
         self.timeout, self.max_frame_size, self.n = timeout, max_frame_size, 0
 
-    def setup(self, chan) -> None:
-        pass
+    def _fetch(self, chan, inference: str, batch: int):
+        return fetch_material(self.dealer.host, self.dealer.port, self.dealer.tls, "server", inference, self.plan,
+                              batch, timeout=self.timeout, max_frame_size=self.max_frame_size)
 
-    def offline(self, chan, batch: int) -> Bundle:
-        t0 = time.perf_counter()
-        inference = f"{self.session}-{self.n}"
-        self.n += 1
-        material, nbytes = fetch_material(self.dealer.host, self.dealer.port, self.dealer.tls, "server", inference,
-                                          self.plan, batch, timeout=self.timeout, max_frame_size=self.max_frame_size)
-        run = engine.ServerRun(self.plan, self.weights, material, batch)
-        confirm_bundle(chan, material)
-        run.offline(chan)
-        return Bundle(batch, run, nbytes, nbytes, time.perf_counter() - t0)
+    def _run(self, material, batch: int):
+        return engine.ServerRun(self.plan, self.weights, material, batch)
 
     def online(self, chan, bundle: Bundle) -> float:
         run = bundle.take()
@@ -88,7 +102,7 @@ class DealerServer:
         return run.timings["online_s"]
 
 
-class DealerClient:
+class DealerClient(_DealerParty):
     """The client's side with the dealer provider."""
 
     def __init__(self, plan, dealer, session: str, timeout: float = 60.0) -> None:
@@ -97,27 +111,20 @@ class DealerClient:
                                  "fingerprint (--dealer-host/--dealer-port/--dealer-fingerprint, and --cert/--key)")
         self.plan, self.dealer, self.session, self.timeout, self.n = plan, dealer, session, timeout, 0
 
-    def setup(self, chan) -> None:
-        pass
-
-    def offline(self, chan, batch: int) -> Bundle:
-        t0 = time.perf_counter()
-        inference = f"{self.session}-{self.n}"
-        self.n += 1
+    def _fetch(self, chan, inference: str, batch: int):
         try:
-            material, nbytes = fetch_material(self.dealer.host, self.dealer.port, self.dealer.tls, "client",
-                                              inference, self.plan, batch, timeout=self.timeout)
+            return fetch_material(self.dealer.host, self.dealer.port, self.dealer.tls, "client", inference,
+                                  self.plan, batch, timeout=self.timeout)
         except (TransportError, ValueError) as exc:
             # The server is waiting for this inference's offline messages: tell it why none come.
             try:
                 chan.send_error(f"the client got no material from its dealer: {exc}")
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 -- best effort: the dealer's error is raised next
                 pass
             raise
-        run = engine.ClientRun(self.plan, material, batch)
-        confirm_bundle(chan, material)
-        run.offline(chan)
-        return Bundle(batch, run, nbytes, nbytes, time.perf_counter() - t0)
+
+    def _run(self, material, batch: int):
+        return engine.ClientRun(self.plan, material, batch)
 
     def online(self, chan, bundle: Bundle, x):
         run = bundle.take()

@@ -117,7 +117,7 @@ def share_bits(a: np.ndarray, spec: GcSpec) -> np.ndarray:
     return ((a[:, None] >> pos) & np.uint64(1)).astype(np.uint8).ravel()
 
 
-def connect() -> tuple["Garbler", "Evaluator"]:
+def connect() -> tuple[Garbler, Evaluator]:
     """One OT session per direction (garbler → evaluator labels and product OT, and the reverse)."""
     ga, ev = Garbler(), Evaluator()
     ev.ot.base_finish(ga.ot.base_reply(ev.ot.base_message()))

@@ -51,30 +51,7 @@ def run_recorded(plan, weights, x, provider: str = "dealer"):
 def run_recorded_two_party(plan, weights, x):
     """run_recorded for the two-party provider: (client output, server session, client session,
     server's Recording, client's Recording); the recordings start at the online phase."""
-    from protocols.two_party import ClientSession, ServerSession
-    a, b = InProcessChannel.pair()
-    rs, rc = Recording(a), Recording(b)
-    server, client = ServerSession(plan, weights), ClientSession(plan)
-    errors = []
-
-    def serve():
-        try:
-            server.setup(rs)
-            sb = server.offline(rs, x.shape[0])
-            rs.online = True
-            server.online(rs, sb)
-        except BaseException as exc:
-            errors.append(exc)
-            a.close()
-    t = threading.Thread(target=serve)
-    t.start()
-    client.setup(rc)
-    cb = client.offline(rc, x.shape[0])
-    rc.online = True
-    y = client.online(rc, cb, x)
-    t.join()
-    if errors:
-        raise errors[0]
+    (y,), server, client, rs, rc = _two_party_runs(plan, weights, x, runs=1)
     return y, server, client, rs, rc
 
 
@@ -108,6 +85,15 @@ def consume_twice(plan, weights, x):
 def record_bundles(plan, weights, x, runs: int):
     """One two-party session, `runs` bundles made and used one after the other on input x;
     per run, (arrays the server received online, arrays the client received online)."""
+    _, _, _, rs, rc = _two_party_runs(plan, weights, x, runs)
+    per_run = len(rs.seen) // runs
+    return [(rs.seen[i * per_run:(i + 1) * per_run], rc.per_run[i]) for i in range(runs)]
+
+
+def _two_party_runs(plan, weights, x, runs: int):
+    """One two-party session, `runs` bundles made and used one after the other on input x:
+    (client outputs, server session, client session, server's Recording, client's Recording),
+    the recordings holding only online arrays, the client's also per run in `per_run`."""
     from protocols.two_party import ClientSession, ServerSession
     a, b = InProcessChannel.pair()
     rs, rc = Recording(a), Recording(b)
@@ -122,22 +108,20 @@ def record_bundles(plan, weights, x, runs: int):
                 sb = server.offline(rs, x.shape[0])
                 rs.online = True
                 server.online(rs, sb)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the caller's thread
             errors.append(exc)
             a.close()
     t = threading.Thread(target=serve)
     t.start()
-    out = []
+    ys, rc.per_run = [], []
     client.setup(rc)
     for _ in range(runs):
         rc.online = False
         cb = client.offline(rc, x.shape[0])
-        rc.online, rc.seen = True, []
-        client.online(rc, cb, x)
-        out.append(rc.seen)
+        rc.online, seen_before = True, len(rc.seen)
+        ys.append(client.online(rc, cb, x))
+        rc.per_run.append(rc.seen[seen_before:])
     t.join()
     if errors:
         raise errors[0]
-    server_seen = rs.seen
-    per_run = len(server_seen) // runs
-    return [(server_seen[i * per_run:(i + 1) * per_run], out[i]) for i in range(runs)]
+    return ys, server, client, rs, rc

@@ -213,7 +213,7 @@ class TwoPartyDeployment(_Processes):
         if self.client is not None:
             try:
                 self.client.close()
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 -- best effort: the processes are stopped next
                 pass
             self.client = None
         self._stop_processes()

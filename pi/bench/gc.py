@@ -89,7 +89,7 @@ def _parse(configs: str) -> list[GcSpec]:
             named = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
             plain = [p for p in parts[1:] if "=" not in p]
             if set(named) - {"bits", "shift", "classes"}:
-                raise ValueError(f"unknown option {sorted(set(named) - {'bits', 'shift', 'classes'})[0]!r}")
+                raise ValueError(f"unknown option {min(set(named) - {'bits', 'shift', 'classes'})!r}")
             opts = {key: int(v) for key, v in named.items()}
             if parts[0] == "circa" and len(plain) == 2:
                 out.append(GcSpec("circa", int(plain[0]), int(plain[1]), "poszero", **opts))

@@ -317,7 +317,7 @@ def comparisons(rows: list[dict]) -> list[dict]:
 def targets(rows: list[dict], comps: list[dict]) -> list[dict]:
     """The project's performance targets on the embedded model (batch 1): measured value and verdict."""
     out = []
-    dealer = lambda r: r.get("provider", "dealer") == "dealer"  # noqa: E731  (rows of older runs have none)
+    dealer = lambda r: r.get("provider", "dealer") == "dealer"     # rows of older runs have no provider
     c = next((c for c in comps if c["workload"] == "default" and c["batch"] == 1 and c["policy"] == "exact"
               and dealer(c)), None)
     if c is not None:

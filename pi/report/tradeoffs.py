@@ -178,8 +178,9 @@ def section_fairness_curves(s: Section, a: dict) -> None:
                            ("overall_drop_pts", "overall drop", ".2f"), ("overall_drop_ci", "±", ".2f"),
                            ("accuracy_pts", "acc %", ".2f"), ("accuracy_ci", "±", ".2f"),
                            ("gap_pts", "acc max−min", ".2f")], rows))
-    s.figures.append((f"fairness-{len(s.figures)}", f"{rel(a['_path'])}: worst-group and overall accuracy drop vs "
-                      "budget, mean and 95 % interval over seeds.", fig_png(plot_drop_curve(a))))
+    s.figures.append((f"fairness-{len(s.figures)}", (f"{rel(a['_path'])}: worst-group and overall accuracy drop vs "
+                                                      "budget, mean and 95 % interval over seeds."),
+                      fig_png(plot_drop_curve(a))))
 
 
 def section_circa(bench: dict, faults: list[dict] | None, sim: list[dict] | None, runs: list[dict]) -> Section:

@@ -10,4 +10,4 @@ HE (protocols.he, SEAL BFV) makes the linear layers' correlations, garbled circu
 from protocols.two_party.session import (MAX_RING_BITS, ClientBundle, ClientSession, ServerBundle, ServerSession,
                                          check_plan)
 
-__all__ = ["ServerSession", "ClientSession", "ServerBundle", "ClientBundle", "MAX_RING_BITS", "check_plan"]
+__all__ = ["MAX_RING_BITS", "ClientBundle", "ClientSession", "ServerBundle", "ServerSession", "check_plan"]

@@ -24,7 +24,7 @@ def run(plan, weights, x: np.ndarray, chans=None, timeout: float = 600.0):
             server.setup(chan_s)
             sb = server.offline(chan_s, x.shape[0])
             server.online(chan_s, sb)
-        except BaseException as exc:   # surfaced in the caller's thread
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the caller's thread
             errors.append(exc)
             chan_s.close()
 

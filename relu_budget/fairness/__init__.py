@@ -65,8 +65,8 @@ from relu_budget.fairness.mitigation import (
     reference_group_losses,
 )
 
-__all__ = ["AUDIT_FORMAT", "AUDIT_METRICS", "AUDIT_VERSION", "AuditError", "FairnessSettings", "GroupDropConstraint", "GroupLossPenalty",
-           "MetricFrame", "accuracy_drop", "accuracy_score", "audit", "audit_markdown", "check_settings", "curves", "curves_markdown",
-           "decision_margins", "mean_interval", "plot_drop_curve",
-           "finetune_hooks", "group_metrics", "log_loss_score", "margin_score", "plot_audit", "predict_proba",
+__all__ = ["AUDIT_FORMAT", "AUDIT_METRICS", "AUDIT_VERSION", "AuditError", "FairnessSettings", "GroupDropConstraint",
+           "GroupLossPenalty", "MetricFrame", "accuracy_drop", "accuracy_score", "audit", "audit_markdown",
+           "check_settings", "curves", "curves_markdown", "decision_margins", "finetune_hooks", "group_metrics",
+           "log_loss_score", "margin_score", "mean_interval", "plot_audit", "plot_drop_curve", "predict_proba",
            "reference_group_losses", "resolve_groups", "run_audit_command", "series_of", "validate_audit"]

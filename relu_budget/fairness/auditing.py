@@ -277,13 +277,19 @@ def plot_audit(doc: dict, path=None, *, figsize=(13, 4.2)):
     if len(series) > 1:
         axes[2].text(0.02, 0.02, "  ".join(f"{styles[i % 4]} {s}" for i, s in enumerate(sorted(series))),
                      transform=axes[2].transAxes, fontsize=7)
+    return _finish(fig, path)
+
+
+
+def _finish(fig, path):
+    """Lays the figure out; saved to `path` (and closed) when one is given, else returned open."""
+    import matplotlib.pyplot as plt      # loaded already, with its backend, by the plotting function
     fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
         plt.close(fig)
     return fig
-
 
 # ---------------------------------------------------------------------------------------------
 # `relu-budget audit` (the CLI glue in relu_budget/cli.py calls this)
@@ -365,8 +371,8 @@ def curves_markdown(doc: dict) -> str:
     """The worst-group drop vs budget table across seeds (mean ± 95 % half-width)."""
     cv = doc.get("curves") or curves(doc["runs"])
     lines = ["### Worst-group drop vs budget across seeds (mean ± 95 % interval half-width, t over seeds)", "",
-             "| series | kept ReLUs | seeds | worst-group drop (pts) | overall drop (pts) | accuracy % | "
-             "acc max−min (pts) | worst-group acc % | min group margin |",
+             ("| series | kept ReLUs | seeds | worst-group drop (pts) | overall drop (pts) | accuracy % | "
+              "acc max−min (pts) | worst-group acc % | min group margin |"),
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for series, rows in cv.items():
         for p in rows:
@@ -402,12 +408,7 @@ def plot_drop_curve(doc: dict, path=None, *, figsize=(6.5, 4.2)):
         ax.set_xscale("log")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=6.5)
-    fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-    return fig
+    return _finish(fig, path)
 
 
 def run_audit_command(args, load_run, load_splits) -> dict:

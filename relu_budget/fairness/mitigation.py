@@ -51,6 +51,9 @@ class _DualAscentHook:
 
     uses_batch = True
     KEY = "multiplier"
+    # Each mitigation's history-row fields: (its largest violation's field, that value's key in
+    # dual_step's info, the per-group values' field, their key); the multipliers' come from KEY.
+    ROW: tuple[str, str, str, str]
 
     def __init__(self, num_groups: int, dual_lr: float, tolerance: float, *,
                  group_of_class: Sequence[int] | None = None, init: float = 0.0) -> None:
@@ -133,7 +136,19 @@ class _DualAscentHook:
         return new
 
     def row_fields(self, info: dict) -> dict:
-        raise NotImplementedError
+        peak, measured, per_group, values = self.ROW
+        return {peak: round(max(v for v in info[measured] if v is not None), 5),
+                f"fair_{self.KEY}_max": round(max(info[self.KEY]), 5), f"fair_{self.KEY}": _rounded(info[self.KEY]),
+                per_group: _rounded(info[values])}
+
+    def _validation_frame(self, splits, batch_size: int) -> Callable[[nn.Module], MetricFrame]:
+        """model ↦ the MetricFrame (accuracy, loss) of its validation predictions by group; Circa
+        sites fault as in predict_proba."""
+        x, y = splits.val
+        y = y.numpy()
+        groups = y if self.group_of_class is None else self.group_of_class.numpy()[y]
+        return lambda model: MetricFrame(metrics={"accuracy": accuracy_score, "loss": log_loss_score}, y_true=y,
+                                         y_pred=predict_proba(model, x, batch_size), sensitive_features=groups)
 
     def on_epoch_end(self, epoch: int, row: dict, state: dict | None = None) -> bool:
         row.update(self.row_fields(self.dual_step()))
@@ -160,6 +175,7 @@ class GroupLossPenalty(_DualAscentHook):
     training means). γ lives in `state["fairness_gamma"]`."""
 
     KEY = "gamma"
+    ROW = ("fair_gap_max", "gap", "fair_group_loss", "group_loss")
 
     def __init__(self, num_groups: int, dual_lr: float = 0.1, tolerance: float = 0.0, *,
                  group_of_class: Sequence[int] | None = None, gamma_init: float = 0.0) -> None:
@@ -186,27 +202,19 @@ class GroupLossPenalty(_DualAscentHook):
         self._reset()
         return info
 
-    def row_fields(self, info: dict) -> dict:
-        return {"fair_gap_max": round(max(v for v in info["gap"] if v is not None), 5),
-                "fair_gamma_max": round(max(info["gamma"]), 5), "fair_gamma": _rounded(info["gamma"]),
-                "fair_group_loss": _rounded(info["group_loss"])}
-
     def validation_metric(self, splits, batch_size: int = 512) -> Callable[[nn.Module], dict]:
         """A `train_phase(metric=...)` that selects epochs by the **worst-group** validation
         accuracy (the penalty's goal; selecting by overall accuracy would prefer the epochs
         before the multipliers grew). Returns {"accuracy": worst-group accuracy, "loss": overall
         loss}; the overall accuracy and the worst group go into the epoch's history row as
         `val_overall_accuracy` and `val_worst_group`. Circa sites fault as in predict_proba."""
-        x, y = splits.val
-        y = y.numpy()
-        groups = y if self.group_of_class is None else self.group_of_class.numpy()[y]
+        frame, n = self._validation_frame(splits, batch_size), len(splits.val[1])
 
         def metric(model: nn.Module) -> dict:
-            mf = MetricFrame(metrics={"accuracy": accuracy_score, "loss": log_loss_score}, y_true=y,
-                             y_pred=predict_proba(model, x, batch_size), sensitive_features=groups)
+            mf = frame(model)
             self.last_validation = {"val_overall_accuracy": mf.overall["accuracy"],
                                     "val_worst_group": str(mf.argmin()["accuracy"])}
-            return {"accuracy": mf.group_min()["accuracy"], "loss": mf.overall["loss"], "n": len(y)}
+            return {"accuracy": mf.group_min()["accuracy"], "loss": mf.overall["loss"], "n": n}
         return metric
 
 
@@ -250,6 +258,7 @@ class GroupDropConstraint(_DualAscentHook):
     """
 
     KEY = "lambda"
+    ROW = ("fair_loss_drop_max", "drop", "fair_loss_drop", "drop")
 
     def __init__(self, reference_loss: Sequence[float], dual_lr: float = 0.1, tolerance: float = 0.0, *,
                  group_of_class: Sequence[int] | None = None, lambda_init: float = 0.0,
@@ -294,11 +303,6 @@ class GroupDropConstraint(_DualAscentHook):
         self._val_group_loss = None
         return info
 
-    def row_fields(self, info: dict) -> dict:
-        return {"fair_loss_drop_max": round(max(v for v in info["drop"] if v is not None), 5),
-                "fair_lambda_max": round(max(info["lambda"]), 5), "fair_lambda": _rounded(info["lambda"]),
-                "fair_loss_drop": _rounded(info["drop"])}
-
     def validation_metric(self, splits, batch_size: int = 512) -> Callable[[nn.Module], dict]:
         """A `train_phase(metric=...)` that measures the groups' validation losses (for the dual
         step when measured on "val") and selects epochs by the smallest **worst-group accuracy
@@ -308,19 +312,16 @@ class GroupDropConstraint(_DualAscentHook):
         if self.reference_accuracy is None:
             raise ValueError("validation_metric needs the teacher's per-group validation accuracy "
                              "(reference_accuracy)")
-        x, y = splits.val
-        y = y.numpy()
-        groups = y if self.group_of_class is None else self.group_of_class.numpy()[y]
+        frame, n = self._validation_frame(splits, batch_size), len(splits.val[1])
 
         def metric(model: nn.Module) -> dict:
-            mf = MetricFrame(metrics={"accuracy": accuracy_score, "loss": log_loss_score}, y_true=y,
-                             y_pred=predict_proba(model, x, batch_size), sensitive_features=groups)
+            mf = frame(model)
             self._val_group_loss = [mf.by_group["loss"].get(i) for i in range(self.num_groups)]
             drops = {g: self.reference_accuracy[int(g)] - a for g, a in mf.by_group["accuracy"].items()
                      if self.reference_accuracy[int(g)] is not None}
             worst = max(drops, key=drops.get)
             self.last_validation = {"val_worst_drop": round(drops[worst], 5), "val_worst_group": str(worst)}
-            return {"accuracy": mf.overall["accuracy"], "loss": mf.overall["loss"], "n": len(y),
+            return {"accuracy": mf.overall["accuracy"], "loss": mf.overall["loss"], "n": n,
                     "score": -drops[worst]}
         return metric
 

@@ -1,16 +1,13 @@
 """Garbled ReLU circuits (docs/gc.md): netlists, bit-for-bit agreement with the Python reference,
 end-to-end correctness over shares, session hygiene, malformed input, and the evaluator's view."""
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
 import pi_native
 from protocols.garbled import GcSpec, connect, run, share_bits, stored_bytes
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from reference import gc_ref as ref
+from ring_shares import signed_np, split
 from stats import family_z
 
 U64 = np.uint64
@@ -24,31 +21,11 @@ def block_int(row):
     return int.from_bytes(row.tobytes(), "little")
 
 
-def signed_np(x, l):
-    x = x.astype(np.uint64)
-    if l == 64:
-        return x.view(np.int64)
-    return x.astype(np.int64) - ((x >> U64(l - 1)).astype(np.int64) << l)
-
-
-def split(x, l, rng):
-    """Uniform additive sharing of signed x in Z_(2^l): (a, b) with a + b = x."""
-    m = U64((1 << l) - 1) if l < 64 else U64(0xFFFF_FFFF_FFFF_FFFF)
-    a = rng.integers(0, 2**64, x.size, dtype=U64, endpoint=False) & m
-    b = (np.asarray(x, np.int64).view(U64) - a) & m
-    return a, b
-
-
 def edges(l, k=0):
     vals = {0, 1, -1, 2, -2, 1 << (l - 1) - 1, -(1 << (l - 1)), (1 << (l - 1)) - 1, -(1 << (l - 1)) + 1}
     if k:
         vals |= {1 << k, -(1 << k), (1 << k) + 1, -(1 << k) - 1, (1 << k) - 1, -(1 << k) + 1}
     return np.array(sorted(v for v in vals if -(1 << (l - 1)) <= v < (1 << (l - 1))), np.int64)
-
-
-@pytest.fixture(scope="module")
-def session():
-    return connect()
 
 
 SPECS = [("relu", 0, None), ("drelu", 0, None), ("circa", 3, "poszero"), ("circa", 3, "negpass"),

@@ -2,42 +2,17 @@
 relu's `shift`, `trunc` and `argmax`. AND counts against the stated formulas, the C++ netlists
 against the Python reference (plain and garbled, bit for bit), end to end over shares at edge
 inputs, one-time use, malformed input, and the evaluator's view."""
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
 import pi_native
-from protocols.garbled import GcSpec, connect, run, share_bits
+from protocols.garbled import GcSpec, run, share_bits
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from reference import gc_ref as ref
+from ring_shares import mask, signed_np, split
 from stats import family_z
 
 U64 = np.uint64
-
-
-@pytest.fixture(scope="module")
-def session():
-    return connect()
-
-
-def mask(l):
-    return U64((1 << l) - 1) if l < 64 else U64(0xFFFF_FFFF_FFFF_FFFF)
-
-
-def split(x, l, rng):
-    """Uniform sharing mod 2^l: the share bits above `bits` are random, as in the protocol."""
-    a = rng.integers(0, 2**64, x.size, dtype=U64, endpoint=False) & mask(l)
-    return a, (np.asarray(x, np.int64).view(U64) - a) & mask(l)
-
-
-def signed_np(x, l):
-    x = x.astype(np.uint64)
-    if l == 64:
-        return x.view(np.int64)
-    return x.astype(np.int64) - ((x >> U64(l - 1)).astype(np.int64) << l)
 
 
 def edges(n, k=0):

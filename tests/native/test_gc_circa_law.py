@@ -6,30 +6,16 @@ Law (uniform sharing a + b = x mod 2^l, |x| < 2^(n−1), the test on bits k..n�
   negpass: the sign reads positive for −2^k <= x <= −1 with probability (2^k + x + 1) / 2^k,
   and never a fault elsewhere inside the precondition. Accept |observed − Σp| <= 4·sqrt(Σp(1 − p)).
 """
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
-from protocols.garbled import GcSpec, connect, run
+from protocols.garbled import GcSpec, run
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from reference import fss_ref
 from reference import gc_ref as ref
+from ring_shares import split
 
 U64 = np.uint64
-
-
-@pytest.fixture(scope="module")
-def session():
-    return connect()
-
-
-def split(x, l, rng):
-    m = U64((1 << l) - 1) if l < 64 else U64(0xFFFF_FFFF_FFFF_FFFF)
-    a = rng.integers(0, 2**64, x.size, dtype=U64, endpoint=False) & m
-    return a, (x.astype(np.int64).view(U64) - a) & m
 
 
 def sign_bits(session, x, l, k, mode, rng, n=None):

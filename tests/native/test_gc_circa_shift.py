@@ -2,41 +2,17 @@
 gate's semantics. The netlist and the protocol against the Python reference's formulas, bit for
 bit; the sign's fault law (the dealer's) and the rounding law P(e = 1) = (x mod 2^s)/2^s, each
 statistically (|observed − Σp| <= 4·sqrt(Σp(1 − p))); and the evaluator's view."""
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
 import pi_native
-from protocols.garbled import GcSpec, connect, run, stored_bytes
+from protocols.garbled import GcSpec, run, stored_bytes
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from reference import fss_ref
 from reference import gc_ref as ref
+from ring_shares import mask, signed_np, split
 
 U64 = np.uint64
-
-
-@pytest.fixture(scope="module")
-def session():
-    return connect()
-
-
-def mask(l):
-    return U64((1 << l) - 1) if l < 64 else U64(0xFFFF_FFFF_FFFF_FFFF)
-
-
-def split(x, l, rng):
-    a = rng.integers(0, 2**64, x.size, dtype=U64, endpoint=False) & mask(l)
-    return a, (np.asarray(x, np.int64).view(U64) - a) & mask(l)
-
-
-def signed_np(y, l):
-    y = y.astype(np.uint64)
-    if l == 64:
-        return y.view(np.int64)
-    return y.astype(np.int64) - ((y >> U64(l - 1)).astype(np.int64) << l)
 
 
 def check_count(hits, p, what):

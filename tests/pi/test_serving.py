@@ -4,8 +4,6 @@ with a clear error and keep serving the others.
 
 Over 500 lines on purpose: every test runs for both providers against one fixture set."""
 import json
-import socket
-import ssl
 import struct
 import threading
 import time
@@ -26,6 +24,7 @@ from protocols.transport.channel import Listener
 from protocols.transport.channel import connect as tls_connect
 from protocols.transport.errors import HandshakeError, RemoteError, TransportError
 from protocols.transport.frame import MessageType
+from raw_tls import raw_tls, read_all
 
 RELU = "exact"
 LIMITS = Limits(max_batch=16)
@@ -87,27 +86,8 @@ def test_inference_over_tls_matches_plaintext_and_sessions_continue(deployment):
         assert client.last_cost.online_bytes > 0 and client.last_cost.rounds > 0
 
 
-def raw_tls(dep):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    sock = socket.create_connection(("127.0.0.1", dep["server_ep"].port), timeout=10)
-    return ctx.wrap_socket(sock)
-
-
-def read_all(s) -> bytes:
-    s.settimeout(10)
-    out = b""
-    try:
-        while chunk := s.recv(65536):
-            out += chunk
-    except (ssl.SSLError, OSError):
-        pass
-    return out
-
-
 def test_garbage_bytes_get_an_error_and_the_server_keeps_serving(deployment):
-    with raw_tls(deployment) as s:
+    with raw_tls(deployment["server_ep"].port) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)))
         reply = read_all(s)
     assert reply[:4] == b"\x89PIF" and b"magic" in reply         # an ERROR frame naming the problem
@@ -115,7 +95,7 @@ def test_garbage_bytes_get_an_error_and_the_server_keeps_serving(deployment):
 
 
 def test_oversized_frame_is_refused(deployment):
-    with raw_tls(deployment) as s:
+    with raw_tls(deployment["server_ep"].port) as s:
         header = struct.pack("!4sBBHQ", b"\x89PIF", 1, int(MessageType.HELLO), 0, 1 << 40)
         s.sendall(header)
         reply = read_all(s)
@@ -319,13 +299,13 @@ def test_many_clients_at_once_each_in_its_own_session(deployment):
             x = torch.randn(2, 1, 4, 4)
             with connect(deployment["server_ep"], deployment["dealer_ep"]) as c:
                 results[i] = [(c.run(x).numpy(), plain(deployment, x)) for _ in range(2)] + [c.session]
-        except Exception as exc:                     # reported below
+        except Exception as exc:  # noqa: BLE001 -- every client's failure is reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
-    with raw_tls(deployment) as s:
+    with raw_tls(deployment["server_ep"].port) as s:
         s.sendall(b"\x00" * 64)
         read_all(s)
     for t in threads:
@@ -555,7 +535,6 @@ def test_a_client_vanishing_mid_phase_does_not_hurt_others(served, phase, monkey
     """The client hangs up inside the offline phase (after its first offline message) or
     inside the online phase (after its first online message): the server logs an error,
     discards that connection's material and serves the next client."""
-    from pi import sessions
     before = served["server"].stats["errors"]
     client = connect(served["server_ep"], served["dealer_ep"])
     if phase == "online":
@@ -573,7 +552,7 @@ def test_a_client_vanishing_mid_phase_does_not_hurt_others(served, phase, monkey
         return out
 
     monkeypatch.setattr(chan, "send_array", send_then_vanish)
-    with pytest.raises(Exception):
+    with pytest.raises(ConnectionAbortedError, match=f"vanished in the {phase} phase"):
         client.run(torch.zeros(1, 1, 4, 4))
     assert sent["n"] == 1
     assert _wait_errors(served["server"], before)

@@ -12,9 +12,10 @@ import pi
 from protocols import engine
 from protocols.fixed_point import FixedPoint
 from protocols.material import MaterialReuseError
-from protocols.plan import CIRCA, IDENTITY, RELU, PlanBuilder, PlanError
+from protocols.plan import IDENTITY, POLY, RELU, PlanError
 from protocols.providers import PROVIDERS, get_provider
 from relu_budget import models
+from tiny_models import mixed_site_cnn
 
 FP = FixedPoint(12)
 # A secure output differs from plaintext by fixed-point rounding of weights and inputs and
@@ -98,7 +99,7 @@ def test_layers_match_plaintext(provider, width, layer, shape):
             m.running_var.uniform_(0.5, 2)
             m.weight.data.uniform_(0.5, 1.5)
     x = torch.randn(3, *shape)
-    sm, y = secure(layer, x, provider, width)
+    _sm, y = secure(layer, x, provider, width)
     with torch.no_grad():
         expected = layer.eval()(x).double()
     assert y.shape == expected.shape
@@ -113,7 +114,7 @@ def test_residual_network_matches_plaintext(provider, width):
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 2)
     x = torch.randn(2, 1, 28, 28)
-    sm, y = secure(model, x, provider, width)
+    _sm, y = secure(model, x, provider, width)
     with torch.no_grad():
         expected = model.eval()(x).double()
     assert float((y - expected).abs().max()) < 4 * TOL
@@ -160,7 +161,7 @@ def test_online_cost_only_pays_for_kept_sites(provider, width):
     for kept in (64, 40, 1, 0):
         kinds = np.full((4, 4, 4), IDENTITY, np.int8)
         kinds.reshape(-1)[:kept] = RELU
-        plan, weights = pi.compiler.compile_plan(model, x, site_policy=lambda name, shape: SitePolicy(kinds=kinds),
+        plan, weights = pi.compiler.compile_plan(model, x, site_policy=lambda name, shape, kinds=kinds: SitePolicy(kinds=kinds),
                                                  fixed_point=FP, **plan_kw(width, x))
         sm = pi.SecureModel(plan, weights, provider)
         sm.run(x)
@@ -233,20 +234,7 @@ def test_polynomial_sites_match_plaintext(provider, width):
     """Per-channel degree-2 polynomials on some sites, exact ReLU and identity on others (the
     two-party provider refuses them with a PlanError naming the missing piece until it has
     two-party multiplications)."""
-    torch.manual_seed(6)
-    model = models.build("smallcnn", image_size=8, channels=(3, 4), hidden=10).eval()
-    rng = np.random.default_rng(1)
-    kinds = rng.choice([RELU, 2, IDENTITY], size=(3, 8, 8)).astype(np.int8)
-    coeffs = torch.tensor([[0.1, 0.5, 0.25], [-0.2, 1.0, 0.1], [0.0, 0.8, -0.05]])
-    model.relu1.set_kinds(torch.from_numpy(kinds), coeffs)
-    x = torch.randn(3, 1, 8, 8)
-    from pi.compiler import SitePolicy
-
-    def policy(name, shape):
-        site = dict(model.named_modules())[name]
-        if site.kind_map is None:
-            return SitePolicy()
-        return SitePolicy(kinds=site.kind_map.numpy(), poly=site.poly_coeffs.double().numpy())
+    model, x, policy = mixed_site_cnn([RELU, POLY, IDENTITY])
     plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=policy, fixed_point=FP, **plan_kw(width, x))
     check_width(plan, width)
     if provider == "two-party" and not two_party_has_ot_mul():

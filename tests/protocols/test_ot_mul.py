@@ -8,11 +8,11 @@ import torch
 from scipy.stats import norm
 
 import pi_native
-from pi.compiler import SitePolicy, compile_plan
+from pi.compiler import compile_plan
 from protocols import gates, ot_mul
 from protocols.fixed_point import FixedPoint
 from protocols.plan import CIRCA, IDENTITY, POLY, RELU
-from relu_budget import models
+from tiny_models import PROBE_COEFFS, mixed_site_cnn, poly_probe
 
 
 U64, I64 = np.uint64, np.int64
@@ -167,7 +167,7 @@ def test_poly_messages_have_the_documented_sizes(session, l, bits, shift):
     server, client = session
     rng = np.random.default_rng(8)
     for n in (1, 37, 300):
-        x, a, c, coeffs, s_out = poly_case(rng, l, bits, n)
+        _x, a, c, coeffs, s_out = poly_case(rng, l, bits, n)
         n = len(c)
         spec = ot_mul.PolySpec(l, shift, bits)
         cost = ot_mul.poly_cost(spec, n)
@@ -194,7 +194,7 @@ def test_poly_spec_refuses_values_wider_than_the_ring():
 def test_each_batch_is_used_once(session):
     server, client = session
     rng = np.random.default_rng(3)
-    x, a, c, coeffs, s_out = poly_case(rng, 42, 40, 20)
+    _x, a, c, coeffs, s_out = poly_case(rng, 42, 40, 20)
     spec = ot_mul.PolySpec(42, 12, 40)
     pcb, msg = ot_mul.poly_client_offline(client, spec, c, coeffs, s_out)
     pb = ot_mul.poly_server_offline(server, spec, len(c), coeffs, msg)
@@ -208,7 +208,7 @@ def test_each_batch_is_used_once(session):
     with pytest.raises(ValueError, match="once per batch"):
         ot_mul.poly_server_finish(pb, W)
     # The same IKNP message again: the server's OTs are fresh ones, so the client's cannot match.
-    pcb2, msg2 = ot_mul.poly_client_offline(client, spec, c, coeffs, s_out)
+    pcb2, _msg2 = ot_mul.poly_client_offline(client, spec, c, coeffs, s_out)
     pb2 = ot_mul.poly_server_offline(server, spec, len(c), coeffs, msg)          # replayed
     y = ot_mul.poly_server_finish(pb2, ot_mul.poly_client_online(client, pcb2, ot_mul.poly_server_online(server, pb2, a)))
     assert np.mean(((y - s_out) & ring_mask(42)) == dealer_poly(spec, a, c, coeffs)) < 0.2   # garbage, not a reuse
@@ -218,7 +218,7 @@ def test_each_batch_is_used_once(session):
 def test_malformed_messages_are_value_errors(session):
     server, client = session
     rng = np.random.default_rng(4)
-    x, a, c, coeffs, s_out = poly_case(rng, 42, 40, 7)
+    _x, a, c, coeffs, s_out = poly_case(rng, 42, 40, 7)
     n = len(c)
     spec = ot_mul.PolySpec(42, 12, 40)
     pcb, msg = ot_mul.poly_client_offline(client, spec, c, coeffs, s_out)
@@ -307,34 +307,6 @@ def test_server_view_does_not_depend_on_the_client_share(session, l, bits, shift
 
 # ---- polynomial sites in the two-party engine (protocols.two_party.poly) ---------------------
 
-class Probe(torch.nn.Module):
-    """x ↦ act(conv1x1(x)) with weight 1: the activation's input is round(x·2^f)·2^f exactly,
-    so its truncation by f does not round and every secure output is a fixed-point value known
-    exactly."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = torch.nn.Conv2d(1, 1, 1, bias=False)
-        with torch.no_grad():
-            self.scale.weight.fill_(1.0)
-        self.act = torch.nn.ReLU()
-
-    def forward(self, x):
-        return self.act(self.scale(x))
-
-
-COEFFS = (0.2, 0.5, 0.2)     # c0, c1, c2
-
-
-def poly_probe(n, x, ring_bits):
-    def policy(name, shape):
-        return SitePolicy(kinds=np.full(shape, POLY, np.int8), poly=np.array([COEFFS]))
-    kw = {"ring_bits": ring_bits} if ring_bits != "calibrated" else {"ring_bits": "calibrated", "calibration": x}
-    plan, weights = compile_plan(Probe().eval(), torch.zeros(1, 1, 1, n), site_policy=policy, fixed_point=FixedPoint(12),
-                                 max_ring_bits=59, **kw)
-    return plan, weights
-
-
 def online_payload(sm, layer, arrays):
     """The layer's online bytes (both parties) without frame and array headers, its rounds and
     messages; `arrays` are the arrays it sends (for their headers)."""
@@ -352,18 +324,20 @@ def test_two_party_poly_sites_are_the_exact_fixed_point_polynomial(ring_bits):
     import pi
     n = 500
     x = torch.from_numpy(np.random.default_rng(5).standard_normal((2, 1, 1, n)))
-    plan, weights = poly_probe(n, x.float(), ring_bits)
+    kw = {"ring_bits": ring_bits} if ring_bits != "calibrated" else {"ring_bits": "calibrated", "calibration": x.float()}
+    plan, weights = poly_probe(n, max_ring_bits=59, **kw)
     (op,) = [o for o in plan.ops if o.name == "act"]
     ring, fp = plan.ring, plan.fixed_point
     X = ring.reduce(fp.encode(x.numpy()))
-    c2, c1, c0 = (ring.reduce(fp.encode(np.full(X.shape, v), scale=k * 12)) for v, k in zip(COEFFS[::-1], (1, 2, 3)))
+    c2, c1, c0 = (ring.reduce(fp.encode(np.full(X.shape, v), scale=k * 12)) for v, k in zip(PROBE_COEFFS[::-1], (1, 2, 3)))
     exact = fp.decode(ring.reduce(c2 * X * X + c1 * X + c0), scale=36)
     runs = {p: pi.SecureModel(plan, weights, p) for p in ("two-party", "dealer")}
     results = {p: sm.run(x).numpy() for p, sm in runs.items()}
     for y in results.values():
         np.testing.assert_array_equal(y, exact)
     xv = x.numpy()
-    assert np.abs(results["two-party"] - (COEFFS[0] + COEFFS[1] * xv + COEFFS[2] * xv * xv)).max() < 8 * 2.0 ** -12
+    p0, p1, p2 = PROBE_COEFFS
+    assert np.abs(results["two-party"] - (p0 + p1 * xv + p2 * xv * xv)).max() < 8 * 2.0 ** -12
     spec = ot_mul.PolySpec(plan.ring_bits, op.shift, op.value_bits)
     cost = ot_mul.poly_cost(spec, 2 * n)
     corr = np.zeros(cost["online_server_bytes"], np.uint8)
@@ -377,18 +351,7 @@ def test_two_party_mixed_sites_match_plaintext_like_the_dealer():
     two-party output is within the bound the dealer's is held to (2^-6, the conformance
     suite's), and the two differ from each other by no more."""
     import pi
-    torch.manual_seed(6)
-    model = models.build("smallcnn", image_size=8, channels=(3, 4), hidden=10).eval()
-    kinds = np.random.default_rng(1).choice([RELU, CIRCA, POLY, IDENTITY], size=(3, 8, 8)).astype(np.int8)
-    coeffs = torch.tensor([[0.1, 0.5, 0.25], [-0.2, 1.0, 0.1], [0.0, 0.8, -0.05]])
-    model.relu1.set_kinds(torch.from_numpy(kinds), coeffs)
-    x = torch.randn(3, 1, 8, 8)
-
-    def policy(name, shape):
-        site = dict(model.named_modules())[name]
-        if site.kind_map is None:
-            return SitePolicy()
-        return SitePolicy(kinds=site.kind_map.numpy(), poly=site.poly_coeffs.double().numpy(), circa_k=12)
+    model, x, policy = mixed_site_cnn([RELU, CIRCA, POLY, IDENTITY], circa_k=12)
     plan, weights = compile_plan(model, x[:1], site_policy=policy, fixed_point=FixedPoint(12), ring_bits="calibrated",
                                  calibration=x, max_ring_bits=59)
     with torch.no_grad():

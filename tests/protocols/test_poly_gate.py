@@ -10,10 +10,8 @@ import torch
 
 import pi
 import pi_native
-from pi.compiler import SitePolicy, compile_plan
 from protocols import gates
-from protocols.fixed_point import FixedPoint
-from protocols.plan import POLY
+from tiny_models import PROBE_COEFFS, poly_probe
 
 U64, I64 = np.uint64, np.int64
 
@@ -57,31 +55,6 @@ def test_poly_gate_keys_are_shares():
     assert gates.key_bytes(spec) == 32
 
 
-class Probe(torch.nn.Module):
-    """x ↦ act(conv1x1(x)) with weight 1: the activation's input carries 2f fractional bits."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = torch.nn.Conv2d(1, 1, 1, bias=False)
-        with torch.no_grad():
-            self.scale.weight.fill_(1.0)
-        self.act = torch.nn.ReLU()
-
-    def forward(self, x):
-        return self.act(self.scale(x))
-
-
-COEFFS = (0.2, 0.5, 0.2)     # c0, c1, c2
-
-
-def poly_probe(n, **compile_kw):
-    def policy(name, shape):
-        return SitePolicy(kinds=np.full(shape, POLY, np.int8), poly=np.array([COEFFS]))
-    plan, weights = compile_plan(Probe(), torch.zeros(1, 1, 1, n), site_policy=policy, fixed_point=FixedPoint(12),
-                                 **compile_kw)
-    return pi.SecureModel(plan, weights)
-
-
 def act_online(sm, elements, opening_bits):
     """The activation layer's online cost (both parties merged): the element bytes of its two
     messages (the poly opening, y0 back; frame and array headers removed), rounds."""
@@ -98,9 +71,9 @@ def test_poly_site_costs_one_opening_online_and_matches_plaintext(ring_bits):
     n = 3000
     x = torch.from_numpy(np.random.default_rng(5).standard_normal((2, 1, 1, n)))
     kw = {"ring_bits": ring_bits} if ring_bits == 64 else {"ring_bits": "calibrated", "calibration": x.float()}
-    sm = poly_probe(n, **kw)
+    sm = pi.SecureModel(*poly_probe(n, **kw))
     y = sm.run(x).numpy()
-    c0, c1, c2 = COEFFS
+    c0, c1, c2 = PROBE_COEFFS
     xv = x.numpy()
     # t = x rounded to f bits (stochastic rounding: one ulp), squared: within a few ulps of p(x).
     assert np.abs(y - (c0 + c1 * xv + c2 * xv * xv)).max() < 8 * 2.0 ** -12

@@ -29,14 +29,14 @@ def both(server_fn, client_fn, chans=None):
     def serve():
         try:
             out["s"] = server_fn(chan_s)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 -- returned to the test, which checks its type
             out["s"] = exc
             chan_s.close()
     th = threading.Thread(target=serve, daemon=True)
     th.start()
     try:
         c = client_fn(chan_c)
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 -- returned to the test, which checks its type
         c = exc
         chan_c.close()
     th.join(60)
@@ -103,7 +103,7 @@ def test_bundles_used_out_of_order_are_refused():
 def test_a_client_with_another_plan_is_refused_at_setup():
     sm = pi.compile(small_model(), torch.zeros(1, 6), provider="two-party")
     other = pi.compile(small_model(1), torch.zeros(1, 6), provider="two-party", relu="circa")
-    s, c = both(lambda ch: ServerSession(sm.plan, sm.weights).setup(ch),
+    _s, c = both(lambda ch: ServerSession(sm.plan, sm.weights).setup(ch),
                 lambda ch: ClientSession(other.plan).setup(ch))
     assert isinstance(c, ProtocolError) and "another plan" in str(c)
 
@@ -127,7 +127,7 @@ def test_every_site_kind_mixed_in_one_layer_with_batch_and_max_pool():
     for mode in ("poszero", "negpass"):
         kinds = rng.choice([RELU, CIRCA, IDENTITY], size=(4, 8, 8)).astype(np.int8)
 
-        def policy(name, shape):
+        def policy(name, shape, kinds=kinds, mode=mode):
             return SitePolicy(kinds=kinds if name == "1" else None, circa_k=4, circa_mode=mode)
         plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=policy, calibration=x,
                                                  ring_bits="calibrated", max_ring_bits=59)
@@ -257,8 +257,8 @@ def test_every_truncated_message_gives_the_receiver_a_protocol_error(relu):
             receiver, other = (c, s) if sender == "server" else (s, c)
             assert isinstance(receiver, ProtocolError), (sender, at, repr(receiver))
             # the sender sees the channel close, or had finished (the message was its last)
-            assert other is None or isinstance(other, (PeerDisconnected, ProtocolError)) \
-                or isinstance(other, np.ndarray), (sender, at, repr(other))
+            assert other is None or isinstance(other, (PeerDisconnected, ProtocolError, np.ndarray)), \
+                (sender, at, repr(other))
 
 
 def local_serve(sm, chan):
@@ -295,5 +295,5 @@ def test_ring_elements_above_l_bits_are_a_protocol_error():
         tampered.online = True
         return client.online(ch, b, x.numpy())
     assert sm.plan.ring_bits % 8       # the top byte has room above bit l
-    s, c = both(lambda ch: local_serve(sm, ch), use, (chan_s, tampered))
+    s, _c = both(lambda ch: local_serve(sm, ch), use, (chan_s, tampered))
     assert isinstance(s, ProtocolError) and "ring elements" in str(s)

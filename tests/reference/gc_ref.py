@@ -225,8 +225,18 @@ def and_count(circuit, l, k=0, bits=None, shift=0, classes=0):
 def eval_plain(net, ebits, gbits, priv):
     v = list(ebits) + list(gbits) + [None] * (net.nw - net.ne - net.ng)
     for op, a, b, p, o in net.gates:
-        v[o] = {"xor": lambda: v[a] ^ v[b], "not": lambda: v[a] ^ 1, "pnot": lambda: v[a] ^ priv[p],
-                "and": lambda: v[a] & v[b], "andc": lambda: v[a] & priv[p]}[op]()
+        if op == "xor":
+            v[o] = v[a] ^ v[b]
+        elif op == "not":
+            v[o] = v[a] ^ 1
+        elif op == "pnot":
+            v[o] = v[a] ^ priv[p]
+        elif op == "and":
+            v[o] = v[a] & v[b]
+        elif op == "andc":
+            v[o] = v[a] & priv[p]
+        else:
+            raise ValueError(f"unknown gate {op!r}")
     return [v[o] for o in net.outputs]
 
 

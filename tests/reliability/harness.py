@@ -7,6 +7,7 @@ a process's resident memory, `within()` asserts a call ends within a bound.
 """
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -59,6 +60,20 @@ def within(seconds: float, fn, *args, **kw):
     elapsed = time.monotonic() - t0
     assert elapsed <= seconds, f"{getattr(fn, '__name__', fn)} took {elapsed:.1f} s (bound {seconds} s)"
     return out, elapsed
+
+
+def check_frozen_server(dep: Deployment) -> None:
+    """A frozen (SIGSTOPped) server: the client's inference ends within BOUND_S in a
+    ChannelTimeout that says the server sent nothing for the client's 2 s timeout."""
+    from protocols.transport.errors import ChannelTimeout
+    client = connect(*dep.endpoints(), timeout=2.0)
+    os.kill(dep.pid("server"), signal.SIGSTOP)
+    try:
+        out, _ = within(BOUND_S, client.run, torch.zeros(1, 1, 4, 4))
+        assert isinstance(out, ChannelTimeout) and "sent nothing for 2 s" in str(out), out
+    finally:
+        os.kill(dep.pid("server"), signal.SIGCONT)
+        client.close()
 
 
 class Deployment:

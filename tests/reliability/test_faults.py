@@ -8,8 +8,6 @@ memory budget.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +16,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from harness import BOUND_S, MB, free_port, rss, within
+from harness import BOUND_S, MB, check_frozen_server, free_port, rss, within
 
 from pi import serving, sessions
 from pi.secure_model import SecureModel
@@ -28,7 +26,7 @@ from protocols.dealer_service import fetch_material
 from protocols.material import MaterialMismatch, confirm_bundle
 from protocols.transport.certs import TlsConfig
 from protocols.transport.channel import connect as tls_connect
-from protocols.transport.errors import ChannelTimeout, HandshakeError, RemoteError
+from protocols.transport.errors import HandshakeError, RemoteError
 from protocols.transport.frame import HEADER, MAGIC, MessageType
 
 
@@ -131,7 +129,7 @@ def test_row4_a_giant_announced_frame_allocates_nothing(dep):
 # ---------------------------------------------------------------- 5: who may fetch which half
 
 def test_row5_the_dealer_gives_each_certificate_only_its_own_role(dep):
-    server, dealer = dep.endpoints()
+    _, dealer = dep.endpoints()
     plan = dep.secure.plan
     out, _ = within(BOUND_S, fetch_material, dealer.host, dealer.port, dealer.tls, "server", "row5-session-1", plan, 1)
     assert isinstance(out, RemoteError) and "enrolled as a client; it cannot fetch the server's material" in str(out)
@@ -167,14 +165,7 @@ def test_row6_unclaimed_material_is_bounded_by_the_budget_and_expires(dep):
 # ---------------------------------------------------------------- 7: a frozen server
 
 def test_row7_a_frozen_server_gives_the_client_a_clear_error(dep):
-    client = connect(*dep.endpoints(), timeout=2.0)
-    os.kill(dep.pid("server"), signal.SIGSTOP)
-    try:
-        out, _ = within(BOUND_S, client.run, torch.zeros(1, 1, 4, 4))
-        assert isinstance(out, ChannelTimeout) and "sent nothing for 2 s" in str(out), out
-    finally:
-        os.kill(dep.pid("server"), signal.SIGCONT)
-        client.close()
+    check_frozen_server(dep)
 
 
 # ---------------------------------------------------------------- 8: a broken bundle

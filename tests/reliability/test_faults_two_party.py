@@ -6,24 +6,21 @@ server still serves a correct inference and stayed within its memory budget."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import ssl
 import time
 
 import numpy as np
 import pytest
 import torch
-from harness import BOUND_S, within
+from harness import BOUND_S, check_frozen_server, within
 
 from pi import serving
 from pi.secure_model import SecureModel
 from pi.serving import connect
 from pi.sessions import client_party
 from protocols.transport.channel import connect as tls_connect
-from protocols.transport.errors import ChannelTimeout, RemoteError, TransportError
+from protocols.transport.errors import RemoteError, TransportError
 from protocols.transport.frame import MessageType
+from raw_tls import raw_tls, read_all
 
 
 def _raw(tp):
@@ -44,16 +41,9 @@ def _errors_logged(tp, before: int) -> int:
 
 
 def test_garbage_bytes_before_and_after_the_hello(tp):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", tp.server_port), timeout=BOUND_S)) as s:
+    with raw_tls(tp.server_port, timeout=BOUND_S) as s:
         s.sendall(b"GET / HTTP/1.1\r\n\r\n" + bytes(range(256)))
-        reply = b""
-        try:
-            while chunk := s.recv(4096):
-                reply += chunk
-        except (ssl.SSLError, OSError):
-            pass
+        reply = read_all(s, timeout=BOUND_S)
     assert reply[:4] == b"\x89PIF" and b"magic" in reply
     with _raw(tp) as chan:                  # valid frames, then an array where the setup expects keys
         _hello(chan)
@@ -121,7 +111,6 @@ def test_a_client_vanishing_mid_phase(tp, phase, monkeypatch):
 
 def test_tampered_offline_messages_are_refused(tp):
     """A client that completes the setup, then sends an offline message of the wrong size."""
-    server, _ = tp.endpoints()
     with _raw(tp) as chan:
         spec = _hello(chan)
         plan = SecureModel.from_public_spec(spec["spec"]).plan
@@ -137,15 +126,7 @@ def test_tampered_offline_messages_are_refused(tp):
 
 
 def test_a_frozen_server_gives_the_client_a_clear_error(tp):
-    server, _ = tp.endpoints()
-    client = connect(server, None, 2.0)
-    os.kill(tp.pid("server"), signal.SIGSTOP)
-    try:
-        out, _ = within(BOUND_S, client.run, torch.zeros(1, 1, 4, 4))
-        assert isinstance(out, ChannelTimeout) and "sent nothing for 2 s" in str(out), out
-    finally:
-        os.kill(tp.pid("server"), signal.SIGCONT)
-        client.close()
+    check_frozen_server(tp)
 
 
 def test_a_batch_beyond_the_limit_is_refused(tp):
