@@ -7,6 +7,7 @@
 #include <string>
 
 #include "bindings.hpp"
+#include "pi_native/dcf.hpp"
 #include "pi_native/gates.hpp"
 
 namespace pi_native {
@@ -236,6 +237,15 @@ const char* kNNote =
 }  // namespace
 
 void bind_fss(py::module_& m) {
+  m.def(
+      "dcf_simd", [](py::object on) {
+        if (!on.is_none()) fss::set_dcf_simd(on.cast<bool>());
+        return fss::dcf_simd_enabled();
+      },
+      py::arg("on") = py::none(),
+      "Whether ring DCF evaluation uses the AVX-512 + VAES path (bit-identical to the scalar loop); "
+      "on=True/False enables or disables it (for tests and benchmarks; default: on where the CPU has it). "
+      "Returns the state after the call (False on CPUs without AVX-512 BW and VAES).");
   // ---- gates ----------------------------------------------------------------------------------
   m.def(
       "gen_relu",

@@ -199,6 +199,11 @@ void dcf_gen(int bits, int words, uint64_t alpha, const uint64_t* beta, Block s0
 
 void dcf_eval(int party, int bits, int words, const uint8_t* keys, size_t stride, const uint64_t* x,
               uint64_t* out, size_t n, int vbytes) {
+  const size_t done = dcf_eval_simd(party, bits, words, keys, stride, x, out, n, vbytes);  // whole groups
+  keys += done * stride;
+  x += done;
+  out += done * static_cast<size_t>(words);
+  n -= done;
   if (words == 1)
     dcf_eval_impl<1>(party, bits, keys, stride, x, out, n, vbytes);
   else

@@ -53,6 +53,15 @@ void dcf_gen(int bits, int words, uint64_t alpha, const uint64_t* beta, Block s0
 void dcf_eval(int party, int bits, int words, const uint8_t* keys, size_t stride,
               const uint64_t* x, uint64_t* out, size_t n, int vbytes = 8);
 
+// The AVX-512 + VAES evaluator (dcf_simd.cpp): the same outputs as the scalar loop, bit for bit.
+// dcf_eval uses it for whole groups of 16 keys when the CPU has it and it is enabled (default).
+bool dcf_simd_available();
+bool dcf_simd_enabled();
+void set_dcf_simd(bool on);  // off: the scalar loop everywhere (tests compare the two)
+// Evaluates the first n - n % 16 keys as dcf_eval would and returns how many (0 when disabled).
+size_t dcf_eval_simd(int party, int bits, int words, const uint8_t* keys, size_t stride,
+                     const uint64_t* x, uint64_t* out, size_t n, int vbytes);
+
 // Bit DCF ----------------------------------------------------------------------------------
 int dcf_bit_leaf_bits(int bits);  // nu = min(7, bits)
 size_t dcf_bit_key_bytes(int bits);
