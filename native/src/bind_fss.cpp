@@ -56,37 +56,10 @@ int small_int(const py::handle& v, const char* name) {
   return static_cast<int>(x);
 }
 
-// A key batch viewed without copying: bytes, bytearray or any 1-D byte buffer.
-struct KeyBytes {
-  py::object owner;
-  py::buffer_info info;
-  const uint8_t* data = nullptr;
-  size_t len = 0;
-};
+// A key batch viewed without copying (bindings.hpp).
+ByteView key_bytes(const py::object& key) { return byte_view(key, "key", "a key batch from gen_*"); }
 
-KeyBytes key_bytes(const py::object& key) {
-  KeyBytes kb;
-  kb.owner = key;
-  if (PyBytes_Check(key.ptr())) {
-    char* p = nullptr;
-    Py_ssize_t n = 0;
-    if (PyBytes_AsStringAndSize(key.ptr(), &p, &n) != 0) throw py::error_already_set();
-    kb.data = reinterpret_cast<const uint8_t*>(p);
-    kb.len = static_cast<size_t>(n);
-    return kb;
-  }
-  if (!PyObject_CheckBuffer(key.ptr()))
-    throw py::type_error("key must be bytes (a key batch from gen_*), got " +
-                         std::string(py::str(py::type::handle_of(key).attr("__name__"))));
-  kb.info = py::reinterpret_borrow<py::buffer>(key).request();
-  if (kb.info.itemsize != 1 || kb.info.ndim != 1 || (kb.info.shape[0] > 1 && kb.info.strides[0] != 1))
-    throw py::type_error("key must be a contiguous byte buffer (bytes, bytearray, memoryview)");
-  kb.data = static_cast<const uint8_t*>(kb.info.ptr);
-  kb.len = static_cast<size_t>(kb.info.shape[0]);
-  return kb;
-}
-
-KeyView open_keys(const KeyBytes& kb, std::initializer_list<Gate> expected, int party) {
+KeyView open_keys(const ByteView& kb, std::initializer_list<Gate> expected, int party) {
   const KeyView kv = fss::parse_keys(kb.data, kb.len);
   bool ok = false;
   for (Gate g : expected) ok = ok || kv.params.gate == g;
@@ -142,7 +115,7 @@ py::tuple gen_masked(Gate gate, const py::bytes& seed, const py::array& r_in, co
 py::array_t<uint64_t> eval_ring(Gate gate, int party, const py::object& key, const py::array& xhat,
                                 const py::array* yhat = nullptr) {
   check_party(party);
-  const KeyBytes kb = key_bytes(key);
+  const ByteView kb = key_bytes(key);
   const KeyView kv = open_keys(kb, {gate}, party);
   auto x = vec(xhat, gate == Gate::Dcf ? "x" : "xhat", static_cast<py::ssize_t>(kv.count));
   U64Array y;
@@ -165,7 +138,7 @@ py::array_t<uint64_t> eval_ring(Gate gate, int party, const py::object& key, con
 
 py::array_t<uint8_t> eval_bit(Gate gate, int party, const py::object& key, const py::array& xhat) {
   check_party(party);
-  const KeyBytes kb = key_bytes(key);
+  const ByteView kb = key_bytes(key);
   const KeyView kv = open_keys(kb, {gate}, party);
   auto x = vec(xhat, gate == Gate::DcfBit ? "x" : "xhat", static_cast<py::ssize_t>(kv.count));
   if (gate == Gate::DcfBit) {
@@ -305,7 +278,7 @@ void bind_fss(py::module_& m) {
       "eval_circa_select",
       [](int party, const py::object& key, const py::array& xhat, const py::array& opened) {
         check_party(party);
-        const KeyBytes kb = key_bytes(key);
+        const ByteView kb = key_bytes(key);
         const KeyView kv = open_keys(kb, {Gate::Circa}, party);
         auto x = vec(xhat, "xhat", static_cast<py::ssize_t>(kv.count));
         if (opened.dtype().kind() != 'u' && opened.dtype().kind() != 'b')
@@ -466,7 +439,7 @@ void bind_fss(py::module_& m) {
   m.def(
       "key_info",
       [](const py::object& key) {
-        const KeyBytes kb = key_bytes(key);
+        const ByteView kb = key_bytes(key);
         const KeyView kv = fss::parse_keys(kb.data, kb.len);
         py::dict d;
         d["gate"] = fss::gate_name(kv.params.gate);

@@ -88,35 +88,6 @@ bool same_spec(const uint8_t* p, const Spec& s, uint32_t classes) {
   return std::memcmp(p + 5, q + 5, 7) == 0 && classes == static_cast<uint32_t>(s.classes);
 }
 
-// A read-only view of bytes / bytearray / memoryview / 1-D uint8 array.
-struct Buf {
-  py::buffer_info info;
-  std::string copy;
-  const uint8_t* data = nullptr;
-  size_t len = 0;
-};
-
-Buf view(const py::object& o, const char* name) {
-  Buf b;
-  if (PyBytes_Check(o.ptr())) {
-    char* p = nullptr;
-    Py_ssize_t n = 0;
-    if (PyBytes_AsStringAndSize(o.ptr(), &p, &n) != 0) throw py::error_already_set();
-    b.data = reinterpret_cast<const uint8_t*>(p);
-    b.len = static_cast<size_t>(n);
-    return b;
-  }
-  if (!PyObject_CheckBuffer(o.ptr()))
-    throw py::type_error(std::string(name) + " must be bytes (or a byte buffer), got " +
-                         std::string(py::str(py::type::handle_of(o).attr("__name__"))));
-  b.info = py::reinterpret_borrow<py::buffer>(o).request();
-  if (b.info.itemsize != 1 || b.info.ndim != 1 || (b.info.shape[0] > 1 && b.info.strides[0] != 1))
-    throw py::type_error(std::string(name) + " must be a contiguous 1-D byte buffer");
-  b.data = static_cast<const uint8_t*>(b.info.ptr);
-  b.len = static_cast<size_t>(b.info.shape[0]);
-  return b;
-}
-
 py::bytes new_bytes(size_t n, uint8_t** data) {
   PyObject* o = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(n));
   if (!o) throw py::error_already_set();
@@ -180,7 +151,7 @@ size_t stride_of(const gc::Circuit& c) { return c.table_bytes() + c.decode_bytes
 struct PySender {
   ot::IknpSender s;
   py::bytes base_reply(const py::object& msg) {
-    Buf b = view(msg, "base OT message");
+    ByteView b = byte_view(msg, "base OT message");
     std::vector<uint8_t> r;
     try {
       r = s.base_reply(b.data, b.len);
@@ -191,7 +162,7 @@ struct PySender {
   }
   void extend(const py::object& u, py::ssize_t n) {
     if (n < 0) throw py::value_error("n must be non-negative");
-    Buf b = view(u, "IKNP message");
+    ByteView b = byte_view(u, "IKNP message");
     py::gil_scoped_release nogil;
     s.extend(b.data, b.len, static_cast<size_t>(n));
   }
@@ -362,7 +333,7 @@ struct Header {
   Block sid;
 };
 
-Header parse_tables(const Buf& t) {
+Header parse_tables(const ByteView& t) {
   if (t.len < kTablesHeader) throw py::value_error("tables: truncated (shorter than the 64-byte header)");
   const uint8_t* p = t.data;
   if (std::memcmp(p, "PIGC", 4) != 0) throw py::value_error("tables: bad magic (not a garbled batch)");
@@ -396,7 +367,7 @@ struct PyEvaluator {
 
   py::object evaluate(const py::object& tables, const py::object& labels) {
     if (!receiver.r.ready()) throw py::value_error("evaluator: run the OT setup (base OTs) first");
-    Buf t = view(tables, "tables"), g = view(labels, "labels");
+    ByteView t = byte_view(tables, "tables"), g = byte_view(labels, "labels");
     const Header h = parse_tables(t);
     const gc::Circuit c = gc::build(h.spec);
     if (!(h.sid == receiver.r.session_id()))
@@ -511,7 +482,7 @@ void bind_gc(py::module_& m) {
            "The first base-OT message (a compressed P-256 point).")
       .def("base_finish",
            [](PyReceiver& r, const py::object& msg) {
-             Buf b = view(msg, "base OT reply");
+             ByteView b = byte_view(msg, "base OT reply");
              try {
                r.r.base_finish(b.data, b.len);
              } catch (const std::invalid_argument& e) {
@@ -630,7 +601,7 @@ void bind_gc(py::module_& m) {
           const gc::Circuit c = gc::build(s);
           if (count < 0) throw py::value_error("count must be non-negative");
           const size_t n = static_cast<size_t>(count);
-          Buf b = view(body, "body");
+          ByteView b = byte_view(body, "body");
           if (b.len != n * stride_of(c))
             throw py::value_error("body must be " + std::to_string(n * stride_of(c)) + " bytes, got " + std::to_string(b.len));
           auto el = blocks_from(eval_labels, n * c.n_eval, "eval_labels");
@@ -675,7 +646,7 @@ void bind_gc(py::module_& m) {
   m.def("base_ot_receive",
         [](const py::object& msg, const py::array& choices) {
           auto c = bits_from(choices, static_cast<size_t>(choices.size()), "choices");
-          Buf b = view(msg, "base OT message");
+          ByteView b = byte_view(msg, "base OT message");
           std::vector<Block> keys(c.size());
           std::vector<uint8_t> reply;
           try {
@@ -692,7 +663,7 @@ void bind_gc(py::module_& m) {
       .def("finish",
            [](ot::BaseSender& s, const py::object& reply, py::ssize_t n) {
              if (n < 0) throw py::value_error("n must be non-negative");
-             Buf b = view(reply, "base OT reply");
+             ByteView b = byte_view(reply, "base OT reply");
              std::vector<Block> k0(static_cast<size_t>(n)), k1(static_cast<size_t>(n));
              try {
                s.finish(b.data, b.len, k0.size(), k0.data(), k1.data());

@@ -20,6 +20,39 @@ inline U64Array as_u64(const py::array& a, const char* name) {
   return U64Array::ensure(a);
 }
 
+// Bytes viewed without copying: bytes, bytearray, memoryview or any contiguous 1-D byte buffer.
+// `owner` holds a reference to the object, so `data` lives as long as the view.
+struct ByteView {
+  py::object owner;
+  py::buffer_info info;
+  const uint8_t* data = nullptr;
+  size_t len = 0;
+};
+
+// `what` names the argument in the error message, `source` says where valid input comes from.
+inline ByteView byte_view(const py::object& o, const std::string& what,
+                          const char* source = "or a byte buffer") {
+  ByteView b;
+  b.owner = o;
+  if (PyBytes_Check(o.ptr())) {
+    char* p = nullptr;
+    Py_ssize_t n = 0;
+    if (PyBytes_AsStringAndSize(o.ptr(), &p, &n) != 0) throw py::error_already_set();
+    b.data = reinterpret_cast<const uint8_t*>(p);
+    b.len = static_cast<size_t>(n);
+    return b;
+  }
+  if (!PyObject_CheckBuffer(o.ptr()))
+    throw py::type_error(what + " must be bytes (" + source + "), got " +
+                         std::string(py::str(py::type::handle_of(o).attr("__name__"))));
+  b.info = py::reinterpret_borrow<py::buffer>(o).request();
+  if (b.info.itemsize != 1 || b.info.ndim != 1 || (b.info.shape[0] > 1 && b.info.strides[0] != 1))
+    throw py::type_error(what + " must be a contiguous 1-D byte buffer (bytes, bytearray, memoryview)");
+  b.data = static_cast<const uint8_t*>(b.info.ptr);
+  b.len = static_cast<size_t>(b.info.shape[0]);
+  return b;
+}
+
 void bind_prg(py::module_& m);
 void bind_ring(py::module_& m);
 void bind_fss(py::module_& m);

@@ -39,14 +39,7 @@ from torch import nn
 from relu_budget.dapa import dapa_coefficients
 from relu_budget.fairness import FairnessSettings, finetune_hooks
 from relu_budget.models import POLY, RELU, relu_sites
-from relu_budget.optimizers.common import (
-    OptimizeConfig,
-    OptimizeResult,
-    begin,
-    finish,
-    site_rows,
-    top_k_mask,
-)
+from relu_budget.optimizers.common import OptimizeConfig, OptimizeResult, begin, finish, site_rows, top_k_mask
 from relu_budget.optimizers.training import train_loader, train_phase
 
 NAME = "autorep"

@@ -278,3 +278,19 @@ def test_fairness_section_shows_the_drop_curve_across_seeds(tmp_path):
     single = audit(entries[:2], {"t0": refs["t0"]}, np.zeros((len(y), 1)), y)
     single["_path"] = doc["_path"]
     assert "curves" not in section_fairness([single]).data and len(section_fairness([single]).figures) == 1
+
+
+def test_the_committed_report_reads_the_committed_results_and_cites_only_the_repository():
+    """The committed report (benchmarks/results/report) was built from files in the repository:
+    every input it lists exists, and every document it cites is one of ours. A report left from
+    before a file moved, or citing a file outside the repository, fails here: regenerate it with
+    the command it records (`command` in report.json)."""
+    root = RESULTS.parent.parent
+    doc = json.loads((RESULTS / "report" / "report.json").read_text())
+    text = (RESULTS / "report" / "report.md").read_text()
+    inputs = doc["sections"]["overview"]["data"]["inputs"]
+    named = [p for kind in ("runs", "audits", "benchmarks") for p in inputs[kind]["paths"]]
+    assert len(named) > 3 and all(p.startswith(("benchmarks/results/", "demos/assets/")) for p in named), named
+    docs = set(re.findall(r"[\w./-]*\w\.md\b", text))       # the documents its notes cite
+    assert docs
+    assert not [p for p in sorted(set(named) | docs) if not (root / p).exists()]
