@@ -110,6 +110,7 @@ class Material:
         self._taken: set[str] = set()
         self._started = False
         self._allowance = allowance
+        self.backing = None   # from_bytes: the buffer the items are views of (engine.discard_spent)
 
     @classmethod
     def pair(cls, plan_digest: str, batch: int, max_bytes: int | None = None) -> tuple[Material, Material]:
@@ -208,6 +209,7 @@ class Material:
             m = cls(header["party"], header["plan"], int(header["batch"]), items, bundle_id=str(header["bundle"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise MaterialMismatch(f"malformed preprocessing material header: {exc}") from None
+        m.backing = data
         if header.get("digest") != m.bundle_digest:
             raise MaterialMismatch("the preprocessing material's bundle digest does not match its id, plan and "
                                    "batch: the material is corrupt")

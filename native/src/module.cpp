@@ -16,4 +16,5 @@ PYBIND11_MODULE(pi_native, m) {
   bind_he(m);
   bind_gc(m);
   bind_ot_mul(m);
+  bind_memory(m);
 }

@@ -52,9 +52,10 @@ def _dealer_process(cert: str, key: str, server_cert: str, client_cert: str, thr
 
 
 def _server_process(bundle: str, cert: str, key: str, dealer_port: int, dealer_fp: str, threads: int,
-                    max_frame_size: int | None, conn) -> None:
+                    max_frame_size: int | None, conn, ready) -> None:
     """Serves one client: per request, material from the dealer, the engine's offline and
-    online phases, then this party's cost report."""
+    online phases, then this party's cost report. `ready` (an Event, not protocol traffic) is set
+    when this party's offline phase is over."""
     pi_native.set_num_threads(threads)
     torch.set_num_threads(threads)
     model = pi.load(bundle)
@@ -76,6 +77,7 @@ def _server_process(bundle: str, cert: str, key: str, dealer_port: int, dealer_f
             fetch_s = time.perf_counter() - t0
             run = engine.ServerRun(model.plan, model.weights, material, req["batch"])
             run.offline(chan)
+            ready.set()
             run.online(chan)
             report = meter.report().to_dict()
             chan.send(MessageType.DATA, json.dumps({"report": report, "material_bytes": nbytes, "fetch_s": fetch_s,
@@ -252,9 +254,11 @@ class Deployment(_Processes):
             self.procs.append(dealer)
             self.dealer_port = self._port(parent, dealer)
             parent, child = ctx.Pipe()
+            self.server_ready = ctx.Event()
             server = ctx.Process(target=_server_process,
                                  args=(str(bundle), str(server_cert.cert), str(server_cert.key), self.dealer_port,
-                                       dealer_cert.fingerprint, threads, max_frame_size, child), name="pi-bench-server", daemon=True)
+                                       dealer_cert.fingerprint, threads, max_frame_size, child, self.server_ready),
+                                 name="pi-bench-server", daemon=True)
             server.start()
             self.procs.append(server)
             server_port = self._port(parent, server)
@@ -284,6 +288,7 @@ class Deployment(_Processes):
         run = engine.ClientRun(self.plan, material, batch)
         run.offline(self.chan)
         offline_s = time.perf_counter() - t0
+        self._wait_for_server_offline()
         y = run.online(self.chan, x)
         rep_c = self.meter.report()
         srv = json.loads(self.chan.recv(MessageType.DATA, timeout=self.timeout))
@@ -298,6 +303,18 @@ class Deployment(_Processes):
                 "per_layer": [r.to_dict() for r in merged.per_layer],
                 "server_rows": [r.to_dict() for r in rep_s.per_layer]}
         return y, cost
+
+    def _wait_for_server_offline(self) -> None:
+        """The online phase starts when both parties' offline phases are over, as with material
+        prepared ahead of time: otherwise the client's online clock would run while the server
+        still absorbs the client's offline messages (its second pass, tens of ms at batch 32)."""
+        server = self.procs[-1]
+        deadline = time.monotonic() + self.timeout
+        while not self.server_ready.wait(0.2):
+            if not server.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the bench server did not finish its offline phase "
+                                   f"({'it exited' if not server.is_alive() else 'timeout'})")
+        self.server_ready.clear()
 
     def close(self) -> None:
         chan = getattr(self, "chan", None)
