@@ -5,7 +5,9 @@ does the drop constraint cut the worst-group drop against the all-ReLU teacher b
 relative to plain SNL, at <= 0.5 point of overall accuracy, with the 95 % intervals of the
 worst-group drop not overlapping?
 
-    python benchmarks/fairness_summary.py AUDIT.json [AUDIT.json ...] > summary.md
+    python benchmarks/fairness_summary.py [--note TEXT ...] AUDIT.json [AUDIT.json ...] > summary.md
+
+(--note: a line printed under each heading, e.g. how the seeds were run.)
 
 The two-group view is computed from the per-class test accuracies and margins: the test split
 has 1 000 images per class, so a group's accuracy is the mean of its classes' accuracies.
@@ -47,7 +49,7 @@ def ci(m: dict, scale=100.0) -> str:
     return f"{scale * m['mean']:.2f}" + ("" if m["half"] is None else f" ± {scale * m['half']:.2f}")
 
 
-def summarize(doc: dict) -> str:
+def summarize(doc: dict, notes: tuple[str, ...] = ()) -> str:
     refs = {r["id"]: r for r in doc["references"]}
     names = doc["groups"]["names"]
     table: dict[tuple, list[dict]] = {}
@@ -55,7 +57,9 @@ def summarize(doc: dict) -> str:
         table.setdefault((r["budget_sites"], method_of(r["series"])), []).append(
             {**per_run(r, refs[r["reference"]]), "seed": r.get("seed")})
     arch = {r.get("optimize_command", "").split("--arch ")[-1].split()[0] for r in doc["runs"]} if doc["runs"] else set()
-    lines = [f"## {', '.join(sorted(arch))}: {len(refs)} teachers (one per seed)", ""]
+    seeds = sorted({ref.get("seed") for ref in refs.values()}, key=str)
+    lines = [f"## {', '.join(sorted(arch))}: {len(refs)} teachers (one per seed)", "",
+             f"Seeds: {', '.join(map(str, seeds))} (n = {len(seeds)}).", *(f"{n}" for n in notes), ""]
     t_acc = mean_interval([ref["metrics"]["accuracy"]["overall"] for ref in refs.values()])
     t_min = mean_interval([ref["metrics"]["accuracy"]["group_min"] for ref in refs.values()])
     lines.append(f"All-ReLU teachers: test accuracy {ci(t_acc)} %, worst class {ci(t_min)} %.")
@@ -103,13 +107,23 @@ def _lo_hi(m: dict) -> str:
 
 
 def main(argv=None) -> int:
-    paths = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
+    notes, paths = [], []
+    while args:
+        a = args.pop(0)
+        if a == "--note":
+            if not args:
+                print("--note needs a text", file=sys.stderr)
+                return 2
+            notes.append(args.pop(0))
+        else:
+            paths.append(a)
     if not paths:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     for p in paths:
         with open(p) as f:
-            print(summarize(json.load(f)))
+            print(summarize(json.load(f), tuple(notes)))
     return 0
 
 

@@ -422,20 +422,27 @@ def _fit_linear(x, y, hook=None, epochs=30, steps=20):
 
 def test_drop_constraint_cuts_the_worst_group_drop_where_plain_training_sacrifices_a_group():
     x, y = _imbalanced_problem()
-    # The reference: a model with the balanced classes' Bayes boundary x₁ = 0 (accuracy ≈ 84 % on
-    # both classes), its per-class losses from the logits 2·x₁·(−1, 1) / 2.
-    ref_logits = torch.stack([-x[:, 0], x[:, 0]], 1)
+    # The reference favours the minority: its boundary x₁ = −0.5 lies inside the majority class
+    # (logits (x₁ + 0.5)·(−1, 1): accuracy ≈ 70 % majority, 94 % minority). Holding the minority
+    # to it needs per-group multipliers: one multiplier shared by the groups re-weights both
+    # groups' losses alike, reaches at most the balanced boundary x₁ = 0 and leaves the minority's
+    # loss increase ≈ 4τ above (measured: 0.19 when the shared λ steps on the largest violation,
+    # 0.61 on the mean; per group: 0.055).
+    ref_logits = torch.stack([-(x[:, 0] + 0.5), x[:, 0] + 0.5], 1)
     ref_loss = [F.cross_entropy(ref_logits[y == c], y[y == c]).item() for c in range(2)]
     ref_acc = [float((ref_logits.argmax(1)[y == c] == c).float().mean()) for c in range(2)]
     plain = _fit_linear(x, y)
     con = GroupDropConstraint(ref_loss, dual_lr=1.0, tolerance=0.05)
     constrained = _fit_linear(x, y, con)
     worst = [max(r - a for r, a in zip(ref_acc, acc)) for acc in (plain, constrained)]
-    # Plain CE gives up much of the minority class; the constraint brings its drop near τ's.
-    assert worst[0] > 0.25, (plain, ref_acc)
-    assert worst[1] < 0.5 * worst[0], (worst, constrained)
-    assert con.state["fairness_lambda"][1] > 0          # the minority's constraint is active
-    assert con.history[-1]["drop"][1] < con.history[0]["drop"][1]
+    # Plain CE gives up most of the minority class; the constraint brings its drop near τ's.
+    assert worst[0] > 0.5, (plain, ref_acc)
+    assert con.history[-1]["drop"][1] < 2 * con.tolerance, con.history[-1]
+    assert worst[1] < 0.05, (worst, constrained)
+    # Complementary slackness: the majority is far below its reference loss throughout, so its
+    # multiplier never leaves 0 while the minority's carries the constraint.
+    assert all(h["lambda"][0] == 0.0 for h in con.history), [h["lambda"] for h in con.history]
+    assert con.state["fairness_lambda"][1] > 0
 
 
 def test_train_phase_selects_epochs_by_the_metric_score(splits):

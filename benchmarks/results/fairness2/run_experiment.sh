@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Fairness of SNL linearization, second round (docs/fairness.md): plain vs the loss-gap penalty
-# vs the per-group drop constraint on group-imbalanced Fashion-MNIST (classes 5-9 at 10 %), three
+# vs the per-group drop constraint on group-imbalanced Fashion-MNIST (classes 5-9 at 10 %), five
 # seeds, budgets 3000 / 1000 / 300 kept sites of the embedded network. Run from the repository
 # root:
 #
 #     bash benchmarks/results/fairness2/run_experiment.sh [WORKDIR]      # default /tmp/fair2s
+#     SEEDS="3 4" JOBS=2 bash benchmarks/results/fairness2/run_experiment.sh /tmp/fair2s
+#
+# SEEDS (default 0 1 2 3 4): the seeds to run (finished runs in WORKDIR are kept, so seeds can be
+# added later; the audit and summary cover every seed in WORKDIR). JOBS (default 2): seeds run at
+# once. NOTE: an extra line for the summary (how the seeds were run). ARCH (default resnet-small):
+# the network; the budgets are scaled to its site count by the driver (resnet18: 2232 / 7439 /
+# 22316 sites), results in benchmarks/results/fairness2/$ARCH.
 #
 # Scaled down to fit a shared 2-core machine (see README.md here): every training phase uses a
 # fixed 6 000-image subset of the imbalanced training set (per seed), validation the first 2 500
@@ -14,11 +21,14 @@ set -euo pipefail
 W=${1:-/tmp/fair2s}
 mkdir -p "$W"
 PY="$(pwd)/.venv/bin/python"
-OUT=benchmarks/results/fairness2/resnet-small
-ARGS=(--arch resnet-small --teacher-epochs 8 --search-epochs 2 --finetune-epochs 3 --train-subset 6000
+ARCH=${ARCH:-resnet-small}
+OUT=benchmarks/results/fairness2/$ARCH
+ARGS=(--arch "$ARCH" --teacher-epochs 8 --search-epochs 2 --finetune-epochs 3 --train-subset 6000
       --val-subset 2500 --penalty-dual-lr 0.1 --drop-dual-lr 0.3 --drop-tolerance 0 --work "$W")
-for s in 0 1 2; do
-  OMP_NUM_THREADS=1 nice -n 10 "$PY" benchmarks/fairness_experiment.py "${ARGS[@]}" --seeds $s \
+JOBS=${JOBS:-2}
+for s in ${SEEDS:-0 1 2 3 4}; do
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+  OMP_NUM_THREADS=1 nice -n 10 "$PY" benchmarks/fairness_experiment.py "${ARGS[@]}" --seeds "$s" \
       --results "$W/progress-seed$s" > "$W/seed$s.log" 2>&1 &
 done
 wait
@@ -26,8 +36,8 @@ wait
 # target check are computed from it by the summary), and the runs' metrics.
 "$PY" benchmarks/fairness_experiment.py "${ARGS[@]}" --results "$OUT" --audit-only
 mkdir -p "$OUT/runs"
-for d in "$W"/resnet-small/seed*/*/metrics.json; do
+for d in "$W/$ARCH"/seed*/*/metrics.json; do
   r="$OUT/runs/$(basename "$(dirname "$(dirname "$d")")")-$(basename "$(dirname "$d")")"
   mkdir -p "$r" && cp "$d" "$r/"
 done
-"$PY" benchmarks/fairness_summary.py "$OUT/audit.json" > "$OUT/summary.md"
+"$PY" benchmarks/fairness_summary.py ${NOTE:+--note "$NOTE"} "$OUT/audit.json" > "$OUT/summary.md"

@@ -1,0 +1,43 @@
+"""The committed second-round fairness results are what the summary script makes of the committed
+audit: every table row of `summary.md` (the target check included) comes out of
+`benchmarks/fairness_summary.py` on `audit.json`, over five seeds, and the README's target table
+is the summary's."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results" / "fairness2"
+
+
+@pytest.fixture(scope="module")
+def summary_module():
+    spec = importlib.util.spec_from_file_location("fairness_summary", ROOT / "benchmarks" / "fairness_summary.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def table_rows(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("| ")]
+
+
+def test_committed_summary_is_the_scripts_output_on_the_committed_audit(summary_module):
+    doc = json.loads((RESULTS / "resnet-small" / "audit.json").read_text())
+    committed = (RESULTS / "resnet-small" / "summary.md").read_text()
+    made = summary_module.summarize(doc, ("a note",))
+    assert "Seeds: 0, 1, 2, 3, 4 (n = 5)." in made and "\na note\n" in made
+    assert table_rows(made) == table_rows(committed)
+    target = [r for r in table_rows(made) if r.endswith(("met |", "**met** |"))]
+    assert len(target) == 6
+    readme = (RESULTS / "README.md").read_text()
+    assert all(r in readme for r in target), [r for r in target if r not in readme]
+
+
+def test_summary_usage_and_note_errors(summary_module, capsys):
+    assert summary_module.main([]) == 2
+    assert "AUDIT.json" in capsys.readouterr().err
+    assert summary_module.main(["--note"]) == 2
+    assert "--note needs a text" in capsys.readouterr().err
