@@ -1,50 +1,112 @@
 #!/usr/bin/env bash
-# A newcomer's run of README.md on a fresh clone: every command in it, as written, in the order
-# it gives them, with the hour-long ones scaled down (each scaled step says how). It stops at the
-# first step that fails and prints the step, its command and the last lines of its output; at the
-# end it prints the seconds each step took (also in $DIR/walkthrough.tsv).
+# A newcomer's run of README.md (and docs/byom.md) on a fresh clone: every command in them, as
+# written, in the order they give them, with the hour-long ones scaled down (each scaled step
+# says how). It stops at the first step that fails and prints the step, its command and the
+# last lines of its output; at the end it prints each step's seconds and the 1-minute load at
+# its start (also in walkthrough/walkthrough.tsv next to its log).
 #
-#   .ci/readme_walkthrough.sh [REPO] [DIR]     # REPO: what to clone (default: this checkout)
+#   git clone REPO x && cd x && bash .ci/readme_walkthrough.sh   # in a fresh clone: runs there
+#   .ci/readme_walkthrough.sh REPO DIR                           # clones REPO into DIR first
 #
-# Not part of `make test`: the setup alone takes minutes. WALK_SKIP_TEST=1 leaves out `make test`
+# Without arguments it runs in the checkout it belongs to if that is fresh (none of the files
+# the README's commands write exist yet: certs/, runs/, model.npz, ...); otherwise it clones
+# that checkout into a temporary directory. Not part of `make test`: the setup alone takes
+# minutes, the whole run about an hour on 2 cores. WALK_SKIP_TEST=1 leaves out `make test`
 # (the whole suite, the longest step); WALK_SOAK_SECONDS (default 120) and WALK_OPT_SUBSET
 # (default 2000 training images for the scaled optimize) shorten those steps further.
 # WALK_FROM=STEP [DIR must then be an earlier run's directory] resumes at that step (no clone).
 set -uo pipefail
 
-REPO=${1:-$(cd "$(dirname "$0")/.." && pwd)}
-DIR=${2:-$(mktemp -d /tmp/fresh-XXXXXX)}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
 SOAK_SECONDS=${WALK_SOAK_SECONDS:-120}
 OPT_SUBSET=${WALK_OPT_SUBSET:-2000}
+FROM=${WALK_FROM:-}
 PIDS=()
 
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; }
+cleanup() { [ ${#PIDS[@]} -eq 0 ] || { kill "${PIDS[@]}" 2>/dev/null; wait "${PIDS[@]}" 2>/dev/null; }; PIDS=(); }
 trap cleanup EXIT
 
-FROM=${WALK_FROM:-}
-if [ -z "$FROM" ]; then
-  git clone -q "$REPO" "$DIR" || { echo "cannot clone $REPO into $DIR"; exit 1; }
+used() {   # what the README's commands leave in a checkout
+  local f
+  for f in certs runs images model.npz model2.npz report audit byom walkthrough; do
+    [ -e "$1/$f" ] && { echo "$f"; return 0; }
+  done
+  return 1
+}
+
+if [ $# -eq 0 ] && [ -z "$FROM" ] && ! left=$(used "$HERE"); then
+  DIR=$HERE
+  echo "running in this checkout ($DIR): it is fresh"
+else
+  REPO=${1:-$HERE}
+  DIR=${2:-$(mktemp -d /tmp/fresh-XXXXXX)}
+  if [ -z "$FROM" ]; then
+    [ $# -gt 0 ] || echo "this checkout has been used (${left:-?} exists): cloning it into $DIR"
+    git clone -q "$REPO" "$DIR" || { echo "cannot clone $REPO into $DIR"; exit 1; }
+  fi
 fi
 cd "$DIR" || exit 1
-LOG=$DIR/walkthrough.log
-TSV=$DIR/walkthrough.tsv
-[ -n "$FROM" ] || : > "$TSV"
+W=$DIR/walkthrough                 # the log, the seconds per step, the helpers below
+mkdir -p "$W"
+LOG=$W/walkthrough.log
+TSV=$W/walkthrough.tsv
+[ -n "$FROM" ] || { : > "$TSV"; : > "$LOG"; }
 
-# step NAME COMMAND...: runs COMMAND (a bash string), records its wall time, stops on failure.
+# step NAME COMMAND...: runs COMMAND (a bash string), records its wall time and the load at its
+# start, stops on failure.
 step() {
   local name=$1; shift
   if [ -n "$FROM" ]; then
     [ "$name" = "$FROM" ] || { echo "(skipped $name)"; return 0; }
     FROM=
   fi
-  local t0=$SECONDS
+  local t0=$SECONDS load
+  load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?")
   echo "== $name: $*" | tee -a "$LOG"
   if ! bash -c "$*" >> "$LOG" 2>&1; then
     echo "FAILED: $name ($((SECONDS - t0)) s): $*" | tee -a "$LOG"
     tail -n 25 "$LOG"
     exit 1
   fi
-  printf '%s\t%d\n' "$name" "$((SECONDS - t0))" | tee -a "$TSV"
+  printf '%s\t%d\t%s\n' "$name" "$((SECONDS - t0))" "$load" | tee -a "$TSV"
+}
+
+# background DIR NAME COMMAND...: a terminal of the README (dealer, server) run in DIR in the
+# background, its output in DIR/NAME.log; a `listening` step waits for its port.
+background() {
+  local dir=$1 name=$2; shift 2
+  [ -z "$FROM" ] || return 0
+  (cd "$dir" && exec "$@") > "$dir/$name.log" 2>&1 &
+  PIDS+=($!)
+}
+
+# listening PORT NAME...: waits until something listens on each PORT, up to pi demo's wait for
+# its own children (60 s times the 1-minute load per core).
+cat > "$W/listening.py" <<'EOF'
+import socket, sys, time
+from pi.demo import start_timeout
+for port, name in zip(sys.argv[1::2], sys.argv[2::2]):
+    deadline = time.monotonic() + start_timeout()
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", int(port)), 1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit(f"the {name} does not listen on port {port} after {start_timeout():.0f} s: see {name}.log")
+            time.sleep(0.5)
+EOF
+listening() { echo "python $W/listening.py $*"; }
+
+# python_block FILE HEADING [N]: the N-th (default first) ```python block after HEADING in FILE.
+python_block() {
+  python - "$@" <<'EOF'
+import re, sys
+path, heading = sys.argv[1], sys.argv[2]
+n = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+text = open(path).read().split(heading, 1)[1]
+print(re.findall(r"```python\n(.*?)```", text, re.S)[n])
+EOF
 }
 
 # --- top of the README ----------------------------------------------------------------------
@@ -59,38 +121,73 @@ step quick-optimize "relu-budget optimize --method snl --arch resnet-small --tea
 step quick-eval "relu-budget eval runs/quick"
 step quick-demo "pi demo --policy runs/quick --samples 8"
 
-# --- Private inference in Python: the README's code block, extracted and run as it stands -----
-python - "$DIR/README.md" > "$DIR/example_api.py" <<'EOF'
-import re, sys
-text = open(sys.argv[1]).read()
-block = text.split("## Private inference in Python", 1)[1]
-print(re.search(r"```python\n(.*?)```", block, re.S).group(1))
-EOF
-step python-api "python example_api.py"
+# --- Private inference in Python: the README's code block, run as it stands -------------------
+python_block README.md "## Private inference in Python" > "$W/example_api.py"
+step python-api "python $W/example_api.py"
 
-# --- Three processes, three terminals ------------------------------------------------------
+# --- Three processes, three terminals (default ports: dealer 7411, server 7410) -------------
 step keys "pi keys --name server > keys-server.txt && pi keys --name dealer > keys-dealer.txt \
     && pi keys --name client > keys-client.txt"
 fp() { awk '/^fingerprint/ {print $2}' "keys-$1.txt"; }
 step compile "pi compile default --calibration samples --out model.npz"
-[ -n "$FROM" ] || pi dealer --cert certs/dealer.crt --key certs/dealer.key \
-          --server-cert certs/server.crt --client-cert certs/client.crt > dealer.log 2>&1 &
-PIDS+=($!)
-[ -n "$FROM" ] || pi serve --model model.npz --cert certs/server.crt --key certs/server.key \
-         --dealer-fingerprint "$(fp dealer)" > server.log 2>&1 &
-PIDS+=($!)
+background . dealer pi dealer --cert certs/dealer.crt --key certs/dealer.key \
+          --server-cert certs/server.crt --client-cert certs/client.crt
+background . server pi serve --model model.npz --cert certs/server.crt --key certs/server.key \
+         --dealer-fingerprint "$(fp dealer)"
 step sample-images "python -c \"from pi.assets import save_sample_images; save_sample_images('images')\""
-# The server validates its bundle before it listens: wait for the port (at most 60 s).
-step wait-server "for i in \$(seq 120); do python -c 'import socket; socket.create_connection((\"127.0.0.1\", 7410), 1)' 2>/dev/null && exit 0; sleep 0.5; done; exit 1"
+step wait-server "$(listening 7411 dealer 7410 server)"
 step infer "pi infer images/0-ankle-boot.png --cert certs/client.crt --key certs/client.key \
          --server-fingerprint $(fp server) --dealer-fingerprint $(fp dealer) | tee infer.txt \
     && grep -q 'Ankle boot (label 9)' infer.txt"
-cleanup; PIDS=()
+cleanup
+step demo-policy "pi demo --policy demos/assets/snl-10 --samples 8"
 step soak "pi soak --clients 8 --seconds $SOAK_SECONDS"
+
+# --- Two processes: the two-party provider ---------------------------------------------------
+step compile-two-party "pi compile default --calibration samples --provider two-party --out model2.npz"
+background . server2 pi serve --model model2.npz --cert certs/server.crt --key certs/server.key
+step wait-server2 "$(listening 7410 server2)"
+step infer-two-party "pi infer images/0-ankle-boot.png images/1-pullover.png --preprocess 2 \
+    --server-fingerprint $(fp server) | tee infer2.txt && grep -q 'Ankle boot (label 9)' infer2.txt \
+    && grep -q '^preprocessed 2 bundles' infer2.txt"
+cleanup
+step demo-two-party "pi demo --provider two-party"
+
+# --- docs/byom.md: its code with a small network of one's own in place of MyNet -------------
+mkdir -p byom
+cat > "$W/byom_prelude.py" <<'EOF'
+# What docs/byom.md assumes the reader has: a network (MyNet), its weights, a calibration batch.
+import torch
+from torch import nn
+
+
+class MyNet(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 28 * 28, 3))
+
+
+torch.manual_seed(0)
+torch.save(MyNet().state_dict(), "weights.pt")
+torch.save(torch.randn(200, 1, 28, 28), "calibration_batch.pt")
+EOF
+{ cat "$W/byom_prelude.py"; python_block docs/byom.md "## 3. Calibrate, compile, save"; } > byom/compile.py
+step byom-compile "cd byom && python compile.py"
+step byom-keys "cd byom && pi keys --name server > keys-server.txt && pi keys --name dealer > keys-dealer.txt \
+    && pi keys --name client > keys-client.txt \
+    && python -c \"import matplotlib.image as m, numpy as np; m.imsave('photo.png', np.random.default_rng(0).random((28, 28)), cmap='gray')\""
+bfp() { awk '/^fingerprint/ {print $2}' "byom/keys-$1.txt"; }
+background byom dealer pi dealer --cert certs/dealer.crt --key certs/dealer.key \
+    --server-cert certs/server.crt --client-cert certs/client.crt
+background byom server pi serve --model model.npz --cert certs/server.crt --key certs/server.key \
+    --dealer-fingerprint "$(bfp dealer)"
+step byom-wait "$(listening 7411 byom/dealer 7410 byom/server)"
+step byom-infer "cd byom && pi infer photo.png --cert certs/client.crt --key certs/client.key \
+    --server-fingerprint $(bfp server) --dealer-fingerprint $(bfp dealer) | grep -E '^photo.png: (cat|dog|bird)'"
+cleanup
 
 # --- Optimizing the ReLU budget -------------------------------------------------------------
 # The README's command with its schedule cut to one epoch each on $OPT_SUBSET images (the full
-# one takes about an hour); every other flag as written.
+# one takes about 20 minutes of a quiet core); every other flag as written.
 step optimize-scaled "relu-budget optimize --method snl --arch resnet18 --model-set stem_stride=2 --dataset fashion-mnist \
     --budget 5% --teacher benchmarks/resnet18_fmnist.pt --out runs/snl-5 \
     --epochs 1 --finetune-epochs 1 --train-subset $OPT_SUBSET"
@@ -108,19 +205,21 @@ step methods "relu-budget methods"
 step train-default "python demos/train_default.py --epochs 1 --out /tmp/$(basename "$DIR")-assets"
 
 # --- Data: the README's code block with one epoch on 2 000 images instead of five on all -----
-python - "$DIR/README.md" > "$DIR/example_data.py" <<'EOF'
-import re, sys
-text = open(sys.argv[1]).read()
-block = text.split("## Data", 1)[1]
-code = re.search(r"```python\n(.*?)```", block, re.S).group(1)
-code = code.replace('splits = data.load("fashion-mnist")\n', 'splits = data.load("fashion-mnist")\n'
-                    'import dataclasses; splits = dataclasses.replace(splits, train=tuple(t[:2000] for t in splits.train))\n')
-print(code.replace("epochs=5", "epochs=1"))
-EOF
-step python-data "python example_data.py"
+python_block README.md "## Data" | python -c '
+import sys
+code = sys.stdin.read()
+code = code.replace("splits = data.load(\"fashion-mnist\")\n", "splits = data.load(\"fashion-mnist\")\n"
+                    "import dataclasses; splits = dataclasses.replace(splits, train=tuple(t[:2000] for t in splits.train))\n")
+print(code.replace("epochs=5", "epochs=1"))' > "$W/example_data.py"
+step python-data "python $W/example_data.py"
 
-# --- Benchmarks (the quick ones, into a scratch file instead of the committed results) -------
-step bench-gemm "pi bench gemm --json /tmp/$(basename "$DIR")-gemm.json"
-step bench-native "pi bench native --json /tmp/$(basename "$DIR")-native.json"
+# --- Benchmarks (scaled down, into scratch files instead of the committed results) -----------
+SCRATCH=/tmp/$(basename "$DIR")
+step bench-gemm "pi bench gemm --json $SCRATCH-gemm.json"
+step bench-native "pi bench native --json $SCRATCH-native.json"
+step bench-relu "pi bench relu --sizes 10000 --repeats 1 --json $SCRATCH-relu.json"     # 10^4 only
+step bench-gc "pi bench gc --relus 1024 --ots 65536 --repeats 1 --configs relu:42:bits=35:shift=12 \
+    --json $SCRATCH-gc.json"                                                            # one circuit
+step bench-he "pi bench he --workloads default --repeats 1 --json $SCRATCH-he.json"    # the embedded model
 
-echo "all steps passed; seconds per step in $TSV"
+echo "all steps passed; seconds per step (and the 1-minute load at its start) in $TSV"

@@ -281,10 +281,10 @@ def cmd_infer(args) -> int:
                 y = client.run(x, out_of_range=args.out_of_range)
             except RuntimeError as exc:          # the server refused the inference: its reason
                 return _fail(exc)
-            labels = y.numpy().astype(int).reshape(-1) if label_only else y.argmax(1).numpy()
+            labels = y.astype(int).reshape(-1) if label_only else y.argmax(1)
             for i, label in enumerate(labels):
                 name = f"{path}[{i}]" if len(labels) > 1 else path
-                logits = f"  logits {np.round(y[i].numpy(), 3).tolist()}" if args.logits and not label_only else ""
+                logits = f"  logits {np.round(y[i], 3).tolist()}" if args.logits and not label_only else ""
                 print(f"{name}: {contract.class_name(int(label))} (label {int(label)}){logits}")
             print(f"  cost {client.last_cost.line()}")
     return 0

@@ -45,7 +45,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+START_TIMEOUT = 60.0     # seconds a child process gets to listen on an idle machine
+
+
+def start_timeout(base: float = START_TIMEOUT) -> float:
+    """`base` stretched by the 1-minute load per core: a process starting on a machine loaded
+    k-fold gets about 1/k of a core, so it takes about k times as long to reach its listen()."""
+    try:
+        per_core = os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:             # no load average on this platform
+        per_core = 1.0
+    return base * max(1.0, per_core)
+
+
+def _wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout: float | None = None) -> None:
+    """Until the child listens on `port`; an error if it exits first or does not listen within
+    `timeout` (default start_timeout())."""
+    timeout = start_timeout() if timeout is None else timeout
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -57,8 +73,8 @@ def _wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout: float
                 return
         except OSError:
             time.sleep(0.2)
-    raise ChildProcessError(f"the {log.stem} process does not listen on port {port} after {timeout:.0f} s "
-                            "(pass --workdir DIR to keep its log)")
+    raise ChildProcessError(f"the {log.stem} process does not listen on port {port} after {timeout:.0f} s (the "
+                            "wait grows with the machine's load); pass --workdir DIR to keep its log")
 
 
 def stop_processes(procs) -> None:

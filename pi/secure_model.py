@@ -1,4 +1,7 @@
-"""`pi.compile` and `SecureModel`: a torch model turned into a two-party secure computation."""
+"""`pi.compile` and `SecureModel`: a torch model turned into a two-party secure computation.
+
+torch and the compiler are imported inside the functions that need them: a client or a server
+loading a bundle (`pi infer`, `pi serve`) runs on numpy alone and starts in well under a second."""
 from __future__ import annotations
 
 import hashlib
@@ -7,11 +10,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from pi.compiler import RELU_CHOICES, SitePolicy, compile_plan
 from pi.inputs import InputContract
 from protocols import engine
 from protocols.fixed_point import DEFAULT_FRAC_BITS, FixedPoint
@@ -19,6 +21,9 @@ from protocols.material import plan_digest
 from protocols.plan import (CIRCA_MODES, RELU, Activation, Conv2d, Linear,
                             MaxPool, Plan, PlanError, ServerWeights)
 from protocols.providers import get_provider
+
+if TYPE_CHECKING:
+    import torch
 
 BUNDLE_FORMAT = 1
 
@@ -31,6 +36,7 @@ def default_circa_k(fp: FixedPoint) -> int:
 
 
 def _global_policy(relu: str, circa_k, circa_mode: str):
+    from pi.compiler import RELU_CHOICES, SitePolicy
     if relu not in RELU_CHOICES:
         raise ValueError(f"relu must be one of {', '.join(RELU_CHOICES)}, got {relu!r}")
     if circa_mode not in CIRCA_MODES:
@@ -69,6 +75,9 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
     [0, 1] to the model's input; classes: one name per output. Both travel in the bundle's
     input contract (pi.inputs) so that `pi infer image.png` can prepare images and name the class.
     """
+    import torch
+
+    from pi.compiler import compile_plan
     if output not in ("logits", "label"):
         raise ValueError(f"output must be 'logits' or 'label', got {output!r}")
     fp = FixedPoint(DEFAULT_FRAC_BITS if frac_bits is None else frac_bits)
@@ -271,6 +280,7 @@ class SecureModel:
             offline_seconds=deal_s + max(result["client_t"]["offline_s"],
                                          result.get("server_t", {}).get("offline_s", 0)),
             stored_bytes=material_bytes["client"])
+        import torch
         return torch.from_numpy(y)
 
     def _run_interactive(self, x: np.ndarray) -> torch.Tensor:
@@ -287,6 +297,7 @@ class SecureModel:
                                                online_seconds=phase("online_s"),
                                                offline_seconds=phase("setup_s") + phase("offline_s"),
                                                stored_bytes=bundle.stored_bytes, provider=self.provider)
+        import torch
         return torch.from_numpy(y)
 
     # -- introspection --------------------------------------------------------------------

@@ -37,13 +37,13 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from pi.config import DEFAULT_CLIENT_TIMEOUT, FIRST_FRAME_TIMEOUT
 from pi.secure_model import CostReport, SecureModel, bundle_digests
@@ -450,19 +450,25 @@ class RemoteModel:
         self._store.append(item)
         return item
 
-    def run(self, x, progress=None, out_of_range: str = "refuse") -> torch.Tensor:
-        """One private inference on a batch (or a single input). Returns the decoded output.
+    def run(self, x, progress=None, out_of_range: str = "refuse"):
+        """One private inference on a batch (or a single input). Returns the decoded output:
+        a torch.Tensor for a tensor input, else a numpy array (a client needs no torch).
         The input is checked against the model's input contract first (SecureModel.run). It
         uses the oldest preprocessed bundle if there is one, else runs an offline phase first."""
+        as_tensor = _is_tensor(x)
         x = self.spec.input_contract.check(x, out_of_range)
         engine.check_input(self.plan, x, x.shape[0])     # before anything is sent or spent
         self._check_batch(x.shape[0])
         if self._store and self._store[0][0].batch != x.shape[0]:
             raise ValueError(f"the preprocessed bundles are for batches of {self._store[0][0].batch}, this input is a "
                              f"batch of {x.shape[0]}: use inputs of that size first, or connect again")
-        return self._guarded(self._run, x)
+        y = self._guarded(self._run, x)
+        if as_tensor:
+            import torch
+            return torch.from_numpy(y)
+        return y
 
-    def _run(self, x: np.ndarray) -> torch.Tensor:
+    def _run(self, x: np.ndarray) -> np.ndarray:
         batch = x.shape[0]
         preprocessed = bool(self._store)
         if not preprocessed:
@@ -483,7 +489,7 @@ class RemoteModel:
         self.last_cost = CostReport.of_phases(offline, online, halves, batch, online_seconds=online_s,
                                               offline_seconds=bundle.offline_s, stored_bytes=bundle.stored_bytes,
                                               provider=self.provider, preprocessed=preprocessed)
-        return torch.from_numpy(np.asarray(y))
+        return np.asarray(y)
 
     def close(self) -> None:
         self.chan.close()       # says BYE; unused bundles die with the session on both sides
@@ -493,6 +499,12 @@ class RemoteModel:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _is_tensor(x) -> bool:
+    """x is a torch tensor; torch is not imported for it (it is loaded if x is one)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def _quietly(fn, *args) -> None:

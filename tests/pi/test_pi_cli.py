@@ -206,22 +206,23 @@ def test_keys_serve_dealer_bad_input_is_one_line(deployment, capsys, monkeypatch
     main_error(capsys, "dealer", needles=["certificate and key", "pi keys"])
 
 
-def test_compile_bad_input_is_one_line(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("provider", ["dealer", "two-party"])
+def test_compile_bad_input_is_one_line(tmp_path, capsys, monkeypatch, provider):
     import torch
 
     from pi.assets import load_default_model
     monkeypatch.chdir(tmp_path)
     model, _ = load_default_model()
     torch.save(model.state_dict(), tmp_path / "weights.pt")
+    out = ["--out", "m.npz", "--provider", provider]
     # A plain state_dict: "unsupported checkpoint format None" before; now how to compile one's own.
-    one_line_error(pi("compile", "weights.pt", "--out", "m.npz", cwd=tmp_path), "plain state_dict",
+    one_line_error(pi("compile", "weights.pt", *out, cwd=tmp_path), "plain state_dict",
                    "pi.compile(model", "docs/byom.md")
-    main_error(capsys, "compile", "missing.pt", "--out", "m.npz", needles=["missing.pt does not exist"])
-    main_error(capsys, "compile", "default", "--policy", tmp_path, "--out", "m.npz", needles=["no policy at"])
+    main_error(capsys, "compile", "missing.pt", *out, needles=["missing.pt does not exist"])
+    main_error(capsys, "compile", "default", "--policy", tmp_path, *out, needles=["no policy at"])
     np.save(tmp_path / "cal.npy", np.zeros((4, 3, 28, 28), np.float32))
-    main_error(capsys, "compile", "default", "--calibration", "cal.npy", "--out", "m.npz",
-               needles=["shape (4, 3, 28, 28)"])
-    main_error(capsys, "compile", "default", "--normalize", "0.5", "--out", "m.npz", needles=["MEAN,STD"])
+    main_error(capsys, "compile", "default", "--calibration", "cal.npy", *out, needles=["shape (4, 3, 28, 28)"])
+    main_error(capsys, "compile", "default", "--normalize", "0.5", *out, needles=["MEAN,STD"])
 
 
 def test_demo_policy_header_poly_and_no_leftover_keys(tmp_path):
@@ -326,3 +327,14 @@ def test_demo_runs_exactly_the_parties_processes(tmp_path, provider, processes):
     assert len(most) == processes, (most, out)
     assert f"({provider} provider;" in out and "stored KB" in out and "private = plaintext on 2/2" in out, out
     assert ("two-party setup" in out) == (provider == "two-party")
+
+
+def test_the_wait_for_a_child_to_listen_grows_with_the_load(monkeypatch):
+    """pi demo / pi soak wait for their dealer and server: 60 s on an idle machine, stretched
+    by the load per core (a soak under a load of 20 on 2 cores once gave up at a fixed 60 s)."""
+    from pi import demo
+    monkeypatch.setattr(demo.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(demo.os, "getloadavg", lambda: (20.0, 1.0, 1.0))
+    assert demo.start_timeout() == 600.0
+    monkeypatch.setattr(demo.os, "getloadavg", lambda: (0.5, 1.0, 1.0))
+    assert demo.start_timeout() == 60.0
