@@ -114,6 +114,15 @@ def private_linear(op: Op, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return pi_native.ring_matmul(x, np.ascontiguousarray(weight.T))
 
 
+def server_linear(op: Op, ss, correction: str) -> np.ndarray:
+    """The server's online step of a private Conv2d / Linear (both providers): its share through
+    the weights, plus the offline correction kept under `correction`, plus the bias."""
+    y = private_linear(op, ss.shares[op.inputs[0]], ss.weights.weights[op.name]) + ss.keep.pop(correction)
+    if op.name in ss.weights.biases:
+        y += ss.weights.biases[op.name].reshape((1, -1) + (1,) * (y.ndim - 2))
+    return y
+
+
 def trunc_server(a: np.ndarray, shift: int, ring: Ring = RING64) -> np.ndarray:
     """Local truncation, server side: logical shift of a = v + s mod 2^l (see docs for the
     error law)."""
@@ -480,12 +489,7 @@ class PrivateLinearLayer(Layer):
         cs.shares[op.output] = private_linear(op, cs.shares[op.inputs[0]], w_hat) + sigma
 
     def server_online(self, ss, chan):
-        op = self.op
-        y = private_linear(op, ss.shares[op.inputs[0]], ss.weights.weights[op.name]) + ss.keep.pop(f"{op.name}/T")
-        if op.name in ss.weights.biases:
-            b = ss.weights.biases[op.name]
-            y += b.reshape((1, -1) + (1,) * (y.ndim - 2))
-        ss.shares[op.output] = y
+        ss.shares[self.op.output] = server_linear(self.op, ss, f"{self.op.name}/T")
 
 
 class ToMaskedLayer(Layer):

@@ -24,7 +24,7 @@ import numpy as np
 
 from protocols import op_layers
 from protocols.he import LayerShape
-from protocols.layers import private_linear, public_op, trunc_client, trunc_server
+from protocols.layers import public_op, server_linear, trunc_client, trunc_server
 from protocols.material import SeedStream
 from protocols.op_layers import max_tree, pool_windows, tree_pairs
 from protocols.plan import CIRCA, IDENTITY, POLY, RELU, Activation, Linear, MaxPool, Op, Plan, ServerWeights, Truncate
@@ -254,12 +254,7 @@ class PrivateLinearLayer(Layer):
         cs.shares[self.op.output] = self.ring.reduce(c)
 
     def server_online(self, ss, chan):
-        op = self.op
-        y = private_linear(op, ss.shares[op.inputs[0]], ss.weights.weights[op.name]) + ss.keep.pop(f"{op.name}/sigma")
-        if op.name in ss.weights.biases:
-            b = ss.weights.biases[op.name]
-            y += b.reshape((1, -1) + (1,) * (y.ndim - 2))
-        ss.shares[op.output] = self.ring.reduce(y)
+        ss.shares[self.op.output] = self.ring.reduce(server_linear(self.op, ss, f"{self.op.name}/sigma"))
 
 
 class TruncateLayer(Layer):
