@@ -99,6 +99,8 @@ def _policy_accuracy(directory: str) -> str:
 
 
 def run(args) -> int:
+    if args.samples < 1 or args.batch < 1:      # before any compile or process start
+        raise ValueError(f"--samples and --batch must be >= 1, got --samples {args.samples} --batch {args.batch}")
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="pi-demo-"))
     try:
         return _run(args, work)

@@ -8,6 +8,7 @@ import hashlib
 import json
 import threading
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -406,8 +407,9 @@ def load(path: str | Path) -> SecureModel:
             recorded = json.loads(bytes(z["__digest__"]).decode()) if "__digest__" in z.files else None
             w = ServerWeights({k[2:]: z[k] for k in z.files if k.startswith("w:")},
                               {k[2:]: z[k] for k in z.files if k.startswith("b:")})
-    except (ValueError, KeyError, OSError) as exc:
-        raise ValueError(f"{path} is not a secure-model bundle: {exc}") from exc
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:   # EOFError: an empty file
+        raise ValueError(f"{path} is not a secure-model bundle (from `pi compile` or SecureModel.save): "
+                         f"{str(exc).strip() or type(exc).__name__}") from exc
     model = SecureModel.from_public_spec(spec)
     model.weights = w
     model.recorded_digests = recorded     # None for bundles written before digests existed

@@ -35,7 +35,7 @@ from pi.bench.crypten_baseline import PROVIDER_NOTE as CT_PROVIDER_NOTE
 from pi.bench.crypten_baseline import TRANSPORT_NOTE as CT_NOTE
 from pi.bench.crypten_baseline import use_baseline
 from pi.bench.deployment import Deployment, TwoPartyDeployment
-from pi.bench.results import add_run_flags, format_table, markdown_table, versus_crypten, write_results
+from pi.bench.results import add_run_flags, format_table, markdown_table, target_value_text, versus_crypten, write_results
 from protocols.transport.errors import TransportError
 from relu_budget.data import load_fashion_mnist_raw, normalize_fashion
 from protocols.plan import Activation
@@ -568,7 +568,7 @@ def report_text(rows, comps, tgts, notes) -> str:
     if tgts:
         parts += ["", "targets (embedded model, batch 1; two-party: its provider's rows):"]
         verdict = {True: "ok", False: "MISSED", None: "not judged"}
-        parts += [f"  [{verdict[t['ok']]}] {t['target']}: {t['value']:.4g}" for t in tgts]
+        parts += [f"  [{verdict[t['ok']]}] {t['target']}: {target_value_text(t)}" for t in tgts]
     parts += ["", *[f"- {n}" for n in notes]]
     return "\n".join(parts)
 
@@ -580,6 +580,6 @@ def report_markdown(rows, comps, tgts, notes) -> str:
     if tgts:
         parts += ["", "Targets (embedded model, batch 1; two-party: its provider's rows):", ""]
         verdict = {True: "✅", False: "❌ missed", None: "– not judged"}
-        parts += [f"- {verdict[t['ok']]} {t['target']}: {t['value']:.4g}" for t in tgts]
+        parts += [f"- {verdict[t['ok']]} {t['target']}: {target_value_text(t)}" for t in tgts]
     parts += ["", "Notes:", "", *[f"- {n}" for n in notes]]
     return "\n".join(parts)
