@@ -195,6 +195,32 @@ def test_infer_pin_and_connection_errors_are_one_line(deployment, capsys, monkey
     assert main(["infer", "x.npy", *map(str, deployment["flags"])]) == 0
 
 
+def test_a_server_killed_mid_run_is_one_line_that_says_so(deployment):
+    """The server dies between two inputs of one `pi infer`: the client's line said only "the
+    connection to the peer failed while sending: EOF occurred in violation of protocol"."""
+    d, fps = deployment["dir"], deployment["fps"]
+    sport, dport = free_port(), deployment["ports"][1]
+    server = subprocess.Popen(PI + ["serve", "--model", "model.npz", "--cert", "certs/server.crt", "--key",
+                                    "certs/server.key", "--dealer-fingerprint", fps["dealer"], "--server-port",
+                                    str(sport), "--dealer-port", str(dport)],
+                              cwd=d, env=ENV, stdout=(d / "server3.log").open("w"), stderr=subprocess.STDOUT)
+    try:
+        wait_listening(sport, server, d / "server3.log")
+        flags = [str(a) for a in deployment["flags"]]
+        flags[flags.index("--server-port") + 1] = str(sport)
+        client = subprocess.Popen(PI + ["infer", *["x.npy"] * 40, *flags], cwd=d, env=ENV, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        first = client.stdout.readline()            # one inference done: the server dies before the 40th
+        server.kill()
+        out, err = client.communicate(timeout=120)
+    finally:
+        server.kill()
+        server.wait(10)
+    assert first.startswith("x.npy"), (first, out, err)
+    one_line_error(subprocess.CompletedProcess([], client.returncode, out, err),
+                   "the server or the dealer stopped or dropped the connection", "its log says why")
+
+
 def test_keys_serve_dealer_bad_input_is_one_line(deployment, capsys, monkeypatch):
     d, fps = deployment["dir"], deployment["fps"]
     monkeypatch.chdir(d)
@@ -263,6 +289,16 @@ def test_demo_policy_header_poly_and_no_leftover_keys(tmp_path):
     from pi.cli import main
     assert main(["demo", "--policy", str(tmp_path)]) == 2
     one_line_error(pi("demo", "--samples", "0", cwd=tmp_path), "--samples and --batch must be >= 1")
+
+
+def test_compile_warnings_are_one_line(tmp_path):
+    """pi compile --relu poly on the embedded model: the CalibrationWarning is one `pi: warning:`
+    line (not Python's two-line file:line format), and the bundle is still written."""
+    res = pi("compile", "default", "--relu", "poly", "--calibration", "samples", "--out", "p.npz", cwd=tmp_path)
+    assert res.returncode == 0 and (tmp_path / "p.npz").is_file(), res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pi: warning: on the calibration data") and \
+        "relu-budget optimize --method autorep" in lines[0], res.stderr
 
 
 def test_infer_preprocess_reports_offline_work_apart_from_online_latency(deployment):
@@ -349,7 +385,7 @@ def test_demo_runs_exactly_the_parties_processes(tmp_path, provider, processes):
     out, err = proc.communicate()
     assert proc.returncode == 0, err
     assert len(most) == processes, (most, out)
-    assert f"({provider} provider;" in out and "stored KB" in out and "private = plaintext on 2/2" in out, out
+    assert f"({provider} provider;" in out and "stored MB" in out and "private = plaintext on 2/2" in out, out
     assert ("two-party setup" in out) == (provider == "two-party")
 
 
