@@ -33,6 +33,9 @@ METHODS = {"plain": {}, "fair": {"fairness_penalty": True}, "drop": {"drop_const
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--arch", default="resnet-small")
+    p.add_argument("--model-set", action="append", metavar="KEY=VALUE",
+                   help="architecture override as in relu-budget optimize, e.g. stem_stride=2; the work and "
+                        "run names get the label <arch>-<key><value>")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--budgets", type=int, nargs="+", default=[3000, 1000, 300],
                    help="kept sites for the embedded network (14 592 sites), scaled to --arch")
@@ -70,7 +73,9 @@ def main(argv=None) -> int:
     if args.test_subset:
         splits = dataclasses.replace(splits, test=(splits.test[0][:args.test_subset],
                                                    splits.test[1][:args.test_subset]))
-    total = site_totals(cli.build_model(args.arch, splits, {}), splits.input_shape)["total"]
+    overrides = cli.parse_assignments(args.model_set, "--model-set")
+    args.label = "-".join([args.arch] + [f"{k}{v}" for k, v in sorted(overrides.items())])
+    total = site_totals(cli.build_model(args.arch, splits, overrides), splits.input_shape)["total"]
     budgets = [max(1, round(b * total / EMBEDDED_SITES)) for b in args.budgets]
     results = Path(args.results)
     (results / "runs").mkdir(parents=True, exist_ok=True)
@@ -89,13 +94,13 @@ def main(argv=None) -> int:
     if args.audit_only:
         write_audit(args, splits, results, command)
         return 0
-    note(f"start: {command}; {args.arch}: {total} sites, budgets {budgets}")
+    note(f"start: {command}; {args.label}: {total} sites, budgets {budgets}")
     for seed in args.seeds:
-        wdir = Path(args.work) / args.arch / f"seed{seed}"
+        wdir = Path(args.work) / args.label / f"seed{seed}"
         wdir.mkdir(parents=True, exist_ok=True)
         # The all-ReLU teacher of this seed (resumable), shared by every run of the seed.
         seed_everything(seed)
-        teacher = cli.build_model(args.arch, splits, {})
+        teacher = cli.build_model(args.arch, splits, overrides)
         t0 = time.time()
         tcfg = snl.SNLConfig(seed=seed, train_subset=args.train_subset)
         tout = train_phase(teacher, splits, tcfg, name="teacher", epochs=args.teacher_epochs, optimizer="sgd",
@@ -141,7 +146,7 @@ def main(argv=None) -> int:
                                       experiment={"method": mname, "seed": seed, "budget_embedded": b_emb})
                 np.save(out / "test_probs.npy", predict_proba(result.model, splits.test[0]).astype(np.float32))
                 save_run(out, result, metrics)
-                dest = results / "runs" / f"{args.arch}-seed{seed}-{mname}-{b_emb}"
+                dest = results / "runs" / f"{args.label}-seed{seed}-{mname}-{b_emb}"
                 dest.mkdir(parents=True, exist_ok=True)
                 shutil.copy(out / "metrics.json", dest / "metrics.json")
                 note(f"seed {seed} {mname} {budget}: test {100 * result.test['accuracy']:.2f}% "
@@ -159,7 +164,7 @@ def write_audit(args, splits, results: Path, command: str) -> None:
     from relu_budget.fairness import audit, audit_markdown, plot_audit, plot_drop_curve, series_of
     from relu_budget.runs import json_default
     entries, refs = [], {}
-    for mpath in sorted((Path(args.work) / args.arch).glob("seed*/*/metrics.json")):
+    for mpath in sorted((Path(args.work) / args.label).glob("seed*/*/metrics.json")):
         rdir = mpath.parent
         m = json.loads(mpath.read_text())
         tdir = Path(m["teacher"]["path"]).parent
