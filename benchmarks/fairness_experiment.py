@@ -50,6 +50,9 @@ def main(argv=None) -> int:
     p.add_argument("--test-subset", type=int, default=None,
                    help="evaluate and audit on the first N test images only (the test split is shuffled)")
     p.add_argument("--audit-only", action="store_true", help="rebuild the audit from the finished runs only")
+    p.add_argument("--keep-from", metavar="AUDIT.json",
+                   help="an earlier audit of this experiment: its runs not re-run in --work are kept (their "
+                        "teachers, where re-run, must give the same per-class test metrics)")
     p.add_argument("--penalty-dual-lr", type=float, default=0.1)
     p.add_argument("--drop-dual-lr", type=float, default=0.3)
     p.add_argument("--drop-tolerance", type=float, default=0.0)
@@ -186,10 +189,31 @@ def write_audit(args, splits, results: Path, command: str) -> None:
     doc = audit(entries, refs, x, y.numpy(), group_names=names,
                 meta={"command": command + "  # audit of the finished runs", "dataset": "fashion-mnist",
                       "split": "test"})
+    if args.keep_from:
+        keep_earlier_runs(doc, json.loads(Path(args.keep_from).read_text()), args.keep_from)
     (results / "audit.json").write_text(json.dumps(doc, indent=1, default=json_default) + "\n")
     (results / "audit.md").write_text("# Fairness audit\n\n" + audit_markdown(doc))
     plot_audit(doc, results / "audit.png")
     plot_drop_curve(doc, results / "drop_curve.png")
+
+
+def keep_earlier_runs(doc: dict, earlier: dict, path: str) -> None:
+    """Adds to `doc` the runs of an earlier audit of the same experiment that `doc` lacks (by
+    label: seed<S>/<method>-<budget>), with their references. Runs are deterministic given the
+    seed, so a teacher trained again must reproduce the earlier one's per-class test metrics
+    exactly; anything else means the two audits are not of the same experiment."""
+    from relu_budget.fairness import curves
+    refs = {r["id"]: r for r in doc["references"]}
+    for r in earlier["references"]:
+        if r["id"] not in refs:
+            doc["references"].append(r)
+        elif refs[r["id"]]["metrics"] != r["metrics"]:
+            raise SystemExit(f"--keep-from {path}: teacher {r['id']} differs from the re-run one")
+    have = {r["label"] for r in doc["runs"]}
+    doc["runs"] += [r for r in earlier["runs"] if r["label"] not in have]
+    doc["runs"].sort(key=lambda r: r["label"])
+    doc["curves"] = curves(doc["runs"])
+    doc["command"] += f"  # with the runs of {path} not re-run"
 
 
 if __name__ == "__main__":
