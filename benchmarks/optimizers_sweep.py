@@ -404,12 +404,13 @@ def write_markdown(path: Path, doc: dict) -> None:
     for key, label in FRONT_AXES:
         if not fronts.get(key):
             continue
-        fmt = {"online_seconds": ".4f", "total_bytes": ",.0f", "relus": "d"}[key]
+        x = {"online_seconds": ".4f", "total_bytes": ",.0f"}.get(key)      # kept sites: their own column
         lines += ["", f"Combined frontier over all methods in {label} (not dominated in it and validation accuracy):",
-                  "", f"| {label} | kept sites | method | budget | val % | test % | run |",
-                  "|---:|---:|---|---:|---:|---:|---|"]
-        lines += [f"| {format(f['x'], fmt)} | {f['relus']} | {f['method']} | {100 * f['budget_fraction']:g}% | "
-                  f"{100 * f['val_accuracy']:.2f} | {100 * f['test_accuracy']:.2f} | {f['dir']} |" for f in fronts[key]]
+                  "", ("" if x is None else f"| {label} ") + "| kept sites | method | budget | val % | test % | run |",
+                  ("" if x is None else "|---:") + "|---:|---|---:|---:|---:|---|"]
+        lines += [("" if x is None else f"| {format(f['x'], x)} ") + f"| {f['relus']} | {f['method']} | "
+                  f"{100 * f['budget_fraction']:g}% | {100 * f['val_accuracy']:.2f} | {100 * f['test_accuracy']:.2f} | "
+                  f"{f['dir']} |" for f in fronts[key]]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -419,6 +420,7 @@ def plot(path: Path, doc: dict) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     fronts = doc.get("frontier") or {}
     methods = sorted({r["method"] for r in doc["rows"]})
@@ -433,6 +435,8 @@ def plot(path: Path, doc: dict) -> None:
                     "k:", where="post", lw=1.2, label="combined frontier (selected on val)")
         ax.axhline(100 * doc["teacher"]["test_accuracy"], color="gray", ls="--", lw=1, label="all-ReLU teacher")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())      # labelled minor ticks overlap on a short log axis
         ax.set_xlabel(label + (" (runs with none: at 1)" if key == "relus" else ""))
         ax.set_ylabel("test accuracy (%)")
         ax.grid(True, alpha=0.3)
