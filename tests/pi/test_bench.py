@@ -328,6 +328,12 @@ def test_budget_policy_from_a_run_directory_uses_the_runs_own_weights(tmp_path, 
     (row,) = json.loads(out.read_text())["rows"]
     assert row["policy"] == "budget:snl-run"
     assert row["agreement"] == 1.0 and row["max_abs_err"] < 0.1
+    # The same resnet-small run given to the resnet18 workload ran, labelled resnet18; refused now.
+    args = _args(bench_model, ["--workloads", "resnet18", "--images", "samples", "--batches", "1", "--repeats", "1",
+                               "--eval-images", "4", "--policies", "", "--policy", f"resnet18={run}",
+                               "--json", str(out)])
+    with pytest.raises(ValueError, match=r"that run's network differs from the resnet18 workload's \(widths="):
+        bench_model.run(args)
 
 
 def test_circa_by_bounds_sets_k_per_layer_from_the_calibrated_value_bits():
