@@ -166,7 +166,7 @@ class GateGroup:
         eb = cs.keep.pop(self.label)
         if self.circuit == "circa":
             labels, vu = recv_parcel(chan, 2, f"{self.label}: labels, V − u")
-            labels, vu = labels.tobytes(), self._words(vu, 1, "V − u")[0]
+            vu = self._words(vu, 1, "V − u")[0]          # (the labels stay a view: no copy)
         else:
             labels = recv_bytes(chan)
         with peer_fault(f"{self.label}: garbler labels"):
