@@ -33,6 +33,9 @@ METHODS = {"plain": {}, "fair": {"fairness_penalty": True}, "drop": {"drop_const
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--arch", default="resnet-small")
+    p.add_argument("--model-set", action="append", metavar="KEY=VALUE",
+                   help="architecture override as in relu-budget optimize, e.g. stem_stride=2; the work and "
+                        "run names get the label <arch>-<key><value>")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--budgets", type=int, nargs="+", default=[3000, 1000, 300],
                    help="kept sites for the embedded network (14 592 sites), scaled to --arch")
@@ -47,6 +50,9 @@ def main(argv=None) -> int:
     p.add_argument("--test-subset", type=int, default=None,
                    help="evaluate and audit on the first N test images only (the test split is shuffled)")
     p.add_argument("--audit-only", action="store_true", help="rebuild the audit from the finished runs only")
+    p.add_argument("--keep-from", metavar="AUDIT.json",
+                   help="an earlier audit of this experiment: its runs not re-run in --work are kept (their "
+                        "teachers, where re-run, must give the same per-class test metrics)")
     p.add_argument("--penalty-dual-lr", type=float, default=0.1)
     p.add_argument("--drop-dual-lr", type=float, default=0.3)
     p.add_argument("--drop-tolerance", type=float, default=0.0)
@@ -70,7 +76,9 @@ def main(argv=None) -> int:
     if args.test_subset:
         splits = dataclasses.replace(splits, test=(splits.test[0][:args.test_subset],
                                                    splits.test[1][:args.test_subset]))
-    total = site_totals(cli.build_model(args.arch, splits, {}), splits.input_shape)["total"]
+    overrides = cli.parse_assignments(args.model_set, "--model-set")
+    args.label = "-".join([args.arch] + [f"{k}{v}" for k, v in sorted(overrides.items())])
+    total = site_totals(cli.build_model(args.arch, splits, overrides), splits.input_shape)["total"]
     budgets = [max(1, round(b * total / EMBEDDED_SITES)) for b in args.budgets]
     results = Path(args.results)
     (results / "runs").mkdir(parents=True, exist_ok=True)
@@ -89,13 +97,13 @@ def main(argv=None) -> int:
     if args.audit_only:
         write_audit(args, splits, results, command)
         return 0
-    note(f"start: {command}; {args.arch}: {total} sites, budgets {budgets}")
+    note(f"start: {command}; {args.label}: {total} sites, budgets {budgets}")
     for seed in args.seeds:
-        wdir = Path(args.work) / args.arch / f"seed{seed}"
+        wdir = Path(args.work) / args.label / f"seed{seed}"
         wdir.mkdir(parents=True, exist_ok=True)
         # The all-ReLU teacher of this seed (resumable), shared by every run of the seed.
         seed_everything(seed)
-        teacher = cli.build_model(args.arch, splits, {})
+        teacher = cli.build_model(args.arch, splits, overrides)
         t0 = time.time()
         tcfg = snl.SNLConfig(seed=seed, train_subset=args.train_subset)
         tout = train_phase(teacher, splits, tcfg, name="teacher", epochs=args.teacher_epochs, optimizer="sgd",
@@ -141,7 +149,7 @@ def main(argv=None) -> int:
                                       experiment={"method": mname, "seed": seed, "budget_embedded": b_emb})
                 np.save(out / "test_probs.npy", predict_proba(result.model, splits.test[0]).astype(np.float32))
                 save_run(out, result, metrics)
-                dest = results / "runs" / f"{args.arch}-seed{seed}-{mname}-{b_emb}"
+                dest = results / "runs" / f"{args.label}-seed{seed}-{mname}-{b_emb}"
                 dest.mkdir(parents=True, exist_ok=True)
                 shutil.copy(out / "metrics.json", dest / "metrics.json")
                 note(f"seed {seed} {mname} {budget}: test {100 * result.test['accuracy']:.2f}% "
@@ -159,7 +167,7 @@ def write_audit(args, splits, results: Path, command: str) -> None:
     from relu_budget.fairness import audit, audit_markdown, plot_audit, plot_drop_curve, series_of
     from relu_budget.runs import json_default
     entries, refs = [], {}
-    for mpath in sorted((Path(args.work) / args.arch).glob("seed*/*/metrics.json")):
+    for mpath in sorted((Path(args.work) / args.label).glob("seed*/*/metrics.json")):
         rdir = mpath.parent
         m = json.loads(mpath.read_text())
         tdir = Path(m["teacher"]["path"]).parent
@@ -181,10 +189,31 @@ def write_audit(args, splits, results: Path, command: str) -> None:
     doc = audit(entries, refs, x, y.numpy(), group_names=names,
                 meta={"command": command + "  # audit of the finished runs", "dataset": "fashion-mnist",
                       "split": "test"})
+    if args.keep_from:
+        keep_earlier_runs(doc, json.loads(Path(args.keep_from).read_text()), args.keep_from)
     (results / "audit.json").write_text(json.dumps(doc, indent=1, default=json_default) + "\n")
     (results / "audit.md").write_text("# Fairness audit\n\n" + audit_markdown(doc))
     plot_audit(doc, results / "audit.png")
     plot_drop_curve(doc, results / "drop_curve.png")
+
+
+def keep_earlier_runs(doc: dict, earlier: dict, path: str) -> None:
+    """Adds to `doc` the runs of an earlier audit of the same experiment that `doc` lacks (by
+    label: seed<S>/<method>-<budget>), with their references. Runs are deterministic given the
+    seed, so a teacher trained again must reproduce the earlier one's per-class test metrics
+    exactly; anything else means the two audits are not of the same experiment."""
+    from relu_budget.fairness import curves
+    refs = {r["id"]: r for r in doc["references"]}
+    for r in earlier["references"]:
+        if r["id"] not in refs:
+            doc["references"].append(r)
+        elif refs[r["id"]]["metrics"] != r["metrics"]:
+            raise SystemExit(f"--keep-from {path}: teacher {r['id']} differs from the re-run one")
+    have = {r["label"] for r in doc["runs"]}
+    doc["runs"] += [r for r in earlier["runs"] if r["label"] not in have]
+    doc["runs"].sort(key=lambda r: r["label"])
+    doc["curves"] = curves(doc["runs"])
+    doc["command"] += f"  # with the runs of {path} not re-run"
 
 
 if __name__ == "__main__":

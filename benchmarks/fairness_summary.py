@@ -45,6 +45,14 @@ def per_run(run: dict, ref: dict) -> dict:
             "minority_margin_drop": np.mean([run["drop"]["margin_by_group"][g] for g in mino])}
 
 
+def network_of(command: str) -> str:
+    """'resnet18 (stem_stride=2)' from the driver's command line: --arch and its --model-set overrides."""
+    words = command.split()
+    arch = words[words.index("--arch") + 1] if "--arch" in words[:-1] else "?"
+    sets = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--model-set"]
+    return arch + (f" ({', '.join(sets)})" if sets else "")
+
+
 def ci(m: dict, scale=100.0) -> str:
     return f"{scale * m['mean']:.2f}" + ("" if m["half"] is None else f" ± {scale * m['half']:.2f}")
 
@@ -56,7 +64,7 @@ def summarize(doc: dict, notes: tuple[str, ...] = ()) -> str:
     for r in doc["runs"]:
         table.setdefault((r["budget_sites"], method_of(r["series"])), []).append(
             {**per_run(r, refs[r["reference"]]), "seed": r.get("seed")})
-    arch = {r.get("optimize_command", "").split("--arch ")[-1].split()[0] for r in doc["runs"]} if doc["runs"] else set()
+    arch = {network_of(r.get("optimize_command", "")) for r in doc["runs"]}
     seeds = sorted({ref.get("seed") for ref in refs.values()}, key=str)
     lines = [f"## {', '.join(sorted(arch))}: {len(refs)} teachers (one per seed)", "",
              f"Seeds: {', '.join(map(str, seeds))} (n = {len(seeds)}).", *(f"{n}" for n in notes), ""]

@@ -70,7 +70,9 @@ class _DualAscentHook:
             if m.numel() and (int(m.min()) < 0 or int(m.max()) >= self.num_groups):
                 raise ValueError(f"group_of_class must map classes to 0..{self.num_groups - 1}")
             self.group_of_class = m
-        self.state: dict = {f"fairness_{self.KEY}": [float(init)] * self.num_groups}
+        # fairness_steps: dual steps taken so far (an epoch trained before the first one never
+        # felt the multipliers when they start at 0: see `selectable`).
+        self.state: dict = {f"fairness_{self.KEY}": [float(init)] * self.num_groups, "fairness_steps": 0}
         self.history: list[dict] = []
         self.last_validation: dict | None = None    # set by validation_metric, moved into the history row
         self._reset()
@@ -133,7 +135,16 @@ class _DualAscentHook:
         old = self.state[f"fairness_{self.KEY}"]
         new = [old[i] if v is None else max(0.0, old[i] + self.dual_lr * v) for i, v in enumerate(violation)]
         self.state[f"fairness_{self.KEY}"] = new
+        self.state["fairness_steps"] = self.state.get("fairness_steps", 0) + 1
         return new
+
+    def selectable(self) -> bool:
+        """Whether the epoch just trained may be kept by the mitigation's model selection: only
+        once a dual step has set the multipliers it trained under. With the multipliers starting
+        at 0, an epoch before the first step is plain fine-tuning; keeping it (because its
+        validation worst group happened to look best) would report an unmitigated model as the
+        mitigated one. With a single epoch nothing is selectable and train_phase keeps it anyway."""
+        return self.state.get("fairness_steps", 0) > 0
 
     def row_fields(self, info: dict) -> dict:
         peak, measured, per_group, values = self.ROW
@@ -205,7 +216,7 @@ class GroupLossPenalty(_DualAscentHook):
     def validation_metric(self, splits, batch_size: int = 512) -> Callable[[nn.Module], dict]:
         """A `train_phase(metric=...)` that selects epochs by the **worst-group** validation
         accuracy (the penalty's goal; selecting by overall accuracy would prefer the epochs
-        before the multipliers grew). Returns {"accuracy": worst-group accuracy, "loss": overall
+        before the multipliers grew), among the epochs after the first dual step (`selectable`). Returns {"accuracy": worst-group accuracy, "loss": overall
         loss}; the overall accuracy and the worst group go into the epoch's history row as
         `val_overall_accuracy` and `val_worst_group`. Circa sites fault as in predict_proba."""
         frame, n = self._validation_frame(splits, batch_size), len(splits.val[1])
@@ -214,7 +225,8 @@ class GroupLossPenalty(_DualAscentHook):
             mf = frame(model)
             self.last_validation = {"val_overall_accuracy": mf.overall["accuracy"],
                                     "val_worst_group": str(mf.argmin()["accuracy"])}
-            return {"accuracy": mf.group_min()["accuracy"], "loss": mf.overall["loss"], "n": n}
+            return {"accuracy": mf.group_min()["accuracy"], "loss": mf.overall["loss"], "n": n,
+                    "selectable": self.selectable()}
         return metric
 
 
@@ -322,7 +334,7 @@ class GroupDropConstraint(_DualAscentHook):
             worst = max(drops, key=drops.get)
             self.last_validation = {"val_worst_drop": round(drops[worst], 5), "val_worst_group": str(worst)}
             return {"accuracy": mf.overall["accuracy"], "loss": mf.overall["loss"], "n": n,
-                    "score": -drops[worst]}
+                    "score": -drops[worst], "selectable": self.selectable()}
         return metric
 
 

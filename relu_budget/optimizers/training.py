@@ -159,9 +159,11 @@ def train_phase(model: nn.Module, splits, config: OptimizeConfig, *, name: str, 
     loss = CE (or distillation when `teacher`) + extra_loss(model) (or extra_loss(model,
     logits, labels) for a hook with `uses_batch`). After every epoch the validation accuracy
     is measured (`metric(model)` if given; when it returns a `score`, epochs are selected by the
-    score instead of the accuracy, and rows carry it as `val_score`); `on_epoch_end(epoch, row,
-    state)` may change `state` (plain data, saved with the checkpoint) and return True to stop.
-    With select_best the weights of the best validation epoch are restored at the end.
+    score instead of the accuracy, and rows carry it as `val_score`; when it returns
+    `selectable: False`, the epoch is kept only if no selectable epoch follows, and rows carry
+    `val_selectable`); `on_epoch_end(epoch, row, state)` may change `state` (plain data, saved with
+    the checkpoint) and return True to stop. With select_best the weights of the best validation
+    epoch are restored at the end.
     Returns {"history", "best", "state", "epochs_run"}. A finished phase found in `store` is
     loaded instead of trained again."""
     store = store or PhaseStore(None)
@@ -185,7 +187,7 @@ def train_phase(model: nn.Module, splits, config: OptimizeConfig, *, name: str, 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     val_loader = splits.loader("val", config.eval_batch_size)
     history, best, best_state, start = [], {"val_accuracy": -1.0, "epoch": 0}, None, 0
-    best_score = -math.inf
+    best_key = (False, -math.inf)     # (selectable, score): any selectable epoch beats every other
     partial = store.load(name, "partial")
     if partial is not None:
         load_model_state(model, partial["model"], partial.get("site_meta"))
@@ -194,7 +196,7 @@ def train_phase(model: nn.Module, splits, config: OptimizeConfig, *, name: str, 
         history, best, start = partial["history"], partial["best"], partial["epoch"]
         best_state = partial.get("best_model")
         if best["epoch"] > 0:
-            best_score = best.get("score", best["val_accuracy"])
+            best_key = (best.get("selectable", True), best.get("score", best["val_accuracy"]))
         state.update(partial.get("state", {}))
         torch.set_rng_state(partial["rng"])
     rank, world = dist_info()
@@ -222,19 +224,24 @@ def train_phase(model: nn.Module, splits, config: OptimizeConfig, *, name: str, 
                "lr": opt.param_groups[0]["lr"]}
         if "score" in val:
             row["val_score"] = val["score"]
+        if "selectable" in val:
+            row["val_selectable"] = bool(val["selectable"])
         stop = bool(on_epoch_end(epoch + 1, row, state)) if on_epoch_end is not None else False
         history.append(row)
         if show:
             extra = " ".join(f"{k}={v}" for k, v in row.items() if k not in
-                             ("phase", "epoch", "train_loss", "val_accuracy", "val_loss", "lr", "val_score"))
+                             ("phase", "epoch", "train_loss", "val_accuracy", "val_loss", "lr", "val_score",
+                              "val_selectable"))
             tqdm.write(f"{name} epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.4f}, "
                        f"val acc {100 * row['val_accuracy']:.2f}% {extra}")
-        score = row.get("val_score", row["val_accuracy"])
-        if select_best and score > best_score:
+        key = (row.get("val_selectable", True), row.get("val_score", row["val_accuracy"]))
+        if select_best and key > best_key:
             best = {"val_accuracy": row["val_accuracy"], "epoch": epoch + 1}
             if "val_score" in row:
                 best["score"] = row["val_score"]
-            best_score = score
+            if "val_selectable" in row:
+                best["selectable"] = row["val_selectable"]
+            best_key = key
             best_state = snapshot(model)
         epochs_run = epoch + 1
         store.save(name, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),

@@ -466,6 +466,36 @@ def test_train_phase_selects_epochs_by_the_metric_score(splits):
         torch.testing.assert_close(v, snaps[2][k])
 
 
+@pytest.mark.parametrize("flag", ["drop_constraint", "fairness_penalty"])
+def test_mitigated_finetuning_never_keeps_an_epoch_before_the_first_dual_step(teacher, splits, flag):
+    # The multipliers start at 0, so epoch 1 is plain fine-tuning. Its score is made the best here
+    # (as the validation worst group made it in seed 4 at 3000 sites, fairness2/README.md): the
+    # selection must still keep a later epoch, the best of those trained under a dual step.
+    cfg = snl.SNLConfig(batch_size=64, finetune_lr=0.01, dual_lr=1.0, **{flag: True})
+    m = copy.deepcopy(teacher)
+    hooks = fairness.finetune_hooks(cfg, splits, None, teacher)
+    measure, snaps, scores = hooks["metric"], {}, iter([0.0, -0.3, -0.2])
+
+    def metric(model):
+        return {**measure(model), "score": next(scores)}
+
+    def on_end(epoch, row, state):
+        snaps[epoch] = training.snapshot(m)
+        return hooks["on_epoch_end"](epoch, row, state)
+    out = training.train_phase(m, splits, cfg, name="ft", epochs=3, optimizer="sgd", lr=0.01, teacher=teacher,
+                               progress=False, **{**hooks, "metric": metric, "on_epoch_end": on_end})
+    assert [r["val_selectable"] for r in out["history"]] == [False, True, True]
+    assert out["best"]["epoch"] == 3 and out["best"]["selectable"] is True
+    assert out["state"]["fairness_steps"] == 3
+    for k, v in m.state_dict().items():
+        torch.testing.assert_close(v, snaps[3][k])
+    # One epoch: nothing is selectable, and that epoch is kept.
+    one = fairness.finetune_hooks(cfg, splits, None, teacher)
+    out1 = training.train_phase(copy.deepcopy(teacher), splits, cfg, name="ft1", epochs=1, optimizer="sgd", lr=0.01,
+                                teacher=teacher, progress=False, **one)
+    assert out1["best"]["epoch"] == 1 and out1["best"]["selectable"] is False
+
+
 def test_snl_autorep_circa_finetuning_with_the_drop_constraint(teacher, splits):
     fast = {"epochs": 1, "finetune_epochs": 2, "batch_size": 32, "lr": 1e-3, "finetune_lr": 0.01}
     circa_fast = {"alpha_lr": 0.05, "lam": 1e-3, "lam_warmup_epochs": 1, "k_choices": (8, 16, 22),

@@ -41,3 +41,20 @@ def test_summary_usage_and_note_errors(summary_module, capsys):
     assert "AUDIT.json" in capsys.readouterr().err
     assert summary_module.main(["--note"]) == 2
     assert "--note needs a text" in capsys.readouterr().err
+
+
+def test_keep_from_rebuilds_the_audit_from_a_partial_rerun_and_refuses_another_teacher():
+    spec = importlib.util.spec_from_file_location("fairness_experiment", ROOT / "benchmarks" / "fairness_experiment.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    full = json.loads((RESULTS / "resnet-small" / "audit.json").read_text())
+    ref4 = next(r for r in full["references"] if r["seed"] == 4)
+    part = {**full, "references": [json.loads(json.dumps(ref4))],
+            "runs": [r for r in full["runs"] if r["label"].startswith("seed4/drop-")], "curves": {}}
+    mod.keep_earlier_runs(part, full, "earlier.json")
+    assert [r["label"] for r in part["runs"]] == sorted(r["label"] for r in full["runs"])
+    assert len(part["references"]) == 5 and part["curves"] == full["curves"]
+    other = {**full, "references": [json.loads(json.dumps(ref4))], "runs": [], "curves": {}}
+    other["references"][0]["metrics"]["accuracy"]["by_group"]["6"] += 0.001
+    with pytest.raises(SystemExit, match="differs"):
+        mod.keep_earlier_runs(other, full, "earlier.json")

@@ -11,7 +11,13 @@
 # added later; the audit and summary cover every seed in WORKDIR). JOBS (default 2): seeds run at
 # once. NOTE: an extra line for the summary (how the seeds were run). ARCH (default resnet-small):
 # the network; the budgets are scaled to its site count by the driver (resnet18: 2232 / 7439 /
-# 22316 sites), results in benchmarks/results/fairness2/$ARCH.
+# 22316 sites). MODEL_SET: architecture overrides, e.g. "stem_stride=2" (the repository's
+# ResNet-18 elsewhere: 28 096 sites, budgets 578 / 1925 / 5776). Results in
+# benchmarks/results/fairness2/<label>, label = $ARCH, or e.g. resnet18-stem_stride2 with
+# MODEL_SET. METHODS (default all three): run only these (finished runs are kept: delete a
+# method's run directories in WORKDIR to run it again). NICE (default 10): the processes'
+# niceness. KEEP: an earlier audit.json of the experiment whose runs not re-run here are kept in
+# the audit (the driver's --keep-from; re-run teachers must reproduce it exactly).
 #
 # Scaled down to fit a shared 2-core machine (see README.md here): every training phase uses a
 # fixed 6 000-image subset of the imbalanced training set (per seed), validation the first 2 500
@@ -22,21 +28,24 @@ W=${1:-/tmp/fair2s}
 mkdir -p "$W"
 PY="$(pwd)/.venv/bin/python"
 ARCH=${ARCH:-resnet-small}
-OUT=benchmarks/results/fairness2/$ARCH
-ARGS=(--arch "$ARCH" --teacher-epochs 8 --search-epochs 2 --finetune-epochs 3 --train-subset 6000
+LABEL=$ARCH
+SET=()
+for kv in ${MODEL_SET:-}; do SET+=(--model-set "$kv"); LABEL="$LABEL-${kv%%=*}${kv#*=}"; done
+OUT=benchmarks/results/fairness2/$LABEL
+ARGS=(--arch "$ARCH" ${SET[@]+"${SET[@]}"} --teacher-epochs 8 --search-epochs 2 --finetune-epochs 3 --train-subset 6000
       --val-subset 2500 --penalty-dual-lr 0.1 --drop-dual-lr 0.3 --drop-tolerance 0 --work "$W")
 JOBS=${JOBS:-2}
 for s in ${SEEDS:-0 1 2 3 4}; do
   while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
-  OMP_NUM_THREADS=1 nice -n 10 "$PY" benchmarks/fairness_experiment.py "${ARGS[@]}" --seeds "$s" \
-      --results "$W/progress-seed$s" > "$W/seed$s.log" 2>&1 &
+  OMP_NUM_THREADS=1 nice -n "${NICE:-10}" "$PY" benchmarks/fairness_experiment.py "${ARGS[@]}" --seeds "$s" \
+      ${METHODS:+--methods $METHODS} --results "$W/progress-$LABEL-seed$s" > "$W/$LABEL-seed$s.log" 2>&1 &
 done
 wait
 # The audit of all finished runs (test split, groups = classes; the two-group view and the
 # target check are computed from it by the summary), and the runs' metrics.
-"$PY" benchmarks/fairness_experiment.py "${ARGS[@]}" --results "$OUT" --audit-only
+"$PY" benchmarks/fairness_experiment.py "${ARGS[@]}" --results "$OUT" --audit-only ${KEEP:+--keep-from "$KEEP"}
 mkdir -p "$OUT/runs"
-for d in "$W/$ARCH"/seed*/*/metrics.json; do
+for d in "$W/$LABEL"/seed*/*/metrics.json; do
   r="$OUT/runs/$(basename "$(dirname "$(dirname "$d")")")-$(basename "$(dirname "$d")")"
   mkdir -p "$r" && cp "$d" "$r/"
 done
