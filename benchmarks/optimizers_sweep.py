@@ -208,6 +208,8 @@ def main(argv=None) -> dict:
                                     budget_arg=frac, teacher=teacher_info, seconds=time.time() - t0,
                                     data_dir=args.data_dir)
                 runs.save_run(run_dir, result, m)
+            if full_cost is not None:
+                m = note_cost_gap(run_dir, m, method, args.objective, budget)
             rows.append({"method": method, "budget_fraction": frac, "objective": args.objective, "budget": budget,
                          "budget_sites": m["budget_sites"],
                          "relus": m["relus"], "val_accuracy": m["val"]["accuracy"],
@@ -216,6 +218,7 @@ def main(argv=None) -> dict:
                          "online_seconds": (m.get("cost") or {}).get("online_seconds"),
                          "total_bytes": (m.get("cost") or {}).get("online_bytes", 0)
                          + (m.get("cost") or {}).get("offline_bytes", 0),
+                         "cost_ratio": (m.get("cost_gap") or {}).get("ratio"),
                          "seconds": m["seconds"], "dir": str(run_dir.relative_to(out))})
             print(f"   {method} {100 * frac:g}%: {rows[-1]['relus']} sites, val {100 * rows[-1]['val_accuracy']:.2f}%, "
                   f"test {100 * rows[-1]['test_accuracy']:.2f}%")
@@ -233,7 +236,7 @@ def main(argv=None) -> dict:
         "dataset": splits.name, "arch": args.arch, "total_sites": total, "objective": args.objective,
         "all_relu_cost": full_cost,
         "teacher": teacher_info, "criticality": criticality, "rows": rows,
-        "frontier": combined_frontier(rows),
+        "frontier": frontiers(rows),
         "wall_seconds": time.time() - t_start,
     }
     (out / "results.json").write_text(json.dumps(doc, indent=1))
@@ -270,6 +273,10 @@ def reprice(out: Path, args) -> dict:
         cost = m.get("cost") or {}
         r["online_seconds"] = cost.get("online_seconds")
         r["total_bytes"] = cost.get("online_bytes", 0) + cost.get("offline_bytes", 0)
+        if doc.get("objective", "relus") != "relus":
+            m = note_cost_gap(run_dir, m, r["method"], doc["objective"], r["budget"])
+            r["cost_ratio"] = m["cost_gap"]["ratio"] if m.get("cost_gap") else None
+    doc["frontier"] = frontiers(doc["rows"])       # the costs, hence the fronts, may have moved
     doc["repriced"] = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                        "command": "python benchmarks/optimizers_sweep.py " + " ".join(args.argv), "not_repriced": stale}
     if stale:
@@ -323,23 +330,49 @@ def refresh_cost(run_dir: Path, m: dict, input_shape, base=None) -> dict | None:
     if cost != m.get("cost"):
         m["cost"] = cost
         m["cost_updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        tmp = run_dir / "metrics.json.tmp"
-        tmp.write_text(json.dumps(m, indent=1))
-        tmp.replace(run_dir / "metrics.json")
+        write_metrics(run_dir, m)
     return m
 
 
-def combined_frontier(rows: list[dict]) -> list[dict]:
-    """The runs of every method not dominated in (fewer kept sites, higher *validation*
-    accuracy): model selection never looks at the test split; their test accuracy is reported."""
+def note_cost_gap(run_dir: Path, m: dict, method: str, objective: str, budget: float) -> dict:
+    """The run's predicted cost against its latency or bytes budget (optimizers.common.cost_gap:
+    warns when over), written into its metrics: runs from before the check, or re-priced, lack it."""
+    from relu_budget.optimizers.common import cost_gap
+    gap = cost_gap(method, objective, m.get("cost") or {"error": "no predicted cost"}, budget)
+    if gap != m.get("cost_gap"):
+        m["cost_gap"] = gap
+        write_metrics(run_dir, m)
+    return m
+
+
+def write_metrics(run_dir: Path, m: dict) -> None:
+    tmp = run_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(m, indent=1))
+    tmp.replace(run_dir / "metrics.json")
+
+
+# The sweep's fronts: in predicted online latency and bytes first, kept sites last (row key, label).
+FRONT_AXES = (("online_seconds", "predicted online s (LAN)"), ("total_bytes", "predicted bytes (online + offline)"),
+              ("relus", "kept sites"))
+
+
+def frontiers(rows: list[dict]) -> dict[str, list[dict]]:
+    return {key: combined_frontier(rows, key) for key, _ in FRONT_AXES}
+
+
+def combined_frontier(rows: list[dict], key: str = "online_seconds") -> list[dict]:
+    """The runs of every method not dominated in (lower `key`, higher *validation* accuracy):
+    model selection never looks at the test split; their test accuracy is reported."""
     from relu_budget.allocation import pareto_front
-    idx = pareto_front([(r["relus"], r["val_accuracy"]) for r in rows])
+    rows = [r for r in rows if r.get(key) is not None]
+    idx = pareto_front([(r[key], r["val_accuracy"]) for r in rows])
     return [{"method": rows[i]["method"], "budget_fraction": rows[i]["budget_fraction"], "relus": rows[i]["relus"],
-             "val_accuracy": rows[i]["val_accuracy"], "test_accuracy": rows[i]["test_accuracy"],
+             "x": rows[i][key], "val_accuracy": rows[i]["val_accuracy"], "test_accuracy": rows[i]["test_accuracy"],
              "dir": rows[i]["dir"]} for i in idx]
 
 
 def write_markdown(path: Path, doc: dict) -> None:
+    from relu_budget.optimizers.common import COST_OVER_BUDGET
     lines = [f"# {doc['benchmark']}", "", f"Command: `{doc['command']}`  ", f"Date: {doc['date']}  ",
              (f"{doc['arch']} on {doc['dataset']}, {doc['total_sites']} ReLU sites; teacher test accuracy "
               f"{100 * doc['teacher']['test_accuracy']:.2f}%; {doc.get('run_seconds', 0) / 3600:.2f} h of training "
@@ -355,42 +388,60 @@ def write_markdown(path: Path, doc: dict) -> None:
                                                        f"with their policy does not give their recorded ReLU and MAC "
                                                        f"counts: {', '.join(stale)})"
                                                        if stale else ""), ""]
-    lines += [
-             "| method | budget | kept sites | val % | test % | predicted online s (LAN) | predicted MB (online + offline) | run |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    cost_budget = doc.get("objective", "relus") != "relus"
+    lines += ["| method | budget | kept sites | val % | test % | predicted online s (LAN) | predicted MB (online + offline) "
+              + ("| predicted / budget " if cost_budget else "") + "| run |",
+              "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if cost_budget else "") + "---|"]
     for r in doc["rows"]:
-        lat = "" if r["online_seconds"] is None else f"{r['online_seconds']:.3f}"
-        mb = "" if not r.get("total_bytes") else f"{r['total_bytes'] / 1e6:.1f}"
-        lines.append(f"| {r['method']} | {100 * r['budget_fraction']:g}% | {r['relus']} | "
-                     f"{100 * r['val_accuracy']:.2f} | {100 * r['test_accuracy']:.2f} | {lat} | {mb} | {r['dir']} |")
-    if doc.get("frontier"):
-        lines += ["", "Combined frontier over all methods (not dominated in kept sites and validation accuracy):", "",
-                  "| kept sites | method | budget | val % | test % | run |", "|---:|---|---:|---:|---:|---|"]
-        lines += [f"| {f['relus']} | {f['method']} | {100 * f['budget_fraction']:g}% | {100 * f['val_accuracy']:.2f} | "
-                  f"{100 * f['test_accuracy']:.2f} | {f['dir']} |" for f in doc["frontier"]]
+        cells = [r["method"], f"{100 * r['budget_fraction']:g}%", str(r["relus"]), f"{100 * r['val_accuracy']:.2f}",
+                 f"{100 * r['test_accuracy']:.2f}", "" if r["online_seconds"] is None else f"{r['online_seconds']:.3f}",
+                 "" if not r.get("total_bytes") else f"{r['total_bytes'] / 1e6:.1f}"]
+        if cost_budget:
+            ratio = r.get("cost_ratio")
+            cells.append("" if ratio is None else f"{ratio:.2f}" + (" **over**" if ratio > COST_OVER_BUDGET else ""))
+        lines.append("| " + " | ".join([*cells, r["dir"]]) + " |")
+    fronts = doc.get("frontier") or {}
+    for key, label in FRONT_AXES:
+        if not fronts.get(key):
+            continue
+        x = {"online_seconds": ".4f", "total_bytes": ",.0f"}.get(key)      # kept sites: their own column
+        lines += ["", f"Combined frontier over all methods in {label} (not dominated in it and validation accuracy):",
+                  "", ("" if x is None else f"| {label} ") + "| kept sites | method | budget | val % | test % | run |",
+                  ("" if x is None else "|---:") + "|---:|---|---:|---:|---:|---|"]
+        lines += [("" if x is None else f"| {format(f['x'], x)} ") + f"| {f['relus']} | {f['method']} | "
+                  f"{100 * f['budget_fraction']:g}% | {100 * f['val_accuracy']:.2f} | {100 * f['test_accuracy']:.2f} | "
+                  f"{f['dir']} |" for f in fronts[key]]
     path.write_text("\n".join(lines) + "\n")
 
 
 def plot(path: Path, doc: dict) -> None:
+    """Test accuracy against predicted online latency, predicted bytes and kept sites: per method
+    its runs, the combined frontier (selected on validation), the all-ReLU teacher's accuracy."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fronts = doc.get("frontier") or {}
     methods = sorted({r["method"] for r in doc["rows"]})
-    for m in methods:
-        rs = sorted((r for r in doc["rows"] if r["method"] == m), key=lambda r: r["relus"])
-        ax.plot([max(r["relus"], 1) for r in rs], [100 * r["test_accuracy"] for r in rs], "-o", label=m)
-    if doc.get("frontier"):
-        fr = sorted(doc["frontier"], key=lambda f: f["relus"])
-        ax.step([max(f["relus"], 1) for f in fr], [100 * f["test_accuracy"] for f in fr], "k:", where="post",
-                lw=1.2, label="combined frontier (selected on val)")
-    ax.axhline(100 * doc["teacher"]["test_accuracy"], color="gray", ls="--", lw=1, label="all-ReLU teacher")
-    ax.set_xscale("log")
-    ax.set_xlabel("kept ReLU sites per example (runs with none: at 1)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{doc['arch']} on {doc['dataset']}")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
+    for ax, (key, label) in zip(axes, FRONT_AXES):
+        for m in methods:
+            rs = sorted((r for r in doc["rows"] if r["method"] == m and r.get(key) is not None), key=lambda r: r[key])
+            ax.plot([max(r[key], 1) if key == "relus" else r[key] for r in rs],
+                    [100 * r["test_accuracy"] for r in rs], "-o", label=m)
+        fr = sorted(fronts.get(key) or [], key=lambda f: f["x"])
+        if fr:
+            ax.step([max(f["x"], 1) if key == "relus" else f["x"] for f in fr], [100 * f["test_accuracy"] for f in fr],
+                    "k:", where="post", lw=1.2, label="combined frontier (selected on val)")
+        ax.axhline(100 * doc["teacher"]["test_accuracy"], color="gray", ls="--", lw=1, label="all-ReLU teacher")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())      # labelled minor ticks overlap on a short log axis
+        ax.set_xlabel(label + (" (runs with none: at 1)" if key == "relus" else ""))
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{doc['arch']} on {doc['dataset']}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

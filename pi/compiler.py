@@ -19,6 +19,7 @@ from torch import fx, nn
 from protocols.fixed_point import RING_BITS, FixedPoint
 from protocols.plan import Activation, Plan, PlanBuilder, PlanError, ServerWeights
 from protocols.site_kinds import CIRCA, IDENTITY, POLY, RELU
+from protocols.two_party.poly import has_poly
 from relu_budget.dapa import dapa_coefficients
 from relu_budget.models import ReluSite
 from relu_budget.policy import SitePolicy  # also public as pi.compiler.SitePolicy
@@ -151,12 +152,25 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
         kw = {"site_policy": site_policy, "calibration": calibration, "margin_bits": margin_bits,
               "label_only": label_only}
         plan, weights = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=RING_BITS, **kw)
-        need = min(plan.required_ring_bits(), max_ring_bits)
-        # Rebuilt at that width: it is at least every private linear output's scale + 12, so the
-        # builder inserts no truncation the full ring did not need (no extra ops or rounds).
+        # Rebuilt at the width it needs: at least every private linear output's scale + 12, so
+        # the builder inserts no truncation the full ring did not need (no extra ops or rounds).
         # An explicit narrower ring_bits may fit too, with faithful truncations inserted.
-        if need < RING_BITS:
+        # Polynomial sites output at a lower scale in a narrower ring (plan.poly_output_shift),
+        # which lowers what the plan needs: narrowed again until it holds, first trying the
+        # widest ring where they output at scale f.
+        need = min(plan.required_ring_bits(), max_ring_bits)
+        low = RING_BITS - 2 * fixed_point.frac_bits
+        if need > low and has_poly(plan):
+            try:
+                trial = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=low, **kw)
+                if trial[0].required_ring_bits() <= low:
+                    plan, weights = trial
+                    need = plan.required_ring_bits()
+            except PlanError:
+                pass
+        while need < plan.ring_bits:
             plan, weights = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=need, **kw)
+            need = min(plan.required_ring_bits(), max_ring_bits)
         plan.meta["ring"] = "calibrated"
         return plan, weights
     if not isinstance(ring_bits, int) or isinstance(ring_bits, bool):

@@ -32,12 +32,21 @@ class GateSpec:
     mode: str = "poszero"         # Circa: "poszero" | "negpass"
     bits: int = 64                # inputs satisfy |x| < 2^(bits − 1)
     ring: int = 64                # output ring Z_(2^ring): the keys' ring words take ceil(ring/8) bytes
+    out_shift: int = 0            # poly: p(t) computed mod 2^(ring + out_shift), shares shifted right by it
+
+    @property
+    def compute_bits(self) -> int:
+        """The ring a poly gate computes p(t) in (its key words live there): ring + out_shift."""
+        return self.ring + self.out_shift
 
     def __post_init__(self) -> None:
         if self.kind not in GATE_KINDS:
             raise ValueError(f"unknown gate {self.kind!r}; choose one of {GATE_KINDS}")
         if self.kind == "circa" and self.k is None:
             raise ValueError("a Circa gate needs k")
+        if self.out_shift and (self.kind != "poly" or self.compute_bits > 64):
+            raise ValueError(f"out_shift {self.out_shift}: only a poly gate shifts its output, and "
+                             "ring + out_shift must be at most 64")
 
     @property
     def n(self) -> int:
@@ -159,7 +168,22 @@ def poly_eval(spec: GateSpec, party: int, key: np.ndarray, opened: np.ndarray, c
     y = np.where(p, key[1], key[0]) * H + np.where(p, key[3], key[2])
     if party == 1:
         y += _u64(c2) * H * H
-    return y
+    return poly_share_out(spec, y)
+
+
+def poly_share_out(spec: GateSpec, y: np.ndarray) -> np.ndarray:
+    """A party's share of p(t) + r_out mod 2^(l+d) → its share at the output scale, mod 2^l:
+    shifted right by d = out_shift. With r_out = s_out·2^d the two shifted shares sum to
+    (p(t) >> d) + s_out, or one less (the carry of the dropped bits), mod 2^l: a wrap of the
+    sum past 2^(l+d) is 2^l after the shift, 0 mod 2^l, so no value can make it fail."""
+    if not spec.out_shift:
+        return y
+    return (_low(y, spec.compute_bits) >> np.uint64(spec.out_shift)) & np.uint64((1 << spec.ring) - 1)
+
+
+def poly_out_mask(spec: GateSpec, s_out: np.ndarray) -> np.ndarray:
+    """r_out for poly_key from the output mask s_out (mod 2^l): s_out·2^d."""
+    return _u64(s_out) << np.uint64(spec.out_shift)
 
 
 def extra_online_bytes(kind: str) -> float:

@@ -29,7 +29,7 @@ import numpy as np
 
 import pi_native
 from protocols import gates, op_layers
-from protocols.fixed_point import RING64, Ring
+from protocols.fixed_point import RING64, RING_BITS, FixedPoint, Ring
 from protocols.material import Material, SeedStream
 from protocols.op_layers import max_tree, pool_windows, tree_pairs
 from protocols.transport.errors import ProtocolError
@@ -247,9 +247,9 @@ class GateStage:
         put_ring(d.server, f"{self.label}/r1", r - r0, self.ring)
         for gi, (spec, idx, *coeffs) in enumerate(self.specs):
             if spec.kind == "poly":
-                key = gates.poly_key(spec, r[idx], s_out[idx], *coeffs[0])
+                key = gates.poly_key(spec, r[idx], gates.poly_out_mask(spec, s_out[idx]), *coeffs[0])
                 k0 = d.stream.draw(self._key(gi), key.size).reshape(key.shape)
-                put_ring(d.server, self._key(gi), key - k0, self.ring)
+                put_ring(d.server, self._key(gi), key - k0, Ring(spec.compute_bits))
                 continue
             k0, k1 = gates.keygen(spec, r[idx], s_out[idx])
             d.client.put(self._key(gi), k0)
@@ -296,7 +296,8 @@ class GateStage:
 
         def key_of(gi, poly):
             if poly:
-                return take_ring(ss.material, self._key(gi), self.ring).reshape(gates.POLY_KEY_WORDS, -1)
+                return take_ring(ss.material, self._key(gi), Ring(self.specs[gi][0].compute_bits)) \
+                    .reshape(gates.POLY_KEY_WORDS, -1)
             return ss.material.take(self._key(gi))
         y = self._evaluate(1, xhat, polys, key_of, chan)
         y += ring_recv(chan, self.ring, xhat.shape)
@@ -550,20 +551,29 @@ class TruncateLayer(Layer):
 
 def poly_coefficients(plan: Plan, op: Activation, batch: int, idx: np.ndarray) -> tuple[np.ndarray, ...]:
     """Ring coefficients per polynomial site: C2 at scale f, C1 at 2f, C0 at 3f, so that with
-    x at scale f every term of p(x) = c2·x² + c1·x + c0 lands at scale 3f."""
-    fp, f = plan.fixed_point, plan.fixed_point.frac_bits
+    x at scale f every term of p(x) = c2·x² + c1·x + c0 lands at scale 3f. Encoded mod 2^64:
+    the gate computes mod 2^(l + d) (poly_out_shift)."""
+    f = plan.fixed_point.frac_bits
+    fp = FixedPoint(f, RING_BITS)
     shape = plan.tensor(op.inputs[0]).shape
     per_site_channel = np.repeat(np.arange(shape[0]), int(np.prod(shape[1:])))
     c = np.asarray(op.poly, dtype=np.float64)[np.tile(per_site_channel, batch)[idx]]
     return fp.encode(c[:, 2], scale=f), fp.encode(c[:, 1], scale=2 * f), fp.encode(c[:, 0], scale=3 * f)
 
 
+def poly_out_shift(plan: Plan, op: Activation) -> int:
+    """d of a layer's polynomial sites: from scale 3f to the layer's output scale
+    (protocols.plan.poly_output_shift; 0 in plans that kept 3f)."""
+    return 3 * plan.fixed_point.frac_bits - plan.tensor(op.output).scale
+
+
 class ActivationLayer(Layer):
     """Per-site exact ReLU / Circa / polynomial / identity, fused with the truncation.
 
     One gate stage opens every non-identity site once: ReLU and Circa gates give their final
-    value at scale f, polynomial sites p(x >> shift) at scale 3f in the same round (the `poly`
-    gate fuses the faithful truncation into the degree-2 evaluation). Gate outputs are MASKED
+    value at scale f, polynomial sites p(x >> shift) at the layer's output scale 3f − d in the
+    same round (the `poly` gate fuses the faithful truncation into the degree-2 evaluation and
+    shifts its shares by d, gates.poly_share_out). Gate outputs are MASKED
     by masks the client derives from its seed; identity sites are rescaled locally and keep
     their state.
     """
@@ -591,7 +601,8 @@ class ActivationLayer(Layer):
             specs.append((gates.GateSpec("circa", shift=op.shift, k=op.circa_k, mode=op.circa_mode,
                                          bits=op.value_bits), np.flatnonzero(kg == CIRCA)))
         if len(poly_pos):
-            specs.append((gates.GateSpec("poly", shift=op.shift, bits=op.value_bits), poly_pos,
+            specs.append((gates.GateSpec("poly", shift=op.shift, bits=op.value_bits, ring=plan.ring_bits,
+                                         out_shift=poly_out_shift(plan, op)), poly_pos,
                           poly_coefficients(plan, op, batch, self.poly_idx)))
         self.stage = GateStage(op.name, specs, len(gate_idx), self.ring)
         self.full_shape = shape_of(plan, op.output, batch)

@@ -220,23 +220,42 @@ def _reduced(x, l: int, name: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PolySpec:
-    """A batch of polynomial sites: ring bits l, the truncation shift and the value bound
-    (|x| < 2^(bits − 1)), as the dealer's GateSpec("poly", shift, bits)."""
+    """A batch of polynomial sites: the ring l its products compute in, the truncation shift and
+    the value bound (|x| < 2^(bits − 1)), as the dealer's GateSpec("poly", shift, bits); and
+    out_shift d: both output shares are shifted right by d into Z_(2^(l − d)), the ring of the
+    inputs and outputs (gates.poly_share_out: exact up to one ulp, no wrap can fail it)."""
     l: int
     shift: int
     bits: int = 64
+    out_shift: int = 0
 
     def __post_init__(self) -> None:
         _check_l(self.l)
+        if not 0 <= self.out_shift < self.l:
+            raise ValueError(f"out_shift must lie in 0..{self.l - 1}")
         w = self.geometry[0]
-        if w > self.l:
+        if w > self.out_bits:
             raise ValueError(f"a poly site with |x| < 2^{self.bits - 1} reads {w} bits of the shares, more than "
-                             f"the {self.l}-bit ring holds")
+                             f"the {self.out_bits}-bit ring holds")
+
+    @property
+    def out_bits(self) -> int:
+        """The ring of the shares in and out: l − out_shift."""
+        return self.l - self.out_shift
+
+    @property
+    def gate(self) -> gates.GateSpec:
+        """The dealer's gate that computes the same."""
+        return gates.GateSpec("poly", shift=self.shift, bits=self.bits, ring=self.out_bits, out_shift=self.out_shift)
+
+    def share_out(self, y: np.ndarray) -> np.ndarray:
+        """A share of p(t) + s_out·2^d mod 2^l → its share mod 2^(l − d), shifted by d."""
+        return gates.poly_share_out(self.gate, y)
 
     @property
     def geometry(self) -> tuple[int, int]:
         """(w, s) of the dealer's trunc expression (gates.trunc_geometry)."""
-        return gates.trunc_geometry(gates.GateSpec("poly", shift=self.shift, bits=self.bits))
+        return gates.trunc_geometry(self.gate)
 
     def _weights(self) -> np.ndarray:
         """Weight exponents of the products per site, before dropping those ≥ l: zs_j (j + 1),
@@ -261,7 +280,7 @@ def poly_cost(spec: PolySpec, n: int = 1) -> dict:
     keeps between offline and online (its choice bits, packed, and one ring word per site)."""
     lay = spec.layout
     return {"ots": n * lay.k, "offline_bytes": 16 * 128 * (-(-n * lay.k // 128)),
-            "online_server_bytes": lay.correction_bytes(n), "online_client_bytes": n * ((spec.l + 7) // 8),
+            "online_server_bytes": lay.correction_bytes(n), "online_client_bytes": n * ((spec.out_bits + 7) // 8),
             "client_stored_bytes": (n * lay.k + 7) // 8 + n * ((spec.l + 7) // 8),
             "offline_flights": 1, "online_flights": 2}
 
@@ -333,14 +352,15 @@ class PolyServerBatch:
 
 def poly_client_offline(client: Client, spec: PolySpec, c, coeffs, s_out) -> tuple[PolyClientBatch, bytes]:
     """The client's offline step for n sites: its share c of x and the output mask s_out (its
-    output share is −s_out). Returns the batch and the IKNP message for the server."""
-    c = _reduced(c, spec.l, "c")
-    s_out = _reduced(s_out, spec.l, "s_out")
+    output share is −s_out), both mod 2^(l − d). Returns the batch and the IKNP message."""
+    c = _reduced(c, spec.out_bits, "c")
+    s_out = _reduced(s_out, spec.out_bits, "s_out")
     if s_out.shape != c.shape:
         raise ValueError("s_out must have one element per site")
     choices, local = poly_client_terms(spec, c, coeffs)
     cb, msg = client.offline(spec.layout, choices)
-    cb.base = (cb.base + local + s_out) & _mask(spec.l)       # folded: W needs only the corrections
+    # folded: W needs only the corrections
+    cb.base = (cb.base + local + (s_out << U64(spec.out_shift))) & _mask(spec.l)
     return PolyClientBatch(spec, cb), msg
 
 
@@ -350,7 +370,7 @@ def poly_server_offline(server: Server, spec: PolySpec, n: int, coeffs, message)
 
 def poly_server_online(server: Server, pb: PolyServerBatch, a) -> bytes:
     """The corrections for the client (server → client)."""
-    a = _reduced(a, pb.spec.l, "a")
+    a = _reduced(a, pb.spec.out_bits, "a")
     if a.shape != (pb.batch.n,):
         raise ValueError(f"a must have {pb.batch.n} elements, got {a.shape}")
     values, local = poly_server_terms(pb.spec, a, pb.coeffs)
@@ -360,18 +380,18 @@ def poly_server_online(server: Server, pb: PolyServerBatch, a) -> bytes:
 
 
 def poly_client_online(client: Client, pcb: PolyClientBatch, corrections) -> np.ndarray:
-    """W for the server (client → server): the client's share of p(t) plus s_out."""
-    return client.receive(pcb.batch, corrections)
+    """W for the server (client → server): the client's share of p(t) plus s_out·2^d, shifted by d."""
+    return pcb.spec.share_out(client.receive(pcb.batch, corrections))
 
 
 def poly_server_finish(pb: PolyServerBatch, W) -> np.ndarray:
-    """The server's share of p(t): p(t) + s_out mod 2^l."""
+    """The server's share of p(t) >> d: (p(t) >> d) + s_out mod 2^(l − d), one ulp low at most."""
     if pb.partial is None:
         raise ValueError("poly_server_online first, and finish once per batch")
-    W = _reduced(W, pb.spec.l, "W")
+    W = _reduced(W, pb.spec.out_bits, "W")
     if W.shape != pb.partial.shape:
         raise ValueError(f"W must have {len(pb.partial)} elements, got {W.shape}")
-    y = (pb.partial + W) & _mask(pb.spec.l)
+    y = (pb.spec.share_out(pb.partial) + W) & _mask(pb.spec.out_bits)
     pb.partial = None
     return y
 

@@ -166,6 +166,15 @@ class MaxPool(Op):
         return self.value_bits
 
 
+def poly_output_shift(fp: FixedPoint) -> int:
+    """d: polynomial sites compute p(t) at scale 3f in Z_(2^(l+d)) and both parties shift their
+    shares right by d, landing at scale 3f − d in Z_(2^l). Shares of a value mod 2^(l+d)
+    shifted by d sum to the shifted value mod 2^l up to one ulp (a wrap past 2^(l+d) becomes
+    2^l ≡ 0), so the truncation costs no round and never fails. d = 2f (output at scale f)
+    wherever l + 2f fits the 64-bit words, less in wider rings; 0 at 64 bits."""
+    return min(2 * fp.frac_bits, RING_BITS - fp.ring_bits)
+
+
 def gate_width_fits(n: int, ring_bits: int) -> bool:
     """Whether gates of input width n run in Z_(2^ring_bits): they read the low n + 1 bits of
     the opened value (all 64 at n = 64), so a narrower ring must hold n + 1 bits."""
@@ -205,8 +214,10 @@ class Plan:
     # -- value ranges and the ring width they need ------------------------------------------
     def value_bounds(self) -> dict[int, float | None]:
         """A bound on |value| (reals) of every tensor, or None where unknown. Private linear
-        outputs and the input take their calibrated bound (Tensor.bound); every public op's
-        output is bounded from its inputs."""
+        outputs and the input take their calibrated bound (Tensor.bound); every other op's
+        output is bounded from its inputs, and by its own calibrated bound where it has one
+        (activations and adds: interval arithmetic alone compounds along a residual stream
+        through polynomial sites, c2·b² block after block)."""
         out: dict[int, float | None] = {}
         for op in self.ops:
             if op.output < 0:
@@ -214,7 +225,7 @@ class Plan:
             t = self.tensor(op.output)
             ins = [out.get(i) for i in op.inputs]
             if isinstance(op, (Input, Conv2d, Linear)) or any(b is None for b in ins):
-                out[op.output] = t.bound if isinstance(op, (Input, Conv2d, Linear)) else None
+                out[op.output] = t.bound
                 continue
             b = ins[0]
             if isinstance(op, SumPool):
@@ -226,7 +237,8 @@ class Plan:
             elif isinstance(op, Activation) and op.kinds is not None and bool((op.kinds == POLY).any()):
                 c = np.abs(np.asarray(op.poly, dtype=np.float64))
                 b = max(b, float((c[:, 2] * b * b + c[:, 1] * b + c[:, 0]).max()))
-            out[op.output] = b        # ReLU, Circa, identity, max, truncation, reshape: |y| ≤ |x|
+            # ReLU, Circa, identity, max, truncation, reshape: |y| ≤ |x|
+            out[op.output] = b if t.bound is None else min(b, t.bound)
         return out
 
     def local_truncations(self) -> list[tuple[int, int]]:
@@ -531,13 +543,15 @@ class PlanBuilder:
             tid = self.rescale(tid, f)
             t = self._t(tid)
         # Gate sites come out MASKED; identity sites keep the input's state (local rescaling).
-        # Polynomial sites output p(x) at scale 3f (x at scale f times coefficients at scale f
-        # and 2f); the other sites of such a layer are scaled up exactly to match.
+        # Polynomial sites compute p(x) at scale 3f (x at scale f times coefficients at scale f
+        # and 2f) and output it at 3f − d (poly_output_shift); the other sites of such a layer
+        # are scaled up exactly to match.
         has_identity = kinds is not None and bool((kinds == IDENTITY).any())
         has_poly = kinds is not None and bool((kinds == POLY).any())
+        out_scale = 3 * f - poly_output_shift(self.fp) if has_poly else f
         if has_poly:
-            self._check_scale(3 * f, f"activation {name} (polynomial sites compute at scale 3f)")
-        out = self._new(t.shape, 3 * f if has_poly else f, t.state if has_identity else MASKED)
+            self._check_scale(out_scale, f"activation {name} (polynomial sites output at scale {out_scale})")
+        out = self._new(t.shape, out_scale, t.state if has_identity else MASKED)
         value_bits = self.fp.ring.max_value_bits + 1          # the full ring
         if bound is not None and bound > 0:
             value_bits = min(value_bits, int(np.ceil(np.log2(bound * 2.0 ** t.scale))) + 2)

@@ -41,8 +41,10 @@ def run_metrics(result, splits, config, original_model, *, command: str, method:
     }
     out.update(extra)
     out.update({k: v for k, v in result.to_json().items() if k in ("history", "frontier", "extra", "cost")})
-    # How far the search ended from its budget (optimizers.common.budget_gap), at the top level.
+    # How far the search ended from its budget (optimizers.common.budget_gap), and the predicted
+    # cost against a latency or bytes budget (cost_gap), at the top level.
     out["budget_gap"] = (out.get("extra") or {}).get("budget_gap")
+    out["cost_gap"] = (out.get("extra") or {}).get("cost_gap")
     return out
 
 

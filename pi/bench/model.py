@@ -35,6 +35,7 @@ from pi.bench.crypten_baseline import PROVIDER_NOTE as CT_PROVIDER_NOTE
 from pi.bench.crypten_baseline import TRANSPORT_NOTE as CT_NOTE
 from pi.bench.crypten_baseline import use_baseline
 from pi.bench.deployment import Deployment, TwoPartyDeployment
+from pi.bench.layer_profile import layer_profile, profile_markdown
 from pi.bench.results import add_run_flags, format_table, markdown_table, versus_crypten, write_results
 from protocols.transport.errors import TransportError
 from relu_budget.data import load_fashion_mnist_raw, normalize_fashion
@@ -234,8 +235,9 @@ def _relu_online(cost: dict) -> tuple[float, int]:
 def run_ours(workload: str, policy: str, secure, images: torch.Tensor, labels: np.ndarray, plain: np.ndarray,
              batches: list[int], repeats: int, eval_images: int, eval_batch: int, threads: int,
              progress: bool = True, dealer_threads: int | None = None, policy_dir: str | None = None,
-             provider: str = "dealer") -> list[dict]:
-    """Rows of our system for one (workload, policy, provider): one per batch size."""
+             provider: str = "dealer", per_layer: bool = False) -> list[dict]:
+    """Rows of our system for one (workload, policy, provider): one per batch size; with
+    per_layer, each row carries its per-layer profile (pi.bench.layer_profile)."""
     rows = []
     n_relu = sum(r["relu"] + r["circa"] + r["poly"] for r in secure.layer_rows() if r["op"] in ("Activation", "MaxPool"))
     peaks = {}
@@ -283,6 +285,8 @@ def run_ours(workload: str, policy: str, secure, images: torch.Tensor, labels: n
                "repeats": repeats, "gate_relus_per_image": n_relu, "ring_bits": secure.plan.ring_bits,
                "peak_rss_bytes": peaks[b], "policy_dir": policy_dir, **setup,
                **ev, "eval_batch": eval_batch, "note": PROVIDER_NOTES[provider]}
+        if per_layer:
+            row["per_layer"] = layer_profile(runs, b)
         rows.append(profiles.add_estimates(row, "pi"))
     return rows
 
@@ -451,6 +455,9 @@ def configure(p) -> None:
     add_run_flags(p)
     p.add_argument("--dealer-threads", type=int, default=None,
                    help="the dealer process's kernel threads (default: all cores; it works while the parties wait)")
+    p.add_argument("--per-layer", action="store_true",
+                   help="profile each of our rows per layer and phase (seconds and bytes per image; result file and "
+                        "its .md)")
     p.add_argument("--ring-bits", type=ring_bits_arg, default="calibrated",
                    help="our ring width: 'calibrated' (default: the narrowest ring that Fashion-MNIST training "
                         "images allow, see --images) or an integer, e.g. 64 for the uncalibrated full ring")
@@ -530,7 +537,7 @@ def run(args) -> int:
                     secure = compile_policy(net, example, name, k, pobj, args.ring_bits, calibration, prov)
                     rows += run_ours(w, name, secure, images, labels, plain, batches, args.repeats, n_eval,
                                      args.eval_batch, args.threads, dealer_threads=args.dealer_threads, policy_dir=pdir,
-                                     provider=prov)
+                                     provider=prov, per_layer=args.per_layer)
                 except (ValueError, RuntimeError, OSError, TransportError) as exc:   # a plan the provider cannot run
                     notes.append(f"{w} / {name} / {prov}: not measured: {type(exc).__name__}: {exc}")
                     print(f"  not measured: {exc}", flush=True)
@@ -581,5 +588,7 @@ def report_markdown(rows, comps, tgts, notes) -> str:
         parts += ["", "Targets (embedded model, batch 1; two-party: its provider's rows):", ""]
         verdict = {True: "✅", False: "❌ missed", None: "– not judged"}
         parts += [f"- {verdict[t['ok']]} {t['target']}: {t['value']:.4g}" for t in tgts]
+    if any(r.get("per_layer") for r in rows):
+        parts += ["", profile_markdown(rows)]
     parts += ["", "Notes:", "", *[f"- {n}" for n in notes]]
     return "\n".join(parts)

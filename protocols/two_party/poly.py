@@ -4,14 +4,17 @@
 Offline the client sends the IKNP message for its choice bits (bits of its own input share)
 and folds its local terms and its output mask s_out into one word per site; online the server
 sends its corrections with the garbled circuits' labels (one flight), the client answers W with
-the other sites' re-shares (one flight). The client's output share is −s_out, the server's
-p(t) + s_out, both at the output scale (3f): no rescaling after the gate."""
+the other sites' re-shares (one flight). The products run mod 2^(l + d) and both shares are
+shifted right by d (ot_mul.PolySpec.out_shift, as the dealer's gate): the client's output share
+is −s_out, the server's (p(t) >> d) + s_out, both at the layer's output scale 3f − d: no
+rescaling after the gate."""
 from __future__ import annotations
 
 import numpy as np
 
 from protocols import ot_mul
-from protocols.layers import poly_coefficients
+from protocols.fixed_point import Ring
+from protocols.layers import poly_coefficients, poly_out_shift
 from protocols.plan import POLY, Activation, PlanError
 from protocols.two_party.wire import peer_fault, recv_bytes, recv_ring, send_bytes, send_ring
 
@@ -24,10 +27,12 @@ class PolyGroup:
     def __init__(self, label: str, plan, op, batch: int, idx: np.ndarray) -> None:
         self.label, self.n, self.ring = label, len(idx), plan.ring
         try:
-            self.spec = ot_mul.PolySpec(plan.ring_bits, op.shift, op.value_bits)
+            d = poly_out_shift(plan, op)
+            self.spec = ot_mul.PolySpec(plan.ring_bits + d, op.shift, op.value_bits, out_shift=d)
         except ValueError as exc:
             raise PlanError(f"activation {op.name}: {exc}") from None
-        self.coeffs = tuple(self.ring.reduce(c) for c in poly_coefficients(plan, op, batch, idx))
+        compute = Ring(self.spec.l)
+        self.coeffs = tuple(compute.reduce(c) for c in poly_coefficients(plan, op, batch, idx))
 
     # -- offline
     def client_out(self, cs) -> np.ndarray:

@@ -285,7 +285,8 @@ def optimize(model: nn.Module, splits, budget, config: AutoRePConfig | dict | No
     to_policy(student, modules)
     info = {"relus_before_fix": before, "search_epochs": search["epochs_run"], "finetune_best": ft["best"],
             "dapa_steps": dapa_steps}
-    return finish(NAME, student, splits, b, config, search["history"] + ft["history"], extra=info, t0=t0)
+    return finish(NAME, student, splits, b, config, search["history"] + ft["history"], extra=info, t0=t0,
+                  cost_budget=p.cost_budget)
 
 
 __all__ = ["AutoRePConfig", "AutoRePSite", "optimize"]

@@ -228,11 +228,33 @@ def budget_gap(method: str, search_kept: int | None, budget: int) -> dict | None
     return gap
 
 
+# A run whose predicted cost ends above its latency or bytes budget by more than this (float
+# noise aside) broke it: the site budget was converted at prices its sites do not pay.
+COST_OVER_BUDGET = 1.01
+
+
+def cost_gap(method: str, objective: str, cost: dict, budget: float | None) -> dict | None:
+    """The final predicted cost against a latency (s) or bytes budget, with a warning when it
+    is over; None for a site budget or without a cost."""
+    if budget is None or objective == "relus" or "error" in cost:
+        return None
+    value = cost["online_seconds"] if objective == "latency" else cost["online_bytes"] + cost["offline_bytes"]
+    ratio = value / budget
+    gap = {"objective": objective, "budget": budget, "predicted": value, "ratio": round(ratio, 3),
+           "over": ratio > COST_OVER_BUDGET}
+    if gap["over"]:
+        warnings.warn(f"{method}: the predicted {objective} ({value:.4g}) is {ratio:.2f}x the budget of {budget:.4g}; "
+                      "its sites cost more than the prices the budget was converted at", stacklevel=3)
+    return gap
+
+
 def finish(method: str, model: nn.Module, splits, budget: int, config: OptimizeConfig, history: list[dict],
-           *, frontier=None, extra=None, t0: float | None = None, circa_repeats: int = 1) -> OptimizeResult:
+           *, frontier=None, extra=None, t0: float | None = None, circa_repeats: int = 1,
+           cost_budget: float | None = None) -> OptimizeResult:
     """Checks the budget, evaluates on validation and test, builds the policy and the cost.
     extra["search_kept"] (if the method reports it) is checked against the budget: a far gap
-    warns and is recorded as extra["budget_gap"] (in the run's metrics)."""
+    warns and is recorded as extra["budget_gap"] (in the run's metrics); so is a predicted cost
+    over `cost_budget` (the latency or bytes budget), as extra["cost_gap"]."""
     extra = dict(extra or {})
     gap = budget_gap(method, extra.get("search_kept"), budget)
     if gap is not None:
@@ -253,6 +275,9 @@ def finish(method: str, model: nn.Module, splits, budget: int, config: OptimizeC
         cost.pop("per_layer", None)
     except (ValueError, RuntimeError) as exc:  # the cost is informative: never lose a result over it
         cost = {"error": str(exc)}
+    over = cost_gap(method, config.objective, cost, cost_budget)
+    if over is not None:
+        extra["cost_gap"] = over
     return OptimizeResult(method, model, policy, int(budget), counts, val, test, history, frontier,
                           extra, cost, time.time() - t0 if t0 else 0.0)
 
@@ -302,6 +327,7 @@ class Preamble:
     store: PhaseStore            # phase checkpoints under config.checkpoint_dir (resume)
     input_shape: tuple
     t0: float
+    cost_budget: float | None = None   # the budget in seconds or bytes (objective latency / bytes)
 
 
 def begin(model: nn.Module, splits, budget, config, config_cls, teacher: nn.Module | None = None, *,
@@ -313,4 +339,5 @@ def begin(model: nn.Module, splits, budget, config, config_cls, teacher: nn.Modu
     seed_everything(config.seed)
     student, teacher = prepare_student(model, teacher, config)
     b = resolve_budget(budget, student, splits.input_shape, config, kept_kind=kept_kind, other_kind=other_kind)
-    return Preamble(config, student, teacher, b, PhaseStore(config.checkpoint_dir), tuple(splits.input_shape), t0)
+    return Preamble(config, student, teacher, b, PhaseStore(config.checkpoint_dir), tuple(splits.input_shape), t0,
+                    None if config.objective == "relus" else float(budget))

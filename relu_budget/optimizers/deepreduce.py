@@ -235,7 +235,8 @@ def optimize(model: nn.Module, splits, budget, config: DeepReDuceConfig | dict |
         s.replacement = None
     info = {"criticality": {str(k): v for k, v in scores.items()}, "ranking": ranking, "chosen": best["name"],
             "stages": {str(k): v for k, v in stages.items()}}
-    return finish(NAME, final, splits, b, config, history, frontier=frontier, extra=info, t0=t0)
+    return finish(NAME, final, splits, b, config, history, frontier=frontier, extra=info, t0=t0,
+                  cost_budget=p.cost_budget)
 
 
 __all__ = ["DeepReDuceConfig", "candidates", "criticality", "optimize", "stages_of", "thin"]

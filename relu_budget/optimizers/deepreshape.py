@@ -149,7 +149,7 @@ def optimize(model: nn.Module, splits, budget, config: DeepReShapeConfig | dict 
         history, info = [], {"note": "the reshaped network fits the budget without linearization"}
     else:
         history, info = snl.run(net, splits, b, config, teacher, store, progress, prefix="deepreshape_")
-    return finish(NAME, net, splits, b, config, pre["history"] + history, t0=t0,
+    return finish(NAME, net, splits, b, config, pre["history"] + history, t0=t0, cost_budget=p.cost_budget,
                   extra={"allocation": alloc, "criticality": {str(k): v for k, v in scores.items()}, "snl": info})
 
 

@@ -206,4 +206,5 @@ def optimize(model: nn.Module, splits, budget, config: SNLConfig | dict | None =
              teacher: nn.Module | None = None, progress: bool = True) -> OptimizeResult:
     p = begin(model, splits, budget, config, SNLConfig, teacher)
     history, info = run(p.student, splits, p.budget, p.config, p.teacher, p.store, progress)
-    return finish(NAME, p.student, splits, p.budget, p.config, history, extra=info, t0=p.t0)
+    return finish(NAME, p.student, splits, p.budget, p.config, history, extra=info, t0=p.t0,
+                  cost_budget=p.cost_budget)

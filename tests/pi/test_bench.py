@@ -95,11 +95,22 @@ def test_model_bench_rows(tmp_path, monkeypatch):
     monkeypatch.setattr(cb, "crypten_available", lambda: (False, "crypten is not installed (test)"))
     out = tmp_path / "model.json"
     args = _args(bench_model, ["--workloads", "default", "--images", "samples", "--batches", "1", "--repeats", "1",
-                               "--eval-images", "2", "--eval-batch", "2", "--policies", "exact", "--json", str(out)])
+                               "--eval-images", "2", "--eval-batch", "2", "--policies", "exact", "--per-layer",
+                               "--json", str(out)])
     assert bench_model.run(args) == 0
     doc = json.loads(out.read_text())
     _check_schema(doc["rows"], bench_model.ROW_FIELDS)
     (row,) = doc["rows"]
+    # --per-layer: every byte of both phases is in some layer's row (or the dealer material's),
+    # the activation layers carry the online ReLU traffic, and the .md shows both phases.
+    prof = row["per_layer"]
+    for phase in ("online", "offline"):
+        assert sum(p["bytes"] for p in prof if p["phase"] == phase) == row[f"{phase}_bytes"]
+    assert [p["bytes"] for p in prof if p["layer"] == "(dealer material)"] == [row["material_bytes"]]
+    relu = [p for p in prof if p["phase"] == "online" and p["ops"] == "relu"]
+    assert len(relu) == 7 and all(p["bytes"] > 0 and p["seconds"] > 0 and p["rounds"] >= 1 for p in relu)
+    md = out.with_suffix(".md").read_text()
+    assert "Per-layer online cost, default / exact / dealer" in md and "Per-layer offline cost" in md
     assert (row["system"], row["workload"], row["batch"], row["policy"]) == ("pi", "default", 1, "exact")
     assert row["agreement"] == 1.0 and row["eval_images"] == 2 and row["max_abs_err"] < 0.1
     assert row["offline_bytes"] > row["material_bytes"] > row["online_bytes"] > 0

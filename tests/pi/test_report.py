@@ -294,3 +294,15 @@ def test_the_committed_report_reads_the_committed_results_and_cites_only_the_rep
     docs = set(re.findall(r"[\w./-]*\w\.md\b", text))       # the documents its notes cite
     assert docs
     assert not [p for p in sorted(set(named) | docs) if not (root / p).exists()]
+
+
+def test_pareto_combined_front_prefers_measured_costs():
+    """The report's combined front over all methods: the points no other beats in cost and test
+    accuracy, drawn in measured cost where runs were measured (else the predictions)."""
+    from pi.report.plots import combined_front
+    table = [{"measured_online_s": 0.02, "predicted_online_s": 0.01, "test_accuracy": 0.90},
+             {"measured_online_s": 0.03, "predicted_online_s": 0.03, "test_accuracy": 0.89},   # dominated
+             {"measured_online_s": 0.04, "predicted_online_s": 0.02, "test_accuracy": 0.92},
+             {"measured_online_s": None, "predicted_online_s": 0.005, "test_accuracy": 0.80}]
+    assert combined_front(table, "measured_online_s") == [(0.02, 90.0), (0.04, 92.0)]
+    assert combined_front(table, "predicted_online_s") == [(0.005, 80.0), (0.01, 90.0), (0.02, 92.0)]

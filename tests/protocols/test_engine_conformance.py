@@ -15,7 +15,7 @@ from protocols.material import MaterialReuseError
 from protocols.plan import IDENTITY, POLY, RELU, PlanError
 from protocols.providers import PROVIDERS, get_provider
 from relu_budget import models
-from tiny_models import mixed_site_cnn
+from tiny_models import mixed_site_cnn, tiny_resnet
 
 FP = FixedPoint(12)
 # A secure output differs from plaintext by fixed-point rounding of weights and inputs and
@@ -245,6 +245,66 @@ def test_polynomial_sites_match_plaintext(provider, width):
     with torch.no_grad():
         expected = model(x).double()
     assert float((y - expected).abs().max()) < 2 * TOL
+
+
+def poly_resnet():
+    """A two-stage ResNet-18-style network (tiny_models.tiny_resnet) whose every activation layer
+    is 90 % polynomial sites (DaPa-like coefficients per channel) and 10 % exact ReLU, with its
+    BatchNorm statistics randomized; 16 inputs."""
+    from relu_budget.models import ReluSite
+    torch.manual_seed(4)
+    model = tiny_resnet().eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2)
+    rng = np.random.default_rng(4)
+    x = torch.randn(16, 1, 12, 12)
+    shapes = {}
+
+    def record(name):
+        def hook(mod, inputs, out):
+            shapes[name] = tuple(out.shape[1:])
+        return hook
+    hooks = [s.register_forward_hook(record(n)) for n, s in model.named_modules() if isinstance(s, ReluSite)]
+    with torch.no_grad():
+        model(x[:1])
+    for h in hooks:
+        h.remove()
+    for name, site in model.named_modules():
+        if isinstance(site, ReluSite):
+            shape = shapes[name]
+            kinds = np.where(rng.random(shape) < 0.9, POLY, RELU).astype(np.int8)
+            coeffs = np.stack([rng.uniform(0.1, 0.3, shape[0]), rng.uniform(0.4, 0.6, shape[0]),
+                               rng.uniform(0.1, 0.3, shape[0])], axis=1)
+            site.set_kinds(torch.from_numpy(kinds), torch.from_numpy(coeffs))
+    return model, x
+
+
+def test_residual_polynomial_sites_keep_a_narrow_ring(provider):
+    """Polynomial sites in residual blocks: interval arithmetic alone compounds c2·b² along the
+    residual stream (the plan needed the 64-bit ring, more than the two-party provider runs);
+    with the calibrated bounds of activations and adds, and polynomial sites output at scale f,
+    the calibrated ring is no wider than the all-exact network's, and the secure output matches
+    plaintext there."""
+    model, x = poly_resnet()
+    policy = pi.compiler.SitePolicy
+
+    def sites(name, shape):
+        site = dict(model.named_modules())[name]
+        return policy(kinds=site.kind_map.numpy(), poly=site.poly_coeffs.double().numpy())
+    cap = get_provider(provider).max_ring_bits
+    plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=sites, fixed_point=FP, ring_bits="calibrated",
+                                             calibration=x, max_ring_bits=cap)
+    exact, _ = pi.compiler.compile_plan(model, x[:1], fixed_point=FP, ring_bits="calibrated", calibration=x,
+                                        max_ring_bits=cap)
+    assert plan.ring_bits <= min(48, exact.ring_bits + 1)
+    acts = [op for op in plan.ops if op.kind == "Activation"]
+    assert all(plan.tensor(op.output).scale == FP.frac_bits for op in acts)   # d = 2f at l ≤ 40
+    y = pi.SecureModel(plan, weights, provider).run(x)
+    with torch.no_grad():
+        expected = model(x).double()
+    assert float((y - expected).abs().max()) < 4 * TOL
 
 
 def test_circa_sites_fault_only_near_zero(provider, width):

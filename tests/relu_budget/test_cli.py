@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import pi
-from relu_budget import cli, runs
+from relu_budget import cli, pareto, runs
 from relu_budget.models import count_relu_sites
 from relu_budget.policy import load_policy
 
@@ -74,6 +74,20 @@ def test_optimize_eval_pareto(tmp_path, capsys):
     table = json.loads(table_json.read_text())
     assert set(table) == {"snl", "deepreduce"}
     assert all(row["front"] for rows in table.values() for row in rows)   # one point per method
+    # By default the axis is online latency: predicted here (no `pi bench model` row measures these
+    # runs), with the front over both methods and the all-ReLU accuracy (the teacher's) for its line.
+    by_dir = {Path(d).resolve(): json.loads((d / "metrics.json").read_text()) for d in (out, out2)}
+    rows = [row for rows in table.values() for row in rows]
+    assert all(row["source"] == "predicted" and row["x"] == by_dir[Path(row["dir"]).resolve()]["cost"]["online_seconds"]
+               for row in rows)
+    best = max(rows, key=lambda row: row["test_accuracy"])
+    cheapest = min(rows, key=lambda row: row["x"])
+    assert best["all_front"] and cheapest["all_front"]
+    assert [row["all_front"] for row in rows].count(True) == (1 if best is cheapest else 2)
+    assert pareto.all_relu_accuracy(runs.collect_runs([str(tmp_path)]), "test") == m["teacher"]["test_accuracy"]
+    capsys.readouterr()
+    assert cli.main(["pareto", str(tmp_path), "--x", "relus"]) == 0        # kept sites: the option
+    assert "x: kept ReLU sites" in capsys.readouterr().out
 
 
 def test_resume_and_errors(tmp_path, capsys):
@@ -114,6 +128,11 @@ def test_sweep_script_tiny(tmp_path):
         assert r["relus"] <= r["budget_sites"] == 230
     for f in ("results.json", "results.md", "pareto.png", "runs/snl-10/metrics.json", "runs/circa-10/policy/policy.yaml"):
         assert (tmp_path / f).is_file(), f
+    # Each front is not dominated in its cost and validation accuracy, among all runs.
+    for key, front in doc["frontier"].items():
+        pts = [(r[key], r["val_accuracy"]) for r in doc["rows"]]
+        assert front and all(not any(x <= f["x"] and v >= f["val_accuracy"] and (x, v) != (f["x"], f["val_accuracy"])
+                                     for x, v in pts) for f in front), key
     assert json.loads((tmp_path / "results.json").read_text())["command"].startswith("python benchmarks/optimizers_sweep.py")
     # Finished runs are skipped on a second invocation.
     again = sweep.main(["--tiny", "--out", str(tmp_path), "--methods", "snl", "--budgets", "0.1", "--no-progress"])
@@ -147,7 +166,17 @@ def test_sweep_script_cost_objective(tmp_path):
     assert row["budget"] == pytest.approx(0.9 * doc["all_relu_cost"])
     assert 0 < row["online_seconds"] <= row["budget"]
     assert row["relus"] < doc["total_sites"]
-    assert "Budgets limit the predicted latency" in (tmp_path / "results.md").read_text()
+    md = (tmp_path / "results.md").read_text()
+    assert "Budgets limit the predicted latency" in md
+    # The run's predicted cost against its budget, in its metrics and in the table.
+    gap = json.loads((tmp_path / row["dir"] / "metrics.json").read_text())["cost_gap"]
+    assert gap["budget"] == pytest.approx(row["budget"]) and not gap["over"] and gap["ratio"] == row["cost_ratio"] <= 1
+    assert f"| {row['cost_ratio']:.2f} | runs/snl-latency-90 |" in md
+    # The fronts: in predicted latency and bytes first, kept sites last (one run: on all three).
+    assert list(doc["frontier"]) == ["online_seconds", "total_bytes", "relus"]
+    assert [f["x"] for f in doc["frontier"]["online_seconds"]] == [row["online_seconds"]]
+    assert [f["x"] for f in doc["frontier"]["total_bytes"]] == [row["total_bytes"]]
+    assert md.index("frontier over all methods in predicted online s") < md.index("frontier over all methods in kept")
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")

@@ -394,6 +394,20 @@ def test_latency_budget_end_to_end(splits, teacher):
     assert res.cost["online_seconds"] <= budget
     assert res.budget == CostModel.load().sites_for_budget(teacher, shape, budget, "latency")
     assert 0 < res.budget <= 2304 - 1500
+    gap = res.extra["cost_gap"]                      # recorded for every cost budget, met or not
+    assert gap["objective"] == "latency" and gap["budget"] == budget and not gap["over"]
+    assert gap["predicted"] == res.cost["online_seconds"]
+
+
+def test_cost_gap_warns_only_over_a_cost_budget(recwarn):
+    from relu_budget.optimizers.common import COST_OVER_BUDGET, cost_gap
+    cost = {"online_seconds": 0.023, "online_bytes": 1e6, "offline_bytes": 9e6}
+    assert cost_gap("circa", "relus", cost, None) is None and cost_gap("circa", "latency", {"error": "x"}, 1.0) is None
+    near = cost_gap("circa", "bytes", cost, 1e7 / COST_OVER_BUDGET)
+    assert near["predicted"] == 1e7 and not near["over"] and not recwarn.list
+    with pytest.warns(UserWarning, match=r"circa: the predicted latency \(0\.023\) is 1\.47x the budget of 0\.0156"):
+        over = cost_gap("circa", "latency", cost, 0.0156)
+    assert over["over"] is True and over["ratio"] == 1.474
 
 
 def test_training_resumes_exactly_after_an_interruption(splits, tmp_path):
