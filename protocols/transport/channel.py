@@ -558,6 +558,11 @@ class TlsChannel(Channel):
                 return
 
     def _write(self, parts: Sequence[memoryview], timeout: float | None) -> None:
+        # Each send is a TLS record and a syscall, and a peer woken by a header alone sleeps
+        # again until the payload follows: a frame's small parts (headers, a small payload) go as one.
+        if len(parts) > 1:
+            head = parts if sum(len(v) for v in parts) <= _CHUNK else parts[:-1]
+            parts = [memoryview(b"".join(head)), *parts[len(head):]]
         for view in parts:
             off = 0
             last = time.monotonic()

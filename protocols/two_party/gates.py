@@ -17,7 +17,8 @@ from protocols.garbled import GcSpec
 from protocols.material import SeedStream
 from protocols.plan import Plan
 from protocols.transport.errors import ProtocolError
-from protocols.two_party.wire import peer_fault, recv_bits, recv_bytes, recv_ring, send_bits, send_bytes, send_ring
+from protocols.two_party.wire import (pack_bits, peer_fault, recv_bytes, recv_parcel, recv_ring, send_bytes, send_parcel,
+                                      send_ring, unpack_bits, unpack_ring)
 
 U64 = np.uint64
 
@@ -81,8 +82,9 @@ class GateGroup:
     −s_out, drawn from its seed offline. Circa: the product d·((x >> shift) + e) in the same
     online round (docs/two_party.md, "Circa in one round"), re-shared the same way.
 
-    Online: server → client the garbler's labels (+ Circa: V − u), one flight; client → server
-    q = z + s_out (+ Circa: f, w, and with a shift v), one flight."""
+    Online: server → client the garbler's labels (Circa: a parcel of the labels and V − u), one
+    message; client → server q = z + s_out (Circa: a parcel of f and w, with a shift v, and q),
+    one message."""
 
     def __init__(self, label: str, circuit: str, n: int, ring: Ring, **spec_kw) -> None:
         self.label, self.circuit, self.n, self.ring = label, circuit, n, ring
@@ -132,14 +134,25 @@ class GateGroup:
     def server_send(self, ss: ServerState, a_in: np.ndarray, chan) -> None:
         gb = ss.keep[self.label]
         b = self.ring.reduce(a_in)
-        send_bytes(chan, ss.ga.labels(gb, b))
-        if self.circuit == "circa":
-            r0, r1 = gb.rot
-            rho = self._rho(gb)[0]
-            # V = (1 − 2ρ)·β (β: the garbler's truncated share with a shift, else b), masked by
-            # u = R1 − R0 (the client holds only R_c1)
-            beta = garbled.circa_values(self.spec, b, garbler=True)
-            send_ring(chan, self.ring, (U64(1) - U64(2) * rho) * beta - (r1 - r0))
+        labels = ss.ga.labels(gb, b)
+        if self.circuit != "circa":
+            send_bytes(chan, labels)
+            return
+        r0, r1 = gb.rot
+        rho = self._rho(gb)[0]
+        # V = (1 − 2ρ)·β (β: the garbler's truncated share with a shift, else b), masked by
+        # u = R1 − R0 (the client holds only R_c1)
+        beta = garbled.circa_values(self.spec, b, garbler=True)
+        send_parcel(chan, labels, self.ring.pack((U64(1) - U64(2) * rho) * beta - (r1 - r0)))
+
+    def _words(self, packed: np.ndarray, count: int, what: str) -> list[np.ndarray]:
+        """`count` ring vectors of n elements from the bytes of a parcel part."""
+        eb = self.ring.elem_bytes
+        if packed.size % eb:
+            raise ProtocolError(f"{self.label}: {what}: {packed.size} bytes are not whole ring elements")
+        words = unpack_ring(self.ring, packed.view("<u8") if self.ring.full else packed.reshape(-1, eb), count * self.n,
+                            f"{self.label}: {what}")
+        return [words[i * self.n:(i + 1) * self.n] for i in range(count)]
 
     @staticmethod
     def _rho(gb) -> tuple[np.ndarray, np.ndarray | None]:
@@ -151,8 +164,11 @@ class GateGroup:
         """Receives this group's flight part, evaluates, returns nothing: queues the reply in
         cs.keep[label + '/reply'] for client_reply (all groups reply in one flight)."""
         eb = cs.keep.pop(self.label)
-        labels = recv_bytes(chan)
-        vu = recv_ring(chan, self.ring, self.n, f"{self.label}: V − u") if self.circuit == "circa" else None
+        if self.circuit == "circa":
+            labels, vu = recv_parcel(chan, 2, f"{self.label}: labels, V − u")
+            vu = self._words(vu, 1, "V − u")[0]          # (the labels stay a view: no copy)
+        else:
+            labels = recv_bytes(chan)
         with peer_fault(f"{self.label}: garbler labels"):
             out = cs.ev.evaluate(eb, labels)
         s_out = stream.draw(f"{self.label}/s_out", self.n)
@@ -171,11 +187,10 @@ class GateGroup:
 
     def client_reply(self, cs: ClientState, chan) -> None:
         reply = cs.keep.pop(f"{self.label}/reply")
-        if self.circuit == "circa":
-            send_bits(chan, reply[0])
-            for word in reply[1:-1]:         # w, and with a shift v
-                send_ring(chan, self.ring, word)
-        send_ring(chan, self.ring, reply[-1])
+        if self.circuit != "circa":
+            send_ring(chan, self.ring, reply[0])
+            return
+        send_parcel(chan, pack_bits(reply[0]), self.ring.pack(np.concatenate(reply[1:])))   # f; w(, v), q
 
     def server_recv(self, ss: ServerState, chan) -> np.ndarray:
         """The server's share of g(x) + s_out."""
@@ -183,10 +198,10 @@ class GateGroup:
         if self.circuit != "circa":
             q = recv_ring(chan, self.ring, self.n, f"{self.label}: q")
             return self.ring.reduce(gb.share + q)
-        f = recv_bits(chan, self.n, f"{self.label}: f").astype(U64)
-        w = recv_ring(chan, self.ring, self.n, f"{self.label}: w")
-        v = recv_ring(chan, self.ring, self.n, f"{self.label}: v") if self.spec.shift else None
-        q = recv_ring(chan, self.ring, self.n, f"{self.label}: q")
+        f, words = recv_parcel(chan, 2, f"{self.label}: f, words")
+        f = unpack_bits(f, self.n, f"{self.label}: f").astype(U64)
+        w, *v, q = self._words(words, 3 if self.spec.shift else 2, "w, v, q" if self.spec.shift else "w, q")
+        v = v[0] if v else None
         r0, r1 = gb.rot
         rho, rho_t = self._rho(gb)
         beta = garbled.circa_values(self.spec, gb.b, garbler=True)

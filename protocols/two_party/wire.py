@@ -6,6 +6,7 @@ dtype, size, a malformed GC or HE buffer) is a `ProtocolError` naming what was w
 from __future__ import annotations
 
 import contextlib
+import struct
 
 import numpy as np
 
@@ -44,16 +45,47 @@ def recv_bytes(chan) -> bytes:
     return chan.recv_array(dtype=np.uint8, shape=(None,)).tobytes()
 
 
-def send_bits(chan, bits: np.ndarray) -> None:
-    chan.send_array(np.packbits(np.asarray(bits, dtype=np.uint8), bitorder="little"))
+def pack_bits(bits: np.ndarray) -> np.ndarray:
+    return np.packbits(np.asarray(bits, dtype=np.uint8), bitorder="little")
 
 
-def recv_bits(chan, n: int, what: str) -> np.ndarray:
-    packed = chan.recv_array(dtype=np.uint8, shape=((n + 7) // 8,))
+def unpack_bits(packed: np.ndarray, n: int, what: str) -> np.ndarray:
+    if packed.shape != ((n + 7) // 8,):
+        raise ProtocolError(f"{what}: expected {n} bits in {(n + 7) // 8} bytes, received {packed.size} bytes")
     bits = np.unpackbits(packed, bitorder="little")
     if bits[n:].any():
         raise ProtocolError(f"{what}: padding bits are set")
     return np.ascontiguousarray(bits[:n])
+
+
+# A parcel: several byte strings in one message, for the parts of one flight (every message
+# costs a frame, a TLS record and a wake-up of the peer). b"PIPC", u32 count, u64 lengths, parts.
+PARCEL = b"PIPC"
+
+
+def send_parcel(chan, *parts) -> None:
+    """parts: bytes or numpy arrays (their bytes; the receiver knows their shapes)."""
+    raw = [p if isinstance(p, bytes) else np.ascontiguousarray(p).tobytes() for p in parts]
+    send_bytes(chan, b"".join([PARCEL, struct.pack(f"<I{len(raw)}Q", len(raw), *map(len, raw)), *raw]))
+
+
+def recv_parcel(chan, count: int, what: str) -> list[np.ndarray]:
+    """The `count` parts of a parcel as uint8 arrays; any other layout is a ProtocolError."""
+    return parcel_parts(chan.recv_array(dtype=np.uint8, shape=(None,)), count, what)
+
+
+def parcel_parts(msg: np.ndarray, count: int, what: str) -> list[np.ndarray]:
+    head = 8 + 8 * count
+    if msg.size < head or msg[:4].tobytes() != PARCEL or struct.unpack_from("<I", msg, 4)[0] != count:
+        raise ProtocolError(f"{what}: not a parcel of {count} parts")
+    lengths = struct.unpack_from(f"<{count}Q", msg, 8)
+    if head + sum(lengths) != msg.size:
+        raise ProtocolError(f"{what}: the parcel's part lengths do not add up to its {msg.size} bytes")
+    out, at = [], head
+    for n in lengths:
+        out.append(msg[at:at + n])
+        at += n
+    return out
 
 
 def peer_fault(what: str):

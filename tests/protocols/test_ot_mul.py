@@ -284,23 +284,25 @@ def test_client_view_does_not_depend_on_the_server_share(session, l, bits, shift
     check_uniform_and_equal(*views)
 
 
-@pytest.mark.parametrize("l,bits,shift", [(42, 40, 12), (64, 64, 12)])
-def test_server_view_does_not_depend_on_the_client_share(session, l, bits, shift):
+@pytest.mark.parametrize("l,bits,shift,d", [(42, 40, 12, 0), (64, 64, 12, 0), (64, 38, 12, 24)])
+def test_server_view_does_not_depend_on_the_client_share(session, l, bits, shift, d):
     """W, the one value the server receives online, for two client shares (all-zero, all-ones
-    low bits) and one server share: uniform bits, alike for both. (The offline IKNP message is
-    independent of the choice bits: tests/native/test_ot.py.)"""
+    low bits) and one server share: uniform bits, alike for both; also shifted by d = 24 (a plan
+    at 40 bits: W >> d mod 2^40). (The offline IKNP message is independent of the choice bits:
+    tests/native/test_ot.py.)"""
     server, client = session
     n = 6000
-    spec = ot_mul.PolySpec(l, shift, bits)
+    spec = ot_mul.PolySpec(l, shift, bits, out_shift=d)
+    out = spec.out_bits
     rng = np.random.default_rng(6)
     a = np.full(n, 12345, U64)
     coeffs = tuple(np.full(n, v, U64) for v in (3, 5, 7))
     views = []
-    for c_val in (0, int(ring_mask(l)) >> 1):
-        pcb, msg = ot_mul.poly_client_offline(client, spec, np.full(n, c_val, U64), coeffs, uniform(rng, n, l))
+    for c_val in (0, int(ring_mask(out)) >> 1):
+        pcb, msg = ot_mul.poly_client_offline(client, spec, np.full(n, c_val, U64), coeffs, uniform(rng, n, out))
         pb = ot_mul.poly_server_offline(server, spec, n, coeffs, msg)
         W = ot_mul.poly_client_online(client, pcb, ot_mul.poly_server_online(server, pb, a))
-        views.append(ot_mul.bits_of(W, l))
+        views.append(ot_mul.bits_of(W, out))
         ot_mul.poly_server_finish(pb, W)
     check_uniform_and_equal(*views)
 

@@ -77,7 +77,8 @@ def two_party_views(plan, weights, x, runs, sites: int):
     """(client views, server views): per run, the bits of every array received online. Ring
     vectors (2-D packed arrays) contribute their l bits per element; byte strings their bits,
     garbler-label buffers without their public header (the last 16 bytes per label are the
-    labels), Circa's bit vector f its `sites` bits without the padding. The client's last
+    labels), Circa's bit vector f its `sites` bits without the padding, a parcel (Circa's
+    messages) each of its parts. The client's last
     message (the server's output share) is its result, not a view."""
     from two_party import record_bundles
     l = plan.ring_bits
@@ -94,6 +95,15 @@ def view_bits(v: np.ndarray, l: int, sites: int) -> np.ndarray:
         wide[:, :v.shape[1]] = v
         return bits(wide.reshape(1, -1).view(np.uint64), l)[0]
     raw = v.tobytes()
+    if raw[:4] == b"PIPC":     # a parcel (u32 count, u64 lengths): labels, Circa's f, or ring elements
+        count = struct.unpack_from("<I", raw, 4)[0]
+        at, out = 8 + 8 * count, []
+        for n in struct.unpack_from(f"<{count}Q", raw, 8):
+            part = np.frombuffer(raw[at:at + n], np.uint8)
+            at += n
+            plain = part[:4].tobytes() == b"PIGL" or n == (sites + 7) // 8
+            out.append(view_bits(part if plain else part.reshape(-1, (l + 7) // 8), l, sites))
+        return np.concatenate(out)
     if raw[:4] == b"PIGL":     # garbler labels: a public header (u32 labels per instance at 12, u64 count at 16)
         per, count = struct.unpack_from("<IQ", raw, 12)
         raw = raw[len(raw) - 16 * per * count:]
