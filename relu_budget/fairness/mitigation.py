@@ -358,8 +358,9 @@ def finetune_hooks(config, splits, metric: Callable | None = None, teacher: nn.M
     its state, and epoch selection by the worst-group validation accuracy. With
     `config.drop_constraint`: the drop constraint against `teacher` (groups: the classes),
     measured on the validation split, and epoch selection by
-    the smallest worst-group validation accuracy drop. The mitigations' metrics replace `metric` (they simulate Circa
-    faults themselves)."""
+    the smallest worst-group validation accuracy drop; both select among the epochs trained after
+    the first dual step (`selectable`). The mitigations' metrics replace `metric` (they simulate
+    Circa faults themselves)."""
     check_settings(config)
     batch = getattr(config, "eval_batch_size", 512)
     if getattr(config, "fairness_penalty", False):

@@ -265,8 +265,8 @@ def finetune(model: nn.Module, splits, config: OptimizeConfig, teacher, store: P
     the best validation epoch is kept. With `config.fairness_penalty`, the group loss-gap
     penalty with dual ascent is added and the epoch with the best worst-group validation
     accuracy is kept; with `config.drop_constraint`, the per-group drop constraint against
-    `teacher` and the epoch with the smallest worst-group validation accuracy drop
-    (relu_budget/fairness/mitigation.py)."""
+    `teacher` and the epoch with the smallest worst-group validation accuracy drop; either
+    among the epochs trained after the first dual step (relu_budget/fairness/mitigation.py)."""
     from relu_budget.fairness import finetune_hooks
     return train_phase(model, splits, config, name=name, epochs=config.finetune_epochs if epochs is None else epochs,
                        optimizer=config.finetune_optimizer, lr=config.finetune_lr, teacher=teacher,
