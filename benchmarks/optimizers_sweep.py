@@ -434,9 +434,11 @@ def plot(path: Path, doc: dict) -> None:
             ax.step([max(f["x"], 1) if key == "relus" else f["x"] for f in fr], [100 * f["test_accuracy"] for f in fr],
                     "k:", where="post", lw=1.2, label="combined frontier (selected on val)")
         ax.axhline(100 * doc["teacher"]["test_accuracy"], color="gray", ls="--", lw=1, label="all-ReLU teacher")
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())      # labelled minor ticks overlap on a short log axis
+        xs = [max(r[key], 1) if key == "relus" else r[key] for r in doc["rows"] if r.get(key)]
+        if xs and max(xs) >= 10 * min(xs):           # a log axis shorter than a decade has no labelled tick
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label + (" (runs with none: at 1)" if key == "relus" else ""))
         ax.set_ylabel("test accuracy (%)")
         ax.grid(True, alpha=0.3)
