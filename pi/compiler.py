@@ -48,11 +48,6 @@ class TrainModeWarning(UserWarning):
     """pi.compile got a model in training mode; it compiles the evaluation-mode network."""
 
 
-class CalibrationWarning(UserWarning):
-    """The compiled network's activations on the calibration data exceed the bounds its gates
-    were sized for: the secure outputs for such inputs are wrong."""
-
-
 # Activations the engine has no gate for; they are replaced in the model, then fine-tuned.
 _ACTIVATION_HINT = ("replace it with nn.ReLU (or a relu_budget ReluSite) and fine-tune for a few epochs; "
                     "relu-budget autorep can also learn degree-2 polynomial replacements")
@@ -147,7 +142,7 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
 
 
 def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration, margin_bits, label_only,
-                  ring_bits, max_ring_bits=RING_BITS):
+                  ring_bits, max_ring_bits=RING_BITS, check_fit=True):
     fixed_point = fixed_point or FixedPoint()
     if ring_bits is None:
         ring_bits = "calibrated" if calibration is not None else fixed_point.ring_bits
@@ -155,7 +150,7 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
         if calibration is None:
             raise PlanError("ring_bits='calibrated' needs calibration inputs")
         kw = {"site_policy": site_policy, "calibration": calibration, "margin_bits": margin_bits,
-              "label_only": label_only}
+              "label_only": label_only, "check_fit": False}   # checked once, at the width chosen
         plan, weights = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=RING_BITS, **kw)
         # Rebuilt at the width it needs: at least every private linear output's scale + 12, so
         # the builder inserts no truncation the full ring did not need (no extra ops or rounds).
@@ -176,6 +171,7 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
         while need < plan.ring_bits:
             plan, weights = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=need, **kw)
             need = min(plan.required_ring_bits(), max_ring_bits)
+        _check_fits(plan)
         plan.meta["ring"] = "calibrated"
         return plan, weights
     if not isinstance(ring_bits, int) or isinstance(ring_bits, bool):
@@ -228,162 +224,171 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
     with torch.no_grad():
         cal.run(x if calibration is None else calibration.float())
 
-    b = PlanBuilder(tuple(x.shape[1:]), fixed_point)
-    env: dict[str, int] = {}
-    folded: set[str] = set()
+    def build():
+        b = PlanBuilder(tuple(x.shape[1:]), fixed_point)
+        env: dict[str, int] = {}
+        folded: set[str] = set()
 
-    def arg(n):
-        if not isinstance(n, fx.Node):
-            raise UnsupportedOp(f"expected a tensor argument, got {n!r}")
-        return env[n.name]
+        def arg(n):
+            if not isinstance(n, fx.Node):
+                raise UnsupportedOp(f"expected a tensor argument, got {n!r}")
+            return env[n.name]
 
-    def relu(node, name, shape):
-        pol = site_policy(name, shape) if site_policy else SitePolicy()
-        bound = bounds.get(node.args[0].name)
-        poly = pol.poly
-        if poly is None and pol.kinds is not None and bool((pol.kinds == POLY).any()):
-            poly = _fitted_polynomial(channel_stats[node.args[0].name], name)
-        return b.activation(arg(node.args[0]), kinds=pol.kinds, circa_k=pol.circa_k, circa_mode=pol.circa_mode,
-                            poly=poly, name=name,
-                            bound=None if bound is None else bound * 2.0 ** margin_bits)
+        def relu(node, name, shape):
+            pol = site_policy(name, shape) if site_policy else SitePolicy()
+            bound = bounds.get(node.args[0].name)
+            poly = pol.poly
+            if poly is None and pol.kinds is not None and bool((pol.kinds == POLY).any()):
+                poly = _fitted_polynomial(channel_stats[node.args[0].name], name)
+            return b.activation(arg(node.args[0]), kinds=pol.kinds, circa_k=pol.circa_k, circa_mode=pol.circa_mode,
+                                poly=poly, name=name,
+                                bound=None if bound is None else bound * 2.0 ** margin_bits)
 
-    for node in graph.nodes:
-        if node.op == "placeholder":
-            if env:
-                raise _unsupported(node, "a second model input")
-            env[node.name] = b.input
-        elif node.op == "output":
-            out = node.args[0]
-            if not isinstance(out, fx.Node):
-                raise _unsupported(node, "a non-tensor or multiple outputs")
-            plan = b.output(env[out.name], label_only=label_only)
-            plan.meta["source"] = type(model).__name__
-            if calibration is not None:
-                _annotate_bounds(plan, env, bounds, margin_bits)
-            return plan, b.weights
-        elif node.op == "call_module":
-            m = modules[node.target]
-            name = node.target
-            shape = tuple(values[node.args[0].name].shape[1:]) if node.args and isinstance(node.args[0], fx.Node) else ()
-            if isinstance(m, nn.Conv2d):
-                problems = _conv_problems(m)
-                if problems:
-                    raise _unsupported(node, f"Conv2d {name} with {', '.join(problems)}")
-                nxt = list(node.users)
-                if len(nxt) == 1 and nxt[0].op == "call_module" and isinstance(modules[nxt[0].target], nn.BatchNorm2d):
-                    w, bias = _fold_bn(m, modules[nxt[0].target])
-                    folded.add(nxt[0].name)
-                    env[nxt[0].name] = b.conv2d(arg(node.args[0]), w, bias, _pair(m.stride), _pair(m.padding), name=name)
-                    env[node.name] = env[nxt[0].name]
-                else:
+        for node in graph.nodes:
+            if node.op == "placeholder":
+                if env:
+                    raise _unsupported(node, "a second model input")
+                env[node.name] = b.input
+            elif node.op == "output":
+                out = node.args[0]
+                if not isinstance(out, fx.Node):
+                    raise _unsupported(node, "a non-tensor or multiple outputs")
+                plan = b.output(env[out.name], label_only=label_only)
+                plan.meta["source"] = type(model).__name__
+                if calibration is not None:
+                    _annotate_bounds(plan, env, bounds, margin_bits)
+                return plan, b.weights
+            elif node.op == "call_module":
+                m = modules[node.target]
+                name = node.target
+                shape = tuple(values[node.args[0].name].shape[1:]) if node.args and isinstance(node.args[0], fx.Node) else ()
+                if isinstance(m, nn.Conv2d):
+                    problems = _conv_problems(m)
+                    if problems:
+                        raise _unsupported(node, f"Conv2d {name} with {', '.join(problems)}")
+                    nxt = list(node.users)
+                    if len(nxt) == 1 and nxt[0].op == "call_module" and isinstance(modules[nxt[0].target], nn.BatchNorm2d):
+                        w, bias = _fold_bn(m, modules[nxt[0].target])
+                        folded.add(nxt[0].name)
+                        env[nxt[0].name] = b.conv2d(arg(node.args[0]), w, bias, _pair(m.stride), _pair(m.padding), name=name)
+                        env[node.name] = env[nxt[0].name]
+                    else:
+                        bias = None if m.bias is None else m.bias.detach().double().numpy()
+                        env[node.name] = b.conv2d(arg(node.args[0]), m.weight.detach().double().numpy(), bias,
+                                                  _pair(m.stride), _pair(m.padding), name=name)
+                elif isinstance(m, nn.BatchNorm2d):
+                    if node.name in folded:
+                        continue
+                    c = m.num_features
+                    eye = np.eye(c).reshape(c, c, 1, 1)
+                    scale = (m.weight.detach().double() / torch.sqrt(m.running_var.double() + m.eps)).numpy()
+                    bias = (m.bias.detach().double() - m.running_mean.double() * torch.from_numpy(scale)).numpy()
+                    env[node.name] = b.conv2d(arg(node.args[0]), eye * scale.reshape(c, 1, 1, 1), bias, name=name)
+                elif isinstance(m, nn.Linear):
                     bias = None if m.bias is None else m.bias.detach().double().numpy()
-                    env[node.name] = b.conv2d(arg(node.args[0]), m.weight.detach().double().numpy(), bias,
-                                              _pair(m.stride), _pair(m.padding), name=name)
-            elif isinstance(m, nn.BatchNorm2d):
-                if node.name in folded:
-                    continue
-                c = m.num_features
-                eye = np.eye(c).reshape(c, c, 1, 1)
-                scale = (m.weight.detach().double() / torch.sqrt(m.running_var.double() + m.eps)).numpy()
-                bias = (m.bias.detach().double() - m.running_mean.double() * torch.from_numpy(scale)).numpy()
-                env[node.name] = b.conv2d(arg(node.args[0]), eye * scale.reshape(c, 1, 1, 1), bias, name=name)
-            elif isinstance(m, nn.Linear):
-                bias = None if m.bias is None else m.bias.detach().double().numpy()
-                env[node.name] = b.linear(arg(node.args[0]), m.weight.detach().double().numpy(), bias, name=name)
-            elif isinstance(m, (nn.ReLU, ReluSite)):
-                if isinstance(m, ReluSite) and m.replacement is not None:
-                    raise _unsupported(node, f"ReluSite {name} still has a training-time replacement")
-                env[node.name] = relu(node, name, shape)
-            elif isinstance(m, nn.AvgPool2d):
-                bad = [f"{k}={v}" for k, v, ok in (("ceil_mode", m.ceil_mode, not m.ceil_mode),
-                                                    ("count_include_pad", m.count_include_pad, m.count_include_pad))
-                       if not ok]
-                if bad:
-                    raise _unsupported(node, f"AvgPool2d {name} with {', '.join(bad)}",
-                                       "use ceil_mode=False and count_include_pad=True")
-                env[node.name] = b.avgpool(arg(node.args[0]), _pair(m.kernel_size), _pair(m.stride or m.kernel_size),
-                                           _pair(m.padding), name=name)
-            elif isinstance(m, nn.AdaptiveAvgPool2d):
-                env[node.name] = _adaptive(b, node, arg(node.args[0]), shape, m.output_size, name)
-            elif isinstance(m, nn.MaxPool2d):
-                bad = [f"{k}={v}" for k, v, ok in (("padding", m.padding, _pair(m.padding) == (0, 0)),
-                                                    ("dilation", m.dilation, _pair(m.dilation) == (1, 1)),
-                                                    ("ceil_mode", m.ceil_mode, not m.ceil_mode)) if not ok]
-                if bad:
-                    raise _unsupported(node, f"MaxPool2d {name} with {', '.join(bad)}",
-                                       "use padding=0, dilation=1, ceil_mode=False (pad with a Conv2d before)")
-                env[node.name] = b.maxpool(arg(node.args[0]), _pair(m.kernel_size), _pair(m.stride or m.kernel_size),
-                                           name=name)
-            elif isinstance(m, nn.Flatten):
-                env[node.name] = b.reshape(arg(node.args[0]), tuple(values[node.name].shape[1:]), name=name)
-            elif isinstance(m, (nn.Dropout, nn.Identity)):
-                env[node.name] = arg(node.args[0])
-            else:
-                raise _unsupported_call(node, f"module {type(m).__name__} ({name})", type(m).__name__)
-        elif node.op == "call_function":
-            fn = node.target
-            if fn in (operator.add, torch.add, operator.iadd):
-                if len(node.args) != 2 or not all(isinstance(a, fx.Node) for a in node.args) or node.kwargs:
-                    raise _unsupported(node, "add with a constant or alpha")
-                env[node.name] = b.add(arg(node.args[0]), arg(node.args[1]), name=node.name)
-            elif fn in (F.relu, torch.relu):
-                shape = tuple(values[node.args[0].name].shape[1:])
-                env[node.name] = relu(node, node.name, shape)
-            elif fn in (torch.flatten,):
-                env[node.name] = b.reshape(arg(node.args[0]), tuple(values[node.name].shape[1:]), name=node.name)
-            elif fn is F.adaptive_avg_pool2d:
-                shape = tuple(values[node.args[0].name].shape[1:])
-                env[node.name] = _adaptive(b, node, arg(node.args[0]), shape, node.args[1], node.name)
-            elif fn is F.dropout:
-                env[node.name] = arg(node.args[0])
-            else:
-                fname = getattr(fn, "__name__", str(fn))
-                raise _unsupported_call(node, f"function {fname}", fname)
-        elif node.op == "call_method":
-            if node.target in ("view", "reshape", "flatten"):
-                env[node.name] = b.reshape(arg(node.args[0]), tuple(values[node.name].shape[1:]), name=node.name)
-            elif node.target in ("contiguous",):
-                env[node.name] = arg(node.args[0])
-            else:
-                raise _unsupported_call(node, f"method Tensor.{node.target}", str(node.target))
-        elif node.op == "get_attr":
-            raise _unsupported(node, f"a constant tensor attribute ({node.target})")
-    raise UnsupportedOp("the traced graph has no output node")
+                    env[node.name] = b.linear(arg(node.args[0]), m.weight.detach().double().numpy(), bias, name=name)
+                elif isinstance(m, (nn.ReLU, ReluSite)):
+                    if isinstance(m, ReluSite) and m.replacement is not None:
+                        raise _unsupported(node, f"ReluSite {name} still has a training-time replacement")
+                    env[node.name] = relu(node, name, shape)
+                elif isinstance(m, nn.AvgPool2d):
+                    bad = [f"{k}={v}" for k, v, ok in (("ceil_mode", m.ceil_mode, not m.ceil_mode),
+                                                        ("count_include_pad", m.count_include_pad, m.count_include_pad))
+                           if not ok]
+                    if bad:
+                        raise _unsupported(node, f"AvgPool2d {name} with {', '.join(bad)}",
+                                           "use ceil_mode=False and count_include_pad=True")
+                    env[node.name] = b.avgpool(arg(node.args[0]), _pair(m.kernel_size), _pair(m.stride or m.kernel_size),
+                                               _pair(m.padding), name=name)
+                elif isinstance(m, nn.AdaptiveAvgPool2d):
+                    env[node.name] = _adaptive(b, node, arg(node.args[0]), shape, m.output_size, name)
+                elif isinstance(m, nn.MaxPool2d):
+                    bad = [f"{k}={v}" for k, v, ok in (("padding", m.padding, _pair(m.padding) == (0, 0)),
+                                                        ("dilation", m.dilation, _pair(m.dilation) == (1, 1)),
+                                                        ("ceil_mode", m.ceil_mode, not m.ceil_mode)) if not ok]
+                    if bad:
+                        raise _unsupported(node, f"MaxPool2d {name} with {', '.join(bad)}",
+                                           "use padding=0, dilation=1, ceil_mode=False (pad with a Conv2d before)")
+                    env[node.name] = b.maxpool(arg(node.args[0]), _pair(m.kernel_size), _pair(m.stride or m.kernel_size),
+                                               name=name)
+                elif isinstance(m, nn.Flatten):
+                    env[node.name] = b.reshape(arg(node.args[0]), tuple(values[node.name].shape[1:]), name=name)
+                elif isinstance(m, (nn.Dropout, nn.Identity)):
+                    env[node.name] = arg(node.args[0])
+                else:
+                    raise _unsupported_call(node, f"module {type(m).__name__} ({name})", type(m).__name__)
+            elif node.op == "call_function":
+                fn = node.target
+                if fn in (operator.add, torch.add, operator.iadd):
+                    if len(node.args) != 2 or not all(isinstance(a, fx.Node) for a in node.args) or node.kwargs:
+                        raise _unsupported(node, "add with a constant or alpha")
+                    env[node.name] = b.add(arg(node.args[0]), arg(node.args[1]), name=node.name)
+                elif fn in (F.relu, torch.relu):
+                    shape = tuple(values[node.args[0].name].shape[1:])
+                    env[node.name] = relu(node, node.name, shape)
+                elif fn in (torch.flatten,):
+                    env[node.name] = b.reshape(arg(node.args[0]), tuple(values[node.name].shape[1:]), name=node.name)
+                elif fn is F.adaptive_avg_pool2d:
+                    shape = tuple(values[node.args[0].name].shape[1:])
+                    env[node.name] = _adaptive(b, node, arg(node.args[0]), shape, node.args[1], node.name)
+                elif fn is F.dropout:
+                    env[node.name] = arg(node.args[0])
+                else:
+                    fname = getattr(fn, "__name__", str(fn))
+                    raise _unsupported_call(node, f"function {fname}", fname)
+            elif node.op == "call_method":
+                if node.target in ("view", "reshape", "flatten"):
+                    env[node.name] = b.reshape(arg(node.args[0]), tuple(values[node.name].shape[1:]), name=node.name)
+                elif node.target in ("contiguous",):
+                    env[node.name] = arg(node.args[0])
+                else:
+                    raise _unsupported_call(node, f"method Tensor.{node.target}", str(node.target))
+            elif node.op == "get_attr":
+                raise _unsupported(node, f"a constant tensor attribute ({node.target})")
+        raise UnsupportedOp("the traced graph has no output node")
+
+    plan, weights = build()
+    if calibration is not None:
+        # Calibration ran the model as given; the plan's sites (polynomials, identity) may change
+        # the values after them. Bound every tensor by what the compiled network itself computes
+        # on the calibration data, and rebuild if that is larger, so that no gate is sized too
+        # narrow (a too-narrow gate wraps: a wrong answer, not an error).
+        twin = _compiled_bounds(gm, plan, calibration)
+        if any(twin.get(k, 0.0) > v for k, v in bounds.items()):
+            bounds.update({k: max(v, twin.get(k, 0.0)) for k, v in bounds.items()})
+            plan, weights = build()
+    if calibration is not None and check_fit:
+        _check_fits(plan)
+    return plan, weights
 
 
-def check_calibrated_bounds(model: nn.Module, plan: Plan, calibration: torch.Tensor) -> None:
-    """Warns (CalibrationWarning) where the network the plan computes, run in plaintext on the
-    calibration data, feeds an activation values beyond the bound its gates were sized for.
-    Calibration runs the model as given: sites the policy changes (relu="poly" fitted to the
-    all-ReLU statistics, identity sites) can make later values much larger, and then the gates
-    wrap."""
-    try:
-        twin = plaintext_twin(model, plan)
-    except ValueError:            # sites that are not ReluSites: nothing but exact ReLU to check
-        return
-    bounds, modules, worst, hooks = plan.value_bounds(), dict(twin.named_modules()), {}, []
-    for op in plan.ops:
-        gates = isinstance(op, Activation) and (op.kinds is None or bool((op.kinds != IDENTITY).any()))
-        bound = bounds.get(op.inputs[0]) if gates else None      # identity sites have no gate to wrap
-        if bound and op.name in modules:
-            hooks.append(modules[op.name].register_forward_pre_hook(
-                lambda _m, inp, name=op.name, bound=bound:
-                worst.__setitem__(name, max(worst.get(name, 0.0), float(inp[0].abs().max()) / bound))))
-    try:
-        with torch.no_grad():
-            twin(torch.as_tensor(calibration).float())
-    finally:
-        for h in hooks:
-            h.remove()
-    over = {k: v for k, v in worst.items() if v > 1}
-    if over:
-        name = max(over, key=over.get)
-        warnings.warn(f"on the calibration data the compiled network's activation inputs exceed the bounds its gates "
-                      f"were sized for in {len(over)} layer(s), up to {over[name]:.3g}x in {name}: secure outputs for "
-                      "such inputs are wrong. The bounds come from the model as given; its ReLU policy changes the "
-                      "values (an untrained relu='poly' network grows layer by layer): train the policy with the "
-                      "model (relu-budget optimize --method autorep) and compile that run",
-                      CalibrationWarning, stacklevel=3)
+def _compiled_bounds(gm: fx.GraphModule, plan: Plan, calibration: torch.Tensor) -> dict[str, float]:
+    """max |value| of every traced node when the activations compute what `plan`'s sites do
+    (polynomial, identity; Circa as exact ReLU), run on the calibration data."""
+    acts = {op.name: op for op in plan.ops if isinstance(op, Activation) and op.kinds is not None}
+    modules = dict(gm.named_modules())
+    out: dict[str, float] = {}
+    interp = fx.Interpreter(gm)
+    run_node = interp.run_node
+
+    def record(n):
+        is_act = (n.op == "call_module" and isinstance(modules[n.target], (nn.ReLU, ReluSite))) or \
+            (n.op == "call_function" and n.target in (F.relu, torch.relu))
+        op = acts.get(n.target if n.op == "call_module" else n.name) if is_act else None
+        if op is None:
+            v = run_node(n)
+        else:
+            site = ReluSite()
+            site.set_kinds(torch.from_numpy(np.asarray(op.kinds)),
+                           None if op.poly is None else torch.from_numpy(np.asarray(op.poly)))
+            v = site(interp.fetch_args_kwargs_from_env(n)[0][0])
+        if isinstance(v, torch.Tensor):
+            out[n.name] = float(v.detach().abs().max())
+        return v
+    interp.run_node = record
+    with torch.no_grad():
+        interp.run(torch.as_tensor(calibration).float())
+    return out
 
 
 def plaintext_twin(model: nn.Module, plan: Plan) -> nn.Module:
@@ -416,14 +421,22 @@ def _fitted_polynomial(stats: tuple[torch.Tensor, torch.Tensor], name: str) -> n
 
 def _annotate_bounds(plan: Plan, env: dict[str, int], bounds: dict[str, float], margin_bits: int) -> None:
     """Stores each calibrated tensor's bound (times 2^margin_bits, rounded up to a power of two:
-    the public plan reveals no more than the bit widths derived from it) and checks that the
-    values fit the plan's ring."""
+    the public plan reveals no more than the bit widths derived from it)."""
     for name, tid in env.items():
         if name in bounds:
             bound = 2.0 ** math.ceil(math.log2(max(bounds[name] * 2.0 ** margin_bits, plan.fixed_point.ulp)))
             t = plan.tensors[tid]
             t.bound = bound if t.bound is None else max(t.bound, bound)
-    need = plan.required_ring_bits(failure_target=None)
+
+
+def _check_fits(plan: Plan) -> None:
+    """The calibrated values fit the plan's ring, or a PlanError says what to do."""
+    need = plan.required_ring_bits(failure_target=None, cap=False)
+    if need > RING_BITS:
+        raise PlanError(f"on the calibration data the compiled network's values need a {need}-bit ring, more than the "
+                        f"{RING_BITS} bits the engine computes in: its ReLU policy makes them grow layer by layer (an "
+                        "untrained relu='poly' network compounds its polynomials); train the policy with the model "
+                        "(relu-budget optimize --method autorep) and compile that run")
     if need > plan.ring_bits:
         raise PlanError(f"the calibrated values need a {need}-bit ring, more than ring_bits={plan.ring_bits}; "
                         "compile with a wider ring_bits (or ring_bits='calibrated')")

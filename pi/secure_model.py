@@ -112,9 +112,6 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
     if contract.classes is not None and len(contract.classes) != n_out:
         raise ValueError(f"classes has {len(contract.classes)} names; the model has {n_out} outputs")
     plan.meta["input"] = contract.to_dict()
-    if calibration is not None:
-        from pi.compiler import check_calibrated_bounds
-        check_calibrated_bounds(model, plan, calibration)
     return SecureModel(plan, weights, provider=provider)
 
 

@@ -259,11 +259,12 @@ class Plan:
         l = self.ring_bits if ring_bits is None else ring_bits
         return min(1.0, sum(n * 2.0 ** (b - 1 - l) for n, b in self.local_truncations()))
 
-    def required_ring_bits(self, failure_target: float | None = TRUNC_FAILURE_TARGET) -> int:
+    def required_ring_bits(self, failure_target: float | None = TRUNC_FAILURE_TARGET, cap: bool = True) -> int:
         """The narrowest ring this plan runs in: every tensor's calibrated values with the
         gates' headroom (|x|·2^s < 2^(l−3), so that comparisons of two values fit too), the
         builder's scale budget, Circa's k, and (failure_target not None) local truncations failing with probability at most
-        failure_target per example. RING_BITS when some value is not bounded (no calibration)."""
+        failure_target per example. RING_BITS when some value is not bounded (no calibration);
+        cap=False: the bits the values need even beyond RING_BITS."""
         need = 0
         for tid, b in self.value_bounds().items():
             t = self.tensor(tid)
@@ -277,7 +278,7 @@ class Plan:
         local = sum(n * 2.0 ** (b - 1) for n, b in self.local_truncations())
         if local and failure_target is not None:
             need = max(need, math.ceil(math.log2(local / failure_target)))
-        return min(RING_BITS, need)
+        return min(RING_BITS, need) if cap else need
 
     def tensor(self, tid: int) -> Tensor:
         return self.tensors[tid]

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 import pi
-from pi.compiler import CalibrationWarning, TrainModeWarning, UnsupportedOp, plaintext_twin
+from pi.compiler import TrainModeWarning, UnsupportedOp, plaintext_twin
 from pi.inputs import InputContract, InputError, InputRangeWarning
+from protocols.plan import PlanError
 
 
 def small_net() -> nn.Module:
@@ -137,21 +138,32 @@ def test_train_mode_warns_and_keeps_the_mode():
     assert net.training
 
 
-def test_a_policy_that_outgrows_the_calibrated_gates_warns():
-    """relu="poly" on the embedded all-ReLU model: the bounds come from the ReLU network, the
-    fitted polynomials compound far beyond them and the gates wrap (pi demo --relu poly gave
-    logits off by 1e11 on 4 of 8 samples, silently). Exact and Circa stay within them."""
+def test_the_compiled_networks_values_size_its_gates():
+    """Calibration runs the model as given, but a policy changes the values after its sites:
+    relu="poly" fitted to an all-ReLU network compounds layer by layer (pi demo --relu poly gave
+    logits off by 1e11 on 4 of 8 samples, silently, when the gates were sized for the ReLU
+    network). The bounds now come from the compiled network itself: secure equals its plaintext
+    twin where it fits, and where no 64-bit ring holds it the compile refuses, saying why."""
+    torch.manual_seed(0)
+    net = small_net()
+    for p in net.parameters():                     # weights that make the polynomials grow
+        p.data *= 3
+    cal = torch.randn(32, 1, 8, 8)
+    sm = pi.compile(net, cal[:1], relu="poly", calibration=cal)
+    (act,) = [op for op in sm.plan.ops if getattr(op, "poly", None) is not None]
+    c = torch.from_numpy(np.asarray(act.poly)).float().view(1, -1, 3, 1, 1)
+    with torch.no_grad():                          # a plain nn.ReLU model: the twin by hand
+        h = net[1](net[0](cal[:8]))
+        ref = net[5](net[4](net[3](c[:, :, 2] * h * h + c[:, :, 1] * h + c[:, :, 0]))).double()
+        as_given = net(cal[:8]).double()
+    assert ref.abs().max() > 50 * as_given.abs().max()          # the polynomials did grow
+    assert (sm.run(cal[:8]) - ref).abs().max() < 1e-3 * ref.abs().max()
     from pi.assets import load_default_model, load_samples
     model, _ = load_default_model()
-    cal = load_samples().inputs
-    with pytest.warns(CalibrationWarning, match=r"exceed the bounds its gates were sized for .* up to [\d.e+]+x in "):
-        poly = pi.compile(model, cal[:1], relu="poly", calibration=cal)
-    bad = plaintext_twin(model, poly.plan)(cal[:8]).abs().amax(1) > 1e4      # where the polynomials blew up
-    assert bad.any()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", CalibrationWarning)
-        for relu in ("exact", "circa", "identity"):
-            pi.compile(model, cal[:1], relu=relu, calibration=cal)
+    samples = load_samples().inputs
+    with pytest.raises(PlanError, match=r"need a 6\d-bit ring, more than the 64 bits .* relu-budget optimize "
+                                        r"--method autorep"):
+        pi.compile(model, samples[:1], relu="poly", calibration=samples)
 
 
 @pytest.mark.parametrize("layer, needles", [
