@@ -28,9 +28,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"pi: warning: {' '.join(str(message).split())}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
+    shown = warnings.showwarning
+    warnings.showwarning = _one_line_warning       # a command's warnings, like its errors: one line each
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -41,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"pi: error: {error_line(exc)}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

@@ -95,23 +95,18 @@ def _floats(text: str, flag: str) -> list[float]:
 
 def _load_checkpoint(path: str):
     """(model, meta) of a relu_budget checkpoint; anything else gets the way to compile it."""
-    from relu_budget.train import CHECKPOINT_FORMAT, load_checkpoint
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint {p} does not exist")
-    import torch
+    from relu_budget.train import CheckpointError, load_checkpoint
     try:
-        blob = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 -- whatever torch.load fails on is "not a checkpoint", said below
-        blob = None
-    if not (isinstance(blob, dict) and blob.get("format") == CHECKPOINT_FORMAT):
-        what = "a plain state_dict (weights without the architecture)" if isinstance(blob, dict) else \
-            "not a relu_budget checkpoint"
-        raise ValueError(f"{p} is {what}. `pi compile` reads checkpoints written by relu_budget "
-                         "(train.save_checkpoint); for a model of your own, build the nn.Module, load the weights "
-                         "and run `pi.compile(model, example, calibration=..., normalization=..., classes=...)"
-                         ".save('model.npz')` in Python (docs/byom.md)")
-    return load_checkpoint(p)
+        return load_checkpoint(path)
+    except CheckpointError as exc:
+        p = Path(path)
+        if p.is_dir() and (p / "model.pt").is_file():
+            raise ValueError(f"{exc}: compile the run with `pi compile {p / 'model.pt'} --policy {p / 'policy'} "
+                             "--out MODEL.npz`") from None
+        raise ValueError(f"{exc}. `pi compile` reads those (a relu-budget run's model.pt, `pi compile default`); "
+                         "for a model of your own, build the nn.Module, load the weights and run `pi.compile(model, "
+                         "example, calibration=..., normalization=..., classes=...).save('model.npz')` in Python "
+                         "(docs/byom.md)") from None
 
 
 def cmd_compile(args) -> int:
@@ -134,7 +129,7 @@ def cmd_compile(args) -> int:
     elif args.calibration:
         try:
             calibration = torch.from_numpy(np.load(args.calibration, allow_pickle=False)).float()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:     # EOFError: an empty or truncated file
             raise ValueError(f"--calibration {args.calibration}: not a readable .npy array ({exc})") from None
         if tuple(calibration.shape[1:]) != tuple(example.shape[1:]):
             raise ValueError(f"--calibration {args.calibration}: shape {tuple(calibration.shape)}; the model takes a "
@@ -168,6 +163,8 @@ def cmd_compile(args) -> int:
 
 def cmd_keys(args) -> int:
     from protocols.transport.certs import write_self_signed
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise NotADirectoryError(f"--out {args.out} is a file; give the directory for the certificate and key")
     try:
         files = write_self_signed(args.out, args.name, overwrite=args.overwrite)
     except FileExistsError as exc:
@@ -240,7 +237,7 @@ def cmd_serve(args) -> int:
 def cmd_infer(args) -> int:
     import warnings
 
-    from pi.inputs import InputRangeWarning, load_input
+    from pi.inputs import InputRangeWarning, input_file, load_input
     from pi.serving import connect
     from pi.sessions import DealerRequired
     cfg = DeployConfig.load(args.config).apply_flags(args)
@@ -256,8 +253,7 @@ def cmd_infer(args) -> int:
     if args.preprocess < 0:
         raise ValueError(f"--preprocess {args.preprocess}: give a number of bundles (0: none)")
     for path in args.inputs:                   # before connecting: a missing file costs nothing
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"input {path} does not exist")
+        input_file(path)
     try:
         client = connect(server, dealer, timeout=cfg.client_timeout, provider=args.provider)
     except DealerRequired:

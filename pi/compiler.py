@@ -48,6 +48,11 @@ class TrainModeWarning(UserWarning):
     """pi.compile got a model in training mode; it compiles the evaluation-mode network."""
 
 
+class CalibrationWarning(UserWarning):
+    """The compiled network's activations on the calibration data exceed the bounds its gates
+    were sized for: the secure outputs for such inputs are wrong."""
+
+
 # Activations the engine has no gate for; they are replaced in the model, then fine-tuned.
 _ACTIVATION_HINT = ("replace it with nn.ReLU (or a relu_budget ReluSite) and fine-tune for a few epochs; "
                     "relu-budget autorep can also learn degree-2 polynomial replacements")
@@ -344,6 +349,41 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
         elif node.op == "get_attr":
             raise _unsupported(node, f"a constant tensor attribute ({node.target})")
     raise UnsupportedOp("the traced graph has no output node")
+
+
+def check_calibrated_bounds(model: nn.Module, plan: Plan, calibration: torch.Tensor) -> None:
+    """Warns (CalibrationWarning) where the network the plan computes, run in plaintext on the
+    calibration data, feeds an activation values beyond the bound its gates were sized for.
+    Calibration runs the model as given: sites the policy changes (relu="poly" fitted to the
+    all-ReLU statistics, identity sites) can make later values much larger, and then the gates
+    wrap."""
+    try:
+        twin = plaintext_twin(model, plan)
+    except ValueError:            # sites that are not ReluSites: nothing but exact ReLU to check
+        return
+    bounds, modules, worst, hooks = plan.value_bounds(), dict(twin.named_modules()), {}, []
+    for op in plan.ops:
+        gates = isinstance(op, Activation) and (op.kinds is None or bool((op.kinds != IDENTITY).any()))
+        bound = bounds.get(op.inputs[0]) if gates else None      # identity sites have no gate to wrap
+        if bound and op.name in modules:
+            hooks.append(modules[op.name].register_forward_pre_hook(
+                lambda _m, inp, name=op.name, bound=bound:
+                worst.__setitem__(name, max(worst.get(name, 0.0), float(inp[0].abs().max()) / bound))))
+    try:
+        with torch.no_grad():
+            twin(torch.as_tensor(calibration).float())
+    finally:
+        for h in hooks:
+            h.remove()
+    over = {k: v for k, v in worst.items() if v > 1}
+    if over:
+        name = max(over, key=over.get)
+        warnings.warn(f"on the calibration data the compiled network's activation inputs exceed the bounds its gates "
+                      f"were sized for in {len(over)} layer(s), up to {over[name]:.3g}x in {name}: secure outputs for "
+                      "such inputs are wrong. The bounds come from the model as given; its ReLU policy changes the "
+                      "values (an untrained relu='poly' network grows layer by layer): train the policy with the "
+                      "model (relu-budget optimize --method autorep) and compile that run",
+                      CalibrationWarning, stacklevel=3)
 
 
 def plaintext_twin(model: nn.Module, plan: Plan) -> nn.Module:

@@ -99,6 +99,8 @@ def _policy_accuracy(directory: str) -> str:
 
 
 def run(args) -> int:
+    if args.samples < 1 or args.batch < 1:      # before any compile or process start
+        raise ValueError(f"--samples and --batch must be >= 1, got --samples {args.samples} --batch {args.batch}")
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="pi-demo-"))
     try:
         return _run(args, work)
@@ -211,12 +213,12 @@ def _run(args, work: Path) -> int:
     print(f"\nCost per inference ({args.provider} provider; both parties: bytes in both directions; {offline_what}; "
           "rounds = round trips; stored = what the client keeps per inference between its offline and online phase)")
     print(f"{'inference':>9} {'batch':>6} {'online MB':>10} {'offline MB':>11} {'rounds':>7} {'online s':>9} "
-          f"{'offline s':>10} {'stored KB':>10}")
+          f"{'offline s':>10} {'stored MB':>10}")
     for i, c in enumerate(costs):
         print(f"{i:>9} {c.batch:>6} {c.online_bytes / 1e6:>10.3f} {c.offline_bytes / 1e6:>11.2f} {c.rounds:>7} "
-              f"{c.online_seconds:>9.3f} {c.offline_seconds:>10.2f} {c.stored_bytes / 1e3:>10.1f}")
+              f"{c.online_seconds:>9.3f} {c.offline_seconds:>10.2f} {c.stored_bytes / 1e6:>10.2f}")
     print(f"{'total':>9} {n:>6} {tot('online_bytes') / 1e6:>10.3f} {tot('offline_bytes') / 1e6:>11.2f} "
-          f"{'':>7} {tot('online_seconds'):>9.3f} {tot('offline_seconds'):>10.2f} {tot('stored_bytes') / 1e3:>10.1f}")
+          f"{'':>7} {tot('online_seconds'):>9.3f} {tot('offline_seconds'):>10.2f} {tot('stored_bytes') / 1e6:>10.2f}")
     if two_party:
         print(f"two-party setup (once per connection: HE keys, base OTs): {client.setup_bytes / 1e6:.2f} MB, "
               f"{client.setup_seconds:.2f} s")

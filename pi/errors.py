@@ -1,7 +1,7 @@
 """How the `pi` commands report a user's or a peer's error: one line that says what to do."""
 from __future__ import annotations
 
-from protocols.transport.errors import HandshakeError, PeerVerificationError, TransportError
+from protocols.transport.errors import HandshakeError, PeerDisconnected, PeerVerificationError, TransportError
 from relu_budget.runs import RunError  # a bad run / policy directory (pi demo, pi bench)
 
 
@@ -19,4 +19,7 @@ def error_line(exc: BaseException) -> str:
         msg += " (pass the fingerprint `pi keys` printed for that peer, e.g. --server-fingerprint sha256:...)"
     elif isinstance(exc, ConnectionRefusedError) or (isinstance(exc, HandshakeError) and "refused" in msg):
         msg += " (is the peer running? check --server-host/--server-port and --dealer-host/--dealer-port)"
+    elif isinstance(exc, PeerDisconnected):     # a server or dealer stopped mid-inference: it says why, not us
+        msg += " (the server or the dealer stopped or dropped the connection: its log says why; run the command " \
+               "again once it is back)"
     return msg

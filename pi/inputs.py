@@ -175,17 +175,25 @@ def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
     return F.interpolate(t, size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0].numpy()
 
 
+def input_file(path: str | Path) -> Path:
+    """path as an input file, or an InputError that says what it is instead."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"input {p} is a directory; give the .npy or PNG files in it (e.g. {p}/*.png)")
+    if not p.is_file():
+        raise InputError(f"input {p} does not exist")
+    return p
+
+
 def load_input(path: str | Path, contract: InputContract, resize: bool = False,
                out_of_range: str = "refuse") -> np.ndarray:
     """A .npy array (already normalized) or a PNG image as a checked batch the model takes;
     errors and warnings name the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such file")
+    p = input_file(path)
     if p.suffix.lower() == ".npy":
         try:
             x = np.load(p, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:     # EOFError: an empty or truncated file
             raise InputError(f"{p}: not a readable .npy array ({exc})") from None
     elif p.suffix.lower() in IMAGE_SUFFIXES:
         x = contract.from_image(p, resize=resize)

@@ -8,6 +8,7 @@ import hashlib
 import json
 import threading
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ import numpy as np
 from pi.inputs import InputContract
 from protocols import engine
 from protocols.fixed_point import DEFAULT_FRAC_BITS, FixedPoint
+from protocols.cost import format_bytes
 from protocols.material import plan_digest
 from protocols.plan import (CIRCA_MODES, RELU, Activation, Conv2d, Linear,
                             MaxPool, Plan, PlanError, ServerWeights)
@@ -110,6 +112,9 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
     if contract.classes is not None and len(contract.classes) != n_out:
         raise ValueError(f"classes has {len(contract.classes)} names; the model has {n_out} outputs")
     plan.meta["input"] = contract.to_dict()
+    if calibration is not None:
+        from pi.compiler import check_calibrated_bounds
+        check_calibrated_bounds(model, plan, calibration)
     return SecureModel(plan, weights, provider=provider)
 
 
@@ -179,7 +184,7 @@ class CostReport:
 
     def line(self) -> str:
         """One line: the figures pi infer and pi demo print."""
-        stored = "" if self.stored_bytes is None else f"; client stores {self.stored_bytes / 1e3:.1f} KB"
+        stored = "" if self.stored_bytes is None else f"; client stores {format_bytes(self.stored_bytes)}"
         ahead = " ahead of time" if self.preprocessed else ""
         return (f"batch {self.batch}: online {self.online_bytes / 1e3:.1f} KB, {self.rounds} rounds, "
                 f"{self.online_seconds:.3f} s; offline{ahead} {self.offline_bytes / 1e6:.2f} MB "
@@ -195,7 +200,7 @@ class CostReport:
                  f"{'online':<8} {mb(self.online_bytes):>12} {self.online_seconds:>9.3f}",
                  f"online rounds: {self.rounds}"]
         if self.stored_bytes is not None:
-            lines.append(f"client storage for this inference: {self.stored_bytes / 1e3:.1f} KB")
+            lines.append(f"client storage for this inference: {format_bytes(self.stored_bytes)}")
         return "\n".join(lines)
 
 
@@ -406,8 +411,9 @@ def load(path: str | Path) -> SecureModel:
             recorded = json.loads(bytes(z["__digest__"]).decode()) if "__digest__" in z.files else None
             w = ServerWeights({k[2:]: z[k] for k in z.files if k.startswith("w:")},
                               {k[2:]: z[k] for k in z.files if k.startswith("b:")})
-    except (ValueError, KeyError, OSError) as exc:
-        raise ValueError(f"{path} is not a secure-model bundle: {exc}") from exc
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:   # EOFError: an empty file
+        raise ValueError(f"{path} is not a secure-model bundle (from `pi compile` or SecureModel.save): "
+                         f"{str(exc).strip() or type(exc).__name__}") from exc
     model = SecureModel.from_public_spec(spec)
     model.weights = w
     model.recorded_digests = recorded     # None for bundles written before digests existed

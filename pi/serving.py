@@ -49,7 +49,7 @@ from pi.config import DEFAULT_CLIENT_TIMEOUT, FIRST_FRAME_TIMEOUT
 from pi.secure_model import CostReport, SecureModel, bundle_digests
 from pi.sessions import client_party, is_interactive, server_party
 from protocols import engine
-from protocols.cost import CostMeter
+from protocols.cost import CostMeter, format_bytes
 from protocols.cost import CostReport as MeterReport
 from protocols.fixed_point import MAX_VALUE_BITS
 from protocols.limits import LimitError, Limits, MaterialEstimator, MemoryBudget
@@ -333,7 +333,7 @@ class Preprocessed:
     def line(self) -> str:
         return (f"preprocessed {self.bundles} bundles for batches of {self.batch}: offline "
                 f"{self.offline_bytes / 1e6:.2f} MB, {self.offline_seconds:.2f} s; the client stores "
-                f"{self.stored_bytes / 1e3:.1f} KB per inference")
+                f"{format_bytes(self.stored_bytes)} per inference")
 
 
 class RemoteModel:

@@ -484,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         from relu_budget.optimizers.common import BudgetError
         from relu_budget.policy import PolicyError
-        if isinstance(exc, (BudgetError, PolicyError, FileNotFoundError)):
+        from relu_budget.train import CheckpointError
+        if isinstance(exc, (BudgetError, PolicyError, CheckpointError, FileNotFoundError)):
             print(f"relu-budget: error: {exc}", file=sys.stderr)
             return 2
         raise

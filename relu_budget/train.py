@@ -191,17 +191,28 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None
     return path
 
 
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint save_checkpoint wrote; the message says what it is instead."""
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """Rebuilds the model from a checkpoint (safe: weights_only loading). Returns (model, meta)."""
     path = Path(path)
+    if path.is_dir():
+        run = " (a relu-budget run: its checkpoint is model.pt inside it)" if (path / "model.pt").is_file() else ""
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file{run}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupted or not a checkpoint
-        raise ValueError(f"{path} is not a readable checkpoint: {exc}") from exc
+    except Exception as exc:  # corrupted, empty, or not a torch file at all
+        why = "empty or truncated" if isinstance(exc, EOFError) else str(exc).strip() or type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({why})") from exc
     if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: unsupported checkpoint format {blob.get('format') if isinstance(blob, dict) else type(blob)}")
+        what = "a plain state_dict (weights without the architecture)" if isinstance(blob, dict) else \
+            f"a saved {type(blob).__name__}"
+        raise CheckpointError(f"{path} is {what}, not a checkpoint written by relu_budget.train.save_checkpoint "
+                              "(weights + architecture config)")
     model = from_config(blob["class"], blob["config"])
     state = blob["state_dict"]
     # Kind maps and polynomial coefficients are optional buffers: materialize them first.

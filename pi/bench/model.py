@@ -36,7 +36,7 @@ from pi.bench.crypten_baseline import TRANSPORT_NOTE as CT_NOTE
 from pi.bench.crypten_baseline import use_baseline
 from pi.bench.deployment import Deployment, TwoPartyDeployment
 from pi.bench.layer_profile import layer_profile, profile_markdown
-from pi.bench.results import add_run_flags, format_table, markdown_table, versus_crypten, write_results
+from pi.bench.results import add_run_flags, format_table, markdown_table, target_value_text, versus_crypten, write_results
 from protocols.transport.errors import TransportError
 from relu_budget.data import load_fashion_mnist_raw, normalize_fashion
 from protocols.plan import Activation
@@ -76,6 +76,20 @@ COLUMNS = [("system", "system", "s"), ("provider", "provider", "s"), ("workload"
 # --------------------------------------------------------------------------------------------
 # Workloads, policies, data
 # --------------------------------------------------------------------------------------------
+
+def run_fits_workload(w: str, d: str, run_model, model) -> None:
+    """A run directory given for workload w must be of w's network: its row is labelled w."""
+    if run_model is None:               # a bare policy: applied to the workload's weights (it checks shapes)
+        return
+    ours, theirs = getattr(model, "config", None), getattr(run_model, "config", None)
+    if type(run_model) is type(model) and ours == theirs:
+        return
+    diff = ", ".join(f"{k}={v}" for k, v in vars(theirs).items() if vars(ours).get(k) != v) \
+        if type(run_model) is type(model) and theirs is not None else type(run_model).__name__
+    raise ValueError(f"--policy {w}={d}: that run's network differs from the {w} workload's ({diff}); give it to "
+                     "the workload of its network (default: the embedded resnet-small; resnet18: "
+                     "benchmarks/resnet18_fmnist.pt, --arch resnet18 --model-set stem_stride=2)")
+
 
 def load_workload(name: str, checkpoint: str | None = None) -> tuple[torch.nn.Module, dict]:
     if name == "default":
@@ -484,6 +498,10 @@ def run(args) -> int:
     for spec in args.policy:
         w, d = spec.split("=", 1) if "=" in spec else ("default", spec)
         budget.setdefault(w, []).append(d)
+    for w in set(budget) & set(workloads):      # before anything is measured: a run of another network
+        model = load_workload(w, args.resnet18_checkpoint)[0]
+        for d in budget[w]:
+            run_fits_workload(w, d, load_run_or_policy(d)[1], model)
 
     load = wait_for_quiet(args.max_load, args.max_wait) if args.max_load else {"load_1min_at_start": os.getloadavg()[0]}
     rows, notes = [], [TRANSPORT_NOTE, (f"kernel threads per party process: {args.threads}; dealer: "
@@ -575,7 +593,7 @@ def report_text(rows, comps, tgts, notes) -> str:
     if tgts:
         parts += ["", "targets (embedded model, batch 1; two-party: its provider's rows):"]
         verdict = {True: "ok", False: "MISSED", None: "not judged"}
-        parts += [f"  [{verdict[t['ok']]}] {t['target']}: {t['value']:.4g}" for t in tgts]
+        parts += [f"  [{verdict[t['ok']]}] {t['target']}: {target_value_text(t)}" for t in tgts]
     parts += ["", *[f"- {n}" for n in notes]]
     return "\n".join(parts)
 
@@ -587,7 +605,7 @@ def report_markdown(rows, comps, tgts, notes) -> str:
     if tgts:
         parts += ["", "Targets (embedded model, batch 1; two-party: its provider's rows):", ""]
         verdict = {True: "✅", False: "❌ missed", None: "– not judged"}
-        parts += [f"- {verdict[t['ok']]} {t['target']}: {t['value']:.4g}" for t in tgts]
+        parts += [f"- {verdict[t['ok']]} {t['target']}: {target_value_text(t)}" for t in tgts]
     if any(r.get("per_layer") for r in rows):
         parts += ["", profile_markdown(rows)]
     parts += ["", "Notes:", "", *[f"- {n}" for n in notes]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shlex
 import statistics
 import sys
@@ -76,7 +77,30 @@ def machine() -> dict:
 def command_line() -> str:
     """The command as a user would retype it."""
     prog = Path(sys.argv[0]).name
+    if prog == "__main__.py":               # `python -m pi ...` is the `pi` command
+        prog = Path(sys.argv[0]).parent.name
     return " ".join(shlex.quote(a) for a in [prog, *sys.argv[1:]])
+
+
+def target_value_text(t: dict) -> str:
+    """A target's measured value in the unit its text states (bench model's targets(); result
+    files store the raw value: agreement as a fraction, seconds, ratios)."""
+    v, what = t.get("value"), t["target"]
+    if v is None:
+        return "-"
+    if "agreement" in what:
+        return f"{100 * v:.1f} %"
+    if "of CrypTen" in what:
+        return f"1/{1 / v:.3g}" if v > 0 else "0"
+    if "points" in what:
+        return f"{v:+.2f} points"
+    if re.search(r"\dx (smaller|lower|below)", what):
+        return f"{v:.2f}x"
+    if what.endswith(" ms"):
+        return f"{1e3 * v:.1f} ms"
+    if "per ReLU" in what:
+        return f"{v:.0f} B"
+    return f"{v:.4g}"
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> str:

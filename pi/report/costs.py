@@ -79,13 +79,15 @@ def section_layers(measured: dict | None, bench: dict) -> Section:
     s.data.update({"rows": rows, "by_kind": list(by_kind.values()), "totals": totals,
                    "run": {k: measured[k] for k in ("online_s", "offline_s", "online_bytes", "offline_bytes",
                                                     "rounds", "material_bytes", "repeats")}})
-    s.notes.append(f"Measured: `pi.compile(default model).run(x)` in one process (dealer, server and client threads "
+    s.notes.append(f"Measured: `pi.compile(default model).run(x)`, {ring_words(measured)}, in one process (dealer, server and client threads "
                    f"over an in-process channel that meters like the TLS one), batch 1, median of "
                    f"{measured['repeats']} runs: online {1e3 * measured['online_s']:.1f} ms, "
                    f"{measured['online_bytes'] / 1e3:.1f} KB, {measured['rounds']} rounds; offline "
                    f"{1e3 * measured['offline_s']:.0f} ms, {measured['offline_bytes'] / 1e6:.2f} MB, of which dealer "
                    f"material {sum(measured['material_bytes'].values()) / 1e6:.2f} MB (not attributed to layers by "
-                   "the meter; 'pred. dealer keys' estimates it per ReLU layer from native.json's key size, both parties).")
+                   "the meter; 'pred. dealer keys' estimates it per ReLU layer from native.json's key size, both parties). "
+                   "Calibrated (`pi compile default --calibration samples`, `pi bench model`, the README's figures) the "
+                   "ring is narrower and the keys smaller: about half the preprocessing bytes.")
     s.notes.append("Per-layer bytes and seconds are the cost meter's rows (both parties' sent bytes added, seconds "
                    "the maximum over parties); 'pred. online' is `SecureModel.layer_rows()`'s prediction.")
     s.tables.append(Table("Per layer (measured unless marked predicted)",
@@ -132,7 +134,7 @@ def section_network(measured: dict | None, measured_runs: dict, bench: dict) -> 
                    "these compare configurations, they do not predict a deployment.")
     rows = []
     if measured is not None:
-        rows.append({"what": "default model, all exact (in process)", **estimates(measured)})
+        rows.append({"what": f"default model, all exact, {ring_words(measured)} (in process)", **estimates(measured)})
     for d, m in sorted(measured_runs.items()):
         rows.append({"what": f"{rel(d)} (in process)", **estimates(m)})
     for r in (bench.get("model") or {}).get("rows", []):
@@ -181,8 +183,9 @@ def section_network(measured: dict | None, measured_runs: dict, bench: dict) -> 
                                ("offline_bytes", "offline bytes", "B"), ("stored_bytes", "stored", "B"),
                                ("lan_online_s", "LAN online time", "ms"), ("wan_online_s", "WAN online time", "ms")],
                               two_party))
+        from pi.bench.results import target_value_text
         verdict = {True: "met", False: "NOT met", None: "not judged"}
-        s.notes += [f"Two-party target {verdict[t.get('ok')]}: {t['target']} (measured {t['value']:.4g})."
+        s.notes += [f"Two-party target {verdict[t.get('ok')]}: {t['target']} (measured {target_value_text(t)})."
                     for t in tp_doc.get("targets", []) if "two-party" in t["target"]]
         s.notes.append(f"Two-party rows from {rel(tp_doc['_path'])} ({tp_doc.get('command', '')}).")
     if not bench.get("model"):
@@ -191,6 +194,11 @@ def section_network(measured: dict | None, measured_runs: dict, bench: dict) -> 
     if not two_party:
         s.todo.append("pi bench model --provider dealer,two-party --json benchmarks/results/bench_model_two_party.json")
     return s
+
+
+def ring_words(m: dict) -> str:
+    """How the report's own measurement compiled the model: uncalibrated, the full ring."""
+    return f"uncalibrated Z_2^{m.get('ring_bits', 64)} ring"
 
 
 def estimates(m: dict) -> dict:

@@ -32,7 +32,7 @@ def measure_secure(model, example, policy=None, repeats: int = 3) -> dict:
             "online_bytes": best.online_bytes, "offline_bytes": best.offline_bytes, "rounds": best.rounds,
             "material_bytes": best.material_bytes, "per_layer": best.per_layer, "repeats": len(runs),
             "layer_rows": sm.layer_rows(), "summary": sm.summary(),
-            "ops": [(op.name, op.kind) for op in sm.plan.ops]}
+            "ops": [(op.name, op.kind) for op in sm.plan.ops], "ring_bits": sm.plan.ring_bits}
 
 
 def measure_circa_faults(ks=CIRCA_KS, sigma_log2: int = 24, n: int = 200_000, mode: str = "poszero") -> list[dict]:

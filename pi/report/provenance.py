@@ -75,9 +75,10 @@ def section_reproduce(report_cmd: str, runs, audits, bench) -> Section:
             if r.get("optimize_command") and not any(x["command"] == r["optimize_command"] for x in rows):
                 rows.append({"what": f"audited run {r.get('label')}", "command": r["optimize_command"]})
     commands, work = portable_commands([r["command"] for r in rows], runs)
+    whats, work_what = portable_commands([r["what"] for r in rows], runs)    # audited runs' recorded paths
     merged: dict[str, list[str]] = {}           # one row per command (a sweep makes many runs)
-    for r, c in zip(rows, commands):
-        merged.setdefault(c, []).append(r["what"])
+    for w, c in zip(whats, commands):
+        merged.setdefault(c, []).append(w)
     rows = [{"what": w[0] + (f" and {len(w) - 1} more" if len(w) > 1 else ""), "command": c}
             for c, w in merged.items()]
     s.data["commands"] = rows
@@ -86,7 +87,7 @@ def section_reproduce(report_cmd: str, runs, audits, bench) -> Section:
     s.notes.append("The measurements the report takes itself (in-process runs, native Circa faults, simulated "
                    "Circa accuracy) are re-taken by re-running the report command.")
     s.notes.append("Paths in the runs' commands point where the runs are now, not where they were made.")
-    if work:
+    if work or work_what:
         s.notes.append("WORK stands for a directory of your choice: those commands used a temporary directory "
                        "that no longer exists.")
     return s

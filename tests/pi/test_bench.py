@@ -8,6 +8,9 @@ import importlib.util
 import json
 import math
 import os
+import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,6 +129,35 @@ def test_model_bench_rows(tmp_path, monkeypatch):
     assert [(t["value"], t["ok"]) for t in doc["targets"]] == [(1.0, None)]
     text = bench_model.report_text(doc["rows"], [], doc["targets"], [])
     assert "MISSED" not in text and "[not judged] argmax agreement 100% on ≥ 1000 test images (this run: 2)" in text
+    assert "(this run: 2): 100.0 %" in text         # the agreement as a percentage, not the fraction 1
+
+
+def test_target_values_are_shown_in_the_unit_their_target_states():
+    """Result files keep raw values (fractions, seconds); every display (pi bench model, the
+    report) shows them in the target's unit: it printed "argmax agreement ≥ 100% ... (measured 1)"
+    and "online ≤ 100 ms (measured 0.02179)"."""
+    from pi.bench.results import target_value_text
+    doc = json.loads((Path(__file__).resolve().parents[2] / "benchmarks" / "results" /
+                      "bench_model_two_party_quiet.json").read_text())
+    shown = {t["target"].split(": ", 1)[1].split(" (")[0]: target_value_text(t) for t in doc["targets"]}
+    assert shown["argmax agreement ≥ 100% on ≥ 1000 images"] == "100.0 %", shown
+    assert shown["online ≤ 100 ms"] == "21.8 ms", shown
+    assert shown["≤ 300 online bytes per ReLU"] == "264 B", shown
+    assert re.fullmatch(r"\d+\.\d\dx", shown["client storage ≥ 4.7x smaller"]), shown
+    for t, want in (({"target": "online bytes ≤ 1/20 of CrypTen", "value": 0.025}, "1/40"),
+                    ({"target": "circa-k20: accuracy within 0.5 points of all-exact (drop +0.30 points)",
+                      "value": 0.3}, "+0.30 points"),
+                    ({"target": "circa-k20: accuracy within 0.5 points", "value": None}, "-")):
+        assert target_value_text(t) == want
+
+
+def test_result_files_record_the_pi_command_for_python_m_pi(monkeypatch):
+    """`python -m pi bench ...` recorded `__main__.py bench ...` as its command."""
+    from pi.bench.results import command_line
+    monkeypatch.setattr(sys, "argv", ["/repo/pi/__main__.py", "bench", "relu", "--json", "x.json"])
+    assert command_line() == "pi bench relu --json x.json"
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/pi", "bench", "gemm"])
+    assert command_line() == "pi bench gemm"
 
 
 def test_model_bench_rows_for_both_providers(tmp_path, monkeypatch):
@@ -296,6 +328,12 @@ def test_budget_policy_from_a_run_directory_uses_the_runs_own_weights(tmp_path, 
     (row,) = json.loads(out.read_text())["rows"]
     assert row["policy"] == "budget:snl-run"
     assert row["agreement"] == 1.0 and row["max_abs_err"] < 0.1
+    # The same resnet-small run given to the resnet18 workload ran, labelled resnet18; refused now.
+    args = _args(bench_model, ["--workloads", "resnet18", "--images", "samples", "--batches", "1", "--repeats", "1",
+                               "--eval-images", "4", "--policies", "", "--policy", f"resnet18={run}",
+                               "--json", str(out)])
+    with pytest.raises(ValueError, match=r"that run's network differs from the resnet18 workload's \(widths="):
+        bench_model.run(args)
 
 
 def test_circa_by_bounds_sets_k_per_layer_from_the_calibrated_value_bits():

@@ -65,6 +65,23 @@ def test_relu_budget_errors_are_one_line(capsys):
         assert_one_line(code, capsys.readouterr().err, "relu-budget", *needles)
 
 
+def test_relu_budget_bad_checkpoints_are_one_line(tmp_path):
+    """An empty checkpoint, a plain state_dict and a run directory given as --teacher were
+    tracebacks (a ValueError relu-budget did not catch); the run directory names its model.pt."""
+    import torch
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save({"w": torch.zeros(2)}, tmp_path / "weights.pt")
+    (tmp_path / "run").mkdir()
+    torch.save({"w": torch.zeros(2)}, tmp_path / "run" / "model.pt")
+    base = ["optimize", "--method", "snl", "--arch", "smallcnn", "--dataset", "synthetic", "--budget", "5%",
+            "--out", "o"]
+    for argv, needles in ((base + ["--teacher", "empty.pt"], ["empty.pt is not a readable checkpoint (empty or"]),
+                          (base + ["--teacher", "weights.pt"], ["plain state_dict", "save_checkpoint"]),
+                          (base + ["--teacher", "run"], ["run is a directory", "model.pt inside it"])):
+        res = subprocess.run(RB + argv, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+        assert_one_line(res.returncode, res.stderr, "relu-budget", *needles)
+
+
 def test_the_entry_points_print_one_line(tmp_path):
     """The installed commands, as a user runs them (one argparse error and one command error each)."""
     for cmd, name, argv in ((PI, "pi", ["soak", "--seconds", "0"]), (PI, "pi", ["infer"]),

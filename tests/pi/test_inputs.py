@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import pi
-from pi.compiler import TrainModeWarning, UnsupportedOp, plaintext_twin
+from pi.compiler import CalibrationWarning, TrainModeWarning, UnsupportedOp, plaintext_twin
 from pi.inputs import InputContract, InputError, InputRangeWarning
 
 
@@ -135,6 +135,23 @@ def test_train_mode_warns_and_keeps_the_mode():
     with pytest.warns(TrainModeWarning, match="training mode"):
         pi.compile(net, torch.zeros(1, 1, 8, 8))
     assert net.training
+
+
+def test_a_policy_that_outgrows_the_calibrated_gates_warns():
+    """relu="poly" on the embedded all-ReLU model: the bounds come from the ReLU network, the
+    fitted polynomials compound far beyond them and the gates wrap (pi demo --relu poly gave
+    logits off by 1e11 on 4 of 8 samples, silently). Exact and Circa stay within them."""
+    from pi.assets import load_default_model, load_samples
+    model, _ = load_default_model()
+    cal = load_samples().inputs
+    with pytest.warns(CalibrationWarning, match=r"exceed the bounds its gates were sized for .* up to [\d.e+]+x in "):
+        poly = pi.compile(model, cal[:1], relu="poly", calibration=cal)
+    bad = plaintext_twin(model, poly.plan)(cal[:8]).abs().amax(1) > 1e4      # where the polynomials blew up
+    assert bad.any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CalibrationWarning)
+        for relu in ("exact", "circa", "identity"):
+            pi.compile(model, cal[:1], relu=relu, calibration=cal)
 
 
 @pytest.mark.parametrize("layer, needles", [

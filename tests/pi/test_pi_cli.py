@@ -153,7 +153,12 @@ def test_infer_bad_inputs_are_one_line(deployment, capsys, monkeypatch):
     # A wrong shape ended in "PeerDisconnected ... (BYE)" before: the real entry point, in a process.
     one_line_error(pi("infer", "wrong.npy", *deployment["flags"], cwd=d), "wrong.npy", "shape (1, 1, 32, 32)",
                    "(1, 28, 28)")
-    for args, needles in [(["missing.png"], ["missing.png does not exist"]),
+    # Found by a newcomer's check: an empty .npy (EOFError) was a traceback, a directory "does not exist".
+    (d / "empty.npy").write_bytes(b"")
+    one_line_error(pi("infer", "empty.npy", *deployment["flags"], cwd=d), "empty.npy", "not a readable .npy")
+    (d / "pngs").mkdir(exist_ok=True)
+    for args, needles in [(["pngs"], ["pngs is a directory", "pngs/*.png"]),
+                          (["missing.png"], ["missing.png does not exist"]),
                           (["notes.txt"], ["notes.txt", ".npy arrays", "PNG"]),
                           (["big.png"], ["40x40", "28x28", "--resize"]),
                           (["big.npy"], ["calibrated range", "--out-of-range clip"])]:
@@ -190,6 +195,32 @@ def test_infer_pin_and_connection_errors_are_one_line(deployment, capsys, monkey
     assert main(["infer", "x.npy", *map(str, deployment["flags"])]) == 0
 
 
+def test_a_server_killed_mid_run_is_one_line_that_says_so(deployment):
+    """The server dies between two inputs of one `pi infer`: the client's line said only "the
+    connection to the peer failed while sending: EOF occurred in violation of protocol"."""
+    d, fps = deployment["dir"], deployment["fps"]
+    sport, dport = free_port(), deployment["ports"][1]
+    server = subprocess.Popen(PI + ["serve", "--model", "model.npz", "--cert", "certs/server.crt", "--key",
+                                    "certs/server.key", "--dealer-fingerprint", fps["dealer"], "--server-port",
+                                    str(sport), "--dealer-port", str(dport)],
+                              cwd=d, env=ENV, stdout=(d / "server3.log").open("w"), stderr=subprocess.STDOUT)
+    try:
+        wait_listening(sport, server, d / "server3.log")
+        flags = [str(a) for a in deployment["flags"]]
+        flags[flags.index("--server-port") + 1] = str(sport)
+        client = subprocess.Popen(PI + ["infer", *["x.npy"] * 40, *flags], cwd=d, env=ENV, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        first = client.stdout.readline()            # one inference done: the server dies before the 40th
+        server.kill()
+        out, err = client.communicate(timeout=120)
+    finally:
+        server.kill()
+        server.wait(10)
+    assert first.startswith("x.npy"), (first, out, err)
+    one_line_error(subprocess.CompletedProcess([], client.returncode, out, err),
+                   "the server or the dealer stopped or dropped the connection", "its log says why")
+
+
 def test_keys_serve_dealer_bad_input_is_one_line(deployment, capsys, monkeypatch):
     d, fps = deployment["dir"], deployment["fps"]
     monkeypatch.chdir(d)
@@ -201,6 +232,14 @@ def test_keys_serve_dealer_bad_input_is_one_line(deployment, capsys, monkeypatch
     main_error(capsys, "serve", "--model", "model.npz", "--cert", "certs/server.crt", "--key", "certs/server.key",
                "--dealer-fingerprint", fps["dealer"], "--server-port", deployment["ports"][0],
                needles=["Address already in use"])
+    # A truncated or empty bundle was a BadZipFile / EOFError traceback; --out naming a file advised --overwrite.
+    (d / "cut.npz").write_bytes((d / "model.npz").read_bytes()[:5000])
+    (d / "empty.npz").write_bytes(b"")
+    one_line_error(pi("serve", "--model", "cut.npz", "--cert", "certs/server.crt", "--key", "certs/server.key",
+                      "--dealer-fingerprint", fps["dealer"], cwd=d), "cut.npz is not a secure-model bundle")
+    main_error(capsys, "serve", "--model", "empty.npz", "--cert", "certs/server.crt", "--key", "certs/server.key",
+               "--dealer-fingerprint", fps["dealer"], needles=["empty.npz is not a secure-model bundle"])
+    main_error(capsys, "keys", "--name", "x", "--out", "model.npz", needles=["--out model.npz is a file"])
     (d / "bad.yaml").write_text("server: {port: seven}\n")
     one_line_error(pi("dealer", "--config", "bad.yaml", cwd=d), "server.port", "port number")
     main_error(capsys, "dealer", needles=["certificate and key", "pi keys"])
@@ -223,6 +262,16 @@ def test_compile_bad_input_is_one_line(tmp_path, capsys, monkeypatch, provider):
     np.save(tmp_path / "cal.npy", np.zeros((4, 3, 28, 28), np.float32))
     main_error(capsys, "compile", "default", "--calibration", "cal.npy", *out, needles=["shape (4, 3, 28, 28)"])
     main_error(capsys, "compile", "default", "--normalize", "0.5", *out, needles=["MEAN,STD"])
+    # Found by a newcomer's check: an empty calibration file or checkpoint was an EOFError traceback (or "()"),
+    # a run directory "did not exist".
+    (tmp_path / "empty.npy").write_bytes(b"")
+    one_line_error(pi("compile", "default", "--calibration", "empty.npy", *out, cwd=tmp_path), "--calibration empty.npy",
+                   "not a readable .npy")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    main_error(capsys, "compile", "empty.pt", *out, needles=["empty.pt is not a readable checkpoint (empty or truncated)"])
+    (tmp_path / "run").mkdir()
+    torch.save(model.state_dict(), tmp_path / "run" / "model.pt")
+    main_error(capsys, "compile", "run", *out, needles=["run is a directory", "pi compile run/model.pt --policy run/policy"])
 
 
 def test_demo_policy_header_poly_and_no_leftover_keys(tmp_path):
@@ -239,6 +288,17 @@ def test_demo_policy_header_poly_and_no_leftover_keys(tmp_path):
     assert build_parser(["demo"]).parse_args(["demo", "--relu", "poly"]).relu == "poly"
     from pi.cli import main
     assert main(["demo", "--policy", str(tmp_path)]) == 2
+    one_line_error(pi("demo", "--samples", "0", cwd=tmp_path), "--samples and --batch must be >= 1")
+
+
+def test_compile_warnings_are_one_line(tmp_path):
+    """pi compile --relu poly on the embedded model: the CalibrationWarning is one `pi: warning:`
+    line (not Python's two-line file:line format), and the bundle is still written."""
+    res = pi("compile", "default", "--relu", "poly", "--calibration", "samples", "--out", "p.npz", cwd=tmp_path)
+    assert res.returncode == 0 and (tmp_path / "p.npz").is_file(), res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pi: warning: on the calibration data") and \
+        "relu-budget optimize --method autorep" in lines[0], res.stderr
 
 
 def test_infer_preprocess_reports_offline_work_apart_from_online_latency(deployment):
@@ -325,7 +385,7 @@ def test_demo_runs_exactly_the_parties_processes(tmp_path, provider, processes):
     out, err = proc.communicate()
     assert proc.returncode == 0, err
     assert len(most) == processes, (most, out)
-    assert f"({provider} provider;" in out and "stored KB" in out and "private = plaintext on 2/2" in out, out
+    assert f"({provider} provider;" in out and "stored MB" in out and "private = plaintext on 2/2" in out, out
     assert ("two-party setup" in out) == (provider == "two-party")
 
 

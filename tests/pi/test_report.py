@@ -150,6 +150,8 @@ def test_report_numbers_come_from_the_inputs(inputs, built):
     assert all(r["online_bytes"] > 0 for r in relu_rows)
     net = secs["network"]["data"]["rows"][0]
     assert net["wan_online_s"] > net["lan_online_s"] > net["online_s"]
+    # The report's own run is uncalibrated (twice the bench's preprocessing): its rows say so.
+    assert "uncalibrated Z_2^64 ring" in net["what"] and "about half the preprocessing" in md_path.read_text()
     cmds = [c["command"] for c in secs["reproduce"]["data"]["commands"]]
     assert "pi report --out test" in cmds and any(c.startswith("relu-budget audit") for c in cmds)
     assert any("--fairness-penalty" in c for c in cmds)
@@ -236,6 +238,19 @@ def test_reproduce_commands_point_where_the_runs_are_now(tmp_path):
     assert f"--out {run!s}" in cmds[0] or "--out kept/snl-5" in cmds[0]
     assert "/tmp/gone" not in " ".join(cmds) and work
     assert "--teacher WORK/runs/teacher.pt" in cmds[0] and cmds[1].startswith("relu-budget audit " + cmds[0].split("--out ")[1].split()[0])
+
+
+def test_reproduce_labels_hide_gone_temporary_paths():
+    """An audit's runs are labelled by the paths they had when audited: a temporary directory
+    that is gone was shown as such ("audited run /tmp/fairexp/runs/snl-3000")."""
+    from pi.report.provenance import section_reproduce
+    gone = "/tmp/gone-for-good-xyz"
+    audits = [{"_path": "audit/audit.json", "command": f"relu-budget audit {gone}/runs/snl-3 --out audit",
+               "runs": [{"label": f"{gone}/runs/snl-3",
+                         "optimize_command": f"relu-budget optimize --budget 3 --out {gone}/runs/snl-3"}]}]
+    rows = section_reproduce("pi report --out r", [], audits, {}).data["commands"]
+    assert rows[-1]["what"] == "audited run WORK/runs/snl-3", rows
+    assert not any(gone in r["what"] or gone in r["command"] for r in rows), rows
 
 
 def test_best_per_budget_picks_the_most_accurate_run_of_each_budget():
