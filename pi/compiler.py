@@ -171,7 +171,7 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
         while need < plan.ring_bits:
             plan, weights = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=need, **kw)
             need = min(plan.required_ring_bits(), max_ring_bits)
-        _check_fits(plan)
+        _check_fits(plan, margin_bits)
         plan.meta["ring"] = "calibrated"
         return plan, weights
     if not isinstance(ring_bits, int) or isinstance(ring_bits, bool):
@@ -358,7 +358,7 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
             bounds.update({k: max(v, twin.get(k, 0.0)) for k, v in bounds.items()})
             plan, weights = build()
     if calibration is not None and check_fit:
-        _check_fits(plan)
+        _check_fits(plan, margin_bits)
     return plan, weights
 
 
@@ -429,14 +429,17 @@ def _annotate_bounds(plan: Plan, env: dict[str, int], bounds: dict[str, float], 
             t.bound = bound if t.bound is None else max(t.bound, bound)
 
 
-def _check_fits(plan: Plan) -> None:
-    """The calibrated values fit the plan's ring, or a PlanError says what to do."""
+def _check_fits(plan: Plan, margin_bits: int) -> None:
+    """The calibrated values fit the plan's ring, or a PlanError says what to do. Beyond 64 bits
+    only the headroom may be missing (margin_bits: the values themselves still fit); more is
+    refused, since the gates would wrap on the calibration data itself."""
     need = plan.required_ring_bits(failure_target=None, cap=False)
-    if need > RING_BITS:
-        raise PlanError(f"on the calibration data the compiled network's values need a {need}-bit ring, more than the "
-                        f"{RING_BITS} bits the engine computes in: its ReLU policy makes them grow layer by layer (an "
-                        "untrained relu='poly' network compounds its polynomials); train the policy with the model "
-                        "(relu-budget optimize --method autorep) and compile that run")
+    if need - margin_bits > RING_BITS:
+        raise PlanError(f"on the calibration data the compiled network's values need a {need - margin_bits}-bit ring, "
+                        f"more than the {RING_BITS} bits the engine computes in: its ReLU policy makes them grow layer "
+                        "by layer (an untrained relu='poly' network compounds its polynomials); train the policy with "
+                        "the model (relu-budget optimize --method autorep) and compile that run")
+    need = plan.required_ring_bits(failure_target=None)
     if need > plan.ring_bits:
         raise PlanError(f"the calibrated values need a {need}-bit ring, more than ring_bits={plan.ring_bits}; "
                         "compile with a wider ring_bits (or ring_bits='calibrated')")
