@@ -291,6 +291,16 @@ def test_demo_policy_header_poly_and_no_leftover_keys(tmp_path):
     one_line_error(pi("demo", "--samples", "0", cwd=tmp_path), "--samples and --batch must be >= 1")
 
 
+def test_demo_runs_the_shipped_polynomial_policy(tmp_path):
+    """demos/assets/autorep-10 (trained polynomials at 90 % of the sites) compiles within 64 bits
+    and its private outputs equal plaintext: the way the README gives to demo polynomial sites
+    (a check that counted the values' 64x headroom refused it)."""
+    run = Path(__file__).resolve().parents[2] / "demos" / "assets" / "autorep-10"
+    res = pi("demo", "--policy", run, "--samples", "4", "--batch", "4", cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "13133 poly" in res.stdout and "private = plaintext on 4/4" in res.stdout, res.stdout
+
+
 def test_compile_refuses_a_policy_whose_values_outgrow_the_ring(tmp_path):
     """pi compile --relu poly on the embedded all-ReLU model: the fitted polynomials compound
     beyond 64 bits on the calibration data; one line says so and what to do, no bundle."""
