@@ -205,9 +205,8 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
         interp.run(x)
     bounds: dict[str, float] = {}
     channel_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}   # for fitted polynomials
-    act_inputs = {n.args[0].name for n in graph.nodes if n.args and isinstance(n.args[0], fx.Node) and (
-        (n.op == "call_module" and isinstance(modules[n.target], (nn.ReLU, ReluSite)))
-        or (n.op == "call_function" and n.target in (F.relu, torch.relu)))}
+    act_inputs = {n.args[0].name for n in graph.nodes
+                  if n.args and isinstance(n.args[0], fx.Node) and _is_activation(n, modules)}
     cal = fx.Interpreter(gm)
     cal_run_node = cal.run_node
 
@@ -362,6 +361,12 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
     return plan, weights
 
 
+def _is_activation(n: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """A traced ReLU: a ReLU/ReluSite module or F.relu/torch.relu (the compiler's activation sites)."""
+    return (n.op == "call_module" and isinstance(modules[n.target], (nn.ReLU, ReluSite))) or \
+        (n.op == "call_function" and n.target in (F.relu, torch.relu))
+
+
 def _compiled_bounds(gm: fx.GraphModule, plan: Plan, calibration: torch.Tensor) -> dict[str, float]:
     """max |value| of every traced node when the activations compute what `plan`'s sites do
     (polynomial, identity; Circa as exact ReLU), run on the calibration data."""
@@ -372,9 +377,7 @@ def _compiled_bounds(gm: fx.GraphModule, plan: Plan, calibration: torch.Tensor) 
     run_node = interp.run_node
 
     def record(n):
-        is_act = (n.op == "call_module" and isinstance(modules[n.target], (nn.ReLU, ReluSite))) or \
-            (n.op == "call_function" and n.target in (F.relu, torch.relu))
-        op = acts.get(n.target if n.op == "call_module" else n.name) if is_act else None
+        op = acts.get(n.target if n.op == "call_module" else n.name) if _is_activation(n, modules) else None
         if op is None:
             v = run_node(n)
         else:
