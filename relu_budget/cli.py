@@ -419,8 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dual ascent step μ of the penalty or the constraint (default 0.1)")
     o.add_argument("--tolerance", type=float, default=None,
                    help="penalty: loss gap tolerated per group; constraint: loss increase τ tolerated (default 0)")
-    o.add_argument("--dual-steps", type=int, default=None,
-                   help="constraint: dual steps per epoch from epoch 2 on, μ/K each (default 4)")
+    o.add_argument("--dual-steps", type=int, default=None, help="constraint: dual steps/epoch, μ/K each (default 4)")
 
     e = sub.add_parser("eval", help="evaluate an optimize output directory")
     e.add_argument("dir")
