@@ -283,8 +283,6 @@ def run_optimize(args) -> dict:
 def run_eval(args) -> dict:
     from relu_budget.cost_model import CostModel
     from relu_budget.optimizers.common import OptimizeConfig, evaluate_split, site_totals
-    if not 2 <= args.bits <= 64:
-        raise CliError(f"--bits {args.bits}: the cost model prices 2..64-bit activations")
     model, pol, metrics = load_run(args.dir)
     dataset = args.dataset or metrics["dataset"].replace("-imbalanced", "")
     splits = load_splits(dataset, args.data_dir or metrics.get("data_dir"), metrics.get("seed", 0))
@@ -296,11 +294,11 @@ def run_eval(args) -> dict:
     res = {"dir": str(args.dir), "method": metrics["method"], "dataset": dataset, "counts": counts}
     for split in args.splits:
         res[split] = evaluate_split(model, splits, split, cfg, args.circa_repeats)
-    cm = CostModel.load(args.results_dir, profile=args.profile, bits=args.bits)
+    cm = CostModel.load(args.results_dir, profile=args.profile)
     cost = cm.estimate(model, splits.input_shape).to_dict()
     cost.pop("per_layer")
     res["cost"] = cost
-    res["profile"], res["bits"] = args.profile, args.bits
+    res["profile"] = args.profile
     if args.json:
         print(json.dumps(res, indent=1, default=json_default))
     else:
@@ -431,8 +429,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--circa-repeats", type=int, default=3, help="fault draws averaged for Circa sites")
     e.add_argument("--profile", default="lan", choices=("lan", "wan"))
     e.add_argument("--results-dir", default=None)
-    e.add_argument("--bits", type=int, default=64,
-                   help="activation width the cost is priced at (the plan's calibrated ring, e.g. 40; default 64)")
     e.add_argument("--json", action="store_true")
     e.add_argument("--threads", type=int, default=None)
 

@@ -70,7 +70,9 @@ class AutoRePConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fin
     # Whole activation layers turned into identity after the search (each saves a round online):
     # a number, or "auto": under the latency objective as many as keep the validation accuracy
     # within `linear_tolerance` of the unlinearized network, none under the other objectives.
-    linear_layers: int | str = "auto"
+    # Off by default: identity sites truncate locally, which widens the calibrated ring
+    # (docs/optimizers.md, measured on autorep-5-rounds).
+    linear_layers: int | str = 0
     linear_tolerance: float = 0.005
 
 

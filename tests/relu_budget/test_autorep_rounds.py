@@ -47,17 +47,18 @@ def test_autorep_linear_layers_auto_only_under_latency(splits, teacher):
     model = copy.deepcopy(teacher)
     modules = autorep.attach(model, splits.input_shape, autorep.AutoRePConfig())
     n = len(modules)
+    assert autorep.linear_count(autorep.AutoRePConfig(objective="latency"), n) == 0      # off by default
     for objective, expect in (("relus", 0), ("bytes", 0), ("latency", None)):
-        assert autorep.linear_count(autorep.AutoRePConfig(objective=objective), n) == expect
+        assert autorep.linear_count(autorep.AutoRePConfig(objective=objective, linear_layers="auto"), n) == expect
     assert autorep.linear_count(autorep.AutoRePConfig(linear_layers=2), n) == 2
     for bad in (n, -1, "all", 1.5, True):
         with pytest.raises(BudgetError, match="linear_layers"):
             autorep.linear_count(autorep.AutoRePConfig(linear_layers=bad), n)
     # "auto" with a tolerance nothing meets linearizes nothing; one everything meets takes
     # every layer that leaves room for the budget.
-    cfg = autorep.AutoRePConfig(objective="latency", linear_tolerance=-1.0)
+    cfg = autorep.AutoRePConfig(objective="latency", linear_layers="auto", linear_tolerance=-1.0)
     assert autorep.choose_linear_layers(model, modules, splits, cfg, 250)["linear_layers"] == []
-    cfg = autorep.AutoRePConfig(objective="latency", linear_tolerance=1.0)
+    cfg = autorep.AutoRePConfig(objective="latency", linear_layers="auto", linear_tolerance=1.0)
     info = autorep.choose_linear_layers(model, modules, splits, cfg, 250)
     left = sum(m.mask.numel() for k, m in modules.items() if k not in info["linear_layers"])
     assert info["linear_layers"] and left >= 250
