@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     p.add_argument("--penalty-dual-lr", type=float, default=0.1)
     p.add_argument("--drop-dual-lr", type=float, default=0.3)
     p.add_argument("--drop-tolerance", type=float, default=0.0)
+    p.add_argument("--drop-dual-steps", type=int, default=4, help="the constraint's dual steps per epoch (K)")
     p.add_argument("--work", required=True, help="run directories (weights; not committed)")
     p.add_argument("--results", required=True, help="where the runs' metrics.json are copied")
     args = p.parse_args(argv)
@@ -85,7 +86,8 @@ def main(argv=None) -> int:
     common = {"epochs": args.search_epochs, "finetune_epochs": args.finetune_epochs, "finetune_lr": args.finetune_lr,
               "lam": 1e-4, "alpha_lr": 0.02, "lam_warmup_epochs": 1, "train_subset": args.train_subset}
     method_cfg = {"plain": {}, "fair": {"fairness_penalty": True, "dual_lr": args.penalty_dual_lr},
-                  "drop": {"drop_constraint": True, "dual_lr": args.drop_dual_lr, "tolerance": args.drop_tolerance}}
+                  "drop": {"drop_constraint": True, "dual_lr": args.drop_dual_lr, "tolerance": args.drop_tolerance,
+                           "dual_steps": args.drop_dual_steps}}
     log = results / "progress.log"
 
     def note(msg):
@@ -180,7 +182,7 @@ def write_audit(args, splits, results: Path, command: str) -> None:
                         "total_sites": m["total_sites"], "budget_sites": m["budget_sites"], "seed": m["seed"],
                         "train_dataset": m["dataset"],
                         "fairness": {k: m["config"].get(k) for k in ("fairness_penalty", "drop_constraint", "dual_lr",
-                                                                     "tolerance")},
+                                                                     "tolerance", "dual_steps")},
                         "optimize_command": m["command"]})
     if not entries:
         return

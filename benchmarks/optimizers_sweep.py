@@ -259,8 +259,8 @@ def reprice(out: Path, args) -> dict:
         raise SystemExit(f"--reprice: no {path}; run the sweep first")
     doc = json.loads(path.read_text())
     input_shape = data.load(doc["dataset"], data_dir=args.data_dir, seed=0).input_shape
-    # Runs whose weights are not kept are priced on the teacher's architecture with their policy
-    # (the cost depends on the architecture and the sites' kinds, not on the weights).
+    # Runs whose weights are not kept are priced on their architecture, rebuilt from the teacher,
+    # with their policy (the cost depends on the architecture and the sites' kinds, not on the weights).
     teacher = Path(args.teacher)
     base = load_checkpoint(teacher)[0] if teacher.is_file() else None
     stale = []
@@ -280,7 +280,7 @@ def reprice(out: Path, args) -> dict:
     doc["repriced"] = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                        "command": "python benchmarks/optimizers_sweep.py " + " ".join(args.argv), "not_repriced": stale}
     if stale:
-        print(f"not re-priced (no weights, and the teacher with their policy does not give their ReLU and MAC counts): {stale}")
+        print(f"not re-priced (no weights, and their architecture rebuilt from the teacher with their policy does not give their ReLU and MAC counts): {stale}")
     path.write_text(json.dumps(doc, indent=1))
     write_markdown(out / "results.md", doc)
     plot(out / "pareto.png", doc)
@@ -299,10 +299,9 @@ def _shown(path: Path) -> str:
 def refresh_cost(run_dir: Path, m: dict, input_shape, base=None) -> dict | None:
     """A run's predicted cost is derived, not measured: recompute it with today's cost model
     (the gate costs it is fed may have been re-measured, or its pricing fixed, since the run)
-    and write it back with the date when it changed. A run without its weights is priced on
-    `base` (same architecture) with its policy; None when that is not possible."""
-    import copy
-
+    and write it back with the date when it changed. A run without its weights is priced on its
+    architecture rebuilt from the teacher `base` (trained_architecture) with its policy; None when
+    that is not possible."""
     from relu_budget import runs
     from relu_budget.cost_model import CostModel
     from relu_budget.policy import PolicyError, load_policy
@@ -311,10 +310,10 @@ def refresh_cost(run_dir: Path, m: dict, input_shape, base=None) -> dict | None:
     elif base is None:
         return None
     else:
-        model = copy.deepcopy(base)
         try:
+            model = trained_architecture(base, m)
             load_policy(run_dir / "policy").apply(model)
-        except PolicyError:
+        except (PolicyError, KeyError, StopIteration, ValueError):
             return None
     cfg = m.get("config") or {}
     try:
@@ -332,6 +331,22 @@ def refresh_cost(run_dir: Path, m: dict, input_shape, base=None) -> dict | None:
         m["cost_updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         write_metrics(run_dir, m)
     return m
+
+
+def trained_architecture(base, m: dict):
+    """The untrained network a run was trained as, from the teacher `base` and the run's metrics:
+    the cost depends on the layers' shapes and the sites' kinds, not on the weights, so a run
+    whose weights are not committed is priced on this with its policy. DeepReShape and
+    DeepReDuce change the widths (and DeepReDuce the stem stride); their metrics record how."""
+    import copy
+
+    from relu_budget.optimizers import deepreduce, deepreshape
+    extra = m.get("extra") or {}
+    if m.get("method") == "deepreshape":
+        return deepreshape.reshape(base, extra["allocation"]["multipliers"])
+    if m.get("method") == "deepreduce":
+        return deepreduce.build_candidate(base, next(c for c in m["frontier"] if c["name"] == extra["chosen"]))
+    return copy.deepcopy(base)
 
 
 def note_cost_gap(run_dir: Path, m: dict, method: str, objective: str, budget: float) -> dict:
@@ -384,9 +399,9 @@ def write_markdown(path: Path, doc: dict) -> None:
     if doc.get("repriced"):
         stale = doc["repriced"].get("not_repriced") or []
         lines += [f"Predicted costs re-priced {doc['repriced']['date']} with today's cost model: "
-                  f"`{doc['repriced']['command']}`" + (f" (not re-priced: their weights are not kept, and the teacher "
-                                                       f"with their policy does not give their recorded ReLU and MAC "
-                                                       f"counts: {', '.join(stale)})"
+                  f"`{doc['repriced']['command']}`" + (f" (not re-priced: their weights are not kept, and their "
+                                                       f"architecture rebuilt from the teacher does not give their "
+                                                       f"recorded ReLU and MAC counts: {', '.join(stale)})"
                                                        if stale else ""), ""]
     cost_budget = doc.get("objective", "relus") != "relus"
     lines += ["| method | budget | kept sites | val % | test % | predicted online s (LAN) | predicted MB (online + offline) "

@@ -29,8 +29,10 @@ Session protocol between client and server (after the TLS handshake), version 4:
 Resources: the server refuses to start on a bundle that does not fit its plan
 (`validate_bundle`) or its provider; each connection runs on its own thread
 (protocols.transport.server); a client must send its HELLO within `first_frame_timeout`; a
-connection keeps at most `max_stored` bundles; with the dealer each bundle reserves its half
-of the material from the process's memory budget before fetching it, until it is consumed.
+connection keeps at most `max_stored` bundles, and each bundle holds its bytes in the process's
+memory budget (limits.memory_budget_bytes) until it is consumed: with the dealer its half of
+the material, reserved before fetching it; two-party the server's part (garbled tables, HE
+masks), reserved before the offline phase once a bundle of that batch size was measured.
 """
 from __future__ import annotations
 
@@ -183,6 +185,7 @@ class InferenceServer:
             raise ValueError(f"max_stored must be a positive int, got {max_stored!r}")
         self.max_stored = max_stored
         self.budget = MemoryBudget(self.limits.memory_budget_bytes, self.limits.budget_wait_s)
+        self._held: dict[int, int] = {}      # interactive providers: server bytes of a bundle per batch size
         self.digest = plan_digest(model.plan.to_dict())
         self.estimator = None
         if is_interactive(self.provider):
@@ -283,18 +286,28 @@ class InferenceServer:
             raise LimitError(f"this connection already holds {len(store)} preprocessed bundles, the server's limit "
                              f"(max_stored); run inferences to use them before preprocessing more")
         reservation = None
+        what = f"a bundle of session {sid}"
         if self.estimator is not None:
             _, server_bytes = self.estimator.estimate(self.model.plan, self.digest, batch)
             # The received frame and the arrays parsed from it live at once: twice the half,
             # then the half itself until the bundle is consumed.
-            reservation = self.budget.reserve(2 * server_bytes, f"a bundle of session {sid}")
+            reservation = self.budget.reserve(2 * server_bytes, what)
+        elif batch in self._held:
+            # an interactive bundle's size is known from the last one of this batch size: refuse
+            # before any work when the budget cannot hold it
+            reservation = self.budget.reserve(self._held[batch], what)
         try:
             chan.send(MessageType.ACK)
             chan.meter.reset()          # the bundle's cost: the provider's offline phase
             with chan.meter.scope(layer="session", op="setup", phase="offline"):
                 bundle = party.offline(chan, batch)
-            if reservation is not None:
+            if self.estimator is not None:
                 reservation.release(server_bytes)
+            elif reservation is None or reservation.nbytes != bundle.stored_bytes:
+                self._held[batch] = bundle.stored_bytes
+                if reservation is not None:
+                    reservation.release()
+                reservation = self.budget.reserve(bundle.stored_bytes, what)
             chan.send(MessageType.DATA, json.dumps({"material_bytes": bundle.material_bytes,
                                                     "report": chan.meter.report().to_dict()}).encode())
         except BaseException:

@@ -144,7 +144,7 @@ class InteractiveServer:
     def offline(self, chan, batch: int) -> Bundle:
         t0 = time.perf_counter()
         b = self.session.offline(chan, batch)
-        return Bundle(batch, b, 0, 0, time.perf_counter() - t0)
+        return Bundle(batch, b, 0, int(getattr(b, "held_bytes", 0)), time.perf_counter() - t0)
 
     def online(self, chan, bundle: Bundle) -> float:
         self.session.online(chan, bundle.take())

@@ -279,13 +279,20 @@ class Evaluator:
             eb.d_s, eb.s0 = (s0 - s1) & m, s0      # all the product needs later (with R_c1)
         return eb
 
-    def evaluate(self, eb: EvaluatorBatch, labels: bytes):
-        if eb.tables is None:
-            raise ValueError("receive() the garbled tables first")
+    def prepare(self, eb: EvaluatorBatch) -> EvaluatorBatch:
+        """Circa: takes R_c1 from the OT. It needs no garbler message, so the online phase
+        calls it before waiting for the labels; call it when the receiver's cursor reaches this
+        batch (the batches before it evaluated), as evaluate() does if it was not called."""
         if eb.spec.circuit == "circa" and eb.p_rs is None:
             _, eb.r_c1 = self.ot.random_ot(eb.instances, eb.spec.l)
             s0 = eb.s0 if eb.s0_t is None else eb.s0 + eb.s0_t
             eb.p_rs = (eb.r_c1 + s0) & eb.spec.mask
+        return eb
+
+    def evaluate(self, eb: EvaluatorBatch, labels: bytes):
+        if eb.tables is None:
+            raise ValueError("receive() the garbled tables first")
+        self.prepare(eb)
         out = self._gc.evaluate(eb.tables, labels)   # raises if this batch was evaluated already
         eb.tables = None
         if eb.spec.circuit != "circa":

@@ -167,7 +167,8 @@ def make_config(method: str, args) -> object:
         v = getattr(args, name, None)
         if v is not None:
             values[name] = v
-    fair = {k: getattr(args, k, None) for k in ("fairness_penalty", "drop_constraint", "dual_lr", "tolerance")}
+    fair = {k: getattr(args, k, None) for k in ("fairness_penalty", "drop_constraint", "dual_lr", "tolerance",
+                                                "dual_steps")}
     if any(v is not None for v in fair.values()):     # fine-tuning mitigations (relu_budget/fairness/mitigation.py)
         if "fairness_penalty" not in {f.name for f in dataclasses.fields(cls)}:
             raise CliError(f"--fairness-penalty/--drop-constraint/--dual-lr/--tolerance apply to SNL, AutoReP and "
@@ -176,6 +177,8 @@ def make_config(method: str, args) -> object:
             raise CliError("--fairness-penalty and --drop-constraint are two mitigations: choose one")
         if not (fair["fairness_penalty"] or fair["drop_constraint"]):
             raise CliError("--dual-lr and --tolerance need --fairness-penalty or --drop-constraint")
+        if fair["dual_steps"] is not None and not fair["drop_constraint"]:
+            raise CliError("--dual-steps needs --drop-constraint")
         values.update({k: v for k, v in fair.items() if v is not None})
     values.update(parse_assignments(args.set, "--set"))
     try:
@@ -417,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dual ascent step μ of the penalty or the constraint (default 0.1)")
     o.add_argument("--tolerance", type=float, default=None,
                    help="penalty: loss gap tolerated per group; constraint: loss increase τ tolerated (default 0)")
+    o.add_argument("--dual-steps", type=int, default=None, help="constraint: dual steps/epoch, μ/K each (default 4)")
 
     e = sub.add_parser("eval", help="evaluate an optimize output directory")
     e.add_argument("dir")

@@ -103,16 +103,23 @@ DEFAULT_RELU = SiteCost(key_bytes=2100, online_bytes=16, rounds=1, keygen_per_s=
 # (the input comes at scale 2f) into the degree-2 evaluation, so a site is opened once (1 round):
 # x̂ >> f to the client (64 − f bits: 7 B at f = 12), y0 back (8 B); its key is 4 ring words on
 # the server and none on the client (the client's share comes from its seed): 16 B per party on
-# average at 64 bits.
+# average at 64 bits (at a calibrated width: poly_online_bytes).
 DEFAULT_TRUNC = SiteCost(key_bytes=16, online_bytes=16, rounds=1, keygen_per_s=20e6, eval_per_s=100e6)
 DEFAULT_SQUARE = SiteCost(key_bytes=16, online_bytes=16, rounds=1, keygen_per_s=20e6, eval_per_s=100e6)
 POLY_KEY_BYTES = 16.0     # per site and party, averaged over the two parties (32 B on the server)
-POLY_ONLINE_BYTES = math.ceil((RING_BITS - DEFAULT_FRAC_BITS) / 8) + RING_BITS // 8
 
 
-def fused_poly(trunc: SiteCost, square: SiteCost, source: str = "") -> SiteCost:
+def poly_online_bytes(bits: int = RING_BITS) -> int:
+    """A poly site's online bytes on `bits`-bit values: x̂ >> f (protocols.gates.poly_opening:
+    w − f bits, w = bits + 1 below 64) and y0 in a `bits`-bit ring (the calibrated ring the
+    plan runs it in; 15 B at 64 bits, 9 B at 40)."""
+    w = RING_BITS if bits >= RING_BITS else bits + 1
+    return math.ceil((w - DEFAULT_FRAC_BITS) / 8) + math.ceil(bits / 8)
+
+
+def fused_poly(trunc: SiteCost, square: SiteCost, source: str = "", bits: int = RING_BITS) -> SiteCost:
     """The poly gate: trunc's round, x̂ >> f and y0 on the wire, both gates' compute, 4 words of key."""
-    return SiteCost(key_bytes=POLY_KEY_BYTES, online_bytes=POLY_ONLINE_BYTES, rounds=trunc.rounds,
+    return SiteCost(key_bytes=POLY_KEY_BYTES, online_bytes=poly_online_bytes(bits), rounds=trunc.rounds,
                     keygen_per_s=1 / (1 / trunc.keygen_per_s + 1 / square.keygen_per_s),
                     eval_per_s=1 / (1 / trunc.eval_per_s + 1 / square.eval_per_s), source=source)
 
@@ -186,7 +193,8 @@ class CostModel:
         k dropped bits is priced at m = bits − k."""
         if not 2 <= bits <= RING_BITS:
             raise CostModelError(f"bits must be in 2..{RING_BITS}, got {bits}")
-        model = cls(profile=get_profile(profile), value_bits=bits)
+        model = cls(profile=get_profile(profile), value_bits=bits, poly=fused_poly(DEFAULT_TRUNC, DEFAULT_SQUARE,
+                                                                                  bits=bits))
         d = Path(results_dir) if results_dir is not None else DEFAULT_RESULTS_DIR
         if not d.is_dir():
             if results_dir is not None:
@@ -243,7 +251,7 @@ class CostModel:
         if parts and ("poly", None) not in gate_rows:
             trunc, square = parts.get("trunc", DEFAULT_TRUNC), parts.get("square", DEFAULT_SQUARE)
             model.poly = fused_poly(trunc, square, f"trunc ({trunc.source or 'default'}) fused with square "
-                                                   f"({square.source or 'default'})")
+                                                   f"({square.source or 'default'})", bits=bits)
         return model
 
     # -- per-site queries -------------------------------------------------------------------

@@ -54,8 +54,10 @@ from protocols.transport.frame import (
     HEADER_SIZE,
     Frame,
     MessageType,
+    array_header,
     check_max_frame_size,
     decode_array,
+    dtype_code,
     encode_array,
     pack_header,
     parse_header,
@@ -199,6 +201,16 @@ class Channel(abc.ABC):
         head, data = encode_array(arr)
         return self._send_frame(mt, [head, data], FLAG_ARRAY)
 
+    def send_byte_parts(self, parts: Sequence[Any], msg_type: MessageType | int | str = MessageType.ARRAY) -> int:
+        """Send the concatenation of byte buffers as one uint8 array (what send_array of the
+        joined bytes sends) without joining them: large parts go to the transport as they are."""
+        mt = MessageType.coerce(msg_type)
+        if mt in CONTROL_TYPES:
+            raise ValueError(f"{mt.name} frames cannot carry arrays")
+        views = [memoryview(p).cast("B") for p in parts]
+        head = array_header(dtype_code(np.uint8), (sum(len(v) for v in views),))
+        return self._send_frame(mt, [head, *views], FLAG_ARRAY)
+
     def send_error(self, reason: str) -> int:
         """Tell the peer that this party gives up; the peer's recv raises RemoteError(reason).
         The reason travels in the clear inside the channel: never put secrets in it."""
@@ -230,22 +242,22 @@ class Channel(abc.ABC):
             raise PeerDisconnected(f"the peer disconnected mid-frame: {before + got} of {total} bytes of "
                                    f"{what} arrived")
 
-    def _read_payload(self, n: int, timeout: float | None, what: str) -> bytearray:
-        """The n payload bytes of a frame. The buffer grows with the bytes that arrive (at most
-        twice what arrived, plus the first chunk): a header alone never makes us allocate the
-        length it announces, so a peer that announces 1 GiB and sends nothing costs 64 KiB."""
-        buf = bytearray(min(n, _FIRST_READ))
+    def _read_payload(self, n: int, timeout: float | None, what: str) -> np.ndarray:
+        """The n payload bytes of a frame, as a uint8 array. The buffer grows with the bytes that
+        arrive (at most twice what arrived, plus the first chunk): a header alone never makes us
+        allocate the length it announces, so a peer that announces 1 GiB and sends nothing costs
+        64 KiB. Buffers are not zero-filled, and each growth copies what arrived once (all
+        growth copies add up to less than n)."""
+        buf = np.empty(min(n, _FIRST_READ), np.uint8)
         got = 0
         while True:
-            view = memoryview(buf)
-            try:
-                self._read_exact(view[got:], timeout, what, started=True, before=got, total=n)
-            finally:
-                view.release()   # a bytearray cannot be resized while a view of it is alive
-            got = len(buf)
+            self._read_exact(memoryview(buf)[got:], timeout, what, started=True, before=got, total=n)
+            got = buf.size
             if got == n:
                 return buf
-            buf.extend(bytes(min(n, 2 * got) - got))
+            grown = np.empty(min(n, 2 * got), np.uint8)
+            grown[:got] = buf
+            buf = grown
 
     def _recv_raw(self, timeout: object, expect: MessageType | None) -> Frame:
         t = self._timeout(timeout)
@@ -559,10 +571,19 @@ class TlsChannel(Channel):
 
     def _write(self, parts: Sequence[memoryview], timeout: float | None) -> None:
         # Each send is a TLS record and a syscall, and a peer woken by a header alone sleeps
-        # again until the payload follows: a frame's small parts (headers, a small payload) go as one.
+        # again until the payload follows: the first send carries a frame's leading parts
+        # (headers) with the start of its payload, up to one chunk; the rest goes uncopied.
         if len(parts) > 1:
-            head = parts if sum(len(v) for v in parts) <= _CHUNK else parts[:-1]
-            parts = [memoryview(b"".join(head)), *parts[len(head):]]
+            first: list[memoryview] = []
+            rest = list(parts)
+            room = _CHUNK
+            while rest and len(rest[0]) <= room:
+                room -= len(rest[0])
+                first.append(rest.pop(0))
+            if rest:
+                first.append(rest[0][:room])
+                rest[0] = rest[0][room:]
+            parts = [memoryview(b"".join(first)), *rest]
         for view in parts:
             off = 0
             last = time.monotonic()

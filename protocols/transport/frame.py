@@ -117,7 +117,7 @@ class FrameHeader:
 class Frame:
     msg_type: MessageType
     flags: int
-    payload: bytes | bytearray
+    payload: bytes | bytearray | np.ndarray      # received frames: a uint8 array (no copy made)
 
     @property
     def is_array(self) -> bool:
@@ -237,8 +237,12 @@ def encode_array(arr: np.ndarray) -> tuple[bytes, memoryview]:
     a = arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)  # (keeps 0-d arrays 0-d)
     if a.dtype != wire:  # byte order only: same kind and size
         a = a.astype(wire)
-    head = ARRAY_HEADER.pack(code, a.ndim, 0) + b"".join(struct.pack("!Q", d) for d in a.shape)
-    return head, memoryview(a.reshape(-1).view(np.uint8))
+    return array_header(code, a.shape), memoryview(a.reshape(-1).view(np.uint8))
+
+
+def array_header(code: int, shape: tuple[int, ...]) -> bytes:
+    """The header of an array payload (dtype code, ndim, reserved, dimensions)."""
+    return ARRAY_HEADER.pack(code, len(shape), 0) + b"".join(struct.pack("!Q", d) for d in shape)
 
 
 def _check_expected_shape(shape: object) -> tuple[int | None, ...]:

@@ -17,7 +17,7 @@ from protocols.garbled import GcSpec
 from protocols.material import SeedStream
 from protocols.plan import Plan
 from protocols.transport.errors import ProtocolError
-from protocols.two_party.wire import (pack_bits, peer_fault, recv_bytes, recv_parcel, recv_ring, send_bytes, send_parcel,
+from protocols.two_party.wire import (pack_bits, peer_fault, recv_buffer, recv_parcel, recv_ring, send_bytes, send_parcel,
                                       send_ring, unpack_bits, unpack_ring)
 
 U64 = np.uint64
@@ -131,6 +131,9 @@ class GateGroup:
         return parts["one_time"] + parts["share"]
 
     # -- online
+    # Each side does what needs no message from the peer before it waits for one: the server
+    # the parts of its share that need no reply (after sending its labels), the client its
+    # re-sharing mask and Circa's R_c1 (while the server computes the linear layer and labels).
     def server_send(self, ss: ServerState, a_in: np.ndarray, chan) -> None:
         gb = ss.keep[self.label]
         b = self.ring.reduce(a_in)
@@ -139,11 +142,18 @@ class GateGroup:
             send_bytes(chan, labels)
             return
         r0, r1 = gb.rot
-        rho = self._rho(gb)[0]
+        rho, rho_t = self._rho(gb)
         # V = (1 − 2ρ)·β (β: the garbler's truncated share with a shift, else b), masked by
         # u = R1 − R0 (the client holds only R_c1)
         beta = garbled.circa_values(self.spec, b, garbler=True)
         send_parcel(chan, labels, self.ring.pack((U64(1) - U64(2) * rho) * beta - (r1 - r0)))
+        # z_G = ρ·β + (f ? R1 : −R0) + ρ·w + S_ρ (+ S'_ρt + ρ_t·v with a shift): all but the
+        # f, w, v terms now, (f ? R1 : −R0) = −R0 + f·(R0 + R1)
+        base = rho * beta - r0 + gb.s_rho
+        if self.spec.shift:
+            base = base + gb.s_rt
+        ss.keep[f"{self.label}/z"] = (base, r0 + r1, rho, rho_t)
+        gb.finished, gb.rot, gb.s_rho, gb.s_rt = True, None, None, None
 
     def _words(self, packed: np.ndarray, count: int, what: str) -> list[np.ndarray]:
         """`count` ring vectors of n elements from the bytes of a parcel part."""
@@ -164,26 +174,31 @@ class GateGroup:
         """Receives this group's flight part, evaluates, returns nothing: queues the reply in
         cs.keep[label + '/reply'] for client_reply (all groups reply in one flight)."""
         eb = cs.keep.pop(self.label)
-        if self.circuit == "circa":
-            labels, vu = recv_parcel(chan, 2, f"{self.label}: labels, V − u")
-            vu = self._words(vu, 1, "V − u")[0]          # (the labels stay a view: no copy)
-        else:
-            labels = recv_bytes(chan)
-        with peer_fault(f"{self.label}: garbler labels"):
-            out = cs.ev.evaluate(eb, labels)
         s_out = stream.draw(f"{self.label}/s_out", self.n)
         if self.circuit != "circa":
+            labels = recv_buffer(chan)                   # (the received array itself: no copy)
+            with peer_fault(f"{self.label}: garbler labels"):
+                out = cs.ev.evaluate(eb, labels)
             cs.keep[f"{self.label}/reply"] = (self.ring.reduce(out + s_out),)
             return
+        cs.ev.prepare(eb)
+        # z_E = e·α + e·(V − u) + (1 − 2f)·R_c1 − S0 (docs/two_party.md, "Circa"; α = eb.a), and
+        # with a shift + K·e_t − S'0 (the evaluator's share of K·(d ∧ w), third OT); all but the
+        # e, f terms now
+        base = s_out + eb.r_c1 - eb.s0
+        if self.spec.shift:
+            base = base - eb.s0_t
+        labels, vu = recv_parcel(chan, 2, f"{self.label}: labels, V − u")
+        vu = self._words(vu, 1, "V − u")[0]          # (the labels stay a view: no copy)
+        with peer_fault(f"{self.label}: garbler labels"):
+            out = cs.ev.evaluate(eb, labels)
         f_bits = out[0]             # (f, w) or, with a shift, (f, w, v): all go to the server
         e = eb.e.astype(U64)
-        f = f_bits.astype(U64)
-        # z_E = e·α + e·(V − u) + (1 − 2f)·R_c1 − S0  (docs/two_party.md, "Circa"; α = eb.a)
-        z_e = e * eb.a + e * vu + (U64(1) - U64(2) * f) * eb.r_c1 - eb.s0
-        if self.spec.shift:      # + K·e_t − S'0: the evaluator's share of K·(d ∧ w) (third OT)
-            z_e = z_e + eb.e_t.astype(U64) * garbled.wrap_weight(self.spec) - eb.s0_t
+        z_e = e * (eb.a + vu) - U64(2) * f_bits.astype(U64) * eb.r_c1 + base
+        if self.spec.shift:
+            z_e = z_e + eb.e_t.astype(U64) * garbled.wrap_weight(self.spec)
         eb.finished, eb.s0, eb.s0_t, eb.r_c1, eb.p_rs, eb.a = True, None, None, None, None, None
-        cs.keep[f"{self.label}/reply"] = (f_bits, *(self.ring.reduce(x) for x in out[1:]), self.ring.reduce(z_e + s_out))
+        cs.keep[f"{self.label}/reply"] = (f_bits, *(self.ring.reduce(x) for x in out[1:]), self.ring.reduce(z_e))
 
     def client_reply(self, cs: ClientState, chan) -> None:
         reply = cs.keep.pop(f"{self.label}/reply")
@@ -198,16 +213,11 @@ class GateGroup:
         if self.circuit != "circa":
             q = recv_ring(chan, self.ring, self.n, f"{self.label}: q")
             return self.ring.reduce(gb.share + q)
+        base, r_sum, rho, rho_t = ss.keep.pop(f"{self.label}/z")
         f, words = recv_parcel(chan, 2, f"{self.label}: f, words")
         f = unpack_bits(f, self.n, f"{self.label}: f").astype(U64)
         w, *v, q = self._words(words, 3 if self.spec.shift else 2, "w, v, q" if self.spec.shift else "w, q")
-        v = v[0] if v else None
-        r0, r1 = gb.rot
-        rho, rho_t = self._rho(gb)
-        beta = garbled.circa_values(self.spec, gb.b, garbler=True)
-        # z_G = ρ·β + (f ? R1 : −R0) + ρ·w + S_ρ  (+ S'_ρt + ρ_t·v with a shift)
-        y = rho * beta + np.where(f == 1, r1, -r0) + rho * w + gb.s_rho + q
-        if v is not None:
-            y = y + gb.s_rt + rho_t * v
-        gb.finished, gb.rot, gb.s_rho, gb.s_rt = True, None, None, None
+        y = base + f * r_sum + rho * w + q
+        if v:
+            y = y + rho_t * v[0]
         return self.ring.reduce(y)

@@ -31,7 +31,7 @@ from protocols.plan import CIRCA, IDENTITY, POLY, RELU, Activation, Linear, MaxP
 from protocols.transport.errors import ProtocolError
 from protocols.two_party.gates import ClientState, GateGroup, ServerState, gc_spec, shape_of
 from protocols.two_party.poly import PolyGroup
-from protocols.two_party.wire import peer_fault, recv_bytes, recv_ring, send_bytes, send_ring
+from protocols.two_party.wire import peer_fault, recv_buffer, recv_ring, send_bytes, send_ring
 
 U64 = np.uint64
 MAX_PACKED_BATCH = 4096     # a packed Linear batch must fit one polynomial's spatial positions
@@ -188,7 +188,7 @@ class LabelOutputLayer(Layer):
         send_bytes(chan, ss.ga.labels(ss.keep.pop(self.label), self.ring.reduce(ss.shares[self.op.inputs[0]].reshape(-1))))
 
     def client_online(self, cs, stream, chan):
-        labels = recv_bytes(chan)
+        labels = recv_buffer(chan)
         with peer_fault(f"{self.label}: garbler labels"):
             out = cs.ev.evaluate(cs.keep.pop(self.label), labels)
         cs.keep["label"] = np.asarray(out, dtype=np.int64).reshape(self.batch)
@@ -314,6 +314,8 @@ class ActivationLayer(Layer):
         poly_idx = np.flatnonzero(kinds == POLY)
         if len(poly_idx):
             self.gate_groups.append((PolyGroup(f"{op.name}/poly", plan, op, batch, poly_idx), poly_idx))
+        if len(self.gate_groups) == 1 and len(self.gate_groups[0][1]) == len(kinds):
+            self.gate_groups = [(self.gate_groups[0][0], slice(None))]    # one group, every site: no gather
         self.full_shape = shape_of(plan, op.output, batch)
         f = plan.fixed_point.frac_bits
         s_in, s_out = plan.tensor(op.inputs[0]).scale, plan.tensor(op.output).scale
@@ -355,7 +357,8 @@ class ActivationLayer(Layer):
         a_out = np.empty_like(a_in)
         for g, idx in self.gate_groups:
             a_out[idx] = g.server_recv(ss, chan) * self._up(g)
-        a_out[self.id_idx] = self._rescale_id(a_in[self.id_idx], trunc_server)
+        if len(self.id_idx):
+            a_out[self.id_idx] = self._rescale_id(a_in[self.id_idx], trunc_server)
         ss.shares[self.op.output] = self.ring.reduce(a_out).reshape(self.full_shape)
 
     def client_online(self, cs, stream, chan):

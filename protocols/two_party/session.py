@@ -65,12 +65,34 @@ def _scope(chan, op, phase: str, layer: str | None = None):
 
 @dataclass
 class ServerBundle:
-    """One inference's one-time material on the server's side."""
+    """One inference's one-time material on the server's side; `held_bytes` is what it keeps
+    until the online phase (counted once the offline phase is done)."""
     session: int
     batch: int
     bundle_id: bytes
     state: ServerState
     consumed: bool = False
+
+    @property
+    def held_bytes(self) -> int:
+        return _nbytes(self.state.keep)
+
+
+def _nbytes(obj) -> int:
+    """Bytes of the arrays and byte strings in `obj` (dicts, sequences, dataclasses): what a
+    bundle holds, garbled batches counted by their tables and output shares."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, (bytes, bytearray)):
+        return len(obj)
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    if isinstance(obj, garbled.GarblerBatch):
+        native = 0 if obj.finished else len(obj.batch.tables) + _nbytes(obj.share)
+        return native + _nbytes([obj.rot, obj.s_rho, obj.s_rt])
+    return _nbytes(vars(obj)) if hasattr(obj, "__dict__") else 0
 
 
 @dataclass

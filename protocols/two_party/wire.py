@@ -42,7 +42,13 @@ def send_bytes(chan, b: bytes) -> None:
 
 
 def recv_bytes(chan) -> bytes:
-    return chan.recv_array(dtype=np.uint8, shape=(None,)).tobytes()
+    return recv_buffer(chan).tobytes()
+
+
+def recv_buffer(chan) -> np.ndarray:
+    """What send_bytes sent, as the received uint8 array itself (no copy: for large messages
+    the native code reads as a byte buffer, such as garbler labels)."""
+    return chan.recv_array(dtype=np.uint8, shape=(None,))
 
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:
@@ -64,14 +70,16 @@ PARCEL = b"PIPC"
 
 
 def send_parcel(chan, *parts) -> None:
-    """parts: bytes or numpy arrays (their bytes; the receiver knows their shapes)."""
-    raw = [p if isinstance(p, bytes) else np.ascontiguousarray(p).tobytes() for p in parts]
-    send_bytes(chan, b"".join([PARCEL, struct.pack(f"<I{len(raw)}Q", len(raw), *map(len, raw)), *raw]))
+    """parts: bytes or numpy arrays (their bytes; the receiver knows their shapes). The parts
+    go to the channel as they are (no joined copy of the labels)."""
+    raw = [memoryview(p if isinstance(p, bytes) else np.ascontiguousarray(p)).cast("B") for p in parts]
+    chan.send_byte_parts([PARCEL + struct.pack(f"<I{len(raw)}Q", len(raw), *map(len, raw)), *raw])
 
 
 def recv_parcel(chan, count: int, what: str) -> list[np.ndarray]:
-    """The `count` parts of a parcel as uint8 arrays; any other layout is a ProtocolError."""
-    return parcel_parts(chan.recv_array(dtype=np.uint8, shape=(None,)), count, what)
+    """The `count` parts of a parcel as uint8 arrays (views of the received message); any
+    other layout is a ProtocolError."""
+    return parcel_parts(recv_buffer(chan), count, what)
 
 
 def parcel_parts(msg: np.ndarray, count: int, what: str) -> list[np.ndarray]:

@@ -297,12 +297,14 @@ def _finish(fig, path):
 
 def series_of(metrics: dict) -> str:
     """How runs are grouped into curves: the method, plus '+fairness (μ=…, tol=…)' with the
-    loss-gap penalty or '+drop-constraint (μ=…, τ=…)' with the drop constraint (runs with other
-    settings are other curves; seeds are not part of the series)."""
+    loss-gap penalty or '+drop-constraint (μ=…, τ=…[, K=…])' with the drop constraint (K: dual
+    steps per epoch, shown when > 1; runs with other settings are other curves; seeds are not
+    part of the series)."""
     cfg = metrics.get("config") or {}
     method = metrics.get("method", "?")
     if cfg.get("drop_constraint"):
-        return f"{method} +drop-constraint (μ={cfg.get('dual_lr', 0.1):g}, τ={cfg.get('tolerance', 0.0):g})"
+        k = f", K={cfg['dual_steps']}" if cfg.get("dual_steps", 1) > 1 else ""
+        return f"{method} +drop-constraint (μ={cfg.get('dual_lr', 0.1):g}, τ={cfg.get('tolerance', 0.0):g}{k})"
     if not cfg.get("fairness_penalty"):
         return method
     tol = f", tol={cfg['tolerance']:g}" if cfg.get("tolerance") else ""
@@ -458,7 +460,7 @@ def run_audit_command(args, load_run, load_splits) -> dict:
                         "total_sites": m.get("total_sites"), "budget_sites": m.get("budget_sites"),
                         "seed": m.get("seed", cfg.get("seed")), "train_dataset": m.get("dataset"),
                         "fairness": {k: cfg.get(k) for k in ("fairness_penalty", "drop_constraint", "dual_lr",
-                                                             "tolerance")},
+                                                             "tolerance", "dual_steps")},
                         "optimize_command": m.get("command")})
     meta = {"command": "relu-budget " + " ".join(args.argv), "dataset": dataset, "split": args.split}
     doc = audit(entries, references, x, y.numpy(), groups, group_names=names, batch_size=args.batch_size,

@@ -30,8 +30,9 @@ class FairnessSettings:
 
     fairness_penalty: bool = False   # fine-tuning loss += Σ_g γ_g·|L_g − L| (groups: the classes)
     drop_constraint: bool = False    # fine-tuning s.t. L_g(student) − L_g(teacher) ≤ tolerance, per class
-    dual_lr: float = 0.1             # μ of the dual ascent step on γ or λ, once per epoch
+    dual_lr: float = 0.1             # μ of the dual ascent on γ or λ, per epoch
     tolerance: float = 0.0           # penalty: loss gap tolerated; constraint: τ, loss increase tolerated
+    dual_steps: int = 4              # constraint only: dual steps per epoch from epoch 2 on, μ/dual_steps each
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -130,10 +131,12 @@ class _DualAscentHook:
         return overall, [float(self._sum[i] / self._count[i]) if bool(seen[i]) else None
                          for i in range(self.num_groups)]
 
-    def _ascend(self, violation: list[float | None]) -> list[float]:
-        """multiplier_g ← max(0, multiplier_g + μ·violation_g); None leaves it unchanged."""
+    def _ascend(self, violation: list[float | None], lr: float | None = None) -> list[float]:
+        """multiplier_g ← max(0, multiplier_g + μ·violation_g) (μ = `lr`, default dual_lr); None
+        leaves it unchanged."""
+        lr = self.dual_lr if lr is None else lr
         old = self.state[f"fairness_{self.KEY}"]
-        new = [old[i] if v is None else max(0.0, old[i] + self.dual_lr * v) for i, v in enumerate(violation)]
+        new = [old[i] if v is None else max(0.0, old[i] + lr * v) for i, v in enumerate(violation)]
         self.state[f"fairness_{self.KEY}"] = new
         self.state["fairness_steps"] = self.state.get("fairness_steps", 0) + 1
         return new
@@ -253,7 +256,8 @@ class GroupDropConstraint(_DualAscentHook):
     On a batch the hook adds Σ_g λ_g·(L_g − ref_g − τ) over the groups present (L_g: group g's
     mean CE in the batch, with graph; ref_g: the teacher's mean CE on group g), so the weights get
     Σ_g λ_g·∂L_g: a non-negative re-weighting of the groups' losses that never raises a group's
-    loss to lower another's. Once per epoch, dual ascent on the measured violation:
+    loss to lower another's. Once per epoch (or K times with μ/K: `steps_per_epoch`), dual ascent
+    on the measured violation:
 
         λ_g ← max(0, λ_g + μ·(D_g − τ)),   D_g = L̄_g(student) − ref_g
 
@@ -267,6 +271,14 @@ class GroupDropConstraint(_DualAscentHook):
     (before any fine-tuning) are no guide to where the constraint binds (measured: up to ≈ 20
     above the teacher's at 300 sites, mostly recovered by plain fine-tuning), and a dual step
     taken there fixes large, arbitrary multipliers that the later small steps do not undo.
+
+    `steps_per_epoch` = K > 1: from the second epoch on, K dual steps per epoch of μ/K each (at
+    evenly spaced training batches, the last one at the epoch's end; epoch 1 ends with one step
+    of μ/K), so λ moves at the same rate per epoch but follows the weights' response within the
+    epoch. With one step per epoch a class whose loss is well above the teacher's gets its whole
+    increase of λ at once and is over-corrected for a full epoch before the next measurement
+    (measured on ResNet-18 in docs/fairness.md: Shirt 1.3 above the teacher's loss, then 1.5
+    below, then back). Batches per epoch are counted in epoch 1 (kept in `state`).
     """
 
     KEY = "lambda"
@@ -274,11 +286,19 @@ class GroupDropConstraint(_DualAscentHook):
 
     def __init__(self, reference_loss: Sequence[float], dual_lr: float = 0.1, tolerance: float = 0.0, *,
                  group_of_class: Sequence[int] | None = None, lambda_init: float = 0.0,
-                 measured_on: str = "train", reference_accuracy: Sequence[float] | None = None) -> None:
+                 measured_on: str = "train", reference_accuracy: Sequence[float] | None = None,
+                 steps_per_epoch: int = 1) -> None:
         ref = [float("nan") if v is None else float(v) for v in reference_loss]
         super().__init__(len(ref), dual_lr, tolerance, group_of_class=group_of_class, init=lambda_init)
         if measured_on not in ("train", "val"):
             raise ValueError(f"measured_on must be 'train' or 'val', got {measured_on!r}")
+        if not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1:
+            raise ValueError(f"dual_steps must be an integer ≥ 1, got {steps_per_epoch!r}")
+        self.steps_per_epoch = int(steps_per_epoch)
+        # fairness_batch: training batches seen in this epoch; fairness_epoch_batches: in a whole
+        # epoch (counted in epoch 1, which takes no in-epoch step).
+        self.state.update({"fairness_batch": 0, "fairness_epoch_batches": 0})
+        self._val_frame: Callable[[nn.Module], MetricFrame] | None = None
         self.reference_loss = torch.tensor(ref, dtype=torch.float64)
         self.reference_accuracy = None if reference_accuracy is None else list(reference_accuracy)
         self.measured_on = measured_on
@@ -292,6 +312,45 @@ class GroupDropConstraint(_DualAscentHook):
         lam = self.multipliers.to(losses)[present]
         ref = self.reference_loss.to(losses)[present]
         return (lam * (group_mean - ref - self.tolerance)).sum()
+
+    def __call__(self, model: nn.Module, logits: torch.Tensor | None = None,
+                 targets: torch.Tensor | None = None) -> torch.Tensor:
+        if model.training and self.steps_per_epoch > 1:
+            n = self.state["fairness_batch"] = self.state.get("fairness_batch", 0) + 1
+            if n - 1 in self.in_epoch_batches():
+                self.in_epoch_step(model)
+        return super().__call__(model, logits, targets)
+
+    def in_epoch_batches(self) -> list[int]:
+        """After which training batches of an epoch an in-epoch step is taken (before the next
+        batch's update): round(j·B/K), j = 1..K−1, B = batches per epoch, without 0 and B (fewer
+        than K − 1 when B < K); empty in epoch 1, B being still uncounted."""
+        total = self.state.get("fairness_epoch_batches", 0)
+        return sorted({round(j * total / self.steps_per_epoch) for j in range(1, self.steps_per_epoch)} - {0, total})
+
+    def step_lr(self) -> float:
+        """μ / (steps per epoch actually taken), so λ moves at μ per epoch whatever K and B."""
+        return self.dual_lr / (len(self.in_epoch_batches()) + 1 if self.state.get("fairness_epoch_batches")
+                               else self.steps_per_epoch)
+
+    def in_epoch_step(self, model: nn.Module) -> dict:
+        """A dual step of μ/K inside the epoch on the current weights: validation losses when
+        measured on "val" (the loop's training-mode forward is unaffected: eval mode, no graph)."""
+        if self.measured_on == "val":
+            if self._val_frame is None:
+                raise RuntimeError("in-epoch dual steps on validation data need validation_metric in the loop")
+            with torch.no_grad():
+                mf = self._val_frame(model)
+            return self.dual_step([mf.by_group["loss"].get(i) for i in range(self.num_groups)])
+        return self.dual_step()
+
+    def on_epoch_end(self, epoch: int, row: dict, state: dict | None = None) -> bool:
+        if not self.state.get("fairness_epoch_batches"):
+            self.state["fairness_epoch_batches"] = self.state.get("fairness_batch", 0)
+        self.state["fairness_batch"] = 0
+        super().on_epoch_end(epoch, row, state)
+        row["fair_dual_steps"] = self.state["fairness_steps"]
+        return False
 
     def dual_step(self, group_loss: Sequence[float | None] | None = None) -> dict:
         """λ_g ← max(0, λ_g + μ·(L̄_g − ref_g − τ)) with L̄_g from `group_loss` if given, else
@@ -308,7 +367,7 @@ class GroupDropConstraint(_DualAscentHook):
             raise ValueError(f"need {self.num_groups} group losses, got {len(group_loss)}")
         drop = [None if v is None or math.isnan(self.reference_loss[i]) else float(v) - float(self.reference_loss[i])
                 for i, v in enumerate(group_loss)]
-        new = self._ascend([None if d is None else d - self.tolerance for d in drop])
+        new = self._ascend([None if d is None else d - self.tolerance for d in drop], self.step_lr())
         info = {"group_loss": list(group_loss), "drop": drop, "lambda": list(new)}
         self.history.append(info)
         self._reset()
@@ -325,6 +384,7 @@ class GroupDropConstraint(_DualAscentHook):
             raise ValueError("validation_metric needs the teacher's per-group validation accuracy "
                              "(reference_accuracy)")
         frame, n = self._validation_frame(splits, batch_size), len(splits.val[1])
+        self._val_frame = frame
 
         def metric(model: nn.Module) -> dict:
             mf = frame(model)
@@ -350,6 +410,9 @@ def check_settings(config) -> None:
         v = getattr(config, name, 0.0)
         if not math.isfinite(v) or v < 0:
             raise ValueError(f"{name} must be a finite number ≥ 0, got {v}")
+    k = getattr(config, "dual_steps", 1)
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"dual_steps must be an integer ≥ 1, got {k!r}")
 
 
 def finetune_hooks(config, splits, metric: Callable | None = None, teacher: nn.Module | None = None) -> dict:
@@ -370,7 +433,7 @@ def finetune_hooks(config, splits, metric: Callable | None = None, teacher: nn.M
             raise ValueError("drop_constraint needs the all-ReLU teacher as reference (keep distill=True)")
         ref = reference_group_losses(teacher, *splits.val, splits.num_classes, batch_size=batch)
         hook = GroupDropConstraint(ref["loss"], config.dual_lr, config.tolerance, measured_on="val",
-                                   reference_accuracy=ref["accuracy"])
+                                   reference_accuracy=ref["accuracy"], steps_per_epoch=config.dual_steps)
     else:
         return {"metric": metric}
     return {"extra_loss": hook, "on_epoch_end": hook.on_epoch_end, "state": hook.state,

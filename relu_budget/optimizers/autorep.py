@@ -27,6 +27,12 @@ non-finite values and fails with a message naming the layer.
 After the search exactly B sites are kept (the B largest by (m, α)); all others become
 polynomial sites (kind 2) with per-channel coefficients (c0, c1, s·c2) in the policy. Then
 weights and coefficients are fine-tuned with the masks frozen (CE + KD, best validation).
+
+Rounds (not in the paper): every activation layer holding a ReLU or a polynomial site costs
+one opening, i.e. one round trip online; only a layer of identity sites costs none. So after
+the search AutoReP may turn whole layers into identity (`linear_layers`, see
+`choose_linear_layers`): layers are ranked by the validation accuracy lost when each alone is
+linearized, and the B kept sites are re-picked among the other layers before fine-tuning.
 """
 from __future__ import annotations
 
@@ -38,9 +44,11 @@ from torch import nn
 
 from relu_budget.dapa import dapa_coefficients
 from relu_budget.fairness import FairnessSettings, finetune_hooks
-from relu_budget.models import POLY, RELU, relu_sites
-from relu_budget.optimizers.common import OptimizeConfig, OptimizeResult, begin, finish, site_rows, top_k_mask
+from relu_budget.models import IDENTITY, POLY, RELU, relu_sites
+from relu_budget.optimizers.common import (BudgetError, OptimizeConfig, OptimizeResult, begin, finish, site_rows,
+                                           top_k_mask)
 from relu_budget.optimizers.training import train_loader, train_phase
+from relu_budget.train import evaluate
 
 NAME = "autorep"
 
@@ -59,6 +67,13 @@ class AutoRePConfig(FairnessSettings, OptimizeConfig):   # FairnessSettings: fin
     calibration_batches: int = 4    # batches to initialize the running statistics
     stats_momentum: float = 0.1
     eps: float = 1e-5
+    # Whole activation layers turned into identity after the search (each saves a round online):
+    # a number, or "auto": under the latency objective as many as keep the validation accuracy
+    # within `linear_tolerance` of the unlinearized network, none under the other objectives.
+    # Off by default: identity sites truncate locally, which widens the calibrated ring
+    # (docs/optimizers.md, measured on autorep-5-rounds).
+    linear_layers: int | str = 0
+    linear_tolerance: float = 0.005
 
 
 class AutoRePSite(nn.Module):
@@ -75,6 +90,7 @@ class AutoRePSite(nn.Module):
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.long))
         self.coeffs = nn.Parameter(torch.zeros(c, 3))   # c0, c1, c2/s
         self.frozen = False        # masks fixed (fine-tuning / deployed form)
+        self.linear = False        # the whole layer is identity (no site opened: no round)
         self.calibrating = False
         self.range_loss: torch.Tensor | None = None   # of the last training forward pass
         self.reset_to_dapa()
@@ -134,6 +150,8 @@ class AutoRePSite(nn.Module):
         return (self.cfg.c2_scale * c[:, 2]).view(view) * x * x + c[:, 1].view(view) * x + c[:, 0].view(view)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.linear:
+            return x
         if self.training or self.calibrating:
             self._update_stats(x)
         if self.calibrating:
@@ -190,8 +208,13 @@ def calibrate(model: nn.Module, modules: dict[str, AutoRePSite], splits, config:
 
 
 def fix_masks(modules: dict[str, AutoRePSite], budget: int) -> int:
-    """Keeps exactly `budget` ReLU sites: the largest by (m, α). Returns Σm before fixing."""
-    names = list(modules)
+    """Keeps exactly `budget` ReLU sites: the largest by (m, α), in the layers that are not
+    linear (a linear layer keeps none). Returns Σm before fixing."""
+    for m in modules.values():
+        if m.linear:
+            m.mask.zero_()
+            m.frozen = True
+    names = [n for n, m in modules.items() if not m.linear]
     before = int(sum(modules[n].mask.sum() for n in names))
     # m dominates (any kept site outranks any dropped one), α orders within.
     scores = [modules[n].mask * 1e6 + modules[n].alpha.detach().clamp(-1e5, 1e5) for n in names]
@@ -200,6 +223,68 @@ def fix_masks(modules: dict[str, AutoRePSite], budget: int) -> int:
         modules[n].mask.copy_(k.float())
         modules[n].frozen = True
     return before
+
+
+def linear_count(config: AutoRePConfig, n_layers: int) -> int | None:
+    """How many layers to linearize (None: "auto", bounded by the tolerance instead)."""
+    n = config.linear_layers
+    if n == "auto":
+        return None if config.objective == "latency" else 0
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < n_layers:
+        raise BudgetError(f"AutoReP linear_layers must be \"auto\" or an integer in 0..{n_layers - 1} "
+                          f"(the network has {n_layers} activation layers), got {n!r}")
+    return n
+
+
+@torch.no_grad()
+def choose_linear_layers(model: nn.Module, modules: dict[str, AutoRePSite], splits, config: AutoRePConfig,
+                         budget: int) -> dict:
+    """Marks whole layers linear (identity) after the search and re-fixes the masks.
+
+    Criterion: the validation accuracy of the deployed form (masks fixed at the budget) when
+    one layer alone is identity; layers are tried in order of the smallest loss (ties: fewer
+    kept ReLUs) and added while the combination stays within `linear_tolerance` of the
+    unlinearized network ("auto") or until `linear_layers` are taken. A layer is skipped when
+    the others would hold fewer than `budget` sites. Masks are restored to their searched
+    values first, so the layers' kept sites go to the other layers by the same (m, α) order."""
+    n = linear_count(config, len(modules))
+    if n == 0:
+        return {}
+    searched = {k: m.mask.clone() for k, m in modules.items()}
+    fix_masks(modules, budget)
+    was = model.training
+    model.eval()
+    loader = splits.loader("val", config.eval_batch_size)
+
+    def accuracy() -> float:
+        return evaluate(model, loader)["accuracy"]
+    base = accuracy()
+    drops = {}
+    for name, m in modules.items():
+        m.linear = True
+        drops[name] = base - accuracy()
+        m.linear = False
+    kept = {k: int(m.mask.sum()) for k, m in modules.items()}
+    free = sum(m.mask.numel() for m in modules.values())
+    chosen, combined = [], 0.0
+    for name in sorted(modules, key=lambda k: (drops[k], kept[k])):
+        if n is not None and len(chosen) >= n:
+            break
+        if free - modules[name].mask.numel() < budget:
+            continue
+        modules[name].linear = True
+        drop = base - accuracy()
+        if n is None and drop > config.linear_tolerance:
+            modules[name].linear = False
+            continue
+        chosen.append(name)
+        combined, free = drop, free - modules[name].mask.numel()
+    model.train(was)
+    for k, m in modules.items():
+        m.mask.copy_(searched[k])
+        m.frozen = False
+    return {"linear_layers": chosen, "linear_drops": drops, "linear_combined_drop": combined,
+            "linear_base_val_accuracy": base}
 
 
 def range_term(modules: dict[str, AutoRePSite], config: AutoRePConfig):
@@ -233,7 +318,10 @@ def to_policy(model: nn.Module, modules: dict[str, AutoRePSite]) -> None:
             raise FloatingPointError(f"AutoReP: layer {n!r} ended with non-finite polynomial coefficients")
         kinds = torch.where(m.mask > 0.5, torch.tensor(RELU, dtype=torch.int8), torch.tensor(POLY, dtype=torch.int8))
         sites[n].replacement = None
-        sites[n].set_kinds(kinds, coeffs)
+        if m.linear:
+            sites[n].set_kinds(torch.full_like(kinds, IDENTITY))
+        else:
+            sites[n].set_kinds(kinds, coeffs)
 
 
 def optimize(model: nn.Module, splits, budget, config: AutoRePConfig | dict | None = None,
@@ -272,6 +360,7 @@ def optimize(model: nn.Module, splits, budget, config: AutoRePConfig | dict | No
                          optimizer=config.optimizer, lr=config.lr, teacher=teacher, param_groups=groups,
                          extra_loss=_plus(in_range, budget_penalty), after_step=after_step,
                          on_epoch_end=on_epoch_end, select_best=False, store=store, progress=progress)
+    linear = choose_linear_layers(student, modules, splits, config, b)
     before = fix_masks(modules, b)
     # Fine-tune weights and coefficients with the masks frozen; validation in the deployed form.
     ft_groups = [{"params": weights, "lr": config.finetune_lr}, {"params": coeffs, "lr": config.finetune_lr}]
@@ -284,7 +373,7 @@ def optimize(model: nn.Module, splits, budget, config: AutoRePConfig | dict | No
                      param_groups=ft_groups, store=store, progress=progress, **hooks)
     to_policy(student, modules)
     info = {"relus_before_fix": before, "search_epochs": search["epochs_run"], "finetune_best": ft["best"],
-            "dapa_steps": dapa_steps}
+            "dapa_steps": dapa_steps, **linear}
     return finish(NAME, student, splits, b, config, search["history"] + ft["history"], extra=info, t0=t0,
                   cost_budget=p.cost_budget)
 

@@ -156,7 +156,8 @@ def reshaped_candidates(model, input_shape, base: list[dict], budget: int, confi
     return out
 
 
-def _build(model: nn.Module, cand: dict) -> nn.Module:
+def build_candidate(model: nn.Module, cand: dict) -> nn.Module:
+    """The (untrained) network of a candidate row: `model` itself, or reshaped by its width and stride."""
     if cand["width_mult"] == 1.0 and cand["stem_stride_mult"] == 1:
         net = copy.deepcopy(model)                      # fine-tune from the teacher's weights
     else:
@@ -211,7 +212,7 @@ def optimize(model: nn.Module, splits, budget, config: DeepReDuceConfig | dict |
             by_name[c["name"]]["note"] = "the all-ReLU network (not retrained)"
         else:
             seed_everything(config.seed)
-            net = _build(student, c)
+            net = build_candidate(student, c)
             set_kinds(net, uniform_kinds(net, shape, set(c["layers"])))
             out = train_phase(net, splits, config, name=f"deepreduce_cand_{c['name']}",
                               epochs=config.epochs + config.finetune_epochs, optimizer=config.optimizer,
@@ -239,4 +240,4 @@ def optimize(model: nn.Module, splits, budget, config: DeepReDuceConfig | dict |
                   cost_budget=p.cost_budget)
 
 
-__all__ = ["DeepReDuceConfig", "candidates", "criticality", "optimize", "stages_of", "thin"]
+__all__ = ["DeepReDuceConfig", "build_candidate", "candidates", "criticality", "optimize", "stages_of", "thin"]

@@ -493,6 +493,44 @@ def test_the_server_holds_at_most_max_stored_bundles_per_connection(served):
     healthy(served)
 
 
+def test_two_party_bundles_hold_their_bytes_in_the_memory_budget(tmp_path):
+    """Besides max_stored, a two-party server counts each stored bundle's bytes (garbled tables,
+    HE masks) in limits.memory_budget_bytes until it is used: over the budget a request is
+    refused in one line before any work, and using a bundle gives its bytes back."""
+    if not _two_party_available():
+        pytest.skip("the two-party provider is not in this build")
+    cert = write_self_signed(tmp_path, "server")
+    secure = pi.compile(small_model(), torch.zeros(1, 1, 4, 4), relu=RELU, ring_bits=40, provider="two-party")
+    listener = Listener("127.0.0.1", 0, TlsConfig(cert=cert.cert, key=cert.key))
+    server = InferenceServer(secure, listener, None, limits=Limits(max_batch=16, budget_wait_s=0.2), max_stored=8)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ep = Endpoint("127.0.0.1", listener.port, TlsConfig(peer_fingerprint=cert.fingerprint))
+    try:
+        with connect(ep, None) as client:
+            client.preprocess(1, batch=2)
+            held = server.budget.used
+            assert held > 10_000, held                       # the garbled tables of 96 ReLUs at least
+            server.budget.limit = held * 5 // 2              # room for two bundles, not three
+            client.preprocess(1, batch=2)
+            assert server.budget.used == 2 * held
+            with pytest.raises(RemoteError, match=r"busy: a bundle of session \w+ needs 0\.\d MB .*memory_budget_bytes"):
+                client.preprocess(1, batch=2)
+
+        def settles(used):          # the server releases after its last message: wait for it
+            deadline = time.monotonic() + 10
+            while server.budget.used != used and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return server.budget.used == used
+        assert settles(0)                                    # the session's bundles died with it
+        with connect(ep, None) as client:
+            client.preprocess(2, batch=2)
+            client.run(torch.randn(2, 1, 4, 4))              # a used bundle gives its bytes back
+            assert settles(held)
+            client.preprocess(1, batch=2)
+    finally:
+        server.stop()
+
+
 def test_an_online_request_without_a_bundle_is_refused(served):
     ep = served["server_ep"]
     if served["provider"] == "two-party":

@@ -233,6 +233,10 @@ class Tamper:
         self.sent += 1
         return self.chan.send_array(arr, *a, **k)
 
+    def send_byte_parts(self, parts, *a, **k):
+        """A parcel is one message too: cut like any other (as the array send_array would send)."""
+        return self.send_array(np.frombuffer(b"".join(bytes(p) for p in parts), np.uint8), *a, **k)
+
     def __getattr__(self, name):
         return getattr(self.chan, name)
 

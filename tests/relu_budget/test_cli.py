@@ -117,10 +117,15 @@ def test_resume_and_errors(tmp_path, capsys):
         assert msg in capsys.readouterr().err, argv
 
 
-def test_sweep_script_tiny(tmp_path):
+def _sweep_script():
     spec = importlib.util.spec_from_file_location("optimizers_sweep", ROOT / "benchmarks" / "optimizers_sweep.py")
     sweep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sweep)
+    return sweep
+
+
+def test_sweep_script_tiny(tmp_path):
+    sweep = _sweep_script()
     doc = sweep.main(["--tiny", "--out", str(tmp_path), "--methods", "snl,circa,deepreduce", "--budgets", "0.1",
                       "--no-progress"])
     assert {r["method"] for r in doc["rows"]} == {"snl", "circa", "deepreduce"}
@@ -156,9 +161,7 @@ def test_sweep_script_tiny(tmp_path):
 def test_sweep_script_cost_objective(tmp_path):
     """--objective latency: the budget is a fraction of the all-ReLU network's predicted latency,
     and the run it gives is predicted within it."""
-    spec = importlib.util.spec_from_file_location("optimizers_sweep", ROOT / "benchmarks" / "optimizers_sweep.py")
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
+    sweep = _sweep_script()
     doc = sweep.main(["--tiny", "--out", str(tmp_path), "--methods", "snl", "--budgets", "0.9", "--objective", "latency",
                       "--no-progress"])
     (row,) = doc["rows"]
@@ -180,6 +183,29 @@ def test_sweep_script_cost_objective(tmp_path):
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
+@pytest.mark.parametrize("run", ["deepreshape-10", "deepreduce-10"])
+def test_reprice_rebuilds_a_reshaped_run_without_weights(tmp_path, run):
+    """The committed DeepReShape / DeepReDuce runs changed the widths (DeepReDuce-10 also the stem
+    stride) and their weights are not committed: they are priced on the architecture their metrics
+    record, rebuilt from the teacher, which must give the ReLU and MAC counts recorded in training."""
+    from relu_budget.train import load_checkpoint
+    sweep = _sweep_script()
+    teacher = load_checkpoint(ROOT / "benchmarks" / "resnet18_fmnist.pt")[0]
+    run_dir = tmp_path / run
+    for f in ("metrics.json", "policy/policy.yaml", "policy/policy.npz"):
+        (run_dir / f).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / f).write_bytes((ROOT / "benchmarks/results/optimizers/runs" / run / f).read_bytes())
+    m = json.loads((run_dir / "metrics.json").read_text())
+    recorded = m["cost"]
+    m["cost"] = {**recorded, "online_seconds": 999.0}            # a stale price, forged
+    priced = sweep.refresh_cost(run_dir, m, (1, 28, 28), teacher)
+    assert priced is not None and priced["cost"]["online_seconds"] != 999.0
+    assert (priced["cost"]["relus"], priced["cost"]["macs"]) == (m["relus"], recorded["macs"])
+    assert json.loads((run_dir / "metrics.json").read_text())["cost"] == priced["cost"]
+    # On the teacher's own architecture the policy does not give this run's counts: not priced.
+    assert sweep.refresh_cost(run_dir, {**m, "method": "snl"}, (1, 28, 28), teacher) is None
+
+
 def test_torchrun_ddp_with_gloo(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

@@ -1,6 +1,7 @@
 """Cost model: documented defaults, measured rows, Circa by bit width, network estimates and
 the conversion of a latency / bytes budget into a number of kept sites."""
 import json
+import math
 
 import pytest
 import torch
@@ -14,6 +15,8 @@ from relu_budget.cost_model import (
     default_circa,
     get_profile,
 )
+from protocols.fixed_point import DEFAULT_FRAC_BITS
+from protocols.gates import GateSpec, poly_opening_bits
 from relu_budget.models import IDENTITY, RELU, relu_sites
 
 SHAPE = (1, 12, 12)
@@ -66,6 +69,13 @@ def test_measured_rows_override_defaults(tmp_path):
     # gates' compute, the engine's key (4 ring words on the server, none on the client).
     assert (cm.poly.key_bytes, cm.poly.online_bytes, cm.poly.rounds) == (16, 15, 1)
     assert cm.poly.eval_per_s == pytest.approx(1e6)
+    # At a calibrated width the poly gate opens fewer bits of x̂ and returns y0 in the narrower
+    # ring: priced as protocols.gates defines the opening.
+    for bits in (64, 40, 29):
+        opening = poly_opening_bits(GateSpec("poly", shift=DEFAULT_FRAC_BITS, bits=bits, ring=bits))
+        want = math.ceil(opening / 8) + math.ceil(bits / 8)
+        assert CostModel.load(tmp_path, bits=bits).poly.online_bytes == want
+    assert CostModel.load(tmp_path, bits=40).poly.online_bytes == 9
     assert cm.linear.macs_per_s == 4e9        # single thread, largest shape
     # Circa by m = 64 − k: measured points exactly, linear interpolation in between.
     assert cm.site_cost("circa", 32).key_bytes == 472

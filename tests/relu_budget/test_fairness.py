@@ -391,6 +391,70 @@ def test_drop_constraint_multiplier_rises_above_tolerance_and_falls_below():
         GroupDropConstraint([0.0, 0.0], dual_lr=-1.0)
 
 
+def test_drop_constraint_in_epoch_dual_steps_keep_the_per_epoch_rate():
+    # K = 4 steps of μ/4 per epoch from epoch 2 on. Measured on the training batches, all equal
+    # here, so every step sees the same violation v = the classes' CE (reference losses 0).
+    logits = torch.tensor([[2.0, 0.0], [0.0, 0.5]])
+    y = torch.tensor([0, 1])
+    v = F.cross_entropy(logits, y, reduction="none")
+    model = torch.nn.Linear(1, 1)
+    con = GroupDropConstraint([0.0, 0.0], dual_lr=0.8, steps_per_epoch=4)
+
+    def epoch(n):
+        steps = []
+        for _ in range(n):
+            con(model.train(), logits, y)
+            steps.append(con.state["fairness_steps"])
+        con(model.eval(), logits, y)           # evaluation batches do not count
+        row = {}
+        con.on_epoch_end(0, row)
+        return steps, row
+    # Epoch 1: batches per epoch unknown, no step inside; one step of μ/4 at its end.
+    steps, row = epoch(8)
+    assert steps == [0] * 8 and row["fair_dual_steps"] == 1 and con.state["fairness_epoch_batches"] == 8
+    assert con.state["fairness_lambda"] == pytest.approx((0.2 * v).tolist())
+    # Epoch 2: steps after batches 2, 4, 6 (before the next batch's loss) and at the end: over the
+    # epoch λ grows by μ·v, as with one step of μ.
+    steps, row = epoch(8)
+    assert steps == [1, 1, 2, 2, 3, 3, 4, 4] and row["fair_dual_steps"] == 5
+    assert con.state["fairness_lambda"] == pytest.approx((1.0 * v).tolist())
+    assert [len(h["drop"]) for h in con.history] == [2] * 5
+    # Fewer batches than K: a step after each inner batch, each of μ / (steps taken), same rate.
+    con = GroupDropConstraint([0.0, 0.0], dual_lr=0.8, steps_per_epoch=4)
+    epoch(2)
+    assert con.in_epoch_batches() == [1] and con.state["fairness_lambda"] == pytest.approx((0.4 * v).tolist())
+    steps, row = epoch(2)
+    assert steps == [1, 2] and row["fair_dual_steps"] == 3
+    assert con.state["fairness_lambda"] == pytest.approx((1.2 * v).tolist())
+    with pytest.raises(ValueError, match="dual_steps"):
+        GroupDropConstraint([0.0, 0.0], steps_per_epoch=0)
+    with pytest.raises(ValueError, match="dual_steps"):
+        snl.SNLConfig(drop_constraint=True, dual_steps=0)
+
+
+def test_drop_constraint_in_epoch_steps_measure_the_current_weights_on_validation(teacher, splits):
+    # Through finetune_hooks and train_phase: 3 steps per epoch on the validation losses, each
+    # of μ/3; the in-epoch ones see the weights fine-tuning has reached by then.
+    cfg = snl.SNLConfig(batch_size=64, finetune_lr=0.05, drop_constraint=True, dual_lr=0.9, dual_steps=3)
+    m = copy.deepcopy(teacher)
+    with torch.no_grad():                      # a student that is worse than its teacher everywhere
+        for p in m.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    hooks = fairness.finetune_hooks(cfg, splits, None, teacher)
+    con = hooks["extra_loss"]
+    out = training.train_phase(m, splits, cfg, name="ft", epochs=2, optimizer="sgd", lr=0.05, teacher=teacher,
+                               progress=False, **hooks)
+    assert [r["fair_dual_steps"] for r in out["history"]] == [1, 4]
+    lam = [0.0] * 4
+    for h in con.history:
+        lam = [max(0.0, a + 0.3 * d) for a, d in zip(lam, h["drop"])]
+        assert h["lambda"] == pytest.approx(lam, abs=1e-9)
+    assert out["state"]["fairness_lambda"] == pytest.approx(lam, abs=1e-9)
+    # The in-epoch measurements are of different weights (fine-tuning moved them in between).
+    drops = [tuple(h["drop"]) for h in con.history]
+    assert len(set(drops)) == len(drops), drops
+
+
 def _imbalanced_problem(seed=0):
     """Two classes in 2-D, 95 % / 5 %, overlapping: a linear model trained on plain CE moves its
     boundary into the minority class."""
@@ -486,7 +550,9 @@ def test_mitigated_finetuning_never_keeps_an_epoch_before_the_first_dual_step(te
                                progress=False, **{**hooks, "metric": metric, "on_epoch_end": on_end})
     assert [r["val_selectable"] for r in out["history"]] == [False, True, True]
     assert out["best"]["epoch"] == 3 and out["best"]["selectable"] is True
-    assert out["state"]["fairness_steps"] == 3
+    # The penalty steps once per epoch; the constraint once after epoch 1, then dual_steps per epoch.
+    steps = len(hooks["extra_loss"].in_epoch_batches()) + 1 if flag == "drop_constraint" else 1
+    assert out["state"]["fairness_steps"] == 1 + 2 * steps
     for k, v in m.state_dict().items():
         torch.testing.assert_close(v, snaps[3][k])
     # One epoch: nothing is selectable, and that epoch is kept.
@@ -507,11 +573,12 @@ def test_snl_autorep_circa_finetuning_with_the_drop_constraint(teacher, splits):
                                       (circa, circa.CircaConfig, circa_fast, "circa_finetune")):
         # 3 % of the sites: the linearized model's losses stay above the teacher's for some class.
         plain = module.optimize(teacher, splits, 0.03, config=cls(**fast, **extra), progress=False)
-        con = module.optimize(teacher, splits, 0.03, config=cls(**fast, **extra, drop_constraint=True, dual_lr=2.0),
-                              progress=False)
+        con = module.optimize(teacher, splits, 0.03, config=cls(**fast, **extra, drop_constraint=True, dual_lr=2.0,
+                                                                 dual_steps=1), progress=False)
         ft = [h for h in con.history if h["phase"] == phase]
         assert len(ft) == 2 and all(len(h["fair_lambda"]) == 4 for h in ft), module.NAME
-        # λ starts at 0 and steps once per epoch on the validation loss increases per class:
+        # λ starts at 0 and (dual_steps=1; more per epoch: the tests above) steps once per epoch
+        # on the validation loss increases per class:
         # λ₁ = max(0, μ·D₁), λ₂ = max(0, λ₁ + μ·D₂).
         lam = [0.0] * 4
         for h in ft:
@@ -551,6 +618,13 @@ def test_drop_constraint_flags(tmp_path, capsys):
     assert cfg.drop_constraint and not cfg.fairness_penalty and cfg.dual_lr == 0.5
     assert fairness.series_of({"method": "snl", "config": {"drop_constraint": True, "dual_lr": 0.5,
                                                            "tolerance": 0.02}}) == "snl +drop-constraint (μ=0.5, τ=0.02)"
+    assert fairness.series_of({"method": "snl", "config": {"drop_constraint": True, "dual_lr": 0.5, "tolerance": 0.0,
+                                                           "dual_steps": 4}}) == "snl +drop-constraint (μ=0.5, τ=0, K=4)"
+    assert cli.main([*base, "--method", "snl", "--fairness-penalty", "--dual-steps", "4"]) == 2
+    assert "--dual-steps needs --drop-constraint" in capsys.readouterr().err
+    cfg = cli.make_config("snl", cli.build_parser().parse_args(base[:1] + ["--method", "snl", "--drop-constraint",
+                                                                           "--dual-steps", "4", *base[1:]]))
+    assert cfg.dual_steps == 4
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ SET=()
 for kv in ${MODEL_SET:-}; do SET+=(--model-set "$kv"); LABEL="$LABEL-${kv%%=*}${kv#*=}"; done
 OUT=benchmarks/results/fairness2/$LABEL
 ARGS=(--arch "$ARCH" ${SET[@]+"${SET[@]}"} --teacher-epochs 8 --search-epochs 2 --finetune-epochs 3 --train-subset 6000
-      --val-subset 2500 --penalty-dual-lr 0.1 --drop-dual-lr 0.3 --drop-tolerance 0 --work "$W")
+      --val-subset 2500 --penalty-dual-lr 0.1 --drop-dual-lr 0.3 --drop-tolerance 0 --drop-dual-steps 4 --work "$W")
 JOBS=${JOBS:-2}
 for s in ${SEEDS:-0 1 2 3 4}; do
   while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
