@@ -245,13 +245,11 @@ def run_optimize(args) -> dict:
         teacher, _meta = load_checkpoint(args.teacher)
         if type(teacher) is not type(model) or teacher.config != model.config:
             raise CliError(teacher_mismatch(args.teacher, teacher, args.arch, model))
-    if is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-
-    if args.teacher:
         model.load_state_dict(teacher.state_dict())
         teacher_info = {"path": str(args.teacher)}
-    else:
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+    if not args.teacher:
         t = train_teacher(model, splits, args, out)
         teacher_info = {"path": str(out / "teacher.pt"), "best": t["best"]}
     teacher = model
