@@ -631,6 +631,25 @@ def test_drop_constraint_flags(tmp_path, capsys):
 # Curves across seeds
 # ---------------------------------------------------------------------------------------------
 
+def test_predict_proba_builds_no_autograd_graph():
+    # The audit and every validation step of the mitigations call predict_proba on whole splits:
+    # under autograd each batch's activations would be kept for a backward pass that never comes.
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 2)
+            self.grad_enabled = []
+
+        def forward(self, x):
+            self.grad_enabled.append(torch.is_grad_enabled())
+            return self.lin(x)
+
+    probe = Probe().train()
+    probs = fairness.predict_proba(probe, torch.randn(5, 3), batch_size=2)
+    assert probe.grad_enabled == [False, False, False] and probe.training
+    assert probs.shape == (5, 2) and np.allclose(probs.sum(1), 1)
+
+
 def test_mean_interval_by_hand():
     m = fairness.mean_interval([0.1, 0.2, 0.6])
     sd = float(np.std([0.1, 0.2, 0.6], ddof=1))

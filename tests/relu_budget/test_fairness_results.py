@@ -34,7 +34,7 @@ def test_committed_summary_is_the_scripts_output_on_the_committed_audit(summary_
     assert f"Seeds: {seeds}." in made and "\na note\n" in made
     assert table_rows(made) == table_rows(committed)
     target = [r for r in table_rows(made) if r.endswith(("met |", "**met** |"))]
-    assert len(target) == 6
+    assert len(target) == 12      # 3 budgets × 2 groupings, unpaired and paired
     readme = (RESULTS / "README.md").read_text()
     assert all(r in readme for r in target), [r for r in target if r not in readme]
 
@@ -44,6 +44,8 @@ def test_summary_usage_and_note_errors(summary_module, capsys):
     assert "AUDIT.json" in capsys.readouterr().err
     assert summary_module.main(["--note"]) == 2
     assert "--note needs a text" in capsys.readouterr().err
+    assert summary_module.main(["--seeds", "a.json"]) == 2
+    assert "--seeds needs one or more seeds" in capsys.readouterr().err
 
 
 def test_keep_from_rebuilds_the_audit_from_a_partial_rerun_and_refuses_another_teacher():
@@ -61,3 +63,77 @@ def test_keep_from_rebuilds_the_audit_from_a_partial_rerun_and_refuses_another_t
     other["references"][0]["metrics"]["accuracy"]["by_group"]["6"] += 0.001
     with pytest.raises(SystemExit, match="differs"):
         mod.keep_earlier_runs(other, full, "earlier.json")
+
+
+def synthetic_audit(drops: dict[str, list[float]], accuracy: dict[str, list[float]]) -> dict:
+    """An audit of one budget, seeds 0.. with the given worst-class drops (accuracy units) and
+    overall accuracies per method ("snl", "+drop-constraint"): class 9 carries the whole drop, so
+    the worst class's and the minority's drops are known."""
+    classes = [str(c) for c in range(10)]
+    refs, runs = [], []
+    for seed in range(len(drops["snl"])):
+        racc = {c: 0.8 for c in classes}
+        refs.append({"id": f"t{seed}", "seed": seed, "metrics": {"accuracy": {
+            "by_group": racc, "overall": 0.8, "group_min": 0.8}}})
+        for series, d in drops.items():
+            acc = {**racc, "9": 0.8 - d[seed]}
+            runs.append({"reference": f"t{seed}", "seed": seed, "series": series, "budget_sites": 300,
+                         "optimize_command": "x --arch toy",
+                         "metrics": {"accuracy": {"by_group": acc, "overall": accuracy[series][seed],
+                                                  "difference": d[seed]}},
+                         "drop": {"worst": d[seed], "worst_group": "9", "overall": 0.8 - accuracy[series][seed],
+                                  "margin_by_group": {c: 0.0 for c in classes}}})
+    return {"references": refs, "runs": runs, "groups": {"names": {c: c for c in classes}}}
+
+
+def target_row(text: str, heading: str, groups: str) -> str:
+    part = text.split(heading, 1)[1]
+    return next(r for r in table_rows(part) if r.startswith(f"| 300 | {groups} |"))
+
+
+def test_paired_check_separates_where_the_unpaired_intervals_overlap(summary_module):
+    # Seeds differ a lot (plain 10-30 points), the constraint is 6-7 points lower in every seed:
+    # the methods' own intervals overlap, the paired differences are all positive.
+    doc = synthetic_audit({"snl": [0.10, 0.20, 0.30], "+drop-constraint": [0.04, 0.13, 0.24]},
+                          {"snl": [0.78, 0.76, 0.77], "+drop-constraint": [0.781, 0.762, 0.772]})
+    text = summary_module.summarize(doc)
+    unpaired = target_row(text, "Target: drop constraint", "worst class")
+    paired = target_row(text, "Paired by seed", "worst class")
+    assert "| no | not met |" in unpaired, unpaired
+    assert paired.endswith("| yes | **met** |"), paired
+    # differences 6, 7, 6 points, t(2) = 4.303
+    diffs = [6.0, 7.0, 6.0]
+    m = sum(diffs) / 3
+    sd = (sum((d - m) ** 2 for d in diffs) / 2) ** 0.5
+    assert f"| 3 | {m:.2f} [{m - 4.303 * sd / 3 ** 0.5:.2f}, {m + 4.303 * sd / 3 ** 0.5:.2f}] |" in paired
+    assert "| -0.17 [" in paired       # the constraint's accuracy is 0.1-0.2 points higher: cost -0.17
+    # The paired check is by seed: shuffling the constraint's seeds breaks the pairing (no longer met).
+    for r in doc["runs"]:
+        if r["series"] == "+drop-constraint":
+            r["seed"] = {0: 2, 1: 0, 2: 1}[r["seed"]]
+    shuffled = target_row(summary_module.summarize(doc), "Paired by seed", "worst class")
+    assert shuffled.endswith("| no | not met |"), shuffled
+
+
+def test_summary_of_some_seeds(summary_module):
+    doc = synthetic_audit({"snl": [0.10, 0.20, 0.30], "+drop-constraint": [0.06, 0.125, 0.175]},
+                          {"snl": [0.78, 0.76, 0.77], "+drop-constraint": [0.781, 0.762, 0.772]})
+    text = summary_module.summarize(doc, seeds=(0, 2))
+    assert "Seeds: 0, 2 (n = 2)." in text
+    assert "| 300 | plain SNL | 2 | 20.00 ± " in text
+
+
+def test_noise_floor_by_hand():
+    spec = importlib.util.spec_from_file_location("fairness_noise_floor", ROOT / "benchmarks" / "fairness_noise_floor.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import numpy as np
+    y = np.array([0] * 4 + [1] * 5)
+    teacher = np.array([1, 1, 1, 0, 1, 1, 1, 1, 1], bool)
+    run = np.array([1, 0, 0, 1, 1, 1, 1, 1, 1], bool)
+    # class 0: teacher right / run wrong 2 of 4, the reverse 1 of 4; class 1: no disagreement
+    assert mod.class_drop_sd(teacher, run, y) == pytest.approx([((0.5 + 0.25 - 0.25 ** 2) / 4) ** 0.5, 0.0])
+    f = mod.floors(np.ones(10), np.random.default_rng(0))
+    assert f["worst"][0] == pytest.approx(1.5388, abs=0.01)       # E max of 10 standard normals
+    assert f["two"][0] == pytest.approx(1 / (5 * np.pi) ** 0.5, abs=0.01)   # E max of two N(0, 1/5): σ/√π
+    assert mod.floors(np.zeros(10), np.random.default_rng(0))["worst"] == (0.0, 0.0)
