@@ -69,6 +69,8 @@ _REPLACEMENT_HINTS.update({
     "LayerNorm": "the engine has no secure normalization; use BatchNorm2d (folded into the convolution)",
     "GroupNorm": "the engine has no secure normalization; use BatchNorm2d (folded into the convolution)",
     "Upsample": "the engine has no upsampling; use a strided/transposed design with Conv2d only",
+    "mean": "global averages over the spatial axes: use nn.AdaptiveAvgPool2d(1) followed by nn.Flatten",
+    "cat": "the engine has no concatenation; sum the branches (residual add) or widen one convolution",
 })
 
 
