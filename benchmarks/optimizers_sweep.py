@@ -120,6 +120,7 @@ def main(argv=None) -> dict:
     import torch
 
     from relu_budget import data, models, runs
+    from relu_budget.cost_model import CostModelError
     from relu_budget.optimizers import config_class, deepreduce, get_method
     from relu_budget.optimizers.common import OptimizeConfig, cost_model_for, site_totals
     from relu_budget.optimizers.training import PhaseStore, train_phase
@@ -178,7 +179,7 @@ def main(argv=None) -> dict:
 
     # 3. Every method at every budget.
     teacher_info = {"path": _shown(teacher_path), "val_accuracy": t_val, "test_accuracy": t_test}
-    rows = []
+    rows, infeasible = [], []
     for method in methods:
         cls = config_class(method)
         for frac in budgets:
@@ -201,8 +202,16 @@ def main(argv=None) -> dict:
                 t0 = time.time()
                 print(f"== {method} at {100 * frac:g}% " + (f"({int(frac * total)} sites)" if full_cost is None
                                                              else f"of the all-ReLU {args.objective} ({budget:.4g})"))
-                result = get_method(method).optimize(start_model, splits, budget, config=config, teacher=teacher,
-                                                     progress=progress)
+                try:
+                    result = get_method(method).optimize(start_model, splits, budget, config=config, teacher=teacher,
+                                                         progress=progress)
+                except CostModelError as exc:
+                    # A cost budget below what the method's network costs with no kept sites (AutoReP's
+                    # polynomial sites are not free): no run, said in the results, the sweep goes on.
+                    print(f"   {method} {100 * frac:g}%: not run: {exc}")
+                    infeasible.append({"method": method, "budget_fraction": frac, "budget": budget,
+                                       "reason": str(exc)})
+                    continue
                 cmd = "python benchmarks/optimizers_sweep.py " + " ".join(args.argv)
                 m = runs.run_metrics(result, splits, config, teacher, command=cmd, method=method, arch=args.arch,
                                     budget_arg=frac, teacher=teacher_info, seconds=time.time() - t0,
@@ -235,7 +244,7 @@ def main(argv=None) -> dict:
         "run_seconds": sum(r["seconds"] for r in rows),
         "dataset": splits.name, "arch": args.arch, "total_sites": total, "objective": args.objective,
         "all_relu_cost": full_cost,
-        "teacher": teacher_info, "criticality": criticality, "rows": rows,
+        "teacher": teacher_info, "criticality": criticality, "rows": rows, "not_run": infeasible,
         "frontier": frontiers(rows),
         "wall_seconds": time.time() - t_start,
     }
@@ -415,6 +424,9 @@ def write_markdown(path: Path, doc: dict) -> None:
             ratio = r.get("cost_ratio")
             cells.append("" if ratio is None else f"{ratio:.2f}" + (" **over**" if ratio > COST_OVER_BUDGET else ""))
         lines.append("| " + " | ".join([*cells, r["dir"]]) + " |")
+    if doc.get("not_run"):
+        lines += ["", "Not run (no network of the method meets the budget):", ""]
+        lines += [f"- {r['method']} at {100 * r['budget_fraction']:g}%: {r['reason']}" for r in doc["not_run"]]
     fronts = doc.get("frontier") or {}
     for key, label in FRONT_AXES:
         if not fronts.get(key):

@@ -97,7 +97,8 @@ def build_report(opts: ReportOptions, log=print) -> tuple[dict, list[Section]]:
                                 + (["native Circa faults"] if faults else [])
                                 + (["simulated Circa accuracy"] if sim else []), "origin": "this report"}}
     sections.insert(0, section_overview(inputs, sections, cmd, time.time() - t0))
-    sections.insert(0, section_summary(sections, found.origins, found.fallback, bench))
+    sections.insert(0, section_summary(sections, found.origins, found.fallback, bench,
+                                       {"runs": len(runs), "audits": len(audits), "benchmarks": len(bench)}))
     doc = {"format": REPORT_FORMAT, "version": REPORT_VERSION,
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "command": cmd,
            "sections": {s.id: s.to_dict() for s in sections}}

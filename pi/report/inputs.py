@@ -163,10 +163,11 @@ def gather(runs: list[str] | None, audits: list[str] | None, results_dir: str | 
     """The report's inputs and where each kind came from (module docstring)."""
     if results_dir or committed:
         base = Path(results_dir) if results_dir else DEFAULT_RESULTS
-        where = f"{rel(base)} (--results-dir)" if results_dir else "the package's committed results (--committed)"
+        where = f"{rel(base)} (--results-dir)" if results_dir else \
+            f"the package's committed results in {rel(base)} (--committed)"
         out = Inputs(find_runs(runs, base), find_audits(audits, base), find_bench(base))
-        out.origins = {"runs": "--runs" if runs else where, "audits": "--audits" if audits else where,
-                       "benchmarks": where}
+        out.origins = {"runs": "the paths given with --runs" if runs else where,
+                       "audits": "the paths given with --audits" if audits else where, "benchmarks": where}
         return out
     cwd = Path(cwd or Path.cwd()).resolve()
     # The package's own results and demo assets are never "the user's" (they are the fallback).
@@ -174,10 +175,13 @@ def gather(runs: list[str] | None, audits: list[str] | None, results_dir: str | 
     here_runs, here_audits, here_bench = _classify(json_files_below(cwd, skip=package))
     out = Inputs(find_runs(runs, DEFAULT_RESULTS) if runs else here_runs,
                  find_audits(audits, DEFAULT_RESULTS) if audits else here_audits, here_bench)
-    here = f"the working directory ({rel(cwd)})"
-    out.origins = {"runs": "--runs" if runs else here, "audits": "--audits" if audits else here,
-                   "benchmarks": here}
-    fallback = "the package's committed results (none given or found in the working directory)"
+    here = f"the working directory ({rel(cwd)}, searched {WALK_DEPTH} levels down)"
+    out.origins = {"runs": "the paths given with --runs" if runs else here,
+                   "audits": "the paths given with --audits" if audits else here, "benchmarks": here}
+    # Said plainly, since the working directory may well be the repository, where the package's
+    # own results lie but are not searched.
+    fallback = (f"the package's committed results in {rel(DEFAULT_RESULTS)}: none given, and none found in the "
+                "working directory outside the package's own benchmarks/, demos/ and tests/")
     if not out.runs and not runs:
         out.runs, out.origins["runs"] = find_runs(None, DEFAULT_RESULTS), fallback
         out.fallback.append("runs")

@@ -35,25 +35,43 @@ def log_x(ax) -> None:
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
 
 
-def combined_front(table: list[dict], key: str) -> list[tuple[float, float]]:
-    """The points of all methods together that no other point beats in (key, test accuracy)."""
+PANELS = {"latency": ("measured_online_s", "predicted_online_s", "online latency (s), batch 1"),
+          "bytes": ("measured_bytes", "predicted_bytes", "online + offline bytes per inference"),
+          "relus": ("relus", "relus", "kept ReLU sites per image")}
+
+
+def front_cost(table: list[dict], panel: str) -> tuple[str, str]:
+    """(key, "measured" | "predicted" | "count"): the cost a panel's fronts are drawn in. Measured
+    only when every run with a test accuracy was measured; else the cost model's prediction for
+    all, since a front over the measured runs alone leaves the others out and one mixing the two
+    compares in-process timings under load with the model's figures."""
+    mkey, pkey, _label = PANELS[panel]
+    if panel == "relus":
+        return "relus", "count"
+    scored = [t for t in table if t.get("test_accuracy") is not None]
+    if scored and all(t.get(mkey) for t in scored):
+        return mkey, "measured"
+    return pkey, "predicted"
+
+
+def combined_front(table: list[dict], key: str) -> list[dict]:
+    """The runs of all methods together that no other run beats in (key, test accuracy), by cost."""
     from relu_budget.allocation import pareto_front
-    xy = [(t[key], 100 * t["test_accuracy"]) for t in table if t.get(key) and t.get("test_accuracy") is not None]
-    return sorted(xy[j] for j in pareto_front(xy)) if xy else []
+    rows = [t for t in table if t.get(key) and t.get("test_accuracy") is not None]
+    xy = [(t[key], 100 * t["test_accuracy"]) for t in rows]
+    return sorted((rows[j] for j in pareto_front(xy)), key=lambda t: (t[key], -t["test_accuracy"])) if xy else []
 
 
 def pareto_figure(table: list[dict], model_rows: list[dict], title: str, teacher_acc: float | None) -> bytes:
-    """Accuracy against measured online latency, measured bytes (the cost model's predictions
-    beside them) and, last, kept ReLU sites; per method its front, over all methods one
-    combined front (of the measured points where there are any), and the all-ReLU accuracy."""
+    """Accuracy against online latency, bytes (measured and predicted points) and, last, kept ReLU
+    sites; per method its front and over all methods one combined front, both in the cost
+    `front_cost` picks, and the all-ReLU accuracy."""
     from relu_budget.allocation import pareto_front
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
-    xs_def = {"latency": ("measured_online_s", "predicted_online_s", "online latency (s), batch 1"),
-              "bytes": ("measured_bytes", "predicted_bytes", "online + offline bytes per inference"),
-              "relus": ("relus", "relus", "kept ReLU sites per image")}
     methods = sorted({t["method"] for t in table})
-    for ax, (panel, (mkey, pkey, label)) in zip(axes, xs_def.items()):
+    for ax, (panel, (mkey, pkey, label)) in zip(axes, PANELS.items()):
+        front_key, source = front_cost(table, panel)
         for i, meth in enumerate(methods):
             pts = [t for t in table if t["method"] == meth and t["test_accuracy"] is not None]
             color = f"C{i % 10}"
@@ -64,16 +82,16 @@ def pareto_figure(table: list[dict], model_rows: list[dict], title: str, teacher
                 if not xy:
                     continue
                 xy.sort()
-                front = pareto_front(xy) if panel == "relus" or kind == "measured" else []
+                front = pareto_front(xy) if key == front_key else []
                 ax.plot([p[0] for p in xy], [p[1] for p in xy], marker, color=color, alpha=0.5 if front else 0.8,
                         label=f"{meth}" + ("" if panel == "relus" else f" ({kind})"))
                 if front:
                     fx = [xy[j] for j in sorted(front)]
                     ax.plot([p[0] for p in fx], [p[1] for p in fx], "-", color=color)
-        best = combined_front(table, mkey) or combined_front(table, pkey)
+        best = [(t[front_key], 100 * t["test_accuracy"]) for t in combined_front(table, front_key)]
         if len(best) > 1:
             ax.plot([p[0] for p in best], [p[1] for p in best], "-", color="black", lw=2, alpha=0.5, zorder=0,
-                    label="combined front")
+                    label="combined front" + ("" if panel == "relus" else f" ({source})"))
         if teacher_acc is not None:
             ax.axhline(100 * teacher_acc, color="gray", ls="--", lw=1, label="all-ReLU")
         if panel != "relus":

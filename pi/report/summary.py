@@ -60,15 +60,27 @@ def headline_ratios(bench: dict) -> tuple[list[dict], list[str]]:
     return rows, lines
 
 
-def section_summary(sections: list[Section], origins: dict[str, str], fallback: list[str], bench: dict) -> Section:
+def section_summary(sections: list[Section], origins: dict[str, str], fallback: list[str], bench: dict,
+                    counts: dict[str, int] | None = None) -> Section:
     s = Section("summary", dict(SECTIONS)["summary"])
     by_id = {x.id: x for x in sections}
-    inputs = "; ".join(f"{kind} from {where}" for kind, where in origins.items())
-    s.notes.append(f"Inputs: {inputs}.")
+    counts = counts or {}
+    what = {"runs": "run", "audits": "audit", "benchmarks": "benchmark file"}
+    def counted(kind):
+        n = counts.get(kind)
+        if n is None:
+            return kind
+        return f"{n} {what[kind]}{'s' * (n != 1)}" + (" (the newest of each kind)" if kind == "benchmarks" else "")
+    by_origin: dict[str, list[str]] = {}          # kinds from one place named once, with the place
+    for kind, where in origins.items():
+        by_origin.setdefault(where, []).append(counted(kind))
+    s.notes.append("Inputs: " + "; ".join(f"{' and '.join(kinds)} from {where}" for where, kinds in by_origin.items())
+                   + ".")
     if fallback:
-        s.notes.append(f"No {', '.join(fallback)} of yours were given or found in the working directory, so the "
-                       "package's committed results stand in for them: pass `--runs DIR`, `--audits DIR` or "
-                       "`--results-dir DIR` for your own, or `--committed` to ask for these on purpose.")
+        names = " or ".join(what[k] + "s" for k in fallback)
+        s.notes.append(f"No {names} were given or found in the working directory outside the package's own "
+                       "directories, so the package's committed ones are shown: pass `--runs DIR`, `--audits DIR` or "
+                       "`--results-dir DIR` for yours, or `--committed` to ask for these on purpose.")
     best = best_per_budget((by_id.get("pareto") or Section("", "")).data.get("runs") or [])
     s.data["best_per_budget"] = best
     if best:

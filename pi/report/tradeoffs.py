@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pi.report.document import SECTIONS, Section, Table, pct, rel
 from pi.report.measure import circa_gaussian_rate, circa_law
-from pi.report.plots import fig_png, pareto_figure, pyplot
+from pi.report.plots import PANELS, combined_front, fig_png, front_cost, pareto_figure, pyplot
 
 # Local imports: relu_budget.fairness imports torch: it is imported where used, since `pi --help` imports
 # pi.report.
@@ -96,12 +96,24 @@ def section_pareto(runs: list[dict], bench: dict, measured_runs: dict, failures:
                         and (r.get("arch") or "?", r.get("dataset") or "?") == (arch, dataset)), None)
         title = "pi bench model" if arch is None else f"{arch} on {dataset}"
         name = "pareto" if len(groups) == 1 else f"pareto-{len(s.figures)}"
+        if rows:
+            note_fronts(s, rows, f"{arch} / {dataset}")
         s.figures.append((name, (f"{title}: test accuracy vs online latency, bytes and kept ReLUs. Lines: Pareto "
-                                 "fronts per method; thick grey: the combined front of all methods (measured points "
-                                 "where there are any); o measured, x predicted by the cost model; dashed: the all-ReLU "
+                                 "fronts per method; thick grey: the combined front of all methods, in the cost the "
+                                 "legend names (measured only when every run was measured; the notes say why); "
+                                 "o measured, x predicted by the cost model; dashed: the all-ReLU "
                                  "model; black diamonds: `pi bench model` rows of this network (secure accuracy on the "
                                  "benchmark's first test images, deployed latency)."),
                           pareto_figure(rows, bench_rows, title, teacher)))
+    if s.data.get("fronts"):
+        s.tables.append(Table("Combined front over all methods, per network, in online latency and in bytes (the "
+                              "runs no other run of that network beats in that cost and test accuracy)",
+                              [("network", "network / data", "s"), ("axis", "cost", "s"), ("source", "in", "s"),
+                               ("run", "run", "s"), ("method", "method", "s"), ("relus", "kept ReLUs", ",d"),
+                               ("cost_s", "online time", "ms"), ("cost_bytes", "bytes", "B"),
+                               ("test_accuracy", "test acc", "%")],
+                              [{"network": f["network"], "axis": f["axis"], "source": f["source"], **p}
+                               for f in s.data["fronts"] if f["axis"] != "relus" for p in f["front"]]))
     if not measured_runs and runs:
         s.notes.append("No run had its weights (model.pt) here, so no latency was measured for the runs: the "
                        "latency and bytes panels show the cost model's predictions only.")
@@ -110,6 +122,32 @@ def section_pareto(runs: list[dict], bench: dict, measured_runs: dict, failures:
         s.todo.append("pi bench model --policy DIR/policy ... --json benchmarks/results/bench_model.json   "
                       "# deployed latency (3 processes, TLS)")
     return s
+
+
+def note_fronts(s: Section, rows: list[dict], network: str) -> None:
+    """The combined fronts of one network's runs (section data, for the table) and a note saying
+    which runs they cover, in which cost, and why."""
+    scored = [t for t in rows if t.get("test_accuracy") is not None]
+    measured = sum(t.get("measured_online_s") is not None for t in scored)
+    covered = {}
+    for panel in PANELS:
+        key, source = front_cost(rows, panel)
+        cover = [t for t in scored if t.get(key)]
+        covered[panel] = (source, len(cover))
+        front = [{"run": t["run"], "method": t["method"], "relus": t["relus"], "test_accuracy": t["test_accuracy"],
+                  "cost": t[key], "cost_s": t[key] if panel == "latency" else None,
+                  "cost_bytes": t[key] if panel == "bytes" else None} for t in combined_front(rows, key)]
+        s.data.setdefault("fronts", []).append({"network": network, "axis": panel, "source": source, "key": key,
+                                                "runs_covered": len(cover), "runs": len(scored), "front": front})
+    source = covered["latency"][0]
+    why = ("every run was measured here" if source == "measured" else
+           f"only {measured} of them had their weights here to be measured in process: a front over those alone "
+           "would leave the others out, and one mixing measured and predicted costs would compare unlike numbers"
+           if measured else "no run had its weights here to be measured")
+    over = ", ".join(f"{panel} over {n}" for panel, (_src, n) in covered.items())
+    s.notes.append(f"{network}: {len(scored)} run{'s' * (len(scored) != 1)}; the combined fronts in latency and bytes are in "
+                   f"{'measured' if source == 'measured' else 'predicted (cost model)'} costs ({why}); "
+                   f"they cover: {over} (a run without that cost, or with none kept, is left out).")
 
 
 def section_fairness(audits: list[dict]) -> Section:

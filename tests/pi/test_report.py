@@ -19,6 +19,7 @@ from pi.cli import main as pi_main
 from pi.report.document import human_ratio
 from pi.report.inputs import gather
 from pi.report.provenance import portable_commands
+from pi.report.summary import section_summary
 from relu_budget import cli as rb_cli
 
 SECTION_IDS = [s[0] for s in report.SECTIONS]
@@ -168,7 +169,10 @@ def test_report_numbers_come_from_the_inputs(inputs, built):
     head = next(c for c in model_doc["comparisons"] if (c["workload"], c["batch"], c["policy"]) == ("default", 1, "exact"))
     sentence = summary["headline"]["sentences"][0]
     assert human_ratio(head["online_bytes_ratio"]) in sentence and human_ratio(head["rounds_ratio"]) in sentence
-    assert secs["summary"]["notes"][0].startswith("Inputs: runs from --runs; audits from --audits")
+    # Counted, and each place named once with why it was taken.
+    assert secs["summary"]["notes"][0].startswith("Inputs: 2 runs from the paths given with --runs; 1 audit from the "
+                                                  "paths given with --audits; "), secs["summary"]["notes"][0]
+    assert "(the newest of each kind) from " in secs["summary"]["notes"][0]
     # Readable units: no byte count in scientific notation, accuracies as percentages.
     md = md_path.read_text()
     assert not re.search(r"\d\.\d+e\+\d\d", md)
@@ -224,7 +228,16 @@ def test_inputs_come_from_the_working_directory_else_the_committed_results(input
     monkeypatch.chdir(empty)
     found = gather(None, None)
     assert found.fallback == ["runs", "audits", "benchmarks"] and found.runs
-    assert all("committed" in where for where in found.origins.values())
+    # It says where they are and why the working directory's search did not find them (it may be
+    # the repository itself, whose benchmarks/ is not searched).
+    assert all(where.startswith("the package's committed results in ") and "outside the package's own benchmarks/"
+               in where for where in found.origins.values()), found.origins
+    summary = section_summary([], found.origins, found.fallback, {},
+                              {"runs": 3, "audits": 1, "benchmarks": 2})
+    assert summary.notes[0].startswith("Inputs: 3 runs and 1 audit and 2 benchmark files (the newest of each kind) "
+                                       "from the package's committed results in "), summary.notes[0]
+    assert summary.notes[0].count("committed results") == 1 and "No runs or audits or benchmark files" in \
+        summary.notes[1]
     assert gather(None, None, committed=True).origins["runs"].endswith("(--committed)")
 
 
@@ -311,13 +324,36 @@ def test_the_committed_report_reads_the_committed_results_and_cites_only_the_rep
     assert not [p for p in sorted(set(named) | docs) if not (root / p).exists()]
 
 
-def test_pareto_combined_front_prefers_measured_costs():
-    """The report's combined front over all methods: the points no other beats in cost and test
-    accuracy, drawn in measured cost where runs were measured (else the predictions)."""
-    from pi.report.plots import combined_front
-    table = [{"measured_online_s": 0.02, "predicted_online_s": 0.01, "test_accuracy": 0.90},
-             {"measured_online_s": 0.03, "predicted_online_s": 0.03, "test_accuracy": 0.89},   # dominated
-             {"measured_online_s": 0.04, "predicted_online_s": 0.02, "test_accuracy": 0.92},
-             {"measured_online_s": None, "predicted_online_s": 0.005, "test_accuracy": 0.80}]
-    assert combined_front(table, "measured_online_s") == [(0.02, 90.0), (0.04, 92.0)]
-    assert combined_front(table, "predicted_online_s") == [(0.005, 80.0), (0.01, 90.0), (0.02, 92.0)]
+def pareto_run(name: str, method: str, relus: int, acc: float, online_s: float, total_bytes: float) -> dict:
+    """A run's metrics as the report reads them (no weights)."""
+    return {"_dir": f"/runs/{name}", "method": method, "relus": relus, "arch": "net", "dataset": "data",
+            "test": {"accuracy": acc}, "val": {"accuracy": acc},
+            "cost": {"online_seconds": online_s, "online_bytes": total_bytes / 4, "offline_bytes": 3 * total_bytes / 4}}
+
+
+def test_pareto_combined_front_covers_every_run_unless_all_were_measured():
+    """The report's combined front over all methods is drawn over every run of the network: in
+    predicted costs when only some runs were measured (a front over the measured runs alone left
+    the others out), in measured costs when every run was; the section says which."""
+    from pi.report.tradeoffs import section_pareto
+    runs = [pareto_run("a", "snl", 100, 0.90, 0.010, 1e6), pareto_run("b", "snl", 200, 0.92, 0.020, 2e6),
+            pareto_run("c", "autorep", 50, 0.91, 0.005, 3e6)]
+    meas = {"/runs/a": {"online_s": 0.05, "online_bytes": 2e5, "offline_bytes": 8e5}}
+    s = section_pareto(runs, {}, meas)
+    fronts = {f["axis"]: f for f in s.data["fronts"]}
+    names = {axis: [Path(p["run"]).name for p in f["front"]] for axis, f in fronts.items()}
+    assert fronts["latency"]["source"] == fronts["bytes"]["source"] == "predicted"
+    assert fronts["latency"]["runs_covered"] == 3 and names["latency"] == ["c", "b"]      # a: beaten by c
+    assert names["bytes"] == ["a", "b"] and names["relus"] == ["c", "b"]
+    note = next(n for n in s.notes if n.startswith("net / data"))
+    assert "predicted (cost model)" in note and "only 1 of them" in note and "latency over 3" in note
+    table = next(t for t in s.tables if t.title.startswith("Combined front"))
+    assert [Path(r["run"]).name for r in table.rows] == ["c", "b", "a", "b"]
+    # Every run measured: the fronts are in measured costs.
+    meas.update({"/runs/b": {"online_s": 0.03, "online_bytes": 1e5, "offline_bytes": 1e5},
+                 "/runs/c": {"online_s": 0.04, "online_bytes": 1e5, "offline_bytes": 2e6}})
+    s = section_pareto(runs, {}, meas)
+    fronts = {f["axis"]: f for f in s.data["fronts"]}
+    assert fronts["latency"]["source"] == "measured"
+    assert [Path(p["run"]).name for p in fronts["latency"]["front"]] == ["b"]
+    assert any("every run was measured here" in n for n in s.notes)

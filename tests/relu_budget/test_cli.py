@@ -124,6 +124,19 @@ def _sweep_script():
     return sweep
 
 
+def test_sweep_script_goes_on_past_a_budget_a_method_cannot_meet(tmp_path):
+    """AutoReP's network with no kept ReLU still pays for its polynomial sites: on the tiny net
+    80 % of the all-ReLU latency is below that floor (SNL's, with identities, is lower). The
+    sweep says so in its results and runs the other methods instead of stopping."""
+    sweep = _sweep_script()
+    doc = sweep.main(["--tiny", "--out", str(tmp_path), "--methods", "autorep,snl", "--objective", "latency",
+                      "--budgets", "0.8", "--no-progress"])
+    assert [r["method"] for r in doc["rows"]] == ["snl"]
+    assert [(r["method"], r["budget_fraction"]) for r in doc["not_run"]] == [("autorep", 0.8)]
+    assert "poly sites" in doc["not_run"][0]["reason"]
+    assert "- autorep at 80%: a latency budget of" in (tmp_path / "results.md").read_text()
+
+
 def test_sweep_script_tiny(tmp_path):
     sweep = _sweep_script()
     doc = sweep.main(["--tiny", "--out", str(tmp_path), "--methods", "snl,circa,deepreduce", "--budgets", "0.1",
