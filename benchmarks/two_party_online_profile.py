@@ -12,7 +12,8 @@ time is not counted again by its caller), summed over the plan's activation laye
   recv      frame reads and array decoding (TLS decryption, copies)
   send      frame writes (TLS encryption, syscalls)
   encode    server: the garbler's input labels (native)      evaluate: client, native GC evaluation
-  ot        client: R_c1 from the IKNP receiver (native)      draw: the client's re-sharing masks (AES)
+  ot        client: its own input labels and R_c1 from the IKNP receiver (native, Evaluator.prepare)
+  draw      client: the re-sharing masks (AES)
   pack      Ring.pack/unpack, bit packing, parcels
   other     the rest: numpy arithmetic, Python per-layer overhead
 
@@ -99,25 +100,12 @@ def instrument(clock: Clock, side: str) -> None:
     clock.wrap(SeedStream, "draw", "draw")
     clock.wrap(garbled.Garbler, "labels", "encode")
     clock.wrap(garbled.Evaluator, "evaluate", "evaluate")
+    clock.wrap(garbled.Evaluator, "prepare", "ot")
     for cls in (layers.ActivationLayer, layers.TruncateLayer, layers.MaxPoolLayer, layers.InputLayer,
                 layers.OutputLayer, layers.PrivateLinearLayer, layers.Layer, layers.PassLayer):
         meth = "server_online" if side == "server" else "client_online"
         if meth in cls.__dict__:
             clock.wrap_layer(cls, meth)
-
-
-def native_ot(clock: Clock, ev) -> None:
-    """The evaluator's Python-side OT calls (R_c1) as their own component."""
-    class Proxy:
-        def __init__(self, inner):
-            self._inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self._inner, name)
-    p = Proxy(ev.ot)
-    clock.wrap(p, "random_ot", "ot")
-    p.random_ot = p.__dict__["random_ot"]
-    ev.ot = p
 
 
 def _cprofile(path: str | None):
@@ -186,7 +174,6 @@ def profile(secure, images: np.ndarray, repeats: int, batch: int, work: Path, cp
         chan = connect("127.0.0.1", port, TlsConfig(peer_fingerprint=cert.fingerprint))
         c = ClientSession(secure.plan)
         c.setup(chan)
-        native_ot(CLOCK, c.ev)
         runs, online = [], []
         prof = _cprofile(cprof)
         for i in range(repeats + 1):

@@ -163,6 +163,7 @@ class EvaluatorBatch:
     r_c1: np.ndarray | None = None      # circa: R_c1, taken from the OT in evaluate()
     e: np.ndarray | None = None
     e_t: np.ndarray | None = None
+    own: object = None                  # its own input labels from prepare() (online, until evaluate)
     finished: bool = False
 
     @property
@@ -280,21 +281,27 @@ class Evaluator:
         return eb
 
     def prepare(self, eb: EvaluatorBatch) -> EvaluatorBatch:
-        """Circa: takes R_c1 from the OT. It needs no garbler message, so the online phase
-        calls it before waiting for the labels; call it when the receiver's cursor reaches this
-        batch (the batches before it evaluated), as evaluate() does if it was not called."""
+        """Everything of the evaluation that needs no garbler message: Circa's R_c1 and the
+        evaluator's own input labels, both taken from the OT (recomputed from its seeds). The
+        online phase calls it before waiting for the garbler's labels; call it when the
+        receiver's cursor reaches this batch (the batches before it prepared or evaluated), as
+        evaluate() does if it was not called."""
+        if eb.tables is None:
+            raise ValueError("receive() the garbled tables first")
         if eb.spec.circuit == "circa" and eb.p_rs is None:
             _, eb.r_c1 = self.ot.random_ot(eb.instances, eb.spec.l)
             s0 = eb.s0 if eb.s0_t is None else eb.s0 + eb.s0_t
             eb.p_rs = (eb.r_c1 + s0) & eb.spec.mask
+        if eb.own is None:
+            eb.own = self._gc.take_labels(eb.tables)
         return eb
 
     def evaluate(self, eb: EvaluatorBatch, labels: bytes):
         if eb.tables is None:
             raise ValueError("receive() the garbled tables first")
         self.prepare(eb)
-        out = self._gc.evaluate(eb.tables, labels)   # raises if this batch was evaluated already
-        eb.tables = None
+        out = self._gc.evaluate(eb.tables, labels, eb.own)   # raises if this batch was evaluated already
+        eb.tables = eb.own = None
         if eb.spec.circuit != "circa":
             return out
         if out.ndim == 2:

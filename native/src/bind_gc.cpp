@@ -361,17 +361,58 @@ Header parse_tables(const ByteView& t) {
   return h;
 }
 
+// A batch's evaluator input labels, recomputed from the OT seeds before its garbler labels arrive
+// (take_labels), for its evaluate() only; one-time.
+struct OwnLabels {
+  uint64_t start = 0;
+  size_t count = 0;
+  Block sid{};
+  std::vector<Block> rows;
+  bool used = false;
+};
+
 struct PyEvaluator {
   PyReceiver& receiver;
   explicit PyEvaluator(PyReceiver& r) : receiver(r) {}
 
-  py::object evaluate(const py::object& tables, const py::object& labels) {
+  void check_order(const Header& h) const {
+    if (h.label_start < receiver.r.consumed())
+      throw py::value_error("tables use evaluator labels from OT index " + std::to_string(h.label_start) +
+                            ", but the next unused OT is " + std::to_string(receiver.r.consumed()) +
+                            ": batch already evaluated, or a later batch was evaluated first (one-time, in order)");
+  }
+
+  // The evaluator's own input labels for a batch: they need no garbler message, so the online
+  // phase recomputes them while it waits for the garbler's labels.
+  OwnLabels take_labels(const py::object& tables) {
+    if (!receiver.r.ready()) throw py::value_error("evaluator: run the OT setup (base OTs) first");
+    ByteView t = byte_view(tables, "tables");
+    const Header h = parse_tables(t);
+    if (!(h.sid == receiver.r.session_id())) throw py::value_error("tables belong to another OT session");
+    check_order(h);
+    OwnLabels own;
+    own.start = h.label_start;
+    own.count = h.count;
+    own.sid = h.sid;
+    const gc::Circuit c = gc::build(h.spec);
+    own.rows.resize(h.count * c.n_eval);
+    {
+      py::gil_scoped_release nogil;
+      receiver.r.take(h.label_start, own.rows.size(), own.rows.data(), nullptr);
+    }
+    return own;
+  }
+
+  py::object evaluate(const py::object& tables, const py::object& labels, OwnLabels* own) {
     if (!receiver.r.ready()) throw py::value_error("evaluator: run the OT setup (base OTs) first");
     ByteView t = byte_view(tables, "tables"), g = byte_view(labels, "labels");
     const Header h = parse_tables(t);
     const gc::Circuit c = gc::build(h.spec);
     if (!(h.sid == receiver.r.session_id()))
       throw py::value_error("tables belong to another OT session");
+    if (own && (own->used || own->start != h.label_start || own->count != h.count || !(own->sid == h.sid) ||
+                own->rows.size() != h.count * c.n_eval))
+      throw py::value_error("own labels were taken for another batch, or used already (one-time)");
     // Labels message.
     if (g.len < kLabelsHeader) throw py::value_error("labels: truncated (shorter than the 56-byte header)");
     const uint8_t* q = g.data;
@@ -382,18 +423,23 @@ struct PyEvaluator {
       throw py::value_error("labels were produced for another garbled batch");
     if (g.len != kLabelsHeader + h.count * c.n_garb * 16)
       throw py::value_error("labels: length " + std::to_string(g.len) + " does not match the header: truncated or padded");
-    if (h.label_start < receiver.r.consumed())
-      throw py::value_error("tables use evaluator labels from OT index " + std::to_string(h.label_start) +
-                            ", but the next unused OT is " + std::to_string(receiver.r.consumed()) +
-                            ": batch already evaluated, or a later batch was evaluated first (one-time, in order)");
+    if (!own) check_order(h);
     const size_t n = h.count, ne = c.n_eval, no = c.outputs.size();
     std::vector<uint8_t> bits(n * no);
     {
       py::gil_scoped_release nogil;
-      std::vector<Block> el(n * ne), gl(n * c.n_garb);
-      receiver.r.take(h.label_start, n * ne, el.data(), nullptr);
+      std::vector<Block> el, gl(n * c.n_garb);
+      if (!own) {
+        el.resize(n * ne);
+        receiver.r.take(h.label_start, n * ne, el.data(), nullptr);
+      }
       if (!gl.empty()) std::memcpy(static_cast<void*>(gl.data()), q + kLabelsHeader, gl.size() * 16);
-      gc::evaluate(c, n, t.data + kTablesHeader, el.data(), gl.data(), h.and_base, bits.data());
+      gc::evaluate(c, n, t.data + kTablesHeader, own ? own->rows.data() : el.data(), gl.data(), h.and_base,
+                   bits.data());
+    }
+    if (own) {
+      own->used = true;
+      std::vector<Block>().swap(own->rows);
     }
     if (h.spec.kind == Kind::Relu || h.spec.kind == Kind::Trunc || h.spec.kind == Kind::Argmax) {
       // relu / trunc: the l bits of the evaluator's share z; argmax: the bits of the class index.
@@ -552,9 +598,13 @@ void bind_gc(py::module_& m) {
            "Garble `count` instances of relu / trunc / drelu / circa / argmax over Z_(2^l) (bits = value bits, "
            "default l); consumes count × input-wire COTs.");
 
+  py::class_<OwnLabels>(m, "OwnLabels", "A garbled batch's evaluator input labels (Evaluator.take_labels); one-time.");
   py::class_<PyEvaluator>(m, "Evaluator", "Evaluates garbled batches with the labels of an IknpReceiver.")
       .def(py::init<PyReceiver&>(), py::arg("receiver"), py::keep_alive<1, 2>())
-      .def("evaluate", &PyEvaluator::evaluate, py::arg("tables"), py::arg("labels"),
+      .def("take_labels", &PyEvaluator::take_labels, py::arg("tables"),
+           "The evaluator's own input labels for these tables (from the OT seeds; they need no garbler "
+           "message): pass them to evaluate(); takes the batch's OTs, in order, like evaluate().")
+      .def("evaluate", &PyEvaluator::evaluate, py::arg("tables"), py::arg("labels"), py::arg("own") = nullptr,
            "relu/trunc: z (uint64, z + r = the output mod 2^l); drelu/circa: e (uint8, e ⊕ ρ = d); argmax: the "
            "class index (uint64). One-time per batch.");
 

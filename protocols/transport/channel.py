@@ -65,7 +65,8 @@ from protocols.transport.frame import (
 
 DEFAULT_TIMEOUT = 120.0  # seconds without progress from the peer
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0  # seconds for the whole TLS handshake
-_FIRST_READ = 64 * 1024  # first buffer of a frame payload; it doubles as the bytes arrive
+_FIRST_READ = 64 * 1024  # first buffer of a frame payload (what a header alone can make us allocate)
+_GROWN = 16 << 20  # the buffer's size once the first buffer is full (at most the frame's length)
 MAX_ERROR_REASON = 4096  # bytes of an ERROR frame's reason that are kept
 
 
@@ -244,10 +245,12 @@ class Channel(abc.ABC):
 
     def _read_payload(self, n: int, timeout: float | None, what: str) -> np.ndarray:
         """The n payload bytes of a frame, as a uint8 array. The buffer grows with the bytes that
-        arrive (at most twice what arrived, plus the first chunk): a header alone never makes us
-        allocate the length it announces, so a peer that announces 1 GiB and sends nothing costs
-        64 KiB. Buffers are not zero-filled, and each growth copies what arrived once (all
-        growth copies add up to less than n)."""
+        arrive: a header alone never makes us allocate the length it announces (a peer that
+        announces 1 GiB and sends nothing costs 64 KiB); once the first 64 KiB have arrived the
+        buffer takes the frame's length up to _GROWN, then doubles. Buffers are not zero-filled,
+        so a buffer's pages are committed as the bytes arrive. Few growth steps matter: each is
+        a fresh buffer whose pages fault in again and a copy of what arrived (doubling from
+        64 KiB cost a 700 KB message 2–3x the receiver CPU, docs/transport.md)."""
         buf = np.empty(min(n, _FIRST_READ), np.uint8)
         got = 0
         while True:
@@ -255,7 +258,7 @@ class Channel(abc.ABC):
             got = buf.size
             if got == n:
                 return buf
-            grown = np.empty(min(n, 2 * got), np.uint8)
+            grown = np.empty(min(n, max(2 * got, _GROWN)), np.uint8)
             grown[:got] = buf
             buf = grown
 

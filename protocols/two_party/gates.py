@@ -133,7 +133,8 @@ class GateGroup:
     # -- online
     # Each side does what needs no message from the peer before it waits for one: the server
     # the parts of its share that need no reply (after sending its labels), the client its
-    # re-sharing mask and Circa's R_c1 (while the server computes the linear layer and labels).
+    # re-sharing mask, its own input labels and Circa's R_c1 (Evaluator.prepare; while the server
+    # computes the linear layer and its labels).
     def server_send(self, ss: ServerState, a_in: np.ndarray, chan) -> None:
         gb = ss.keep[self.label]
         b = self.ring.reduce(a_in)
@@ -173,7 +174,8 @@ class GateGroup:
     def client_online(self, cs: ClientState, stream: SeedStream, chan) -> None:
         """Receives this group's flight part, evaluates, returns nothing: queues the reply in
         cs.keep[label + '/reply'] for client_reply (all groups reply in one flight)."""
-        eb = cs.keep.pop(self.label)
+        with peer_fault(f"{self.label}: garbled tables"):           # (read first here)
+            eb = cs.ev.prepare(cs.keep.pop(self.label))
         s_out = stream.draw(f"{self.label}/s_out", self.n)
         if self.circuit != "circa":
             labels = recv_buffer(chan)                   # (the received array itself: no copy)
@@ -181,7 +183,6 @@ class GateGroup:
                 out = cs.ev.evaluate(eb, labels)
             cs.keep[f"{self.label}/reply"] = (self.ring.reduce(out + s_out),)
             return
-        cs.ev.prepare(eb)
         # z_E = e·α + e·(V − u) + (1 − 2f)·R_c1 − S0 (docs/two_party.md, "Circa"; α = eb.a), and
         # with a shift + K·e_t − S'0 (the evaluator's share of K·(d ∧ w), third OT); all but the
         # e, f terms now

@@ -279,6 +279,35 @@ def test_one_time_material(session):
         ga._gc.garble("relu", 16, 1)
 
 
+def test_own_labels_taken_ahead_evaluate_alike_once_for_their_batch(session):
+    """take_labels (Evaluator.prepare: before the garbler's labels arrive) moves the OT cursor
+    past the batch's label OTs; evaluate with them gives the outputs evaluate alone gives, and
+    refuses them for another batch or a second time."""
+    ga, ev = session
+    spec = GcSpec("relu", 20, shift=3)
+    rng = np.random.default_rng(9)
+    x = rng.integers(-5000, 5000, 300)
+    made = []
+    for _ in range(2):
+        a, b = split(x, 20, rng)
+        eb, m1 = ev.offline(spec, a)
+        gb, m2 = ga.offline(spec, x.size, m1)
+        ev.receive(eb, m2)
+        made.append((m2[0], ga.labels(gb, b), gb))
+    (t1, l1, g1), (t2, l2, g2) = made
+    before = ev.ot.consumed
+    own1 = ev._gc.take_labels(t1)
+    assert ev.ot.consumed == before + x.size * spec.info["n_eval"]
+    own2 = ev._gc.take_labels(t2)
+    with pytest.raises(ValueError, match="another batch"):
+        ev._gc.evaluate(t1, l1, own2)
+    for t, lab, gb, own in ((t1, l1, g1, own1), (t2, l2, g2, own2)):
+        z = ev._gc.evaluate(t, lab, own)
+        assert np.array_equal(signed_np((z + gb.share) & U64((1 << 20) - 1), 20), np.maximum(x, 0) >> 3)
+    with pytest.raises(ValueError, match="used already"):
+        ev._gc.evaluate(t2, l2, own2)
+
+
 def test_other_session_and_other_batch_rejected(session):
     ga, ev = session
     ga2, ev2 = connect()

@@ -566,6 +566,29 @@ def test_a_frame_buffer_grows_with_the_bytes_that_arrive():
         assert d.recv(MessageType.DATA) == payload
 
 
+def test_a_large_frame_is_received_with_one_growth_step(monkeypatch):
+    """Past the first 64 KiB the buffer takes the frame's length (each growth step is a fresh
+    buffer and a copy; doubling made a 700 KB message cost 2-3x the receiver CPU)."""
+    import protocols.transport.channel as channel_mod
+    sizes = []
+
+    class CountingNp:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def empty(n, dtype):
+            sizes.append(n)
+            return np.empty(n, dtype)
+
+    c, d = InProcessChannel.pair(timeout=T)
+    payload = os.urandom(3 << 20)
+    c.send(MessageType.DATA, payload)
+    monkeypatch.setattr(channel_mod, "np", CountingNp())
+    assert d.recv(MessageType.DATA) == payload
+    assert sizes == [64 * 1024, 3 << 20], sizes
+
+
 def test_the_handshake_deadline_covers_the_whole_handshake(certs, pool):
     """A client that trickles one byte at a time cannot stretch the handshake past its deadline."""
     srv = TlsConfig(certs["server"].cert, certs["server"].key)

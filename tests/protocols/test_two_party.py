@@ -141,6 +141,30 @@ def test_every_site_kind_mixed_in_one_layer_with_batch_and_max_pool():
         assert sm.last_cost.rounds == 2 + 2 + 1
 
 
+@pytest.mark.parametrize("kind", [RELU, CIRCA])
+def test_the_client_takes_its_own_labels_before_it_waits_for_the_garblers(kind, monkeypatch):
+    """Evaluator.prepare (its input labels from the OT seeds, Circa's R_c1) runs before the
+    client waits for the server's labels, not inside the evaluation."""
+    from pi.compiler import SitePolicy
+    from protocols import garbled
+    prepared_at_evaluate = []
+    evaluate = garbled.Evaluator.evaluate
+
+    def spy(self, eb, labels):
+        prepared_at_evaluate.append(eb.own is not None)
+        return evaluate(self, eb, labels)
+    monkeypatch.setattr(garbled.Evaluator, "evaluate", spy)
+    model, x = small_model(), torch.randn(2, 6)
+    plan, weights = pi.compiler.compile_plan(
+        model, x[:1], calibration=x, ring_bits="calibrated", max_ring_bits=59,
+        site_policy=lambda name, shape: SitePolicy(kinds=np.full(shape, kind, np.int8), circa_k=4,
+                                                   circa_mode="poszero"))
+    y = pi.SecureModel(plan, weights, "two-party").run(x)
+    with torch.no_grad():
+        assert float((y - model(x).double()).abs().max()) < 2 ** -6
+    assert prepared_at_evaluate == [True]
+
+
 def test_client_storage_is_the_tables_and_circas_product_values():
     """stored_bytes counts, per site, the garbled tables, decode bits and one bit per label OT
     (exact), plus the client's share, S0 − S1, S0 and the choice bit (Circa), plus each batch's
