@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from protocols.fixed_point import RING_BITS, FixedPoint
-from protocols.plan import Activation, Plan, PlanBuilder, PlanError, ServerWeights
+from protocols.plan import TRUNC_FAILURE_TARGET, Activation, Plan, PlanBuilder, PlanError, ServerWeights
 from protocols.site_kinds import CIRCA, IDENTITY, POLY, RELU
 from protocols.two_party.poly import has_poly
 from relu_budget.dapa import dapa_coefficients
@@ -48,6 +48,10 @@ class TrainModeWarning(UserWarning):
     """pi.compile got a model in training mode; it compiles the evaluation-mode network."""
 
 
+class TruncationFailureWarning(UserWarning):
+    """The plan's local truncations may fail (a wrong output) more often than the target."""
+
+
 # Activations the engine has no gate for; they are replaced in the model, then fine-tuned.
 _ACTIVATION_HINT = ("replace it with nn.ReLU (or a relu_budget ReluSite) and fine-tune for a few epochs; "
                     "relu-budget autorep can also learn degree-2 polynomial replacements")
@@ -65,6 +69,8 @@ _REPLACEMENT_HINTS.update({
     "LayerNorm": "the engine has no secure normalization; use BatchNorm2d (folded into the convolution)",
     "GroupNorm": "the engine has no secure normalization; use BatchNorm2d (folded into the convolution)",
     "Upsample": "the engine has no upsampling; use a strided/transposed design with Conv2d only",
+    "mean": "global averages over the spatial axes: use nn.AdaptiveAvgPool2d(1) followed by nn.Flatten",
+    "cat": "the engine has no concatenation; sum the branches (residual add) or widen one convolution",
 })
 
 
@@ -133,16 +139,35 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
         warnings.warn(f"{type(model).__name__} is in training mode; compiling its evaluation-mode network "
                       "(BatchNorm running statistics, no dropout). Call model.eval() before pi.compile.",
                       TrainModeWarning, stacklevel=3)
+    f = (fixed_point or FixedPoint()).frac_bits
     try:
-        return _compile_plan(model.eval(), example_input, site_policy=site_policy, fixed_point=fixed_point,
-                             calibration=calibration, margin_bits=margin_bits, label_only=label_only,
-                             ring_bits=ring_bits, max_ring_bits=max_ring_bits)
+        # Scales carried through whole identity layers (PlanBuilder.activation) may make the
+        # values too wide for 64 bits: then linear outputs are kept at or below 4f, 3f, 2f in turn
+        # (faithful truncations where they would exceed it; at 2f no identity layer carries).
+        for cap in (None, 4 * f, 3 * f, 2 * f):
+            try:
+                plan, weights = _compile_plan(model.eval(), example_input, site_policy=site_policy,
+                                              fixed_point=fixed_point, calibration=calibration, margin_bits=margin_bits,
+                                              label_only=label_only, ring_bits=ring_bits, max_ring_bits=max_ring_bits,
+                                              scale_cap=cap)
+                break
+            except ValuesTooWide:
+                if cap == 2 * f:
+                    raise
     finally:
         model.train(was_training)
+    bound = plan.truncation_failure_bound()
+    if bound > TRUNC_FAILURE_TARGET:
+        fix = "pass calibration inputs (a ring wide enough is chosen, up to 64 bits), " if calibration is None else ""
+        warnings.warn(f"identity sites in layers with other sites truncate locally, and in this {plan.ring_bits}-bit "
+                      f"ring one example's output is wrong with probability up to {bound:.2g} (target "
+                      f"{TRUNC_FAILURE_TARGET:.2g}); {fix}make whole layers identity (they truncate nothing) or keep "
+                      "fewer identity sites beside gate sites", TruncationFailureWarning, stacklevel=3)
+    return plan, weights
 
 
 def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration, margin_bits, label_only,
-                  ring_bits, max_ring_bits=RING_BITS, check_fit=True):
+                  ring_bits, max_ring_bits=RING_BITS, check_fit=True, scale_cap=None):
     fixed_point = fixed_point or FixedPoint()
     if ring_bits is None:
         ring_bits = "calibrated" if calibration is not None else fixed_point.ring_bits
@@ -150,7 +175,7 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
         if calibration is None:
             raise PlanError("ring_bits='calibrated' needs calibration inputs")
         kw = {"site_policy": site_policy, "calibration": calibration, "margin_bits": margin_bits,
-              "label_only": label_only, "check_fit": False}   # checked once, at the width chosen
+              "label_only": label_only, "check_fit": False, "scale_cap": scale_cap}   # checked once, at the width chosen
         plan, weights = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=RING_BITS, **kw)
         # Rebuilt at the width it needs: at least every private linear output's scale + 12, so
         # the builder inserts no truncation the full ring did not need (no extra ops or rounds).
@@ -224,7 +249,7 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
         cal.run(x if calibration is None else calibration.float())
 
     def build():
-        b = PlanBuilder(tuple(x.shape[1:]), fixed_point)
+        b = PlanBuilder(tuple(x.shape[1:]), fixed_point, scale_cap=scale_cap)
         env: dict[str, int] = {}
         folded: set[str] = set()
 
@@ -432,13 +457,17 @@ def _annotate_bounds(plan: Plan, env: dict[str, int], bounds: dict[str, float], 
             t.bound = bound if t.bound is None else max(t.bound, bound)
 
 
+class ValuesTooWide(PlanError):
+    """The calibrated values need more than the 64 bits the engine computes in."""
+
+
 def _check_fits(plan: Plan, margin_bits: int) -> None:
     """The calibrated values fit the plan's ring, or a PlanError says what to do. Beyond 64 bits
     only the headroom may be missing (margin_bits: the values themselves still fit); more is
     refused, since the gates would wrap on the calibration data itself."""
     need = plan.required_ring_bits(failure_target=None, cap=False)
     if need - margin_bits > RING_BITS:
-        raise PlanError(f"on the calibration data the compiled network's values need a {need - margin_bits}-bit ring, "
+        raise ValuesTooWide(f"on the calibration data the compiled network's values need a {need - margin_bits}-bit ring, "
                         f"more than the {RING_BITS} bits the engine computes in: its ReLU policy makes them grow layer "
                         "by layer (an untrained relu='poly' network compounds its polynomials); train the policy with "
                         "the model (relu-budget optimize --method autorep) and compile that run")

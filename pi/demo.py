@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--relu", default="exact", choices=["exact", "circa", "poly", "identity"],
                    help="one site kind everywhere (poly: DaPa polynomials fitted on the samples, no training)")
     p.add_argument("--policy", default=None, metavar="DIR",
-                   help="a relu-budget run directory (its fine-tuned weights and policy; a resnet-small run) "
+                   help="a relu-budget run directory (its fine-tuned weights and policy; any network trained on Fashion-MNIST) "
                         "or a policy directory for the embedded model; overrides --relu")
     p.add_argument("--circa-k", type=int, default=None, help="Circa: low bits dropped (default: frac_bits + 4)")
     p.add_argument("--circa-mode", default="poszero", choices=["poszero", "negpass"])
@@ -98,6 +98,14 @@ def _policy_accuracy(directory: str) -> str:
         return "a bare policy: its accuracy is not recorded (see the plaintext column below)"
 
 
+def _run_arch(directory: str) -> str | None:
+    """The network a relu-budget run trained (its metrics.json), which may not be the embedded one."""
+    try:
+        return str(json.loads((Path(directory) / "metrics.json").read_text())["arch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def run(args) -> int:
     if args.samples < 1 or args.batch < 1:      # before any compile or process start
         raise ValueError(f"--samples and --batch must be >= 1, got --samples {args.samples} --batch {args.batch}")
@@ -130,7 +138,9 @@ def _run(args, work: Path) -> int:
         model = run_model if run_model is not None else model
         kept = {k: v for k, v in policy.counts().items() if v}
         what = f"policy {args.policy} (sites: {', '.join(f'{v} {k}' for k, v in kept.items())})"
-        header = f"{meta['arch']} on Fashion-MNIST with policy {args.policy}: {_policy_accuracy(args.policy)}"
+        arch = _run_arch(args.policy) if run_model is not None else None
+        header = (f"{arch or meta['arch']} on Fashion-MNIST with policy {args.policy}: "
+                  f"{_policy_accuracy(args.policy)}")
     n = min(args.samples, len(samples.labels))
     work.mkdir(parents=True, exist_ok=True)
     print(f"Private inference demo: {header}, {n} test images")

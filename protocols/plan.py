@@ -347,16 +347,22 @@ class PlanBuilder:
 
     Rules: inputs enter at scale f, MASKED. A private linear op needs a MASKED input (a
     ToMasked is inserted otherwise) and adds f to the scale. An activation brings its output
-    to scale f (the gates fuse the shift; identity sites are truncated locally). Add aligns
+    to scale f (the gates fuse the shift; identity sites are truncated locally), except a layer of
+    identity sites only, which keeps its input's scale (no truncation at all). Add aligns
     scales by exact multiplication by a power of two.
     """
 
-    def __init__(self, input_shape: tuple[int, ...], fixed_point: FixedPoint | None = None) -> None:
+    def __init__(self, input_shape: tuple[int, ...], fixed_point: FixedPoint | None = None,
+                 scale_cap: int | None = None) -> None:
+        """scale_cap: the largest scale a private linear output (or a scaling by a public real) may
+        reach before its input is truncated to f, where the ring would allow more."""
         self.fp = fixed_point or FixedPoint()
+        self.scale_cap = scale_cap
         self.ops: list[Op] = []
         self.tensors: dict[int, Tensor] = {}
         self.weights = ServerWeights()
         self._names: set[str] = set()
+        self._rescaled: dict[tuple[int, int], int] = {}   # (tensor, scale) → its truncation
         self.input_shape = tuple(input_shape)
         self.input = self._new(self.input_shape, self.fp.frac_bits, MASKED)
         self.ops.append(Input("input", (), self.input))
@@ -386,6 +392,10 @@ class PlanBuilder:
         # At least MIN_MAGNITUDE_BITS of the ring must remain for the values' integer part.
         return self.fp.ring.max_value_bits - MIN_MAGNITUDE_BITS
 
+    @property
+    def _carry_limit(self) -> int:
+        return self._max_scale if self.scale_cap is None else min(self._max_scale, self.scale_cap)
+
     def _check_scale(self, scale: int, where: str) -> None:
         if scale > self._max_scale:
             raise PlanError(f"{where}: fixed-point scale 2^{scale} leaves fewer than {MIN_MAGNITUDE_BITS} bits "
@@ -401,16 +411,20 @@ class PlanBuilder:
         return out
 
     def rescale(self, tid: int, scale: int) -> int:
-        """Brings a tensor to `scale`: up by an exact multiplication, down by a truncation."""
+        """Brings a tensor to `scale`: up by an exact multiplication, down by a truncation (once
+        per tensor: a residual stream's conv and shortcut share it, and its round)."""
         t = self._t(tid)
         if scale == t.scale:
             return tid
+        if (tid, scale) in self._rescaled:
+            return self._rescaled[(tid, scale)]
         if scale > t.scale:
             out = self._new(t.shape, scale, t.state)
             self.ops.append(MulConst(self._name(None, f"upscale{out}"), (tid,), out, factor=1 << (scale - t.scale)))
         else:
             out = self._new(t.shape, scale, MASKED)
             self.ops.append(Truncate(self._name(None, f"trunc{out}"), (tid,), out, shift=t.scale - scale))
+            self._rescaled[(tid, scale)] = out
         return out
 
     # -- private linear ops ---------------------------------------------------------------
@@ -418,7 +432,7 @@ class PlanBuilder:
         """A private linear op adds f to the scale: inputs whose scale would then leave too
         little room for the values are truncated to f first (faithfully), then MASKED."""
         t = self._t(tid)
-        if t.scale + self.fp.frac_bits > self._max_scale:
+        if t.scale + self.fp.frac_bits > self._carry_limit:
             tid = self.rescale(tid, self.fp.frac_bits)
         return self.masked(tid)
 
@@ -486,6 +500,11 @@ class PlanBuilder:
         if value <= 0:
             raise PlanError(f"mul_const {name}: only positive constants are supported, got {value}")
         j = -np.log2(value)
+        if not float(value).is_integer() and t.scale + (int(j) if j.is_integer() else self.fp.frac_bits) > \
+                self._carry_limit and t.scale > self.fp.frac_bits:
+            # a scale carried through identity layers: truncate faithfully to f first
+            tid = self.rescale(tid, self.fp.frac_bits)
+            t = self._t(tid)
         if float(value).is_integer():
             factor, scale = int(value), t.scale
         elif j.is_integer():
@@ -550,6 +569,12 @@ class PlanBuilder:
         has_identity = kinds is not None and bool((kinds == IDENTITY).any())
         has_poly = kinds is not None and bool((kinds == POLY).any())
         out_scale = 3 * f - poly_output_shift(self.fp) if has_poly else f
+        if has_identity and bool((kinds == IDENTITY).all()):
+            # Nothing to compute: the layer passes its input on at its scale. A local truncation
+            # would fail with probability |v|/2^l; the next gate (or Truncate) truncates by the
+            # accumulated amount faithfully, and a private linear op whose output scale would
+            # leave the ring too few bits truncates its input first (_linear_input).
+            out_scale = t.scale
         if has_poly:
             self._check_scale(out_scale, f"activation {name} (polynomial sites output at scale {out_scale})")
         out = self._new(t.shape, out_scale, t.state if has_identity else MASKED)

@@ -241,16 +241,15 @@ def run_optimize(args) -> dict:
     config = make_config(args.method, args)
     config.checkpoint_dir = str(out / "state")
     resolve_budget(budget, model, splits.input_shape, config)     # fail early, before any training
-    if is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-
-    if args.teacher:
+    if args.teacher:    # checked before --out exists, so a refused run leaves nothing behind
         teacher, _meta = load_checkpoint(args.teacher)
         if type(teacher) is not type(model) or teacher.config != model.config:
             raise CliError(teacher_mismatch(args.teacher, teacher, args.arch, model))
         model.load_state_dict(teacher.state_dict())
         teacher_info = {"path": str(args.teacher)}
-    else:
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+    if not args.teacher:
         t = train_teacher(model, splits, args, out)
         teacher_info = {"path": str(out / "teacher.pt"), "best": t["best"]}
     teacher = model

@@ -7,8 +7,9 @@ from torch import nn
 
 from pi.compiler import SitePolicy, compile_plan
 from protocols.fixed_point import FixedPoint
-from protocols.site_kinds import POLY
+from protocols.site_kinds import POLY, RELU
 from relu_budget import models
+from relu_budget.models import ReluSite
 
 
 def tiny_resnet(num_classes: int = 4) -> nn.Module:
@@ -62,3 +63,36 @@ def mixed_site_cnn(kinds: list[int], **site_kw):
             return SitePolicy()
         return SitePolicy(kinds=site.kind_map.numpy(), poly=site.poly_coeffs.double().numpy(), **site_kw)
     return model, x, policy
+
+
+def poly_resnet():
+    """A two-stage ResNet-18-style network (tiny_resnet) whose every activation layer
+    is 90 % polynomial sites (DaPa-like coefficients per channel) and 10 % exact ReLU, with its
+    BatchNorm statistics randomized; 16 inputs."""
+    torch.manual_seed(4)
+    model = tiny_resnet().eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2)
+    rng = np.random.default_rng(4)
+    x = torch.randn(16, 1, 12, 12)
+    shapes = {}
+
+    def record(name):
+        def hook(mod, inputs, out):
+            shapes[name] = tuple(out.shape[1:])
+        return hook
+    hooks = [s.register_forward_hook(record(n)) for n, s in model.named_modules() if isinstance(s, ReluSite)]
+    with torch.no_grad():
+        model(x[:1])
+    for h in hooks:
+        h.remove()
+    for name, site in model.named_modules():
+        if isinstance(site, ReluSite):
+            shape = shapes[name]
+            kinds = np.where(rng.random(shape) < 0.9, POLY, RELU).astype(np.int8)
+            coeffs = np.stack([rng.uniform(0.1, 0.3, shape[0]), rng.uniform(0.4, 0.6, shape[0]),
+                               rng.uniform(0.1, 0.3, shape[0])], axis=1)
+            site.set_kinds(torch.from_numpy(kinds), torch.from_numpy(coeffs))
+    return model, x

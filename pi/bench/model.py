@@ -39,6 +39,7 @@ from pi.bench.layer_profile import layer_profile, profile_markdown
 from pi.bench.results import add_run_flags, format_table, markdown_table, target_value_text, versus_crypten, write_results
 from protocols.transport.errors import TransportError
 from relu_budget.data import load_fashion_mnist_raw, normalize_fashion
+from protocols.fixed_point import DEFAULT_FRAC_BITS
 from protocols.plan import Activation
 from relu_budget.models import CIRCA, IDENTITY, ResNet, ResNetConfig, relu_sites
 from relu_budget.policy import LayerPolicy, ReluPolicy
@@ -154,10 +155,10 @@ def load_calibration(source: str, n: int = 256) -> tuple[torch.Tensor, str]:
 
 
 def compile_policy(model, example, policy: str, circa_k: int | None, policy_obj=None, ring_bits="calibrated",
-                   calibration: torch.Tensor | None = None, provider: str = "dealer"):
+                   calibration: torch.Tensor | None = None, provider: str = "dealer", frac_bits: int | None = None):
     """pi.compile for one bench policy and provider; ring_bits "calibrated" (the narrowest ring
     the calibration inputs allow) or an int (64: the uncalibrated full ring)."""
-    ring = {"ring_bits": ring_bits, "provider": provider}
+    ring = {"ring_bits": ring_bits, "provider": provider, "frac_bits": frac_bits}
     if ring_bits == "calibrated":
         ring["calibration"] = calibration
     if policy_obj is not None:
@@ -172,13 +173,13 @@ def compile_policy(model, example, policy: str, circa_k: int | None, policy_obj=
 
 
 def circa_by_bounds(model, example, m: int, ring_bits="calibrated", calibration: torch.Tensor | None = None,
-                    provider: str = "dealer") -> ReluPolicy:
+                    provider: str = "dealer", frac_bits: int | None = None) -> ReluPolicy:
     """All-Circa with k per layer from the calibrated bounds: k = the layer's value bits − m,
     so every layer's sign test reads the top m bits of its own range, and faults only below
     2^(1 − m) of its bound (2^(−m − 5) of the largest value calibration saw: the bound has a 64x
     margin). Agreement follows m, not the layers' scales; a uniform k would fault far more
     often in a layer whose values are small (docs/bench.md)."""
-    exact = compile_policy(model, example, "exact", None, None, ring_bits, calibration, provider)
+    exact = compile_policy(model, example, "exact", None, None, ring_bits, calibration, provider, frac_bits)
     layers = {}
     for op in exact.plan.ops:
         if isinstance(op, Activation):
@@ -475,6 +476,9 @@ def configure(p) -> None:
     p.add_argument("--ring-bits", type=ring_bits_arg, default="calibrated",
                    help="our ring width: 'calibrated' (default: the narrowest ring that Fashion-MNIST training "
                         "images allow, see --images) or an integer, e.g. 64 for the uncalibrated full ring")
+    p.add_argument("--frac-bits", type=int, default=None,
+                   help=f"our fixed point's fractional bits (default {DEFAULT_FRAC_BITS}; fewer leave a scale carried "
+                        "through identity layers room next to polynomial sites, docs/engine.md)")
 
 
 def run(args) -> int:
@@ -510,10 +514,12 @@ def run(args) -> int:
     if "two-party" in providers:
         notes.append(TWO_PARTY_NOTE)
     if use_crypten:
-        notes += [CT_NOTE, CT_PROVIDER_NOTE, "CrypTen fixed point: 16 fractional bits (its default); ours: 12"]
+        notes += [CT_NOTE, CT_PROVIDER_NOTE, f"CrypTen fixed point: 16 fractional bits (its default); ours: {args.frac_bits or DEFAULT_FRAC_BITS}"]
     else:
         notes.append(f"CrypTen baseline not run: {why_not}")
     notes.append("network estimates: " + profiles.describe_all() + " (see pi/bench/profiles.py)")
+    if args.frac_bits is not None:
+        notes.append(f"our fixed point: {args.frac_bits} fractional bits (--frac-bits; default {DEFAULT_FRAC_BITS})")
     for w in workloads:
         model, meta = load_workload(w, args.resnet18_checkpoint)
         n_images = max(eval_n[w], tp_eval_n[w], ct_eval_n[w] if use_crypten else 0, max(batches) * args.repeats, 1)
@@ -534,7 +540,8 @@ def run(args) -> int:
         for p in pols:
             if p == "circa":
                 todo += [(f"circa-k{k}", k, None, model, None) for k in circa_ks]
-                todo += [(f"circa-m{m}", None, circa_by_bounds(model, example, m, args.ring_bits, calibration),
+                todo += [(f"circa-m{m}", None, circa_by_bounds(model, example, m, args.ring_bits, calibration,
+                                                                      frac_bits=args.frac_bits),
                           model, None) for m in circa_ms]
             else:
                 todo.append((p, None, None, model, None))
@@ -552,7 +559,8 @@ def run(args) -> int:
                 print(f"[pi {prov}] {w} / {name}: batches {batches}, {args.repeats} runs each, {n_eval} eval images",
                       flush=True)
                 try:
-                    secure = compile_policy(net, example, name, k, pobj, args.ring_bits, calibration, prov)
+                    secure = compile_policy(net, example, name, k, pobj, args.ring_bits, calibration, prov,
+                                            args.frac_bits)
                     rows += run_ours(w, name, secure, images, labels, plain, batches, args.repeats, n_eval,
                                      args.eval_batch, args.threads, dealer_threads=args.dealer_threads, policy_dir=pdir,
                                      provider=prov, per_layer=args.per_layer)

@@ -27,8 +27,20 @@ class Sigmoidy(nn.Module):
         return torch.sigmoid(self.fc(x))
 
 
+class MeanPool(Sigmoidy):
+    def forward(self, x):
+        return self.fc(x.view(1, 4, 1, 1).mean((2, 3)))
+
+
+class Concat(Sigmoidy):
+    def forward(self, x):
+        return torch.cat([self.fc(x), x], dim=1)
+
+
 @pytest.mark.parametrize("model,match", [
     (Sigmoidy(), "node 'sigmoid': function sigmoid"),
+    (MeanPool(), "method Tensor.mean is not supported .* Fix: .*nn.AdaptiveAvgPool2d"),
+    (Concat(), "function cat is not supported .* Fix: .*no concatenation"),
     (nn.Sequential(nn.Linear(4, 4), nn.GELU()), "module GELU"),
     (nn.Sequential(nn.Conv2d(2, 2, 3, groups=2)), "groups=2"),
 ])

@@ -301,6 +301,16 @@ def test_demo_runs_the_shipped_polynomial_policy(tmp_path):
     assert "13133 poly" in res.stdout and "private = plaintext on 4/4" in res.stdout, res.stdout
 
 
+def test_demo_of_another_networks_run_names_that_network(tmp_path):
+    """A relu-budget run of the ResNet-18-style network demos with its own weights, and the
+    header names that network, not the embedded one."""
+    run = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "optimizers" / "runs" / "snl-5"
+    res = pi("demo", "--policy", run, "--samples", "1", "--batch", "1", cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("Private inference demo: resnet18 (quarter width, stem stride 2) on "), res.stdout
+    assert "private = plaintext on 1/1" in res.stdout, res.stdout
+
+
 def test_compile_refuses_a_policy_whose_values_outgrow_the_ring(tmp_path):
     """pi compile --relu poly on the embedded all-ReLU model: the fitted polynomials compound
     beyond 64 bits on the calibration data; one line says so and what to do, no bundle."""

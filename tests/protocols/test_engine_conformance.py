@@ -15,7 +15,7 @@ from protocols.material import MaterialReuseError
 from protocols.plan import IDENTITY, POLY, RELU, PlanError
 from protocols.providers import PROVIDERS, get_provider
 from relu_budget import models
-from tiny_models import mixed_site_cnn, tiny_resnet
+from tiny_models import mixed_site_cnn, poly_resnet
 
 FP = FixedPoint(12)
 # A secure output differs from plaintext by fixed-point rounding of weights and inputs and
@@ -245,40 +245,6 @@ def test_polynomial_sites_match_plaintext(provider, width):
     with torch.no_grad():
         expected = model(x).double()
     assert float((y - expected).abs().max()) < 2 * TOL
-
-
-def poly_resnet():
-    """A two-stage ResNet-18-style network (tiny_models.tiny_resnet) whose every activation layer
-    is 90 % polynomial sites (DaPa-like coefficients per channel) and 10 % exact ReLU, with its
-    BatchNorm statistics randomized; 16 inputs."""
-    from relu_budget.models import ReluSite
-    torch.manual_seed(4)
-    model = tiny_resnet().eval()
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2)
-    rng = np.random.default_rng(4)
-    x = torch.randn(16, 1, 12, 12)
-    shapes = {}
-
-    def record(name):
-        def hook(mod, inputs, out):
-            shapes[name] = tuple(out.shape[1:])
-        return hook
-    hooks = [s.register_forward_hook(record(n)) for n, s in model.named_modules() if isinstance(s, ReluSite)]
-    with torch.no_grad():
-        model(x[:1])
-    for h in hooks:
-        h.remove()
-    for name, site in model.named_modules():
-        if isinstance(site, ReluSite):
-            shape = shapes[name]
-            kinds = np.where(rng.random(shape) < 0.9, POLY, RELU).astype(np.int8)
-            coeffs = np.stack([rng.uniform(0.1, 0.3, shape[0]), rng.uniform(0.4, 0.6, shape[0]),
-                               rng.uniform(0.1, 0.3, shape[0])], axis=1)
-            site.set_kinds(torch.from_numpy(kinds), torch.from_numpy(coeffs))
-    return model, x
 
 
 def test_residual_polynomial_sites_keep_a_narrow_ring(provider):

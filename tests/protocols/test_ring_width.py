@@ -223,13 +223,37 @@ def test_compile_derives_the_ring_from_calibration_and_states_it():
         compile_plan(model, x[:1], ring_bits="wide")
 
 
+def half_identity(name, shape):
+    """Every other site of a layer identity, the rest exact ReLU: the identity sites truncate locally."""
+    from pi.compiler import SitePolicy
+    return SitePolicy(kinds=(np.arange(int(np.prod(shape))) % 2).reshape(shape).astype(np.int8))
+
+
 def test_local_truncations_keep_the_ring_wide_enough_for_the_failure_target():
-    """Identity sites truncate locally and fail with probability |v|/2^l: the derived width
-    keeps the per-example bound at or below the target (or stays at 64 bits)."""
+    """Identity sites next to gate sites truncate locally and fail with probability |v|/2^l: the
+    derived width keeps the per-example bound at or below the target (or stays at 64 bits)."""
     from protocols.plan import TRUNC_FAILURE_TARGET
     model, x = mlp(), torch.randn(64, 6)
     exact = pi.compile(model, x[:1], calibration=x)
-    ident = pi.compile(model, x[:1], calibration=x, relu="identity")
-    assert ident.plan.ring_bits > exact.plan.ring_bits
-    assert ident.truncation_failure_bound() <= TRUNC_FAILURE_TARGET or ident.plan.ring_bits == 64
-    assert ident.plan.truncation_failure_bound(ident.plan.ring_bits - 1) > TRUNC_FAILURE_TARGET
+    ident, _ = compile_plan(model, x[:1], site_policy=half_identity, calibration=x)
+    assert ident.local_truncations() and ident.ring_bits > exact.plan.ring_bits
+    assert ident.truncation_failure_bound() <= TRUNC_FAILURE_TARGET or ident.ring_bits == 64
+    assert ident.truncation_failure_bound(ident.ring_bits - 1) > TRUNC_FAILURE_TARGET
+
+
+def test_compile_warns_when_local_truncations_may_fail():
+    """A plan whose local truncations fail with probability above the target compiles with a
+    warning that names the fixes; a plan within the target, or without local truncations, with none."""
+    import warnings
+    from pi.compiler import TruncationFailureWarning
+    from protocols.plan import TRUNC_FAILURE_TARGET
+    model, x = mlp(), torch.randn(64, 6)
+    with pytest.warns(TruncationFailureWarning, match="pass calibration inputs .* whole layers identity"):
+        plan, _ = compile_plan(model, x[:1], site_policy=half_identity)      # uncalibrated: the full range
+    assert plan.truncation_failure_bound() > TRUNC_FAILURE_TARGET
+    with pytest.warns(TruncationFailureWarning, match="in this 50-bit ring .*; make whole layers identity"):
+        compile_plan(model, x[:1], site_policy=half_identity, calibration=x, ring_bits=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncationFailureWarning)
+        compile_plan(model, x[:1], site_policy=half_identity, calibration=x)
+        pi.compile(model, x[:1], relu="identity")     # whole layers identity: nothing truncates locally

@@ -195,10 +195,13 @@ def test_client_storage_is_the_tables_and_circas_product_values():
 
 def local_truncation_plan(kind: int, ring_bits: int = 22, n: int = 400):
     """input (n,) at scale 4 → identity Linear (scale 8) → one activation of `kind`, whose
-    output is rescaled to scale 4: identity sites truncate locally, gates inside their circuit."""
+    output is rescaled to scale 4: identity sites truncate locally, gates inside their circuit.
+    (Site 0 is an exact ReLU: a layer of identity sites only would truncate nothing.)"""
     b = PlanBuilder((n,), FixedPoint(4, ring_bits))
     t = b.linear(b.input, np.eye(n))
-    t = b.activation(t, kinds=np.full((n,), kind, np.int8), circa_k=2)
+    kinds = np.full((n,), kind, np.int8)
+    kinds[0] = RELU
+    t = b.activation(t, kinds=kinds, circa_k=2)
     return b.output(t), b.weights
 
 
@@ -213,11 +216,13 @@ def test_local_truncation_fails_by_the_analytic_law(kind):
     x = rng.uniform(256, 512, (1, 400))
     if kind == IDENTITY:
         x *= np.where(rng.random(400) < 0.5, 1, -1)
+        x[0, 0] = abs(x[0, 0])                                  # the ReLU site
     # x enters at scale 4 (X = round(16x)); the identity weight makes v = 16·X at scale 8, and the
     # activation's output at scale 4 is X (exact sites: max(X, 0); Circa passes these x exactly).
     X = np.round(x * 16)
     y_true = X if kind == IDENTITY else np.maximum(X, 0)
     p = np.abs(16 * y_true) / 2.0 ** 22                     # the truncated value over 2^l
+    p[0, 0] = 0 if kind == IDENTITY else p[0, 0]            # (site 0 is a gate)
     runs, failures, expected, var = 12, 0, 0.0, 0.0
     server, client = ServerSession(plan, weights), ClientSession(plan)
 

@@ -31,6 +31,7 @@ def test_teacher_mismatch_says_the_fix_in_one_line(tmp_path):
     (line,) = res.stderr.strip().splitlines()
     assert line == ("relu-budget: error: --teacher teacher.pt was built with stem_stride=2 (--arch resnet18 "
                     "builds 1); add --model-set stem_stride=2 to match it"), line
+    assert not (tmp_path / "run").exists(), "a refused run must not leave an empty --out behind"
     # The fix it names makes the configurations equal.
     from relu_budget.data import synthetic
     fixed = cli.build_model("resnet18", synthetic(), {"widths": [4, 8], "blocks": [1, 1], "strides": [1, 2],
