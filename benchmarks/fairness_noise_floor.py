@@ -102,8 +102,10 @@ def report(doc: dict, budgets: list[int] | None, y: np.ndarray) -> str:
             text = (f"- {what}: plain SNL {p['mean']:.2f} [{p['lo']:.2f}, {p['hi']:.2f}] (n = {p['n']}); "
                     f"the constraint {d['mean']:.2f} [{d['lo']:.2f}, {d['hi']:.2f}], seed sd {s_d:.2f}. "
                     f"Apart only if the constraint's mean + t·s/√n ({tf:.3f}·s) < {p['lo']:.2f}: at its "
-                    f"own seed sd the mean must be < {need:.2f} (a cut ≥ {100 * (1 - need / p['mean']):.0f} %"
-                    f"; measured {100 * (1 - d['mean'] / p['mean']):.0f} %)")
+                    f"own seed sd the mean must be < {need:.2f} ("
+                    + (f"a cut ≥ {100 * (1 - need / p['mean']):.0f} %" if need > 0 else
+                       "below 0: more than the whole drop removed")
+                    + f"; measured {100 * (1 - d['mean'] / p['mean']):.0f} %)")
             if fl:
                 f_mean = float(np.mean([f[0] for f in fl]))
                 f_sd = float(np.mean([f[1] for f in fl]))

@@ -31,8 +31,8 @@ Resources: the server refuses to start on a bundle that does not fit its plan
 (protocols.transport.server); a client must send its HELLO within `first_frame_timeout`; a
 connection keeps at most `max_stored` bundles, and each bundle holds its bytes in the process's
 memory budget (limits.memory_budget_bytes) until it is consumed: with the dealer its half of
-the material, reserved before fetching it; two-party the server's part (garbled tables, HE
-masks), reserved before the offline phase once a bundle of that batch size was measured.
+the material, reserved before fetching it; two-party the server's part (output and HE masks;
+not the garbled tables, dropped once sent), reserved before the offline phase once a bundle of that batch size was measured.
 """
 from __future__ import annotations
 

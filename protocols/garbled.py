@@ -201,7 +201,9 @@ class Garbler:
             rev_msg = self.rev.extend(rho.ravel())               # choice bits
             _, sel = self.rev.random_ot(rho.size, spec.l)
             gb.s_rho, gb.s_rt = (sel, None) if rho.ndim == 1 else (sel[0::2], sel[1::2])
-        return gb, (batch.tables, rev_msg)
+        tables = batch.tables
+        batch.release_tables()          # the caller sends them; freeing them online cost exact ReLUs ~7 ms
+        return gb, (tables, rev_msg)
 
     def labels(self, gb: GarblerBatch, b) -> bytes:
         gb.b = _shares(b, gb.spec, "b")

@@ -576,6 +576,8 @@ void bind_gc(py::module_& m) {
 
   py::class_<Batch>(m, "GarbledBatch", "Garbler-side state of one garbled batch (keep it secret; send `tables`).")
       .def_property_readonly("tables", [](const Batch& b) { return b.tables; })
+      .def("release_tables", [](Batch& b) { b.tables = py::bytes(); },
+           "Drops this batch's reference to its tables (once sent, the garbler needs them no more).")
       .def_property_readonly("count", [](const Batch& b) { return b.count; })
       .def_property_readonly("output_share",
                              [](const Batch& b) -> py::object {

@@ -80,7 +80,7 @@ class ServerBundle:
 
 def _nbytes(obj) -> int:
     """Bytes of the arrays and byte strings in `obj` (dicts, sequences, dataclasses): what a
-    bundle holds, garbled batches counted by their tables and output shares."""
+    bundle holds, garbled batches counted by their tables (none once sent) and output shares."""
     if isinstance(obj, np.ndarray):
         return obj.nbytes
     if isinstance(obj, (bytes, bytearray)):

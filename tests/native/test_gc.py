@@ -308,6 +308,19 @@ def test_own_labels_taken_ahead_evaluate_alike_once_for_their_batch(session):
         ev._gc.evaluate(t2, l2, own2)
 
 
+def test_the_garbler_drops_its_tables_once_handed_out(session):
+    """Garbler.offline returns the tables to send and keeps none (freed online, tens of MB cost ms)."""
+    ga, ev = session
+    rng = np.random.default_rng(5)
+    x = rng.integers(-100, 100, 50)
+    a, b = split(x, 16, rng)
+    eb, m1 = ev.offline(GcSpec("relu", 16), a)
+    gb, m2 = ga.offline(GcSpec("relu", 16), a.size, m1)
+    assert len(gb.batch.tables) == 0 and len(m2[0]) > 50 * 32
+    z = ev.evaluate(ev.receive(eb, m2), ga.labels(gb, b))
+    assert np.array_equal(signed_np((z + gb.share) & U64(0xFFFF), 16), np.maximum(x, 0))
+
+
 def test_other_session_and_other_batch_rejected(session):
     ga, ev = session
     ga2, ev2 = connect()

@@ -165,6 +165,25 @@ def test_the_client_takes_its_own_labels_before_it_waits_for_the_garblers(kind, 
     assert prepared_at_evaluate == [True]
 
 
+def test_the_client_frees_a_batchs_tables_after_its_reply(monkeypatch):
+    """The client keeps a gate group's tables through the evaluation and frees them once its
+    reply is sent, while it waits for the server (not on the way to the reply)."""
+    from protocols.two_party import gates
+    seen = []
+    reply = gates.GateGroup.client_reply
+
+    def spy(self, cs, chan):
+        held = cs.keep.get(f"{self.label}/spent")
+        seen.append(isinstance(held, bytes) and len(held) > 0)
+        reply(self, cs, chan)
+        seen.append(f"{self.label}/spent" not in cs.keep)
+    monkeypatch.setattr(gates.GateGroup, "client_reply", spy)
+    model, x = small_model(), torch.randn(2, 6)
+    sm = pi.compile(model, x[:1], provider="two-party", calibration=x)
+    sm.run(x)
+    assert seen == [True, True]
+
+
 def test_client_storage_is_the_tables_and_circas_product_values():
     """stored_bytes counts, per site, the garbled tables, decode bits and one bit per label OT
     (exact), plus the client's share, S0 − S1, S0 and the choice bit (Circa), plus each batch's
