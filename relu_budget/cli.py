@@ -242,11 +242,11 @@ def run_optimize(args) -> dict:
     config.checkpoint_dir = str(out / "state")
     resolve_budget(budget, model, splits.input_shape, config)     # fail early, before any training
     if args.teacher:    # checked before --out exists, so a refused run leaves nothing behind
-        teacher, _meta = load_checkpoint(args.teacher)
+        teacher, meta = load_checkpoint(args.teacher)
         if type(teacher) is not type(model) or teacher.config != model.config:
             raise CliError(teacher_mismatch(args.teacher, teacher, args.arch, model))
         model.load_state_dict(teacher.state_dict())
-        teacher_info = {"path": str(args.teacher)}
+        teacher_info = {"path": str(args.teacher), "arch": meta.get("arch")}
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
     if not args.teacher:
@@ -260,9 +260,9 @@ def run_optimize(args) -> dict:
     method = get_method(args.method)
     result = method.optimize(model, splits, budget, config=config, teacher=teacher, progress=not args.no_progress)
     metrics = run_metrics(result, splits, config, model, command="relu-budget " + " ".join(args.argv),
-                          method=args.method, arch=args.arch, data_dir=args.data_dir, budget_arg=args.budget,
-                          teacher=teacher_info, seconds=time.time() - t0, world_size=world,
-                          distributed=distributed)
+                          method=args.method, arch=teacher_info.get("arch") or args.arch,
+                          data_dir=args.data_dir, budget_arg=args.budget, teacher=teacher_info,
+                          seconds=time.time() - t0, world_size=world, distributed=distributed)
     if is_main_process():
         save_run(out, result, metrics)
         print(f"{args.method}: {metrics['relus']} kept sites of {metrics['total_sites']} (budget {result.budget}); "

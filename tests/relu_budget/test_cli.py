@@ -15,6 +15,7 @@ import pi
 from relu_budget import cli, pareto, runs
 from relu_budget.models import count_relu_sites
 from relu_budget.policy import load_policy
+from relu_budget.train import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--arch", "resnet18", "--model-set", "widths=4,8", "--model-set", "blocks=1,1", "--model-set", "strides=1,2",
@@ -61,11 +62,15 @@ def test_optimize_eval_pareto(tmp_path, capsys):
     assert res["test"]["accuracy"] == pytest.approx(m["test"]["accuracy"])
     assert res["val"]["accuracy"] == pytest.approx(m["val"]["accuracy"])
 
-    # A second method reusing the teacher, then the Pareto table and plot over both runs.
+    # A second method reusing the teacher, then the Pareto table and plot over both runs. The run
+    # records the network under the teacher's own name for it (as the sweep's runs do).
+    teacher, meta = load_checkpoint(out / "teacher.pt")
+    save_checkpoint(tmp_path / "teacher.pt", teacher, {**meta, "arch": "tiny net (its teacher's name)"})
     out2 = tmp_path / "dr"
     assert cli.main(["optimize", "--method", "deepreduce", "--budget", "700", "--out", str(out2), *TINY,
-                     "--teacher", str(out / "teacher.pt"), "--set", "criticality_epochs=1"]) == 0
+                     "--teacher", str(tmp_path / "teacher.pt"), "--set", "criticality_epochs=1"]) == 0
     m2 = json.loads((out2 / "metrics.json").read_text())
+    assert m2["arch"] == "tiny net (its teacher's name)"
     assert m2["relus"] <= 700 and m2["frontier"] and not (out2 / "teacher.pt").exists()
     plot = tmp_path / "pareto.png"
     table_json = tmp_path / "table.json"
