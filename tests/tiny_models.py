@@ -65,16 +65,22 @@ def mixed_site_cnn(kinds: list[int], **site_kw):
     return model, x, policy
 
 
-def poly_resnet():
-    """A two-stage ResNet-18-style network (tiny_resnet) whose every activation layer
-    is 90 % polynomial sites (DaPa-like coefficients per channel) and 10 % exact ReLU, with its
-    BatchNorm statistics randomized; 16 inputs."""
-    torch.manual_seed(4)
+def randomized_tiny_resnet(seed: int) -> nn.Module:
+    """tiny_resnet in eval mode with randomized BatchNorm statistics (so every layer's scale matters)."""
+    torch.manual_seed(seed)
     model = tiny_resnet().eval()
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 2)
+    return model
+
+
+def poly_resnet():
+    """A two-stage ResNet-18-style network (tiny_resnet) whose every activation layer
+    is 90 % polynomial sites (DaPa-like coefficients per channel) and 10 % exact ReLU, with its
+    BatchNorm statistics randomized; 16 inputs."""
+    model = randomized_tiny_resnet(4)
     rng = np.random.default_rng(4)
     x = torch.randn(16, 1, 12, 12)
     shapes = {}

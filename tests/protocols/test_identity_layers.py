@@ -6,13 +6,12 @@ the gates' one ulp where something does."""
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import pi
 from protocols.fixed_point import FixedPoint
 from protocols.plan import IDENTITY, Activation, PlanBuilder, Truncate
 from protocols.providers import PROVIDERS, get_provider
-from tiny_models import poly_resnet, tiny_resnet
+from tiny_models import poly_resnet, randomized_tiny_resnet
 
 F = 8     # fractional bits of the builder-level plans: 3f = 24 fits a 40-bit ring with room
 
@@ -119,12 +118,7 @@ def test_a_public_scaling_after_identity_layers_truncates_faithfully_when_the_ri
 def identity_resnet(layers: tuple[str, ...]):
     """tiny_resnet with the named activation layers all identity (the others exact ReLU), its
     BatchNorm statistics randomized; 6 inputs."""
-    torch.manual_seed(8)
-    model = tiny_resnet().eval()
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2)
+    model = randomized_tiny_resnet(8)
     for name in layers:
         model.get_submodule(name).set_kinds(IDENTITY)
     return model, torch.randn(6, 1, 12, 12)
