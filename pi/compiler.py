@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from protocols.fixed_point import RING_BITS, FixedPoint
-from protocols.plan import TRUNC_FAILURE_TARGET, Activation, Plan, PlanBuilder, PlanError, ServerWeights
+from protocols.plan import POLY_WORD_BITS, TRUNC_FAILURE_TARGET, Activation, Plan, PlanBuilder, PlanError, ServerWeights
+from pi.ring_width import ValuesTooWide, calibrated_width, check_fits
 from protocols.site_kinds import CIRCA, IDENTITY, POLY, RELU
-from protocols.two_party.poly import has_poly
 from relu_budget.dapa import dapa_coefficients
 from relu_budget.models import ReluSite
 from relu_budget.policy import SitePolicy  # also public as pi.compiler.SitePolicy
@@ -119,7 +119,8 @@ def _pair(v) -> tuple[int, int]:
 def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=None,
                  fixed_point: FixedPoint | None = None, calibration: torch.Tensor | None = None,
                  margin_bits: int = 6, label_only: bool = False,
-                 ring_bits: int | str | None = None, max_ring_bits: int = RING_BITS) -> tuple[Plan, ServerWeights]:
+                 ring_bits: int | str | None = None, max_ring_bits: int = RING_BITS,
+                 poly_word_bits: int = POLY_WORD_BITS) -> tuple[Plan, ServerWeights]:
     """Traces `model` and builds (public plan, private weights).
 
     example_input: one input with or without a batch dimension. site_policy(name, shape) →
@@ -131,7 +132,8 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
     calibration is given, else fixed_point's (64). max_ring_bits: the widest ring the provider
     runs in (two-party: 59); a calibrated width is capped there (with faithful truncations
     inserted where a scale needs them; local truncations may then fail more often than the
-    target, see Plan.truncation_failure_bound).
+    target, see Plan.truncation_failure_bound). poly_word_bits: the widest words the provider
+    computes polynomial sites in (protocols.plan.poly_output_shift; two-party: 64).
     A model in training mode is compiled as in evaluation mode (with a TrainModeWarning) and
     left in the mode it came in."""
     was_training = model.training
@@ -149,7 +151,7 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
                 plan, weights = _compile_plan(model.eval(), example_input, site_policy=site_policy,
                                               fixed_point=fixed_point, calibration=calibration, margin_bits=margin_bits,
                                               label_only=label_only, ring_bits=ring_bits, max_ring_bits=max_ring_bits,
-                                              scale_cap=cap)
+                                              scale_cap=cap, poly_word_bits=poly_word_bits)
                 break
             except ValuesTooWide:
                 if cap == 2 * f:
@@ -167,7 +169,7 @@ def compile_plan(model: nn.Module, example_input: torch.Tensor, *, site_policy=N
 
 
 def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration, margin_bits, label_only,
-                  ring_bits, max_ring_bits=RING_BITS, check_fit=True, scale_cap=None):
+                  ring_bits, max_ring_bits=RING_BITS, check_fit=True, scale_cap=None, poly_word_bits=POLY_WORD_BITS):
     fixed_point = fixed_point or FixedPoint()
     if ring_bits is None:
         ring_bits = "calibrated" if calibration is not None else fixed_point.ring_bits
@@ -175,30 +177,13 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
         if calibration is None:
             raise PlanError("ring_bits='calibrated' needs calibration inputs")
         kw = {"site_policy": site_policy, "calibration": calibration, "margin_bits": margin_bits,
-              "label_only": label_only, "check_fit": False, "scale_cap": scale_cap}   # checked once, at the width chosen
-        plan, weights = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=RING_BITS, **kw)
-        # Rebuilt at the width it needs: at least every private linear output's scale + 12, so
-        # the builder inserts no truncation the full ring did not need (no extra ops or rounds).
-        # An explicit narrower ring_bits may fit too, with faithful truncations inserted.
-        # Polynomial sites output at a lower scale in a narrower ring (plan.poly_output_shift),
-        # which lowers what the plan needs: narrowed again until it holds, first trying the
-        # widest ring where they output at scale f.
-        need = min(plan.required_ring_bits(), max_ring_bits)
-        low = RING_BITS - 2 * fixed_point.frac_bits
-        if need > low and has_poly(plan):
-            try:
-                trial = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=low, **kw)
-                if trial[0].required_ring_bits() <= low:
-                    plan, weights = trial
-                    need = plan.required_ring_bits()
-            except PlanError:
-                pass
-        while need < plan.ring_bits:
-            plan, weights = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=need, **kw)
-            need = min(plan.required_ring_bits(), max_ring_bits)
-        _check_fits(plan, margin_bits)
-        plan.meta["ring"] = "calibrated"
-        return plan, weights
+              "label_only": label_only, "check_fit": False, "scale_cap": scale_cap,
+              "poly_word_bits": poly_word_bits}   # checked once, at the width chosen
+        full = _compile_plan(model, example_input, fixed_point=fixed_point, ring_bits=RING_BITS, **kw)
+        return calibrated_width(full, lambda width: _compile_plan(model, example_input, fixed_point=fixed_point,
+                                                                  ring_bits=width, **kw),
+                                max_ring_bits=max_ring_bits, poly_word_bits=poly_word_bits,
+                                frac_bits=fixed_point.frac_bits, margin_bits=margin_bits)
     if not isinstance(ring_bits, int) or isinstance(ring_bits, bool):
         raise PlanError(f"ring_bits must be an integer or 'calibrated', got {ring_bits!r}")
     try:
@@ -249,7 +234,7 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
         cal.run(x if calibration is None else calibration.float())
 
     def build():
-        b = PlanBuilder(tuple(x.shape[1:]), fixed_point, scale_cap=scale_cap)
+        b = PlanBuilder(tuple(x.shape[1:]), fixed_point, scale_cap=scale_cap, poly_word_bits=poly_word_bits)
         env: dict[str, int] = {}
         folded: set[str] = set()
 
@@ -382,7 +367,7 @@ def _compile_plan(model, example_input, *, site_policy, fixed_point, calibration
             bounds.update({k: max(v, twin.get(k, 0.0)) for k, v in bounds.items()})
             plan, weights = build()
     if calibration is not None and check_fit:
-        _check_fits(plan, margin_bits)
+        check_fits(plan, margin_bits)
     return plan, weights
 
 
@@ -455,26 +440,6 @@ def _annotate_bounds(plan: Plan, env: dict[str, int], bounds: dict[str, float], 
             bound = 2.0 ** math.ceil(math.log2(max(bounds[name] * 2.0 ** margin_bits, plan.fixed_point.ulp)))
             t = plan.tensors[tid]
             t.bound = bound if t.bound is None else max(t.bound, bound)
-
-
-class ValuesTooWide(PlanError):
-    """The calibrated values need more than the 64 bits the engine computes in."""
-
-
-def _check_fits(plan: Plan, margin_bits: int) -> None:
-    """The calibrated values fit the plan's ring, or a PlanError says what to do. Beyond 64 bits
-    only the headroom may be missing (margin_bits: the values themselves still fit); more is
-    refused, since the gates would wrap on the calibration data itself."""
-    need = plan.required_ring_bits(failure_target=None, cap=False)
-    if need - margin_bits > RING_BITS:
-        raise ValuesTooWide(f"on the calibration data the compiled network's values need a {need - margin_bits}-bit ring, "
-                        f"more than the {RING_BITS} bits the engine computes in: its ReLU policy makes them grow layer "
-                        "by layer (an untrained relu='poly' network compounds its polynomials); train the policy with "
-                        "the model (relu-budget optimize --method autorep) and compile that run")
-    need = plan.required_ring_bits(failure_target=None)
-    if need > plan.ring_bits:
-        raise PlanError(f"the calibrated values need a {need}-bit ring, more than ring_bits={plan.ring_bits}; "
-                        "compile with a wider ring_bits (or ring_bits='calibrated')")
 
 
 def _adaptive(b: PlanBuilder, node, tid: int, shape, output_size, name: str) -> int:

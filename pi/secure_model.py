@@ -56,7 +56,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
             circa_k: int | None = None, circa_mode: str = "poszero", provider: str = "dealer",
             frac_bits: int | None = None, calibration: torch.Tensor | None = None,
             output: str = "logits", ring_bits: int | str | None = None, normalization: tuple | None = None,
-            classes: list[str] | None = None) -> SecureModel:
+            classes: list[str] | None = None, max_ring_bits: int | None = None) -> SecureModel:
     """Compiles a torch model for private inference.
 
     policy: a ReLU policy (path or object from relu-budget) saying per site what to compute;
@@ -71,7 +71,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
     contract's: run() refuses inputs beyond 8x it (or clips them, with a warning). The bounds
     also let the shares live in a narrower ring.
     ring_bits: the ring Z_(2^l): an int in 2..64, or "calibrated"; default "calibrated" when
-    calibration is given, else 64.
+    calibration is given, else 64. max_ring_bits: a cap on the calibrated width (docs/engine.md).
     output: "logits", or "label" (the client learns only the argmax, via secure comparisons).
     normalization: (mean, std) per channel (or one number each) that maps pixel intensities in
     [0, 1] to the model's input; classes: one name per output. Both travel in the bundle's
@@ -91,9 +91,12 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, policy=None,
     prov = get_provider(provider)  # validate early
     if ring_bits is None and calibration is None:
         ring_bits = prov.max_ring_bits      # the widest ring the provider runs in
+    cap = prov.max_ring_bits if max_ring_bits is None else max_ring_bits      # a calibrated width's cap
+    if not isinstance(cap, int) or isinstance(cap, bool) or not 2 <= cap <= prov.max_ring_bits:
+        raise ValueError(f"max_ring_bits must be an integer in 2..{prov.max_ring_bits}, got {max_ring_bits!r}")
     example_input = torch.as_tensor(example_input)
     kw = {"site_policy": site_policy, "fixed_point": fp, "calibration": calibration, "label_only": output == "label",
-          "max_ring_bits": prov.max_ring_bits}
+          "max_ring_bits": cap, "poly_word_bits": prov.poly_word_bits}
     plan, weights = compile_plan(model, example_input, ring_bits=ring_bits, **kw)
     if plan.meta.get("ring") == "calibrated" and prov.calibrated_ring_bits(plan) != plan.ring_bits:
         plan, weights = compile_plan(model, example_input, ring_bits=prov.calibrated_ring_bits(plan), **kw)

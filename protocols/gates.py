@@ -8,8 +8,8 @@ only the low `input_bits` of x̂, which the ring must hold (then x̂ mod 2^l suf
 intermediate openings over the channel passed in.
 
 The `poly` gate (a degree-2 polynomial of the faithfully truncated input, one opening) is
-computed here in numpy: its key is four ring words per element, linear in the public x̂ (see
-`poly_key`), so it needs no native code.
+computed here in numpy: its key is four words per element, linear in the public x̂ (see
+`poly_key`), so it needs no native code; the words have l + d bits, up to 128 (protocols.wide).
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import pi_native
+from protocols.wide import MAX_BITS as WIDE_BITS
+from protocols.wide import WideRing
 
 GATE_KINDS = ("relu", "circa", "trunc", "drelu", "poly")
 POLY_KEY_WORDS = 4              # A_0, A_1, B_0, B_1 per element (see poly_key)
@@ -44,9 +46,9 @@ class GateSpec:
             raise ValueError(f"unknown gate {self.kind!r}; choose one of {GATE_KINDS}")
         if self.kind == "circa" and self.k is None:
             raise ValueError("a Circa gate needs k")
-        if self.out_shift and (self.kind != "poly" or self.compute_bits > 64):
+        if self.out_shift and (self.kind != "poly" or self.compute_bits > WIDE_BITS):
             raise ValueError(f"out_shift {self.out_shift}: only a poly gate shifts its output, and "
-                             "ring + out_shift must be at most 64")
+                             f"ring + out_shift must be at most {WIDE_BITS}")
 
     @property
     def n(self) -> int:
@@ -97,10 +99,10 @@ def evaluate(spec: GateSpec, party: int, key: bytes, xhat: np.ndarray, chan) -> 
 
 
 def key_bytes(spec: GateSpec) -> int:
-    """Key bytes per element and party (poly: the server's four 8-byte words; the client's
-    share comes from its seed)."""
+    """Key bytes per element and party (poly: the server's four words of l + d bits, packed; the
+    client's share comes from its seed)."""
     if spec.kind == "poly":
-        return 8 * POLY_KEY_WORDS
+        return POLY_KEY_WORDS * poly_ring(spec).elem_bytes
     return int(pi_native.key_bytes_per_element(spec.kind, **spec.params()))
 
 
@@ -123,25 +125,36 @@ def _pow2(e: int) -> np.uint64:
     return np.uint64(0 if e >= 64 else 1 << e)
 
 
-def poly_key(spec: GateSpec, r_in: np.ndarray, r_out: np.ndarray, c2: np.ndarray, c1: np.ndarray,
+def poly_ring(spec: GateSpec) -> WideRing:
+    """The ring p(t) is computed in, Z_(2^(l + d)): its key words and both parties' terms."""
+    return WideRing(spec.compute_bits)
+
+
+def poly_key(spec: GateSpec, r_in: np.ndarray, s_out: np.ndarray, c2: np.ndarray, c1: np.ndarray,
              c0: np.ndarray) -> np.ndarray:
-    """The dealer's (unshared) poly key, shape (4, n): rows A_0, A_1, B_0, B_1.
+    """The dealer's (unshared) poly key in Z_(2^(l + d)) (poly_ring), shape (words, 4, n): rows
+    A_0, A_1, B_0, B_1. s_out: the output mask (mod 2^l); c2, c1, c0: the ring coefficients
+    (int64 two's complement, sign-extended into the wide words).
 
     The trunc gate's output is t = H − R_p + e (docs/fss.md, `trunc`): H = (ẑ >> s) − (2^(w−2) >> s)
     is public once x̂ is open, and so is p = bit_(w−1)(ẑ), which picks R_1 = R = r_w >> s or
     R_0 = R − 2^(w−s)·bit_(w−1)(r). Then p(t) = c2·H² + (c1 − 2·c2·R_p)·H + (c2·R_p² − c1·R_p + c0)
     is linear in H given H², so one opening suffices: A_p = c1 − 2·c2·R_p and
-    B_p = c2·R_p² − c1·R_p + c0 + r_out, and party 1 alone adds the public c2·H²."""
+    B_p = c2·R_p² − c1·R_p + c0 + s_out·2^d, and party 1 alone adds the public c2·H². R_p and H
+    are exact integers here (not values mod 2^64), as the sum is taken mod 2^(l + d)."""
     w, s = trunc_geometry(spec)
-    r, ro = _u64(r_in), _u64(r_out)
-    c2, c1, c0 = _u64(c2), _u64(c1), _u64(c0)
+    ring = poly_ring(spec)
+    r = _u64(r_in)
+    c2, c1, c0 = (ring.signed(_u64(c)) for c in (c2, c1, c0))
     rw = _low(r, w)
-    R1 = rw >> np.uint64(s)
-    R0 = R1 - ((rw >> np.uint64(w - 1)) & np.uint64(1)) * _pow2(w - s)
-    out = np.empty((POLY_KEY_WORDS, len(r)), np.uint64)
+    R1 = ring.unsigned(rw >> np.uint64(s))
+    R0 = ring.sub(R1, ring.shl((rw >> np.uint64(w - 1)) & np.uint64(1), w - s))
+    ro = ring.shl(_u64(s_out), spec.out_shift)
+    out = np.empty((ring.words, POLY_KEY_WORDS, len(r)), np.uint64)
     for p, R in ((0, R0), (1, R1)):
-        out[p] = c1 - np.uint64(2) * c2 * R
-        out[2 + p] = c2 * R * R - c1 * R + c0 + ro
+        c2R = ring.mul(c2, R)
+        out[:, p] = ring.reduce(ring.sub(c1, ring.add(c2R, c2R)))
+        out[:, 2 + p] = ring.reduce(ring.add(ring.sub(ring.mul(c2R, R), ring.mul(c1, R)), ring.add(c0, ro)))
     return out
 
 
@@ -159,31 +172,28 @@ def poly_opening(spec: GateSpec, xhat: np.ndarray) -> np.ndarray:
 
 
 def poly_eval(spec: GateSpec, party: int, key: np.ndarray, opened: np.ndarray, c2: np.ndarray | None) -> np.ndarray:
-    """This party's share of p(t) + r_out from the opening x̂ >> s mod 2^(w − s) (poly_opening;
-    key: its (4, n) share of poly_key; c2: the public quadratic coefficients, party 1 only)."""
+    """This party's share of p(t) + s_out·2^d mod 2^(l + d), shifted right by d (poly_share_out),
+    from the opening x̂ >> s mod 2^(w − s) (poly_opening; key: its (words, 4, n) share of
+    poly_key; c2: the public quadratic coefficients, party 1 only)."""
     w, s = trunc_geometry(spec)
+    ring = poly_ring(spec)
     zs = _low(_u64(opened) + (_pow2(w - 2) >> np.uint64(s)), w - s)          # ẑ >> s
-    H = zs - (_pow2(w - 2) >> np.uint64(s))
+    H = ring.sub(ring.unsigned(zs), ring.unsigned(_pow2(w - 2) >> np.uint64(s)))
     p = ((zs >> np.uint64(w - s - 1)) & np.uint64(1)).astype(bool)
-    y = np.where(p, key[1], key[0]) * H + np.where(p, key[3], key[2])
+    y = ring.add(ring.mul(np.where(p, key[:, 1], key[:, 0]), H), np.where(p, key[:, 3], key[:, 2]))
     if party == 1:
-        y += _u64(c2) * H * H
+        y = ring.add(y, ring.mul(ring.mul(ring.signed(_u64(c2)), H), H))
     return poly_share_out(spec, y)
 
 
 def poly_share_out(spec: GateSpec, y: np.ndarray) -> np.ndarray:
-    """A party's share of p(t) + r_out mod 2^(l+d) → its share at the output scale, mod 2^l:
-    shifted right by d = out_shift. With r_out = s_out·2^d the two shifted shares sum to
+    """A party's share of p(t) + s_out·2^d mod 2^(l+d) (a poly_ring value) → its share at the
+    output scale, mod 2^l: shifted right by d = out_shift. The two shifted shares sum to
     (p(t) >> d) + s_out, or one less (the carry of the dropped bits), mod 2^l: a wrap of the
     sum past 2^(l+d) is 2^l after the shift, 0 mod 2^l, so no value can make it fail."""
     if not spec.out_shift:
-        return y
-    return (_low(y, spec.compute_bits) >> np.uint64(spec.out_shift)) & np.uint64((1 << spec.ring) - 1)
-
-
-def poly_out_mask(spec: GateSpec, s_out: np.ndarray) -> np.ndarray:
-    """r_out for poly_key from the output mask s_out (mod 2^l): s_out·2^d."""
-    return _u64(s_out) << np.uint64(spec.out_shift)
+        return y[0]
+    return _low(poly_ring(spec).shr(y, spec.out_shift), spec.ring)
 
 
 def extra_online_bytes(kind: str) -> float:

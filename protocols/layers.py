@@ -247,9 +247,10 @@ class GateStage:
         put_ring(d.server, f"{self.label}/r1", r - r0, self.ring)
         for gi, (spec, idx, *coeffs) in enumerate(self.specs):
             if spec.kind == "poly":
-                key = gates.poly_key(spec, r[idx], gates.poly_out_mask(spec, s_out[idx]), *coeffs[0])
+                key = gates.poly_key(spec, r[idx], s_out[idx], *coeffs[0])
                 k0 = d.stream.draw(self._key(gi), key.size).reshape(key.shape)
-                put_ring(d.server, self._key(gi), key - k0, Ring(spec.compute_bits))
+                wide = gates.poly_ring(spec)
+                d.server.put(self._key(gi), wide.pack(wide.sub(key, k0)))
                 continue
             k0, k1 = gates.keygen(spec, r[idx], s_out[idx])
             d.client.put(self._key(gi), k0)
@@ -261,9 +262,8 @@ class GateStage:
         cs.outbox[f"{self.label}/u"] = c_in + cs.stream.draw(f"{self.label}/r0", self.n)
         for gi, (spec, idx, *_) in enumerate(self.specs):
             if spec.kind == "poly":
-                m = self._count(gi)
-                cs.keep[self._key(gi)] = cs.stream.draw(self._key(gi), gates.POLY_KEY_WORDS * m) \
-                    .reshape(gates.POLY_KEY_WORDS, m)
+                shape = (gates.poly_ring(spec).words, gates.POLY_KEY_WORDS, self._count(gi))
+                cs.keep[self._key(gi)] = cs.stream.draw(self._key(gi), int(np.prod(shape))).reshape(shape)
 
     def server_offline(self, ss: ServerState) -> None:
         if not self.n:
@@ -296,8 +296,8 @@ class GateStage:
 
         def key_of(gi, poly):
             if poly:
-                return take_ring(ss.material, self._key(gi), Ring(self.specs[gi][0].compute_bits)) \
-                    .reshape(gates.POLY_KEY_WORDS, -1)
+                return gates.poly_ring(self.specs[gi][0]).unpack(ss.material.take(self._key(gi)),
+                                                                 (gates.POLY_KEY_WORDS, self._count(gi)))
             return ss.material.take(self._key(gi))
         y = self._evaluate(1, xhat, polys, key_of, chan)
         y += ring_recv(chan, self.ring, xhat.shape)

@@ -43,6 +43,7 @@ import pi_native
 from protocols import gates
 
 U64 = np.uint64
+MAX_L = 64              # products mod 2^l in uint64 words (the IKNP random OTs give l ≤ 64 bits)
 
 
 def _mask(bits: int) -> U64:
@@ -50,8 +51,8 @@ def _mask(bits: int) -> U64:
 
 
 def _check_l(l: int) -> int:
-    if not isinstance(l, (int, np.integer)) or isinstance(l, bool) or not 2 <= l <= 64:
-        raise ValueError(f"ring bits l must be an integer in 2..64, got {l!r}")
+    if not isinstance(l, (int, np.integer)) or isinstance(l, bool) or not 2 <= l <= MAX_L:
+        raise ValueError(f"ring bits l must be an integer in 2..{MAX_L}, got {l!r}")
     return int(l)
 
 
@@ -250,7 +251,7 @@ class PolySpec:
 
     def share_out(self, y: np.ndarray) -> np.ndarray:
         """A share of p(t) + s_out·2^d mod 2^l → its share mod 2^(l − d), shifted by d."""
-        return gates.poly_share_out(self.gate, y)
+        return gates.poly_share_out(self.gate, y[None])
 
     @property
     def geometry(self) -> tuple[int, int]:

@@ -25,6 +25,7 @@ import numpy as np
 
 from protocols.fixed_point import MAX_VALUE_BITS, RING_BITS, FixedPoint, Ring
 from protocols.site_kinds import CIRCA, CIRCA_MODES, IDENTITY, POLY, RELU, SITE_KINDS  # also re-exported
+from protocols.wide import MAX_BITS as POLY_WORD_BITS
 
 MASKED, SHARED = "masked", "shared"
 # Format 2 added the ring width (format-1 plans ran in Z_(2^64)); older readers refuse it
@@ -166,13 +167,14 @@ class MaxPool(Op):
         return self.value_bits
 
 
-def poly_output_shift(fp: FixedPoint) -> int:
+def poly_output_shift(fp: FixedPoint, word_bits: int = POLY_WORD_BITS) -> int:
     """d: polynomial sites compute p(t) at scale 3f in Z_(2^(l+d)) and both parties shift their
     shares right by d, landing at scale 3f − d in Z_(2^l). Shares of a value mod 2^(l+d)
     shifted by d sum to the shifted value mod 2^l up to one ulp (a wrap past 2^(l+d) becomes
     2^l ≡ 0), so the truncation costs no round and never fails. d = 2f (output at scale f)
-    wherever l + 2f fits the 64-bit words, less in wider rings; 0 at 64 bits."""
-    return min(2 * fp.frac_bits, RING_BITS - fp.ring_bits)
+    wherever l + 2f fits the provider's words for p(t) (word_bits: 128 for the dealer's gate,
+    every ring; 64 for the two-party products, rings up to 64 − 2f bits), less above."""
+    return max(0, min(2 * fp.frac_bits, word_bits - fp.ring_bits))
 
 
 def gate_width_fits(n: int, ring_bits: int) -> bool:
@@ -353,11 +355,13 @@ class PlanBuilder:
     """
 
     def __init__(self, input_shape: tuple[int, ...], fixed_point: FixedPoint | None = None,
-                 scale_cap: int | None = None) -> None:
+                 scale_cap: int | None = None, poly_word_bits: int = POLY_WORD_BITS) -> None:
         """scale_cap: the largest scale a private linear output (or a scaling by a public real) may
-        reach before its input is truncated to f, where the ring would allow more."""
+        reach before its input is truncated to f, where the ring would allow more. poly_word_bits:
+        the widest words the provider computes polynomial sites in (poly_output_shift)."""
         self.fp = fixed_point or FixedPoint()
         self.scale_cap = scale_cap
+        self.poly_word_bits = poly_word_bits
         self.ops: list[Op] = []
         self.tensors: dict[int, Tensor] = {}
         self.weights = ServerWeights()
@@ -568,7 +572,7 @@ class PlanBuilder:
         # are scaled up exactly to match.
         has_identity = kinds is not None and bool((kinds == IDENTITY).any())
         has_poly = kinds is not None and bool((kinds == POLY).any())
-        out_scale = 3 * f - poly_output_shift(self.fp) if has_poly else f
+        out_scale = 3 * f - poly_output_shift(self.fp, self.poly_word_bits) if has_poly else f
         if has_identity and bool((kinds == IDENTITY).all()):
             # Nothing to compute: the layer passes its input on at its scale. A local truncation
             # would fail with probability |v|/2^l; the next gate (or Truncate) truncates by the

@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 
 from protocols.fixed_point import RING_BITS
 from protocols.material import Material
-from protocols.plan import Plan, ServerWeights
+from protocols.plan import POLY_WORD_BITS, Plan, ServerWeights
 
 
 class Provider(ABC):
@@ -28,6 +28,7 @@ class Provider(ABC):
     security_note: str = ""
     interactive: bool = False
     max_ring_bits: int = RING_BITS      # the widest ring Z_2^l its protocols run in
+    poly_word_bits: int = POLY_WORD_BITS  # the widest words it computes polynomial sites in
 
     def calibrated_ring_bits(self, plan: Plan) -> int:
         """The ring this provider runs a plan in whose calibrated width is plan.ring_bits (a
@@ -66,6 +67,7 @@ class TwoPartyProvider(InteractiveProvider):
     name = "two-party"
     security_note = "client and server alone (semi-honest): HE for linear layers, garbled circuits + OT for gates"
     max_ring_bits = 59                  # SEAL's plain modulus t = 2^l (protocols.he.MAX_PLAIN_BITS)
+    poly_word_bits = 64                 # its OT products run mod 2^l, l ≤ 64 (protocols.ot_mul.MAX_L)
 
     def server_session(self, plan: Plan, weights: ServerWeights):
         from protocols.two_party import ServerSession

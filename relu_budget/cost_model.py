@@ -101,12 +101,17 @@ PROFILES = {
 DEFAULT_RELU = SiteCost(key_bytes=2100, online_bytes=16, rounds=1, keygen_per_s=0.5e6, eval_per_s=1.0e6)
 # Degree-2 polynomial, as the engine computes it: the poly gate fuses the faithful truncation
 # (the input comes at scale 2f) into the degree-2 evaluation, so a site is opened once (1 round):
-# x̂ >> f to the client (64 − f bits: 7 B at f = 12), y0 back (8 B); its key is 4 ring words on
-# the server and none on the client (the client's share comes from its seed): 16 B per party on
-# average at 64 bits (at a calibrated width: poly_online_bytes).
+# x̂ >> f to the client (64 − f bits: 7 B at f = 12), y0 back (8 B); its key is 4 words of l + 2f
+# bits on the server and none on the client (the client's share comes from its seed): 22 B per
+# party on average at 64 bits (at a calibrated width: poly_online_bytes, poly_key_bytes).
 DEFAULT_TRUNC = SiteCost(key_bytes=16, online_bytes=16, rounds=1, keygen_per_s=20e6, eval_per_s=100e6)
 DEFAULT_SQUARE = SiteCost(key_bytes=16, online_bytes=16, rounds=1, keygen_per_s=20e6, eval_per_s=100e6)
-POLY_KEY_BYTES = 16.0     # per site and party, averaged over the two parties (32 B on the server)
+
+
+def poly_key_bytes(bits: int = RING_BITS) -> float:
+    """A poly site's key bytes per party, averaged over the two (the server's 4 words of l + 2f
+    bits, protocols.gates.key_bytes: 44 B at 64 bits, 32 B at 40; the client's come from its seed)."""
+    return 4 * math.ceil((bits + 2 * DEFAULT_FRAC_BITS) / 8) / 2
 
 
 def poly_online_bytes(bits: int = RING_BITS) -> int:
@@ -119,7 +124,7 @@ def poly_online_bytes(bits: int = RING_BITS) -> int:
 
 def fused_poly(trunc: SiteCost, square: SiteCost, source: str = "", bits: int = RING_BITS) -> SiteCost:
     """The poly gate: trunc's round, x̂ >> f and y0 on the wire, both gates' compute, 4 words of key."""
-    return SiteCost(key_bytes=POLY_KEY_BYTES, online_bytes=poly_online_bytes(bits), rounds=trunc.rounds,
+    return SiteCost(key_bytes=poly_key_bytes(bits), online_bytes=poly_online_bytes(bits), rounds=trunc.rounds,
                     keygen_per_s=1 / (1 / trunc.keygen_per_s + 1 / square.keygen_per_s),
                     eval_per_s=1 / (1 / trunc.eval_per_s + 1 / square.eval_per_s), source=source)
 

@@ -41,6 +41,7 @@ from protocols.transport.errors import TransportError
 from relu_budget.data import load_fashion_mnist_raw, normalize_fashion
 from protocols.fixed_point import DEFAULT_FRAC_BITS
 from protocols.plan import Activation
+from protocols.providers import get_provider
 from relu_budget.models import CIRCA, IDENTITY, ResNet, ResNetConfig, relu_sites
 from relu_budget.policy import LayerPolicy, ReluPolicy
 from relu_budget.runs import load_run_or_policy
@@ -155,12 +156,15 @@ def load_calibration(source: str, n: int = 256) -> tuple[torch.Tensor, str]:
 
 
 def compile_policy(model, example, policy: str, circa_k: int | None, policy_obj=None, ring_bits="calibrated",
-                   calibration: torch.Tensor | None = None, provider: str = "dealer", frac_bits: int | None = None):
+                   calibration: torch.Tensor | None = None, provider: str = "dealer", frac_bits: int | None = None,
+                   max_ring_bits: int | None = None):
     """pi.compile for one bench policy and provider; ring_bits "calibrated" (the narrowest ring
-    the calibration inputs allow) or an int (64: the uncalibrated full ring)."""
+    the calibration inputs allow, at most max_ring_bits) or an int (64: the uncalibrated full ring)."""
     ring = {"ring_bits": ring_bits, "provider": provider, "frac_bits": frac_bits}
     if ring_bits == "calibrated":
         ring["calibration"] = calibration
+        if max_ring_bits is not None:
+            ring["max_ring_bits"] = min(max_ring_bits, get_provider(provider).max_ring_bits)
     if policy_obj is not None:
         return pi.compile(model, example, policy=policy_obj, **ring)
     if policy == "exact":
@@ -476,6 +480,10 @@ def configure(p) -> None:
     p.add_argument("--ring-bits", type=ring_bits_arg, default="calibrated",
                    help="our ring width: 'calibrated' (default: the narrowest ring that Fashion-MNIST training "
                         "images allow, see --images) or an integer, e.g. 64 for the uncalibrated full ring")
+    p.add_argument("--max-ring-bits", type=int, default=None,
+                   help="cap on the calibrated ring width (default: each provider's widest): a narrower ring sends "
+                        "fewer bytes per element, and faithful truncations (a round each) stand in for the scale "
+                        "that identity layers carry where it needs more (docs/engine.md)")
     p.add_argument("--frac-bits", type=int, default=None,
                    help=f"our fixed point's fractional bits (default {DEFAULT_FRAC_BITS}; fewer leave a scale carried "
                         "through identity layers room next to polynomial sites, docs/engine.md)")
@@ -520,6 +528,10 @@ def run(args) -> int:
     notes.append("network estimates: " + profiles.describe_all() + " (see pi/bench/profiles.py)")
     if args.frac_bits is not None:
         notes.append(f"our fixed point: {args.frac_bits} fractional bits (--frac-bits; default {DEFAULT_FRAC_BITS})")
+    if args.max_ring_bits is not None:
+        if args.ring_bits != "calibrated":
+            raise ValueError("--max-ring-bits caps the calibrated ring width; drop --ring-bits")
+        notes.append(f"calibrated ring widths capped at {args.max_ring_bits} bits (--max-ring-bits)")
     for w in workloads:
         model, meta = load_workload(w, args.resnet18_checkpoint)
         n_images = max(eval_n[w], tp_eval_n[w], ct_eval_n[w] if use_crypten else 0, max(batches) * args.repeats, 1)
@@ -560,7 +572,7 @@ def run(args) -> int:
                       flush=True)
                 try:
                     secure = compile_policy(net, example, name, k, pobj, args.ring_bits, calibration, prov,
-                                            args.frac_bits)
+                                            args.frac_bits, args.max_ring_bits)
                     rows += run_ours(w, name, secure, images, labels, plain, batches, args.repeats, n_eval,
                                      args.eval_batch, args.threads, dealer_threads=args.dealer_threads, policy_dir=pdir,
                                      provider=prov, per_layer=args.per_layer)

@@ -105,7 +105,7 @@ def _predicted_material(kind: str, n: int, circa_k: int | None) -> int:
     elif kind == "circa":
         per = pi_native.key_bytes_per_element("circa", k=circa_k, mode="poszero", shift=12)
     elif kind == "poly":
-        per = gates.key_bytes(gates.GateSpec("poly", shift=12))
+        per = gates.key_bytes(gates.GateSpec("poly", shift=12, out_shift=2 * DEFAULT_FRAC_BITS))
     else:
         per = 0
     return n * (per + 24) + (1 << 20)

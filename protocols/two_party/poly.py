@@ -26,8 +26,12 @@ class PolyGroup:
 
     def __init__(self, label: str, plan, op, batch: int, idx: np.ndarray) -> None:
         self.label, self.n, self.ring = label, len(idx), plan.ring
+        d = poly_out_shift(plan, op)
+        if plan.ring_bits + d > ot_mul.MAX_L:
+            raise PlanError(f"activation {op.name}: its polynomial sites compute in {plan.ring_bits + d}-bit words "
+                            f"(a plan for the dealer's gate); the two-party products run in at most {ot_mul.MAX_L}: "
+                            "compile the model for the two-party provider")
         try:
-            d = poly_out_shift(plan, op)
             self.spec = ot_mul.PolySpec(plan.ring_bits + d, op.shift, op.value_bits, out_shift=d)
         except ValueError as exc:
             raise PlanError(f"activation {op.name}: {exc}") from None

@@ -154,3 +154,16 @@ def test_plaintext_twin_computes_what_the_plan_computes():
         plaintext_twin(nn.Sequential(nn.Flatten(), nn.Linear(64, 3), nn.ReLU()),
                        pi.compile(nn.Sequential(nn.Flatten(), nn.Linear(64, 3), nn.ReLU()), calib[:1],
                                   relu="identity").plan)
+
+
+def test_a_capped_calibrated_width_steps_down_until_the_values_fit():
+    """AutoReP 5 % with 4 identity layers at f = 9, the calibrated width capped at 48 bits: at 48
+    the builder truncates no carried scale (10 bits are left for the values) but the calibrated
+    bounds need 49; one bit narrower it truncates and the plan fits (43 bits, 2 Truncate ops)."""
+    from pi.bench.model import load_calibration
+    from relu_budget.runs import load_run_or_policy
+    root = Path(__file__).resolve().parents[2]
+    policy, net = load_run_or_policy(str(root / "benchmarks/results/optimizers/runs/autorep-5-rounds"))
+    cal = load_calibration("fashion-mnist", 64)[0]
+    sm = pi.compile(net, cal[:1], policy=policy, calibration=cal, frac_bits=9, max_ring_bits=48)
+    assert sm.plan.ring_bits < 48 and sum(op.kind == "Truncate" for op in sm.plan.ops) == 2

@@ -44,8 +44,10 @@ def ring_kw(width, calibration) -> dict:
 
 
 def plan_kw(width, calibration) -> dict:
-    """ring_kw for pi.compiler.compile_plan, which needs the provider's widest ring too."""
-    return ring_kw(width, calibration) | {"max_ring_bits": get_provider(width[0]).max_ring_bits}
+    """ring_kw for pi.compiler.compile_plan, which needs the provider's widest ring and the
+    words it computes polynomial sites in too."""
+    prov = get_provider(width[0])
+    return ring_kw(width, calibration) | {"max_ring_bits": prov.max_ring_bits, "poly_word_bits": prov.poly_word_bits}
 
 
 def check_width(plan, width):
@@ -261,12 +263,13 @@ def test_residual_polynomial_sites_keep_a_narrow_ring(provider):
         return policy(kinds=site.kind_map.numpy(), poly=site.poly_coeffs.double().numpy())
     cap = get_provider(provider).max_ring_bits
     plan, weights = pi.compiler.compile_plan(model, x[:1], site_policy=sites, fixed_point=FP, ring_bits="calibrated",
-                                             calibration=x, max_ring_bits=cap)
+                                             calibration=x, max_ring_bits=cap,
+                                             poly_word_bits=get_provider(provider).poly_word_bits)
     exact, _ = pi.compiler.compile_plan(model, x[:1], fixed_point=FP, ring_bits="calibrated", calibration=x,
                                         max_ring_bits=cap)
     assert plan.ring_bits <= min(48, exact.ring_bits + 1)
     acts = [op for op in plan.ops if op.kind == "Activation"]
-    assert all(plan.tensor(op.output).scale == FP.frac_bits for op in acts)   # d = 2f at l ≤ 40
+    assert all(plan.tensor(op.output).scale == FP.frac_bits for op in acts)   # d = 2f (two-party: at l ≤ 40)
     y = pi.SecureModel(plan, weights, provider).run(x)
     with torch.no_grad():
         expected = model(x).double()

@@ -9,7 +9,7 @@ import torch
 
 import pi
 from protocols.fixed_point import FixedPoint
-from protocols.plan import IDENTITY, Activation, PlanBuilder, Truncate
+from protocols.plan import IDENTITY, POLY, Activation, PlanBuilder, Truncate
 from protocols.providers import PROVIDERS, get_provider
 from tiny_models import poly_resnet, randomized_tiny_resnet
 
@@ -156,10 +156,12 @@ def test_residual_network_with_identity_layers_matches_plaintext(provider, ring,
 
 @pytest.mark.parametrize("frac_bits", [12, 9])
 def test_identity_layer_next_to_polynomial_sites(provider, frac_bits):
-    """Polynomial sites output at scale f only in rings of at most 64 − 2f bits, and a scale carried
-    to 3f needs more at f = 12: there the calibrated plan truncates the identity layer's output
-    faithfully (the round it saves is spent again, nothing fails); at f = 9 both fit and the
-    identity layer saves its round. Either way the output matches the plaintext network."""
+    """The dealer's polynomial sites output at scale f in every ring (their words have l + 2f bits),
+    so the identity layer saves its round in the ring a scale carried to 3f needs (48 bits here).
+    The two-party products' words have 64 bits: scale f only in rings of at most 64 − 2f bits, and
+    at f = 12 the carried scale needs more, so its calibrated plan truncates the identity layer's
+    output faithfully (the round it saves is spent again, nothing fails); at f = 9 both fit.
+    Either way the output matches the plaintext network."""
     from pi.compiler import plaintext_twin
     from relu_budget.policy import from_model
     model, x = poly_resnet()
@@ -167,10 +169,37 @@ def test_identity_layer_next_to_polynomial_sites(provider, frac_bits):
     poly = pi.compile(model, x[:1], policy=from_model(model, tuple(x.shape[1:])), **kw)
     model.get_submodule("layers.0.0.relu2").set_kinds(IDENTITY)
     sm = pi.compile(model, x[:1], policy=from_model(model, tuple(x.shape[1:])), **kw)
-    assert sm.plan.ring_bits <= 64 - 2 * frac_bits and sm.plan.truncation_failure_bound() == 0.0
+    words = get_provider(provider).poly_word_bits
+    assert sm.plan.ring_bits <= words - 2 * frac_bits and sm.plan.truncation_failure_bound() == 0.0
+    assert all(sm.plan.tensor(op.output).scale == frac_bits for op in sm.plan.ops
+               if op.kind == "Activation" and op.kinds is not None and (op.kinds == POLY).any())
     saved = poly.predicted_rounds() - sm.predicted_rounds()
-    assert saved == (0 if frac_bits == 12 else 1)
+    assert saved == (0 if frac_bits == 12 and provider == "two-party" else 1)
     y = sm.run(x)
     with torch.no_grad():
         expected = plaintext_twin(model, sm.plan)(x).double()
     assert float((y - expected).abs().max()) < 2.0 ** -5
+
+
+def test_max_ring_bits_trades_the_carried_scale_for_a_round():
+    """pi.compile(max_ring_bits=...) caps the calibrated width: where the scale an identity layer
+    carries needs more, the builder truncates it faithfully (a round per Truncate, nothing fails)
+    and the plan runs in the narrower ring; the output still matches the plaintext network."""
+    from pi.compiler import plaintext_twin
+    from relu_budget.policy import from_model
+    model, x = poly_resnet()
+    model.get_submodule("layers.0.0.relu2").set_kinds(IDENTITY)
+    policy = from_model(model, tuple(x.shape[1:]))
+    free = pi.compile(model, x[:1], policy=policy, calibration=x)
+    capped = pi.compile(model, x[:1], policy=policy, calibration=x, max_ring_bits=40)
+    assert capped.plan.ring_bits <= 40 < free.plan.ring_bits
+    truncs = sum(op.kind == "Truncate" for op in capped.plan.ops)
+    assert truncs > 0 == sum(op.kind == "Truncate" for op in free.plan.ops)
+    assert capped.predicted_rounds() == free.predicted_rounds() + truncs
+    assert capped.plan.truncation_failure_bound() == 0.0
+    y = capped.run(x)
+    with torch.no_grad():
+        expected = plaintext_twin(model, capped.plan)(x).double()
+    assert float((y - expected).abs().max()) < 2.0 ** -5
+    with pytest.raises(ValueError, match="max_ring_bits must be an integer in 2..64"):
+        pi.compile(model, x[:1], policy=policy, calibration=x, max_ring_bits=65)

@@ -318,17 +318,18 @@ def online_payload(sm, layer, arrays):
     return row["bytes_sent"] - heads, row["rounds"], row["messages_sent"]
 
 
-@pytest.mark.parametrize("ring_bits", [59, "calibrated"])
+@pytest.mark.parametrize("ring_bits", [49, 59, "calibrated"])
 def test_two_party_poly_sites_are_the_exact_fixed_point_polynomial(ring_bits):
     """Every output is P >> d or one ulp below (the carry of the shares' dropped bits), decoded at
     the output scale 3f − d, for P = C2·X² + C1·X + C0 at 3f, X = round(x·2^12), and so is the
     dealer provider's: both within the dealer test's bound of the real polynomial (8 ulps,
-    tests/protocols/test_poly_gate.py). Online: the corrections and W, one round."""
+    tests/protocols/test_poly_gate.py). Online: the corrections and W, one round. The plan is
+    built for the two-party products' 64-bit words (d = min(2f, 64 − l)), which the dealer runs too."""
     import pi
     n = 500
     x = torch.from_numpy(np.random.default_rng(5).standard_normal((2, 1, 1, n)))
     kw = {"ring_bits": ring_bits} if ring_bits != "calibrated" else {"ring_bits": "calibrated", "calibration": x.float()}
-    plan, weights = poly_probe(n, max_ring_bits=59, **kw)
+    plan, weights = poly_probe(n, max_ring_bits=59, poly_word_bits=64, **kw)
     (op,) = [o for o in plan.ops if o.name == "act"]
     ring, fp = plan.ring, plan.fixed_point
     X = fp.decode(fp.encode(x.numpy()), scale=0)                          # integers at scale f
@@ -360,10 +361,20 @@ def test_two_party_mixed_sites_match_plaintext_like_the_dealer():
     import pi
     model, x, policy = mixed_site_cnn([RELU, CIRCA, POLY, IDENTITY], circa_k=12)
     plan, weights = compile_plan(model, x[:1], site_policy=policy, fixed_point=FixedPoint(12), ring_bits="calibrated",
-                                 calibration=x, max_ring_bits=59)
+                                 calibration=x, max_ring_bits=59, poly_word_bits=64)
     with torch.no_grad():
         expected = model(x).double()
     ys = {p: pi.SecureModel(plan, weights, p).run(x) for p in ("two-party", "dealer")}
     for y in ys.values():
         assert float((y - expected).abs().max()) < 2.0 ** -6
     assert float((ys["two-party"] - ys["dealer"]).abs().max()) < 2.0 ** -6
+
+
+def test_two_party_refuses_a_plan_for_the_dealers_wide_words():
+    """A plan compiled for the dealer (polynomial sites at scale f in a 49-bit ring: 73-bit words)
+    is refused by the two-party provider with one line naming the fix, not run wrong."""
+    import pi
+    from protocols.plan import PlanError
+    plan, weights = poly_probe(8, ring_bits=49)
+    with pytest.raises(PlanError, match="73-bit words.*compile the model for the two-party provider"):
+        pi.SecureModel(plan, weights, "two-party").run(torch.zeros(1, 1, 1, 8))

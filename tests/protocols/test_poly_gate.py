@@ -94,3 +94,70 @@ def test_poly_site_costs_one_opening_online_and_matches_plaintext(ring_bits):
     client, server = engine.deal(sm.plan, 1)
     assert not any("key" in k for k in client._items)
     assert server.nbytes >= gates.POLY_KEY_WORDS * sm.plan.ring.elem_bytes * n
+
+
+def as_int(v, bits: int) -> list[int]:
+    """Python integers of a wide value (words, n) mod 2^bits."""
+    lo, hi = (int(x) for x in v[0]), (int(x) for x in (v[1] if len(v) > 1 else np.zeros(v.shape[1], U64)))
+    return [(a + (b << 64)) % (1 << bits) for a, b in zip(lo, hi)]
+
+
+@pytest.mark.parametrize("l,n,shift", [(40, 39, 12), (49, 48, 24), (56, 55, 12), (64, 63, 12), (64, 64, 0)])
+def test_poly_gate_in_words_wider_than_64_bits(l, n, shift):
+    """d = 2f = 24 in rings on both sides of the old 64 − 2f = 40-bit limit: p(t) is computed mod
+    2^(l + 24) (up to 88 bits) and the two shifted shares sum to (P >> 24) + s_out or one less,
+    mod 2^l, for P = c2·t² + c1·t + c0 as integers (t: the native trunc gate's output, its
+    rounding included). Computing the words mod 2^64 instead gets the high bits wrong."""
+    rng = np.random.default_rng(l * 100 + n + shift)
+    m, d = 3000, 24
+    lim = 1 << (62 if n == 64 else n - 1)
+    edges = [0, 1, -1, lim - 1, -lim, 1 << min(shift, 40), -(1 << min(shift, 40))]
+    x = np.concatenate([np.array(edges, I64), rng.integers(-lim, lim, m - len(edges), dtype=I64)])
+    r_in, s_out = shares(rng, m), shares(rng, m)
+    c2, c1, c0 = (rng.integers(-2**40, 2**40, m, dtype=I64).view(U64) for _ in range(3))
+    xhat = x.view(U64) + r_in
+    k0, k1 = pi_native.gen_trunc(os.urandom(16), r_in, np.zeros(m, U64), shift=shift, n=n)
+    t = (pi_native.eval_trunc(0, k0, xhat) + pi_native.eval_trunc(1, k1, xhat)).view(I64)
+    spec = gates.GateSpec("poly", shift=shift, bits=n, ring=l, out_shift=d)
+    ring = gates.poly_ring(spec)
+    assert ring.bits == l + d and ring.words == (2 if l + d > 64 else 1)
+    key = gates.poly_key(spec, r_in, s_out, c2, c1, c0)
+    key0 = np.stack([shares(rng, key[0].size).reshape(key.shape[1:]) for _ in range(ring.words)])
+    key1 = ring.unpack(ring.pack(ring.sub(key, key0)), key.shape[1:])       # the server's share, stored
+    assert gates.key_bytes(spec) == 4 * ((l + d + 7) // 8)
+    opened = gates.poly_opening(spec, xhat)
+    y = (gates.poly_eval(spec, 0, key0, opened, None) + gates.poly_eval(spec, 1, key1, opened, c2)) & U64((1 << l) - 1) \
+        if l < 64 else gates.poly_eval(spec, 0, key0, opened, None) + gates.poly_eval(spec, 1, key1, opened, c2)
+    sc = [int(v) for v in c2.view(I64)], [int(v) for v in c1.view(I64)], [int(v) for v in c0.view(I64)]
+    for i in range(m):
+        P = sc[0][i] * int(t[i]) ** 2 + sc[1][i] * int(t[i]) + sc[2][i]
+        want = ((P % (1 << (l + d))) >> d) + int(s_out[i])
+        assert (int(y[i]) - want) % (1 << l) in (0, (1 << l) - 1), (i, int(x[i]))
+    # the key itself, against the integers: A_1 = c1 − 2·c2·R with R = r_w >> s
+    w, s = gates.trunc_geometry(spec)
+    R = [(int(v) % (1 << w)) >> s for v in r_in]
+    assert as_int(key[:, 1], l + d) == [(sc[1][i] - 2 * sc[0][i] * R[i]) % (1 << (l + d)) for i in range(m)]
+
+
+@pytest.mark.parametrize("ring_bits", [40, 49, 56, 64])
+def test_dealer_poly_sites_output_at_scale_f_in_every_ring(ring_bits):
+    """The dealer's gate computes in l + 2f bits, so polynomial sites output at scale f in every
+    ring (before: only up to 64 − 2f = 40 bits): each output is P >> 24 or one ulp below, for the
+    fixed-point P = C2·X² + C1·X + C0 at 3f, X = round(x·2^12); online still one round, with the
+    same bytes per site as at 64-bit words (the opening and y0, one ring element)."""
+    from protocols.fixed_point import FixedPoint
+    n = 400
+    x = torch.from_numpy(np.random.default_rng(7).standard_normal((2, 1, 1, n)))
+    plan, weights = poly_probe(n, ring_bits=ring_bits)
+    (op,) = [o for o in plan.ops if o.name == "act"]
+    assert plan.ring_bits == ring_bits and plan.tensor(op.output).scale == 12
+    sm = pi.SecureModel(plan, weights)
+    y = sm.run(x).numpy()
+    fp = FixedPoint(12)
+    X = fp.decode(fp.encode(x.numpy()), scale=0)
+    c2, c1, c0 = (fp.decode(fp.encode(v, scale=k * 12), scale=0) for v, k in zip(PROBE_COEFFS[::-1], (1, 2, 3)))
+    exact = np.floor((c2 * X * X + c1 * X + c0) / 2.0 ** 24) / 2.0 ** 12       # P < 2^53: exact in floats
+    assert set(np.unique(np.round((exact - y) * 2.0 ** 12))) <= {0, 1}
+    spec = gates.GateSpec("poly", shift=op.shift, bits=op.value_bits)
+    payload, rounds = act_online(sm, 2 * n, gates.poly_opening_bits(spec))
+    assert payload == ((gates.poly_opening_bits(spec) + 7) // 8 + plan.ring.elem_bytes) * 2 * n and rounds == 1

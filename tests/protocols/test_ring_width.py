@@ -164,12 +164,16 @@ def test_scales_that_do_not_fit_the_ring_are_refused_with_the_width_named():
     b = PlanBuilder((3,), FixedPoint(12, 35))
     with pytest.raises(PlanError, match="35-bit ring"):
         b.linear(b.input, np.ones((2, 3)))
-    # Polynomial sites compute at scale 3f and output at 3f − min(2f, 64 − l): f in a 40-bit
-    # ring at f = 12; at f = 20 in 60 bits, 3·20 − 4 = 56 leaves too few bits.
-    b = PlanBuilder((2,), FixedPoint(12, 40))
+    # Polynomial sites compute at scale 3f and output at 3f − min(2f, W − l) for words of W bits:
+    # f in a 40-bit ring at f = 12 either way; at f = 20 in 60 bits, the dealer's 128-bit words
+    # give f, the two-party products' 64-bit ones 3·20 − 4 = 56, which leaves too few bits.
+    b = PlanBuilder((2,), FixedPoint(12, 40), poly_word_bits=64)
     h = b.linear(b.input, np.ones((2, 2)))
     assert b.tensors[b.activation(h, kinds=np.array([POLY, POLY]), poly=np.ones((2, 3)))].scale == 12
     b = PlanBuilder((2,), FixedPoint(20, 60))
+    h = b.linear(b.input, np.ones((2, 2)))
+    assert b.tensors[b.activation(h, kinds=np.array([POLY, POLY]), poly=np.ones((2, 3)))].scale == 20
+    b = PlanBuilder((2,), FixedPoint(20, 60), poly_word_bits=64)
     h = b.linear(b.input, np.ones((2, 2)))
     with pytest.raises(PlanError, match="polynomial sites.*60-bit ring"):
         b.activation(h, kinds=np.array([POLY, POLY]), poly=np.ones((2, 3)))

@@ -66,8 +66,8 @@ def test_measured_rows_override_defaults(tmp_path):
         cm = CostModel.load(tmp_path)
     assert cm.relu.key_bytes == 1999          # n = 64 preferred over n = 32
     # A polynomial site is the poly gate: one round, x̂ >> 12 (7 B) out and y0 (8 B) back, both
-    # gates' compute, the engine's key (4 ring words on the server, none on the client).
-    assert (cm.poly.key_bytes, cm.poly.online_bytes, cm.poly.rounds) == (16, 15, 1)
+    # gates' compute, the engine's key (4 words of 64 + 24 bits on the server, none on the client).
+    assert (cm.poly.key_bytes, cm.poly.online_bytes, cm.poly.rounds) == (22, 15, 1)
     assert cm.poly.eval_per_s == pytest.approx(1e6)
     # At a calibrated width the poly gate opens fewer bits of x̂ and returns y0 in the narrower
     # ring: priced as protocols.gates defines the opening.
@@ -164,3 +164,12 @@ def test_sites_for_budget_is_tight_and_safe(tmp_path, objective):
 
 def test_describe_is_json_serializable():
     json.dumps(CostModel.load().describe())
+
+
+@pytest.mark.parametrize("bits", [40, 49, 56, 64])
+def test_poly_key_bytes_are_the_dealers_wide_key_words(bits):
+    """The cost model's poly key (per party, averaged) is half the server's four words of l + 2f
+    bits as the dealer stores them (protocols.gates.key_bytes)."""
+    from protocols.gates import key_bytes
+    from relu_budget.cost_model import poly_key_bytes
+    assert 2 * poly_key_bytes(bits) == key_bytes(GateSpec("poly", shift=12, bits=bits - 1, ring=bits, out_shift=24))
