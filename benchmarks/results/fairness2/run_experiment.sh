@@ -18,6 +18,8 @@
 # method's run directories in WORKDIR to run it again). NICE (default 10): the processes'
 # niceness. KEEP: an earlier audit.json of the experiment whose runs not re-run here are kept in
 # the audit (the driver's --keep-from; re-run teachers must reproduce it exactly).
+# FINETUNE_EPOCHS (default 3): fine-tuning epochs of every method; BUDGETS (default "3000 1000
+# 300"): the budgets to run; OUT: the results directory (default benchmarks/results/fairness2/<label>).
 #
 # Scaled down to fit a shared 2-core machine (see README.md here): every training phase uses a
 # fixed 6 000-image subset of the imbalanced training set (per seed), validation the first 2 500
@@ -31,9 +33,9 @@ ARCH=${ARCH:-resnet-small}
 LABEL=$ARCH
 SET=()
 for kv in ${MODEL_SET:-}; do SET+=(--model-set "$kv"); LABEL="$LABEL-${kv%%=*}${kv#*=}"; done
-OUT=benchmarks/results/fairness2/$LABEL
-ARGS=(--arch "$ARCH" ${SET[@]+"${SET[@]}"} --teacher-epochs 8 --search-epochs 2 --finetune-epochs 3 --train-subset 6000
-      --val-subset 2500 --penalty-dual-lr 0.1 --drop-dual-lr 0.3 --drop-tolerance 0 --drop-dual-steps 4 --work "$W")
+OUT=${OUT:-benchmarks/results/fairness2/$LABEL}
+ARGS=(--arch "$ARCH" ${SET[@]+"${SET[@]}"} --teacher-epochs 8 --search-epochs 2 --finetune-epochs "${FINETUNE_EPOCHS:-3}" --train-subset 6000
+      --val-subset 2500 --penalty-dual-lr 0.1 --drop-dual-lr 0.3 --drop-tolerance 0 --drop-dual-steps 4 --budgets ${BUDGETS:-3000 1000 300} --work "$W")
 JOBS=${JOBS:-2}
 for s in ${SEEDS:-0 1 2 3 4}; do
   while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
