@@ -551,8 +551,8 @@ class TruncateLayer(Layer):
 
 def poly_coefficients(plan: Plan, op: Activation, batch: int, idx: np.ndarray) -> tuple[np.ndarray, ...]:
     """Ring coefficients per polynomial site: C2 at scale f, C1 at 2f, C0 at 3f, so that with
-    x at scale f every term of p(x) = c2·x² + c1·x + c0 lands at scale 3f. Encoded mod 2^64:
-    the gate computes mod 2^(l + d) (poly_out_shift)."""
+    x at scale f every term of p(x) = c2·x² + c1·x + c0 lands at scale 3f. Encoded mod 2^64 (two's
+    complement): the gate sign-extends them into its words mod 2^(l + d) (poly_out_shift)."""
     f = plan.fixed_point.frac_bits
     fp = FixedPoint(f, RING_BITS)
     shape = plan.tensor(op.inputs[0]).shape
