@@ -14,7 +14,7 @@ time is not counted again by its caller), summed over the plan's activation laye
   encode    server: the garbler's input labels (native)      evaluate: client, native GC evaluation
   ot        client: its own input labels and R_c1 from the IKNP receiver (native, Evaluator.prepare)
   draw      client: the re-sharing masks (AES)
-  pack      Ring.pack/unpack, bit packing, parcels
+  pack      Ring.pack/unpack, parcels, Circa's product step and its packing (native, one pass a side)
   other     the rest: numpy arithmetic, Python per-layer overhead
 
 Prints a table per policy; --json writes the medians.
@@ -83,6 +83,7 @@ class Clock:
 
 
 def instrument(clock: Clock, side: str) -> None:
+    import pi_native
     from protocols import garbled
     from protocols.fixed_point import Ring
     from protocols.material import SeedStream
@@ -95,11 +96,14 @@ def instrument(clock: Clock, side: str) -> None:
     clock.wrap(channel, "encode_array", "send")
     for name in ("pack", "unpack"):
         clock.wrap(Ring, name, "pack")
-    for name in ("pack_bits", "unpack_bits", "send_parcel", "recv_parcel"):
+    for name in ("send_parcel", "recv_parcel"):
         clock.wrap(gates, name, "pack")
+    for name in ("circa_client_reply", "circa_server_send", "circa_server_share"):
+        clock.wrap(pi_native, name, "pack")
     clock.wrap(SeedStream, "draw", "draw")
-    clock.wrap(garbled.Garbler, "labels", "encode")
-    clock.wrap(garbled.Evaluator, "evaluate", "evaluate")
+    clock.wrap(garbled.Garbler, "label_part", "encode")
+    clock.wrap(garbled.Evaluator, "evaluate_part", "evaluate")
+    clock.wrap(garbled.Evaluator, "outputs", "evaluate")
     clock.wrap(garbled.Evaluator, "prepare", "ot")
     for cls in (layers.ActivationLayer, layers.TruncateLayer, layers.MaxPoolLayer, layers.InputLayer,
                 layers.OutputLayer, layers.PrivateLinearLayer, layers.Layer, layers.PassLayer):
@@ -123,9 +127,11 @@ def _dump(prof, path: str | None, side: str) -> None:
             pstats.Stats(prof, stream=f).sort_stats("tottime").print_stats(30)
 
 
-def _server(model_path: str, cert: str, key: str, repeats: int, batch: int, conn, cprof: str | None = None) -> None:
+def _server(model_path: str, cert: str, key: str, repeats: int, batch: int, conn, cprof: str | None = None,
+            max_parts: int | None = None) -> None:
     import pi
     import pi_native
+    _set_max_parts(max_parts)
     from protocols.transport.certs import TlsConfig
     from protocols.transport.channel import Listener
     from protocols.two_party.session import ServerSession
@@ -157,7 +163,15 @@ def _server(model_path: str, cert: str, key: str, repeats: int, batch: int, conn
     lis.close()
 
 
-def profile(secure, images: np.ndarray, repeats: int, batch: int, work: Path, cprof: str | None = None) -> dict:
+def _set_max_parts(max_parts: int | None) -> None:
+    """--max-label-parts: the most messages a gate group's labels go in (1: no pipelining)."""
+    if max_parts is not None:
+        from protocols.two_party import gates
+        gates.MAX_PARTS = max_parts
+
+
+def profile(secure, images: np.ndarray, repeats: int, batch: int, work: Path, cprof: str | None = None,
+            max_parts: int | None = None) -> dict:
     import pi_native
     from protocols.transport.certs import TlsConfig, write_self_signed
     from protocols.transport.channel import connect
@@ -167,7 +181,8 @@ def profile(secure, images: np.ndarray, repeats: int, batch: int, work: Path, cp
     model = secure.save(work / "model.npz")
     parent, child = mp.get_context("spawn").Pipe()
     proc = mp.get_context("spawn").Process(target=_server, args=(str(model), str(cert.cert), str(cert.key),
-                                                                 repeats, batch, child, cprof), daemon=True)
+                                                                 repeats, batch, child, cprof, max_parts),
+                                                           daemon=True)
     proc.start()
     try:
         port = parent.recv()
@@ -221,7 +236,11 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--json", default=None)
     p.add_argument("--cprofile", default=None, help="also write cProfile tables to PREFIX.<policy>.{server,client}.txt")
+    p.add_argument("--max-label-parts", type=int, default=None,
+                   help="the most messages a gate group's labels go in (default: protocols.two_party.gates.MAX_PARTS; "
+                        "1: one message, no pipelining)")
     args = p.parse_args(argv)
+    _set_max_parts(args.max_label_parts)
     import os
 
     import torch
@@ -244,7 +263,7 @@ def main(argv=None) -> int:
             secure = compile_policy(model, example, pol, None, None, "calibrated", calibration, "two-party")
         with tempfile.TemporaryDirectory(prefix="pi-prof-") as d:
             res = profile(secure, images.numpy().astype(np.float64), args.repeats, args.batch, Path(d),
-                          f"{args.cprofile}.{pol}" if args.cprofile else None)
+                          f"{args.cprofile}.{pol}" if args.cprofile else None, args.max_label_parts)
         out["policies"][pol] = res
         print(f"\n{pol}: online {res['online_ms']:.1f} ms (client wall); activation layers:")
         print(f"  {'component':<10}{'server':>9}{'(cpu)':>9}{'client':>9}{'(cpu)':>9}")

@@ -24,6 +24,7 @@ Everything is one-time: a batch's labels, its evaluation and its product step ea
 """
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -117,6 +118,13 @@ def share_bits(a: np.ndarray, spec: GcSpec) -> np.ndarray:
     return ((a[:, None] >> pos) & np.uint64(1)).astype(np.uint8).ravel()
 
 
+def part_bounds(count: int, parts: int) -> list[int]:
+    """Instance bounds of `parts` near-equal parts of a batch (at least one instance each, one
+    part for an empty batch): both sides compute them from the count."""
+    parts = max(1, min(int(parts), count))
+    return [count * i // parts for i in range(parts + 1)]
+
+
 def connect() -> tuple[Garbler, Evaluator]:
     """One OT session per direction (garbler → evaluator labels and product OT, and the reverse)."""
     ga, ev = Garbler(), Evaluator()
@@ -206,8 +214,23 @@ class Garbler:
         return gb, (tables, rev_msg)
 
     def labels(self, gb: GarblerBatch, b) -> bytes:
+        return next(self.label_parts(gb, b, 1))
+
+    def label_parts(self, gb: GarblerBatch, b, parts: int):
+        """The garbler's labels in `parts` messages, instances split by `part_bounds`, each made
+        when the caller asks for it: the evaluator evaluates a part while the next is made and
+        sent (Evaluator.evaluate_part)."""
         gb.b = _shares(b, gb.spec, "b")
-        return gb.batch.encode(gb.b)
+        if gb.b.size != gb.count * gb.spec.values:
+            raise ValueError(f"b has {gb.b.size} entries, the batch has {gb.count * gb.spec.values}")
+        bounds = part_bounds(gb.count, parts)
+        for lo, hi in itertools.pairwise(bounds):
+            yield self.label_part(gb, lo, hi)
+
+    def label_part(self, gb: GarblerBatch, lo: int, hi: int) -> bytes:
+        """The labels of instances lo .. hi − 1 (after those before lo)."""
+        nv = gb.spec.values
+        return gb.batch.encode(gb.b[lo * nv:hi * nv], lo)
 
     def finish(self, gb: GarblerBatch, f, w, v=None) -> tuple[np.ndarray, np.ndarray]:
         """Circa's product step: returns (h for the evaluator, the garbler's output share)."""
@@ -299,11 +322,23 @@ class Evaluator:
         return eb
 
     def evaluate(self, eb: EvaluatorBatch, labels: bytes):
+        if not self.evaluate_part(eb, labels):
+            raise ValueError("labels: a part of the batch; evaluate_part() takes parts")
+        return self.result(eb)
+
+    def evaluate_part(self, eb: EvaluatorBatch, labels) -> bool:
+        """Evaluates the instances of one part of the garbler's labels (Garbler.label_parts, in
+        order); True once the batch is complete (then result())."""
         if eb.tables is None:
             raise ValueError("receive() the garbled tables first")
         self.prepare(eb)
-        out = self._gc.evaluate(eb.tables, labels, eb.own)   # raises if this batch was evaluated already
-        eb.tables = eb.own = None
+        # raises if this batch was evaluated already, or for a part out of order
+        return self._gc.evaluate_part(eb.tables, labels, eb.own) == eb.instances
+
+    def result(self, eb: EvaluatorBatch):
+        """The outputs once every part is evaluated: relu/trunc z, drelu e, argmax the index;
+        Circa its message to the garbler (f, w) or, with a shift, (f, w, v)."""
+        out = self.outputs(eb)
         if eb.spec.circuit != "circa":
             return out
         if out.ndim == 2:
@@ -317,6 +352,15 @@ class Evaluator:
         v = ((np.uint64(1) - np.uint64(2) * eb.e_t.astype(np.uint64)) * wrap_weight(eb.spec) + eb.d_t) & eb.spec.mask
         eb.d_t = None
         return f, w, v
+
+    def outputs(self, eb: EvaluatorBatch) -> np.ndarray:
+        """The circuit's output bits once every part is evaluated: relu/trunc z, argmax the
+        index, drelu/circa e ((n, 2) with Circa's wrap bit e_t); the batch's tables are done."""
+        if eb.tables is None:
+            raise ValueError("receive() the garbled tables first")
+        out = self._gc.result(eb.tables, eb.own)
+        eb.tables = eb.own = None
+        return out
 
     def finish(self, eb: EvaluatorBatch, h) -> np.ndarray:
         if eb.spec.circuit != "circa" or eb.e is None or eb.finished:

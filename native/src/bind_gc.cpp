@@ -211,23 +211,35 @@ struct Batch {
   py::bytes tables;
   std::vector<uint64_t> r;    // relu / trunc: the garbler's output share
   std::vector<uint8_t> rho;   // drelu / circa: the garbler's output bit (argmax: none)
+  size_t next = 0;            // instances whose labels were produced (parts go in order, once)
   bool encoded = false;
 
-  py::bytes encode(const py::array& b) {
+  // The garbler's labels for instances first .. first + part − 1 (b: their shares), one message;
+  // the whole batch in one call, or in parts (in order, each once) that the evaluator evaluates
+  // as they arrive. A part's header carries its own count and gate-id base (and_base + first ·
+  // hashed gates per instance), so a whole batch is the one-part case of the same format.
+  py::bytes encode(const py::array& b, py::ssize_t first) {
     if (encoded) throw py::value_error("this batch's garbler labels were already produced (one-time): garble a new batch");
+    if (first < 0 || static_cast<size_t>(first) != next)
+      throw py::value_error("labels from instance " + std::to_string(first) + " requested, the next not produced is " +
+                            std::to_string(next) + " (parts in order, each once: one-time)");
     const gc::Circuit c = gc::build(spec);
     const size_t nv = static_cast<size_t>(gc::values_per_instance(spec));
-    auto v = shares(b, spec.l, "b", static_cast<py::ssize_t>(count * nv));
+    auto v = shares(b, spec.l, "b");
+    const size_t part = static_cast<size_t>(v.size()) / nv;
+    if (static_cast<size_t>(v.size()) % nv || part > count - next || (part == 0 && count > 0))
+      throw py::value_error("b holds " + std::to_string(v.size()) + " values: not whole instances of the " +
+                            std::to_string(count - next) + " not yet encoded (at least one)");
     const size_t ng = c.n_garb, nb = static_cast<size_t>(gc::input_bits(spec));  // ng = nv · nb
     uint8_t* out = nullptr;
-    py::bytes msg = new_bytes(kLabelsHeader + count * ng * 16, &out);
+    py::bytes msg = new_bytes(kLabelsHeader + part * ng * 16, &out);
     std::memset(out, 0, kLabelsHeader);
     std::memcpy(out, "PIGL", 4);
     out[4] = kVersion;
     put_spec(out, spec);
     st32(out + 12, static_cast<uint32_t>(ng));
-    st64(out + 16, count);
-    st64(out + 24, and_base);
+    st64(out + 16, part);
+    st64(out + 24, and_base + next * c.n_hashed());
     std::memcpy(out + 32, &sid, 16);
     st32(out + 48, static_cast<uint32_t>(spec.classes));
     st32(out + 52, fss::crc32(out, 52));
@@ -236,17 +248,20 @@ struct Batch {
     const uint64_t off = gc::garbler_offset(spec), lmask = mask_of(spec.l);
     {
       py::gil_scoped_release nogil;
-      std::vector<Block> zero(count * ng);
-      aes_ctr(Aes128(reinterpret_cast<const uint8_t*>(&label_seed)), Block{0, 0}, zero.data(), zero.size());
-      for (size_t i = 0; i < count * nv; ++i)  // value i's wires are i·nb .. i·nb + nb − 1
+      std::vector<Block> zero(part * ng);   // the batch's zero labels from counter first · ng on
+      aes_ctr(Aes128(reinterpret_cast<const uint8_t*>(&label_seed)), Block{next * ng, 0}, zero.data(), zero.size());
+      for (size_t i = 0; i < part * nv; ++i)  // value i's wires are i·nb .. i·nb + nb − 1
         for (size_t w = 0; w < nb; ++w) {
           Block lab = zero[i * nb + w];
           if ((((bv[i] + off) & lmask) >> (shift + w)) & 1) lab ^= delta;
           std::memcpy(out + kLabelsHeader + (i * nb + w) * 16, &lab, 16);
         }
     }
-    encoded = true;
-    label_seed = Block{};
+    next += part;
+    if (next == count) {
+      encoded = true;
+      label_seed = Block{};
+    }
     return msg;
   }
 };
@@ -362,12 +377,15 @@ Header parse_tables(const ByteView& t) {
 }
 
 // A batch's evaluator input labels, recomputed from the OT seeds before its garbler labels arrive
-// (take_labels), for its evaluate() only; one-time.
+// (take_labels), and its evaluation so far: the garbler's labels may come in parts, each evaluated
+// as it arrives (evaluate_part), the outputs read once all are in (result). One-time.
 struct OwnLabels {
   uint64_t start = 0;
   size_t count = 0;
   Block sid{};
   std::vector<Block> rows;
+  size_t done = 0;             // instances evaluated
+  std::vector<uint8_t> bits;   // their output bits, (count, outputs)
   bool used = false;
 };
 
@@ -382,20 +400,47 @@ struct PyEvaluator {
                             ": batch already evaluated, or a later batch was evaluated first (one-time, in order)");
   }
 
+  Header tables_header(const ByteView& t) const {
+    if (!receiver.r.ready()) throw py::value_error("evaluator: run the OT setup (base OTs) first");
+    const Header h = parse_tables(t);
+    if (!(h.sid == receiver.r.session_id())) throw py::value_error("tables belong to another OT session");
+    return h;
+  }
+
+  // Checks a garbler labels message (a whole batch or a part) against the tables, for the part
+  // that starts at instance `first`; returns how many instances it covers.
+  static size_t check_labels(const ByteView& g, const Header& h, const gc::Circuit& c, size_t first) {
+    if (g.len < kLabelsHeader) throw py::value_error("labels: truncated (shorter than the 56-byte header)");
+    const uint8_t* q = g.data;
+    if (std::memcmp(q, "PIGL", 4) != 0 || q[4] != kVersion) throw py::value_error("labels: bad magic or version");
+    if (fss::crc32(q, 52) != ld32(q + 52)) throw py::value_error("labels: header checksum mismatch (corrupted)");
+    const uint64_t part = ld64(q + 16);
+    if (!same_spec(q, h.spec, ld32(q + 48)) || ld32(q + 12) != c.n_garb || part > h.count - first ||
+        ld64(q + 24) != h.and_base + first * c.n_hashed() || std::memcmp(q + 32, &h.sid, 16) != 0)
+      throw py::value_error("labels were produced for another garbled batch (or another part of it)");
+    if (part == 0 && h.count > first) throw py::value_error("labels: an empty part");
+    if (g.len != kLabelsHeader + part * c.n_garb * 16)
+      throw py::value_error("labels: length " + std::to_string(g.len) + " does not match the header: truncated or padded");
+    return static_cast<size_t>(part);
+  }
+
   // The evaluator's own input labels for a batch: they need no garbler message, so the online
   // phase recomputes them while it waits for the garbler's labels.
   OwnLabels take_labels(const py::object& tables) {
-    if (!receiver.r.ready()) throw py::value_error("evaluator: run the OT setup (base OTs) first");
     ByteView t = byte_view(tables, "tables");
-    const Header h = parse_tables(t);
-    if (!(h.sid == receiver.r.session_id())) throw py::value_error("tables belong to another OT session");
+    const Header h = tables_header(t);
     check_order(h);
+    return take(h);
+  }
+
+  OwnLabels take(const Header& h) {
     OwnLabels own;
     own.start = h.label_start;
     own.count = h.count;
     own.sid = h.sid;
     const gc::Circuit c = gc::build(h.spec);
     own.rows.resize(h.count * c.n_eval);
+    own.bits.resize(h.count * c.outputs.size());
     {
       py::gil_scoped_release nogil;
       receiver.r.take(h.label_start, own.rows.size(), own.rows.data(), nullptr);
@@ -403,44 +448,43 @@ struct PyEvaluator {
     return own;
   }
 
-  py::object evaluate(const py::object& tables, const py::object& labels, OwnLabels* own) {
-    if (!receiver.r.ready()) throw py::value_error("evaluator: run the OT setup (base OTs) first");
+  // Evaluates the instances a labels part covers (the next ones of the batch); returns how many
+  // instances of the batch are evaluated so far.
+  size_t evaluate_part(const py::object& tables, const py::object& labels, OwnLabels& own) {
     ByteView t = byte_view(tables, "tables"), g = byte_view(labels, "labels");
-    const Header h = parse_tables(t);
+    const Header h = tables_header(t);
     const gc::Circuit c = gc::build(h.spec);
-    if (!(h.sid == receiver.r.session_id()))
-      throw py::value_error("tables belong to another OT session");
-    if (own && (own->used || own->start != h.label_start || own->count != h.count || !(own->sid == h.sid) ||
-                own->rows.size() != h.count * c.n_eval))
+    if (own.used || own.start != h.label_start || own.count != h.count || !(own.sid == h.sid) ||
+        own.rows.size() != (own.done == h.count ? 0 : h.count * c.n_eval))
       throw py::value_error("own labels were taken for another batch, or used already (one-time)");
-    // Labels message.
-    if (g.len < kLabelsHeader) throw py::value_error("labels: truncated (shorter than the 56-byte header)");
-    const uint8_t* q = g.data;
-    if (std::memcmp(q, "PIGL", 4) != 0 || q[4] != kVersion) throw py::value_error("labels: bad magic or version");
-    if (fss::crc32(q, 52) != ld32(q + 52)) throw py::value_error("labels: header checksum mismatch (corrupted)");
-    if (!same_spec(q, h.spec, ld32(q + 48)) || ld32(q + 12) != c.n_garb || ld64(q + 16) != h.count ||
-        ld64(q + 24) != h.and_base || std::memcmp(q + 32, &h.sid, 16) != 0)
-      throw py::value_error("labels were produced for another garbled batch");
-    if (g.len != kLabelsHeader + h.count * c.n_garb * 16)
-      throw py::value_error("labels: length " + std::to_string(g.len) + " does not match the header: truncated or padded");
-    if (!own) check_order(h);
-    const size_t n = h.count, ne = c.n_eval, no = c.outputs.size();
-    std::vector<uint8_t> bits(n * no);
+    const size_t first = own.done, part = check_labels(g, h, c, first);
+    if (part == 0) return own.done;   // (an empty batch)
+    const size_t ne = c.n_eval, no = c.outputs.size(), stride = stride_of(c);
     {
       py::gil_scoped_release nogil;
-      std::vector<Block> el, gl(n * c.n_garb);
-      if (!own) {
-        el.resize(n * ne);
-        receiver.r.take(h.label_start, n * ne, el.data(), nullptr);
-      }
-      if (!gl.empty()) std::memcpy(static_cast<void*>(gl.data()), q + kLabelsHeader, gl.size() * 16);
-      gc::evaluate(c, n, t.data + kTablesHeader, own ? own->rows.data() : el.data(), gl.data(), h.and_base,
-                   bits.data());
+      std::vector<Block> gl(part * c.n_garb);
+      if (!gl.empty()) std::memcpy(static_cast<void*>(gl.data()), g.data + kLabelsHeader, gl.size() * 16);
+      gc::evaluate(c, part, t.data + kTablesHeader + first * stride, own.rows.data() + first * ne, gl.data(),
+                   h.and_base + first * c.n_hashed(), own.bits.data() + first * no);
     }
-    if (own) {
-      own->used = true;
-      std::vector<Block>().swap(own->rows);
-    }
+    own.done += part;
+    if (own.done == own.count) std::vector<Block>().swap(own.rows);
+    return own.done;
+  }
+
+  // The outputs once every instance is evaluated.
+  py::object result(const py::object& tables, OwnLabels& own) {
+    ByteView t = byte_view(tables, "tables");
+    const Header h = tables_header(t);
+    if (own.used || own.start != h.label_start || own.count != h.count || !(own.sid == h.sid))
+      throw py::value_error("own labels were taken for another batch, or used already (one-time)");
+    if (own.done != own.count)
+      throw py::value_error("labels of " + std::to_string(own.done) + " of " + std::to_string(own.count) +
+                            " instances evaluated: the rest of the parts first");
+    own.used = true;
+    const size_t n = h.count, no = gc::build(h.spec).outputs.size();
+    std::vector<uint8_t> bits;
+    bits.swap(own.bits);
     if (h.spec.kind == Kind::Relu || h.spec.kind == Kind::Trunc || h.spec.kind == Kind::Argmax) {
       // relu / trunc: the l bits of the evaluator's share z; argmax: the bits of the class index.
       py::array_t<uint64_t> out(static_cast<py::ssize_t>(n));
@@ -457,6 +501,24 @@ struct PyEvaluator {
                                        : py::array_t<uint8_t>({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(no)});
     if (!bits.empty()) std::memcpy(out.mutable_data(), bits.data(), bits.size());
     return out;
+  }
+
+  // A whole batch's labels in one message: with `own` from take_labels, else its labels taken
+  // now (after every check, so a refused message consumes nothing).
+  py::object evaluate(const py::object& tables, const py::object& labels, OwnLabels* own) {
+    if (own) {
+      if (own->done != 0) throw py::value_error("own labels were used already (one-time): evaluate_part for the rest");
+      evaluate_part(tables, labels, *own);
+      return result(tables, *own);
+    }
+    ByteView t = byte_view(tables, "tables"), g = byte_view(labels, "labels");
+    const Header h = tables_header(t);
+    if (check_labels(g, h, gc::build(h.spec), 0) != h.count)
+      throw py::value_error("labels: a part of the batch; evaluate_part takes parts");
+    check_order(h);
+    OwnLabels mine = take(h);
+    evaluate_part(tables, labels, mine);
+    return result(tables, mine);
   }
 };
 
@@ -590,8 +652,9 @@ void bind_gc(py::module_& m) {
                              },
                              "relu/trunc: r with z + r = (ReLU(x) or x) >> shift mod 2^l; drelu/circa: ρ with "
                              "e ⊕ ρ = the sign bit d; argmax: None (the garbler learns nothing).")
-      .def("encode", &Batch::encode, py::arg("b"),
-           "The garbler's labels for its share b (uint64, reduced mod 2^l); one-time.");
+      .def("encode", &Batch::encode, py::arg("b"), py::arg("first") = 0,
+           "The garbler's labels for its share b (uint64, reduced mod 2^l) of instances first, first + 1, ...: "
+           "the whole batch, or parts in order (each once); one-time.");
 
   py::class_<PyGarbler>(m, "Garbler", "Garbles ReLU circuits with the Δ and the COTs of an IknpSender.")
       .def(py::init<PySender&>(), py::arg("sender"), py::keep_alive<1, 2>())
@@ -608,7 +671,12 @@ void bind_gc(py::module_& m) {
            "message): pass them to evaluate(); takes the batch's OTs, in order, like evaluate().")
       .def("evaluate", &PyEvaluator::evaluate, py::arg("tables"), py::arg("labels"), py::arg("own") = nullptr,
            "relu/trunc: z (uint64, z + r = the output mod 2^l); drelu/circa: e (uint8, e ⊕ ρ = d); argmax: the "
-           "class index (uint64). One-time per batch.");
+           "class index (uint64). One-time per batch.")
+      .def("evaluate_part", &PyEvaluator::evaluate_part, py::arg("tables"), py::arg("labels"), py::arg("own"),
+           "Evaluates the instances of one part of the garbler's labels (the next ones, in order); returns how "
+           "many of the batch are evaluated so far. result() once all are.")
+      .def("result", &PyEvaluator::result, py::arg("tables"), py::arg("own"),
+           "The outputs (as evaluate()) once every part is evaluated; one-time.");
 
   m.def("gc_circuit",
         [](const std::string& kind, int l, int k, const py::object& mode, const py::object& bits, int shift, int classes) {

@@ -60,6 +60,7 @@ void bind_allocation(py::module_& m);
 void bind_he(py::module_& m);
 void bind_gc(py::module_& m);
 void bind_ot_mul(py::module_& m);
+void bind_circa(py::module_& m);
 void bind_memory(py::module_& m);
 
 }  // namespace pi_native

@@ -16,5 +16,6 @@ PYBIND11_MODULE(pi_native, m) {
   bind_he(m);
   bind_gc(m);
   bind_ot_mul(m);
+  bind_circa(m);
   bind_memory(m);
 }

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import pi_native
 from protocols import garbled
 from protocols.fixed_point import Ring
 from protocols.garbled import GcSpec
 from protocols.material import SeedStream
 from protocols.plan import Plan
 from protocols.transport.errors import ProtocolError
-from protocols.two_party.wire import (pack_bits, peer_fault, recv_buffer, recv_parcel, recv_ring, send_bytes, send_parcel,
-                                      send_ring, unpack_bits, unpack_ring)
+from protocols.two_party.wire import peer_fault, recv_buffer, recv_parcel, recv_ring, send_bytes, send_parcel, send_ring
 
 U64 = np.uint64
 
@@ -75,6 +75,24 @@ def shape_of(plan: Plan, tid: int, batch: int) -> tuple[int, ...]:
 # Garbled-circuit gate groups: one batch per (layer, circuit), its output re-shared by the client
 # --------------------------------------------------------------------------------------------
 
+# The garbler's labels of a gate group may go in parts, the client evaluating one while the
+# server makes and sends the next (on the other core). On this project's 2-core machine that
+# did not pay: up to 8 parts of ~128 KiB made the embedded model's activation layers slower for
+# both policies, exact 55.7 → 58.0 ms and all-Circa 23.4 → 26.9 (medians of 3 alternating
+# profile runs at nice -10, load 2.9–4.3: every message costs both sides a frame, a TLS record
+# and a wake-up, and the overlap gained nothing measurable), so one message is the default;
+# `benchmarks/two_party_online_profile.py --max-label-parts N` measures it again elsewhere.
+PART_BYTES = 1 << 17     # garbler labels per part, about
+MAX_PARTS = 1
+
+
+def label_parts(n: int, spec: GcSpec) -> int:
+    """How many messages a batch's garbler labels go in online (both sides compute it): parts
+    of about PART_BYTES, at most MAX_PARTS."""
+    total = n * spec.info["n_garb"] * 16
+    return len(garbled.part_bounds(n, min(MAX_PARTS, max(1, total // PART_BYTES)))) - 1
+
+
 class GateGroup:
     """`n` instances of one circuit over the shares of an op's input (server: garbler input,
     client: evaluator input). Relu/trunc: the client's output z (z + r = g(x), the server keeps
@@ -89,6 +107,7 @@ class GateGroup:
     def __init__(self, label: str, circuit: str, n: int, ring: Ring, **spec_kw) -> None:
         self.label, self.circuit, self.n, self.ring = label, circuit, n, ring
         self.spec = gc_spec(circuit, ring, **spec_kw)
+        self.parts = label_parts(n, self.spec)
 
     # -- offline
     def client_out(self, cs: ClientState) -> np.ndarray:
@@ -135,41 +154,25 @@ class GateGroup:
     # the parts of its share that need no reply (after sending its labels), the client its
     # re-sharing mask, its own input labels and Circa's R_c1 (Evaluator.prepare; while the server
     # computes the linear layer and its labels).
+    # The server's labels go in `parts` messages of one flight (no extra round; one by default,
+    # see MAX_PARTS); Circa's last part travels in a parcel with V − u.
     def server_send(self, ss: ServerState, a_in: np.ndarray, chan) -> None:
         gb = ss.keep[self.label]
         b = self.ring.reduce(a_in)
-        labels = ss.ga.labels(gb, b)
+        parts = ss.ga.label_parts(gb, b, self.parts)
+        for _ in range(self.parts - (self.circuit == "circa")):
+            send_bytes(chan, next(parts))
         if self.circuit != "circa":
-            send_bytes(chan, labels)
             return
+        # V − u = (1 − 2ρ)·β − (R1 − R0) (β: the garbler's truncated share with a shift, else b;
+        # u = R1 − R0 masks it, the client holds only R_c1), and of z_G = ρ·β + (f ? R1 : −R0) +
+        # ρ·w + S_ρ (+ S'_ρt + ρ_t·v with a shift) all but the f, w, v terms: one native pass
         r0, r1 = gb.rot
-        rho, rho_t = self._rho(gb)
-        # V = (1 − 2ρ)·β (β: the garbler's truncated share with a shift, else b), masked by
-        # u = R1 − R0 (the client holds only R_c1)
-        beta = garbled.circa_values(self.spec, b, garbler=True)
-        send_parcel(chan, labels, self.ring.pack((U64(1) - U64(2) * rho) * beta - (r1 - r0)))
-        # z_G = ρ·β + (f ? R1 : −R0) + ρ·w + S_ρ (+ S'_ρt + ρ_t·v with a shift): all but the
-        # f, w, v terms now, (f ? R1 : −R0) = −R0 + f·(R0 + R1)
-        base = rho * beta - r0 + gb.s_rho
-        if self.spec.shift:
-            base = base + gb.s_rt
-        ss.keep[f"{self.label}/z"] = (base, r0 + r1, rho, rho_t)
+        vu, base = pi_native.circa_server_send(b, gb.share, r0, r1, gb.s_rho, gb.s_rt, self.spec.bits,
+                                               self.spec.shift, self.ring.bits)
+        send_parcel(chan, next(parts), vu)
+        ss.keep[f"{self.label}/z"] = (base, r0, r1, gb.share)
         gb.finished, gb.rot, gb.s_rho, gb.s_rt = True, None, None, None
-
-    def _words(self, packed: np.ndarray, count: int, what: str) -> list[np.ndarray]:
-        """`count` ring vectors of n elements from the bytes of a parcel part."""
-        eb = self.ring.elem_bytes
-        if packed.size % eb:
-            raise ProtocolError(f"{self.label}: {what}: {packed.size} bytes are not whole ring elements")
-        words = unpack_ring(self.ring, packed.view("<u8") if self.ring.full else packed.reshape(-1, eb), count * self.n,
-                            f"{self.label}: {what}")
-        return [words[i * self.n:(i + 1) * self.n] for i in range(count)]
-
-    @staticmethod
-    def _rho(gb) -> tuple[np.ndarray, np.ndarray | None]:
-        """Circa's garbler output bits: (ρ, ρ_t), ρ_t (the wrap bit's mask) only with a shift."""
-        share = gb.share.astype(U64)
-        return (share, None) if share.ndim == 1 else (share[:, 0], share[:, 1])
 
     def client_online(self, cs: ClientState, stream: SeedStream, chan) -> None:
         """Receives this group's flight part, evaluates, returns nothing: queues the reply in
@@ -180,36 +183,36 @@ class GateGroup:
         # the tables are freed after the reply is sent, while the client waits for the server
         # (freeing megabytes costs page unmapping: ~0.2 ms per MB here)
         cs.keep[f"{self.label}/spent"] = eb.tables
-        if self.circuit != "circa":
+        for _ in range(self.parts - (self.circuit == "circa")):
             labels = recv_buffer(chan)                   # (the received array itself: no copy)
             with peer_fault(f"{self.label}: garbler labels"):
-                out = cs.ev.evaluate(eb, labels)
+                cs.ev.evaluate_part(eb, labels)
+        if self.circuit != "circa":
+            with peer_fault(f"{self.label}: garbler labels"):
+                out = cs.ev.outputs(eb)
             cs.keep[f"{self.label}/reply"] = (self.ring.reduce(out + s_out),)
             return
-        # z_E = e·α + e·(V − u) + (1 − 2f)·R_c1 − S0 (docs/two_party.md, "Circa"; α = eb.a), and
-        # with a shift + K·e_t − S'0 (the evaluator's share of K·(d ∧ w), third OT); all but the
-        # e, f terms now
-        base = s_out + eb.r_c1 - eb.s0
-        if self.spec.shift:
-            base = base - eb.s0_t
-        labels, vu = recv_parcel(chan, 2, f"{self.label}: labels, V − u")
-        vu = self._words(vu, 1, "V − u")[0]          # (the labels stay a view: no copy)
+        labels, vu = recv_parcel(chan, 2, f"{self.label}: labels, V − u")   # (views: no copy)
         with peer_fault(f"{self.label}: garbler labels"):
-            out = cs.ev.evaluate(eb, labels)
-        f_bits = out[0]             # (f, w) or, with a shift, (f, w, v): all go to the server
-        e = eb.e.astype(U64)
-        z_e = e * (eb.a + vu) - U64(2) * f_bits.astype(U64) * eb.r_c1 + base
-        if self.spec.shift:
-            z_e = z_e + eb.e_t.astype(U64) * garbled.wrap_weight(self.spec)
-        eb.finished, eb.s0, eb.s0_t, eb.r_c1, eb.p_rs, eb.a = True, None, None, None, None, None
-        cs.keep[f"{self.label}/reply"] = (f_bits, *(self.ring.reduce(x) for x in out[1:]), self.ring.reduce(z_e))
+            cs.ev.evaluate_part(eb, labels)
+            out = cs.ev.outputs(eb)
+        # f = e ⊕ c1, w = (1 − 2e)·α + S0 − S1 (with a shift v = (1 − 2e_t)·K + S'0 − S'1) and
+        # q = z_E + s_out, z_E = e·α + e·(V − u) + (1 − 2f)·R_c1 − S0 (+ K·e_t − S'0): the
+        # evaluator's share of the product (docs/two_party.md, "Circa"; α = eb.a), one native pass
+        k = garbled.wrap_weight(self.spec) if self.spec.shift else U64(0)
+        with peer_fault(f"{self.label}: V − u"):
+            reply = pi_native.circa_client_reply(out, eb.c1, eb.a, eb.d_s, eb.d_t, eb.r_c1, eb.s0, eb.s0_t,
+                                                 s_out, vu, int(k), self.ring.bits)
+        eb.finished = True
+        eb.c1 = eb.a = eb.d_s = eb.d_t = eb.r_c1 = eb.s0 = eb.s0_t = eb.p_rs = None
+        cs.keep[f"{self.label}/reply"] = reply                            # (f packed, w(, v), q packed)
 
     def client_reply(self, cs: ClientState, chan) -> None:
         reply = cs.keep.pop(f"{self.label}/reply")
         if self.circuit != "circa":
             send_ring(chan, self.ring, reply[0])
         else:
-            send_parcel(chan, pack_bits(reply[0]), self.ring.pack(np.concatenate(reply[1:])))   # f; w(, v), q
+            send_parcel(chan, *reply)                     # f; w(, v), q
         del cs.keep[f"{self.label}/spent"]
 
     def server_recv(self, ss: ServerState, chan) -> np.ndarray:
@@ -218,11 +221,7 @@ class GateGroup:
         if self.circuit != "circa":
             q = recv_ring(chan, self.ring, self.n, f"{self.label}: q")
             return self.ring.reduce(gb.share + q)
-        base, r_sum, rho, rho_t = ss.keep.pop(f"{self.label}/z")
+        base, r0, r1, share = ss.keep.pop(f"{self.label}/z")
         f, words = recv_parcel(chan, 2, f"{self.label}: f, words")
-        f = unpack_bits(f, self.n, f"{self.label}: f").astype(U64)
-        w, *v, q = self._words(words, 3 if self.spec.shift else 2, "w, v, q" if self.spec.shift else "w, q")
-        y = base + f * r_sum + rho * w + q
-        if v:
-            y = y + rho_t * v[0]
-        return self.ring.reduce(y)
+        with peer_fault(f"{self.label}: f, words"):      # checked there: sizes, padding, bits above l
+            return pi_native.circa_server_share(f, words, base, r0, r1, share, self.ring.bits)

@@ -429,7 +429,7 @@ def test_bad_shares_and_parameters(session):
     _eb, m1 = ev.offline(GcSpec("relu", 8), a)
     gb, _ = ga.offline(GcSpec("relu", 8), 4, m1)
     with pytest.raises(ValueError, match="has 3 entries"):
-        gb.batch.encode(np.zeros(3, U64))
+        ga.labels(gb, np.zeros(3, U64))
     with pytest.raises(ValueError, match="reduced mod"):
         gb.batch.encode(np.full(4, 300, U64))
     with pytest.raises(ValueError, match="bytes"):

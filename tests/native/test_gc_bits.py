@@ -237,7 +237,9 @@ def test_one_time_and_wrong_counts(session):
         ev.receive(eb, m2)
         tables = m2[0]
         with pytest.raises(ValueError, match="entries, the batch has"):
-            gb.batch.encode(b[:-1])
+            ga.labels(gb, b[:-spec.values])
+        with pytest.raises(ValueError, match="not whole instances"):       # a part: whole instances of the batch
+            gb.batch.encode(np.concatenate([b, b[:spec.values]]))
         labels = ga.labels(gb, b)
         with pytest.raises(ValueError, match="one-time"):
             gb.batch.encode(b)

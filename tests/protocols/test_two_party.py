@@ -141,6 +141,38 @@ def test_every_site_kind_mixed_in_one_layer_with_batch_and_max_pool():
         assert sm.last_cost.rounds == 2 + 2 + 1
 
 
+@pytest.mark.parametrize("parts", [1, 3, 8])
+def test_labels_in_parts_keep_the_results_and_the_rounds(parts, monkeypatch):
+    """The server's labels of a gate group go in up to MAX_PARTS messages of one flight (the
+    client evaluates each as it arrives): same outputs, same online rounds, every part used."""
+    from pi.compiler import SitePolicy
+    from protocols import garbled
+    from protocols.two_party import gates
+    per_site = {"relu": [], "circa": []}
+    monkeypatch.setattr(gates, "MAX_PARTS", parts)
+    monkeypatch.setattr(gates, "PART_BYTES", 1)
+    part = garbled.Garbler.label_part
+
+    def spy(self, gb, lo, hi):
+        per_site[gb.spec.circuit].append(hi - lo)
+        return part(self, gb, lo, hi)
+    monkeypatch.setattr(garbled.Garbler, "label_part", spy)
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 3)).eval()
+    x = torch.randn(2, 1, 8, 8)
+    kinds = np.random.default_rng(1).choice([RELU, CIRCA], size=(4, 8, 8)).astype(np.int8)
+    plan, weights = pi.compiler.compile_plan(
+        model, x[:1], calibration=x, ring_bits="calibrated", max_ring_bits=59,
+        site_policy=lambda name, shape: SitePolicy(kinds=kinds, circa_k=4, circa_mode="poszero"))
+    sm = pi.SecureModel(plan, weights, "two-party")
+    y = sm.run(x)
+    with torch.no_grad():
+        assert float((y - model(x).double()).abs().max()) < 2 ** -7
+    for kind, code in (("relu", RELU), ("circa", CIRCA)):
+        assert len(per_site[kind]) == parts and sum(per_site[kind]) == 2 * int((kinds == code).sum())
+    assert sm.last_cost.rounds == 1 + 1
+
+
 @pytest.mark.parametrize("kind", [RELU, CIRCA])
 def test_the_client_takes_its_own_labels_before_it_waits_for_the_garblers(kind, monkeypatch):
     """Evaluator.prepare (its input labels from the OT seeds, Circa's R_c1) runs before the
@@ -148,12 +180,12 @@ def test_the_client_takes_its_own_labels_before_it_waits_for_the_garblers(kind, 
     from pi.compiler import SitePolicy
     from protocols import garbled
     prepared_at_evaluate = []
-    evaluate = garbled.Evaluator.evaluate
+    evaluate = garbled.Evaluator.evaluate_part
 
     def spy(self, eb, labels):
         prepared_at_evaluate.append(eb.own is not None)
         return evaluate(self, eb, labels)
-    monkeypatch.setattr(garbled.Evaluator, "evaluate", spy)
+    monkeypatch.setattr(garbled.Evaluator, "evaluate_part", spy)
     model, x = small_model(), torch.randn(2, 6)
     plan, weights = pi.compiler.compile_plan(
         model, x[:1], calibration=x, ring_bits="calibrated", max_ring_bits=59,
