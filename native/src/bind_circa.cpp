@@ -48,17 +48,30 @@ void load_packed(const ByteView& b, size_t count, int l, std::vector<uint64_t>& 
     throw py::value_error(std::string(what) + ": " + std::to_string(b.len) + " bytes, expected " +
                           std::to_string(count) + " ring elements of " + std::to_string(eb) + " bytes");
   out.resize(count);
-  const uint64_t m = low_mask(l);
+  const uint64_t m = low_mask(l), bytes = low_mask(static_cast<int>(8 * eb));
+  uint64_t high = 0;   // any bit at or above l, of any element
   for (size_t i = 0; i < count; ++i) {
-    uint64_t x = 0;
-    std::memcpy(&x, b.data + i * eb, eb);   // little-endian hosts (x86-64, aarch64)
-    if (x & ~m) throw py::value_error(std::string(what) + ": malformed ring elements: packed ring elements exceed " +
-                                      std::to_string(l) + " bits");
+    uint64_t x = 0;   // little-endian hosts (x86-64, aarch64); 8-byte loads inside the buffer
+    if (i * eb + 8 <= count * eb)
+      std::memcpy(&x, b.data + i * eb, 8);
+    else
+      std::memcpy(&x, b.data + i * eb, eb);
+    x &= bytes;
+    high |= x & ~m;
     out[i] = x;
   }
+  if (high) throw py::value_error(std::string(what) + ": malformed ring elements: packed ring elements exceed " +
+                                  std::to_string(l) + " bits");
 }
 
-void store_packed(uint8_t* dst, uint64_t x, size_t eb) { std::memcpy(dst, &x, eb); }
+// Element i of `count` at dst = start + i·eb: 8-byte stores while they stay inside the count
+// elements (the later elements' bytes they overwrite are written after, in ascending order).
+void store_packed(uint8_t* dst, uint64_t x, size_t eb, size_t i, size_t count) {
+  if (i * eb + 8 <= count * eb)
+    std::memcpy(dst, &x, 8);
+  else
+    std::memcpy(dst, &x, eb);
+}
 
 const uint64_t* opt_words(const py::object& o, const char* name, py::ssize_t n, U64Array& hold) {
   if (o.is_none()) return nullptr;
@@ -109,13 +122,13 @@ void bind_circa(py::module_& m) {
             // w = (1 − 2e)·a + S0 − S1; z_E = e·(a + V − u) + (1 − 2f)·R_c1 − S0 + s_out
             const uint64_t wi = (ei ? 0 - pa[i] : pa[i]) + pds[i];
             uint64_t z = ei * (pa[i] + vu[i]) + (fi ? 0 - prc[i] : prc[i]) - ps0[i] + pso[i];
-            store_packed(w + i * eb, wi & mk, eb);
+            store_packed(w + i * eb, wi & mk, eb, i, N);
             if (per == 2) {   // v = (1 − 2e_t)·K + S'0 − S'1; z_E += K·e_t − S'0
               const uint64_t ti = eb_bits[i * 2 + 1] & 1;
-              store_packed(w + (N + i) * eb, ((ti ? 0 - wrap_k : wrap_k) + d_t[i]) & mk, eb);
+              store_packed(w + (N + i) * eb, ((ti ? 0 - wrap_k : wrap_k) + d_t[i]) & mk, eb, i, N);
               z += ti * wrap_k - s0_t[i];
             }
-            store_packed(w + ((cnt - 1) * N + i) * eb, z & mk, eb);
+            store_packed(w + ((cnt - 1) * N + i) * eb, z & mk, eb, i, N);
           }
         }
         return py::make_tuple(f_out, w_out);
@@ -160,7 +173,7 @@ void bind_circa(py::module_& m) {
             const uint64_t beta = shift ? (((pb[i] + off) & lo) >> shift) - sub : pb[i];
             const uint64_t ri = rho[i * per] & 1;
             // V − u = (1 − 2ρ)·β − (R1 − R0); base = ρ·β − R0 + S_ρ (+ S'_ρt)
-            store_packed(vu + i * eb, ((ri ? 0 - beta : beta) - p1[i] + p0[i]) & mk, eb);
+            store_packed(vu + i * eb, ((ri ? 0 - beta : beta) - p1[i] + p0[i]) & mk, eb, i, N);
             base[i] = (ri * beta - p0[i] + ps[i] + (per == 2 ? s_rt[i] : 0)) & mk;
           }
         }

@@ -15,7 +15,7 @@ def rand_words(rng, n, l):
     return rng.integers(0, 1 << l, n, dtype=np.uint64) if l < 64 else rng.integers(0, 2 ** 63, n, dtype=np.uint64)
 
 
-@pytest.mark.parametrize("l,bits,shift,n", [(42, 35, 12, 37), (42, 35, 0, 64), (59, 59, 20, 9), (20, 16, 0, 1)])
+@pytest.mark.parametrize("l,bits,shift,n", [(42, 35, 12, 37), (42, 35, 0, 64), (59, 59, 20, 9), (20, 16, 0, 1), (20, 16, 4, 5)])
 def test_both_sides_match_the_protocols_formulas(l, bits, shift, n):
     rng = np.random.default_rng(l + shift + n)
     ring, spec = Ring(l), GcSpec("circa", l, 4, "poszero", shift=shift, bits=bits)
