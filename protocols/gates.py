@@ -7,9 +7,10 @@ ceil(l/8) bytes, and the bits above l of a share mean nothing); a gate reads
 only the low `input_bits` of x̂, which the ring must hold (then x̂ mod 2^l suffices). Multi-round gates (Circa's sign test, then its select) exchange their
 intermediate openings over the channel passed in.
 
-The `poly` gate (a degree-2 polynomial of the faithfully truncated input, one opening) is
-computed here in numpy: its key is four words per element, linear in the public x̂ (see
-`poly_key`), so it needs no native code; the words have l + d bits, up to 128 (protocols.wide).
+The `poly` gate (a degree-2 polynomial of the faithfully truncated input, one opening) has
+no FSS key: its key is four words per element, linear in the public x̂ (see `poly_key`), dealt
+in numpy (protocols.wide: the words have l + d bits, up to 128) and evaluated online by
+pi_native.poly_eval.
 """
 from __future__ import annotations
 
@@ -121,10 +122,6 @@ def _low(x: np.ndarray, bits: int) -> np.ndarray:
     return x if bits >= 64 else x & np.uint64((1 << bits) - 1)
 
 
-def _pow2(e: int) -> np.uint64:
-    return np.uint64(0 if e >= 64 else 1 << e)
-
-
 def poly_ring(spec: GateSpec) -> WideRing:
     """The ring p(t) is computed in, Z_(2^(l + d)): its key words and both parties' terms."""
     return WideRing(spec.compute_bits)
@@ -174,16 +171,15 @@ def poly_opening(spec: GateSpec, xhat: np.ndarray) -> np.ndarray:
 def poly_eval(spec: GateSpec, party: int, key: np.ndarray, opened: np.ndarray, c2: np.ndarray | None) -> np.ndarray:
     """This party's share of p(t) + s_out·2^d mod 2^(l + d), shifted right by d (poly_share_out),
     from the opening x̂ >> s mod 2^(w − s) (poly_opening; key: its (words, 4, n) share of
-    poly_key; c2: the public quadratic coefficients, party 1 only)."""
+    poly_key; c2: the public quadratic coefficients, party 1 only).
+
+    With ẑ >> s = opening + (2^(w−2) >> s) mod 2^(w − s), H = (ẑ >> s) − (2^(w−2) >> s) and
+    p = bit_(w−s−1)(ẑ >> s), the share is A_p·H + B_p (+ c2·H² for party 1). pi_native computes
+    it in one pass over 128-bit integers: in numpy's two-word arithmetic it cost more online time
+    than the bytes and rounds it saves (the key words are l + d bits, up to 128)."""
     w, s = trunc_geometry(spec)
-    ring = poly_ring(spec)
-    zs = _low(_u64(opened) + (_pow2(w - 2) >> np.uint64(s)), w - s)          # ẑ >> s
-    H = ring.sub(ring.unsigned(zs), ring.unsigned(_pow2(w - 2) >> np.uint64(s)))
-    p = ((zs >> np.uint64(w - s - 1)) & np.uint64(1)).astype(bool)
-    y = ring.add(ring.mul(np.where(p, key[:, 1], key[:, 0]), H), np.where(p, key[:, 3], key[:, 2]))
-    if party == 1:
-        y = ring.add(y, ring.mul(ring.mul(ring.signed(_u64(c2)), H), H))
-    return poly_share_out(spec, y)
+    return pi_native.poly_eval(party, _u64(key), _u64(opened), None if c2 is None else _u64(c2), w=w, s=s,
+                               ring=spec.ring, out_shift=spec.out_shift)
 
 
 def poly_share_out(spec: GateSpec, y: np.ndarray) -> np.ndarray:

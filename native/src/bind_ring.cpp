@@ -68,6 +68,39 @@ void bind_ring(py::module_& m) {
       py::arg("x"), py::arg("weight"), py::arg("stride") = std::make_pair(1, 1),
       py::arg("padding") = std::make_pair(0, 0),
       "2-D cross-correlation (PyTorch conv2d semantics, groups=1) mod 2^64.");
+
+  m.def(
+      "poly_eval",
+      [](int party, const py::array& key_in, const py::array& opened_in, const py::object& c2_in, int w, int s,
+         int ring, int out_shift) {
+        auto key = as_u64(key_in, "key"), opened = as_u64(opened_in, "opened");
+        if (party != 0 && party != 1) throw py::value_error("party must be 0 or 1");
+        if (w < 2 || w > 64 || s < 0 || s > w - 2 || ring < 1 || ring > 64 || out_shift < 0 || ring + out_shift > 128)
+          throw py::value_error("poly_eval needs 2 ≤ w ≤ 64, 0 ≤ s ≤ w − 2, 1 ≤ ring ≤ 64, ring + out_shift ≤ 128");
+        const size_t words = ring + out_shift > 64 ? 2 : 1, n = opened.ndim() == 1 ? opened.shape(0) : 0;
+        if (opened.ndim() != 1 || key.ndim() != 3 || static_cast<size_t>(key.shape(0)) != words ||
+            key.shape(1) != 4 || static_cast<size_t>(key.shape(2)) != n)
+          throw py::value_error("poly_eval needs opened (n,) and key (" + std::to_string(words) + ", 4, n); got " +
+                                shape_str(opened) + " and " + shape_str(key));
+        U64Array c2;
+        if (party == 1) {
+          if (c2_in.is_none()) throw py::value_error("party 1 needs the coefficients c2");
+          c2 = as_u64(c2_in.cast<py::array>(), "c2");
+          if (c2.ndim() != 1 || static_cast<size_t>(c2.shape(0)) != n)
+            throw py::value_error("c2 must have shape (n,), got " + shape_str(c2));
+        }
+        py::array_t<uint64_t> y(static_cast<py::ssize_t>(n));
+        PolyShape p{n, words, static_cast<unsigned>(w), static_cast<unsigned>(s), static_cast<unsigned>(ring),
+                    static_cast<unsigned>(out_shift)};
+        {
+          py::gil_scoped_release nogil;
+          poly_eval(key.data(), opened.data(), party == 1 ? c2.data() : nullptr, y.mutable_data(), p);
+        }
+        return y;
+      },
+      py::arg("party"), py::arg("key"), py::arg("opened"), py::arg("c2"), py::arg("w"), py::arg("s"),
+      py::arg("ring"), py::arg("out_shift"),
+      "The poly gate's share of one party, shifted down by out_shift, mod 2^ring (protocols.gates.poly_eval).");
 }
 
 }  // namespace pi_native

@@ -122,4 +122,25 @@ void ring_conv2d(const uint64_t* x, const uint64_t* w, uint64_t* y, const Conv2d
   }
 }
 
+void poly_eval(const uint64_t* key, const uint64_t* opened, const uint64_t* c2, uint64_t* y, const PolyShape& p) {
+  using u128 = unsigned __int128;
+  const unsigned ws = p.w - p.s;
+  const uint64_t low = ws >= 64 ? ~0ull : (1ull << ws) - 1, ring_mask = p.ring >= 64 ? ~0ull : (1ull << p.ring) - 1;
+  const uint64_t off = (1ull << (p.w - 2)) >> p.s;                    // 2^(w−2) >> s, w ≤ 64
+  const uint64_t* hi = p.words > 1 ? key + 4 * p.n : nullptr;
+  auto word = [&](size_t row, size_t i) {
+    return u128(key[row * p.n + i]) | (hi ? u128(hi[row * p.n + i]) << 64 : u128(0));
+  };
+  for (size_t i = 0; i < p.n; ++i) {
+    const uint64_t zs = (opened[i] + off) & low;                        // ẑ >> s
+    const u128 H = u128(zs) - u128(off);                                // wraps mod 2^128 as the ring does
+    const size_t sel = (zs >> (ws - 1)) & 1;
+    u128 v = word(sel, i) * H + word(2 + sel, i);
+    if (c2) v += u128(static_cast<__int128>(static_cast<int64_t>(c2[i]))) * H * H;
+    // Bits of v at ring + out_shift and above land at ring and above after the shift: the
+    // reduction mod 2^ring drops them, so v needs no reduction mod 2^(ring + out_shift) first.
+    y[i] = p.out_shift ? static_cast<uint64_t>(v >> p.out_shift) & ring_mask : static_cast<uint64_t>(v);
+  }
+}
+
 }  // namespace pi_native

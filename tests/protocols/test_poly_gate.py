@@ -161,3 +161,50 @@ def test_dealer_poly_sites_output_at_scale_f_in_every_ring(ring_bits):
     spec = gates.GateSpec("poly", shift=op.shift, bits=op.value_bits)
     payload, rounds = act_online(sm, 2 * n, gates.poly_opening_bits(spec))
     assert payload == ((gates.poly_opening_bits(spec) + 7) // 8 + plan.ring.elem_bytes) * 2 * n and rounds == 1
+
+
+def numpy_poly_eval(spec, party, key, opened, c2):
+    """The gate's evaluation in numpy's wide words (protocols.wide), as it ran before pi_native's:
+    the reference the native pass must match bit for bit."""
+    w, s = gates.trunc_geometry(spec)
+    ring = gates.poly_ring(spec)
+    off = U64(1 << (w - 2)) >> U64(s)
+    zs = (opened + off) & U64((1 << (w - s)) - 1)
+    H = ring.sub(ring.unsigned(zs), ring.unsigned(off))
+    p = ((zs >> U64(w - s - 1)) & U64(1)).astype(bool)
+    y = ring.add(ring.mul(np.where(p, key[:, 1], key[:, 0]), H), np.where(p, key[:, 3], key[:, 2]))
+    if party == 1:
+        y = ring.add(y, ring.mul(ring.mul(ring.signed(c2), H), H))
+    return gates.poly_share_out(spec, y)
+
+
+@pytest.mark.parametrize("l,n,shift,d", [(40, 39, 12, 24), (49, 48, 24, 24), (56, 55, 12, 24), (64, 63, 12, 24),
+                                         (64, 64, 12, 64), (40, 39, 12, 0), (64, 64, 0, 0), (52, 51, 12, 24)])
+def test_native_poly_eval_is_bit_exact(l, n, shift, d):
+    """pi_native.poly_eval against the numpy wide-word evaluation and against Python integers,
+    per party and element, on arbitrary key words (both words full: the pass must reduce) and
+    openings including the selector's edges: (A_p·H + B_p [+ c2·H²] mod 2^(l+d)) >> d mod 2^l."""
+    rng = np.random.default_rng(l * 1000 + n + shift + d)
+    m = 2000
+    spec = gates.GateSpec("poly", shift=shift, bits=n, ring=l, out_shift=d)
+    w, s = gates.trunc_geometry(spec)
+    ring = gates.poly_ring(spec)
+    key = np.stack([shares(rng, 4 * m).reshape(4, m) for _ in range(ring.words)])
+    opened = shares(rng, m) & U64((1 << (w - s)) - 1)
+    top = 1 << (w - s)
+    opened[:6] = [0, 1, top - 1, top >> 1, (top >> 1) - 1, (top >> 2)]
+    c2 = rng.integers(-2**40, 2**40, m, dtype=I64).view(U64)
+    c2[:3] = [0, 2**63, 2**64 - 1]
+    K = l + d
+    off = (1 << (w - 2)) >> s
+    for party in (0, 1):
+        c = c2 if party else None
+        got = gates.poly_eval(spec, party, key, opened, c)
+        np.testing.assert_array_equal(got, numpy_poly_eval(spec, party, key, opened, c))
+        for i in range(m):
+            zs = (int(opened[i]) + off) % top
+            H, p = zs - off, zs >> (w - s - 1)
+            word = [sum(int(key[j, r, i]) << (64 * j) for j in range(ring.words)) for r in range(4)]
+            v = word[p] * H + word[2 + p] + (int(c2.view(I64)[i]) * H * H if party else 0)
+            want = v % (1 << 64) if not d else ((v % (1 << K)) >> d) % (1 << l)
+            assert int(got[i]) == want, (party, i)
